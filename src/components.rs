@@ -1,0 +1,199 @@
+//! The registry of component types: what each is called in configuration, which signals it
+//! carries, and how its settings are decoded and checked.
+
+use crate::config::{ComponentId, ComponentKind, ConfigError, Node, from_node};
+use crate::exporters::{debug::DebugConfig, file::FileConfig};
+use crate::extensions::health_check::HealthCheckConfig;
+use crate::pipeline::Signal;
+use crate::processors::batch::BatchConfig;
+use crate::receivers::otlp::OtlpReceiverConfig;
+use serde::de::DeserializeOwned;
+
+/// One component type as `switchyard components` lists it.
+pub struct TypeInfo {
+    pub kind: ComponentKind,
+    pub name: &'static str,
+    pub signals: &'static [Signal],
+    pub description: &'static str,
+}
+
+const ALL_SIGNALS: &[Signal] = &Signal::ALL;
+
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "otlp",
+        signals: ALL_SIGNALS,
+        description: "OTLP over gRPC and HTTP (protobuf and JSON)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
+        name: "batch",
+        signals: ALL_SIGNALS,
+        description: "groups data into batches by size and time",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
+        name: "debug",
+        signals: ALL_SIGNALS,
+        description: "writes data to switchyard's log",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
+        name: "file",
+        signals: ALL_SIGNALS,
+        description: "appends OTLP/JSON lines to a file, with rotation",
+    },
+    TypeInfo {
+        kind: ComponentKind::Extension,
+        name: "health_check",
+        signals: &[],
+        description: "HTTP health endpoint (200 running, 503 otherwise)",
+    },
+];
+
+pub fn type_names(kind: ComponentKind) -> Vec<&'static str> {
+    TYPES
+        .iter()
+        .filter(|t| t.kind == kind)
+        .map(|t| t.name)
+        .collect()
+}
+
+fn signals_of(kind: ComponentKind, name: &str) -> &'static [Signal] {
+    TYPES
+        .iter()
+        .find(|t| t.kind == kind && t.name == name)
+        .map_or(&[], |t| t.signals)
+}
+
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    Otlp(OtlpReceiverConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum ProcessorConfig {
+    Batch(BatchConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExporterConfig {
+    Debug(DebugConfig),
+    File(FileConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExtensionConfig {
+    HealthCheck(HealthCheckConfig),
+}
+
+impl ReceiverConfig {
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ReceiverConfig::Otlp(_) => signals_of(ComponentKind::Receiver, "otlp"),
+        }
+    }
+}
+
+impl ProcessorConfig {
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ProcessorConfig::Batch(_) => signals_of(ComponentKind::Processor, "batch"),
+        }
+    }
+}
+
+impl ExporterConfig {
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ExporterConfig::Debug(_) => signals_of(ComponentKind::Exporter, "debug"),
+            ExporterConfig::File(_) => signals_of(ComponentKind::Exporter, "file"),
+        }
+    }
+}
+
+/// Decodes a typed config and runs its own checks, pinning their errors to the key they name.
+fn typed<T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+    validate: impl Fn(&T) -> Result<(), (String, String)>,
+) -> Result<T, ConfigError> {
+    let cfg: T = from_node(node, path)?;
+    validate(&cfg).map_err(|(key, message)| {
+        let mut at = node;
+        for part in key.split('.') {
+            match at.get(part) {
+                Some(n) => at = n,
+                None => break,
+            }
+        }
+        ConfigError::new(&at.loc, format!("{path}.{key}"), message)
+    })?;
+    Ok(cfg)
+}
+
+fn no_checks<T>(_: &T) -> Result<(), (String, String)> {
+    Ok(())
+}
+
+pub fn decode_receiver(
+    id: &ComponentId,
+    node: &Node,
+    path: &str,
+) -> Result<Option<ReceiverConfig>, ConfigError> {
+    Ok(match id.type_name.as_str() {
+        "otlp" => Some(ReceiverConfig::Otlp(typed(
+            node,
+            path,
+            OtlpReceiverConfig::validate,
+        )?)),
+        _ => None,
+    })
+}
+
+pub fn decode_processor(
+    id: &ComponentId,
+    node: &Node,
+    path: &str,
+) -> Result<Option<ProcessorConfig>, ConfigError> {
+    Ok(match id.type_name.as_str() {
+        "batch" => Some(ProcessorConfig::Batch(typed(
+            node,
+            path,
+            BatchConfig::validate,
+        )?)),
+        _ => None,
+    })
+}
+
+pub fn decode_exporter(
+    id: &ComponentId,
+    node: &Node,
+    path: &str,
+) -> Result<Option<ExporterConfig>, ConfigError> {
+    Ok(match id.type_name.as_str() {
+        "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
+        "file" => Some(ExporterConfig::File(typed(
+            node,
+            path,
+            FileConfig::validate,
+        )?)),
+        _ => None,
+    })
+}
+
+pub fn decode_extension(
+    id: &ComponentId,
+    node: &Node,
+    path: &str,
+) -> Result<Option<ExtensionConfig>, ConfigError> {
+    Ok(match id.type_name.as_str() {
+        "health_check" => Some(ExtensionConfig::HealthCheck(typed(
+            node,
+            path,
+            HealthCheckConfig::validate,
+        )?)),
+        _ => None,
+    })
+}

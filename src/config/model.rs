@@ -1,0 +1,506 @@
+//! The configuration model: components by id, the service section and its pipelines, and the
+//! checks that tie them together (every name defined, every component able to carry its signal).
+
+use super::de::from_node;
+use super::error::{ConfigError, Loc, nearest, unknown_key_message};
+use super::yaml::{Node, NodeKind};
+use crate::components::{self, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
+use crate::pipeline::Signal;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The five kinds of component a configuration can define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+    Connector,
+}
+
+impl ComponentKind {
+    pub fn section(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receivers",
+            ComponentKind::Processor => "processors",
+            ComponentKind::Exporter => "exporters",
+            ComponentKind::Extension => "extensions",
+            ComponentKind::Connector => "connectors",
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receiver",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Exporter => "exporter",
+            ComponentKind::Extension => "extension",
+            ComponentKind::Connector => "connector",
+        }
+    }
+}
+
+/// A component id, `type[/name]`, such as `otlp` or `otlp/vendor`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComponentId {
+    pub type_name: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn parse(text: &str) -> Result<ComponentId, String> {
+        let (t, n) = match text.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (text, None),
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        };
+        if !valid(t) || n.is_some_and(|n| n.is_empty() || n.contains('/')) {
+            return Err(format!(
+                "invalid component id \"{text}\": expected type[/name], such as otlp or otlp/vendor"
+            ));
+        }
+        Ok(ComponentId {
+            type_name: t.to_string(),
+            name: n.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+/// A pipeline id, `signal[/name]`, such as `traces` or `traces/vendor`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipelineId {
+    pub signal: Signal,
+    pub name: Option<String>,
+}
+
+impl fmt::Display for PipelineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.signal, n),
+            None => write!(f, "{}", self.signal),
+        }
+    }
+}
+
+/// One pipeline: its receivers, processors in order, and exporters.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub receivers: Vec<ComponentId>,
+    pub processors: Vec<ComponentId>,
+    pub exporters: Vec<ComponentId>,
+}
+
+/// `service.telemetry`: how switchyard reports on itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub logs: LogsTelemetry,
+    pub metrics: MetricsTelemetry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsTelemetry {
+    /// debug, info, warn or error.
+    pub level: LogLevel,
+    /// console or json.
+    pub encoding: LogEncoding,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogEncoding {
+    Console,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsTelemetry {
+    /// none, basic, normal or detailed; `none` turns the endpoint off.
+    pub level: MetricsLevel,
+    /// Where the Prometheus endpoint listens.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsLevel {
+    None,
+    Basic,
+    Normal,
+    Detailed,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            logs: LogsTelemetry::default(),
+            metrics: MetricsTelemetry::default(),
+        }
+    }
+}
+
+impl Default for LogsTelemetry {
+    fn default() -> Self {
+        LogsTelemetry {
+            level: LogLevel::Info,
+            encoding: LogEncoding::Console,
+        }
+    }
+}
+
+impl Default for MetricsTelemetry {
+    fn default() -> Self {
+        MetricsTelemetry {
+            level: MetricsLevel::Normal,
+            address: "127.0.0.1:8888".to_string(),
+        }
+    }
+}
+
+/// A whole, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
+    pub pipelines: BTreeMap<PipelineId, PipelineConfig>,
+    pub service_extensions: Vec<ComponentId>,
+    pub telemetry: TelemetryConfig,
+    pub shutdown_timeout: Duration,
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "receivers",
+    "processors",
+    "exporters",
+    "extensions",
+    "connectors",
+    "service",
+];
+const SERVICE_KEYS: &[&str] = &["pipelines", "extensions", "telemetry", "shutdown_timeout"];
+const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
+
+fn map_entries<'a>(
+    node: &'a Node,
+    path: &str,
+) -> Result<&'a [(super::yaml::Key, Node)], ConfigError> {
+    match &node.kind {
+        NodeKind::Map(e) => Ok(e),
+        NodeKind::Null => Ok(&[]),
+        _ => Err(ConfigError::new(
+            &node.loc,
+            path,
+            format!("expected a mapping, found {}", node.describe()),
+        )),
+    }
+}
+
+fn check_keys(node: &Node, path: &str, known: &[&str]) -> Result<(), ConfigError> {
+    for (k, _) in map_entries(node, path)? {
+        if !known.contains(&k.name.as_str()) {
+            let p = if path.is_empty() {
+                k.name.clone()
+            } else {
+                format!("{path}.{}", k.name)
+            };
+            return Err(ConfigError::new(
+                &k.loc,
+                p,
+                unknown_key_message(&k.name, known),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one `receivers:`/`exporters:`/… section with `decode` for each entry.
+fn section<T>(
+    root: &Node,
+    kind: ComponentKind,
+    decode: impl Fn(&ComponentId, &Node, &str) -> Result<Option<T>, ConfigError>,
+) -> Result<BTreeMap<ComponentId, T>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(node) = root.get(kind.section()) else {
+        return Ok(out);
+    };
+    for (k, v) in map_entries(node, kind.section())? {
+        let path = format!("{}.{}", kind.section(), k.name);
+        let id = ComponentId::parse(&k.name).map_err(|m| ConfigError::new(&k.loc, &path, m))?;
+        match decode(&id, v, &path)? {
+            Some(cfg) => {
+                out.insert(id, cfg);
+            }
+            None => {
+                let known = components::type_names(kind);
+                let mut msg = format!("unknown {} type \"{}\"", kind.singular(), id.type_name);
+                if let Some(s) = nearest(&id.type_name, known.iter().copied()) {
+                    msg.push_str(&format!("; did you mean \"{s}\"?"));
+                }
+                if known.is_empty() {
+                    msg.push_str(&format!(
+                        " (switchyard has no {} types yet)",
+                        kind.singular()
+                    ));
+                } else {
+                    msg.push_str(&format!(
+                        " (known {} types: {})",
+                        kind.singular(),
+                        known.join(", ")
+                    ));
+                }
+                return Err(ConfigError::new(&k.loc, path, msg));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Builds and checks the model from a merged tree.
+    pub fn from_node(root: &Node) -> Result<Config, ConfigError> {
+        check_keys(root, "", TOP_LEVEL)?;
+        let receivers = section(root, ComponentKind::Receiver, components::decode_receiver)?;
+        let processors = section(root, ComponentKind::Processor, components::decode_processor)?;
+        let exporters = section(root, ComponentKind::Exporter, components::decode_exporter)?;
+        let extensions = section(root, ComponentKind::Extension, components::decode_extension)?;
+        let _connectors: BTreeMap<ComponentId, ()> =
+            section(root, ComponentKind::Connector, |_, _, _| Ok(None))?;
+
+        let service = root.get("service").ok_or_else(|| {
+            ConfigError::new(&root.loc, "service", "missing required key \"service\"")
+        })?;
+        check_keys(service, "service", SERVICE_KEYS)?;
+        let telemetry: TelemetryConfig = match service.get("telemetry") {
+            Some(n) => from_node(n, "service.telemetry")?,
+            None => TelemetryConfig::default(),
+        };
+        if telemetry.metrics.level != MetricsLevel::None {
+            let n = service
+                .get("telemetry")
+                .and_then(|t| t.get("metrics"))
+                .and_then(|m| m.get("address"));
+            crate::net::check_endpoint(&telemetry.metrics.address).map_err(|m| match n {
+                Some(n) => ConfigError::new(&n.loc, "service.telemetry.metrics.address", m),
+                None => ConfigError::new(&service.loc, "service.telemetry.metrics.address", m),
+            })?;
+        }
+        let shutdown_timeout = match service.get("shutdown_timeout") {
+            Some(n) => {
+                let text = n.as_str().unwrap_or_default();
+                super::duration::parse(text)
+                    .map_err(|m| ConfigError::new(&n.loc, "service.shutdown_timeout", m))?
+            }
+            None => Duration::from_secs(10),
+        };
+
+        let mut service_extensions = Vec::new();
+        if let Some(list) = service.get("extensions") {
+            for (id, loc) in id_list(list, "service.extensions")? {
+                if !extensions.contains_key(&id) {
+                    return Err(undefined(
+                        &loc,
+                        "service.extensions",
+                        ComponentKind::Extension,
+                        &id,
+                        extensions.keys(),
+                    ));
+                }
+                service_extensions.push(id);
+            }
+        }
+
+        let pipelines_node = service.get("pipelines").ok_or_else(|| {
+            ConfigError::new(
+                &service.loc,
+                "service.pipelines",
+                "missing required key \"pipelines\": define at least one pipeline",
+            )
+        })?;
+        let mut pipelines = BTreeMap::new();
+        for (k, v) in map_entries(pipelines_node, "service.pipelines")? {
+            let path = format!("service.pipelines.{}", k.name);
+            let (sig, name) = match k.name.split_once('/') {
+                Some((s, n)) => (s, Some(n.to_string())),
+                None => (k.name.as_str(), None),
+            };
+            let signal = Signal::parse(sig).ok_or_else(|| {
+                ConfigError::new(
+                    &k.loc,
+                    &path,
+                    format!(
+                        "unknown signal \"{sig}\" in pipeline id (expected traces, metrics or logs)"
+                    ),
+                )
+            })?;
+            check_keys(v, &path, PIPELINE_KEYS)?;
+            let mut lists: [Vec<ComponentId>; 3] = Default::default();
+            for (i, (key, kind)) in [
+                ("receivers", ComponentKind::Receiver),
+                ("processors", ComponentKind::Processor),
+                ("exporters", ComponentKind::Exporter),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let lpath = format!("{path}.{key}");
+                let entries = match v.get(key) {
+                    Some(n) => id_list(n, &lpath)?,
+                    None => Vec::new(),
+                };
+                if entries.is_empty() && kind != ComponentKind::Processor {
+                    return Err(ConfigError::new(
+                        &k.loc,
+                        &lpath,
+                        format!("a pipeline needs at least one {}", kind.singular()),
+                    ));
+                }
+                for (id, loc) in entries {
+                    let supported = match kind {
+                        ComponentKind::Receiver => receivers.get(&id).map(ReceiverConfig::signals),
+                        ComponentKind::Processor => {
+                            processors.get(&id).map(ProcessorConfig::signals)
+                        }
+                        _ => exporters.get(&id).map(ExporterConfig::signals),
+                    };
+                    let Some(supported) = supported else {
+                        let defined: Vec<&ComponentId> = match kind {
+                            ComponentKind::Receiver => receivers.keys().collect(),
+                            ComponentKind::Processor => processors.keys().collect(),
+                            _ => exporters.keys().collect(),
+                        };
+                        return Err(undefined(&loc, &lpath, kind, &id, defined.into_iter()));
+                    };
+                    if !supported.contains(&signal) {
+                        return Err(ConfigError::new(
+                            &loc,
+                            &lpath,
+                            format!(
+                                "{} \"{id}\" does not support {signal} (it supports: {})",
+                                kind.singular(),
+                                supported
+                                    .iter()
+                                    .map(|s| s.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                    if lists[i].contains(&id) {
+                        return Err(ConfigError::new(
+                            &loc,
+                            &lpath,
+                            format!("\"{id}\" is listed twice"),
+                        ));
+                    }
+                    lists[i].push(id);
+                }
+            }
+            let [receivers_l, processors_l, exporters_l] = lists;
+            pipelines.insert(
+                PipelineId { signal, name },
+                PipelineConfig {
+                    receivers: receivers_l,
+                    processors: processors_l,
+                    exporters: exporters_l,
+                },
+            );
+        }
+        if pipelines.is_empty() {
+            return Err(ConfigError::new(
+                &pipelines_node.loc,
+                "service.pipelines",
+                "define at least one pipeline",
+            ));
+        }
+        Ok(Config {
+            receivers,
+            processors,
+            exporters,
+            extensions,
+            pipelines,
+            service_extensions,
+            telemetry,
+            shutdown_timeout,
+        })
+    }
+}
+
+fn id_list(node: &Node, path: &str) -> Result<Vec<(ComponentId, Loc)>, ConfigError> {
+    let items: &[Node] = match &node.kind {
+        NodeKind::Seq(items) => items,
+        NodeKind::Null => &[],
+        _ => {
+            return Err(ConfigError::new(
+                &node.loc,
+                path,
+                format!(
+                    "expected a list of component ids, found {}",
+                    node.describe()
+                ),
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|n| {
+            let text = n
+                .as_str()
+                .ok_or_else(|| ConfigError::new(&n.loc, path, "expected a component id"))?;
+            ComponentId::parse(text)
+                .map(|id| (id, n.loc.clone()))
+                .map_err(|m| ConfigError::new(&n.loc, path, m))
+        })
+        .collect()
+}
+
+fn undefined<'a>(
+    loc: &Loc,
+    path: &str,
+    kind: ComponentKind,
+    id: &ComponentId,
+    defined: impl Iterator<Item = &'a ComponentId>,
+) -> ConfigError {
+    let names: Vec<String> = defined.map(|d| d.to_string()).collect();
+    let mut msg = format!(
+        "{} \"{id}\" is not defined in \"{}\"",
+        kind.singular(),
+        kind.section()
+    );
+    if let Some(s) = nearest(&id.to_string(), names.iter().map(String::as_str)) {
+        msg.push_str(&format!("; did you mean \"{s}\"?"));
+    }
+    if names.is_empty() {
+        msg.push_str(&format!(" (no {} are defined)", kind.section()));
+    } else {
+        msg.push_str(&format!(" (defined: {})", names.join(", ")));
+    }
+    ConfigError::new(loc, path, msg)
+}

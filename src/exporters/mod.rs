@@ -1,0 +1,5 @@
+//! Exporters: one module per exporter type, named as in configuration, plus the shared queue.
+
+pub mod debug;
+pub mod file;
+pub mod queue;

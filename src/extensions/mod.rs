@@ -1,0 +1,3 @@
+//! Extensions: components outside the pipelines.
+
+pub mod health_check;

@@ -1,0 +1,13 @@
+//! switchyard: a telemetry gateway. Receivers take OTLP (and more) from services, pipelines of
+//! processors batch and transform it, and exporters fan it out to backends.
+
+pub mod components;
+pub mod config;
+pub mod exporters;
+pub mod extensions;
+pub mod net;
+pub mod pipeline;
+pub mod processors;
+pub mod receivers;
+pub mod rpc_status;
+pub mod telemetry;

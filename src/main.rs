@@ -1,0 +1,162 @@
+//! The `switchyard` command: run the gateway, validate a configuration, or list component types.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchyard::config::{self, Config, ConfigError};
+use switchyard::pipeline::RunningService;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A telemetry gateway: OTLP in, batching and processing, fan-out to backends"
+)]
+struct Cli {
+    /// Configuration file; repeat to merge several (later files override earlier ones).
+    /// Without any, switchyard runs its embedded default configuration.
+    #[arg(long = "config", short = 'c', global = true, value_name = "FILE")]
+    config: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Check the configuration and print the pipelines it would build.
+    Validate,
+    /// List every receiver, processor, exporter and extension type with its signals.
+    Components,
+}
+
+fn load(cli: &Cli) -> Result<(Config, bool), ConfigError> {
+    if cli.config.is_empty() {
+        let sources = [(
+            "<embedded default>".to_string(),
+            config::DEFAULT_CONFIG.to_string(),
+        )];
+        Ok((config::load_sources(&sources)?, true))
+    } else {
+        Ok((config::load_files(&cli.config)?, false))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Components) => {
+            print_components();
+            ExitCode::SUCCESS
+        }
+        Some(Command::Validate) => match load(&cli) {
+            Ok((cfg, _)) => {
+                print_pipelines(&cfg);
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failure(&e),
+        },
+        Some(Command::Run) | None => match load(&cli) {
+            Ok((cfg, default)) => run(cfg, default),
+            Err(e) => config_failure(&e),
+        },
+    }
+}
+
+fn config_failure(e: &ConfigError) -> ExitCode {
+    eprintln!("switchyard: invalid configuration: {e}");
+    ExitCode::from(2)
+}
+
+fn print_components() {
+    use switchyard::config::ComponentKind;
+    for kind in [
+        ComponentKind::Receiver,
+        ComponentKind::Processor,
+        ComponentKind::Exporter,
+        ComponentKind::Extension,
+    ] {
+        println!("{}:", kind.section());
+        for t in switchyard::components::TYPES
+            .iter()
+            .filter(|t| t.kind == kind)
+        {
+            let signals: Vec<String> = t.signals.iter().map(|s| s.to_string()).collect();
+            let signals = if signals.is_empty() {
+                "-".to_string()
+            } else {
+                signals.join(", ")
+            };
+            println!("  {:<14} {:<24} {}", t.name, signals, t.description);
+        }
+    }
+}
+
+fn print_pipelines(cfg: &Config) {
+    println!("configuration is valid; pipelines:");
+    for (id, p) in &cfg.pipelines {
+        let list = |v: &[switchyard::config::ComponentId]| {
+            v.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let processors = if p.processors.is_empty() {
+            "(none)".to_string()
+        } else {
+            list(&p.processors)
+        };
+        println!(
+            "  {id}: receivers [{}] -> processors [{processors}] -> exporters [{}]",
+            list(&p.receivers),
+            list(&p.exporters)
+        );
+    }
+}
+
+fn run(cfg: Config, default: bool) -> ExitCode {
+    switchyard::telemetry::logs::init(&cfg.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if default {
+            tracing::info!(
+                "no --config given: using the embedded default configuration (OTLP gRPC on localhost:4317 and HTTP on localhost:4318 -> batch -> debug)"
+            );
+        }
+        let service = match RunningService::start(&cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                eprintln!("switchyard: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        if service.shutdown().await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

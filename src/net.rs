@@ -1,0 +1,143 @@
+//! Listening: checking `host:port` endpoints, binding them, and serving HTTP/1.1 and HTTP/2
+//! (including gRPC's cleartext HTTP/2) with graceful shutdown.
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Checks that `endpoint` is `host:port` with a numeric port, as the collector expects.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "invalid address \"{endpoint}\": expected host:port, such as localhost:4317 or 0.0.0.0:4317"
+        )
+    };
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(bad());
+    }
+    if host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(bad());
+    }
+    port.parse::<u16>().map_err(|_| bad())?;
+    Ok(())
+}
+
+/// Binds a TCP listener on `endpoint`, trying each address it resolves to.
+pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
+    check_endpoint(endpoint)?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
+        .await
+        .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
+        .collect();
+    let mut last = format!("{endpoint} resolves to no address");
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = format!("cannot listen on {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on `listener` with `handler` until `shutdown` fires, then lets
+/// requests in progress finish (up to `grace`).
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<BoxBody>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let fut = handler(req);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// The response body type every switchyard HTTP handler returns.
+pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<
+    bytes::Bytes,
+    Box<dyn std::error::Error + Send + Sync>,
+>;
+
+/// A complete response with `status`, `content_type` and `body`.
+pub fn response(
+    status: http::StatusCode,
+    content_type: &str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<BoxBody> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert!(check_endpoint("localhost:4317").is_ok());
+        assert!(check_endpoint("0.0.0.0:1").is_ok());
+        assert!(check_endpoint("[::1]:4317").is_ok());
+        assert!(check_endpoint(":4317").is_ok());
+        assert!(check_endpoint("localhost").is_err());
+        assert!(check_endpoint("localhost:http").is_err());
+        assert!(check_endpoint("localhost:70000").is_err());
+        assert!(check_endpoint("http://localhost:4317").is_err());
+    }
+}

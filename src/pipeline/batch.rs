@@ -1,0 +1,429 @@
+//! The batch: one signal's data on its way through a pipeline. It can stay in the encoded form it
+//! arrived in (OTLP protobuf) until something needs its fields, and then decodes once; copies
+//! handed to several exporters share one payload.
+
+use super::ack::{Ack, Refusal};
+use super::signal::Signal;
+use bytes::{Bytes, BytesMut};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use std::sync::{Arc, OnceLock};
+
+/// A decoded OTLP export request of one signal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+/// Stored bytes that no longer decode: a bug upstream, since receivers validate what they take.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid OTLP {signal} payload: {reason}")]
+pub struct DecodeError {
+    pub signal: Signal,
+    pub reason: String,
+}
+
+impl Request {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Request::Traces(_) => Signal::Traces,
+            Request::Metrics(_) => Signal::Metrics,
+            Request::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Decodes protobuf bytes of `signal`'s export request.
+    pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Request, DecodeError> {
+        let err = |e: prost::DecodeError| DecodeError {
+            signal,
+            reason: e.to_string(),
+        };
+        Ok(match signal {
+            Signal::Traces => {
+                Request::Traces(ExportTraceServiceRequest::decode(bytes).map_err(err)?)
+            }
+            Signal::Metrics => {
+                Request::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(err)?)
+            }
+            Signal::Logs => Request::Logs(ExportLogsServiceRequest::decode(bytes).map_err(err)?),
+        })
+    }
+
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        match self {
+            Request::Traces(r) => r.encode_to_vec(),
+            Request::Metrics(r) => r.encode_to_vec(),
+            Request::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// Spans, metric data points or log records.
+    pub fn item_count(&self) -> usize {
+        match self {
+            Request::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum(),
+            Request::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| metric_points(m.data.as_ref()))
+                .sum(),
+            Request::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len())
+                .sum(),
+        }
+    }
+
+    /// Appends `other`'s resources to this request (both of one signal).
+    pub fn append(&mut self, other: Request) {
+        match (self, other) {
+            (Request::Traces(a), Request::Traces(b)) => a.resource_spans.extend(b.resource_spans),
+            (Request::Metrics(a), Request::Metrics(b)) => {
+                a.resource_metrics.extend(b.resource_metrics)
+            }
+            (Request::Logs(a), Request::Logs(b)) => a.resource_logs.extend(b.resource_logs),
+            _ => debug_assert!(false, "appending requests of different signals"),
+        }
+    }
+
+    pub fn empty(signal: Signal) -> Request {
+        match signal {
+            Signal::Traces => Request::Traces(Default::default()),
+            Signal::Metrics => Request::Metrics(Default::default()),
+            Signal::Logs => Request::Logs(Default::default()),
+        }
+    }
+}
+
+/// Data points in one metric, as the collector counts them.
+pub fn metric_points(data: Option<&Data>) -> usize {
+    match data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+/// The shared body of a batch: the wire form, the decoded form, or both.
+#[derive(Debug, Clone)]
+struct Payload {
+    /// One or more concatenated protobuf export requests, as received.
+    encoded: Option<Bytes>,
+    decoded: OnceLock<Request>,
+}
+
+/// See the module comment.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    signal: Signal,
+    items: usize,
+    payload: Arc<Payload>,
+    acks: Vec<Ack>,
+}
+
+impl Batch {
+    /// A batch from protobuf bytes that the caller has validated and counted.
+    pub fn from_encoded(signal: Signal, bytes: Bytes, items: usize) -> Batch {
+        Batch {
+            signal,
+            items,
+            payload: Arc::new(Payload {
+                encoded: Some(bytes),
+                decoded: OnceLock::new(),
+            }),
+            acks: Vec::new(),
+        }
+    }
+
+    pub fn from_request(request: Request) -> Batch {
+        let (signal, items) = (request.signal(), request.item_count());
+        let decoded = OnceLock::new();
+        let _ = decoded.set(request);
+        Batch {
+            signal,
+            items,
+            payload: Arc::new(Payload {
+                encoded: None,
+                decoded,
+            }),
+            acks: Vec::new(),
+        }
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    /// Spans, data points or log records in the batch, known without decoding.
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// Bytes of the wire form if there is one, else an estimate from the item count.
+    pub fn encoded_len(&self) -> usize {
+        match &self.payload.encoded {
+            Some(b) => b.len(),
+            None => self.items * 256,
+        }
+    }
+
+    pub fn is_encoded(&self) -> bool {
+        self.payload.encoded.is_some()
+    }
+
+    /// Ties the batch to a receiver's answer.
+    pub fn attach(&mut self, ack: Ack) {
+        self.acks.push(ack);
+    }
+
+    /// Detaches the acknowledgements, leaving the data.
+    pub fn take_acks(&mut self) -> Vec<Ack> {
+        std::mem::take(&mut self.acks)
+    }
+
+    /// Marks the batch as not taken for every receiver waiting on it.
+    pub fn fail(&mut self, refusal: Refusal) {
+        for ack in self.acks.drain(..) {
+            ack.fail(refusal.clone());
+        }
+    }
+
+    /// The decoded request; decodes on first use and keeps the result for every copy.
+    pub fn request(&self) -> Result<&Request, DecodeError> {
+        if let Some(r) = self.payload.decoded.get() {
+            return Ok(r);
+        }
+        let bytes = self.payload.encoded.as_deref().unwrap_or_default();
+        let decoded = Request::decode(self.signal, bytes)?;
+        Ok(self.payload.decoded.get_or_init(|| decoded))
+    }
+
+    /// The request for changing; copies the payload if another batch shares it, and drops the
+    /// wire form, which no longer matches.
+    pub fn request_mut(&mut self) -> Result<&mut Request, DecodeError> {
+        self.request()?;
+        let payload = Arc::make_mut(&mut self.payload);
+        payload.encoded = None;
+        let request = payload.decoded.get_mut().ok_or_else(|| DecodeError {
+            signal: self.signal,
+            reason: "decoded payload vanished".to_string(),
+        })?;
+        Ok(request)
+    }
+
+    /// Recounts items after a processor changed the request.
+    pub fn recount(&mut self) {
+        if let Some(r) = self.payload.decoded.get() {
+            self.items = r.item_count();
+        }
+    }
+
+    /// The wire form for an OTLP exporter: the original bytes if untouched, else encoded now.
+    pub fn to_encoded(&self) -> Bytes {
+        match (&self.payload.encoded, self.payload.decoded.get()) {
+            (Some(b), _) => b.clone(),
+            (None, Some(r)) => Bytes::from(r.encode_to_vec()),
+            (None, None) => Bytes::new(),
+        }
+    }
+
+    /// Joins batches of one signal into one. Encoded batches stay encoded (protobuf messages of
+    /// one type concatenate into one valid message); otherwise the requests are appended.
+    pub fn merge(batches: Vec<Batch>) -> Batch {
+        let mut iter = batches.into_iter();
+        let Some(first) = iter.next() else {
+            return Batch::from_request(Request::empty(Signal::Traces));
+        };
+        let rest: Vec<Batch> = iter.collect();
+        if rest.is_empty() {
+            return first;
+        }
+        let signal = first.signal;
+        let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
+        let mut acks = first.acks.clone();
+        for b in &rest {
+            acks.extend(b.acks.iter().cloned());
+        }
+        let all_encoded = first.is_encoded() && rest.iter().all(Batch::is_encoded);
+        let payload = if all_encoded {
+            let total = first.encoded_len() + rest.iter().map(Batch::encoded_len).sum::<usize>();
+            let mut buf = BytesMut::with_capacity(total);
+            for b in std::iter::once(&first).chain(rest.iter()) {
+                if let Some(e) = &b.payload.encoded {
+                    buf.extend_from_slice(e);
+                }
+            }
+            Payload {
+                encoded: Some(buf.freeze()),
+                decoded: OnceLock::new(),
+            }
+        } else {
+            let mut merged = Request::empty(signal);
+            for b in std::iter::once(first).chain(rest) {
+                match b.into_request() {
+                    Ok(r) => merged.append(r),
+                    Err(e) => tracing::error!(error = %e, "dropping undecodable part of a batch"),
+                }
+            }
+            let decoded = OnceLock::new();
+            let _ = decoded.set(merged);
+            Payload {
+                encoded: None,
+                decoded,
+            }
+        };
+        Batch {
+            signal,
+            items,
+            payload: Arc::new(payload),
+            acks,
+        }
+    }
+
+    /// Takes the request out, decoding if needed and copying only if the payload is shared.
+    pub fn into_request(self) -> Result<Request, DecodeError> {
+        self.request()?;
+        match Arc::try_unwrap(self.payload) {
+            Ok(mut p) => p.decoded.take().ok_or_else(|| DecodeError {
+                signal: self.signal,
+                reason: "empty".into(),
+            }),
+            Err(shared) => Ok(shared
+                .decoded
+                .get()
+                .cloned()
+                .unwrap_or_else(|| Request::empty(self.signal))),
+        }
+    }
+
+    /// Splits into batches of at most `max_items` items each; every part keeps the
+    /// acknowledgements, so the receiver hears back once all parts are taken.
+    pub fn split(self, max_items: usize) -> Vec<Batch> {
+        if max_items == 0 || self.items <= max_items {
+            return vec![self];
+        }
+        let acks = self.acks.clone();
+        let signal = self.signal;
+        match self.into_request() {
+            Ok(request) => super::split::split(request, max_items)
+                .into_iter()
+                .map(|r| {
+                    let mut b = Batch::from_request(r);
+                    b.acks = acks.clone();
+                    b
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, %signal, "cannot split an undecodable batch");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    pub(crate) fn traces(spans: usize) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..spans)
+                        .map(|i| Span {
+                            name: format!("s{i}"),
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn encoded_batches_merge_by_concatenation() {
+        let a = Batch::from_encoded(Signal::Traces, traces(2).encode_to_vec().into(), 2);
+        let b = Batch::from_encoded(Signal::Traces, traces(3).encode_to_vec().into(), 3);
+        let m = Batch::merge(vec![a, b]);
+        assert!(m.is_encoded());
+        assert_eq!(m.items(), 5);
+        assert_eq!(m.request().unwrap().item_count(), 5);
+        let Request::Traces(t) = m.request().unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.resource_spans.len(), 2);
+    }
+
+    #[test]
+    fn mixed_batches_merge_decoded() {
+        let a = Batch::from_encoded(Signal::Traces, traces(2).encode_to_vec().into(), 2);
+        let b = Batch::from_request(Request::Traces(traces(1)));
+        let m = Batch::merge(vec![a, b]);
+        assert!(!m.is_encoded());
+        assert_eq!(m.request().unwrap().item_count(), 3);
+    }
+
+    #[test]
+    fn untouched_batch_leaves_as_the_same_bytes() {
+        let bytes: Bytes = traces(4).encode_to_vec().into();
+        let b = Batch::from_encoded(Signal::Traces, bytes.clone(), 4);
+        let _ = b.request().unwrap();
+        assert_eq!(b.to_encoded(), bytes);
+    }
+
+    #[test]
+    fn changing_a_shared_batch_copies_it() {
+        let mut a = Batch::from_encoded(Signal::Traces, traces(2).encode_to_vec().into(), 2);
+        let b = a.clone();
+        if let Request::Traces(t) = a.request_mut().unwrap() {
+            t.resource_spans[0].scope_spans[0].spans.pop();
+        }
+        a.recount();
+        assert_eq!(a.items(), 1);
+        assert_eq!(b.request().unwrap().item_count(), 2);
+        assert!(b.is_encoded() && !a.is_encoded());
+    }
+
+    #[test]
+    fn split_keeps_every_item_once() {
+        let b = Batch::from_request(Request::Traces(traces(10)));
+        let parts = b.split(4);
+        assert_eq!(
+            parts.iter().map(Batch::items).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
+        let names: Vec<String> = parts
+            .iter()
+            .flat_map(|p| match p.request().unwrap() {
+                Request::Traces(t) => t.resource_spans[0].scope_spans[0]
+                    .spans
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(names, (0..10).map(|i| format!("s{i}")).collect::<Vec<_>>());
+    }
+}

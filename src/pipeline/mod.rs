@@ -1,0 +1,18 @@
+//! The pipeline engine: the batch that flows, the processor and exporter contracts, the intake
+//! that receivers hand data to, the task that runs a pipeline's processors, and the service that
+//! builds the whole graph from configuration and runs its lifecycle.
+
+mod ack;
+mod batch;
+mod intake;
+mod runner;
+mod service;
+mod signal;
+mod split;
+
+pub use ack::{Ack, AckWait, Refusal};
+pub use batch::{Batch, DecodeError, Request, metric_points};
+pub use intake::Intake;
+pub use runner::{BoxFuture, ExportError, Exporter, Processor};
+pub use service::{RunningService, ServiceError, Status, StatusCell};
+pub use signal::Signal;

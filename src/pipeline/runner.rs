@@ -1,0 +1,131 @@
+//! The contracts of processors and exporters, and the task that runs one pipeline: batches from
+//! its receivers go through the processors in order, on one task, then are handed to every
+//! exporter's queue (fan-out).
+
+use super::batch::Batch;
+use crate::exporters::queue::ExporterQueue;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A synchronous transform, called in sequence on the pipeline's task.
+pub trait Processor: Send {
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>);
+    /// For processors that hold data over time: when they next want `on_deadline`.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    fn on_deadline(&mut self, _now: Instant, _out: &mut Vec<Batch>) {}
+    /// Releases everything held, at shutdown.
+    fn flush(&mut self, _out: &mut Vec<Batch>) {}
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExportError {
+    #[error("{reason} (retryable)")]
+    Retryable {
+        after: Option<Duration>,
+        reason: String,
+    },
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One attempt at delivery; the shared queue drives it.
+pub trait Exporter: Send + Sync + 'static {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>>;
+    /// Flushes and closes, once the queue has drained.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// One pipeline's processors and exporters.
+pub struct PipelineRunner {
+    pub name: String,
+    pub processors: Vec<Box<dyn Processor>>,
+    pub exporters: Vec<Arc<ExporterQueue>>,
+}
+
+impl PipelineRunner {
+    /// Runs until every sender of `input` is gone or `stop` fires, takes what is still in the
+    /// channel, then flushes the processors.
+    pub async fn run(mut self, mut input: mpsc::Receiver<Batch>, stop: CancellationToken) {
+        loop {
+            let deadline = self
+                .processors
+                .iter()
+                .filter_map(|p| p.next_deadline())
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                batch = input.recv() => match batch {
+                    Some(batch) => self.push(0, vec![batch]),
+                    None => break,
+                },
+                _ = sleep => self.deadline(Instant::now()),
+                _ = stop.cancelled() => break,
+            }
+        }
+        input.close();
+        while let Some(batch) = input.recv().await {
+            self.push(0, vec![batch]);
+        }
+        for i in 0..self.processors.len() {
+            let mut out = Vec::new();
+            self.processors[i].flush(&mut out);
+            self.push(i + 1, out);
+        }
+        tracing::debug!(pipeline = %self.name, "pipeline drained");
+    }
+
+    fn deadline(&mut self, now: Instant) {
+        for i in 0..self.processors.len() {
+            if self.processors[i].next_deadline().is_some_and(|d| d <= now) {
+                let mut out = Vec::new();
+                self.processors[i].on_deadline(now, &mut out);
+                self.push(i + 1, out);
+            }
+        }
+    }
+
+    /// Runs `batches` through processors `from..` and hands what comes out to the exporters.
+    fn push(&mut self, from: usize, mut batches: Vec<Batch>) {
+        for p in self.processors.iter_mut().skip(from) {
+            if batches.is_empty() {
+                return;
+            }
+            let mut out = Vec::with_capacity(batches.len());
+            for b in batches {
+                p.process(b, &mut out);
+            }
+            batches = out;
+        }
+        for batch in batches {
+            self.fan_out(batch);
+        }
+    }
+
+    fn fan_out(&self, batch: Batch) {
+        if batch.items() == 0 {
+            return;
+        }
+        if let Some((last, rest)) = self.exporters.split_last() {
+            for q in rest {
+                q.enqueue(batch.clone());
+            }
+            last.enqueue(batch);
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The running service: builds exporters, pipelines and receivers from a validated
+//! configuration, starts them in that order (receivers last, so nothing arrives before it can be
+//! delivered), and stops them in reverse within the shutdown deadline.
+
+use super::batch::Batch;
+use super::intake::Intake;
+use super::runner::{Exporter, PipelineRunner, Processor};
+use crate::components::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
+use crate::config::{ComponentId, Config, model_types::MetricsLevel};
+use crate::exporters::queue::{ExporterQueue, QueueSettings};
+use crate::exporters::{debug::DebugExporter, file::FileExporter};
+use crate::processors::batch::BatchProcessor;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Where the service is in its life, as the health check reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Running,
+    Stopping,
+}
+
+/// The shared, changing status and when the service started running.
+#[derive(Clone, Default)]
+pub struct StatusCell(Arc<(AtomicU8, Mutex<Option<String>>)>);
+
+impl StatusCell {
+    pub fn get(&self) -> Status {
+        match self.0.0.load(Ordering::Acquire) {
+            1 => Status::Running,
+            2 => Status::Stopping,
+            _ => Status::Starting,
+        }
+    }
+
+    fn set(&self, s: Status) {
+        let v = match s {
+            Status::Starting => 0,
+            Status::Running => 1,
+            Status::Stopping => 2,
+        };
+        if s == Status::Running
+            && let Ok(mut since) = self.0.1.lock()
+        {
+            *since =
+                Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+        }
+        self.0.0.store(v, Ordering::Release);
+    }
+
+    pub fn up_since(&self) -> Option<String> {
+        self.0.1.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{component}: {message}")]
+pub struct ServiceError {
+    pub component: String,
+    pub message: String,
+}
+
+fn fail(kind: &str, id: &ComponentId, message: String) -> ServiceError {
+    ServiceError {
+        component: format!("{kind} {id}"),
+        message,
+    }
+}
+
+/// Batches waiting between receivers and one pipeline's processors.
+const PIPELINE_CHANNEL: usize = 128;
+
+pub struct RunningService {
+    status: StatusCell,
+    stop_receivers: CancellationToken,
+    stop_pipelines: CancellationToken,
+    stop_auxiliary: CancellationToken,
+    receivers: Vec<JoinHandle<()>>,
+    pipelines: Vec<JoinHandle<()>>,
+    exporters: Vec<(String, JoinHandle<()>)>,
+    auxiliary: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl RunningService {
+    pub async fn start(config: &Config) -> Result<RunningService, ServiceError> {
+        let status = StatusCell::default();
+        let stop_auxiliary = CancellationToken::new();
+        let mut auxiliary = Vec::new();
+        let grace = (config.shutdown_timeout / 2).min(Duration::from_secs(5));
+
+        for id in &config.service_extensions {
+            match &config.extensions[id] {
+                ExtensionConfig::HealthCheck(cfg) => {
+                    let listener = crate::net::bind(&cfg.endpoint)
+                        .await
+                        .map_err(|m| fail("extension", id, m))?;
+                    tracing::info!(extension = %id, endpoint = %local(&listener), "health check listening");
+                    auxiliary.push(tokio::spawn(crate::extensions::health_check::serve(
+                        cfg.clone(),
+                        listener,
+                        status.clone(),
+                        stop_auxiliary.clone(),
+                    )));
+                }
+            }
+        }
+        if config.telemetry.metrics.level != MetricsLevel::None {
+            let listener = crate::net::bind(&config.telemetry.metrics.address)
+                .await
+                .map_err(|m| ServiceError {
+                    component: "service.telemetry.metrics".into(),
+                    message: m,
+                })?;
+            tracing::info!(endpoint = %local(&listener), "self-metrics at http://{}/metrics", local(&listener));
+            auxiliary.push(tokio::spawn(crate::telemetry::server::serve(
+                listener,
+                stop_auxiliary.clone(),
+            )));
+        }
+
+        // Exporters first: every exporter named by some pipeline gets one queue.
+        let mut queues: BTreeMap<ComponentId, Arc<ExporterQueue>> = BTreeMap::new();
+        let mut exporters = Vec::new();
+        for id in config.pipelines.values().flat_map(|p| &p.exporters) {
+            if queues.contains_key(id) {
+                continue;
+            }
+            let (exporter, settings): (Arc<dyn Exporter>, QueueSettings) = match &config.exporters
+                [id]
+            {
+                ExporterConfig::Debug(cfg) => (
+                    Arc::new(DebugExporter::new(id.to_string(), cfg.clone())),
+                    QueueSettings {
+                        num_consumers: 1,
+                        ..Default::default()
+                    },
+                ),
+                ExporterConfig::File(cfg) => (
+                    Arc::new(FileExporter::open(cfg.clone()).map_err(|m| fail("exporter", id, m))?),
+                    QueueSettings {
+                        num_consumers: 1,
+                        ..Default::default()
+                    },
+                ),
+            };
+            let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);
+            queues.insert(id.clone(), queue);
+            exporters.push((id.to_string(), task));
+        }
+
+        // Then pipelines, each a task fed by a bounded channel.
+        let stop_pipelines = CancellationToken::new();
+        let mut routes: BTreeMap<ComponentId, [Vec<mpsc::Sender<Batch>>; 3]> = BTreeMap::new();
+        let mut pipelines = Vec::new();
+        for (pid, p) in &config.pipelines {
+            let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL);
+            for r in &p.receivers {
+                routes.entry(r.clone()).or_default()[pid.signal.index()].push(tx.clone());
+            }
+            let processors: Vec<Box<dyn Processor>> = p
+                .processors
+                .iter()
+                .map(|id| -> Box<dyn Processor> {
+                    match &config.processors[id] {
+                        ProcessorConfig::Batch(cfg) => {
+                            Box::new(BatchProcessor::new(id.to_string(), cfg.clone()))
+                        }
+                    }
+                })
+                .collect();
+            let runner = PipelineRunner {
+                name: pid.to_string(),
+                processors,
+                exporters: p.exporters.iter().map(|id| queues[id].clone()).collect(),
+            };
+            pipelines.push(tokio::spawn(runner.run(rx, stop_pipelines.clone())));
+        }
+        drop(queues);
+
+        // Receivers last.
+        let stop_receivers = CancellationToken::new();
+        let mut receivers = Vec::new();
+        for (id, routes) in routes {
+            let intake = Arc::new(Intake::new(id.to_string(), routes));
+            match &config.receivers[&id] {
+                ReceiverConfig::Otlp(cfg) => {
+                    let tasks = crate::receivers::otlp::start(
+                        cfg.clone(),
+                        intake,
+                        stop_receivers.clone(),
+                        grace,
+                    )
+                    .await
+                    .map_err(|m| fail("receiver", &id, m))?;
+                    receivers.extend(tasks);
+                }
+            }
+        }
+        status.set(Status::Running);
+        tracing::info!(pipelines = config.pipelines.len(), "switchyard is running");
+        Ok(RunningService {
+            status,
+            stop_receivers,
+            stop_pipelines,
+            stop_auxiliary,
+            receivers,
+            pipelines,
+            exporters,
+            auxiliary,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn status(&self) -> StatusCell {
+        self.status.clone()
+    }
+
+    /// Stops intake, flushes the pipelines and drains the exporter queues, all within
+    /// `service.shutdown_timeout`. Returns false if the deadline cut the drain short.
+    pub async fn shutdown(self) -> bool {
+        let started = Instant::now();
+        self.status.set(Status::Stopping);
+        tracing::info!("shutting down: stopping receivers");
+        self.stop_receivers.cancel();
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let in_time = tokio::time::timeout_at(deadline, async {
+            for t in self.receivers {
+                let _ = t.await;
+            }
+            self.stop_pipelines.cancel();
+            for t in self.pipelines {
+                let _ = t.await;
+            }
+            for (name, t) in self.exporters {
+                let _ = t.await;
+                tracing::debug!(exporter = %name, "exporter stopped");
+            }
+        })
+        .await
+        .is_ok();
+        if in_time {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "shutdown complete"
+            );
+        } else {
+            let left: i64 = prometheus::core::Collector::collect(
+                &crate::telemetry::metrics::METRICS.exporter_queue_size,
+            )
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum();
+            tracing::error!(batches_left = left, timeout = ?self.shutdown_timeout, "shutdown deadline passed with data still queued; it is lost");
+        }
+        self.stop_auxiliary.cancel();
+        for t in self.auxiliary {
+            let _ = t.await;
+        }
+        in_time
+    }
+}
+
+fn local(l: &tokio::net::TcpListener) -> String {
+    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}

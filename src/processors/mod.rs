@@ -1,0 +1,3 @@
+//! Processors: one module per processor type, named as in configuration.
+
+pub mod batch;

@@ -1,0 +1,3 @@
+//! Receivers: one module per receiver type, named as in configuration.
+
+pub mod otlp;

@@ -1,0 +1,194 @@
+//! Turning OTLP request bodies (protobuf or JSON) into batches, and checking what a decoder lets
+//! through but the data model forbids: trace ids of other than 16 bytes, span ids of other than
+//! 8. Items with such ids are rejected one by one and reported as a partial success; a request
+//! whose every item is invalid is refused as a whole.
+
+use crate::pipeline::{Batch, Request, Signal};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+/// A request that decoded; `rejected` items were dropped for the reason in `message`.
+pub struct Decoded {
+    pub batch: Batch,
+    pub rejected: usize,
+    pub message: Option<String>,
+}
+
+/// Why a request body cannot be taken at all (HTTP 400, gRPC INVALID_ARGUMENT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid> {
+    let mut request = Request::decode(signal, &bytes).map_err(|e| {
+        Invalid(format!(
+            "cannot decode OTLP/protobuf {signal} request: {}",
+            e.reason
+        ))
+    })?;
+    let (rejected, message) = drop_invalid(&mut request)?;
+    let batch = if rejected == 0 {
+        // Keep the wire form: exporters that speak OTLP send these bytes as they are.
+        let items = request.item_count();
+        Batch::from_encoded(signal, bytes, items)
+    } else {
+        Batch::from_request(request)
+    };
+    Ok(Decoded {
+        batch,
+        rejected,
+        message,
+    })
+}
+
+pub fn decode_json(signal: Signal, body: &[u8]) -> Result<Decoded, Invalid> {
+    let mut request = super::json::parse(signal, body)
+        .map_err(|e| Invalid(format!("cannot decode OTLP/JSON {signal} request: {e}")))?;
+    let (rejected, message) = drop_invalid(&mut request)?;
+    Ok(Decoded {
+        batch: Batch::from_request(request),
+        rejected,
+        message,
+    })
+}
+
+fn id_ok(id: &[u8], len: usize) -> bool {
+    id.is_empty() || id.len() == len
+}
+
+/// Removes items with malformed ids; errors when nothing valid is left of a non-empty request.
+fn drop_invalid(request: &mut Request) -> Result<(usize, Option<String>), Invalid> {
+    let total = request.item_count();
+    let mut first: Option<String> = None;
+    let mut note = |what: &str, len: usize, want: usize| {
+        if first.is_none() {
+            first = Some(format!(
+                "invalid {what} length: {len} bytes, expected {want}"
+            ));
+        }
+    };
+    match request {
+        Request::Traces(ExportTraceServiceRequest { resource_spans }) => {
+            for ss in resource_spans
+                .iter_mut()
+                .flat_map(|rs| rs.scope_spans.iter_mut())
+            {
+                ss.spans.retain(|s| {
+                    let checks = [
+                        (s.trace_id.len(), 16, "trace id", s.trace_id.len() == 16),
+                        (s.span_id.len(), 8, "span id", s.span_id.len() == 8),
+                        (
+                            s.parent_span_id.len(),
+                            8,
+                            "parent span id",
+                            id_ok(&s.parent_span_id, 8),
+                        ),
+                    ];
+                    for (len, want, what, ok) in checks {
+                        if !ok {
+                            note(what, len, want);
+                            return false;
+                        }
+                    }
+                    for l in &s.links {
+                        if l.trace_id.len() != 16 || l.span_id.len() != 8 {
+                            note("link id", l.trace_id.len(), 16);
+                            return false;
+                        }
+                    }
+                    true
+                });
+            }
+        }
+        Request::Logs(ExportLogsServiceRequest { resource_logs }) => {
+            for sl in resource_logs
+                .iter_mut()
+                .flat_map(|rl| rl.scope_logs.iter_mut())
+            {
+                sl.log_records.retain(|r| {
+                    if !id_ok(&r.trace_id, 16) {
+                        note("trace id", r.trace_id.len(), 16);
+                        false
+                    } else if !id_ok(&r.span_id, 8) {
+                        note("span id", r.span_id.len(), 8);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        }
+        Request::Metrics(ExportMetricsServiceRequest { .. }) => {}
+    }
+    let left = request.item_count();
+    let rejected = total - left;
+    if rejected > 0 && left == 0 {
+        return Err(Invalid(first.unwrap_or_default()));
+    }
+    Ok((rejected, first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn python_sdk_protobuf_fixtures_decode() {
+        for (name, signal, items) in [
+            ("python-sdk-traces.pb", Signal::Traces, 1),
+            ("python-sdk-metrics.pb", Signal::Metrics, 1),
+            ("python-sdk-logs.pb", Signal::Logs, 1),
+        ] {
+            let d = decode_protobuf(signal, fixture(name).into())
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(d.batch.items(), items, "{name}");
+            assert!(d.batch.is_encoded(), "valid protobuf stays encoded");
+            assert_eq!(d.rejected, 0);
+        }
+    }
+
+    #[test]
+    fn truncated_protobuf_is_invalid() {
+        let mut bytes = fixture("python-sdk-traces.pb");
+        bytes.truncate(bytes.len() - 7);
+        let e = decode_protobuf(Signal::Traces, bytes.into()).err().unwrap();
+        assert!(
+            e.0.starts_with("cannot decode OTLP/protobuf traces request"),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
+    fn bad_ids_are_rejected_one_by_one() {
+        let Request::Traces(mut t) =
+            Request::decode(Signal::Traces, &fixture("python-sdk-traces.pb")).unwrap()
+        else {
+            panic!()
+        };
+        let mut bad = t.resource_spans[0].scope_spans[0].spans[0].clone();
+        bad.trace_id = vec![1; 15];
+        t.resource_spans[0].scope_spans[0].spans.push(bad);
+        let d = decode_protobuf(Signal::Traces, t.encode_to_vec().into())
+            .ok()
+            .unwrap();
+        assert_eq!((d.batch.items(), d.rejected), (1, 1));
+        assert_eq!(
+            d.message.as_deref(),
+            Some("invalid trace id length: 15 bytes, expected 16")
+        );
+
+        t.resource_spans[0].scope_spans[0].spans.remove(0);
+        let e = decode_protobuf(Signal::Traces, t.encode_to_vec().into())
+            .err()
+            .unwrap();
+        assert_eq!(e.0, "invalid trace id length: 15 bytes, expected 16");
+    }
+}

@@ -1,0 +1,133 @@
+//! OTLP/JSON as real SDKs send it: lowerCamelCase or snake_case keys, 64-bit integers as strings
+//! or numbers, hex ids in any case, enums as integers. Keys are normalised to lowerCamelCase on a
+//! JSON tree first, then the request is read by the OTLP types' serde mapping.
+
+use crate::pipeline::{Request, Signal};
+use serde_json::Value;
+
+pub fn parse(signal: Signal, body: &[u8]) -> Result<Request, String> {
+    let mut tree: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !tree.is_object() {
+        return Err("expected a JSON object".to_string());
+    }
+    normalise(&mut tree);
+    let r = match signal {
+        Signal::Traces => Request::Traces(serde_json::from_value(tree).map_err(|e| e.to_string())?),
+        Signal::Metrics => {
+            Request::Metrics(serde_json::from_value(tree).map_err(|e| e.to_string())?)
+        }
+        Signal::Logs => Request::Logs(serde_json::from_value(tree).map_err(|e| e.to_string())?),
+    };
+    Ok(r)
+}
+
+/// Renames snake_case object keys to lowerCamelCase, and lowercases hex ids, everywhere.
+/// OTLP/JSON has no object with user-chosen keys (attributes are `{key, value}` lists), so every
+/// object key is a field name.
+fn normalise(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('_')) {
+                let entries = std::mem::take(map);
+                for (k, val) in entries {
+                    map.insert(camel(&k), val);
+                }
+            }
+            for (k, val) in map.iter_mut() {
+                if matches!(k.as_str(), "traceId" | "spanId" | "parentSpanId")
+                    && let Value::String(s) = val
+                {
+                    s.make_ascii_lowercase();
+                } else {
+                    normalise(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise),
+        _ => {}
+    }
+}
+
+fn camel(key: &str) -> String {
+    if !key.contains('_') {
+        return key.to_string();
+    }
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = !out.is_empty();
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn node_sdk_fixtures_parse() {
+        let Request::Traces(t) = parse(Signal::Traces, &fixture("node-sdk-traces.json")).unwrap()
+        else {
+            panic!()
+        };
+        let span = &t.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "node-json-span");
+        assert_eq!(span.trace_id.len(), 16);
+        assert_eq!(span.start_time_unix_nano, 1795682504577000000);
+        assert_eq!(span.flags, 257);
+        assert_eq!(span.attributes.len(), 4);
+        // The metrics capture holds a counter and a histogram, one data point each.
+        for (name, signal, items) in [
+            ("node-sdk-metrics.json", Signal::Metrics, 2),
+            ("node-sdk-logs.json", Signal::Logs, 1),
+        ] {
+            let r = parse(signal, &fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.item_count(), items, "{name}");
+        }
+    }
+
+    #[test]
+    fn snake_case_and_upper_hex_are_accepted() {
+        let body = br#"{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"0AD717C898562D2B5609458955F82137",
+            "span_id":"E9978E6A07256A1D","name":"x","start_time_unix_nano":5,"kind":2}]}]}]}"#;
+        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else {
+            panic!()
+        };
+        let span = &t.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.trace_id[0], 0x0a);
+        assert_eq!(span.start_time_unix_nano, 5);
+        assert_eq!(span.kind, 2);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse(Signal::Traces, b"{not json").is_err());
+        assert!(parse(Signal::Traces, b"[1,2]").is_err());
+        assert!(
+            parse(
+                Signal::Traces,
+                br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn camel_case_conversion() {
+        assert_eq!(camel("resource_spans"), "resourceSpans");
+        assert_eq!(camel("time_unix_nano"), "timeUnixNano");
+        assert_eq!(camel("name"), "name");
+    }
+}

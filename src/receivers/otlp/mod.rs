@@ -1,0 +1,150 @@
+//! The `otlp` receiver: OTLP over gRPC (4317) and HTTP (4318) for traces, metrics and logs.
+
+mod decode;
+mod grpc;
+mod http;
+mod json;
+mod response;
+
+pub use decode::{Decoded, Invalid, decode_json, decode_protobuf};
+
+use crate::pipeline::Intake;
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    pub protocols: Protocols,
+}
+
+/// A protocol is on when its key is present, even with no settings (`grpc:`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<HttpConfig>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub endpoint: String,
+    /// Largest request accepted, after decompression, in MiB.
+    pub max_recv_msg_size_mib: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "localhost:4317".to_string(),
+            max_recv_msg_size_mib: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub endpoint: String,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+    /// Largest request body accepted, after decompression, in bytes.
+    pub max_request_body_size: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "localhost:4318".to_string(),
+            traces_url_path: "/v1/traces".to_string(),
+            metrics_url_path: "/v1/metrics".to_string(),
+            logs_url_path: "/v1/logs".to_string(),
+            max_request_body_size: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl OtlpReceiverConfig {
+    /// Checks what serde cannot: returns the offending key (relative) and the message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
+            return Err((
+                "protocols".into(),
+                "enable at least one protocol: grpc or http".into(),
+            ));
+        }
+        if let Some(g) = &self.protocols.grpc {
+            crate::net::check_endpoint(&g.endpoint)
+                .map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
+            if g.max_recv_msg_size_mib == 0 {
+                return Err((
+                    "protocols.grpc.max_recv_msg_size_mib".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        if let Some(h) = &self.protocols.http {
+            crate::net::check_endpoint(&h.endpoint)
+                .map_err(|m| ("protocols.http.endpoint".into(), m))?;
+            for (key, p) in [
+                ("traces_url_path", &h.traces_url_path),
+                ("metrics_url_path", &h.metrics_url_path),
+                ("logs_url_path", &h.logs_url_path),
+            ] {
+                if !p.starts_with('/') {
+                    return Err((
+                        format!("protocols.http.{key}"),
+                        format!("\"{p}\" must start with /"),
+                    ));
+                }
+            }
+            if h.max_request_body_size == 0 {
+                return Err((
+                    "protocols.http.max_request_body_size".into(),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds the configured listeners (so that a port in use fails the start) and serves them.
+pub async fn start(
+    cfg: OtlpReceiverConfig,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let mut tasks = Vec::new();
+    if let Some(g) = cfg.protocols.grpc {
+        let listener = crate::net::bind(&g.endpoint).await?;
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
+        tasks.push(tokio::spawn(grpc::serve(
+            g,
+            listener,
+            intake.clone(),
+            shutdown.clone(),
+            grace,
+        )));
+    }
+    if let Some(h) = cfg.protocols.http {
+        let listener = crate::net::bind(&h.endpoint).await?;
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/HTTP listening");
+        tasks.push(tokio::spawn(http::serve(
+            h, listener, intake, shutdown, grace,
+        )));
+    }
+    Ok(tasks)
+}

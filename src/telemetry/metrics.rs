@@ -1,0 +1,248 @@
+//! The self-metrics, under the OpenTelemetry Collector's names and labels so that existing
+//! dashboards and alerts keep working. Counters carry the `_total` suffix, as the collector's
+//! Prometheus endpoint shows them (`otelcol_receiver_accepted_spans_total`).
+
+use prometheus::{
+    Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+/// Every self-metric, registered once per process.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Per signal (traces, metrics, logs), labels `receiver`, `transport`.
+    pub receiver_accepted: [IntCounterVec; 3],
+    pub receiver_refused: [IntCounterVec; 3],
+    /// Per signal, label `exporter`.
+    pub exporter_sent: [IntCounterVec; 3],
+    pub exporter_send_failed: [IntCounterVec; 3],
+    pub exporter_enqueue_failed: [IntCounterVec; 3],
+    pub exporter_queue_size: IntGaugeVec,
+    pub exporter_queue_capacity: IntGaugeVec,
+    /// Label `processor`.
+    pub batch_send_size: HistogramVec,
+    pub batch_size_trigger_send: IntCounterVec,
+    pub batch_timeout_trigger_send: IntCounterVec,
+    pub process_uptime: Counter,
+    pub process_cpu_seconds: Counter,
+    pub process_memory_rss: IntGauge,
+    started: Instant,
+}
+
+const SIGNAL_ITEMS: [&str; 3] = ["spans", "metric_points", "log_records"];
+const SIGNAL_WORDS: [&str; 3] = ["spans", "metric points", "log records"];
+
+fn per_signal(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> [IntCounterVec; 3] {
+    std::array::from_fn(|i| {
+        let c = IntCounterVec::new(
+            Opts::new(
+                format!("otelcol_{name}_{}_total", SIGNAL_ITEMS[i]),
+                help.replace("{items}", SIGNAL_WORDS[i]),
+            ),
+            labels,
+        )
+        .unwrap_or_else(|e| panic!("metric definition {name}: {e}"));
+        registry
+            .register(Box::new(c.clone()))
+            .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+        c
+    })
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("registering a self-metric: {e}"));
+    c
+}
+
+/// The process-wide metrics. Definitions are constants, so a failure here is a programming
+/// error caught by every test, never something input can cause.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let rl = &["receiver", "transport"];
+    let el = &["exporter"];
+    let batch_buckets = vec![
+        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
+        6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+    ];
+    Metrics {
+        receiver_accepted: per_signal(
+            &r,
+            "receiver_accepted",
+            "Number of {items} successfully pushed into the pipeline.",
+            rl,
+        ),
+        receiver_refused: per_signal(
+            &r,
+            "receiver_refused",
+            "Number of {items} that could not be pushed into the pipeline.",
+            rl,
+        ),
+        exporter_sent: per_signal(
+            &r,
+            "exporter_sent",
+            "Number of {items} successfully sent to destination.",
+            el,
+        ),
+        exporter_send_failed: per_signal(
+            &r,
+            "exporter_send_failed",
+            "Number of {items} in failed attempts to send to destination.",
+            el,
+        ),
+        exporter_enqueue_failed: per_signal(
+            &r,
+            "exporter_enqueue_failed",
+            "Number of {items} failed to be added to the sending queue.",
+            el,
+        ),
+        exporter_queue_size: register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "otelcol_exporter_queue_size",
+                    "Current size of the retry queue (in batches).",
+                ),
+                el,
+            )
+            .expect("valid metric"),
+        ),
+        exporter_queue_capacity: register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "otelcol_exporter_queue_capacity",
+                    "Fixed capacity of the retry queue (in batches).",
+                ),
+                el,
+            )
+            .expect("valid metric"),
+        ),
+        batch_send_size: register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "otelcol_processor_batch_batch_send_size",
+                    "Number of units in the batch",
+                )
+                .buckets(batch_buckets),
+                &["processor"],
+            )
+            .expect("valid metric"),
+        ),
+        batch_size_trigger_send: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "otelcol_processor_batch_batch_size_trigger_send_total",
+                    "Number of times the batch was sent due to a size trigger",
+                ),
+                &["processor"],
+            )
+            .expect("valid metric"),
+        ),
+        batch_timeout_trigger_send: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "otelcol_processor_batch_timeout_trigger_send_total",
+                    "Number of times the batch was sent due to a timeout trigger",
+                ),
+                &["processor"],
+            )
+            .expect("valid metric"),
+        ),
+        process_uptime: register(
+            &r,
+            Counter::new(
+                "otelcol_process_uptime_seconds_total",
+                "Uptime of the process",
+            )
+            .expect("valid metric"),
+        ),
+        process_cpu_seconds: register(
+            &r,
+            Counter::new(
+                "otelcol_process_cpu_seconds_total",
+                "Total CPU user and system time in seconds",
+            )
+            .expect("valid metric"),
+        ),
+        process_memory_rss: register(
+            &r,
+            IntGauge::new(
+                "otelcol_process_memory_rss_bytes",
+                "Total physical memory (resident set size)",
+            )
+            .expect("valid metric"),
+        ),
+        started: Instant::now(),
+        registry: r,
+    }
+});
+
+impl Metrics {
+    /// Refreshes the process metrics and renders everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.refresh_process();
+        let mut out = String::new();
+        if let Err(e) =
+            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
+        {
+            tracing::error!(error = %e, "cannot render self-metrics");
+        }
+        out
+    }
+
+    fn refresh_process(&self) {
+        let uptime = self.started.elapsed().as_secs_f64();
+        advance(&self.process_uptime, uptime);
+        if let Some((cpu, rss)) = read_proc_self() {
+            advance(&self.process_cpu_seconds, cpu);
+            self.process_memory_rss.set(rss as i64);
+        }
+    }
+}
+
+fn advance(counter: &Counter, total: f64) {
+    let delta = total - counter.get();
+    if delta > 0.0 {
+        counter.inc_by(delta);
+    }
+}
+
+/// CPU seconds (user + system) and resident bytes of this process, from /proc on Linux.
+fn read_proc_self() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0; // USER_HZ is 100 on every Linux platform switchyard targets.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+    Some(((utime + stime) / ticks, rss_pages * 4096))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_collector_names() {
+        METRICS.receiver_accepted[0]
+            .with_label_values(&["otlp", "grpc"])
+            .inc_by(3);
+        let text = METRICS.render();
+        assert!(
+            text.contains(
+                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("otelcol_process_memory_rss_bytes "));
+        assert!(text.contains("# TYPE otelcol_process_uptime_seconds_total counter"));
+    }
+}

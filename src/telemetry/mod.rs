@@ -1,0 +1,5 @@
+//! Self-observability: the collector's self-metrics, the endpoint that serves them, and logging.
+
+pub mod logs;
+pub mod metrics;
+pub mod server;
