@@ -87,7 +87,7 @@ fn still_serving(gw: &Gateway, name: &str) {
 
 #[test]
 fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
-    let gw = Gateway::start(CONFIG);
+    let mut gw = Gateway::start(CONFIG);
     let port = gw.http;
 
     // Truncated protobuf.

@@ -86,7 +86,7 @@ fn request(n: usize, name_len: usize) -> Vec<u8> {
 #[test]
 fn grpc_errors_use_the_codes_clients_act_on() {
     let Some(python) = python_peer() else { return };
-    let gw = Gateway::start(CONFIG);
+    let mut gw = Gateway::start(CONFIG);
 
     let ok = call(&python, &gw, "traces", &request(3, 4), false);
     assert_eq!(ok["code"], "OK", "{ok}");

@@ -76,7 +76,7 @@ fn prometheus_reads_the_counters_the_test_caused() {
     ) else {
         return;
     };
-    let gw = Gateway::start(FILE_PIPELINE);
+    let mut gw = Gateway::start(FILE_PIPELINE);
     for n in [10, 20, 7] {
         let r = http_request(
             "POST",

@@ -135,3 +135,84 @@ async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Ack, BoxFuture, Request, Signal};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An exporter that holds every export until released.
+    struct Stuck {
+        gate: Arc<tokio::sync::Notify>,
+        done: Arc<AtomicUsize>,
+    }
+
+    impl Exporter for Stuck {
+        fn export<'a>(&'a self, _batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                self.gate.notified().await;
+                self.done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    fn batch_with_ack() -> (Batch, crate::pipeline::AckWait) {
+        let mut b = Batch::from_request(Request::Traces(crate::pipeline::tests_support::traces(1)));
+        let (ack, wait) = Ack::new();
+        b.attach(ack);
+        (b, wait)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_with_a_retryable_answer_and_drains_on_close() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let done = Arc::new(AtomicUsize::new(0));
+        let exporter = Arc::new(Stuck {
+            gate: gate.clone(),
+            done: done.clone(),
+        });
+        let settings = QueueSettings {
+            queue_size: 1,
+            num_consumers: 1,
+        };
+        let (queue, task) = ExporterQueue::start("stuck".into(), exporter, settings);
+        let (first, w1) = batch_with_ack();
+        queue.enqueue(first);
+        assert_eq!(w1.wait().await, Ok(()), "queued is acknowledged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // consumer takes it and blocks
+        let (second, w2) = batch_with_ack();
+        queue.enqueue(second);
+        assert_eq!(w2.wait().await, Ok(()));
+        // The consumer task holds one batch waiting for a permit; the channel holds at most one.
+        let mut refused = None;
+        for _ in 0..3 {
+            let (b, w) = batch_with_ack();
+            queue.enqueue(b);
+            if let Err(r) = w.wait().await {
+                refused = Some(r);
+                break;
+            }
+        }
+        let refused = refused.expect("a full queue refuses");
+        assert!(refused.retryable);
+        assert_eq!(refused.message, "sending queue of exporter stuck is full");
+        assert!(
+            METRICS.exporter_enqueue_failed[Signal::Traces.index()]
+                .with_label_values(&["stuck"])
+                .get()
+                >= 1
+        );
+        drop(queue);
+        for _ in 0..10 {
+            gate.notify_waiters();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        task.await.unwrap();
+        assert!(
+            done.load(Ordering::SeqCst) >= 2,
+            "everything queued was exported before the task ended"
+        );
+    }
+}

@@ -337,12 +337,14 @@ impl Batch {
     }
 }
 
+/// Request builders shared by unit tests across the crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub mod tests_support {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-    pub(crate) fn traces(spans: usize) -> ExportTraceServiceRequest {
+    /// `spans` spans with valid ids, named s0, s1, …, under one resource and scope.
+    pub fn traces(spans: usize) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
@@ -360,6 +362,12 @@ mod tests {
             }],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::traces;
+    use super::*;
 
     #[test]
     fn encoded_batches_merge_by_concatenation() {

@@ -11,6 +11,8 @@ mod signal;
 mod split;
 
 pub use ack::{Ack, AckWait, Refusal};
+#[cfg(test)]
+pub use batch::tests_support;
 pub use batch::{Batch, DecodeError, Request, metric_points};
 pub use intake::Intake;
 pub use runner::{BoxFuture, ExportError, Exporter, Processor};

@@ -54,15 +54,26 @@ pub struct PipelineRunner {
 }
 
 impl PipelineRunner {
-    /// Runs until every sender of `input` is gone or `stop` fires, takes what is still in the
-    /// channel, then flushes the processors.
-    pub async fn run(mut self, mut input: mpsc::Receiver<Batch>, stop: CancellationToken) {
+    /// Runs until every sender of `input` is gone or `close` fires. Once `drain` fires, nothing
+    /// is held any more: processors are flushed after every batch, so clients waiting for an
+    /// answer get it while the receivers wind down. On `close` the input is closed (late senders
+    /// are refused), what is still in the channel is processed, and the processors are flushed.
+    pub async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Batch>,
+        drain: CancellationToken,
+        close: CancellationToken,
+    ) {
+        let mut draining = false;
         loop {
-            let deadline = self
-                .processors
-                .iter()
-                .filter_map(|p| p.next_deadline())
-                .min();
+            let deadline = if draining {
+                None
+            } else {
+                self.processors
+                    .iter()
+                    .filter_map(|p| p.next_deadline())
+                    .min()
+            };
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -71,23 +82,37 @@ impl PipelineRunner {
             };
             tokio::select! {
                 batch = input.recv() => match batch {
-                    Some(batch) => self.push(0, vec![batch]),
+                    Some(batch) => {
+                        self.push(0, vec![batch]);
+                        if draining {
+                            self.flush();
+                        }
+                    }
                     None => break,
                 },
                 _ = sleep => self.deadline(Instant::now()),
-                _ = stop.cancelled() => break,
+                _ = drain.cancelled(), if !draining => {
+                    draining = true;
+                    self.flush();
+                }
+                _ = close.cancelled() => break,
             }
         }
         input.close();
         while let Some(batch) = input.recv().await {
             self.push(0, vec![batch]);
         }
+        self.flush();
+        tracing::debug!(pipeline = %self.name, "pipeline drained");
+    }
+
+    /// Makes every processor release what it holds, in order.
+    fn flush(&mut self) {
         for i in 0..self.processors.len() {
             let mut out = Vec::new();
             self.processors[i].flush(&mut out);
             self.push(i + 1, out);
         }
-        tracing::debug!(pipeline = %self.name, "pipeline drained");
     }
 
     fn deadline(&mut self, now: Instant) {

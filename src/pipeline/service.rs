@@ -79,7 +79,8 @@ const PIPELINE_CHANNEL: usize = 128;
 pub struct RunningService {
     status: StatusCell,
     stop_receivers: CancellationToken,
-    stop_pipelines: CancellationToken,
+    drain_pipelines: CancellationToken,
+    close_pipelines: CancellationToken,
     stop_auxiliary: CancellationToken,
     receivers: Vec<JoinHandle<()>>,
     pipelines: Vec<JoinHandle<()>>,
@@ -156,7 +157,8 @@ impl RunningService {
         }
 
         // Then pipelines, each a task fed by a bounded channel.
-        let stop_pipelines = CancellationToken::new();
+        let drain_pipelines = CancellationToken::new();
+        let close_pipelines = CancellationToken::new();
         let mut routes: BTreeMap<ComponentId, [Vec<mpsc::Sender<Batch>>; 3]> = BTreeMap::new();
         let mut pipelines = Vec::new();
         for (pid, p) in &config.pipelines {
@@ -180,7 +182,11 @@ impl RunningService {
                 processors,
                 exporters: p.exporters.iter().map(|id| queues[id].clone()).collect(),
             };
-            pipelines.push(tokio::spawn(runner.run(rx, stop_pipelines.clone())));
+            pipelines.push(tokio::spawn(runner.run(
+                rx,
+                drain_pipelines.clone(),
+                close_pipelines.clone(),
+            )));
         }
         drop(queues);
 
@@ -208,7 +214,8 @@ impl RunningService {
         Ok(RunningService {
             status,
             stop_receivers,
-            stop_pipelines,
+            drain_pipelines,
+            close_pipelines,
             stop_auxiliary,
             receivers,
             pipelines,
@@ -229,12 +236,14 @@ impl RunningService {
         self.status.set(Status::Stopping);
         tracing::info!("shutting down: stopping receivers");
         self.stop_receivers.cancel();
+        // Release held batches now: clients in flight are waiting for their answer.
+        self.drain_pipelines.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let in_time = tokio::time::timeout_at(deadline, async {
             for t in self.receivers {
                 let _ = t.await;
             }
-            self.stop_pipelines.cancel();
+            self.close_pipelines.cancel();
             for t in self.pipelines {
                 let _ = t.await;
             }

@@ -94,8 +94,9 @@ impl Gateway {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Sends SIGTERM and waits for the exit; returns the status and the log.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    /// Sends SIGTERM and waits for the exit; returns the status and the log. The scratch
+    /// directory stays until the `Gateway` is dropped.
+    pub fn stop(&mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         signal(child.id(), "TERM");
         let started = Instant::now();
