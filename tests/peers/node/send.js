@@ -118,6 +118,16 @@ function checked(kind, inner, onExport) {
   return wrapper;
 }
 
+// Awaits an SDK promise; a rejection (e.g. BatchSpanProcessor.forceFlush rejects
+// when the export fails) is recorded as a failure so the summary is still written.
+async function settle(what, promise) {
+  try {
+    await promise;
+  } catch (e) {
+    failures.push(`${what} failed: ${e && e.message ? e.message : e}`);
+  }
+}
+
 // ---------------------------------------------------------------- traces
 
 async function sendTraces(args, resource) {
@@ -159,10 +169,11 @@ async function sendTraces(args, resource) {
   root.setAttributes({ i: 42 + n, f: 1.5, b: true, arr: ['a', 'b'] });
   root.end();
 
-  await provider.forceFlush();
-  await provider.shutdown();
+  await settle('forceFlush', provider.forceFlush());
+  const finished = memory.getFinishedSpans(); // read before shutdown: shutdown() clears the in-memory exporter
+  await settle('shutdown', provider.shutdown());
 
-  const spans = memory.getFinishedSpans().map((s) => ({
+  const spans = finished.map((s) => ({
     trace_id: s.spanContext().traceId,
     span_id: s.spanContext().spanId,
     parent_span_id: s.parentSpanContext ? s.parentSpanContext.spanId : '',
@@ -200,14 +211,19 @@ async function sendMetrics(args, resource) {
   const meter = provider.getMeter(SCOPE, '1.0.0');
 
   const n = args.count;
-  const counter = meter.createCounter('node.requests', { unit: '1', description: 'requests handled by node-sender' });
+  // INT value type so the sums go out as asInt (JS instruments default to DOUBLE)
+  const counter = meter.createCounter('node.requests', {
+    unit: '1', description: 'requests handled by node-sender', valueType: api.ValueType.INT,
+  });
   for (let k = 0; k < n; k++) counter.add(k + 1, { route: '/a', ok: true });
   counter.add(10, { route: '/b', ok: false });
 
   const hist = meter.createHistogram('node.latency', { unit: 'ms', description: 'request latency' });
   for (const v of [1.0, 7.5, 30.0, 250.0]) hist.record(v, { route: '/a' });
 
-  const updown = meter.createUpDownCounter('node.inflight', { unit: '{request}', description: 'in-flight requests' });
+  const updown = meter.createUpDownCounter('node.inflight', {
+    unit: '{request}', description: 'in-flight requests', valueType: api.ValueType.INT,
+  });
   updown.add(5, { pool: 'p1' });
   updown.add(-2, { pool: 'p1' });
 
@@ -217,7 +233,7 @@ async function sendMetrics(args, resource) {
     result.observe(-3, { room: 'fridge' });
   });
 
-  await provider.shutdown();
+  await settle('shutdown', provider.shutdown());
 
   const metrics = [];
   for (const rm of exported) {
@@ -312,10 +328,11 @@ async function sendLogs(args, resource) {
     }
   }
 
-  await provider.forceFlush();
-  await provider.shutdown();
+  await settle('forceFlush', provider.forceFlush());
+  const finished = memory.getFinishedLogRecords(); // read before shutdown: shutdown() clears the in-memory exporter
+  await settle('shutdown', provider.shutdown());
 
-  const logs = memory.getFinishedLogRecords().map((r) => ({
+  const logs = finished.map((r) => ({
     body: plain(r.body),
     severity_number: r.severityNumber || 0,
     severity_text: r.severityText || '',

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs the real test peers used by switchyard's integration tests (tests/):
+#   - prometheus + promtool (Debian apt package)
+#   - OpenTelemetry Python SDK + OTLP exporters in target/peers/venv
+#     (pinned in tests/peers/python/requirements.txt)
+#   - OpenTelemetry JS SDK + OTLP/HTTP exporters in tests/peers/node/node_modules
+#     (pinned in tests/peers/node/package.json + package-lock.json)
+# Idempotent and fast when everything is already installed; safe to run from
+# several test processes at once (serialised with flock).
+# Env: PEERS_PYTHON=python interpreter for the venv (default python3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PEERS_DIR="$ROOT/target/peers"
+VENV="$PEERS_DIR/venv"
+PY_REQ="$ROOT/tests/peers/python/requirements.txt"
+PY_MARKER="$VENV/.switchyard-requirements.sha256"
+NODE_DIR="$ROOT/tests/peers/node"
+PYTHON="${PEERS_PYTHON:-python3}"
+
+log() { echo "install-peers: $*" >&2; }
+die() { echo "install-peers: error: $*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install manually: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        $SUDO apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+mkdir -p "$PEERS_DIR"
+exec 9>"$PEERS_DIR/.install.lock"
+flock 9
+
+# ---------------------------------------------------------------- prometheus
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    apt_install prometheus
+fi
+
+# ---------------------------------------------------------------- python venv
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PEERS_PYTHON)"
+want_hash="$(sha256sum "$PY_REQ" | cut -d' ' -f1)"
+have_hash="$(cat "$PY_MARKER" 2>/dev/null || true)"
+if [ "$want_hash" != "$have_hash" ] || ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+        || die "$PYTHON is $("$PYTHON" -V 2>&1); the pinned OpenTelemetry SDK needs Python >= 3.10"
+    if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_install python3-venv
+    fi
+    log "creating $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    log "pip install -r ${PY_REQ#"$ROOT/"}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+        --only-binary=:all: -r "$PY_REQ" >&2
+    echo "$want_hash" >"$PY_MARKER"
+fi
+
+# ---------------------------------------------------------------- node modules
+command -v node >/dev/null 2>&1 || die "node not found (need Node.js >= 20.6)"
+command -v npm >/dev/null 2>&1 || die "npm not found"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=6)||(a===18&&b>=19)?0:1)' \
+    || die "node $(node --version) is too old; need >= 20.6 (or 18.19+)"
+# npm writes node_modules/.package-lock.json on every install; use it as stamp.
+if [ ! -f "$NODE_DIR/node_modules/.package-lock.json" ] \
+    || [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ] \
+    || [ "$NODE_DIR/package.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]; then
+    log "npm ci in ${NODE_DIR#"$ROOT/"}"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+    touch "$NODE_DIR/node_modules/.package-lock.json"
+fi
+
+# ---------------------------------------------------------------- versions
+prom_v="$(prometheus --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
+promtool_v="$(promtool --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
+py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporters", m.version("opentelemetry-exporter-otlp-proto-grpc") + ",", "python", platform.python_version() + ")")')"
+node_v="$(cd "$NODE_DIR" && node -e '
+const v = (p) => require("./node_modules/" + p + "/package.json").version;
+console.log("sdk-trace-base " + v("@opentelemetry/sdk-trace-base") + ", sdk-metrics " + v("@opentelemetry/sdk-metrics") +
+  ", sdk-logs " + v("@opentelemetry/sdk-logs") + ", otlp-http exporters " + v("@opentelemetry/exporter-trace-otlp-http") +
+  " (node " + process.version + ")");')"
+
+echo "prometheus $prom_v ($(command -v prometheus))"
+echo "promtool $promtool_v ($(command -v promtool))"
+echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
+echo "node @opentelemetry $node_v [${NODE_DIR#"$ROOT/"}]"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of switchyard: installs the real test peers it needs (Prometheus, the
+# OpenTelemetry Python and JS SDKs), then checks formatting and lints, and runs the unit tests,
+# the integration tests in tests/ (which fail, not skip, when a peer is missing) and the
+# benchmarks once each in test mode.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-peers.sh
+export SWITCHYARD_REQUIRE_PEERS=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test --all-targets"
+cargo test --all-targets
