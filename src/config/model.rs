@@ -107,7 +107,7 @@ pub struct PipelineConfig {
 }
 
 /// `service.telemetry`: how switchyard reports on itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub logs: LogsTelemetry,
@@ -155,15 +155,6 @@ pub enum MetricsLevel {
     Basic,
     Normal,
     Detailed,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig {
-            logs: LogsTelemetry::default(),
-            metrics: MetricsTelemetry::default(),
-        }
-    }
 }
 
 impl Default for LogsTelemetry {

@@ -10,6 +10,12 @@
 //       --endpoint http://127.0.0.1:PORT --out SUMMARY.json [--count N] [--timeout SECS]
 'use strict';
 
+// Make the peer deterministic: ignore OTEL_* settings inherited from the test
+// environment (the SDK reads them when objects are constructed).
+for (const key of Object.keys(process.env)) {
+  if (key.startsWith('OTEL_')) delete process.env[key];
+}
+
 const fs = require('fs');
 const crypto = require('crypto');
 const api = require('@opentelemetry/api');
@@ -79,10 +85,16 @@ function plain(v) {
 
 const attrs = (a) => plain(a || {});
 
-// JSON with BigInt written as bare integers.
+// Marks a double so that an integral value is still written with a decimal point
+// (5 -> 5.0), as OTLP double fields are; JSON.stringify alone would write 5.
+function dbl(n) {
+  return typeof n === 'number' && Number.isInteger(n) ? `__double__${n}` : n;
+}
+
+// JSON with BigInt written as bare integers and dbl() values as n.0.
 function toJson(obj) {
   const text = JSON.stringify(obj, (_k, v) => (typeof v === 'bigint' ? `__bigint__${v.toString()}` : v), 2);
-  return text.replace(/"__bigint__(-?\d+)"/g, '$1') + '\n';
+  return text.replace(/"__bigint__(-?\d+)"/g, '$1').replace(/"__double__(-?\d+)"/g, '$1.0') + '\n';
 }
 
 // ---------------------------------------------------------------- export checking
@@ -261,13 +273,14 @@ async function sendMetrics(args, resource) {
           };
           if (m.dataPointType === DataPointType.HISTOGRAM) {
             pt.count = p.value.count;
-            pt.sum = p.value.sum;
+            pt.sum = dbl(p.value.sum);
             pt.bucket_counts = p.value.buckets.counts.slice();
-            pt.explicit_bounds = p.value.buckets.boundaries.slice();
-            pt.min = p.value.min;
-            pt.max = p.value.max;
+            pt.explicit_bounds = p.value.buckets.boundaries.map(dbl);
+            pt.min = dbl(p.value.min);
+            pt.max = dbl(p.value.max);
           } else {
-            pt.value = p.value;
+            // INT instruments go out as asInt, DOUBLE ones as asDouble
+            pt.value = d.valueType === api.ValueType.INT ? p.value : dbl(p.value);
           }
           return pt;
         });

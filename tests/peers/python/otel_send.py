@@ -13,12 +13,26 @@
 import argparse
 import json
 import math
+import os
 import sys
 import threading
 import time
 import uuid
 
-from opentelemetry.sdk.resources import Resource
+
+def _sanitize_env():
+    """Make the peer deterministic: ignore OTEL_* settings inherited from the
+    test environment, and never route loopback traffic through an HTTP proxy."""
+    for key in [k for k in os.environ if k.startswith("OTEL_")]:
+        del os.environ[key]
+    for key in ("no_proxy", "NO_PROXY", "no_grpc_proxy"):
+        cur = os.environ.get(key, "")
+        os.environ[key] = ",".join(x for x in (cur, "127.0.0.1,localhost,::1") if x)
+
+
+_sanitize_env()
+
+from opentelemetry.sdk.resources import Resource  # noqa: E402  (after _sanitize_env on purpose)
 
 SERVICE_NAME = "py-sender"
 SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
@@ -321,11 +335,12 @@ def send_metrics(args, resource, ledger):
                         }
                         if isinstance(d, Histogram):
                             pt["count"] = int(p.count)
-                            pt["sum"] = p.sum
+                            # OTLP histogram sum/min/max/bounds are doubles
+                            pt["sum"] = float(p.sum)
                             pt["bucket_counts"] = [int(c) for c in p.bucket_counts]
                             pt["explicit_bounds"] = [float(b) for b in p.explicit_bounds]
-                            pt["min"] = p.min
-                            pt["max"] = p.max
+                            pt["min"] = float(p.min)
+                            pt["max"] = float(p.max)
                         else:
                             pt["value"] = p.value
                         points.append(pt)
