@@ -34,7 +34,8 @@ const GOOD_HEAD: &str = "receivers:\n  otlp:\n    protocols:\n      grpc:\nexpor
 #[test]
 fn every_example_configuration_validates() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(repo().join("config")).unwrap() {
+    let dirs = [repo().join("config"), repo().join("deploy")];
+    for entry in dirs.iter().flat_map(|d| std::fs::read_dir(d).unwrap()) {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let (code, out, err) = switchyard(&["validate", "--config", path.to_str().unwrap()]);
@@ -43,7 +44,10 @@ fn every_example_configuration_validates() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected example configurations in config/");
+    assert!(
+        seen >= 3,
+        "expected example configurations in config/ and deploy/"
+    );
 }
 
 #[test]

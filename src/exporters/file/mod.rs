@@ -198,3 +198,44 @@ impl Exporter for FileExporter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::tests_support::traces;
+
+    #[tokio::test]
+    async fn rotates_by_size_and_keeps_max_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let cfg = FileConfig {
+            path: path.clone(),
+            rotation: Some(RotationConfig {
+                max_megabytes: 1,
+                max_backups: 2,
+            }),
+        };
+        let exporter = FileExporter::open(cfg).unwrap();
+        // ~250 KiB per line: four lines fill a 1 MiB file.
+        let batch = Batch::from_request(Request::Traces(traces(2500)));
+        for _ in 0..20 {
+            exporter.export(&batch).await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        exporter.shutdown().await;
+        let backups = list_backups(&path, "out", ".jsonl");
+        assert_eq!(backups.len(), 2, "{backups:?}");
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.len() <= 1024 * 1024);
+        for line in current.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2500
+            );
+        }
+    }
+}
