@@ -122,7 +122,7 @@ fn benches(c: &mut Criterion) {
                     .map(|_| Batch::from_encoded(Signal::Traces, wire.clone(), SPANS))
                     .collect::<Vec<_>>()
             },
-            |parts| black_box(Batch::merge(parts)),
+            |parts| black_box(Batch::merge(parts).map(|b| b.items())),
             BatchSize::SmallInput,
         )
     });
@@ -133,7 +133,7 @@ fn benches(c: &mut Criterion) {
                     .map(|i| Batch::from_request(Request::Traces(realistic(i))))
                     .collect::<Vec<_>>()
             },
-            |parts| black_box(Batch::merge(parts)),
+            |parts| black_box(Batch::merge(parts).map(|b| b.items())),
             BatchSize::SmallInput,
         )
     });

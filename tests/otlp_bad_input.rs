@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use std::io::Write;
 use std::time::Duration;
@@ -31,46 +29,8 @@ service:
       exporters: [file]
 "#;
 
-fn span(name: &str, trace_id: Vec<u8>) -> Span {
-    Span {
-        name: name.into(),
-        trace_id,
-        span_id: vec![7; 8],
-        start_time_unix_nano: 1,
-        end_time_unix_nano: 2,
-        ..Default::default()
-    }
-}
-
-fn request(spans: Vec<Span>) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
 const PB: (&str, &str) = ("Content-Type", "application/x-protobuf");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-fn span_names(gw: &Gateway) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in json_lines(&gw.path("out.jsonl")) {
-        for rs in line["resourceSpans"].as_array().into_iter().flatten() {
-            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                for s in ss["spans"].as_array().into_iter().flatten() {
-                    names.push(s["name"].as_str().unwrap_or_default().to_string());
-                }
-            }
-        }
-    }
-    names
-}
 
 /// A valid request still goes through after each bad one.
 fn still_serving(gw: &Gateway, name: &str) {
@@ -79,7 +39,7 @@ fn still_serving(gw: &Gateway, name: &str) {
         gw.http,
         "/v1/traces",
         &[PB],
-        &request(vec![span(name, vec![1; 16])]),
+        &traces_body(vec![span(name, vec![1; 16])]),
     )
     .unwrap();
     assert_eq!(r.status, 200, "valid request after bad input: {}", r.text());
@@ -91,7 +51,7 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let port = gw.http;
 
     // Truncated protobuf.
-    let mut body = request(vec![span("t", vec![1; 16])]);
+    let mut body = traces_body(vec![span("t", vec![1; 16])]);
     body.truncate(body.len() - 5);
     let r = http_request("POST", port, "/v1/traces", &[PB], &body).unwrap();
     assert_eq!(r.status, 400);
@@ -187,7 +147,7 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         port,
         "/v1/traces",
         &[PB],
-        &request(vec![span("bad", vec![1; 15])]),
+        &traces_body(vec![span("bad", vec![1; 15])]),
     )
     .unwrap();
     assert_eq!(r.status, 400);
@@ -206,7 +166,7 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         "invalid trace id length: 2 bytes, expected 16"
     );
     // ... and only the bad span when others are fine: a partial success the client must not retry.
-    let body = request(vec![
+    let body = traces_body(vec![
         span("good-1", vec![1; 16]),
         span("bad-2", vec![1; 3]),
         span("good-3", vec![2; 16]),
@@ -245,13 +205,15 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         "good-3",
     ];
     assert!(
-        eventually(Duration::from_secs(10), || span_names(&gw).len()
+        eventually(Duration::from_secs(10), || span_names(
+            &gw.path("out.jsonl")
+        )
+        .len()
             >= expected.len()),
         "spans did not arrive: {:?}",
-        span_names(&gw)
+        span_names(&gw.path("out.jsonl"))
     );
-    let mut got = span_names(&gw);
-    got.sort();
+    let got = span_names(&gw.path("out.jsonl"));
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(got, want);

@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use std::io::Write;
 use std::process::Command;
 
@@ -63,24 +60,11 @@ fn call(
 }
 
 fn request(n: usize, name_len: usize) -> Vec<u8> {
-    let spans = (0..n)
-        .map(|i| Span {
-            name: format!("{i}-{}", "x".repeat(name_len)),
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    traces_body(
+        (0..n)
+            .map(|i| span(&format!("{i}-{}", "x".repeat(name_len)), vec![1; 16]))
+            .collect(),
+    )
 }
 
 #[test]
@@ -105,20 +89,8 @@ fn grpc_errors_use_the_codes_clients_act_on() {
         "{r}"
     );
 
-    let bad_id = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![1; 8],
-                    span_id: vec![2; 8],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    let r = call(&python, &gw, "traces", &bad_id.encode_to_vec(), false);
+    let bad_id = traces_body(vec![span("short-id", vec![1; 8])]);
+    let r = call(&python, &gw, "traces", &bad_id, false);
     assert_eq!(r["code"], "INVALID_ARGUMENT");
     assert_eq!(
         r["details"],

@@ -6,35 +6,12 @@ mod common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn traces(n: usize) -> Vec<u8> {
-    let spans = (0..n)
-        .map(|i| Span {
-            name: format!("s{i}"),
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
 
 fn logs(n: usize) -> Vec<u8> {
     let log_records = (0..n)
@@ -83,7 +60,7 @@ fn prometheus_reads_the_counters_the_test_caused() {
             gw.http,
             "/v1/traces",
             &[("Content-Type", "application/x-protobuf")],
-            &traces(n),
+            &traces_body(spans("s", n)),
         )
         .unwrap();
         assert_eq!(r.status, 200);

@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -49,23 +46,7 @@ fn sigterm_flushes_held_batches_and_answers_waiting_clients() {
         health.text()
     );
 
-    let body = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (0..5)
-                    .map(|i| Span {
-                        name: format!("held-{i}"),
-                        trace_id: vec![3; 16],
-                        span_id: vec![4; 8],
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec();
+    let body = traces_body(spans("held-", 5));
     let port = gw.http;
     // The client waits: its data sits in the batch processor until the batch leaves.
     let client = std::thread::spawn(move || {
@@ -90,17 +71,7 @@ fn sigterm_flushes_held_batches_and_answers_waiting_clients() {
     let answer = client.join().unwrap().expect("the client got an answer");
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(status.success(), "exit status {status}: {log}");
-    let lines = json_lines(&out);
-    let names: Vec<String> = lines
-        .iter()
-        .flat_map(|l| {
-            l["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|s| s["name"].as_str().map(str::to_string))
-        .collect();
+    let names = span_names(&out);
     assert_eq!(
         names,
         (0..5).map(|i| format!("held-{i}")).collect::<Vec<_>>()

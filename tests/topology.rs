@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -43,42 +40,15 @@ service:
 "#;
 
 fn send(port: u16, name: &str) {
-    let body = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    name: name.into(),
-                    trace_id: vec![5; 16],
-                    span_id: vec![6; 8],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec();
     let r = http_request(
         "POST",
         port,
         "/v1/traces",
         &[("Content-Type", "application/x-protobuf")],
-        &body,
+        &traces_body(vec![span(name, vec![5; 16])]),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-}
-
-fn names(gw: &Gateway, file: &str) -> Vec<String> {
-    let mut v: Vec<String> = json_lines(&gw.path(file))
-        .iter()
-        .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        .filter_map(|s| s["name"].as_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -86,17 +56,18 @@ fn fan_in_fan_out_and_shared_components() {
     let mut gw = Gateway::start(CONFIG);
     send(gw.http, "via-first");
     send(gw.grpc, "via-second");
-    assert!(eventually(Duration::from_secs(10), || names(
-        &gw,
-        "all.jsonl"
-    )
-    .len()
+    let (all, one) = (gw.path("all.jsonl"), gw.path("one.jsonl"));
+    assert!(eventually(Duration::from_secs(10), || span_names(&all)
+        .len()
         == 3
-        && names(&gw, "one.jsonl").len() == 2));
-    assert_eq!(names(&gw, "one.jsonl"), vec!["via-first", "via-second"]);
+        && span_names(&one).len() == 2));
+    assert_eq!(
+        span_names(&gw.path("one.jsonl")),
+        vec!["via-first", "via-second"]
+    );
     // traces/one brings both; traces/two brings the first receiver's span once more.
     assert_eq!(
-        names(&gw, "all.jsonl"),
+        span_names(&gw.path("all.jsonl")),
         vec!["via-first", "via-first", "via-second"]
     );
     assert_eq!(

@@ -175,14 +175,6 @@ impl Batch {
         self.items
     }
 
-    /// Bytes of the wire form if there is one, else an estimate from the item count.
-    pub fn encoded_len(&self) -> usize {
-        match &self.payload.encoded {
-            Some(b) => b.len(),
-            None => self.items * 256,
-        }
-    }
-
     pub fn is_encoded(&self) -> bool {
         self.payload.encoded.is_some()
     }
@@ -243,16 +235,15 @@ impl Batch {
         }
     }
 
-    /// Joins batches of one signal into one. Encoded batches stay encoded (protobuf messages of
-    /// one type concatenate into one valid message); otherwise the requests are appended.
-    pub fn merge(batches: Vec<Batch>) -> Batch {
+    /// Joins batches of one signal into one (`None` for no batches). Encoded batches stay
+    /// encoded (protobuf messages of one type concatenate into one valid message); otherwise the
+    /// requests are appended.
+    pub fn merge(batches: Vec<Batch>) -> Option<Batch> {
         let mut iter = batches.into_iter();
-        let Some(first) = iter.next() else {
-            return Batch::from_request(Request::empty(Signal::Traces));
-        };
+        let first = iter.next()?;
         let rest: Vec<Batch> = iter.collect();
         if rest.is_empty() {
-            return first;
+            return Some(first);
         }
         let signal = first.signal;
         let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
@@ -262,7 +253,8 @@ impl Batch {
         }
         let all_encoded = first.is_encoded() && rest.iter().all(Batch::is_encoded);
         let payload = if all_encoded {
-            let total = first.encoded_len() + rest.iter().map(Batch::encoded_len).sum::<usize>();
+            let len = |b: &Batch| b.payload.encoded.as_ref().map_or(0, Bytes::len);
+            let total = len(&first) + rest.iter().map(len).sum::<usize>();
             let mut buf = BytesMut::with_capacity(total);
             for b in std::iter::once(&first).chain(rest.iter()) {
                 if let Some(e) = &b.payload.encoded {
@@ -288,12 +280,12 @@ impl Batch {
                 decoded,
             }
         };
-        Batch {
+        Some(Batch {
             signal,
             items,
             payload: Arc::new(payload),
             acks,
-        }
+        })
     }
 
     /// Takes the request out, decoding if needed and copying only if the payload is shared.
@@ -343,6 +335,12 @@ pub mod tests_support {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
+    /// A payload captured from a real SDK, from `tests/fixtures/`.
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     /// `spans` spans with valid ids, named s0, s1, …, under one resource and scope.
     pub fn traces(spans: usize) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
@@ -373,7 +371,7 @@ mod tests {
     fn encoded_batches_merge_by_concatenation() {
         let a = Batch::from_encoded(Signal::Traces, traces(2).encode_to_vec().into(), 2);
         let b = Batch::from_encoded(Signal::Traces, traces(3).encode_to_vec().into(), 3);
-        let m = Batch::merge(vec![a, b]);
+        let m = Batch::merge(vec![a, b]).unwrap();
         assert!(m.is_encoded());
         assert_eq!(m.items(), 5);
         assert_eq!(m.request().unwrap().item_count(), 5);
@@ -387,7 +385,7 @@ mod tests {
     fn mixed_batches_merge_decoded() {
         let a = Batch::from_encoded(Signal::Traces, traces(2).encode_to_vec().into(), 2);
         let b = Batch::from_request(Request::Traces(traces(1)));
-        let m = Batch::merge(vec![a, b]);
+        let m = Batch::merge(vec![a, b]).unwrap();
         assert!(!m.is_encoded());
         assert_eq!(m.request().unwrap().item_count(), 3);
     }

@@ -3,6 +3,9 @@
 //! `scripts/install-peers.sh` installs.
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -340,3 +343,49 @@ service:
       processors: [batch]
       exporters: [file]
 "#;
+
+/// A span named `name` with the given trace id and a fixed valid span id.
+pub fn span(name: &str, trace_id: Vec<u8>) -> Span {
+    Span {
+        name: name.into(),
+        trace_id,
+        span_id: vec![7; 8],
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        ..Default::default()
+    }
+}
+
+/// An OTLP/protobuf traces request holding `spans` under one resource and scope.
+pub fn traces_body(spans: Vec<Span>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// `n` valid spans named `{prefix}{i}`.
+pub fn spans(prefix: &str, n: usize) -> Vec<Span> {
+    (0..n)
+        .map(|i| span(&format!("{prefix}{i}"), vec![1; 16]))
+        .collect()
+}
+
+/// The names of every span in an OTLP/JSON-lines file, sorted.
+pub fn span_names(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = json_lines(path)
+        .iter()
+        .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}

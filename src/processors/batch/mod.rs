@@ -65,10 +65,9 @@ impl BatchProcessor {
     }
 
     fn send(&mut self, out: &mut Vec<Batch>) {
-        if self.pending.is_empty() {
+        let Some(merged) = Batch::merge(std::mem::take(&mut self.pending)) else {
             return;
-        }
-        let merged = Batch::merge(std::mem::take(&mut self.pending));
+        };
         self.pending_items = 0;
         self.deadline = None;
         for part in merged.split(self.cfg.send_batch_max_size) {

@@ -132,12 +132,8 @@ fn drop_invalid(request: &mut Request) -> Result<(usize, Option<String>), Invali
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::tests_support::fixture;
     use prost::Message;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     #[test]
     fn python_sdk_protobuf_fixtures_decode() {

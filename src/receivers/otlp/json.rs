@@ -70,11 +70,7 @@ fn camel(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::pipeline::tests_support::fixture;
 
     #[test]
     fn node_sdk_fixtures_parse() {
