@@ -224,6 +224,34 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         ),
         7.0
     );
+    // Every bad request and every rejected item is counted.
+    let invalid = |code: &str| {
+        gw.metric(
+            "switchyard_receiver_invalid_requests_total",
+            &[("transport", "http"), ("code", code)],
+        )
+    };
+    assert_eq!(
+        invalid("400"),
+        5.0,
+        "truncated, invalid JSON, empty JSON, and two all-bad-id requests"
+    );
+    assert_eq!(
+        (
+            invalid("404"),
+            invalid("405"),
+            invalid("413"),
+            invalid("415")
+        ),
+        (1.0, 1.0, 2.0, 1.0)
+    );
+    assert_eq!(
+        gw.metric(
+            "otelcol_receiver_refused_spans_total",
+            &[("transport", "http")]
+        ),
+        2.0
+    );
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::process::Command;
 
 const CONFIG: &str = r#"
@@ -106,12 +105,16 @@ fn grpc_errors_use_the_codes_clients_act_on() {
         "no RetryInfo: clients must not retry"
     );
 
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(&vec![0u8; 16 << 20]).unwrap();
-    let r = call(&python, &gw, "traces", &enc.finish().unwrap(), false);
-    assert_ne!(
-        r["code"], "OK",
-        "a 16 MiB body of zeros is not a valid request: {r}"
+    // A gzip bomb: grpcio compresses 16 MiB of zeros to a few KiB; switchyard stops
+    // decompressing at the 1 MiB limit.
+    let r = call(&python, &gw, "traces", &vec![0u8; 16 << 20], true);
+    assert_eq!(r["code"], "RESOURCE_EXHAUSTED", "{r}");
+    assert!(
+        r["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("size limit"),
+        "{r}"
     );
 
     let r = call(&python, &gw, "logs", &request(1, 1), false);
@@ -133,6 +136,15 @@ fn grpc_errors_use_the_codes_clients_act_on() {
         ),
         6.0
     );
+    let invalid = |code: &str| {
+        gw.metric(
+            "switchyard_receiver_invalid_requests_total",
+            &[("transport", "grpc"), ("code", code)],
+        )
+    };
+    assert_eq!(invalid("INVALID_ARGUMENT"), 2.0);
+    assert_eq!(invalid("UNIMPLEMENTED"), 1.0);
+    assert_eq!(invalid("RESOURCE_EXHAUSTED"), 2.0, "over-size and bomb");
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

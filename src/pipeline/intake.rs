@@ -22,6 +22,23 @@ impl Intake {
         &self.receiver
     }
 
+    /// Counts items the receiver dropped as invalid before submitting the rest.
+    pub fn rejected(&self, transport: &str, signal: Signal, items: usize) {
+        if items > 0 {
+            METRICS.receiver_refused[signal.index()]
+                .with_label_values(&[self.receiver.as_str(), transport])
+                .inc_by(items as u64);
+        }
+    }
+
+    /// Counts a request answered with a client error.
+    pub fn invalid_request(&self, transport: &str, code: &str) {
+        METRICS
+            .receiver_invalid_requests
+            .with_label_values(&[self.receiver.as_str(), transport, code])
+            .inc();
+    }
+
     /// Whether any pipeline takes this signal from this receiver.
     pub fn accepts(&self, signal: Signal) -> bool {
         !self.routes[signal.index()].is_empty()

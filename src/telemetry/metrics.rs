@@ -19,6 +19,10 @@ pub struct Metrics {
     pub exporter_send_failed: [IntCounterVec; 3],
     pub exporter_enqueue_failed: [IntCounterVec; 3],
     pub exporter_queue_size: IntGaugeVec,
+    /// Requests answered with a client error (malformed, too large, wrong type…); labels
+    /// `receiver`, `transport`, `code` (the HTTP status or gRPC code). Not a collector metric:
+    /// the collector does not count these.
+    pub receiver_invalid_requests: IntCounterVec,
     pub exporter_queue_capacity: IntGaugeVec,
     /// Label `processor`.
     pub batch_send_size: HistogramVec,
@@ -97,6 +101,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "exporter_enqueue_failed",
             "Number of {items} failed to be added to the sending queue.",
             el,
+        ),
+        receiver_invalid_requests: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_receiver_invalid_requests_total",
+                    "Requests refused as invalid (client errors), by answer code.",
+                ),
+                &["receiver", "transport", "code"],
+            )
+            .expect("valid metric"),
         ),
         exporter_queue_size: register(
             &r,

@@ -48,13 +48,24 @@ pub async fn serve(
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Deflate)
                 .max_decoding_message_size(max);
-            let service = ExportService { intake, signal };
+            let service = ExportService {
+                intake: intake.clone(),
+                signal,
+            };
             let mut resp = grpc.unary(service, req).await;
             // tonic reports an over-size message as OUT_OF_RANGE, which OTLP clients retry;
             // OTLP asks for RESOURCE_EXHAUSTED without RetryInfo, which they do not.
             if resp.headers().get("grpc-status").is_some_and(|v| v == "11") {
                 resp.headers_mut()
                     .insert("grpc-status", http::HeaderValue::from_static("8"));
+            }
+            if let Some(code) = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                && let Some(name) = client_error_name(code)
+            {
+                intake.invalid_request("grpc", name);
             }
             resp.map(|b| {
                 b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
@@ -90,6 +101,7 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 Ok(d) => d,
                 Err(invalid) => return Err(Status::invalid_argument(invalid.0)),
             };
+            intake.rejected("grpc", signal, decoded.rejected);
             match intake.submit("grpc", decoded.batch).await {
                 Ok(()) => Ok(tonic::Response::new(Bytes::from(response::protobuf(
                     signal,
@@ -111,6 +123,16 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 Err(refusal) => Err(Status::internal(refusal.message)),
             }
         })
+    }
+}
+
+/// gRPC codes that mean the client sent something wrong, by their numeric value.
+fn client_error_name(code: &str) -> Option<&'static str> {
+    match code {
+        "3" => Some("INVALID_ARGUMENT"),
+        "8" => Some("RESOURCE_EXHAUSTED"),
+        "12" => Some("UNIMPLEMENTED"),
+        _ => None,
     }
 }
 

@@ -52,7 +52,13 @@ pub async fn serve(
     });
     let handler = move |req: http::Request<Incoming>| {
         let (intake, routes) = (intake.clone(), routes.clone());
-        async move { handle(req, &intake, &routes).await }
+        async move {
+            let response = handle(req, &intake, &routes).await;
+            if response.status().is_client_error() {
+                intake.invalid_request("http", response.status().as_str());
+            }
+            response
+        }
     };
     net::serve(listener, handler, shutdown, grace).await;
 }
@@ -151,6 +157,7 @@ async fn handle(
             );
         }
     };
+    intake.rejected("http", signal, decoded.rejected);
     match intake.submit("http", decoded.batch).await {
         Ok(()) => {
             let body: Bytes = match format {

@@ -38,6 +38,10 @@ fn normalise(v: &mut Value) {
                     && let Value::String(s) = val
                 {
                     s.make_ascii_lowercase();
+                } else if let Value::String(name) = val
+                    && let Some(n) = enum_number(k, name)
+                {
+                    *val = Value::from(n);
                 } else {
                     normalise(val);
                 }
@@ -46,6 +50,46 @@ fn normalise(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(normalise),
         _ => {}
     }
+}
+
+/// The number of an enum written by name (`"kind": "SPAN_KIND_SERVER"`), which the spec does
+/// not allow but some clients send and the collector accepts.
+fn enum_number(key: &str, name: &str) -> Option<i64> {
+    let table: &[(&str, i64)] = match key {
+        "kind" => &[
+            ("SPAN_KIND_UNSPECIFIED", 0),
+            ("SPAN_KIND_INTERNAL", 1),
+            ("SPAN_KIND_SERVER", 2),
+            ("SPAN_KIND_CLIENT", 3),
+            ("SPAN_KIND_PRODUCER", 4),
+            ("SPAN_KIND_CONSUMER", 5),
+        ],
+        "code" => &[
+            ("STATUS_CODE_UNSET", 0),
+            ("STATUS_CODE_OK", 1),
+            ("STATUS_CODE_ERROR", 2),
+        ],
+        "aggregationTemporality" => &[
+            ("AGGREGATION_TEMPORALITY_UNSPECIFIED", 0),
+            ("AGGREGATION_TEMPORALITY_DELTA", 1),
+            ("AGGREGATION_TEMPORALITY_CUMULATIVE", 2),
+        ],
+        "severityNumber" => {
+            let level = name.strip_prefix("SEVERITY_NUMBER_")?;
+            if level == "UNSPECIFIED" {
+                return Some(0);
+            }
+            let base = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+            let (word, step) = match level.char_indices().find(|(_, c)| c.is_ascii_digit()) {
+                Some((i, _)) => (&level[..i], level[i..].parse::<i64>().ok()?),
+                None => (level, 1),
+            };
+            let pos = base.iter().position(|b| *b == word)? as i64;
+            return (1..=4).contains(&step).then_some(pos * 4 + step);
+        }
+        _ => return None,
+    };
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
 fn camel(key: &str) -> String {
@@ -105,6 +149,31 @@ mod tests {
         assert_eq!(span.trace_id[0], 0x0a);
         assert_eq!(span.start_time_unix_nano, 5);
         assert_eq!(span.kind, 2);
+    }
+
+    #[test]
+    fn enums_by_name_are_accepted() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0ad717c898562d2b5609458955f82137",
+            "spanId":"e9978e6a07256a1d","name":"x","kind":"SPAN_KIND_CONSUMER","status":{"code":"STATUS_CODE_ERROR"}}]}]}]}"#;
+        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else {
+            panic!()
+        };
+        let span = &t.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!((span.kind, span.status.as_ref().unwrap().code), (5, 2));
+        assert_eq!(
+            enum_number("severityNumber", "SEVERITY_NUMBER_INFO"),
+            Some(9)
+        );
+        assert_eq!(
+            enum_number("severityNumber", "SEVERITY_NUMBER_WARN2"),
+            Some(14)
+        );
+        assert_eq!(
+            enum_number("severityNumber", "SEVERITY_NUMBER_FATAL4"),
+            Some(24)
+        );
+        assert_eq!(enum_number("severityNumber", "SEVERITY_NUMBER_LOUD"), None);
+        assert_eq!(enum_number("name", "SPAN_KIND_SERVER"), None);
     }
 
     #[test]
