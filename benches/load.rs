@@ -47,7 +47,10 @@ fn request(seed: u64) -> Vec<u8> {
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue(format!("svc-{}", seed % 3)))], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue(format!("svc-{}", seed % 3)))],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
@@ -133,7 +136,8 @@ fn main() {
     } else {
         Command::new(bin)
     };
-    let mut child = cmd.arg("--config").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start switchyard");
+    let mut child =
+        cmd.arg("--config").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start switchyard");
     let pid = child.id();
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", http)).is_err() {
@@ -158,7 +162,9 @@ fn main() {
     let spans = ok * SPANS_PER_REQUEST;
     assert_eq!(ok, clients * per_client, "every request was accepted");
     let cpu = cpu1 - cpu0;
-    println!("load: {clients} clients x {per_client} requests x {SPANS_PER_REQUEST} spans ({bytes_per_span} B/span), gateway pinned to one core: {pinned}");
+    println!(
+        "load: {clients} clients x {per_client} requests x {SPANS_PER_REQUEST} spans ({bytes_per_span} B/span), gateway pinned to one core: {pinned}"
+    );
     println!("load: {spans} spans in {wall:.2} s = {:.0} spans/s", spans as f64 / wall);
     println!("load: gateway CPU {cpu:.2} s = {:.2} CPU-seconds per million spans", cpu / spans as f64 * 1e6);
     println!("load: gateway peak RSS {:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0));

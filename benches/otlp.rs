@@ -4,9 +4,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -17,19 +15,13 @@ use switchyard::receivers::otlp::{decode_json, decode_protobuf};
 const SPANS: usize = 100;
 
 fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: k.to_string(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
+    KeyValue { key: k.to_string(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
 }
 
 fn realistic(seed: u8) -> ExportTraceServiceRequest {
     let spans = (0..SPANS)
         .map(|i| Span {
-            trace_id: vec![
-                seed, i as u8, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-            ],
+            trace_id: vec![seed, i as u8, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
             span_id: vec![i as u8, seed, 3, 4, 5, 6, 7, 8],
             parent_span_id: vec![9, 9, 9, 9, 9, 9, 9, i as u8],
             name: format!("GET /api/v1/items/{i}"),
@@ -38,22 +30,13 @@ fn realistic(seed: u8) -> ExportTraceServiceRequest {
             end_time_unix_nano: 1_700_000_000_000_500_000 + i as u64,
             attributes: vec![
                 kv("http.request.method", Value::StringValue("GET".into())),
-                kv(
-                    "http.route",
-                    Value::StringValue("/api/v1/items/{id}".into()),
-                ),
+                kv("http.route", Value::StringValue("/api/v1/items/{id}".into())),
                 kv("http.response.status_code", Value::IntValue(200)),
                 kv("url.path", Value::StringValue(format!("/api/v1/items/{i}"))),
-                kv(
-                    "server.address",
-                    Value::StringValue("items.internal".into()),
-                ),
+                kv("server.address", Value::StringValue("items.internal".into())),
                 kv("server.port", Value::IntValue(8080)),
                 kv("network.protocol.version", Value::StringValue("1.1".into())),
-                kv(
-                    "user_agent.original",
-                    Value::StringValue("python-requests/2.31".into()),
-                ),
+                kv("user_agent.original", Value::StringValue("python-requests/2.31".into())),
                 kv("app.cache_hit", Value::BoolValue(i % 2 == 0)),
                 kv("app.latency_ratio", Value::DoubleValue(0.25)),
             ],
@@ -100,9 +83,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode_protobuf_validate", |b| {
         b.iter(|| decode_protobuf(Signal::Traces, black_box(wire.clone())).ok())
     });
-    g.bench_function("decode_json_validate", |b| {
-        b.iter(|| decode_json(Signal::Traces, black_box(&json)).ok())
-    });
+    g.bench_function("decode_json_validate", |b| b.iter(|| decode_json(Signal::Traces, black_box(&json)).ok()));
     g.bench_function("encode_passthrough", |b| {
         let batch = Batch::from_encoded(Signal::Traces, wire.clone(), SPANS);
         b.iter(|| black_box(batch.to_encoded()))
@@ -117,22 +98,14 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10 * SPANS as u64));
     g.bench_function("encoded", |b| {
         b.iter_batched(
-            || {
-                (0..10)
-                    .map(|_| Batch::from_encoded(Signal::Traces, wire.clone(), SPANS))
-                    .collect::<Vec<_>>()
-            },
+            || (0..10).map(|_| Batch::from_encoded(Signal::Traces, wire.clone(), SPANS)).collect::<Vec<_>>(),
             |parts| black_box(Batch::merge(parts).map(|b| b.items())),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("decoded", |b| {
         b.iter_batched(
-            || {
-                (0..10)
-                    .map(|i| Batch::from_request(Request::Traces(realistic(i))))
-                    .collect::<Vec<_>>()
-            },
+            || (0..10).map(|i| Batch::from_request(Request::Traces(realistic(i)))).collect::<Vec<_>>(),
             |parts| black_box(Batch::merge(parts).map(|b| b.items())),
             BatchSize::SmallInput,
         )

@@ -53,18 +53,11 @@ pub const TYPES: &[TypeInfo] = &[
 ];
 
 pub fn type_names(kind: ComponentKind) -> Vec<&'static str> {
-    TYPES
-        .iter()
-        .filter(|t| t.kind == kind)
-        .map(|t| t.name)
-        .collect()
+    TYPES.iter().filter(|t| t.kind == kind).map(|t| t.name).collect()
 }
 
 fn signals_of(kind: ComponentKind, name: &str) -> &'static [Signal] {
-    TYPES
-        .iter()
-        .find(|t| t.kind == kind && t.name == name)
-        .map_or(&[], |t| t.signals)
+    TYPES.iter().find(|t| t.kind == kind && t.name == name).map_or(&[], |t| t.signals)
 }
 
 #[derive(Debug, Clone)]
@@ -137,63 +130,31 @@ fn no_checks<T>(_: &T) -> Result<(), (String, String)> {
     Ok(())
 }
 
-pub fn decode_receiver(
-    id: &ComponentId,
-    node: &Node,
-    path: &str,
-) -> Result<Option<ReceiverConfig>, ConfigError> {
+pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ReceiverConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
-        "otlp" => Some(ReceiverConfig::Otlp(typed(
-            node,
-            path,
-            OtlpReceiverConfig::validate,
-        )?)),
+        "otlp" => Some(ReceiverConfig::Otlp(typed(node, path, OtlpReceiverConfig::validate)?)),
         _ => None,
     })
 }
 
-pub fn decode_processor(
-    id: &ComponentId,
-    node: &Node,
-    path: &str,
-) -> Result<Option<ProcessorConfig>, ConfigError> {
+pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ProcessorConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
-        "batch" => Some(ProcessorConfig::Batch(typed(
-            node,
-            path,
-            BatchConfig::validate,
-        )?)),
+        "batch" => Some(ProcessorConfig::Batch(typed(node, path, BatchConfig::validate)?)),
         _ => None,
     })
 }
 
-pub fn decode_exporter(
-    id: &ComponentId,
-    node: &Node,
-    path: &str,
-) -> Result<Option<ExporterConfig>, ConfigError> {
+pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ExporterConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
-        "file" => Some(ExporterConfig::File(typed(
-            node,
-            path,
-            FileConfig::validate,
-        )?)),
+        "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         _ => None,
     })
 }
 
-pub fn decode_extension(
-    id: &ComponentId,
-    node: &Node,
-    path: &str,
-) -> Result<Option<ExtensionConfig>, ConfigError> {
+pub fn decode_extension(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ExtensionConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
-        "health_check" => Some(ExtensionConfig::HealthCheck(typed(
-            node,
-            path,
-            HealthCheckConfig::validate,
-        )?)),
+        "health_check" => Some(ExtensionConfig::HealthCheck(typed(node, path, HealthCheckConfig::validate)?)),
         _ => None,
     })
 }

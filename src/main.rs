@@ -33,10 +33,7 @@ enum Command {
 
 fn load(cli: &Cli) -> Result<(Config, bool), ConfigError> {
     if cli.config.is_empty() {
-        let sources = [(
-            "<embedded default>".to_string(),
-            config::DEFAULT_CONFIG.to_string(),
-        )];
+        let sources = [("<embedded default>".to_string(), config::DEFAULT_CONFIG.to_string())];
         Ok((config::load_sources(&sources)?, true))
     } else {
         Ok((config::load_files(&cli.config)?, false))
@@ -71,23 +68,11 @@ fn config_failure(e: &ConfigError) -> ExitCode {
 
 fn print_components() {
     use switchyard::config::ComponentKind;
-    for kind in [
-        ComponentKind::Receiver,
-        ComponentKind::Processor,
-        ComponentKind::Exporter,
-        ComponentKind::Extension,
-    ] {
+    for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Extension] {
         println!("{}:", kind.section());
-        for t in switchyard::components::TYPES
-            .iter()
-            .filter(|t| t.kind == kind)
-        {
+        for t in switchyard::components::TYPES.iter().filter(|t| t.kind == kind) {
             let signals: Vec<String> = t.signals.iter().map(|s| s.to_string()).collect();
-            let signals = if signals.is_empty() {
-                "-".to_string()
-            } else {
-                signals.join(", ")
-            };
+            let signals = if signals.is_empty() { "-".to_string() } else { signals.join(", ") };
             println!("  {:<14} {:<24} {}", t.name, signals, t.description);
         }
     }
@@ -96,17 +81,9 @@ fn print_components() {
 fn print_pipelines(cfg: &Config) {
     println!("configuration is valid; pipelines:");
     for (id, p) in &cfg.pipelines {
-        let list = |v: &[switchyard::config::ComponentId]| {
-            v.iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let processors = if p.processors.is_empty() {
-            "(none)".to_string()
-        } else {
-            list(&p.processors)
-        };
+        let list =
+            |v: &[switchyard::config::ComponentId]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        let processors = if p.processors.is_empty() { "(none)".to_string() } else { list(&p.processors) };
         println!(
             "  {id}: receivers [{}] -> processors [{processors}] -> exporters [{}]",
             list(&p.receivers),
@@ -117,10 +94,7 @@ fn print_pipelines(cfg: &Config) {
 
 fn run(cfg: Config, default: bool) -> ExitCode {
     switchyard::telemetry::logs::init(&cfg.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");
@@ -148,10 +122,7 @@ fn run(cfg: Config, default: bool) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot listen for signals; stop with SIGKILL");
         return std::future::pending().await;
     };

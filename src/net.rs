@@ -14,16 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Checks that `endpoint` is `host:port` with a numeric port, as the collector expects.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "invalid address \"{endpoint}\": expected host:port, such as localhost:4317 or 0.0.0.0:4317"
-        )
-    };
+    let bad = || format!("invalid address \"{endpoint}\": expected host:port, such as localhost:4317 or 0.0.0.0:4317");
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
         return Err(bad());
     }
@@ -37,10 +30,8 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
 /// Binds a TCP listener on `endpoint`, trying each address it resolves to.
 pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
     check_endpoint(endpoint)?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
-        .await
-        .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host(endpoint).await.map_err(|e| format!("cannot resolve {endpoint}: {e}"))?.collect();
     let mut last = format!("{endpoint} resolves to no address");
     for addr in addrs {
         match TcpListener::bind(addr).await {
@@ -53,12 +44,8 @@ pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
 
 /// Serves HTTP/1.1 and HTTP/2 on `listener` with `handler` until `shutdown` fires, then lets
 /// requests in progress finish (up to `grace`).
-pub async fn serve<H, F>(
-    listener: TcpListener,
-    handler: H,
-    shutdown: CancellationToken,
-    grace: Duration,
-) where
+pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: CancellationToken, grace: Duration)
+where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
@@ -82,9 +69,7 @@ pub async fn serve<H, F>(
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let builder = auto::Builder::new(TokioExecutor::new());
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -93,30 +78,18 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
 }
 
 /// The response body type every switchyard HTTP handler returns.
-pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<
-    bytes::Bytes,
-    Box<dyn std::error::Error + Send + Sync>,
->;
+pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// A complete response with `status`, `content_type` and `body`.
-pub fn response(
-    status: http::StatusCode,
-    content_type: &str,
-    body: impl Into<bytes::Bytes>,
-) -> Response<BoxBody> {
+pub fn response(status: http::StatusCode, content_type: &str, body: impl Into<bytes::Bytes>) -> Response<BoxBody> {
     use http_body_util::BodyExt;
-    let body = http_body_util::Full::new(body.into())
-        .map_err(|never| match never {})
-        .boxed_unsync();
+    let body = http_body_util::Full::new(body.into()).map_err(|never| match never {}).boxed_unsync();
     let mut r = Response::new(body);
     *r.status_mut() = status;
     if let Ok(v) = http::HeaderValue::from_str(content_type) {

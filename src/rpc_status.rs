@@ -48,10 +48,7 @@ pub mod code {
 /// Encoded `google.rpc.Status` carrying a `RetryInfo` that asks the client to wait `delay`.
 pub fn status_with_retry_info(code: i32, message: &str, delay: std::time::Duration) -> Vec<u8> {
     let info = RetryInfo {
-        retry_delay: Some(ProtoDuration {
-            seconds: delay.as_secs() as i64,
-            nanos: delay.subsec_nanos() as i32,
-        }),
+        retry_delay: Some(ProtoDuration { seconds: delay.as_secs() as i64, nanos: delay.subsec_nanos() as i32 }),
     };
     RpcStatus {
         code,

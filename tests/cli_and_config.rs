@@ -9,10 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn switchyard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .output()
-        .expect("run switchyard");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).output().expect("run switchyard");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -44,10 +41,7 @@ fn every_example_configuration_validates() {
             seen += 1;
         }
     }
-    assert!(
-        seen >= 3,
-        "expected example configurations in config/ and deploy/"
-    );
+    assert!(seen >= 3, "expected example configurations in config/ and deploy/");
 }
 
 #[test]
@@ -55,12 +49,7 @@ fn validate_without_config_checks_the_embedded_default() {
     let (code, out, _) = switchyard(&["validate"]);
     assert_eq!(code, 0);
     for p in ["traces", "metrics", "logs"] {
-        assert!(
-            out.contains(&format!(
-                "  {p}: receivers [otlp] -> processors [batch] -> exporters [debug]"
-            )),
-            "{out}"
-        );
+        assert!(out.contains(&format!("  {p}: receivers [otlp] -> processors [batch] -> exporters [debug]")), "{out}");
     }
 }
 
@@ -90,10 +79,7 @@ fn components_lists_every_type_with_signals() {
 fn version_is_printed() {
     let (code, out, _) = switchyard(&["--version"]);
     assert_eq!(code, 0);
-    assert_eq!(
-        out.trim(),
-        format!("switchyard {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(out.trim(), format!("switchyard {}", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -137,48 +123,41 @@ fn invalid_address_and_missing_field_and_wrong_type() {
     );
     assert_eq!(code, 2);
     assert!(
-        err.contains("bad.yaml:5:19: receivers.otlp.protocols.http.endpoint: invalid address \"localhost\": expected host:port"),
+        err.contains(
+            "bad.yaml:5:19: receivers.otlp.protocols.http.endpoint: invalid address \"localhost\": expected host:port"
+        ),
         "{err}"
     );
     let (code, err) = validate(&format!(
         "{GOOD_HEAD}  file:\n    rotation: {{max_megabytes: 5}}\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n"
     ));
     assert_eq!(code, 2);
-    assert!(
-        err.contains("bad.yaml:8:5: exporters.file: missing required key \"path\""),
-        "{err}"
-    );
+    assert!(err.contains("bad.yaml:8:5: exporters.file: missing required key \"path\""), "{err}");
     let (code, err) = validate(&format!(
         "{GOOD_HEAD}processors:\n  batch:\n    send_batch_size: lots\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [debug]\n"
     ));
     assert_eq!(code, 2);
-    assert!(err.contains("bad.yaml:9:22: processors.batch.send_batch_size: expected a non-negative integer, found \"lots\""), "{err}");
+    assert!(
+        err.contains(
+            "bad.yaml:9:22: processors.batch.send_batch_size: expected a non-negative integer, found \"lots\""
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_receivers_and_unknown_signal_and_unknown_top_level_key() {
-    let (code, err) = validate(&format!(
-        "{GOOD_HEAD}service:\n  pipelines:\n    traces:\n      exporters: [debug]\n"
-    ));
+    let (code, err) = validate(&format!("{GOOD_HEAD}service:\n  pipelines:\n    traces:\n      exporters: [debug]\n"));
     assert_eq!(code, 2);
-    assert!(
-        err.contains("service.pipelines.traces.receivers: a pipeline needs at least one receiver"),
-        "{err}"
-    );
+    assert!(err.contains("service.pipelines.traces.receivers: a pipeline needs at least one receiver"), "{err}");
     let (code, err) = validate(&format!(
         "{GOOD_HEAD}service:\n  pipelines:\n    spans:\n      receivers: [otlp]\n      exporters: [debug]\n"
     ));
     assert_eq!(code, 2);
-    assert!(
-        err.contains("bad.yaml:9:5: service.pipelines.spans: unknown signal \"spans\""),
-        "{err}"
-    );
+    assert!(err.contains("bad.yaml:9:5: service.pipelines.spans: unknown signal \"spans\""), "{err}");
     let (code, err) = validate(&format!("{GOOD_HEAD}servce:\n  pipelines: {{}}\n"));
     assert_eq!(code, 2);
-    assert!(
-        err.contains("bad.yaml:7:1: servce: unknown key \"servce\"; did you mean \"service\"?"),
-        "{err}"
-    );
+    assert!(err.contains("bad.yaml:7:1: servce: unknown key \"servce\"; did you mean \"service\"?"), "{err}");
 }
 
 #[test]
@@ -188,30 +167,13 @@ fn several_config_files_merge_and_variables_expand() {
     let over = dir.path().join("over.yaml");
     std::fs::write(&base, format!("{GOOD_HEAD}processors:\n  batch:\n    timeout: 1s\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n")).unwrap();
     std::fs::write(&over, "service:\n  pipelines:\n    traces:\n      processors: [batch]\n    logs/extra:\n      receivers: [otlp]\n      exporters:\n        - ${env:SY_TEST_EXPORTER:-debug}\n").unwrap();
-    let (code, out, err) = switchyard(&[
-        "validate",
-        "--config",
-        base.to_str().unwrap(),
-        "--config",
-        over.to_str().unwrap(),
-    ]);
+    let (code, out, err) =
+        switchyard(&["validate", "--config", base.to_str().unwrap(), "--config", over.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("traces: receivers [otlp] -> processors [batch] -> exporters [debug]"),
-        "{out}"
-    );
-    assert!(
-        out.contains("logs/extra: receivers [otlp] -> processors [(none)] -> exporters [debug]"),
-        "{out}"
-    );
+    assert!(out.contains("traces: receivers [otlp] -> processors [batch] -> exporters [debug]"), "{out}");
+    assert!(out.contains("logs/extra: receivers [otlp] -> processors [(none)] -> exporters [debug]"), "{out}");
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "validate",
-            "--config",
-            base.to_str().unwrap(),
-            "--config",
-            over.to_str().unwrap(),
-        ])
+        .args(["validate", "--config", base.to_str().unwrap(), "--config", over.to_str().unwrap()])
         .env("SY_TEST_EXPORTER", "nope")
         .output()
         .unwrap();
@@ -224,39 +186,21 @@ fn runs_the_embedded_default_without_arguments() {
     // The default listens on the fixed ports 4317, 4318 and 8888; no other test uses them.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_switchyard")).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let ready = eventually(Duration::from_secs(15), || {
         http_request("GET", 8888, "/metrics", &[], b"").is_ok_and(|r| r.status == 200)
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(ready, "default did not come up: {text}");
     let fixture = std::fs::read(repo().join("tests/fixtures/python-sdk-traces.pb")).unwrap();
-    let r = http_request(
-        "POST",
-        4318,
-        "/v1/traces",
-        &[("Content-Type", "application/x-protobuf")],
-        &fixture,
-    )
-    .unwrap();
+    let r = http_request("POST", 4318, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &fixture).unwrap();
     assert_eq!(r.status, 200);
     signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{text}");
-    assert!(
-        text.contains("using the embedded default configuration"),
-        "{text}"
-    );
-    assert!(
-        text.contains("127.0.0.1:4317") && text.contains("127.0.0.1:4318"),
-        "{text}"
-    );
-    assert!(
-        text.contains("py-span-http") || text.contains("items=1"),
-        "debug exporter output missing: {text}"
-    );
+    assert!(text.contains("using the embedded default configuration"), "{text}");
+    assert!(text.contains("127.0.0.1:4317") && text.contains("127.0.0.1:4318"), "{text}");
+    assert!(text.contains("py-span-http") || text.contains("items=1"), "debug exporter output missing: {text}");
 }

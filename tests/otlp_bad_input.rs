@@ -34,14 +34,7 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 /// A valid request still goes through after each bad one.
 fn still_serving(gw: &Gateway, name: &str) {
-    let r = http_request(
-        "POST",
-        gw.http,
-        "/v1/traces",
-        &[PB],
-        &traces_body(vec![span(name, vec![1; 16])]),
-    )
-    .unwrap();
+    let r = http_request("POST", gw.http, "/v1/traces", &[PB], &traces_body(vec![span(name, vec![1; 16])])).unwrap();
     assert_eq!(r.status, 200, "valid request after bad input: {}", r.text());
 }
 
@@ -56,51 +49,24 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let r = http_request("POST", port, "/v1/traces", &[PB], &body).unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
-    assert!(
-        r.text()
-            .contains("cannot decode OTLP/protobuf traces request"),
-        "{}",
-        r.text()
-    );
+    assert!(r.text().contains("cannot decode OTLP/protobuf traces request"), "{}", r.text());
     still_serving(&gw, "after-truncated");
 
     // Invalid JSON: the error comes back as JSON.
-    let r = http_request(
-        "POST",
-        port,
-        "/v1/traces",
-        &[JSON],
-        b"{\"resourceSpans\": [",
-    )
-    .unwrap();
+    let r = http_request("POST", port, "/v1/traces", &[JSON], b"{\"resourceSpans\": [").unwrap();
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["code"], 3);
     assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("cannot decode OTLP/JSON traces request: EOF while parsing"),
+        v["message"].as_str().unwrap().starts_with("cannot decode OTLP/JSON traces request: EOF while parsing"),
         "{v}"
     );
     still_serving(&gw, "after-json");
 
     // Wrong content type.
-    let r = http_request(
-        "POST",
-        port,
-        "/v1/traces",
-        &[("Content-Type", "text/plain")],
-        b"hello",
-    )
-    .unwrap();
+    let r = http_request("POST", port, "/v1/traces", &[("Content-Type", "text/plain")], b"hello").unwrap();
     assert_eq!(r.status, 415);
-    assert!(
-        r.text()
-            .contains("unsupported content type \\\"text/plain\\\""),
-        "{}",
-        r.text()
-    );
+    assert!(r.text().contains("unsupported content type \\\"text/plain\\\""), "{}", r.text());
 
     // GET.
     let r = http_request("GET", port, "/v1/traces", &[], b"").unwrap();
@@ -119,18 +85,10 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         enc.write_all(&zeros).unwrap();
     }
     let bomb = enc.finish().unwrap();
-    let r = http_request(
-        "POST",
-        port,
-        "/v1/traces",
-        &[PB, ("Content-Encoding", "gzip")],
-        &bomb,
-    )
-    .unwrap();
+    let r = http_request("POST", port, "/v1/traces", &[PB, ("Content-Encoding", "gzip")], &bomb).unwrap();
     assert_eq!(r.status, 413);
     assert!(
-        r.text()
-            .contains("request body too large: over the max_request_body_size of 1000000 bytes"),
+        r.text().contains("request body too large: over the max_request_body_size of 1000000 bytes"),
         "{}",
         r.text()
     );
@@ -142,21 +100,9 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     still_serving(&gw, "after-limits");
 
     // A trace id of the wrong length: the whole request when every span is bad...
-    let r = http_request(
-        "POST",
-        port,
-        "/v1/traces",
-        &[PB],
-        &traces_body(vec![span("bad", vec![1; 15])]),
-    )
-    .unwrap();
+    let r = http_request("POST", port, "/v1/traces", &[PB], &traces_body(vec![span("bad", vec![1; 15])])).unwrap();
     assert_eq!(r.status, 400);
-    assert!(
-        r.text()
-            .contains("invalid trace id length: 15 bytes, expected 16"),
-        "{}",
-        r.text()
-    );
+    assert!(r.text().contains("invalid trace id length: 15 bytes, expected 16"), "{}", r.text());
     // ... the same in JSON ...
     let json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","spanId":"0707070707070707","name":"bad-json"}]}]}]}"#;
     let r = http_request("POST", port, "/v1/traces", &[JSON], json).unwrap();
@@ -166,11 +112,7 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
         "invalid trace id length: 2 bytes, expected 16"
     );
     // ... and only the bad span when others are fine: a partial success the client must not retry.
-    let body = traces_body(vec![
-        span("good-1", vec![1; 16]),
-        span("bad-2", vec![1; 3]),
-        span("good-3", vec![2; 16]),
-    ]);
+    let body = traces_body(vec![span("good-1", vec![1; 16]), span("bad-2", vec![1; 3]), span("good-3", vec![2; 16])]);
     let r = http_request("POST", port, "/v1/traces", &[JSON], &[]).unwrap();
     assert_eq!(r.status, 400, "an empty JSON body is not an object");
     let json_partial = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[
@@ -180,36 +122,18 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{v}");
-    assert_eq!(
-        v["partialSuccess"]["errorMessage"],
-        "invalid trace id length: 2 bytes, expected 16"
-    );
+    assert_eq!(v["partialSuccess"]["errorMessage"], "invalid trace id length: 2 bytes, expected 16");
     let r = http_request("POST", port, "/v1/traces", &[PB], &body).unwrap();
     assert_eq!(r.status, 200);
     let resp =
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
-            &r.body[..],
-        )
-        .unwrap();
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(&r.body[..]).unwrap();
     let partial = resp.partial_success.expect("partial_success set");
     assert_eq!(partial.rejected_spans, 1);
 
     // What arrived is exactly the valid spans, once each.
-    let expected = [
-        "after-truncated",
-        "after-json",
-        "after-method",
-        "after-limits",
-        "good-json",
-        "good-1",
-        "good-3",
-    ];
+    let expected = ["after-truncated", "after-json", "after-method", "after-limits", "good-json", "good-1", "good-3"];
     assert!(
-        eventually(Duration::from_secs(10), || span_names(
-            &gw.path("out.jsonl")
-        )
-        .len()
-            >= expected.len()),
+        eventually(Duration::from_secs(10), || span_names(&gw.path("out.jsonl")).len() >= expected.len()),
         "spans did not arrive: {:?}",
         span_names(&gw.path("out.jsonl"))
     );
@@ -217,41 +141,13 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(got, want);
-    assert_eq!(
-        gw.metric(
-            "otelcol_receiver_accepted_spans_total",
-            &[("receiver", "otlp"), ("transport", "http")]
-        ),
-        7.0
-    );
+    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp"), ("transport", "http")]), 7.0);
     // Every bad request and every rejected item is counted.
-    let invalid = |code: &str| {
-        gw.metric(
-            "switchyard_receiver_invalid_requests_total",
-            &[("transport", "http"), ("code", code)],
-        )
-    };
-    assert_eq!(
-        invalid("400"),
-        5.0,
-        "truncated, invalid JSON, empty JSON, and two all-bad-id requests"
-    );
-    assert_eq!(
-        (
-            invalid("404"),
-            invalid("405"),
-            invalid("413"),
-            invalid("415")
-        ),
-        (1.0, 1.0, 2.0, 1.0)
-    );
-    assert_eq!(
-        gw.metric(
-            "otelcol_receiver_refused_spans_total",
-            &[("transport", "http")]
-        ),
-        2.0
-    );
+    let invalid =
+        |code: &str| gw.metric("switchyard_receiver_invalid_requests_total", &[("transport", "http"), ("code", code)]);
+    assert_eq!(invalid("400"), 5.0, "truncated, invalid JSON, empty JSON, and two all-bad-id requests");
+    assert_eq!((invalid("404"), invalid("405"), invalid("413"), invalid("415")), (1.0, 1.0, 2.0, 1.0));
+    assert_eq!(gw.metric("otelcol_receiver_refused_spans_total", &[("transport", "http")]), 2.0);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");

@@ -31,12 +31,7 @@ fn any(v: &Value) -> Value {
         return b.clone();
     }
     if let Some(a) = v.get("arrayValue") {
-        return Value::Array(
-            a["values"]
-                .as_array()
-                .map(|vs| vs.iter().map(any).collect())
-                .unwrap_or_default(),
-        );
+        return Value::Array(a["values"].as_array().map(|vs| vs.iter().map(any).collect()).unwrap_or_default());
     }
     if let Some(k) = v.get("kvlistValue") {
         return Value::Object(attrs(&k["values"]));
@@ -48,12 +43,7 @@ fn attrs(list: &Value) -> Map<String, Value> {
     list.as_array()
         .into_iter()
         .flatten()
-        .map(|kv| {
-            (
-                kv["key"].as_str().unwrap_or_default().to_string(),
-                any(&kv["value"]),
-            )
-        })
+        .map(|kv| (kv["key"].as_str().unwrap_or_default().to_string(), any(&kv["value"])))
         .collect()
 }
 
@@ -108,18 +98,12 @@ fn items_for_run(
 
 fn check_resource(got: &Map<String, Value>, want: &Value) {
     for (k, v) in want.as_object().into_iter().flatten() {
-        assert!(
-            got.get(k).is_some_and(|g| nums_equal(g, v)),
-            "resource attribute {k}: got {:?}, sent {v}",
-            got.get(k)
-        );
+        assert!(got.get(k).is_some_and(|g| nums_equal(g, v)), "resource attribute {k}: got {:?}, sent {v}", got.get(k));
     }
 }
 
 fn compare_traces(out: &Path, summary: &Value) -> usize {
-    let run = summary["resource"]["test.run"]
-        .as_str()
-        .expect("test.run in summary");
+    let run = summary["resource"]["test.run"].as_str().expect("test.run in summary");
     let sent = summary["spans"].as_array().expect("spans in summary");
     let got = items_for_run(out, "resourceSpans", "scopeSpans", "spans", run);
     assert_eq!(got.len(), sent.len(), "span count for run {run}");
@@ -130,25 +114,11 @@ fn compare_traces(out: &Path, summary: &Value) -> usize {
             .unwrap_or_else(|| panic!("span {} not written", want["span_id"]));
         check_resource(resource, &summary["resource"]);
         assert_eq!(span["traceId"], want["trace_id"]);
-        assert_eq!(
-            span["parentSpanId"].as_str().unwrap_or(""),
-            want["parent_span_id"].as_str().unwrap_or("")
-        );
+        assert_eq!(span["parentSpanId"].as_str().unwrap_or(""), want["parent_span_id"].as_str().unwrap_or(""));
         assert_eq!(span["name"], want["name"]);
-        assert_eq!(
-            span["kind"].as_i64(),
-            want["kind"].as_i64(),
-            "kind of {}",
-            want["name"]
-        );
-        assert_eq!(
-            u64_of(&span["startTimeUnixNano"]),
-            u64_of(&want["start_time_unix_nano"])
-        );
-        assert_eq!(
-            u64_of(&span["endTimeUnixNano"]),
-            u64_of(&want["end_time_unix_nano"])
-        );
+        assert_eq!(span["kind"].as_i64(), want["kind"].as_i64(), "kind of {}", want["name"]);
+        assert_eq!(u64_of(&span["startTimeUnixNano"]), u64_of(&want["start_time_unix_nano"]));
+        assert_eq!(u64_of(&span["endTimeUnixNano"]), u64_of(&want["end_time_unix_nano"]));
         let got_attrs = attrs(&span["attributes"]);
         for (k, v) in want["attributes"].as_object().into_iter().flatten() {
             assert!(
@@ -158,10 +128,7 @@ fn compare_traces(out: &Path, summary: &Value) -> usize {
                 got_attrs.get(k)
             );
         }
-        assert_eq!(
-            got_attrs.len(),
-            want["attributes"].as_object().map_or(0, |m| m.len())
-        );
+        assert_eq!(got_attrs.len(), want["attributes"].as_object().map_or(0, |m| m.len()));
         let events = span["events"].as_array().cloned().unwrap_or_default();
         let want_events = want["events"].as_array().cloned().unwrap_or_default();
         assert_eq!(events.len(), want_events.len());
@@ -170,53 +137,30 @@ fn compare_traces(out: &Path, summary: &Value) -> usize {
             assert_eq!(u64_of(&e["timeUnixNano"]), u64_of(&w["time_unix_nano"]));
             assert_eq!(Value::Object(attrs(&e["attributes"])), w["attributes"]);
         }
-        assert_eq!(
-            span["status"]["code"].as_i64().unwrap_or(0),
-            want["status"]["code"].as_i64().unwrap_or(0)
-        );
-        assert_eq!(
-            span["status"]["message"].as_str().unwrap_or(""),
-            want["status"]["message"].as_str().unwrap_or("")
-        );
+        assert_eq!(span["status"]["code"].as_i64().unwrap_or(0), want["status"]["code"].as_i64().unwrap_or(0));
+        assert_eq!(span["status"]["message"].as_str().unwrap_or(""), want["status"]["message"].as_str().unwrap_or(""));
     }
     sent.len()
 }
 
 fn compare_metrics(out: &Path, summary: &Value) -> usize {
-    let run = summary["resource"]["test.run"]
-        .as_str()
-        .expect("test.run in summary");
+    let run = summary["resource"]["test.run"].as_str().expect("test.run in summary");
     let got = items_for_run(out, "resourceMetrics", "scopeMetrics", "metrics", run);
     let mut points = 0;
     for want in summary["metrics"].as_array().expect("metrics in summary") {
         let name = want["name"].as_str().unwrap();
-        let instances: Vec<&Value> = got
-            .iter()
-            .map(|(_, m)| m)
-            .filter(|m| m["name"] == want["name"])
-            .collect();
+        let instances: Vec<&Value> = got.iter().map(|(_, m)| m).filter(|m| m["name"] == want["name"]).collect();
         assert!(!instances.is_empty(), "metric {name} not written");
         let m = instances[0];
-        assert_eq!(
-            m["unit"].as_str().unwrap_or(""),
-            want["unit"].as_str().unwrap_or(""),
-            "unit of {name}"
-        );
+        assert_eq!(m["unit"].as_str().unwrap_or(""), want["unit"].as_str().unwrap_or(""), "unit of {name}");
         assert_eq!(
             m["description"].as_str().unwrap_or(""),
             want["description"].as_str().unwrap_or(""),
             "description of {name}"
         );
         let kind = want["type"].as_str().unwrap();
-        let got_points: Vec<Value> = instances
-            .iter()
-            .flat_map(|m| {
-                m[kind]["dataPoints"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
+        let got_points: Vec<Value> =
+            instances.iter().flat_map(|m| m[kind]["dataPoints"].as_array().cloned().unwrap_or_default()).collect();
         let want_points = want["points"].as_array().cloned().unwrap_or_default();
         assert_eq!(got_points.len(), want_points.len(), "points of {name}");
         for w in &want_points {
@@ -224,45 +168,19 @@ fn compare_metrics(out: &Path, summary: &Value) -> usize {
                 .iter()
                 .find(|p| Value::Object(attrs(&p["attributes"])) == w["attributes"])
                 .unwrap_or_else(|| panic!("{name}: no point with attributes {}", w["attributes"]));
-            assert_eq!(
-                u64_of(&p["timeUnixNano"]),
-                u64_of(&w["time_unix_nano"]),
-                "{name} time"
-            );
-            assert_eq!(
-                u64_of(&p["startTimeUnixNano"]),
-                u64_of(&w["start_time_unix_nano"]),
-                "{name} start time"
-            );
+            assert_eq!(u64_of(&p["timeUnixNano"]), u64_of(&w["time_unix_nano"]), "{name} time");
+            assert_eq!(u64_of(&p["startTimeUnixNano"]), u64_of(&w["start_time_unix_nano"]), "{name} start time");
             if kind == "histogram" {
                 assert_eq!(u64_of(&p["count"]), u64_of(&w["count"]), "{name} count");
-                assert!(
-                    nums_equal(&p["sum"], &w["sum"]),
-                    "{name} sum {} vs {}",
-                    p["sum"],
-                    w["sum"]
-                );
-                let buckets: Vec<u64> = p["bucketCounts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(u64_of)
-                    .collect();
-                let want_buckets: Vec<u64> = w["bucket_counts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(u64_of)
-                    .collect();
+                assert!(nums_equal(&p["sum"], &w["sum"]), "{name} sum {} vs {}", p["sum"], w["sum"]);
+                let buckets: Vec<u64> = p["bucketCounts"].as_array().into_iter().flatten().map(u64_of).collect();
+                let want_buckets: Vec<u64> = w["bucket_counts"].as_array().into_iter().flatten().map(u64_of).collect();
                 assert_eq!(buckets, want_buckets, "{name} buckets");
                 let bounds = p["explicitBounds"].as_array().cloned().unwrap_or_default();
                 let want_bounds = w["explicit_bounds"].as_array().cloned().unwrap_or_default();
                 assert_eq!(bounds.len(), want_bounds.len(), "{name} bounds");
                 assert!(
-                    bounds
-                        .iter()
-                        .zip(&want_bounds)
-                        .all(|(a, b)| nums_equal(a, b)),
+                    bounds.iter().zip(&want_bounds).all(|(a, b)| nums_equal(a, b)),
                     "{name} bounds {bounds:?} vs {want_bounds:?}"
                 );
             } else {
@@ -271,11 +189,7 @@ fn compare_metrics(out: &Path, summary: &Value) -> usize {
                     .map(|v| json!(i64_of(v)))
                     .or_else(|| p.get("asDouble").cloned())
                     .unwrap_or(Value::Null);
-                assert!(
-                    nums_equal(&value, &w["value"]),
-                    "{name} value: got {value}, sent {}",
-                    w["value"]
-                );
+                assert!(nums_equal(&value, &w["value"]), "{name} value: got {value}, sent {}", w["value"]);
             }
             points += 1;
         }
@@ -284,9 +198,7 @@ fn compare_metrics(out: &Path, summary: &Value) -> usize {
 }
 
 fn compare_logs(out: &Path, summary: &Value) -> usize {
-    let run = summary["resource"]["test.run"]
-        .as_str()
-        .expect("test.run in summary");
+    let run = summary["resource"]["test.run"].as_str().expect("test.run in summary");
     let sent = summary["logs"].as_array().expect("logs in summary");
     let got = items_for_run(out, "resourceLogs", "scopeLogs", "logRecords", run);
     assert_eq!(got.len(), sent.len(), "log count for run {run}");
@@ -296,30 +208,12 @@ fn compare_logs(out: &Path, summary: &Value) -> usize {
             .find(|(_, r)| any(&r["body"]) == want["body"])
             .unwrap_or_else(|| panic!("log {} not written", want["body"]));
         check_resource(resource, &summary["resource"]);
-        assert_eq!(
-            rec["severityNumber"].as_i64().unwrap_or(0),
-            want["severity_number"].as_i64().unwrap_or(0)
-        );
-        assert_eq!(
-            rec["severityText"].as_str().unwrap_or(""),
-            want["severity_text"].as_str().unwrap_or("")
-        );
-        assert_eq!(
-            rec["traceId"].as_str().unwrap_or(""),
-            want["trace_id"].as_str().unwrap_or("")
-        );
-        assert_eq!(
-            rec["spanId"].as_str().unwrap_or(""),
-            want["span_id"].as_str().unwrap_or("")
-        );
-        assert_eq!(
-            u64_of(&rec["timeUnixNano"]),
-            u64_of(&want["time_unix_nano"])
-        );
-        assert_eq!(
-            u64_of(&rec["observedTimeUnixNano"]),
-            u64_of(&want["observed_time_unix_nano"])
-        );
+        assert_eq!(rec["severityNumber"].as_i64().unwrap_or(0), want["severity_number"].as_i64().unwrap_or(0));
+        assert_eq!(rec["severityText"].as_str().unwrap_or(""), want["severity_text"].as_str().unwrap_or(""));
+        assert_eq!(rec["traceId"].as_str().unwrap_or(""), want["trace_id"].as_str().unwrap_or(""));
+        assert_eq!(rec["spanId"].as_str().unwrap_or(""), want["span_id"].as_str().unwrap_or(""));
+        assert_eq!(u64_of(&rec["timeUnixNano"]), u64_of(&want["time_unix_nano"]));
+        assert_eq!(u64_of(&rec["observedTimeUnixNano"]), u64_of(&want["observed_time_unix_nano"]));
         let got_attrs = attrs(&rec["attributes"]);
         for (k, v) in want["attributes"].as_object().into_iter().flatten() {
             assert!(
@@ -352,8 +246,7 @@ fn run_peer(mut cmd: Command, what: &str) {
 }
 
 fn read_summary(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
-        .expect("summary is JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written")).expect("summary is JSON")
 }
 
 /// Items of this run already in the file, and how many the summary says were sent.
@@ -369,12 +262,7 @@ fn counts(out: &Path, signal: &str, summary: &Value) -> (usize, usize) {
             summary["logs"].as_array().map_or(0, Vec::len),
         ),
         _ => {
-            let names: Vec<&Value> = summary["metrics"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| &m["name"])
-                .collect();
+            let names: Vec<&Value> = summary["metrics"].as_array().into_iter().flatten().map(|m| &m["name"]).collect();
             let got = items_for_run(out, "resourceMetrics", "scopeMetrics", "metrics", run)
                 .iter()
                 .filter(|(_, m)| names.contains(&&m["name"]))
@@ -403,11 +291,7 @@ fn python_sdk_over_grpc_grpc_gzip_and_http_protobuf() {
     let mut gw = Gateway::start(FILE_PIPELINE);
     let mut expected = [0usize; 3];
     for protocol in ["grpc", "grpc-gzip", "http-protobuf"] {
-        let port = if protocol.starts_with("grpc") {
-            gw.grpc
-        } else {
-            gw.http
-        };
+        let port = if protocol.starts_with("grpc") { gw.grpc } else { gw.http };
         for (i, signal) in ["traces", "metrics", "logs"].into_iter().enumerate() {
             let summary_path = gw.path(&format!("py-{protocol}-{signal}.json"));
             let mut cmd = Command::new(&python);
@@ -422,11 +306,9 @@ fn python_sdk_over_grpc_grpc_gzip_and_http_protobuf() {
             expected[i] += n;
         }
     }
-    let m = |name: &str, transport: &str| {
-        gw.metric(name, &[("receiver", "otlp"), ("transport", transport)])
-    };
-    let accepted_spans = m("otelcol_receiver_accepted_spans_total", "grpc")
-        + m("otelcol_receiver_accepted_spans_total", "http");
+    let m = |name: &str, transport: &str| gw.metric(name, &[("receiver", "otlp"), ("transport", transport)]);
+    let accepted_spans =
+        m("otelcol_receiver_accepted_spans_total", "grpc") + m("otelcol_receiver_accepted_spans_total", "http");
     assert_eq!(accepted_spans as usize, expected[0]);
     let accepted_points = m("otelcol_receiver_accepted_metric_points_total", "grpc")
         + m("otelcol_receiver_accepted_metric_points_total", "http");
@@ -434,10 +316,7 @@ fn python_sdk_over_grpc_grpc_gzip_and_http_protobuf() {
     let accepted_logs = m("otelcol_receiver_accepted_log_records_total", "grpc")
         + m("otelcol_receiver_accepted_log_records_total", "http");
     assert_eq!(accepted_logs as usize, expected[2]);
-    assert_eq!(
-        gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "file")]) as usize,
-        expected[0]
-    );
+    assert_eq!(gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "file")]) as usize, expected[0]);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
@@ -451,18 +330,11 @@ fn js_sdk_over_http_json() {
         let mut cmd = Command::new(&node);
         cmd.arg(repo().join("tests/peers/node/send.js"))
             .args(["--signal", signal, "--count", "4"])
-            .args([
-                "--endpoint",
-                &format!("http://127.0.0.1:{}", gw.http),
-                "--out",
-            ])
+            .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.http), "--out"])
             .arg(&summary_path);
         run_peer(cmd, &format!("node {signal}"));
         let summary = read_summary(&summary_path);
-        assert!(
-            arrived(&gw, signal, &summary) > 0,
-            "node {signal}: the SDK sent nothing"
-        );
+        assert!(arrived(&gw, signal, &summary) > 0, "node {signal}: the SDK sent nothing");
     }
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");

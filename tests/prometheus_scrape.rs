@@ -14,18 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn logs(n: usize) -> Vec<u8> {
-    let log_records = (0..n)
-        .map(|i| LogRecord {
-            severity_text: format!("l{i}"),
-            ..Default::default()
-        })
-        .collect();
+    let log_records = (0..n).map(|i| LogRecord { severity_text: format!("l{i}"), ..Default::default() }).collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records,
-                ..Default::default()
-            }],
+            scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -41,16 +33,10 @@ fn query(port: u16, q: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_reads_the_counters_the_test_caused() {
-    let Some(prometheus) = peer(
-        Path::new("/usr/bin/prometheus"),
-        "Prometheus (Debian package prometheus)",
-    ) else {
+    let Some(prometheus) = peer(Path::new("/usr/bin/prometheus"), "Prometheus (Debian package prometheus)") else {
         return;
     };
-    let Some(promtool) = peer(
-        Path::new("/usr/bin/promtool"),
-        "promtool (Debian package prometheus)",
-    ) else {
+    let Some(promtool) = peer(Path::new("/usr/bin/promtool"), "promtool (Debian package prometheus)") else {
         return;
     };
     let mut gw = Gateway::start(FILE_PIPELINE);
@@ -65,23 +51,12 @@ fn prometheus_reads_the_counters_the_test_caused() {
         .unwrap();
         assert_eq!(r.status, 200);
     }
-    let r = http_request(
-        "POST",
-        gw.http,
-        "/v1/logs",
-        &[("Content-Type", "application/x-protobuf")],
-        &logs(5),
-    )
-    .unwrap();
+    let r = http_request("POST", gw.http, "/v1/logs", &[("Content-Type", "application/x-protobuf")], &logs(5)).unwrap();
     assert_eq!(r.status, 200);
-    assert!(eventually(Duration::from_secs(10), || gw
-        .metric("otelcol_exporter_sent_spans_total", &[])
-        == 37.0));
+    assert!(eventually(Duration::from_secs(10), || gw.metric("otelcol_exporter_sent_spans_total", &[]) == 37.0));
 
     // promtool lints the exposition exactly as served.
-    let exposition = http_request("GET", gw.metrics, "/metrics", &[], b"")
-        .unwrap()
-        .body;
+    let exposition = http_request("GET", gw.metrics, "/metrics", &[], b"").unwrap().body;
     let mut child = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -114,33 +89,19 @@ fn prometheus_reads_the_counters_the_test_caused() {
         .spawn()
         .unwrap();
     let accepted = "otelcol_receiver_accepted_spans_total";
-    let seen = eventually(Duration::from_secs(60), || {
-        query(prom_port, accepted) == Some(37.0)
-    });
+    let seen = eventually(Duration::from_secs(60), || query(prom_port, accepted) == Some(37.0));
     let sent = query(prom_port, "otelcol_exporter_sent_spans_total");
     let logs_accepted = query(prom_port, "otelcol_receiver_accepted_log_records_total");
-    let labels = http_request(
-        "GET",
-        prom_port,
-        &format!("/api/v1/query?query={accepted}"),
-        &[],
-        b"",
-    )
-    .map(|r| r.text())
-    .unwrap_or_default();
+    let labels = http_request("GET", prom_port, &format!("/api/v1/query?query={accepted}"), &[], b"")
+        .map(|r| r.text())
+        .unwrap_or_default();
     let _ = prom.kill();
     let _ = prom.wait();
     let prom_log = std::fs::read_to_string(gw.path("prometheus.log")).unwrap_or_default();
-    assert!(
-        seen,
-        "Prometheus never stored {accepted} = 37; last answer {labels}\n{prom_log}"
-    );
+    assert!(seen, "Prometheus never stored {accepted} = 37; last answer {labels}\n{prom_log}");
     assert_eq!(sent, Some(37.0));
     assert_eq!(logs_accepted, Some(5.0));
-    assert!(
-        labels.contains("\"receiver\":\"otlp\"") && labels.contains("\"transport\":\"http\""),
-        "{labels}"
-    );
+    assert!(labels.contains("\"receiver\":\"otlp\"") && labels.contains("\"transport\":\"http\""), "{labels}");
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

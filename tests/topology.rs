@@ -57,40 +57,13 @@ fn fan_in_fan_out_and_shared_components() {
     send(gw.http, "via-first");
     send(gw.grpc, "via-second");
     let (all, one) = (gw.path("all.jsonl"), gw.path("one.jsonl"));
-    assert!(eventually(Duration::from_secs(10), || span_names(&all)
-        .len()
-        == 3
-        && span_names(&one).len() == 2));
-    assert_eq!(
-        span_names(&gw.path("one.jsonl")),
-        vec!["via-first", "via-second"]
-    );
+    assert!(eventually(Duration::from_secs(10), || span_names(&all).len() == 3 && span_names(&one).len() == 2));
+    assert_eq!(span_names(&gw.path("one.jsonl")), vec!["via-first", "via-second"]);
     // traces/one brings both; traces/two brings the first receiver's span once more.
-    assert_eq!(
-        span_names(&gw.path("all.jsonl")),
-        vec!["via-first", "via-first", "via-second"]
-    );
-    assert_eq!(
-        gw.metric(
-            "otelcol_receiver_accepted_spans_total",
-            &[("receiver", "otlp")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        gw.metric(
-            "otelcol_receiver_accepted_spans_total",
-            &[("receiver", "otlp/second")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        gw.metric(
-            "otelcol_exporter_sent_spans_total",
-            &[("exporter", "file/all")]
-        ),
-        3.0
-    );
+    assert_eq!(span_names(&gw.path("all.jsonl")), vec!["via-first", "via-first", "via-second"]);
+    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp")]), 1.0);
+    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp/second")]), 1.0);
+    assert_eq!(gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "file/all")]), 3.0);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

@@ -8,11 +8,7 @@ use std::fmt;
 
 /// Decodes `node` (found at key path `path`) into `T`.
 pub fn from_node<T: de::DeserializeOwned>(node: &Node, path: &str) -> Result<T, ConfigError> {
-    T::deserialize(NodeDe {
-        node,
-        path: path.to_string(),
-    })
-    .map_err(|e| e.into_config(node, path))
+    T::deserialize(NodeDe { node, path: path.to_string() }).map_err(|e| e.into_config(node, path))
 }
 
 /// An error on its way out of serde; the innermost node that saw it pins its position.
@@ -31,14 +27,8 @@ impl DeError {
     }
 
     fn into_config(self, node: &Node, path: &str) -> ConfigError {
-        let (loc, path) = self
-            .at
-            .unwrap_or_else(|| (node.loc.clone(), path.to_string()));
-        ConfigError {
-            loc: Some(loc),
-            path,
-            message: self.message,
-        }
+        let (loc, path) = self.at.unwrap_or_else(|| (node.loc.clone(), path.to_string()));
+        ConfigError { loc: Some(loc), path, message: self.message }
     }
 }
 
@@ -52,31 +42,19 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError {
-            message: msg.to_string(),
-            at: None,
-        }
+        DeError { message: msg.to_string(), at: None }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError {
-            message: unknown_key_message(field, expected),
-            at: None,
-        }
+        DeError { message: unknown_key_message(field, expected), at: None }
     }
 
     fn missing_field(field: &'static str) -> Self {
-        DeError {
-            message: format!("missing required key \"{field}\""),
-            at: None,
-        }
+        DeError { message: format!("missing required key \"{field}\""), at: None }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError {
-            message: format!("expected {exp}, found {unexp}"),
-            at: None,
-        }
+        DeError { message: format!("expected {exp}, found {unexp}"), at: None }
     }
 }
 
@@ -89,18 +67,13 @@ impl<'a> NodeDe<'a> {
     fn scalar(&self) -> Result<&'a str, DeError> {
         match &self.node.kind {
             NodeKind::Scalar { value, .. } => Ok(value),
-            _ => Err(de::Error::custom(format!(
-                "expected a single value, found {}",
-                self.node.describe()
-            ))),
+            _ => Err(de::Error::custom(format!("expected a single value, found {}", self.node.describe()))),
         }
     }
 
     fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, DeError> {
         let s = self.scalar()?;
-        s.trim()
-            .parse()
-            .map_err(|_| de::Error::custom(format!("expected {what}, found \"{s}\"")))
+        s.trim().parse().map_err(|_| de::Error::custom(format!("expected {what}, found \"{s}\"")))
     }
 
     fn pin(&self, e: DeError) -> DeError {
@@ -109,11 +82,7 @@ impl<'a> NodeDe<'a> {
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 macro_rules! parse_number {
@@ -145,16 +114,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                 }
                 visitor.visit_str(value)
             }
-            NodeKind::Seq(items) => visitor.visit_seq(SeqAccess {
-                items: items.iter(),
-                path: &self.path,
-                index: 0,
-            }),
-            NodeKind::Map(entries) => visitor.visit_map(MapAccess {
-                entries: entries.iter(),
-                path: &self.path,
-                value: None,
-            }),
+            NodeKind::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), path: &self.path, index: 0 }),
+            NodeKind::Map(entries) => {
+                visitor.visit_map(MapAccess { entries: entries.iter(), path: &self.path, value: None })
+            }
         };
         r.map_err(|e| self.pin(e))
     }
@@ -209,47 +172,24 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         visitor.visit_unit()
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let r = match &self.node.kind {
-            NodeKind::Seq(items) => visitor.visit_seq(SeqAccess {
-                items: items.iter(),
-                path: &self.path,
-                index: 0,
-            }),
-            NodeKind::Null => visitor.visit_seq(SeqAccess {
-                items: [].iter(),
-                path: &self.path,
-                index: 0,
-            }),
-            _ => Err(de::Error::custom(format!(
-                "expected a list, found {}",
-                self.node.describe()
-            ))),
+            NodeKind::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), path: &self.path, index: 0 }),
+            NodeKind::Null => visitor.visit_seq(SeqAccess { items: [].iter(), path: &self.path, index: 0 }),
+            _ => Err(de::Error::custom(format!("expected a list, found {}", self.node.describe()))),
         };
         r.map_err(|e| self.pin(e))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -264,20 +204,13 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let r = match &self.node.kind {
-            NodeKind::Map(entries) => visitor.visit_map(MapAccess {
-                entries: entries.iter(),
-                path: &self.path,
-                value: None,
-            }),
-            NodeKind::Null => visitor.visit_map(MapAccess {
-                entries: [].iter(),
-                path: &self.path,
-                value: None,
-            }),
-            _ => Err(de::Error::custom(format!(
-                "expected a mapping of keys to values, found {}",
-                self.node.describe()
-            ))),
+            NodeKind::Map(entries) => {
+                visitor.visit_map(MapAccess { entries: entries.iter(), path: &self.path, value: None })
+            }
+            NodeKind::Null => visitor.visit_map(MapAccess { entries: [].iter(), path: &self.path, value: None }),
+            _ => {
+                Err(de::Error::custom(format!("expected a mapping of keys to values, found {}", self.node.describe())))
+            }
         };
         r.map_err(|e| self.pin(e))
     }
@@ -299,10 +232,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, DeError> {
         let s = self.scalar().map_err(|e| self.pin(e))?;
         if !variants.contains(&s) {
-            return Err(self.pin(de::Error::custom(format!(
-                "unknown value \"{s}\" (expected one of: {})",
-                variants.join(", ")
-            ))));
+            return Err(self
+                .pin(de::Error::custom(format!("unknown value \"{s}\" (expected one of: {})", variants.join(", ")))));
         }
         let d: de::value::StrDeserializer<'_, DeError> = s.into_deserializer();
         visitor.visit_enum(d).map_err(|e| self.pin(e))
@@ -326,21 +257,13 @@ struct SeqAccess<'a, 'p> {
 impl<'de, 'a, 'p> de::SeqAccess<'de> for SeqAccess<'a, 'p> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         let Some(node) = self.items.next() else {
             return Ok(None);
         };
         let path = format!("{}[{}]", self.path, self.index);
         self.index += 1;
-        seed.deserialize(NodeDe {
-            node,
-            path: path.clone(),
-        })
-        .map(Some)
-        .map_err(|e| e.at(&node.loc, &path))
+        seed.deserialize(NodeDe { node, path: path.clone() }).map(Some).map_err(|e| e.at(&node.loc, &path))
     }
 }
 
@@ -353,10 +276,7 @@ struct MapAccess<'a, 'p> {
 impl<'de, 'a, 'p> de::MapAccess<'de> for MapAccess<'a, 'p> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
@@ -369,15 +289,8 @@ impl<'de, 'a, 'p> de::MapAccess<'de> for MapAccess<'a, 'p> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self
-            .value
-            .take()
-            .ok_or_else(|| de::Error::custom("value without a key"))?;
-        seed.deserialize(NodeDe {
-            node,
-            path: path.clone(),
-        })
-        .map_err(|e| e.at(&node.loc, &path))
+        let (node, path) = self.value.take().ok_or_else(|| de::Error::custom("value without a key"))?;
+        seed.deserialize(NodeDe { node, path: path.clone() }).map_err(|e| e.at(&node.loc, &path))
     }
 }
 
@@ -417,9 +330,7 @@ mod tests {
 
     #[test]
     fn decodes_typed_values() {
-        let o =
-            load("inner: {endpoint: 'a:1', size: 5}\nlist: [x, y]\nflag: true\nmode: detailed\n")
-                .unwrap();
+        let o = load("inner: {endpoint: 'a:1', size: 5}\nlist: [x, y]\nflag: true\nmode: detailed\n").unwrap();
         assert_eq!(o.inner.endpoint, "a:1");
         assert_eq!(o.inner.size, 5);
         assert_eq!(o.list, vec!["x", "y"]);
@@ -439,24 +350,14 @@ mod tests {
     #[test]
     fn wrong_type_names_the_value() {
         let e = load("inner:\n  size: big\nlist: []\nmode: basic\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "t.yaml:2:9: root.inner.size: expected a non-negative integer, found \"big\""
-        );
+        assert_eq!(e.to_string(), "t.yaml:2:9: root.inner.size: expected a non-negative integer, found \"big\"");
         let e = load("inner: {}\nlist: []\nmode: loud\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("t.yaml:3:7: root.mode: unknown value \"loud\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("t.yaml:3:7: root.mode: unknown value \"loud\""), "{e}");
     }
 
     #[test]
     fn missing_key_is_reported_on_the_parent() {
         let e = load("inner: {}\nlist: []\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "t.yaml:1:1: root: missing required key \"mode\""
-        );
+        assert_eq!(e.to_string(), "t.yaml:1:1: root: missing required key \"mode\"");
     }
 }

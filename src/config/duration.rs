@@ -18,9 +18,6 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(t).map_err(|_| {
-        format!(
-            "invalid duration \"{text}\": expected a number with a unit, such as 200ms, 5s or 1m"
-        )
-    })
+    humantime::parse_duration(t)
+        .map_err(|_| format!("invalid duration \"{text}\": expected a number with a unit, such as 200ms, 5s or 1m"))
 }

@@ -13,11 +13,7 @@ pub struct Loc {
 
 impl Loc {
     pub fn start(file: &str) -> Loc {
-        Loc {
-            file: Arc::from(file),
-            line: 1,
-            column: 1,
-        }
+        Loc { file: Arc::from(file), line: 1, column: 1 }
     }
 }
 
@@ -37,19 +33,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(loc: &Loc, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            loc: Some(loc.clone()),
-            path: path.into(),
-            message: message.into(),
-        }
+        ConfigError { loc: Some(loc.clone()), path: path.into(), message: message.into() }
     }
 
     pub fn file(name: &str, err: std::io::Error) -> ConfigError {
-        ConfigError {
-            loc: None,
-            path: String::new(),
-            message: format!("cannot read configuration file {name}: {err}"),
-        }
+        ConfigError { loc: None, path: String::new(), message: format!("cannot read configuration file {name}: {err}") }
     }
 }
 
@@ -74,8 +62,7 @@ pub fn nearest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Opt
             best = Some((d, candidate));
         }
     }
-    best.filter(|(d, c)| *d <= (c.len().max(given.len()) / 3).max(2))
-        .map(|(_, c)| c)
+    best.filter(|(d, c)| *d <= (c.len().max(given.len()) / 3).max(2)).map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -112,10 +99,7 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(
-            nearest("endpiont", ["endpoint", "protocols"]),
-            Some("endpoint")
-        );
+        assert_eq!(nearest("endpiont", ["endpoint", "protocols"]), Some("endpoint"));
         assert_eq!(nearest("zzzzzz", ["endpoint", "protocols"]), None);
     }
 }

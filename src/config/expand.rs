@@ -29,11 +29,7 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
                 None => (reference, None),
             };
             let value = lookup(name.trim()).filter(|v| !(default.is_some() && v.is_empty()));
-            out.push_str(
-                &value
-                    .or_else(|| default.map(str::to_string))
-                    .unwrap_or_default(),
-            );
+            out.push_str(&value.or_else(|| default.map(str::to_string)).unwrap_or_default());
             rest = &body[end + 1..];
         } else {
             out.push('$');

@@ -56,20 +56,11 @@ impl ComponentId {
             Some((t, n)) => (t, Some(n)),
             None => (text, None),
         };
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        };
+        let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !valid(t) || n.is_some_and(|n| n.is_empty() || n.contains('/')) {
-            return Err(format!(
-                "invalid component id \"{text}\": expected type[/name], such as otlp or otlp/vendor"
-            ));
+            return Err(format!("invalid component id \"{text}\": expected type[/name], such as otlp or otlp/vendor"));
         }
-        Ok(ComponentId {
-            type_name: t.to_string(),
-            name: n.map(str::to_string),
-        })
+        Ok(ComponentId { type_name: t.to_string(), name: n.map(str::to_string) })
     }
 }
 
@@ -159,19 +150,13 @@ pub enum MetricsLevel {
 
 impl Default for LogsTelemetry {
     fn default() -> Self {
-        LogsTelemetry {
-            level: LogLevel::Info,
-            encoding: LogEncoding::Console,
-        }
+        LogsTelemetry { level: LogLevel::Info, encoding: LogEncoding::Console }
     }
 }
 
 impl Default for MetricsTelemetry {
     fn default() -> Self {
-        MetricsTelemetry {
-            level: MetricsLevel::Normal,
-            address: "127.0.0.1:8888".to_string(),
-        }
+        MetricsTelemetry { level: MetricsLevel::Normal, address: "127.0.0.1:8888".to_string() }
     }
 }
 
@@ -188,45 +173,23 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-const TOP_LEVEL: &[&str] = &[
-    "receivers",
-    "processors",
-    "exporters",
-    "extensions",
-    "connectors",
-    "service",
-];
+const TOP_LEVEL: &[&str] = &["receivers", "processors", "exporters", "extensions", "connectors", "service"];
 const SERVICE_KEYS: &[&str] = &["pipelines", "extensions", "telemetry", "shutdown_timeout"];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
-fn map_entries<'a>(
-    node: &'a Node,
-    path: &str,
-) -> Result<&'a [(super::yaml::Key, Node)], ConfigError> {
+fn map_entries<'a>(node: &'a Node, path: &str) -> Result<&'a [(super::yaml::Key, Node)], ConfigError> {
     match &node.kind {
         NodeKind::Map(e) => Ok(e),
         NodeKind::Null => Ok(&[]),
-        _ => Err(ConfigError::new(
-            &node.loc,
-            path,
-            format!("expected a mapping, found {}", node.describe()),
-        )),
+        _ => Err(ConfigError::new(&node.loc, path, format!("expected a mapping, found {}", node.describe()))),
     }
 }
 
 fn check_keys(node: &Node, path: &str, known: &[&str]) -> Result<(), ConfigError> {
     for (k, _) in map_entries(node, path)? {
         if !known.contains(&k.name.as_str()) {
-            let p = if path.is_empty() {
-                k.name.clone()
-            } else {
-                format!("{path}.{}", k.name)
-            };
-            return Err(ConfigError::new(
-                &k.loc,
-                p,
-                unknown_key_message(&k.name, known),
-            ));
+            let p = if path.is_empty() { k.name.clone() } else { format!("{path}.{}", k.name) };
+            return Err(ConfigError::new(&k.loc, p, unknown_key_message(&k.name, known)));
         }
     }
     Ok(())
@@ -256,16 +219,9 @@ fn section<T>(
                     msg.push_str(&format!("; did you mean \"{s}\"?"));
                 }
                 if known.is_empty() {
-                    msg.push_str(&format!(
-                        " (switchyard has no {} types yet)",
-                        kind.singular()
-                    ));
+                    msg.push_str(&format!(" (switchyard has no {} types yet)", kind.singular()));
                 } else {
-                    msg.push_str(&format!(
-                        " (known {} types: {})",
-                        kind.singular(),
-                        known.join(", ")
-                    ));
+                    msg.push_str(&format!(" (known {} types: {})", kind.singular(), known.join(", ")));
                 }
                 return Err(ConfigError::new(&k.loc, path, msg));
             }
@@ -282,22 +238,18 @@ impl Config {
         let processors = section(root, ComponentKind::Processor, components::decode_processor)?;
         let exporters = section(root, ComponentKind::Exporter, components::decode_exporter)?;
         let extensions = section(root, ComponentKind::Extension, components::decode_extension)?;
-        let _connectors: BTreeMap<ComponentId, ()> =
-            section(root, ComponentKind::Connector, |_, _, _| Ok(None))?;
+        let _connectors: BTreeMap<ComponentId, ()> = section(root, ComponentKind::Connector, |_, _, _| Ok(None))?;
 
-        let service = root.get("service").ok_or_else(|| {
-            ConfigError::new(&root.loc, "service", "missing required key \"service\"")
-        })?;
+        let service = root
+            .get("service")
+            .ok_or_else(|| ConfigError::new(&root.loc, "service", "missing required key \"service\""))?;
         check_keys(service, "service", SERVICE_KEYS)?;
         let telemetry: TelemetryConfig = match service.get("telemetry") {
             Some(n) => from_node(n, "service.telemetry")?,
             None => TelemetryConfig::default(),
         };
         if telemetry.metrics.level != MetricsLevel::None {
-            let n = service
-                .get("telemetry")
-                .and_then(|t| t.get("metrics"))
-                .and_then(|m| m.get("address"));
+            let n = service.get("telemetry").and_then(|t| t.get("metrics")).and_then(|m| m.get("address"));
             crate::net::check_endpoint(&telemetry.metrics.address).map_err(|m| match n {
                 Some(n) => ConfigError::new(&n.loc, "service.telemetry.metrics.address", m),
                 None => ConfigError::new(&service.loc, "service.telemetry.metrics.address", m),
@@ -306,8 +258,7 @@ impl Config {
         let shutdown_timeout = match service.get("shutdown_timeout") {
             Some(n) => {
                 let text = n.as_str().unwrap_or_default();
-                super::duration::parse(text)
-                    .map_err(|m| ConfigError::new(&n.loc, "service.shutdown_timeout", m))?
+                super::duration::parse(text).map_err(|m| ConfigError::new(&n.loc, "service.shutdown_timeout", m))?
             }
             None => Duration::from_secs(10),
         };
@@ -346,9 +297,7 @@ impl Config {
                 ConfigError::new(
                     &k.loc,
                     &path,
-                    format!(
-                        "unknown signal \"{sig}\" in pipeline id (expected traces, metrics or logs)"
-                    ),
+                    format!("unknown signal \"{sig}\" in pipeline id (expected traces, metrics or logs)"),
                 )
             })?;
             check_keys(v, &path, PIPELINE_KEYS)?;
@@ -376,9 +325,7 @@ impl Config {
                 for (id, loc) in entries {
                     let supported = match kind {
                         ComponentKind::Receiver => receivers.get(&id).map(ReceiverConfig::signals),
-                        ComponentKind::Processor => {
-                            processors.get(&id).map(ProcessorConfig::signals)
-                        }
+                        ComponentKind::Processor => processors.get(&id).map(ProcessorConfig::signals),
                         _ => exporters.get(&id).map(ExporterConfig::signals),
                     };
                     let Some(supported) = supported else {
@@ -396,20 +343,12 @@ impl Config {
                             format!(
                                 "{} \"{id}\" does not support {signal} (it supports: {})",
                                 kind.singular(),
-                                supported
-                                    .iter()
-                                    .map(|s| s.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                supported.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
                             ),
                         ));
                     }
                     if lists[i].contains(&id) {
-                        return Err(ConfigError::new(
-                            &loc,
-                            &lpath,
-                            format!("\"{id}\" is listed twice"),
-                        ));
+                        return Err(ConfigError::new(&loc, &lpath, format!("\"{id}\" is listed twice")));
                     }
                     lists[i].push(id);
                 }
@@ -417,19 +356,11 @@ impl Config {
             let [receivers_l, processors_l, exporters_l] = lists;
             pipelines.insert(
                 PipelineId { signal, name },
-                PipelineConfig {
-                    receivers: receivers_l,
-                    processors: processors_l,
-                    exporters: exporters_l,
-                },
+                PipelineConfig { receivers: receivers_l, processors: processors_l, exporters: exporters_l },
             );
         }
         if pipelines.is_empty() {
-            return Err(ConfigError::new(
-                &pipelines_node.loc,
-                "service.pipelines",
-                "define at least one pipeline",
-            ));
+            return Err(ConfigError::new(&pipelines_node.loc, "service.pipelines", "define at least one pipeline"));
         }
         Ok(Config {
             receivers,
@@ -452,22 +383,15 @@ fn id_list(node: &Node, path: &str) -> Result<Vec<(ComponentId, Loc)>, ConfigErr
             return Err(ConfigError::new(
                 &node.loc,
                 path,
-                format!(
-                    "expected a list of component ids, found {}",
-                    node.describe()
-                ),
+                format!("expected a list of component ids, found {}", node.describe()),
             ));
         }
     };
     items
         .iter()
         .map(|n| {
-            let text = n
-                .as_str()
-                .ok_or_else(|| ConfigError::new(&n.loc, path, "expected a component id"))?;
-            ComponentId::parse(text)
-                .map(|id| (id, n.loc.clone()))
-                .map_err(|m| ConfigError::new(&n.loc, path, m))
+            let text = n.as_str().ok_or_else(|| ConfigError::new(&n.loc, path, "expected a component id"))?;
+            ComponentId::parse(text).map(|id| (id, n.loc.clone())).map_err(|m| ConfigError::new(&n.loc, path, m))
         })
         .collect()
 }
@@ -480,11 +404,7 @@ fn undefined<'a>(
     defined: impl Iterator<Item = &'a ComponentId>,
 ) -> ConfigError {
     let names: Vec<String> = defined.map(|d| d.to_string()).collect();
-    let mut msg = format!(
-        "{} \"{id}\" is not defined in \"{}\"",
-        kind.singular(),
-        kind.section()
-    );
+    let mut msg = format!("{} \"{id}\" is not defined in \"{}\"", kind.singular(), kind.section());
     if let Some(s) = nearest(&id.to_string(), names.iter().map(String::as_str)) {
         msg.push_str(&format!("; did you mean \"{s}\"?"));
     }

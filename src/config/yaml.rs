@@ -36,10 +36,7 @@ pub struct Key {
 
 impl Node {
     pub fn null(loc: Loc) -> Node {
-        Node {
-            kind: NodeKind::Null,
-            loc,
-        }
+        Node { kind: NodeKind::Null, loc }
     }
 
     pub fn is_null(&self) -> bool {
@@ -56,10 +53,7 @@ impl Node {
 
     /// The value under `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries()?
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(_, v)| v)
+        self.entries()?.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -83,21 +77,12 @@ impl Node {
 /// Parses the first document of `text`; an empty file is an empty mapping.
 pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
     let file: Arc<str> = Arc::from(file);
-    let mut builder = Builder {
-        file: file.clone(),
-        stack: Vec::new(),
-        anchors: HashMap::new(),
-        root: None,
-    };
+    let mut builder = Builder { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), root: None };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
             ConfigError::new(
-                &Loc {
-                    file: file.clone(),
-                    line: m.line(),
-                    column: m.col() + 1,
-                },
+                &Loc { file: file.clone(), line: m.line(), column: m.col() + 1 },
                 "",
                 format!("invalid YAML: {}", e.info()),
             )
@@ -106,22 +91,12 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
             break;
         }
     }
-    Ok(builder.root.unwrap_or_else(|| Node {
-        kind: NodeKind::Map(Vec::new()),
-        loc: Loc::start(&file),
-    }))
+    Ok(builder.root.unwrap_or_else(|| Node { kind: NodeKind::Map(Vec::new()), loc: Loc::start(&file) }))
 }
 
 enum Frame {
-    Seq {
-        anchor: usize,
-        node: Node,
-    },
-    Map {
-        anchor: usize,
-        node: Node,
-        key: Option<Key>,
-    },
+    Seq { anchor: usize, node: Node },
+    Map { anchor: usize, node: Node, key: Option<Key> },
 }
 
 struct Builder {
@@ -133,11 +108,7 @@ struct Builder {
 
 impl Builder {
     fn loc(&self, span: &Span) -> Loc {
-        Loc {
-            file: self.file.clone(),
-            line: span.start.line(),
-            column: span.start.col() + 1,
-        }
+        Loc { file: self.file.clone(), line: span.start.line(), column: span.start.col() + 1 }
     }
 
     /// Feeds one event; true once the first document is complete.
@@ -146,56 +117,30 @@ impl Builder {
         match event {
             Event::Scalar(value, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
-                let node = if plain && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
-                {
+                let node = if plain && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
                     Node::null(loc)
                 } else {
-                    Node {
-                        kind: NodeKind::Scalar {
-                            value: expand(&value),
-                            plain,
-                        },
-                        loc,
-                    }
+                    Node { kind: NodeKind::Scalar { value: expand(&value), plain }, loc }
                 };
                 self.value(anchor, node)
             }
             Event::Alias(id) => {
                 let node = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    ConfigError::new(
-                        &loc,
-                        "",
-                        "alias refers to an anchor that is not defined before it",
-                    )
+                    ConfigError::new(&loc, "", "alias refers to an anchor that is not defined before it")
                 })?;
                 self.value(0, node)
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq {
-                    anchor,
-                    node: Node {
-                        kind: NodeKind::Seq(Vec::new()),
-                        loc,
-                    },
-                });
+                self.stack.push(Frame::Seq { anchor, node: Node { kind: NodeKind::Seq(Vec::new()), loc } });
                 Ok(false)
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map {
-                    anchor,
-                    node: Node {
-                        kind: NodeKind::Map(Vec::new()),
-                        loc,
-                    },
-                    key: None,
-                });
+                self.stack.push(Frame::Map { anchor, node: Node { kind: NodeKind::Map(Vec::new()), loc }, key: None });
                 Ok(false)
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (anchor, node) = match self.stack.pop() {
-                    Some(Frame::Seq { anchor, node }) | Some(Frame::Map { anchor, node, .. }) => {
-                        (anchor, node)
-                    }
+                    Some(Frame::Seq { anchor, node }) | Some(Frame::Map { anchor, node, .. }) => (anchor, node),
                     None => return Ok(false),
                 };
                 self.value(anchor, node)
@@ -220,34 +165,21 @@ impl Builder {
                 }
                 Ok(false)
             }
-            Some(Frame::Map {
-                node: parent, key, ..
-            }) => match key.take() {
+            Some(Frame::Map { node: parent, key, .. }) => match key.take() {
                 None => {
                     let name = match &node.kind {
                         NodeKind::Scalar { value, .. } => value.clone(),
                         NodeKind::Null => String::new(),
                         _ => {
-                            return Err(ConfigError::new(
-                                &node.loc,
-                                "",
-                                "mapping keys must be plain names",
-                            ));
+                            return Err(ConfigError::new(&node.loc, "", "mapping keys must be plain names"));
                         }
                     };
                     if let NodeKind::Map(entries) = &parent.kind
                         && entries.iter().any(|(k, _)| k.name == name)
                     {
-                        return Err(ConfigError::new(
-                            &node.loc,
-                            "",
-                            format!("key \"{name}\" appears twice"),
-                        ));
+                        return Err(ConfigError::new(&node.loc, "", format!("key \"{name}\" appears twice")));
                     }
-                    *key = Some(Key {
-                        name,
-                        loc: node.loc,
-                    });
+                    *key = Some(Key { name, loc: node.loc });
                     Ok(false)
                 }
                 Some(k) => {
@@ -275,15 +207,9 @@ pub fn merge(base: Node, overlay: Node) -> Node {
                     None => entries.push((k, v)),
                 }
             }
-            Node {
-                kind: NodeKind::Map(entries),
-                loc: overlay.loc,
-            }
+            Node { kind: NodeKind::Map(entries), loc: overlay.loc }
         }
-        (_, kind) => Node {
-            kind,
-            loc: overlay.loc,
-        },
+        (_, kind) => Node { kind, loc: overlay.loc },
     }
 }
 
@@ -297,10 +223,7 @@ mod tests {
         let y = n.get("x").unwrap().get("y").unwrap();
         assert_eq!((y.loc.line, y.loc.column), (2, 6));
         assert!(matches!(&y.kind, NodeKind::Scalar { value, plain: true } if value == "5"));
-        assert!(matches!(
-            &n.get("x").unwrap().get("z").unwrap().kind,
-            NodeKind::Scalar { plain: false, .. }
-        ));
+        assert!(matches!(&n.get("x").unwrap().get("z").unwrap().kind, NodeKind::Scalar { plain: false, .. }));
         assert!(n.get("x").unwrap().get("n").unwrap().is_null());
         assert!(matches!(&n.get("l").unwrap().kind, NodeKind::Seq(v) if v.len() == 2));
     }

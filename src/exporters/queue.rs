@@ -1,14 +1,15 @@
-//! The exporter queue: a bounded queue in front of each exporter and the consumers that drain
-//! it. Enqueueing is where a batch counts as taken (the receiver's acknowledgement); a full
-//! queue refuses, so the receiver answers with a retryable error instead of dropping silently.
+//! The exporter queue: the sending queue in front of each exporter and the consumers that drain
+//! it. Its size is enforced at admission (see `pipeline::admission`): receivers claim room
+//! before data enters a pipeline, so a batch handed here always fits, and the claim is released
+//! once the exporter is done with the batch.
 
-use crate::pipeline::{Batch, ExportError, Exporter, Refusal};
+use crate::pipeline::{Batch, Capacity, ExportError, Exporter};
 use crate::telemetry::metrics::METRICS;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// How big the queue is and how many batches are exported at once.
+/// How many client requests the queue holds and how many batches are exported at once.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub queue_size: usize,
@@ -17,17 +18,15 @@ pub struct QueueSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings {
-            queue_size: 1000,
-            num_consumers: 10,
-        }
+        QueueSettings { queue_size: 1000, num_consumers: 10 }
     }
 }
 
 /// The sending side of one exporter's queue; shared by every pipeline that names the exporter.
 pub struct ExporterQueue {
     name: String,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::UnboundedSender<Batch>,
+    capacity: Arc<Capacity>,
 }
 
 impl ExporterQueue {
@@ -38,69 +37,43 @@ impl ExporterQueue {
         exporter: Arc<dyn Exporter>,
         settings: QueueSettings,
     ) -> (Arc<ExporterQueue>, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(settings.queue_size.max(1));
-        METRICS
-            .exporter_queue_capacity
-            .with_label_values(&[&name])
-            .set(settings.queue_size as i64);
-        METRICS
-            .exporter_queue_size
-            .with_label_values(&[&name])
-            .set(0);
-        let task = tokio::spawn(consume(
-            name.clone(),
-            exporter,
-            rx,
-            settings.num_consumers.max(1),
-        ));
-        (Arc::new(ExporterQueue { name, tx }), task)
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = Capacity::new(name.clone(), settings.queue_size);
+        METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
+        METRICS.exporter_queue_size.with_label_values(&[&name]).set(0);
+        let task = tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1)));
+        (Arc::new(ExporterQueue { name, tx, capacity }), task)
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Queues the batch and releases its acknowledgements; on a full queue, fails them.
+    /// The room receivers claim before sending data this way.
+    pub fn capacity(&self) -> Arc<Capacity> {
+        self.capacity.clone()
+    }
+
+    /// Queues a batch whose room was claimed at admission. Only the claims on this queue stay
+    /// with it, so the other exporters' room is not held by this one.
     pub fn enqueue(&self, mut batch: Batch) {
-        let acks = batch.take_acks();
-        let (signal, items) = (batch.signal(), batch.items() as u64);
-        match self.tx.try_send(batch) {
-            Ok(()) => {
-                METRICS
-                    .exporter_queue_size
-                    .with_label_values(&[&self.name])
-                    .inc();
-                drop(acks);
-            }
-            Err(_) => {
-                METRICS.exporter_enqueue_failed[signal.index()]
-                    .with_label_values(&[&self.name])
-                    .inc_by(items);
-                tracing::warn!(exporter = %self.name, %signal, items, "sending queue is full; refusing data");
-                for ack in acks {
-                    ack.fail(Refusal::retryable(format!(
-                        "sending queue of exporter {} is full",
-                        self.name
-                    )));
-                }
-            }
+        batch.keep_claims_for(&self.capacity);
+        let (signal, items) = (batch.signal(), batch.items());
+        if self.tx.send(batch).is_err() {
+            // Only possible once the consumers are gone, after shutdown has drained the queue.
+            METRICS.exporter_enqueue_failed[signal.index()].with_label_values(&[&self.name]).inc_by(items as u64);
+            tracing::error!(exporter = %self.name, %signal, items, "exporter already stopped; data dropped");
+            return;
         }
+        METRICS.exporter_queue_size.with_label_values(&[&self.name]).inc();
     }
 }
 
-async fn consume(
-    name: String,
-    exporter: Arc<dyn Exporter>,
-    mut rx: mpsc::Receiver<Batch>,
-    consumers: usize,
-) {
+async fn consume(name: String, exporter: Arc<dyn Exporter>, mut rx: mpsc::UnboundedReceiver<Batch>, consumers: usize) {
     let permits = Arc::new(Semaphore::new(consumers));
     let name: Arc<str> = Arc::from(name);
     while let Some(batch) = rx.recv().await {
-        METRICS
-            .exporter_queue_size
-            .with_label_values(&[&name])
-            .dec();
+        METRICS.exporter_queue_size.with_label_values(&[&name]).dec();
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -120,13 +93,9 @@ async fn consume(
 async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch) {
     let (signal, items) = (batch.signal(), batch.items() as u64);
     match exporter.export(batch).await {
-        Ok(()) => METRICS.exporter_sent[signal.index()]
-            .with_label_values(&[name])
-            .inc_by(items),
+        Ok(()) => METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items),
         Err(e) => {
-            METRICS.exporter_send_failed[signal.index()]
-                .with_label_values(&[name])
-                .inc_by(items);
+            METRICS.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
             match e {
                 ExportError::Permanent { reason } | ExportError::Retryable { reason, .. } => {
                     tracing::error!(exporter = %name, %signal, items, %reason, "export failed; data dropped")
@@ -139,80 +108,52 @@ async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{Ack, BoxFuture, Request, Signal};
+    use crate::pipeline::{BoxFuture, Request, tests_support::traces};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// An exporter that holds every export until released.
-    struct Stuck {
-        gate: Arc<tokio::sync::Notify>,
+    struct Gated {
+        gate: Arc<tokio::sync::Semaphore>,
         done: Arc<AtomicUsize>,
     }
 
-    impl Exporter for Stuck {
+    impl Exporter for Gated {
         fn export<'a>(&'a self, _batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
             Box::pin(async move {
-                self.gate.notified().await;
+                if let Ok(p) = self.gate.acquire().await {
+                    p.forget();
+                }
                 self.done.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             })
         }
     }
 
-    fn batch_with_ack() -> (Batch, crate::pipeline::AckWait) {
-        let mut b = Batch::from_request(Request::Traces(crate::pipeline::tests_support::traces(1)));
-        let (ack, wait) = Ack::new();
-        b.attach(ack);
-        (b, wait)
-    }
-
     #[tokio::test]
-    async fn a_full_queue_refuses_with_a_retryable_answer_and_drains_on_close() {
-        let gate = Arc::new(tokio::sync::Notify::new());
+    async fn room_is_held_until_the_export_finishes_and_the_queue_drains_on_close() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let done = Arc::new(AtomicUsize::new(0));
-        let exporter = Arc::new(Stuck {
-            gate: gate.clone(),
-            done: done.clone(),
-        });
-        let settings = QueueSettings {
-            queue_size: 1,
-            num_consumers: 1,
-        };
-        let (queue, task) = ExporterQueue::start("stuck".into(), exporter, settings);
-        let (first, w1) = batch_with_ack();
-        queue.enqueue(first);
-        assert_eq!(w1.wait().await, Ok(()), "queued is acknowledged");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // consumer takes it and blocks
-        let (second, w2) = batch_with_ack();
-        queue.enqueue(second);
-        assert_eq!(w2.wait().await, Ok(()));
-        // The consumer task holds one batch waiting for a permit; the channel holds at most one.
-        let mut refused = None;
-        for _ in 0..3 {
-            let (b, w) = batch_with_ack();
+        let exporter = Arc::new(Gated { gate: gate.clone(), done: done.clone() });
+        let (queue, task) =
+            ExporterQueue::start("gated".into(), exporter, QueueSettings { queue_size: 2, num_consumers: 1 });
+        let capacity = queue.capacity();
+        for _ in 0..2 {
+            let mut b = Batch::from_request(Request::Traces(traces(1)));
+            b.hold(capacity.try_claim().expect("room"));
             queue.enqueue(b);
-            if let Err(r) = w.wait().await {
-                refused = Some(r);
-                break;
+        }
+        assert!(capacity.try_claim().is_none(), "two requests fill a queue of two");
+        gate.add_permits(1);
+        let freed = async {
+            while capacity.held() > 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-        }
-        let refused = refused.expect("a full queue refuses");
-        assert!(refused.retryable);
-        assert_eq!(refused.message, "sending queue of exporter stuck is full");
-        assert!(
-            METRICS.exporter_enqueue_failed[Signal::Traces.index()]
-                .with_label_values(&["stuck"])
-                .get()
-                >= 1
-        );
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), freed).await.expect("room freed after one export");
         drop(queue);
-        for _ in 0..10 {
-            gate.notify_waiters();
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        gate.add_permits(10);
         task.await.unwrap();
-        assert!(
-            done.load(Ordering::SeqCst) >= 2,
-            "everything queued was exported before the task ended"
-        );
+        assert_eq!(done.load(Ordering::SeqCst), 2, "everything queued was exported before the task ended");
+        assert_eq!(capacity.held(), 0);
     }
 }

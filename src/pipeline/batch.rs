@@ -2,7 +2,7 @@
 //! arrived in (OTLP protobuf) until something needs its fields, and then decodes once; copies
 //! handed to several exporters share one payload.
 
-use super::ack::{Ack, Refusal};
+use super::admission::{Capacity, Claim};
 use super::signal::Signal;
 use bytes::{Bytes, BytesMut};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -39,17 +39,10 @@ impl Request {
 
     /// Decodes protobuf bytes of `signal`'s export request.
     pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Request, DecodeError> {
-        let err = |e: prost::DecodeError| DecodeError {
-            signal,
-            reason: e.to_string(),
-        };
+        let err = |e: prost::DecodeError| DecodeError { signal, reason: e.to_string() };
         Ok(match signal {
-            Signal::Traces => {
-                Request::Traces(ExportTraceServiceRequest::decode(bytes).map_err(err)?)
-            }
-            Signal::Metrics => {
-                Request::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(err)?)
-            }
+            Signal::Traces => Request::Traces(ExportTraceServiceRequest::decode(bytes).map_err(err)?),
+            Signal::Metrics => Request::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(err)?),
             Signal::Logs => Request::Logs(ExportLogsServiceRequest::decode(bytes).map_err(err)?),
         })
     }
@@ -65,12 +58,7 @@ impl Request {
     /// Spans, metric data points or log records.
     pub fn item_count(&self) -> usize {
         match self {
-            Request::Traces(r) => r
-                .resource_spans
-                .iter()
-                .flat_map(|rs| &rs.scope_spans)
-                .map(|ss| ss.spans.len())
-                .sum(),
+            Request::Traces(r) => r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum(),
             Request::Metrics(r) => r
                 .resource_metrics
                 .iter()
@@ -78,12 +66,9 @@ impl Request {
                 .flat_map(|sm| &sm.metrics)
                 .map(|m| metric_points(m.data.as_ref()))
                 .sum(),
-            Request::Logs(r) => r
-                .resource_logs
-                .iter()
-                .flat_map(|rl| &rl.scope_logs)
-                .map(|sl| sl.log_records.len())
-                .sum(),
+            Request::Logs(r) => {
+                r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
+            }
         }
     }
 
@@ -91,9 +76,7 @@ impl Request {
     pub fn append(&mut self, other: Request) {
         match (self, other) {
             (Request::Traces(a), Request::Traces(b)) => a.resource_spans.extend(b.resource_spans),
-            (Request::Metrics(a), Request::Metrics(b)) => {
-                a.resource_metrics.extend(b.resource_metrics)
-            }
+            (Request::Metrics(a), Request::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Request::Logs(a), Request::Logs(b)) => a.resource_logs.extend(b.resource_logs),
             _ => debug_assert!(false, "appending requests of different signals"),
         }
@@ -134,7 +117,8 @@ pub struct Batch {
     signal: Signal,
     items: usize,
     payload: Arc<Payload>,
-    acks: Vec<Ack>,
+    /// Room held in exporter queues for this data (see `admission`), shared by its parts.
+    claims: Vec<Arc<Claim>>,
 }
 
 impl Batch {
@@ -143,11 +127,8 @@ impl Batch {
         Batch {
             signal,
             items,
-            payload: Arc::new(Payload {
-                encoded: Some(bytes),
-                decoded: OnceLock::new(),
-            }),
-            acks: Vec::new(),
+            payload: Arc::new(Payload { encoded: Some(bytes), decoded: OnceLock::new() }),
+            claims: Vec::new(),
         }
     }
 
@@ -155,15 +136,7 @@ impl Batch {
         let (signal, items) = (request.signal(), request.item_count());
         let decoded = OnceLock::new();
         let _ = decoded.set(request);
-        Batch {
-            signal,
-            items,
-            payload: Arc::new(Payload {
-                encoded: None,
-                decoded,
-            }),
-            acks: Vec::new(),
-        }
+        Batch { signal, items, payload: Arc::new(Payload { encoded: None, decoded }), claims: Vec::new() }
     }
 
     pub fn signal(&self) -> Signal {
@@ -179,21 +152,20 @@ impl Batch {
         self.payload.encoded.is_some()
     }
 
-    /// Ties the batch to a receiver's answer.
-    pub fn attach(&mut self, ack: Ack) {
-        self.acks.push(ack);
+    /// Attaches room claimed in an exporter queue; it is released when every copy and part of
+    /// the batch that holds it is gone.
+    pub fn hold(&mut self, claim: Claim) {
+        self.claims.push(Arc::new(claim));
     }
 
-    /// Detaches the acknowledgements, leaving the data.
-    pub fn take_acks(&mut self) -> Vec<Ack> {
-        std::mem::take(&mut self.acks)
+    /// Keeps only the claims on `capacity`: the copy of the batch handed to that exporter's
+    /// queue should not hold room in the others.
+    pub fn keep_claims_for(&mut self, capacity: &Arc<Capacity>) {
+        self.claims.retain(|c| c.is_for(capacity));
     }
 
-    /// Marks the batch as not taken for every receiver waiting on it.
-    pub fn fail(&mut self, refusal: Refusal) {
-        for ack in self.acks.drain(..) {
-            ack.fail(refusal.clone());
-        }
+    pub fn claim_count(&self) -> usize {
+        self.claims.len()
     }
 
     /// The decoded request; decodes on first use and keeps the result for every copy.
@@ -212,10 +184,10 @@ impl Batch {
         self.request()?;
         let payload = Arc::make_mut(&mut self.payload);
         payload.encoded = None;
-        let request = payload.decoded.get_mut().ok_or_else(|| DecodeError {
-            signal: self.signal,
-            reason: "decoded payload vanished".to_string(),
-        })?;
+        let request = payload
+            .decoded
+            .get_mut()
+            .ok_or_else(|| DecodeError { signal: self.signal, reason: "decoded payload vanished".to_string() })?;
         Ok(request)
     }
 
@@ -247,9 +219,9 @@ impl Batch {
         }
         let signal = first.signal;
         let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
-        let mut acks = first.acks.clone();
+        let mut claims = first.claims.clone();
         for b in &rest {
-            acks.extend(b.acks.iter().cloned());
+            claims.extend(b.claims.iter().cloned());
         }
         let all_encoded = first.is_encoded() && rest.iter().all(Batch::is_encoded);
         let payload = if all_encoded {
@@ -261,10 +233,7 @@ impl Batch {
                     buf.extend_from_slice(e);
                 }
             }
-            Payload {
-                encoded: Some(buf.freeze()),
-                decoded: OnceLock::new(),
-            }
+            Payload { encoded: Some(buf.freeze()), decoded: OnceLock::new() }
         } else {
             let mut merged = Request::empty(signal);
             for b in std::iter::once(first).chain(rest) {
@@ -275,49 +244,34 @@ impl Batch {
             }
             let decoded = OnceLock::new();
             let _ = decoded.set(merged);
-            Payload {
-                encoded: None,
-                decoded,
-            }
+            Payload { encoded: None, decoded }
         };
-        Some(Batch {
-            signal,
-            items,
-            payload: Arc::new(payload),
-            acks,
-        })
+        Some(Batch { signal, items, payload: Arc::new(payload), claims })
     }
 
     /// Takes the request out, decoding if needed and copying only if the payload is shared.
     pub fn into_request(self) -> Result<Request, DecodeError> {
         self.request()?;
         match Arc::try_unwrap(self.payload) {
-            Ok(mut p) => p.decoded.take().ok_or_else(|| DecodeError {
-                signal: self.signal,
-                reason: "empty".into(),
-            }),
-            Err(shared) => Ok(shared
-                .decoded
-                .get()
-                .cloned()
-                .unwrap_or_else(|| Request::empty(self.signal))),
+            Ok(mut p) => p.decoded.take().ok_or_else(|| DecodeError { signal: self.signal, reason: "empty".into() }),
+            Err(shared) => Ok(shared.decoded.get().cloned().unwrap_or_else(|| Request::empty(self.signal))),
         }
     }
 
-    /// Splits into batches of at most `max_items` items each; every part keeps the
-    /// acknowledgements, so the receiver hears back once all parts are taken.
+    /// Splits into batches of at most `max_items` items each; every part shares the claims, so
+    /// the room is released once all parts are done.
     pub fn split(self, max_items: usize) -> Vec<Batch> {
         if max_items == 0 || self.items <= max_items {
             return vec![self];
         }
-        let acks = self.acks.clone();
+        let claims = self.claims.clone();
         let signal = self.signal;
         match self.into_request() {
             Ok(request) => super::split::split(request, max_items)
                 .into_iter()
                 .map(|r| {
                     let mut b = Batch::from_request(r);
-                    b.acks = acks.clone();
+                    b.claims = claims.clone();
                     b
                 })
                 .collect(),
@@ -375,9 +329,7 @@ mod tests {
         assert!(m.is_encoded());
         assert_eq!(m.items(), 5);
         assert_eq!(m.request().unwrap().item_count(), 5);
-        let Request::Traces(t) = m.request().unwrap() else {
-            panic!()
-        };
+        let Request::Traces(t) = m.request().unwrap() else { panic!() };
         assert_eq!(t.resource_spans.len(), 2);
     }
 
@@ -415,18 +367,13 @@ mod tests {
     fn split_keeps_every_item_once() {
         let b = Batch::from_request(Request::Traces(traces(10)));
         let parts = b.split(4);
-        assert_eq!(
-            parts.iter().map(Batch::items).collect::<Vec<_>>(),
-            vec![4, 4, 2]
-        );
+        assert_eq!(parts.iter().map(Batch::items).collect::<Vec<_>>(), vec![4, 4, 2]);
         let names: Vec<String> = parts
             .iter()
             .flat_map(|p| match p.request().unwrap() {
-                Request::Traces(t) => t.resource_spans[0].scope_spans[0]
-                    .spans
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect::<Vec<_>>(),
+                Request::Traces(t) => {
+                    t.resource_spans[0].scope_spans[0].spans.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+                }
                 _ => vec![],
             })
             .collect();

@@ -2,7 +2,7 @@
 //! that receivers hand data to, the task that runs a pipeline's processors, and the service that
 //! builds the whole graph from configuration and runs its lifecycle.
 
-mod ack;
+mod admission;
 mod batch;
 mod intake;
 mod runner;
@@ -10,11 +10,11 @@ mod service;
 mod signal;
 mod split;
 
-pub use ack::{Ack, AckWait, Refusal};
+pub use admission::{Capacity, Claim};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{Batch, DecodeError, Request, metric_points};
-pub use intake::Intake;
+pub use intake::{Intake, Refusal, Route};
 pub use runner::{BoxFuture, ExportError, Exporter, Processor};
 pub use service::{RunningService, ServiceError, Status, StatusCell};
 pub use signal::Signal;

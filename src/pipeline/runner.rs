@@ -27,10 +27,7 @@ pub trait Processor: Send {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExportError {
     #[error("{reason} (retryable)")]
-    Retryable {
-        after: Option<Duration>,
-        reason: String,
-    },
+    Retryable { after: Option<Duration>, reason: String },
     #[error("{reason}")]
     Permanent { reason: String },
 }
@@ -55,25 +52,18 @@ pub struct PipelineRunner {
 
 impl PipelineRunner {
     /// Runs until every sender of `input` is gone or `close` fires. Once `drain` fires, nothing
-    /// is held any more: processors are flushed after every batch, so clients waiting for an
-    /// answer get it while the receivers wind down. On `close` the input is closed (late senders
+    /// is held any more: processors are flushed after every batch, so what arrives while the
+    /// receivers wind down goes straight to the exporters. On `close` the input is closed (late senders
     /// are refused), what is still in the channel is processed, and the processors are flushed.
     pub async fn run(
         mut self,
-        mut input: mpsc::Receiver<Batch>,
+        mut input: mpsc::UnboundedReceiver<Batch>,
         drain: CancellationToken,
         close: CancellationToken,
     ) {
         let mut draining = false;
         loop {
-            let deadline = if draining {
-                None
-            } else {
-                self.processors
-                    .iter()
-                    .filter_map(|p| p.next_deadline())
-                    .min()
-            };
+            let deadline = if draining { None } else { self.processors.iter().filter_map(|p| p.next_deadline()).min() };
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,

@@ -2,8 +2,7 @@
 //! configuration, starts them in that order (receivers last, so nothing arrives before it can be
 //! delivered), and stops them in reverse within the shutdown deadline.
 
-use super::batch::Batch;
-use super::intake::Intake;
+use super::intake::{Intake, Route};
 use super::runner::{Exporter, PipelineRunner, Processor};
 use crate::components::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
 use crate::config::{ComponentId, Config, model_types::MetricsLevel};
@@ -48,8 +47,7 @@ impl StatusCell {
         if s == Status::Running
             && let Ok(mut since) = self.0.1.lock()
         {
-            *since =
-                Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+            *since = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
         }
         self.0.0.store(v, Ordering::Release);
     }
@@ -67,14 +65,8 @@ pub struct ServiceError {
 }
 
 fn fail(kind: &str, id: &ComponentId, message: String) -> ServiceError {
-    ServiceError {
-        component: format!("{kind} {id}"),
-        message,
-    }
+    ServiceError { component: format!("{kind} {id}"), message }
 }
-
-/// Batches waiting between receivers and one pipeline's processors.
-const PIPELINE_CHANNEL: usize = 128;
 
 pub struct RunningService {
     status: StatusCell,
@@ -99,9 +91,7 @@ impl RunningService {
         for id in &config.service_extensions {
             match &config.extensions[id] {
                 ExtensionConfig::HealthCheck(cfg) => {
-                    let listener = crate::net::bind(&cfg.endpoint)
-                        .await
-                        .map_err(|m| fail("extension", id, m))?;
+                    let listener = crate::net::bind(&cfg.endpoint).await.map_err(|m| fail("extension", id, m))?;
                     tracing::info!(extension = %id, endpoint = %local(&listener), "health check listening");
                     auxiliary.push(tokio::spawn(crate::extensions::health_check::serve(
                         cfg.clone(),
@@ -115,15 +105,9 @@ impl RunningService {
         if config.telemetry.metrics.level != MetricsLevel::None {
             let listener = crate::net::bind(&config.telemetry.metrics.address)
                 .await
-                .map_err(|m| ServiceError {
-                    component: "service.telemetry.metrics".into(),
-                    message: m,
-                })?;
+                .map_err(|m| ServiceError { component: "service.telemetry.metrics".into(), message: m })?;
             tracing::info!(endpoint = %local(&listener), "self-metrics at http://{}/metrics", local(&listener));
-            auxiliary.push(tokio::spawn(crate::telemetry::server::serve(
-                listener,
-                stop_auxiliary.clone(),
-            )));
+            auxiliary.push(tokio::spawn(crate::telemetry::server::serve(listener, stop_auxiliary.clone())));
         }
 
         // Exporters first: every exporter named by some pipeline gets one queue.
@@ -133,22 +117,14 @@ impl RunningService {
             if queues.contains_key(id) {
                 continue;
             }
-            let (exporter, settings): (Arc<dyn Exporter>, QueueSettings) = match &config.exporters
-                [id]
-            {
+            let (exporter, settings): (Arc<dyn Exporter>, QueueSettings) = match &config.exporters[id] {
                 ExporterConfig::Debug(cfg) => (
                     Arc::new(DebugExporter::new(id.to_string(), cfg.clone())),
-                    QueueSettings {
-                        num_consumers: 1,
-                        ..Default::default()
-                    },
+                    QueueSettings { num_consumers: 1, ..Default::default() },
                 ),
                 ExporterConfig::File(cfg) => (
                     Arc::new(FileExporter::open(cfg.clone()).map_err(|m| fail("exporter", id, m))?),
-                    QueueSettings {
-                        num_consumers: 1,
-                        ..Default::default()
-                    },
+                    QueueSettings { num_consumers: 1, ..Default::default() },
                 ),
             };
             let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);
@@ -159,21 +135,21 @@ impl RunningService {
         // Then pipelines, each a task fed by a bounded channel.
         let drain_pipelines = CancellationToken::new();
         let close_pipelines = CancellationToken::new();
-        let mut routes: BTreeMap<ComponentId, [Vec<mpsc::Sender<Batch>>; 3]> = BTreeMap::new();
+        let mut routes: BTreeMap<ComponentId, [Vec<Route>; 3]> = BTreeMap::new();
         let mut pipelines = Vec::new();
         for (pid, p) in &config.pipelines {
-            let (tx, rx) = mpsc::channel(PIPELINE_CHANNEL);
+            // Unbounded: what waits here is bounded by the room claimed in the exporter queues.
+            let (tx, rx) = mpsc::unbounded_channel();
+            let route = Route { input: tx, queues: p.exporters.iter().map(|id| queues[id].capacity()).collect() };
             for r in &p.receivers {
-                routes.entry(r.clone()).or_default()[pid.signal.index()].push(tx.clone());
+                routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());
             }
             let processors: Vec<Box<dyn Processor>> = p
                 .processors
                 .iter()
                 .map(|id| -> Box<dyn Processor> {
                     match &config.processors[id] {
-                        ProcessorConfig::Batch(cfg) => {
-                            Box::new(BatchProcessor::new(id.to_string(), cfg.clone()))
-                        }
+                        ProcessorConfig::Batch(cfg) => Box::new(BatchProcessor::new(id.to_string(), cfg.clone())),
                     }
                 })
                 .collect();
@@ -182,11 +158,7 @@ impl RunningService {
                 processors,
                 exporters: p.exporters.iter().map(|id| queues[id].clone()).collect(),
             };
-            pipelines.push(tokio::spawn(runner.run(
-                rx,
-                drain_pipelines.clone(),
-                close_pipelines.clone(),
-            )));
+            pipelines.push(tokio::spawn(runner.run(rx, drain_pipelines.clone(), close_pipelines.clone())));
         }
         drop(queues);
 
@@ -197,14 +169,9 @@ impl RunningService {
             let intake = Arc::new(Intake::new(id.to_string(), routes));
             match &config.receivers[&id] {
                 ReceiverConfig::Otlp(cfg) => {
-                    let tasks = crate::receivers::otlp::start(
-                        cfg.clone(),
-                        intake,
-                        stop_receivers.clone(),
-                        grace,
-                    )
-                    .await
-                    .map_err(|m| fail("receiver", &id, m))?;
+                    let tasks = crate::receivers::otlp::start(cfg.clone(), intake, stop_receivers.clone(), grace)
+                        .await
+                        .map_err(|m| fail("receiver", &id, m))?;
                     receivers.extend(tasks);
                 }
             }
@@ -236,7 +203,7 @@ impl RunningService {
         self.status.set(Status::Stopping);
         tracing::info!("shutting down: stopping receivers");
         self.stop_receivers.cancel();
-        // Release held batches now: clients in flight are waiting for their answer.
+        // Release held batches now, while the receivers finish their last requests.
         self.drain_pipelines.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let in_time = tokio::time::timeout_at(deadline, async {
@@ -255,18 +222,14 @@ impl RunningService {
         .await
         .is_ok();
         if in_time {
-            tracing::info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "shutdown complete"
-            );
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
         } else {
-            let left: i64 = prometheus::core::Collector::collect(
-                &crate::telemetry::metrics::METRICS.exporter_queue_size,
-            )
-            .iter()
-            .flat_map(|f| f.get_metric())
-            .map(|m| m.get_gauge().get_value() as i64)
-            .sum();
+            let left: i64 =
+                prometheus::core::Collector::collect(&crate::telemetry::metrics::METRICS.exporter_queue_size)
+                    .iter()
+                    .flat_map(|f| f.get_metric())
+                    .map(|m| m.get_gauge().get_value() as i64)
+                    .sum();
             tracing::error!(batches_left = left, timeout = ?self.shutdown_timeout, "shutdown deadline passed with data still queued; it is lost");
         }
         self.stop_auxiliary.cancel();

@@ -9,14 +9,8 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 
 pub fn split(request: Request, max: usize) -> Vec<Request> {
     match request {
-        Request::Traces(r) => split_traces(r, max)
-            .into_iter()
-            .map(Request::Traces)
-            .collect(),
-        Request::Metrics(r) => split_metrics(r, max)
-            .into_iter()
-            .map(Request::Metrics)
-            .collect(),
+        Request::Traces(r) => split_traces(r, max).into_iter().map(Request::Traces).collect(),
+        Request::Metrics(r) => split_metrics(r, max).into_iter().map(Request::Metrics).collect(),
         Request::Logs(r) => split_logs(r, max).into_iter().map(Request::Logs).collect(),
     }
 }
@@ -43,9 +37,10 @@ macro_rules! split_three_levels {
                     let mut s = scope.clone();
                     s.$items = std::mem::replace(&mut items, rest);
                     count += take;
-                    let same_resource = current.$res.last().is_some_and(|r| {
-                        r.resource == resource.resource && r.schema_url == resource.schema_url
-                    });
+                    let same_resource = current
+                        .$res
+                        .last()
+                        .is_some_and(|r| r.resource == resource.resource && r.schema_url == resource.schema_url);
                     if !same_resource {
                         let mut r = resource.clone();
                         r.$scopes = Vec::new();
@@ -65,25 +60,11 @@ macro_rules! split_three_levels {
 }
 
 fn split_traces(r: ExportTraceServiceRequest, max: usize) -> Vec<ExportTraceServiceRequest> {
-    split_three_levels!(
-        r,
-        max,
-        ExportTraceServiceRequest,
-        resource_spans,
-        scope_spans,
-        spans
-    )
+    split_three_levels!(r, max, ExportTraceServiceRequest, resource_spans, scope_spans, spans)
 }
 
 fn split_logs(r: ExportLogsServiceRequest, max: usize) -> Vec<ExportLogsServiceRequest> {
-    split_three_levels!(
-        r,
-        max,
-        ExportLogsServiceRequest,
-        resource_logs,
-        scope_logs,
-        log_records
-    )
+    split_three_levels!(r, max, ExportLogsServiceRequest, resource_logs, scope_logs, log_records)
 }
 
 fn split_metrics(r: ExportMetricsServiceRequest, max: usize) -> Vec<ExportMetricsServiceRequest> {
@@ -112,18 +93,20 @@ fn split_metrics(r: ExportMetricsServiceRequest, max: usize) -> Vec<ExportMetric
                     count = 0;
                 }
                 count += n;
-                let same_resource = current.resource_metrics.last().is_some_and(|x| {
-                    x.resource == resource.resource && x.schema_url == resource.schema_url
-                });
+                let same_resource = current
+                    .resource_metrics
+                    .last()
+                    .is_some_and(|x| x.resource == resource.resource && x.schema_url == resource.schema_url);
                 if !same_resource {
                     let mut x = resource.clone();
                     x.scope_metrics = Vec::new();
                     current.resource_metrics.push(x);
                 }
                 if let Some(x) = current.resource_metrics.last_mut() {
-                    let same_scope = x.scope_metrics.last().is_some_and(|s| {
-                        s.scope == scope.scope && s.schema_url == scope.schema_url
-                    });
+                    let same_scope = x
+                        .scope_metrics
+                        .last()
+                        .is_some_and(|s| s.scope == scope.scope && s.schema_url == scope.schema_url);
                     if !same_scope {
                         let mut s = scope.clone();
                         s.metrics = Vec::new();
@@ -152,11 +135,7 @@ fn cut_metric(mut m: Metric, max: usize) -> Vec<Metric> {
             };
             let mut out = Vec::new();
             while !points.is_empty() {
-                let rest = if points.len() > max {
-                    points.split_off(max)
-                } else {
-                    Vec::new()
-                };
+                let rest = if points.len() > max { points.split_off(max) } else { Vec::new() };
                 let mut copy = m.clone();
                 if let Some(Data::$variant(d)) = &mut copy.data {
                     d.data_points = std::mem::replace(&mut points, rest);
@@ -188,25 +167,17 @@ mod tests {
     fn metrics() -> ExportMetricsServiceRequest {
         let gauge = |n: usize| Metric {
             name: format!("g{n}"),
-            data: Some(Data::Gauge(Gauge {
-                data_points: vec![NumberDataPoint::default(); n],
-            })),
+            data: Some(Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default(); n] })),
             ..Default::default()
         };
         let sum = Metric {
             name: "s".into(),
-            data: Some(Data::Sum(Sum {
-                data_points: vec![NumberDataPoint::default(); 5],
-                ..Default::default()
-            })),
+            data: Some(Data::Sum(Sum { data_points: vec![NumberDataPoint::default(); 5], ..Default::default() })),
             ..Default::default()
         };
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![gauge(2), sum, gauge(1)],
-                    ..Default::default()
-                }],
+                scope_metrics: vec![ScopeMetrics { metrics: vec![gauge(2), sum, gauge(1)], ..Default::default() }],
                 ..Default::default()
             }],
         }
@@ -215,10 +186,7 @@ mod tests {
     #[test]
     fn metrics_split_by_points() {
         let parts = split_metrics(metrics(), 3);
-        let counts: Vec<usize> = parts
-            .iter()
-            .map(|p| Request::Metrics(p.clone()).item_count())
-            .collect();
+        let counts: Vec<usize> = parts.iter().map(|p| Request::Metrics(p.clone()).item_count()).collect();
         assert_eq!(counts.iter().sum::<usize>(), 8);
         assert!(counts.iter().all(|c| *c <= 3), "{counts:?}");
     }

@@ -2,9 +2,7 @@
 //! dashboards and alerts keep working. Counters carry the `_total` suffix, as the collector's
 //! Prometheus endpoint shows them (`otelcol_receiver_accepted_spans_total`).
 
-use prometheus::{
-    Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -40,24 +38,17 @@ const SIGNAL_WORDS: [&str; 3] = ["spans", "metric points", "log records"];
 fn per_signal(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> [IntCounterVec; 3] {
     std::array::from_fn(|i| {
         let c = IntCounterVec::new(
-            Opts::new(
-                format!("otelcol_{name}_{}_total", SIGNAL_ITEMS[i]),
-                help.replace("{items}", SIGNAL_WORDS[i]),
-            ),
+            Opts::new(format!("otelcol_{name}_{}_total", SIGNAL_ITEMS[i]), help.replace("{items}", SIGNAL_WORDS[i])),
             labels,
         )
         .unwrap_or_else(|e| panic!("metric definition {name}: {e}"));
-        registry
-            .register(Box::new(c.clone()))
-            .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+        registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("registering {name}: {e}"));
         c
     })
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("registering a self-metric: {e}"));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("registering a self-metric: {e}"));
     c
 }
 
@@ -68,8 +59,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let rl = &["receiver", "transport"];
     let el = &["exporter"];
     let batch_buckets = vec![
-        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
-        6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
+        8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
     ];
     Metrics {
         receiver_accepted: per_signal(
@@ -84,12 +75,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Number of {items} that could not be pushed into the pipeline.",
             rl,
         ),
-        exporter_sent: per_signal(
-            &r,
-            "exporter_sent",
-            "Number of {items} successfully sent to destination.",
-            el,
-        ),
+        exporter_sent: per_signal(&r, "exporter_sent", "Number of {items} successfully sent to destination.", el),
         exporter_send_failed: per_signal(
             &r,
             "exporter_send_failed",
@@ -116,10 +102,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         exporter_queue_size: register(
             &r,
             IntGaugeVec::new(
-                Opts::new(
-                    "otelcol_exporter_queue_size",
-                    "Current size of the retry queue (in batches).",
-                ),
+                Opts::new("otelcol_exporter_queue_size", "Current size of the retry queue (in batches)."),
                 el,
             )
             .expect("valid metric"),
@@ -127,10 +110,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         exporter_queue_capacity: register(
             &r,
             IntGaugeVec::new(
-                Opts::new(
-                    "otelcol_exporter_queue_capacity",
-                    "Fixed capacity of the retry queue (in batches).",
-                ),
+                Opts::new("otelcol_exporter_queue_capacity", "Fixed capacity of the retry queue (in batches)."),
                 el,
             )
             .expect("valid metric"),
@@ -138,11 +118,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batch_send_size: register(
             &r,
             HistogramVec::new(
-                HistogramOpts::new(
-                    "otelcol_processor_batch_batch_send_size",
-                    "Number of units in the batch",
-                )
-                .buckets(batch_buckets),
+                HistogramOpts::new("otelcol_processor_batch_batch_send_size", "Number of units in the batch")
+                    .buckets(batch_buckets),
                 &["processor"],
             )
             .expect("valid metric"),
@@ -171,27 +148,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         process_uptime: register(
             &r,
-            Counter::new(
-                "otelcol_process_uptime_seconds_total",
-                "Uptime of the process",
-            )
-            .expect("valid metric"),
+            Counter::new("otelcol_process_uptime_seconds_total", "Uptime of the process").expect("valid metric"),
         ),
         process_cpu_seconds: register(
             &r,
-            Counter::new(
-                "otelcol_process_cpu_seconds_total",
-                "Total CPU user and system time in seconds",
-            )
-            .expect("valid metric"),
+            Counter::new("otelcol_process_cpu_seconds_total", "Total CPU user and system time in seconds")
+                .expect("valid metric"),
         ),
         process_memory_rss: register(
             &r,
-            IntGauge::new(
-                "otelcol_process_memory_rss_bytes",
-                "Total physical memory (resident set size)",
-            )
-            .expect("valid metric"),
+            IntGauge::new("otelcol_process_memory_rss_bytes", "Total physical memory (resident set size)")
+                .expect("valid metric"),
         ),
         started: Instant::now(),
         registry: r,
@@ -203,9 +170,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.refresh_process();
         let mut out = String::new();
-        if let Err(e) =
-            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
-        {
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot render self-metrics");
         }
         out
@@ -247,16 +212,9 @@ mod tests {
 
     #[test]
     fn renders_collector_names() {
-        METRICS.receiver_accepted[0]
-            .with_label_values(&["otlp", "grpc"])
-            .inc_by(3);
+        METRICS.receiver_accepted[0].with_label_values(&["otlp", "grpc"]).inc_by(3);
         let text = METRICS.render();
-        assert!(
-            text.contains(
-                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"), "{text}");
         assert!(text.contains("otelcol_process_memory_rss_bytes "));
         assert!(text.contains("# TYPE otelcol_process_uptime_seconds_total counter"));
     }

@@ -10,21 +10,13 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
     let handler = |req: http::Request<hyper::body::Incoming>| async move {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/metrics") => net::response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                METRICS.render(),
-            ),
-            (&Method::GET, _) => net::response(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found; metrics are at /metrics\n",
-            ),
-            _ => net::response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "method not allowed\n",
-            ),
+            (&Method::GET, "/metrics") => {
+                net::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", METRICS.render())
+            }
+            (&Method::GET, _) => {
+                net::response(StatusCode::NOT_FOUND, "text/plain", "not found; metrics are at /metrics\n")
+            }
+            _ => net::response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
         }
     };
     net::serve(listener, handler, shutdown, Duration::from_secs(1)).await;

@@ -13,10 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 pub fn repo() -> PathBuf {
@@ -56,15 +53,7 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start switchyard");
-        let mut gw = Gateway {
-            child: Some(child),
-            dir,
-            grpc,
-            http,
-            metrics,
-            health,
-            log,
-        };
+        let mut gw = Gateway { child: Some(child), dir, grpc, http, metrics, health, log };
         gw.wait_ready();
         gw
     }
@@ -109,10 +98,7 @@ impl Gateway {
             }
             if started.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
-                panic!(
-                    "switchyard did not stop within 30 s of SIGTERM:\n{}",
-                    self.log()
-                );
+                panic!("switchyard did not stop within 30 s of SIGTERM:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -120,9 +106,7 @@ impl Gateway {
 
     /// The self-metric `name` with all of `labels` (`k="v"` pairs), or 0 if absent.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = http_request("GET", self.metrics, "/metrics", &[], b"")
-            .map(|r| r.text())
-            .unwrap_or_default();
+        let text = http_request("GET", self.metrics, "/metrics", &[], b"").map(|r| r.text()).unwrap_or_default();
         metric_value(&text, name, labels)
     }
 
@@ -141,24 +125,15 @@ impl Drop for Gateway {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 /// Finds `name{labels…} value` in a Prometheus text exposition.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -193,10 +168,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -231,31 +203,19 @@ pub fn http_request(
 
 fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(bad)?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).ok_or_else(bad)?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         let mut out = Vec::new();
         let mut rest = &body[..];
         while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
-                .map_err(|_| bad())?;
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).map_err(|_| bad())?;
             if size == 0 {
                 break;
             }
@@ -264,11 +224,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
         }
         body = out;
     }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    Ok(HttpResponse { status, headers, body })
 }
 
 /// A peer program installed by `scripts/install-peers.sh`. When it is missing, the test is
@@ -279,23 +235,14 @@ pub fn peer(path: &Path, what: &str) -> Option<PathBuf> {
         return Some(path.to_path_buf());
     }
     if std::env::var("SWITCHYARD_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!(
-            "{what} is not installed at {}: run scripts/install-peers.sh",
-            path.display()
-        );
+        panic!("{what} is not installed at {}: run scripts/install-peers.sh", path.display());
     }
-    eprintln!(
-        "SKIPPED: {what} is not installed at {} (run scripts/install-peers.sh)",
-        path.display()
-    );
+    eprintln!("SKIPPED: {what} is not installed at {} (run scripts/install-peers.sh)", path.display());
     None
 }
 
 pub fn python_peer() -> Option<PathBuf> {
-    peer(
-        &repo().join("target/peers/venv/bin/python"),
-        "the OpenTelemetry Python SDK venv",
-    )
+    peer(&repo().join("target/peers/venv/bin/python"), "the OpenTelemetry Python SDK venv")
 }
 
 pub fn node_peer() -> Option<PathBuf> {
@@ -360,10 +307,7 @@ pub fn span(name: &str, trace_id: Vec<u8>) -> Span {
 pub fn traces_body(spans: Vec<Span>) -> Vec<u8> {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -372,9 +316,7 @@ pub fn traces_body(spans: Vec<Span>) -> Vec<u8> {
 
 /// `n` valid spans named `{prefix}{i}`.
 pub fn spans(prefix: &str, n: usize) -> Vec<Span> {
-    (0..n)
-        .map(|i| span(&format!("{prefix}{i}"), vec![1; 16]))
-        .collect()
+    (0..n).map(|i| span(&format!("{prefix}{i}"), vec![1; 16])).collect()
 }
 
 /// The names of every span in an OTLP/JSON-lines file, sorted.

@@ -20,9 +20,7 @@ pub struct DebugConfig {
 
 impl Default for DebugConfig {
     fn default() -> Self {
-        DebugConfig {
-            verbosity: Verbosity::Basic,
-        }
+        DebugConfig { verbosity: Verbosity::Basic }
     }
 }
 
@@ -33,10 +31,7 @@ pub struct DebugExporter {
 
 impl DebugExporter {
     pub fn new(name: String, cfg: DebugConfig) -> DebugExporter {
-        DebugExporter {
-            name,
-            verbosity: cfg.verbosity,
-        }
+        DebugExporter { name, verbosity: cfg.verbosity }
     }
 
     fn write(&self, batch: &Batch) -> Result<(), ExportError> {
@@ -45,9 +40,7 @@ impl DebugExporter {
             tracing::info!(exporter = %self.name, %signal, items = batch.items(), "{}", signal_title(batch));
             return Ok(());
         }
-        let request = batch.request().map_err(|e| ExportError::Permanent {
-            reason: e.to_string(),
-        })?;
+        let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         match self.verbosity {
             Verbosity::Detailed => {
                 let text = detailed(request).map_err(|e| ExportError::Permanent { reason: e })?;
@@ -81,12 +74,7 @@ pub fn normal_lines(request: &Request) -> Vec<String> {
     let mut lines = Vec::new();
     match request {
         Request::Traces(t) => {
-            for s in t
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .flat_map(|s| &s.spans)
-            {
+            for s in t.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
                 lines.push(format!(
                     "{} {} {} kind={} duration={}ns",
                     s.name,
@@ -98,31 +86,14 @@ pub fn normal_lines(request: &Request) -> Vec<String> {
             }
         }
         Request::Metrics(m) => {
-            for metric in m
-                .resource_metrics
-                .iter()
-                .flat_map(|r| &r.scope_metrics)
-                .flat_map(|s| &s.metrics)
-            {
+            for metric in m.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
                 let points = crate::pipeline::metric_points(metric.data.as_ref());
-                lines.push(format!(
-                    "{} unit={} points={points}",
-                    metric.name, metric.unit
-                ));
+                lines.push(format!("{} unit={} points={points}", metric.name, metric.unit));
             }
         }
         Request::Logs(l) => {
-            for r in l
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .flat_map(|s| &s.log_records)
-            {
-                let body = r
-                    .body
-                    .as_ref()
-                    .and_then(|b| serde_json::to_string(b).ok())
-                    .unwrap_or_default();
+            for r in l.resource_logs.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
+                let body = r.body.as_ref().and_then(|b| serde_json::to_string(b).ok()).unwrap_or_default();
                 lines.push(format!("{} {} {body}", r.time_unix_nano, r.severity_text));
             }
         }

@@ -28,10 +28,7 @@ pub struct RotationConfig {
 
 impl Default for RotationConfig {
     fn default() -> Self {
-        RotationConfig {
-            max_megabytes: 100,
-            max_backups: 100,
-        }
+        RotationConfig { max_megabytes: 100, max_backups: 100 }
     }
 }
 
@@ -64,33 +61,23 @@ impl FileExporter {
     /// Opens (creating) the file, so that a bad path fails at start, not at the first batch.
     pub fn open(cfg: FileConfig) -> Result<FileExporter, String> {
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
         }
         let out = open(&cfg.path)?;
-        Ok(FileExporter {
-            path: cfg.path,
-            rotation: cfg.rotation,
-            out: Mutex::new(out),
-        })
+        Ok(FileExporter { path: cfg.path, rotation: cfg.rotation, out: Mutex::new(out) })
     }
 
     fn write(&self, batch: &Batch) -> Result<(), ExportError> {
-        let request = batch.request().map_err(|e| ExportError::Permanent {
-            reason: e.to_string(),
-        })?;
+        let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let mut line = to_json_line(request).map_err(|e| ExportError::Permanent { reason: e })?;
         line.push('\n');
-        let mut out = self.out.lock().map_err(|_| ExportError::Permanent {
-            reason: "file writer poisoned".into(),
-        })?;
+        let mut out = self.out.lock().map_err(|_| ExportError::Permanent { reason: "file writer poisoned".into() })?;
         if let Some(r) = &self.rotation
             && out.size > 0
             && out.size + line.len() as u64 > r.max_megabytes * 1024 * 1024
         {
             out.writer.flush().map_err(io_err)?;
-            self.rotate(r)
-                .map_err(|reason| ExportError::Permanent { reason })?;
+            self.rotate(r).map_err(|reason| ExportError::Permanent { reason })?;
             *out = open(&self.path).map_err(|reason| ExportError::Permanent { reason })?;
         }
         out.writer.write_all(line.as_bytes()).map_err(io_err)?;
@@ -101,24 +88,12 @@ impl FileExporter {
 
     /// Renames the current file to `name-<UTC time>.ext` and deletes backups over the limit.
     fn rotate(&self, r: &RotationConfig) -> Result<(), String> {
-        let stem = self
-            .path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("output");
-        let ext = self
-            .path
-            .extension()
-            .and_then(|s| s.to_str())
-            .map(|e| format!(".{e}"))
-            .unwrap_or_default();
-        let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "-");
+        let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("output");
+        let ext = self.path.extension().and_then(|s| s.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+        let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().replace(':', "-");
         let stamp = stamp.trim_end_matches('Z');
         let backup = self.path.with_file_name(format!("{stem}-{stamp}{ext}"));
-        std::fs::rename(&self.path, &backup)
-            .map_err(|e| format!("cannot rotate {}: {e}", self.path.display()))?;
+        std::fs::rename(&self.path, &backup).map_err(|e| format!("cannot rotate {}: {e}", self.path.display()))?;
         if r.max_backups > 0 {
             let mut backups = list_backups(&self.path, stem, &ext);
             backups.sort();
@@ -134,10 +109,7 @@ impl FileExporter {
 }
 
 fn list_backups(path: &Path, stem: &str, ext: &str) -> Vec<PathBuf> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let prefix = format!("{stem}-");
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -161,16 +133,11 @@ fn open(path: &Path) -> Result<Output, String> {
         .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok(Output {
-        writer: BufWriter::new(file),
-        size,
-    })
+    Ok(Output { writer: BufWriter::new(file), size })
 }
 
 fn io_err(e: std::io::Error) -> ExportError {
-    ExportError::Permanent {
-        reason: format!("cannot write file: {e}"),
-    }
+    ExportError::Permanent { reason: format!("cannot write file: {e}") }
 }
 
 /// One export request as a single line of OTLP/JSON.
@@ -208,13 +175,8 @@ mod tests {
     async fn rotates_by_size_and_keeps_max_backups() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let cfg = FileConfig {
-            path: path.clone(),
-            rotation: Some(RotationConfig {
-                max_megabytes: 1,
-                max_backups: 2,
-            }),
-        };
+        let cfg =
+            FileConfig { path: path.clone(), rotation: Some(RotationConfig { max_megabytes: 1, max_backups: 2 }) };
         let exporter = FileExporter::open(cfg).unwrap();
         // ~250 KiB per line: four lines fill a 1 MiB file.
         let batch = Batch::from_request(Request::Traces(traces(2500)));
@@ -229,13 +191,7 @@ mod tests {
         assert!(current.len() <= 1024 * 1024);
         for line in current.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(
-                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                    .as_array()
-                    .unwrap()
-                    .len(),
-                2500
-            );
+            assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().len(), 2500);
         }
     }
 }

@@ -20,10 +20,7 @@ pub struct HealthCheckConfig {
 
 impl Default for HealthCheckConfig {
     fn default() -> Self {
-        HealthCheckConfig {
-            endpoint: "localhost:13133".to_string(),
-            path: "/".to_string(),
-        }
+        HealthCheckConfig { endpoint: "localhost:13133".to_string(), path: "/".to_string() }
     }
 }
 
@@ -33,12 +30,7 @@ impl HealthCheckConfig {
     }
 }
 
-pub async fn serve(
-    cfg: HealthCheckConfig,
-    listener: TcpListener,
-    status: StatusCell,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(cfg: HealthCheckConfig, listener: TcpListener, status: StatusCell, shutdown: CancellationToken) {
     let path: std::sync::Arc<str> = cfg.path.into();
     let handler = move |req: http::Request<hyper::body::Incoming>| {
         let status = status.clone();
@@ -53,8 +45,7 @@ pub async fn serve(
                 Status::Starting => (StatusCode::SERVICE_UNAVAILABLE, "Server starting"),
                 Status::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "Server shutting down"),
             };
-            let body =
-                serde_json::json!({"status": word, "upSince": status.up_since()}).to_string();
+            let body = serde_json::json!({"status": word, "upSince": status.up_since()}).to_string();
             net::response(code, "application/json", body)
         }
     };

@@ -22,11 +22,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig {
-            send_batch_size: 8192,
-            send_batch_max_size: 0,
-            timeout: Duration::from_millis(200),
-        }
+        BatchConfig { send_batch_size: 8192, send_batch_max_size: 0, timeout: Duration::from_millis(200) }
     }
 }
 
@@ -35,10 +31,7 @@ impl BatchConfig {
         if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
             return Err((
                 "send_batch_max_size".into(),
-                format!(
-                    "must be 0 or at least send_batch_size ({})",
-                    self.send_batch_size
-                ),
+                format!("must be 0 or at least send_batch_size ({})", self.send_batch_size),
             ));
         }
         Ok(())
@@ -55,13 +48,7 @@ pub struct BatchProcessor {
 
 impl BatchProcessor {
     pub fn new(name: String, cfg: BatchConfig) -> BatchProcessor {
-        BatchProcessor {
-            cfg,
-            name,
-            pending: Vec::new(),
-            pending_items: 0,
-            deadline: None,
-        }
+        BatchProcessor { cfg, name, pending: Vec::new(), pending_items: 0, deadline: None }
     }
 
     fn send(&mut self, out: &mut Vec<Batch>) {
@@ -71,10 +58,7 @@ impl BatchProcessor {
         self.pending_items = 0;
         self.deadline = None;
         for part in merged.split(self.cfg.send_batch_max_size) {
-            METRICS
-                .batch_send_size
-                .with_label_values(&[&self.name])
-                .observe(part.items() as f64);
+            METRICS.batch_send_size.with_label_values(&[&self.name]).observe(part.items() as f64);
             out.push(part);
         }
     }
@@ -88,10 +72,7 @@ impl Processor for BatchProcessor {
         self.pending_items += batch.items();
         self.pending.push(batch);
         if self.pending_items >= self.cfg.send_batch_size || self.cfg.timeout.is_zero() {
-            METRICS
-                .batch_size_trigger_send
-                .with_label_values(&[&self.name])
-                .inc();
+            METRICS.batch_size_trigger_send.with_label_values(&[&self.name]).inc();
             self.send(out);
         } else if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.cfg.timeout);
@@ -103,10 +84,7 @@ impl Processor for BatchProcessor {
     }
 
     fn on_deadline(&mut self, _now: Instant, out: &mut Vec<Batch>) {
-        METRICS
-            .batch_timeout_trigger_send
-            .with_label_values(&[&self.name])
-            .inc();
+        METRICS.batch_timeout_trigger_send.with_label_values(&[&self.name]).inc();
         self.send(out);
     }
 
@@ -124,17 +102,10 @@ mod tests {
     use prost::Message;
 
     fn batch(spans: usize) -> Batch {
-        let span = Span {
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            ..Default::default()
-        };
+        let span = Span { trace_id: vec![1; 16], span_id: vec![2; 8], ..Default::default() };
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![span; spans],
-                    ..Default::default()
-                }],
+                scope_spans: vec![ScopeSpans { spans: vec![span; spans], ..Default::default() }],
                 ..Default::default()
             }],
         };
@@ -142,11 +113,7 @@ mod tests {
     }
 
     fn cfg(size: usize, max: usize) -> BatchConfig {
-        BatchConfig {
-            send_batch_size: size,
-            send_batch_max_size: max,
-            timeout: Duration::from_secs(60),
-        }
+        BatchConfig { send_batch_size: size, send_batch_max_size: max, timeout: Duration::from_secs(60) }
     }
 
     #[test]
@@ -160,10 +127,7 @@ mod tests {
         p.process(batch(4), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].items(), 12);
-        assert!(
-            out[0].is_encoded(),
-            "encoded batches merge without decoding"
-        );
+        assert!(out[0].is_encoded(), "encoded batches merge without decoding");
         assert!(p.next_deadline().is_none());
     }
 
@@ -172,14 +136,8 @@ mod tests {
         let mut p = BatchProcessor::new("batch".into(), cfg(10, 10));
         let mut out = Vec::new();
         p.process(batch(25), &mut out);
-        assert_eq!(
-            out.iter().map(Batch::items).collect::<Vec<_>>(),
-            vec![10, 10, 5]
-        );
-        let total: usize = out
-            .iter()
-            .map(|b| b.request().map(Request::item_count).unwrap_or(0))
-            .sum();
+        assert_eq!(out.iter().map(Batch::items).collect::<Vec<_>>(), vec![10, 10, 5]);
+        let total: usize = out.iter().map(|b| b.request().map(Request::item_count).unwrap_or(0)).sum();
         assert_eq!(total, 25);
     }
 

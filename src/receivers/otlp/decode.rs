@@ -21,12 +21,8 @@ pub struct Decoded {
 pub struct Invalid(pub String);
 
 pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid> {
-    let mut request = Request::decode(signal, &bytes).map_err(|e| {
-        Invalid(format!(
-            "cannot decode OTLP/protobuf {signal} request: {}",
-            e.reason
-        ))
-    })?;
+    let mut request = Request::decode(signal, &bytes)
+        .map_err(|e| Invalid(format!("cannot decode OTLP/protobuf {signal} request: {}", e.reason)))?;
     let (rejected, message) = drop_invalid(&mut request)?;
     let batch = if rejected == 0 {
         // Keep the wire form: exporters that speak OTLP send these bytes as they are.
@@ -35,22 +31,14 @@ pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid>
     } else {
         Batch::from_request(request)
     };
-    Ok(Decoded {
-        batch,
-        rejected,
-        message,
-    })
+    Ok(Decoded { batch, rejected, message })
 }
 
 pub fn decode_json(signal: Signal, body: &[u8]) -> Result<Decoded, Invalid> {
     let mut request = super::json::parse(signal, body)
         .map_err(|e| Invalid(format!("cannot decode OTLP/JSON {signal} request: {e}")))?;
     let (rejected, message) = drop_invalid(&mut request)?;
-    Ok(Decoded {
-        batch: Batch::from_request(request),
-        rejected,
-        message,
-    })
+    Ok(Decoded { batch: Batch::from_request(request), rejected, message })
 }
 
 fn id_ok(id: &[u8], len: usize) -> bool {
@@ -63,27 +51,17 @@ fn drop_invalid(request: &mut Request) -> Result<(usize, Option<String>), Invali
     let mut first: Option<String> = None;
     let mut note = |what: &str, len: usize, want: usize| {
         if first.is_none() {
-            first = Some(format!(
-                "invalid {what} length: {len} bytes, expected {want}"
-            ));
+            first = Some(format!("invalid {what} length: {len} bytes, expected {want}"));
         }
     };
     match request {
         Request::Traces(ExportTraceServiceRequest { resource_spans }) => {
-            for ss in resource_spans
-                .iter_mut()
-                .flat_map(|rs| rs.scope_spans.iter_mut())
-            {
+            for ss in resource_spans.iter_mut().flat_map(|rs| rs.scope_spans.iter_mut()) {
                 ss.spans.retain(|s| {
                     let checks = [
                         (s.trace_id.len(), 16, "trace id", s.trace_id.len() == 16),
                         (s.span_id.len(), 8, "span id", s.span_id.len() == 8),
-                        (
-                            s.parent_span_id.len(),
-                            8,
-                            "parent span id",
-                            id_ok(&s.parent_span_id, 8),
-                        ),
+                        (s.parent_span_id.len(), 8, "parent span id", id_ok(&s.parent_span_id, 8)),
                     ];
                     for (len, want, what, ok) in checks {
                         if !ok {
@@ -102,10 +80,7 @@ fn drop_invalid(request: &mut Request) -> Result<(usize, Option<String>), Invali
             }
         }
         Request::Logs(ExportLogsServiceRequest { resource_logs }) => {
-            for sl in resource_logs
-                .iter_mut()
-                .flat_map(|rl| rl.scope_logs.iter_mut())
-            {
+            for sl in resource_logs.iter_mut().flat_map(|rl| rl.scope_logs.iter_mut()) {
                 sl.log_records.retain(|r| {
                     if !id_ok(&r.trace_id, 16) {
                         note("trace id", r.trace_id.len(), 16);
@@ -142,8 +117,7 @@ mod tests {
             ("python-sdk-metrics.pb", Signal::Metrics, 1),
             ("python-sdk-logs.pb", Signal::Logs, 1),
         ] {
-            let d = decode_protobuf(signal, fixture(name).into())
-                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let d = decode_protobuf(signal, fixture(name).into()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert_eq!(d.batch.items(), items, "{name}");
             assert!(d.batch.is_encoded(), "valid protobuf stays encoded");
             assert_eq!(d.rejected, 0);
@@ -155,36 +129,23 @@ mod tests {
         let mut bytes = fixture("python-sdk-traces.pb");
         bytes.truncate(bytes.len() - 7);
         let e = decode_protobuf(Signal::Traces, bytes.into()).err().unwrap();
-        assert!(
-            e.0.starts_with("cannot decode OTLP/protobuf traces request"),
-            "{}",
-            e.0
-        );
+        assert!(e.0.starts_with("cannot decode OTLP/protobuf traces request"), "{}", e.0);
     }
 
     #[test]
     fn bad_ids_are_rejected_one_by_one() {
-        let Request::Traces(mut t) =
-            Request::decode(Signal::Traces, &fixture("python-sdk-traces.pb")).unwrap()
-        else {
+        let Request::Traces(mut t) = Request::decode(Signal::Traces, &fixture("python-sdk-traces.pb")).unwrap() else {
             panic!()
         };
         let mut bad = t.resource_spans[0].scope_spans[0].spans[0].clone();
         bad.trace_id = vec![1; 15];
         t.resource_spans[0].scope_spans[0].spans.push(bad);
-        let d = decode_protobuf(Signal::Traces, t.encode_to_vec().into())
-            .ok()
-            .unwrap();
+        let d = decode_protobuf(Signal::Traces, t.encode_to_vec().into()).ok().unwrap();
         assert_eq!((d.batch.items(), d.rejected), (1, 1));
-        assert_eq!(
-            d.message.as_deref(),
-            Some("invalid trace id length: 15 bytes, expected 16")
-        );
+        assert_eq!(d.message.as_deref(), Some("invalid trace id length: 15 bytes, expected 16"));
 
         t.resource_spans[0].scope_spans[0].spans.remove(0);
-        let e = decode_protobuf(Signal::Traces, t.encode_to_vec().into())
-            .err()
-            .unwrap();
+        let e = decode_protobuf(Signal::Traces, t.encode_to_vec().into()).err().unwrap();
         assert_eq!(e.0, "invalid trace id length: 15 bytes, expected 16");
     }
 }

@@ -48,29 +48,19 @@ pub async fn serve(
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Deflate)
                 .max_decoding_message_size(max);
-            let service = ExportService {
-                intake: intake.clone(),
-                signal,
-            };
+            let service = ExportService { intake: intake.clone(), signal };
             let mut resp = grpc.unary(service, req).await;
             // tonic reports an over-size message as OUT_OF_RANGE, which OTLP clients retry;
             // OTLP asks for RESOURCE_EXHAUSTED without RetryInfo, which they do not.
             if resp.headers().get("grpc-status").is_some_and(|v| v == "11") {
-                resp.headers_mut()
-                    .insert("grpc-status", http::HeaderValue::from_static("8"));
+                resp.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
             }
-            if let Some(code) = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
+            if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok())
                 && let Some(name) = client_error_name(code)
             {
                 intake.invalid_request("grpc", name);
             }
-            resp.map(|b| {
-                b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
-                    .boxed_unsync()
-            })
+            resp.map(|b| b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }).boxed_unsync())
         }
     };
     net::serve(listener, handler, shutdown, grace).await;
@@ -84,9 +74,7 @@ struct ExportService {
 
 impl tonic::server::UnaryService<Bytes> for ExportService {
     type Response = Bytes;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>,
-    >;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (intake, signal) = (self.intake.clone(), self.signal);
@@ -102,23 +90,15 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 Err(invalid) => return Err(Status::invalid_argument(invalid.0)),
             };
             intake.rejected("grpc", signal, decoded.rejected);
-            match intake.submit("grpc", decoded.batch).await {
+            match intake.submit("grpc", decoded.batch) {
                 Ok(()) => Ok(tonic::Response::new(Bytes::from(response::protobuf(
                     signal,
                     decoded.rejected,
                     decoded.message.as_deref(),
                 )))),
                 Err(refusal) if refusal.retryable => {
-                    let details = rpc_status::status_with_retry_info(
-                        code::UNAVAILABLE,
-                        &refusal.message,
-                        RETRY_DELAY,
-                    );
-                    Err(Status::with_details(
-                        Code::Unavailable,
-                        refusal.message,
-                        details.into(),
-                    ))
+                    let details = rpc_status::status_with_retry_info(code::UNAVAILABLE, &refusal.message, RETRY_DELAY);
+                    Err(Status::with_details(Code::Unavailable, refusal.message, details.into()))
                 }
                 Err(refusal) => Err(Status::internal(refusal.message)),
             }

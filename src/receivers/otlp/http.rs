@@ -63,53 +63,24 @@ pub async fn serve(
     net::serve(listener, handler, shutdown, grace).await;
 }
 
-async fn handle(
-    req: http::Request<Incoming>,
-    intake: &Intake,
-    routes: &Routes,
-) -> http::Response<BoxBody> {
+async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) -> http::Response<BoxBody> {
     let path = req.uri().path();
-    let Some(signal) = Signal::ALL
-        .into_iter()
-        .find(|s| routes.paths[s.index()] == path)
-    else {
-        return error(
-            StatusCode::NOT_FOUND,
-            Format::Json,
-            code::UNIMPLEMENTED,
-            &format!("no OTLP endpoint at {path}"),
-        );
+    let Some(signal) = Signal::ALL.into_iter().find(|s| routes.paths[s.index()] == path) else {
+        return error(StatusCode::NOT_FOUND, Format::Json, code::UNIMPLEMENTED, &format!("no OTLP endpoint at {path}"));
     };
     if req.method() != Method::POST {
         let format = content_type(&req).unwrap_or(Format::Json);
         let msg = format!("method {} not allowed: use POST", req.method());
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format,
-            code::INVALID_ARGUMENT,
-            &msg,
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format, code::INVALID_ARGUMENT, &msg);
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
     let format = match content_type(&req) {
         Some(f) => f,
         None => {
-            let given = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("none");
-            let msg = format!(
-                "unsupported content type \"{given}\": use application/x-protobuf or application/json"
-            );
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Format::Json,
-                code::INVALID_ARGUMENT,
-                &msg,
-            );
+            let given = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+            let msg = format!("unsupported content type \"{given}\": use application/x-protobuf or application/json");
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, Format::Json, code::INVALID_ARGUMENT, &msg);
         }
     };
     if !intake.accepts(signal) {
@@ -149,55 +120,30 @@ async fn handle(
     let decoded = match decoded {
         Ok(d) => d,
         Err(Invalid(msg)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format,
-                code::INVALID_ARGUMENT,
-                &msg,
-            );
+            return error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg);
         }
     };
     intake.rejected("http", signal, decoded.rejected);
-    match intake.submit("http", decoded.batch).await {
+    match intake.submit("http", decoded.batch) {
         Ok(()) => {
             let body: Bytes = match format {
-                Format::Protobuf => {
-                    response::protobuf(signal, decoded.rejected, decoded.message.as_deref()).into()
-                }
-                Format::Json => {
-                    response::json(signal, decoded.rejected, decoded.message.as_deref()).into()
-                }
+                Format::Protobuf => response::protobuf(signal, decoded.rejected, decoded.message.as_deref()).into(),
+                Format::Json => response::json(signal, decoded.rejected, decoded.message.as_deref()).into(),
             };
             net::response(StatusCode::OK, format.content_type(), body)
         }
         Err(refusal) if refusal.retryable => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format,
-                code::UNAVAILABLE,
-                &refusal.message,
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
-        Err(refusal) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format,
-            code::INTERNAL,
-            &refusal.message,
-        ),
+        Err(refusal) => error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &refusal.message),
     }
 }
 
 fn content_type(req: &http::Request<Incoming>) -> Option<Format> {
     let v = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = v
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
         "application/json" => Some(Format::Json),
@@ -207,32 +153,16 @@ fn content_type(req: &http::Request<Incoming>) -> Option<Format> {
 
 fn too_large(format: Format, limit: usize) -> http::Response<BoxBody> {
     let msg = format!("request body too large: over the max_request_body_size of {limit} bytes");
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format,
-        code::RESOURCE_EXHAUSTED,
-        &msg,
-    )
+    error(StatusCode::PAYLOAD_TOO_LARGE, format, code::RESOURCE_EXHAUSTED, &msg)
 }
 
 /// An error answer: a `google.rpc.Status` in the request's format.
-fn error(
-    status: StatusCode,
-    format: Format,
-    rpc_code: i32,
-    message: &str,
-) -> http::Response<BoxBody> {
+fn error(status: StatusCode, format: Format, rpc_code: i32, message: &str) -> http::Response<BoxBody> {
     let body: Bytes = match format {
-        Format::Protobuf => RpcStatus {
-            code: rpc_code,
-            message: message.to_string(),
-            details: Vec::new(),
+        Format::Protobuf => {
+            RpcStatus { code: rpc_code, message: message.to_string(), details: Vec::new() }.encode_to_vec().into()
         }
-        .encode_to_vec()
-        .into(),
-        Format::Json => serde_json::json!({"code": rpc_code, "message": message})
-            .to_string()
-            .into(),
+        Format::Json => serde_json::json!({"code": rpc_code, "message": message}).to_string().into(),
     };
     net::response(status, format.content_type(), body)
 }
@@ -274,11 +204,7 @@ fn decompress(encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes, BodyErr
         "deflate" => {
             // HTTP's deflate is zlib; some clients send raw deflate, so fall back to that.
             match bounded(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate") {
-                Err(BodyError::Io(_)) => bounded(
-                    flate2::read::DeflateDecoder::new(&raw[..]),
-                    limit,
-                    "deflate",
-                ),
+                Err(BodyError::Io(_)) => bounded(flate2::read::DeflateDecoder::new(&raw[..]), limit, "deflate"),
                 other => other,
             }
         }
@@ -287,9 +213,7 @@ fn decompress(encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes, BodyErr
                 .map_err(|e| BodyError::Io(format!("cannot decompress zstd body: {e}")))?;
             bounded(decoder, limit, "zstd")
         }
-        other => Err(BodyError::Io(format!(
-            "unsupported content encoding \"{other}\": use gzip, zstd or deflate"
-        ))),
+        other => Err(BodyError::Io(format!("unsupported content encoding \"{other}\": use gzip, zstd or deflate"))),
     }
 }
 
@@ -307,10 +231,7 @@ mod tests {
         }
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 200_000);
-        assert!(matches!(
-            decompress("gzip", bomb.into(), 1 << 20),
-            Err(BodyError::TooLarge)
-        ));
+        assert!(matches!(decompress("gzip", bomb.into(), 1 << 20), Err(BodyError::TooLarge)));
     }
 
     #[test]
@@ -321,20 +242,12 @@ mod tests {
         let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         zl.write_all(&data).unwrap();
         let zs = zstd::encode_all(&data[..], 1).unwrap();
-        for (enc, body) in [
-            ("gzip", gz.finish().unwrap()),
-            ("deflate", zl.finish().unwrap()),
-            ("zstd", zs),
-            ("", data.clone()),
-        ] {
-            let out = decompress(enc, body.into(), 1 << 20)
-                .ok()
-                .unwrap_or_default();
+        for (enc, body) in
+            [("gzip", gz.finish().unwrap()), ("deflate", zl.finish().unwrap()), ("zstd", zs), ("", data.clone())]
+        {
+            let out = decompress(enc, body.into(), 1 << 20).ok().unwrap_or_default();
             assert_eq!(&out[..], &data[..], "{enc}");
         }
-        assert!(matches!(
-            decompress("br", Bytes::from_static(b"x"), 10),
-            Err(BodyError::Io(_))
-        ));
+        assert!(matches!(decompress("br", Bytes::from_static(b"x"), 10), Err(BodyError::Io(_))));
     }
 }

@@ -13,9 +13,7 @@ pub fn parse(signal: Signal, body: &[u8]) -> Result<Request, String> {
     normalise(&mut tree);
     let r = match signal {
         Signal::Traces => Request::Traces(serde_json::from_value(tree).map_err(|e| e.to_string())?),
-        Signal::Metrics => {
-            Request::Metrics(serde_json::from_value(tree).map_err(|e| e.to_string())?)
-        }
+        Signal::Metrics => Request::Metrics(serde_json::from_value(tree).map_err(|e| e.to_string())?),
         Signal::Logs => Request::Logs(serde_json::from_value(tree).map_err(|e| e.to_string())?),
     };
     Ok(r)
@@ -64,11 +62,7 @@ fn enum_number(key: &str, name: &str) -> Option<i64> {
             ("SPAN_KIND_PRODUCER", 4),
             ("SPAN_KIND_CONSUMER", 5),
         ],
-        "code" => &[
-            ("STATUS_CODE_UNSET", 0),
-            ("STATUS_CODE_OK", 1),
-            ("STATUS_CODE_ERROR", 2),
-        ],
+        "code" => &[("STATUS_CODE_UNSET", 0), ("STATUS_CODE_OK", 1), ("STATUS_CODE_ERROR", 2)],
         "aggregationTemporality" => &[
             ("AGGREGATION_TEMPORALITY_UNSPECIFIED", 0),
             ("AGGREGATION_TEMPORALITY_DELTA", 1),
@@ -118,10 +112,7 @@ mod tests {
 
     #[test]
     fn node_sdk_fixtures_parse() {
-        let Request::Traces(t) = parse(Signal::Traces, &fixture("node-sdk-traces.json")).unwrap()
-        else {
-            panic!()
-        };
+        let Request::Traces(t) = parse(Signal::Traces, &fixture("node-sdk-traces.json")).unwrap() else { panic!() };
         let span = &t.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.name, "node-json-span");
         assert_eq!(span.trace_id.len(), 16);
@@ -129,10 +120,9 @@ mod tests {
         assert_eq!(span.flags, 257);
         assert_eq!(span.attributes.len(), 4);
         // The metrics capture holds a counter and a histogram, one data point each.
-        for (name, signal, items) in [
-            ("node-sdk-metrics.json", Signal::Metrics, 2),
-            ("node-sdk-logs.json", Signal::Logs, 1),
-        ] {
+        for (name, signal, items) in
+            [("node-sdk-metrics.json", Signal::Metrics, 2), ("node-sdk-logs.json", Signal::Logs, 1)]
+        {
             let r = parse(signal, &fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(r.item_count(), items, "{name}");
         }
@@ -142,9 +132,7 @@ mod tests {
     fn snake_case_and_upper_hex_are_accepted() {
         let body = br#"{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"0AD717C898562D2B5609458955F82137",
             "span_id":"E9978E6A07256A1D","name":"x","start_time_unix_nano":5,"kind":2}]}]}]}"#;
-        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else {
-            panic!()
-        };
+        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else { panic!() };
         let span = &t.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.trace_id[0], 0x0a);
         assert_eq!(span.start_time_unix_nano, 5);
@@ -155,23 +143,12 @@ mod tests {
     fn enums_by_name_are_accepted() {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0ad717c898562d2b5609458955f82137",
             "spanId":"e9978e6a07256a1d","name":"x","kind":"SPAN_KIND_CONSUMER","status":{"code":"STATUS_CODE_ERROR"}}]}]}]}"#;
-        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else {
-            panic!()
-        };
+        let Request::Traces(t) = parse(Signal::Traces, body).unwrap() else { panic!() };
         let span = &t.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!((span.kind, span.status.as_ref().unwrap().code), (5, 2));
-        assert_eq!(
-            enum_number("severityNumber", "SEVERITY_NUMBER_INFO"),
-            Some(9)
-        );
-        assert_eq!(
-            enum_number("severityNumber", "SEVERITY_NUMBER_WARN2"),
-            Some(14)
-        );
-        assert_eq!(
-            enum_number("severityNumber", "SEVERITY_NUMBER_FATAL4"),
-            Some(24)
-        );
+        assert_eq!(enum_number("severityNumber", "SEVERITY_NUMBER_INFO"), Some(9));
+        assert_eq!(enum_number("severityNumber", "SEVERITY_NUMBER_WARN2"), Some(14));
+        assert_eq!(enum_number("severityNumber", "SEVERITY_NUMBER_FATAL4"), Some(24));
         assert_eq!(enum_number("severityNumber", "SEVERITY_NUMBER_LOUD"), None);
         assert_eq!(enum_number("name", "SPAN_KIND_SERVER"), None);
     }
@@ -181,11 +158,7 @@ mod tests {
         assert!(parse(Signal::Traces, b"{not json").is_err());
         assert!(parse(Signal::Traces, b"[1,2]").is_err());
         assert!(
-            parse(
-                Signal::Traces,
-                br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#
-            )
-            .is_err()
+            parse(Signal::Traces, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#).is_err()
         );
     }
 

@@ -45,10 +45,7 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig {
-            endpoint: "localhost:4317".to_string(),
-            max_recv_msg_size_mib: 4,
-        }
+        GrpcConfig { endpoint: "localhost:4317".to_string(), max_recv_msg_size_mib: 4 }
     }
 }
 
@@ -79,41 +76,27 @@ impl OtlpReceiverConfig {
     /// Checks what serde cannot: returns the offending key (relative) and the message.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
-            return Err((
-                "protocols".into(),
-                "enable at least one protocol: grpc or http".into(),
-            ));
+            return Err(("protocols".into(), "enable at least one protocol: grpc or http".into()));
         }
         if let Some(g) = &self.protocols.grpc {
-            crate::net::check_endpoint(&g.endpoint)
-                .map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
+            crate::net::check_endpoint(&g.endpoint).map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
             if g.max_recv_msg_size_mib == 0 {
-                return Err((
-                    "protocols.grpc.max_recv_msg_size_mib".into(),
-                    "must be at least 1".into(),
-                ));
+                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be at least 1".into()));
             }
         }
         if let Some(h) = &self.protocols.http {
-            crate::net::check_endpoint(&h.endpoint)
-                .map_err(|m| ("protocols.http.endpoint".into(), m))?;
+            crate::net::check_endpoint(&h.endpoint).map_err(|m| ("protocols.http.endpoint".into(), m))?;
             for (key, p) in [
                 ("traces_url_path", &h.traces_url_path),
                 ("metrics_url_path", &h.metrics_url_path),
                 ("logs_url_path", &h.logs_url_path),
             ] {
                 if !p.starts_with('/') {
-                    return Err((
-                        format!("protocols.http.{key}"),
-                        format!("\"{p}\" must start with /"),
-                    ));
+                    return Err((format!("protocols.http.{key}"), format!("\"{p}\" must start with /")));
                 }
             }
             if h.max_request_body_size == 0 {
-                return Err((
-                    "protocols.http.max_request_body_size".into(),
-                    "must be greater than 0".into(),
-                ));
+                return Err(("protocols.http.max_request_body_size".into(), "must be greater than 0".into()));
             }
         }
         Ok(())
@@ -131,20 +114,12 @@ pub async fn start(
     if let Some(g) = cfg.protocols.grpc {
         let listener = crate::net::bind(&g.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
-        tasks.push(tokio::spawn(grpc::serve(
-            g,
-            listener,
-            intake.clone(),
-            shutdown.clone(),
-            grace,
-        )));
+        tasks.push(tokio::spawn(grpc::serve(g, listener, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(h) = cfg.protocols.http {
         let listener = crate::net::bind(&h.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/HTTP listening");
-        tasks.push(tokio::spawn(http::serve(
-            h, listener, intake, shutdown, grace,
-        )));
+        tasks.push(tokio::spawn(http::serve(h, listener, intake, shutdown, grace)));
     }
     Ok(tasks)
 }

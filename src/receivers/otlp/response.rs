@@ -2,15 +2,9 @@
 //! in protobuf or in JSON, matching the request.
 
 use crate::pipeline::Signal;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
 
 pub fn protobuf(signal: Signal, rejected: usize, message: Option<&str>) -> Vec<u8> {
@@ -19,24 +13,17 @@ pub fn protobuf(signal: Signal, rejected: usize, message: Option<&str>) -> Vec<u
     let error_message = message.unwrap_or_default().to_string();
     match signal {
         Signal::Traces => ExportTraceServiceResponse {
-            partial_success: partial.then_some(ExportTracePartialSuccess {
-                rejected_spans: rejected,
-                error_message,
-            }),
+            partial_success: partial.then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message }),
         }
         .encode_to_vec(),
         Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: partial.then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected,
-                error_message,
-            }),
+            partial_success: partial
+                .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message }),
         }
         .encode_to_vec(),
         Signal::Logs => ExportLogsServiceResponse {
-            partial_success: partial.then_some(ExportLogsPartialSuccess {
-                rejected_log_records: rejected,
-                error_message,
-            }),
+            partial_success: partial
+                .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message }),
         }
         .encode_to_vec(),
     }
@@ -51,5 +38,6 @@ pub fn json(signal: Signal, rejected: usize, message: Option<&str>) -> String {
         Signal::Metrics => "rejectedDataPoints",
         Signal::Logs => "rejectedLogRecords",
     };
-    serde_json::json!({"partialSuccess": {field: rejected.to_string(), "errorMessage": message.unwrap_or_default()}}).to_string()
+    serde_json::json!({"partialSuccess": {field: rejected.to_string(), "errorMessage": message.unwrap_or_default()}})
+        .to_string()
 }
