@@ -21,17 +21,17 @@ pub struct Decoded {
 pub struct Invalid(pub String);
 
 pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid> {
-    let mut request = Request::decode(signal, &bytes)
-        .map_err(|e| Invalid(format!("cannot decode OTLP/protobuf {signal} request: {}", e.reason)))?;
+    let invalid = |reason: String| Invalid(format!("cannot decode OTLP/protobuf {signal} request: {reason}"));
+    let scanned = super::scan::scan(signal, &bytes).map_err(invalid)?;
+    if scanned.ids_ok {
+        // The common case: keep the wire form, decode only if a processor needs the fields;
+        // exporters that speak OTLP send these bytes as they are.
+        return Ok(Decoded { batch: Batch::from_encoded(signal, bytes, scanned.items), rejected: 0, message: None });
+    }
+    // Some ids are malformed: decode, drop those items, and carry the rest decoded.
+    let mut request = Request::decode(signal, &bytes).map_err(|e| invalid(e.reason))?;
     let (rejected, message) = drop_invalid(&mut request)?;
-    let batch = if rejected == 0 {
-        // Keep the wire form: exporters that speak OTLP send these bytes as they are.
-        let items = request.item_count();
-        Batch::from_encoded(signal, bytes, items)
-    } else {
-        Batch::from_request(request)
-    };
-    Ok(Decoded { batch, rejected, message })
+    Ok(Decoded { batch: Batch::from_request(request), rejected, message })
 }
 
 pub fn decode_json(signal: Signal, body: &[u8]) -> Result<Decoded, Invalid> {
