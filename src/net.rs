@@ -27,11 +27,13 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds a TCP listener on `endpoint`, trying each address it resolves to.
+/// Binds a TCP listener on `endpoint`, trying each address it resolves to, IPv4 first.
 pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
     check_endpoint(endpoint)?;
-    let addrs: Vec<SocketAddr> =
+    let mut addrs: Vec<SocketAddr> =
         tokio::net::lookup_host(endpoint).await.map_err(|e| format!("cannot resolve {endpoint}: {e}"))?.collect();
+    // `localhost` may resolve to ::1 first; clients mostly dial 127.0.0.1, so prefer IPv4.
+    addrs.sort_by_key(|a| a.is_ipv6());
     let mut last = format!("{endpoint} resolves to no address");
     for addr in addrs {
         match TcpListener::bind(addr).await {

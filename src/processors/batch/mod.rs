@@ -1,6 +1,6 @@
 //! The `batch` processor: gathers batches until `send_batch_size` items or `timeout`, and splits
-//! anything larger than `send_batch_max_size`. Receivers' acknowledgements travel inside the
-//! batches, so a client hears back only once its data has left the batch for the exporters.
+//! anything larger than `send_batch_max_size`. The exporter-queue room that receivers claimed
+//! travels inside the batches, so whatever this processor holds is sure to fit downstream.
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, Processor};
