@@ -1,12 +1,15 @@
-//! Backpressure as a client sees it: when an exporter's sending queue has no room (here 1000
-//! requests held by a batch processor that waits a minute), the next request gets HTTP 503 with
-//! `Retry-After` (gRPC: UNAVAILABLE with RetryInfo, seen by grpcio), is counted, and is not
-//! taken; everything that was answered with success is delivered at shutdown.
+//! Backpressure as a client sees it. The `file` exporter writes into a pipe that the test reads
+//! only later: a backend that stopped taking data. Once the exporter's queue has no room, the
+//! next request gets HTTP 503 with `Retry-After` (gRPC: UNAVAILABLE with RetryInfo, seen by
+//! grpcio), is counted, and is not taken; when the backend drains, every request that was
+//! answered with success arrives, once.
 
 mod common;
 
 use common::*;
+use std::io::Read;
 use std::process::Command;
+use std::sync::mpsc;
 
 const CONFIG: &str = r#"
 receivers:
@@ -16,13 +19,9 @@ receivers:
         endpoint: 127.0.0.1:{grpc}
       http:
         endpoint: 127.0.0.1:{http}
-processors:
-  batch:
-    send_batch_size: 1000000
-    timeout: 60s
 exporters:
   file:
-    path: {dir}/out.jsonl
+    path: PIPE
 service:
   telemetry:
     metrics:
@@ -30,26 +29,46 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
       exporters: [file]
 "#;
 
 #[test]
-fn a_full_queue_refuses_with_retryable_answers_and_loses_nothing_taken() {
-    let mut gw = Gateway::start(CONFIG);
+fn a_stuck_backend_fills_the_queue_clients_are_told_to_retry_and_nothing_taken_is_lost() {
+    let scratch = tempfile::tempdir().unwrap();
+    let pipe = scratch.path().join("backend.pipe");
+    assert!(Command::new("mkfifo").arg(&pipe).status().unwrap().success(), "mkfifo");
+    let (go, wait) = mpsc::channel::<()>();
+    let reader_path = pipe.clone();
+    // The backend: opens the pipe (switchyard's open waits for it), then reads nothing until told.
+    let backend = std::thread::spawn(move || {
+        let mut f = std::fs::File::open(&reader_path).expect("open pipe");
+        let _ = wait.recv();
+        let mut all = String::new();
+        f.read_to_string(&mut all).expect("read pipe");
+        all
+    });
+    let mut gw = Gateway::start(&CONFIG.replace("PIPE", &pipe.display().to_string()));
     let body = traces_body(spans("s", 2));
     let pb = [("Content-Type", "application/x-protobuf")];
-    for i in 0..1000 {
+    let mut accepted = 0;
+    let refusal = loop {
         let r = http_request("POST", gw.http, "/v1/traces", &pb, &body).unwrap();
-        assert_eq!(r.status, 200, "request {i}: {}", r.text());
-    }
-    let r = http_request("POST", gw.http, "/v1/traces", &pb, &body).unwrap();
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(r.header("retry-after"), Some("1"));
-    assert!(r.text().contains("sending queue of exporter file is full"), "{}", r.text());
-    let json = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/json")], br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x"}]}]}]}"#).unwrap();
-    assert_eq!(json.status, 503);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&json.body).unwrap()["code"], 14);
+        if r.status != 200 {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 5000, "the queue never filled");
+    };
+    assert!(accepted >= 1000, "the queue holds 1000 requests besides what the backend took: {accepted}");
+    assert_eq!(refusal.status, 503, "{}", refusal.text());
+    assert_eq!(refusal.header("retry-after"), Some("1"));
+    assert!(refusal.text().contains("sending queue of exporter file is full"), "{}", refusal.text());
+    let json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x"}]}]}]}"#;
+    let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/json")], json).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["code"], 14);
+    assert_eq!(gw.metric("otelcol_exporter_queue_size", &[("exporter", "file")]), 1000.0);
+    assert_eq!(gw.metric("otelcol_exporter_queue_capacity", &[("exporter", "file")]), 1000.0);
 
     if let Some(python) = python_peer() {
         let file = gw.path("body.bin");
@@ -65,11 +84,21 @@ fn a_full_queue_refuses_with_retryable_answers_and_loses_nothing_taken() {
         assert_eq!(r["retry_delay_s"], 1.0, "RetryInfo asks the client to wait: {r}");
     }
 
-    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[]), 2000.0);
+    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[]), (accepted * 2) as f64);
     assert!(gw.metric("otelcol_receiver_refused_spans_total", &[]) >= 3.0);
     assert!(gw.metric("otelcol_exporter_enqueue_failed_spans_total", &[("exporter", "file")]) >= 3.0);
-    let out = gw.path("out.jsonl");
+
+    // The backend comes back: everything taken is delivered, then switchyard stops cleanly.
+    go.send(()).unwrap();
+    assert!(eventually(std::time::Duration::from_secs(20), || gw
+        .metric("otelcol_exporter_queue_size", &[("exporter", "file")])
+        == 0.0));
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
-    assert_eq!(span_names(&out).len(), 2000, "every span that was answered with success was delivered");
+    let delivered = backend.join().unwrap();
+    let lines: Vec<serde_json::Value> =
+        delivered.lines().map(|l| serde_json::from_str(l).expect("whole JSON lines")).collect();
+    let spans: usize =
+        lines.iter().map(|l| l["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(spans, accepted * 2, "every span answered with success was delivered, once");
 }

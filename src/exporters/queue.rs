@@ -38,9 +38,9 @@ impl ExporterQueue {
         settings: QueueSettings,
     ) -> (Arc<ExporterQueue>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let capacity = Capacity::new(name.clone(), settings.queue_size);
+        let size = METRICS.exporter_queue_size.with_label_values(&[&name]);
+        let capacity = Capacity::with_gauge(name.clone(), settings.queue_size, size);
         METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
-        METRICS.exporter_queue_size.with_label_values(&[&name]).set(0);
         let task = tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1)));
         (Arc::new(ExporterQueue { name, tx, capacity }), task)
     }
@@ -63,9 +63,7 @@ impl ExporterQueue {
             // Only possible once the consumers are gone, after shutdown has drained the queue.
             METRICS.exporter_enqueue_failed[signal.index()].with_label_values(&[&self.name]).inc_by(items as u64);
             tracing::error!(exporter = %self.name, %signal, items, "exporter already stopped; data dropped");
-            return;
         }
-        METRICS.exporter_queue_size.with_label_values(&[&self.name]).inc();
     }
 }
 
@@ -73,7 +71,6 @@ async fn consume(name: String, exporter: Arc<dyn Exporter>, mut rx: mpsc::Unboun
     let permits = Arc::new(Semaphore::new(consumers));
     let name: Arc<str> = Arc::from(name);
     while let Some(batch) = rx.recv().await {
-        METRICS.exporter_queue_size.with_label_values(&[&name]).dec();
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };

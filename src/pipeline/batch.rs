@@ -164,8 +164,14 @@ impl Batch {
         self.claims.retain(|c| c.is_for(capacity));
     }
 
-    pub fn claim_count(&self) -> usize {
-        self.claims.len()
+    /// Takes the claims out, for a processor that gathers batches (see `ClaimSet`).
+    pub fn take_claims(&mut self) -> Vec<Arc<Claim>> {
+        std::mem::take(&mut self.claims)
+    }
+
+    /// Attaches claims taken from other batches.
+    pub fn hold_shared(&mut self, claims: &[Arc<Claim>]) {
+        self.claims.extend(claims.iter().cloned());
     }
 
     /// The decoded request; decodes on first use and keeps the result for every copy.

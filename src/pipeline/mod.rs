@@ -10,7 +10,7 @@ mod service;
 mod signal;
 mod split;
 
-pub use admission::{Capacity, Claim};
+pub use admission::{Capacity, Claim, ClaimSet};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{Batch, DecodeError, Request, metric_points};

@@ -230,7 +230,7 @@ impl RunningService {
                     .flat_map(|f| f.get_metric())
                     .map(|m| m.get_gauge().get_value() as i64)
                     .sum();
-            tracing::error!(batches_left = left, timeout = ?self.shutdown_timeout, "shutdown deadline passed with data still queued; it is lost");
+            tracing::error!(requests_left = left, timeout = ?self.shutdown_timeout, "shutdown deadline passed with data still queued; it is lost");
         }
         self.stop_auxiliary.cancel();
         for t in self.auxiliary {

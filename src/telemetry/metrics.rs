@@ -102,7 +102,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         exporter_queue_size: register(
             &r,
             IntGaugeVec::new(
-                Opts::new("otelcol_exporter_queue_size", "Current size of the retry queue (in batches)."),
+                Opts::new(
+                    "otelcol_exporter_queue_size",
+                    "Requests held for the exporter: admitted and not yet exported (merged batches count once).",
+                ),
                 el,
             )
             .expect("valid metric"),
@@ -110,7 +113,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         exporter_queue_capacity: register(
             &r,
             IntGaugeVec::new(
-                Opts::new("otelcol_exporter_queue_capacity", "Fixed capacity of the retry queue (in batches)."),
+                Opts::new("otelcol_exporter_queue_capacity", "Requests the exporter's sending queue can hold."),
                 el,
             )
             .expect("valid metric"),

@@ -3,7 +3,7 @@
 //! travels inside the batches, so whatever this processor holds is sure to fit downstream.
 
 use crate::config::deserialize_duration;
-use crate::pipeline::{Batch, Processor};
+use crate::pipeline::{Batch, ClaimSet, Processor};
 use crate::telemetry::metrics::METRICS;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -43,12 +43,14 @@ pub struct BatchProcessor {
     name: String,
     pending: Vec<Batch>,
     pending_items: usize,
+    /// The exporter-queue room of the pending batches, one claim per queue.
+    claims: ClaimSet,
     deadline: Option<Instant>,
 }
 
 impl BatchProcessor {
     pub fn new(name: String, cfg: BatchConfig) -> BatchProcessor {
-        BatchProcessor { cfg, name, pending: Vec::new(), pending_items: 0, deadline: None }
+        BatchProcessor { cfg, name, pending: Vec::new(), pending_items: 0, claims: ClaimSet::default(), deadline: None }
     }
 
     fn send(&mut self, out: &mut Vec<Batch>) {
@@ -57,7 +59,9 @@ impl BatchProcessor {
         };
         self.pending_items = 0;
         self.deadline = None;
-        for part in merged.split(self.cfg.send_batch_max_size) {
+        let claims = self.claims.take();
+        for mut part in merged.split(self.cfg.send_batch_max_size) {
+            part.hold_shared(&claims);
             METRICS.batch_send_size.with_label_values(&[&self.name]).observe(part.items() as f64);
             out.push(part);
         }
@@ -65,10 +69,11 @@ impl BatchProcessor {
 }
 
 impl Processor for BatchProcessor {
-    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
         if batch.items() == 0 {
             return;
         }
+        self.claims.absorb(batch.take_claims());
         self.pending_items += batch.items();
         self.pending.push(batch);
         if self.pending_items >= self.cfg.send_batch_size || self.cfg.timeout.is_zero() {
