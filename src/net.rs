@@ -3,7 +3,7 @@
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to send a request's headers (slow clients hold a connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks that `endpoint` is `host:port` with a numeric port, as the collector expects.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
@@ -30,8 +33,10 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
 /// Binds a TCP listener on `endpoint`, trying each address it resolves to, IPv4 first.
 pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
     check_endpoint(endpoint)?;
+    // `:4317` means every interface, as in the collector.
+    let target = if endpoint.starts_with(':') { format!("0.0.0.0{endpoint}") } else { endpoint.to_string() };
     let mut addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host(endpoint).await.map_err(|e| format!("cannot resolve {endpoint}: {e}"))?.collect();
+        tokio::net::lookup_host(&target).await.map_err(|e| format!("cannot resolve {endpoint}: {e}"))?.collect();
     // `localhost` may resolve to ::1 first; clients mostly dial 127.0.0.1, so prefer IPv4.
     addrs.sort_by_key(|a| a.is_ipv6());
     let mut last = format!("{endpoint} resolves to no address");
@@ -52,6 +57,7 @@ where
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -70,19 +76,27 @@ where
             let fut = handler(req);
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+        connections.abort_all();
     }
+    while connections.join_next().await.is_some() {}
 }
 
 /// The response body type every switchyard HTTP handler returns.
@@ -103,6 +117,12 @@ pub fn response(status: http::StatusCode, content_type: &str, body: impl Into<by
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_empty_host_means_every_interface() {
+        let l = bind(":0").await.unwrap();
+        assert!(l.local_addr().unwrap().ip().is_unspecified());
+    }
 
     #[test]
     fn endpoints() {

@@ -186,21 +186,48 @@ fn runs_the_embedded_default_without_arguments() {
     // The default listens on the fixed ports 4317, 4318 and 8888; no other test uses them.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut child =
+    let child =
         Command::new(env!("CARGO_BIN_EXE_switchyard")).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    // Killed if an assertion fails before the test stops it.
+    let mut child = KillOnDrop(child);
     let ready = eventually(Duration::from_secs(15), || {
-        http_request("GET", 8888, "/metrics", &[], b"").is_ok_and(|r| r.status == 200)
+        std::fs::read_to_string(&log).unwrap_or_default().contains("switchyard is running")
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(ready, "default did not come up: {text}");
     let fixture = std::fs::read(repo().join("tests/fixtures/python-sdk-traces.pb")).unwrap();
     let r = http_request("POST", 4318, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &fixture).unwrap();
     assert_eq!(r.status, 200);
-    signal(child.id(), "TERM");
-    let status = child.wait().unwrap();
+    signal(child.0.id(), "TERM");
+    let status = child.0.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{text}");
     assert!(text.contains("using the embedded default configuration"), "{text}");
     assert!(text.contains("127.0.0.1:4317") && text.contains("127.0.0.1:4318"), "{text}");
     assert!(text.contains("py-span-http") || text.contains("items=1"), "debug exporter output missing: {text}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn collector_style_settings_are_accepted() {
+    let (code, err) = validate(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: :4317\nexporters:\n  debug:\n    verbosity: normal\n    sampling_initial: 5\n    sampling_thereafter: 200\n    use_internal_logger: false\n  file:\n    path: /tmp/x.jsonl\n    append: true\n    format: json\n    flush_interval: 2s\n    rotation:\nservice:\n  telemetry:\n    logs:\n      level: INFO\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug, file]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = validate(&format!(
+        "{GOOD_HEAD}  file:\n    path: x\n    format: proto\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.yaml:9:13: exporters.file.format: unknown value \"proto\" (expected one of: json)"),
+        "{err}"
+    );
 }

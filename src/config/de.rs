@@ -49,6 +49,10 @@ impl de::Error for DeError {
         DeError { message: unknown_key_message(field, expected), at: None }
     }
 
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError { message: format!("unknown value \"{variant}\" (expected one of: {})", expected.join(", ")), at: None }
+    }
+
     fn missing_field(field: &'static str) -> Self {
         DeError { message: format!("missing required key \"{field}\""), at: None }
     }
@@ -227,14 +231,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        variants: &'static [&'static str],
+        _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let s = self.scalar().map_err(|e| self.pin(e))?;
-        if !variants.contains(&s) {
-            return Err(self
-                .pin(de::Error::custom(format!("unknown value \"{s}\" (expected one of: {})", variants.join(", ")))));
-        }
         let d: de::value::StrDeserializer<'_, DeError> = s.into_deserializer();
         visitor.visit_enum(d).map_err(|e| self.pin(e))
     }

@@ -117,9 +117,13 @@ pub struct LogsTelemetry {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    #[serde(alias = "DEBUG")]
     Debug,
+    #[serde(alias = "INFO")]
     Info,
+    #[serde(alias = "WARN")]
     Warn,
+    #[serde(alias = "ERROR")]
     Error,
 }
 

@@ -120,15 +120,15 @@ impl Builder {
                 let node = if plain && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
                     Node::null(loc)
                 } else {
-                    Node { kind: NodeKind::Scalar { value: expand(&value), plain }, loc }
+                    Node { kind: NodeKind::Scalar { value: value.into_owned(), plain }, loc }
                 };
-                self.value(anchor, node)
+                self.value(anchor, node, true)
             }
             Event::Alias(id) => {
                 let node = self.anchors.get(&id).cloned().ok_or_else(|| {
                     ConfigError::new(&loc, "", "alias refers to an anchor that is not defined before it")
                 })?;
-                self.value(0, node)
+                self.value(0, node, false)
             }
             Event::SequenceStart(anchor, _) => {
                 self.stack.push(Frame::Seq { anchor, node: Node { kind: NodeKind::Seq(Vec::new()), loc } });
@@ -143,14 +143,23 @@ impl Builder {
                     Some(Frame::Seq { anchor, node }) | Some(Frame::Map { anchor, node, .. }) => (anchor, node),
                     None => return Ok(false),
                 };
-                self.value(anchor, node)
+                self.value(anchor, node, false)
             }
             Event::DocumentEnd => Ok(self.root.is_some()),
             _ => Ok(false),
         }
     }
 
-    fn value(&mut self, anchor: usize, node: Node) -> Result<bool, ConfigError> {
+    /// Places a finished node; `from_scalar` scalars in value position get `${…}` expanded
+    /// (keys are never expanded, as in the collector).
+    fn value(&mut self, anchor: usize, mut node: Node, from_scalar: bool) -> Result<bool, ConfigError> {
+        let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+        if from_scalar
+            && !is_key
+            && let NodeKind::Scalar { value, .. } = &mut node.kind
+        {
+            *value = expand(value);
+        }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -249,6 +258,13 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let e = parse("d.yaml", "a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.to_string(), "d.yaml:2:1: key \"a\" appears twice");
+    }
+
+    #[test]
+    fn variables_expand_in_values_only() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let n = parse("a", "${PATH}: ${PATH}\n").unwrap();
+        assert_eq!(n.get("${PATH}").and_then(Node::as_str), Some(path.as_str()));
     }
 
     #[test]

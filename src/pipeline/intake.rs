@@ -92,6 +92,9 @@ impl Intake {
         if batch.items() == 0 {
             return Ok(());
         }
+        if routes.iter().any(|r| r.input.is_closed()) {
+            return Err(Refusal::retryable("switchyard is shutting down"));
+        }
         // Claim everything first, so that a refusal leaves no pipeline with a partial copy.
         let mut claims: Vec<Vec<Claim>> = Vec::with_capacity(routes.len());
         for route in routes {

@@ -1,5 +1,6 @@
-//! The `debug` exporter: writes what arrives to switchyard's log (stderr), as counts (`basic`),
-//! one line per item (`normal`), or every field as OTLP/JSON (`detailed`).
+//! The `debug` exporter: writes what arrives to switchyard's log (stderr, sampled as the
+//! collector samples it) or to stdout, as counts (`basic`), one line per item (`normal`), or
+//! every field as OTLP/JSON (`detailed`).
 
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use serde::Deserialize;
@@ -16,43 +17,81 @@ pub enum Verbosity {
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
     pub verbosity: Verbosity,
+    /// Batches written per second before sampling starts.
+    pub sampling_initial: u64,
+    /// After that, one batch in this many is written (1 writes all).
+    pub sampling_thereafter: u64,
+    /// Write through switchyard's log (true, sampled) or straight to stdout (false, unsampled).
+    pub use_internal_logger: bool,
 }
 
 impl Default for DebugConfig {
     fn default() -> Self {
-        DebugConfig { verbosity: Verbosity::Basic }
+        DebugConfig {
+            verbosity: Verbosity::Basic,
+            sampling_initial: 2,
+            sampling_thereafter: 1,
+            use_internal_logger: true,
+        }
     }
 }
 
 pub struct DebugExporter {
     name: String,
-    verbosity: Verbosity,
+    cfg: DebugConfig,
+    /// (second since start, batches seen in it), for sampling.
+    window: std::sync::Mutex<(u64, u64)>,
+    started: std::time::Instant,
 }
 
 impl DebugExporter {
     pub fn new(name: String, cfg: DebugConfig) -> DebugExporter {
-        DebugExporter { name, verbosity: cfg.verbosity }
+        DebugExporter { name, cfg, window: std::sync::Mutex::new((0, 0)), started: std::time::Instant::now() }
+    }
+
+    /// The collector's log sampling: the first `sampling_initial` batches of each second, then
+    /// every `sampling_thereafter`-th.
+    fn sampled_in(&self) -> bool {
+        if !self.cfg.use_internal_logger {
+            return true;
+        }
+        let second = self.started.elapsed().as_secs();
+        let Ok(mut w) = self.window.lock() else { return true };
+        if w.0 != second {
+            *w = (second, 0);
+        }
+        w.1 += 1;
+        let n = w.1;
+        n <= self.cfg.sampling_initial
+            || (n - self.cfg.sampling_initial).is_multiple_of(self.cfg.sampling_thereafter.max(1))
+    }
+
+    fn emit(&self, signal: crate::pipeline::Signal, items: usize, text: &str) {
+        if self.cfg.use_internal_logger {
+            tracing::info!(exporter = %self.name, %signal, items, "{text}");
+        } else {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
     }
 
     fn write(&self, batch: &Batch) -> Result<(), ExportError> {
+        if !self.sampled_in() {
+            return Ok(());
+        }
         let signal = batch.signal();
-        if self.verbosity == Verbosity::Basic {
-            tracing::info!(exporter = %self.name, %signal, items = batch.items(), "{}", signal_title(batch));
+        let title = format!("{} items={}", signal_title(batch), batch.items());
+        if self.cfg.verbosity == Verbosity::Basic {
+            self.emit(signal, batch.items(), &title);
             return Ok(());
         }
         let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
-        match self.verbosity {
-            Verbosity::Detailed => {
-                let text = detailed(request).map_err(|e| ExportError::Permanent { reason: e })?;
-                tracing::info!(exporter = %self.name, %signal, items = batch.items(), "{}\n{text}", signal_title(batch));
-            }
-            _ => {
-                tracing::info!(exporter = %self.name, %signal, items = batch.items(), "{}", signal_title(batch));
-                for line in normal_lines(request) {
-                    tracing::info!(exporter = %self.name, "{line}");
-                }
-            }
-        }
+        let body = match self.cfg.verbosity {
+            Verbosity::Detailed => detailed(request).map_err(|e| ExportError::Permanent { reason: e })?,
+            _ => normal_lines(request).join("\n"),
+        };
+        self.emit(signal, batch.items(), &format!("{title}\n{body}"));
         Ok(())
     }
 }
@@ -114,5 +153,18 @@ pub fn detailed(request: &Request) -> Result<String, String> {
 impl Exporter for DebugExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move { self.write(batch) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_writes_the_first_then_every_nth() {
+        let cfg = DebugConfig { sampling_initial: 2, sampling_thereafter: 3, ..Default::default() };
+        let d = DebugExporter::new("debug".into(), cfg);
+        let written: Vec<bool> = (0..8).map(|_| d.sampled_in()).collect();
+        assert_eq!(written, vec![true, true, false, false, true, false, false, true]);
     }
 }

@@ -70,8 +70,12 @@ fn drop_invalid(request: &mut Request) -> Result<(usize, Option<String>), Invali
                         }
                     }
                     for l in &s.links {
-                        if l.trace_id.len() != 16 || l.span_id.len() != 8 {
-                            note("link id", l.trace_id.len(), 16);
+                        if l.trace_id.len() != 16 {
+                            note("link trace id", l.trace_id.len(), 16);
+                            return false;
+                        }
+                        if l.span_id.len() != 8 {
+                            note("link span id", l.span_id.len(), 8);
                             return false;
                         }
                     }

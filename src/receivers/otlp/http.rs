@@ -189,14 +189,28 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError>
 
 /// Undoes `Content-Encoding`, stopping with `TooLarge` as soon as the output passes `limit`.
 fn decompress(encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes, BodyError> {
+    /// Reads in 64 KiB steps, growing the buffer exactly, so nothing is allocated past the limit.
     fn bounded(mut reader: impl Read, limit: usize, what: &str) -> Result<Bytes, BodyError> {
-        let mut out = Vec::new();
-        let read = reader.by_ref().take(limit as u64 + 1).read_to_end(&mut out);
-        read.map_err(|e| BodyError::Io(format!("cannot decompress {what} body: {e}")))?;
-        if out.len() > limit {
-            return Err(BodyError::TooLarge);
+        const STEP: usize = 64 * 1024;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            if out.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            let want = STEP.min(limit + 1 - out.len());
+            out.reserve_exact(want);
+            let start = out.len();
+            out.resize(start + want, 0);
+            match reader.read(&mut out[start..]) {
+                Ok(0) => {
+                    out.truncate(start);
+                    return Ok(out.into());
+                }
+                Ok(n) => out.truncate(start + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => out.truncate(start),
+                Err(e) => return Err(BodyError::Io(format!("cannot decompress {what} body: {e}"))),
+            }
         }
-        Ok(out.into())
     }
     match encoding {
         "" | "identity" => Ok(raw),

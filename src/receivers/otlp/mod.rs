@@ -73,6 +73,9 @@ impl Default for HttpConfig {
     }
 }
 
+/// The largest `max_request_body_size` accepted.
+const MAX_BODY: u64 = 1 << 30;
+
 impl OtlpReceiverConfig {
     /// Checks what serde cannot: returns the offending key (relative) and the message.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -81,8 +84,8 @@ impl OtlpReceiverConfig {
         }
         if let Some(g) = &self.protocols.grpc {
             crate::net::check_endpoint(&g.endpoint).map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
-            if g.max_recv_msg_size_mib == 0 {
-                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be at least 1".into()));
+            if !(1..=1024).contains(&g.max_recv_msg_size_mib) {
+                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be between 1 and 1024".into()));
             }
         }
         if let Some(h) = &self.protocols.http {
@@ -96,8 +99,11 @@ impl OtlpReceiverConfig {
                     return Err((format!("protocols.http.{key}"), format!("\"{p}\" must start with /")));
                 }
             }
-            if h.max_request_body_size == 0 {
-                return Err(("protocols.http.max_request_body_size".into(), "must be greater than 0".into()));
+            if !(1..=MAX_BODY).contains(&h.max_request_body_size) {
+                return Err((
+                    "protocols.http.max_request_body_size".into(),
+                    format!("must be between 1 and {MAX_BODY} (1 GiB)"),
+                ));
             }
         }
         Ok(())

@@ -75,7 +75,8 @@ enum M {
 /// The point type a metric data message holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum P {
-    Number,
+    Gauge,
+    Sum,
     Histogram,
     ExpHistogram,
     Summary,
@@ -132,20 +133,20 @@ fn field(m: M, n: u32) -> Option<F> {
         (M::ResourceMetrics, 2) => Msg(M::ScopeMetrics),
         (M::ScopeMetrics, 2) => Msg(M::Metric),
         (M::Metric, 1..=3) => Str,
-        (M::Metric, 5) => Msg(M::Points(P::Number)),
-        (M::Metric, 7) => Msg(M::Points(P::Number)),
+        (M::Metric, 5) => Msg(M::Points(P::Gauge)),
+        (M::Metric, 7) => Msg(M::Points(P::Sum)),
         (M::Metric, 9) => Msg(M::Points(P::Histogram)),
         (M::Metric, 10) => Msg(M::Points(P::ExpHistogram)),
         (M::Metric, 11) => Msg(M::Points(P::Summary)),
         (M::Metric, 12) => kv,
         (M::Points(p), 1) => Msg(match p {
-            P::Number => M::NumberPoint,
+            P::Gauge | P::Sum => M::NumberPoint,
             P::Histogram => M::HistogramPoint,
             P::ExpHistogram => M::ExpHistogramPoint,
             P::Summary => M::SummaryPoint,
         }),
         // Sum: temporality and monotonic; Histogram/ExponentialHistogram: temporality.
-        (M::Points(P::Number | P::Histogram | P::ExpHistogram), 2) | (M::Points(P::Number), 3) => Varint,
+        (M::Points(P::Sum | P::Histogram | P::ExpHistogram), 2) | (M::Points(P::Sum), 3) => Varint,
         (M::NumberPoint, 7) => kv,
         (M::NumberPoint, 2 | 3 | 4 | 6) => Fixed64,
         (M::NumberPoint, 5) => Msg(M::Exemplar),
@@ -696,6 +697,21 @@ mod tests {
             }
         }
         assert!(accepted > 1000, "the mutations should leave many requests valid ({accepted})");
+    }
+
+    #[test]
+    fn gauge_and_sum_have_their_own_fields() {
+        // A Gauge with an unknown field 2 (length-delimited) is valid; in a Sum, field 2 is the
+        // temporality varint, so the same bytes are invalid.
+        let data = [0x12, 0x01, 0x00];
+        for (tag, ok) in [(5u8, true), (7u8, false)] {
+            let metric = [vec![(tag << 3) | 2, data.len() as u8], data.to_vec()].concat();
+            let scope = [vec![0x12, metric.len() as u8], metric].concat();
+            let resource = [vec![0x12, scope.len() as u8], scope].concat();
+            let request = [vec![0x0a, resource.len() as u8], resource].concat();
+            assert_eq!(decoder(Signal::Metrics, &request).is_ok(), ok);
+            assert_eq!(scan(Signal::Metrics, &request).is_ok(), ok, "tag {tag}");
+        }
     }
 
     #[test]
