@@ -88,7 +88,10 @@ fn items_for_run(
             }
             for s in r[scope_key].as_array().into_iter().flatten() {
                 for item in s[items_key].as_array().into_iter().flatten() {
-                    found.push((resource.clone(), item.clone()));
+                    // The scope's name rides along with each item as `_scope`.
+                    let mut item = item.clone();
+                    item["_scope"] = s["scope"]["name"].clone();
+                    found.push((resource.clone(), item));
                 }
             }
         }
@@ -114,6 +117,9 @@ fn compare_traces(out: &Path, summary: &Value) -> usize {
             .unwrap_or_else(|| panic!("span {} not written", want["span_id"]));
         check_resource(resource, &summary["resource"]);
         assert_eq!(span["traceId"], want["trace_id"]);
+        if let Some(scope) = want.get("scope") {
+            assert_eq!(&span["_scope"], scope, "scope of {}", want["name"]);
+        }
         assert_eq!(span["parentSpanId"].as_str().unwrap_or(""), want["parent_span_id"].as_str().unwrap_or(""));
         assert_eq!(span["name"], want["name"]);
         assert_eq!(span["kind"].as_i64(), want["kind"].as_i64(), "kind of {}", want["name"]);
@@ -159,6 +165,19 @@ fn compare_metrics(out: &Path, summary: &Value) -> usize {
             "description of {name}"
         );
         let kind = want["type"].as_str().unwrap();
+        if let Some(scope) = want.get("scope") {
+            assert_eq!(&m["_scope"], scope, "scope of {name}");
+        }
+        if let Some(t) = want.get("aggregation_temporality") {
+            assert_eq!(m[kind]["aggregationTemporality"].as_i64(), t.as_i64(), "temporality of {name}");
+        }
+        if let Some(mono) = want.get("is_monotonic") {
+            assert_eq!(
+                m[kind]["isMonotonic"].as_bool().unwrap_or(false),
+                mono.as_bool().unwrap_or(false),
+                "monotonic {name}"
+            );
+        }
         let got_points: Vec<Value> =
             instances.iter().flat_map(|m| m[kind]["dataPoints"].as_array().cloned().unwrap_or_default()).collect();
         let want_points = want["points"].as_array().cloned().unwrap_or_default();
@@ -172,6 +191,11 @@ fn compare_metrics(out: &Path, summary: &Value) -> usize {
             assert_eq!(u64_of(&p["startTimeUnixNano"]), u64_of(&w["start_time_unix_nano"]), "{name} start time");
             if kind == "histogram" {
                 assert_eq!(u64_of(&p["count"]), u64_of(&w["count"]), "{name} count");
+                for key in ["min", "max"] {
+                    if let Some(v) = w.get(key).filter(|v| !v.is_null()) {
+                        assert!(nums_equal(&p[key], v), "{name} {key}: {} vs {v}", p[key]);
+                    }
+                }
                 assert!(nums_equal(&p["sum"], &w["sum"]), "{name} sum {} vs {}", p["sum"], w["sum"]);
                 let buckets: Vec<u64> = p["bucketCounts"].as_array().into_iter().flatten().map(u64_of).collect();
                 let want_buckets: Vec<u64> = w["bucket_counts"].as_array().into_iter().flatten().map(u64_of).collect();
@@ -209,6 +233,9 @@ fn compare_logs(out: &Path, summary: &Value) -> usize {
             .unwrap_or_else(|| panic!("log {} not written", want["body"]));
         check_resource(resource, &summary["resource"]);
         assert_eq!(rec["severityNumber"].as_i64().unwrap_or(0), want["severity_number"].as_i64().unwrap_or(0));
+        if let Some(scope) = want.get("scope") {
+            assert_eq!(&rec["_scope"], scope, "scope of log {}", want["body"]);
+        }
         assert_eq!(rec["severityText"].as_str().unwrap_or(""), want["severity_text"].as_str().unwrap_or(""));
         assert_eq!(rec["traceId"].as_str().unwrap_or(""), want["trace_id"].as_str().unwrap_or(""));
         assert_eq!(rec["spanId"].as_str().unwrap_or(""), want["span_id"].as_str().unwrap_or(""));

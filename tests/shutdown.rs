@@ -57,3 +57,24 @@ fn sigterm_flushes_held_batches_before_exit() {
     assert_eq!(names, (0..5).map(|i| format!("held-{i}")).collect::<Vec<_>>());
     assert!(log.contains("shutdown complete"), "{log}");
 }
+
+#[test]
+fn sigint_stops_cleanly_too() {
+    let mut gw = Gateway::start(CONFIG);
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &traces_body(spans("int-", 2)),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    signal(gw.pid(), "INT");
+    assert!(eventually(Duration::from_secs(20), || gw.log().contains("shutdown complete")), "{}", gw.log());
+    let out = gw.path("out.jsonl");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("SIGINT received"), "{log}");
+    assert_eq!(span_names(&out), vec!["int-0", "int-1"]);
+}
