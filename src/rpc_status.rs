@@ -36,6 +36,30 @@ pub struct ProtoDuration {
     pub nanos: i32,
 }
 
+#[derive(Clone, PartialEq, Message)]
+pub struct BadRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub field_violations: Vec<FieldViolation>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct FieldViolation {
+    #[prost(string, tag = "1")]
+    pub field: String,
+    #[prost(string, tag = "2")]
+    pub description: String,
+}
+
+pub const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
+
+/// A `BadRequest` detail describing what was wrong with the request body.
+pub fn bad_request_detail(description: &str) -> Any {
+    let detail = BadRequest {
+        field_violations: vec![FieldViolation { field: String::new(), description: description.to_string() }],
+    };
+    Any { type_url: BAD_REQUEST_TYPE.to_string(), value: detail.encode_to_vec() }
+}
+
 /// gRPC status codes used by switchyard.
 pub mod code {
     pub const INVALID_ARGUMENT: i32 = 3;

@@ -57,6 +57,8 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["code"], 3);
+    assert_eq!(v["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest", "{v}");
+    assert_eq!(v["details"][0]["fieldViolations"][0]["description"], v["message"]);
     assert!(
         v["message"].as_str().unwrap().starts_with("cannot decode OTLP/JSON traces request: EOF while parsing"),
         "{v}"
@@ -151,4 +153,37 @@ fn bad_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn large_and_compressed_bodies_are_taken_whole() {
+    let mut gw = Gateway::start(CONFIG);
+    // ~150 KiB of JSON: decoded off the async threads.
+    let spans: Vec<String> = (0..600)
+        .map(|i| format!(r#"{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"{i:016x}","name":"large-{i}","attributes":[{{"key":"k","value":{{"stringValue":"{}"}}}}]}}"#, "v".repeat(150)))
+        .collect();
+    let json = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#, spans.join(","));
+    assert!(json.len() > 64 * 1024);
+    let r = http_request("POST", gw.http, "/v1/traces", &[JSON], json.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same protobuf spans, zstd-compressed and deflate-compressed.
+    let body = traces_body((0..300).map(|i| span(&format!("zstd-{i}"), vec![1; 16])).collect());
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/traces",
+        &[PB, ("Content-Encoding", "zstd")],
+        &zstd::encode_all(&body[..], 3).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&traces_body(vec![span("deflate-0", vec![1; 16])])).unwrap();
+    let r = http_request("POST", gw.http, "/v1/traces", &[PB, ("Content-Encoding", "deflate")], &z.finish().unwrap())
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&out).len() == 901), "{}", span_names(&out).len());
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
 }

@@ -66,6 +66,11 @@ fn grpc_errors_use_the_codes_clients_act_on() {
     let r = call(&python, &gw, "traces", &bad_id, false);
     assert_eq!(r["code"], "INVALID_ARGUMENT");
     assert_eq!(r["details"], "invalid trace id length: 8 bytes, expected 16");
+    assert_eq!(
+        r["bad_request"],
+        serde_json::json!(["invalid trace id length: 8 bytes, expected 16"]),
+        "BadRequest detail: {r}"
+    );
 
     let big = request(2000, 1000);
     assert!(big.len() > 1024 * 1024);

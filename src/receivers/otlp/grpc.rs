@@ -6,9 +6,10 @@ use super::decode::decode_protobuf;
 use super::response;
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
-use crate::rpc_status::{self, code};
+use crate::rpc_status::{self, RpcStatus, code};
 use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
+use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -87,7 +88,14 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
             }
             let decoded = match decode_protobuf(signal, request.into_inner()) {
                 Ok(d) => d,
-                Err(invalid) => return Err(Status::invalid_argument(invalid.0)),
+                Err(invalid) => {
+                    let status = RpcStatus {
+                        code: code::INVALID_ARGUMENT,
+                        message: invalid.0.clone(),
+                        details: vec![rpc_status::bad_request_detail(&invalid.0)],
+                    };
+                    return Err(Status::with_details(Code::InvalidArgument, invalid.0, status.encode_to_vec().into()));
+                }
             };
             intake.rejected("grpc", signal, decoded.rejected);
             match intake.submit("grpc", decoded.batch) {

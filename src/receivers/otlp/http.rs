@@ -7,7 +7,7 @@ use super::decode::{Decoded, Invalid, decode_json, decode_protobuf};
 use super::response;
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
-use crate::rpc_status::{RpcStatus, code};
+use crate::rpc_status::{self, RpcStatus, code};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Bodies at least this large are decoded on the blocking thread pool.
+const OFFLOAD_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -106,22 +109,34 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
             );
         }
     };
-    let body = match decompress(&encoding, raw, routes.limit) {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(format, routes.limit),
-        Err(BodyError::Io(e)) => {
-            return error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e);
+    let (limit, raw_len) = (routes.limit, raw.len());
+    let work = move || -> Result<Decoded, http::Response<BoxBody>> {
+        let body = match decompress(&encoding, raw, limit) {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return Err(too_large(format, limit)),
+            Err(BodyError::Io(e)) => return Err(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e)),
+        };
+        let decoded = match format {
+            Format::Protobuf => decode_protobuf(signal, body),
+            Format::Json => decode_json(signal, &body),
+        };
+        decoded.map_err(|Invalid(msg)| error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg))
+    };
+    // Large bodies are decompressed and decoded on the blocking pool, so that a 20 MiB JSON
+    // request does not hold up every other connection on a small machine.
+    let outcome = if raw_len >= OFFLOAD_BYTES {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(o) => o,
+            Err(e) => {
+                Err(error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &format!("decoding failed: {e}")))
+            }
         }
+    } else {
+        work()
     };
-    let decoded: Result<Decoded, Invalid> = match format {
-        Format::Protobuf => decode_protobuf(signal, body),
-        Format::Json => decode_json(signal, &body),
-    };
-    let decoded = match decoded {
+    let decoded = match outcome {
         Ok(d) => d,
-        Err(Invalid(msg)) => {
-            return error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg);
-        }
+        Err(response) => return response,
     };
     intake.rejected("http", signal, decoded.rejected);
     match intake.submit("http", decoded.batch) {
@@ -157,11 +172,21 @@ fn too_large(format: Format, limit: usize) -> http::Response<BoxBody> {
 }
 
 /// An error answer: a `google.rpc.Status` in the request's format.
+/// Bad data (400) also carries a `google.rpc.BadRequest` detail, as OTLP asks.
 fn error(status: StatusCode, format: Format, rpc_code: i32, message: &str) -> http::Response<BoxBody> {
+    let bad_data = status == StatusCode::BAD_REQUEST;
     let body: Bytes = match format {
         Format::Protobuf => {
-            RpcStatus { code: rpc_code, message: message.to_string(), details: Vec::new() }.encode_to_vec().into()
+            let details = if bad_data { vec![rpc_status::bad_request_detail(message)] } else { Vec::new() };
+            RpcStatus { code: rpc_code, message: message.to_string(), details }.encode_to_vec().into()
         }
+        Format::Json if bad_data => serde_json::json!({
+            "code": rpc_code,
+            "message": message,
+            "details": [{"@type": rpc_status::BAD_REQUEST_TYPE, "fieldViolations": [{"description": message}]}]
+        })
+        .to_string()
+        .into(),
         Format::Json => serde_json::json!({"code": rpc_code, "message": message}).to_string().into(),
     };
     net::response(status, format.content_type(), body)

@@ -1,5 +1,6 @@
 """Sends raw bytes to one OTLP gRPC Export method with grpcio (an independent gRPC stack) and
-prints the outcome as JSON: {"code": "OK"|status name, "details": str, "retry_delay_s": float|null}.
+prints the outcome as JSON: {"code": "OK"|status name, "details": str, "retry_delay_s": float|null,
+"bad_request": [violation descriptions]|null}.
 
 Usage: grpc_raw.py --target 127.0.0.1:PORT --signal traces|metrics|logs --body FILE [--gzip]
 """
@@ -29,7 +30,7 @@ def main():
     with grpc.insecure_channel(a.target, options=opts) as ch:
         call = ch.unary_unary(METHODS[a.signal], request_serializer=None, response_deserializer=None)
         compression = grpc.Compression.Gzip if a.gzip else grpc.Compression.NoCompression
-        out = {"code": "OK", "details": "", "retry_delay_s": None, "response_len": None}
+        out = {"code": "OK", "details": "", "retry_delay_s": None, "bad_request": None, "response_len": None}
         try:
             resp = call(body, timeout=20, compression=compression)
             out["response_len"] = len(resp)
@@ -44,6 +45,10 @@ def main():
                             info = error_details_pb2.RetryInfo()
                             d.Unpack(info)
                             out["retry_delay_s"] = info.retry_delay.ToTimedelta().total_seconds()
+                        if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                            bad = error_details_pb2.BadRequest()
+                            d.Unpack(bad)
+                            out["bad_request"] = [v.description for v in bad.field_violations]
     json.dump(out, sys.stdout)
 
 
