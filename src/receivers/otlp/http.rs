@@ -110,17 +110,19 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         }
     };
     let (limit, raw_len) = (routes.limit, raw.len());
-    let work = move || -> Result<Decoded, http::Response<BoxBody>> {
+    let work = move || -> Result<Decoded, Box<http::Response<BoxBody>>> {
         let body = match decompress(&encoding, raw, limit) {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => return Err(too_large(format, limit)),
-            Err(BodyError::Io(e)) => return Err(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e)),
+            Err(BodyError::TooLarge) => return Err(Box::new(too_large(format, limit))),
+            Err(BodyError::Io(e)) => {
+                return Err(Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e)));
+            }
         };
         let decoded = match format {
             Format::Protobuf => decode_protobuf(signal, body),
             Format::Json => decode_json(signal, &body),
         };
-        decoded.map_err(|Invalid(msg)| error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg))
+        decoded.map_err(|Invalid(msg)| Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg)))
     };
     // Large bodies are decompressed and decoded on the blocking pool, so that a 20 MiB JSON
     // request does not hold up every other connection on a small machine.
@@ -128,7 +130,8 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         match tokio::task::spawn_blocking(work).await {
             Ok(o) => o,
             Err(e) => {
-                Err(error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &format!("decoding failed: {e}")))
+                let msg = format!("decoding failed: {e}");
+                Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &msg)))
             }
         }
     } else {
@@ -136,7 +139,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
     };
     let decoded = match outcome {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     intake.rejected("http", signal, decoded.rejected);
     match intake.submit("http", decoded.batch) {
