@@ -23,6 +23,8 @@ pub enum Status {
     Starting,
     Running,
     Stopping,
+    /// A pipeline or exporter task ended on its own (a bug): data is no longer flowing.
+    Failed,
 }
 
 /// The shared, changing status and when the service started running.
@@ -34,6 +36,7 @@ impl StatusCell {
         match self.0.0.load(Ordering::Acquire) {
             1 => Status::Running,
             2 => Status::Stopping,
+            3 => Status::Failed,
             _ => Status::Starting,
         }
     }
@@ -43,6 +46,7 @@ impl StatusCell {
             Status::Starting => 0,
             Status::Running => 1,
             Status::Stopping => 2,
+            Status::Failed => 3,
         };
         if s == Status::Running
             && let Ok(mut since) = self.0.1.lock()
@@ -55,6 +59,27 @@ impl StatusCell {
     pub fn up_since(&self) -> Option<String> {
         self.0.1.lock().ok().and_then(|s| s.clone())
     }
+}
+
+/// Runs a task that should live until shutdown; if it ends any other way (a panic unwinding
+/// through it), the service is marked failed so the health check says so.
+async fn guarded(status: StatusCell, what: String, task: impl std::future::Future<Output = ()>) {
+    struct Guard {
+        status: StatusCell,
+        what: String,
+        finished: bool,
+    }
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if !self.finished {
+                tracing::error!(task = %self.what, "task stopped unexpectedly; data no longer flows through it");
+                self.status.set(Status::Failed);
+            }
+        }
+    }
+    let mut guard = Guard { status, what, finished: false };
+    task.await;
+    guard.finished = true;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +183,8 @@ impl RunningService {
                 processors,
                 exporters: p.exporters.iter().map(|id| queues[id].clone()).collect(),
             };
-            pipelines.push(tokio::spawn(runner.run(rx, drain_pipelines.clone(), close_pipelines.clone())));
+            let run = runner.run(rx, drain_pipelines.clone(), close_pipelines.clone());
+            pipelines.push(tokio::spawn(guarded(status.clone(), format!("pipeline {pid}"), run)));
         }
         drop(queues);
 
@@ -242,4 +268,20 @@ impl RunningService {
 
 fn local(l: &tokio::net::TcpListener) -> String {
     l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_dies_marks_the_service_failed() {
+        let status = StatusCell::default();
+        status.set(Status::Running);
+        tokio::spawn(guarded(status.clone(), "fine".into(), async {})).await.unwrap();
+        assert_eq!(status.get(), Status::Running);
+        let dying = tokio::spawn(guarded(status.clone(), "dying".into(), async { panic!("a bug") }));
+        assert!(dying.await.is_err());
+        assert_eq!(status.get(), Status::Failed);
+    }
 }

@@ -44,6 +44,7 @@ pub async fn serve(cfg: HealthCheckConfig, listener: TcpListener, status: Status
                 Status::Running => (StatusCode::OK, "Server available"),
                 Status::Starting => (StatusCode::SERVICE_UNAVAILABLE, "Server starting"),
                 Status::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "Server shutting down"),
+                Status::Failed => (StatusCode::SERVICE_UNAVAILABLE, "Server not available: a pipeline stopped"),
             };
             let body = serde_json::json!({"status": word, "upSince": status.up_since()}).to_string();
             net::response(code, "application/json", body)
