@@ -4,59 +4,15 @@
 //! resident memory. Run with `cargo bench --bench load`; under `cargo test` it sends a few
 //! requests only, as a smoke test.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+#[path = "support/realistic.rs"]
+mod realistic;
+
 use prost::Message;
+use realistic::SPANS_PER_REQUEST;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const SPANS_PER_REQUEST: usize = 100;
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-
-fn request(seed: u64) -> Vec<u8> {
-    let spans = (0..SPANS_PER_REQUEST as u64)
-        .map(|i| Span {
-            trace_id: [seed.to_be_bytes(), i.to_be_bytes()].concat(),
-            span_id: (seed ^ (i << 32)).to_be_bytes().to_vec(),
-            parent_span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("GET /api/v1/items/{i}"),
-            kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + i,
-            end_time_unix_nano: 1_700_000_000_000_500_000 + i,
-            attributes: vec![
-                kv("http.request.method", Value::StringValue("GET".into())),
-                kv("http.route", Value::StringValue("/api/v1/items/{id}".into())),
-                kv("http.response.status_code", Value::IntValue(200)),
-                kv("url.path", Value::StringValue(format!("/api/v1/items/{i}"))),
-                kv("server.address", Value::StringValue("items.internal".into())),
-                kv("server.port", Value::IntValue(8080)),
-                kv("network.protocol.version", Value::StringValue("1.1".into())),
-                kv("user_agent.original", Value::StringValue("python-requests/2.31".into())),
-                kv("app.cache_hit", Value::BoolValue(i % 2 == 0)),
-                kv("app.latency_ratio", Value::DoubleValue(0.25)),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", Value::StringValue(format!("svc-{}", seed % 3)))],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -144,7 +100,7 @@ fn main() {
         assert!(started.elapsed() < Duration::from_secs(20), "switchyard did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let bodies: Vec<Vec<u8>> = (0..16).map(request).collect();
+    let bodies: Vec<Vec<u8>> = (0..16).map(|seed| realistic::request(seed).encode_to_vec()).collect();
     let bytes_per_span = bodies[0].len() / SPANS_PER_REQUEST;
     let (cpu0, _) = usage(pid);
     let t0 = Instant::now();

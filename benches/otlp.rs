@@ -3,69 +3,18 @@
 //! freed after export, and encoding for export (pass-through and re-encode).
 //! Realistic = 100 spans per request, 10 attributes per span, ~440 bytes per span on the wire.
 
+#[path = "support/realistic.rs"]
+mod realistic;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use realistic::SPANS_PER_REQUEST as SPANS;
 use std::hint::black_box;
 use switchyard::pipeline::{Batch, Request, Signal};
 use switchyard::receivers::otlp::{decode_json, decode_protobuf};
 
-const SPANS: usize = 100;
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.to_string(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-
-fn realistic(seed: u8) -> ExportTraceServiceRequest {
-    let spans = (0..SPANS)
-        .map(|i| Span {
-            trace_id: vec![seed, i as u8, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
-            span_id: vec![i as u8, seed, 3, 4, 5, 6, 7, 8],
-            parent_span_id: vec![9, 9, 9, 9, 9, 9, 9, i as u8],
-            name: format!("GET /api/v1/items/{i}"),
-            kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
-            end_time_unix_nano: 1_700_000_000_000_500_000 + i as u64,
-            attributes: vec![
-                kv("http.request.method", Value::StringValue("GET".into())),
-                kv("http.route", Value::StringValue("/api/v1/items/{id}".into())),
-                kv("http.response.status_code", Value::IntValue(200)),
-                kv("url.path", Value::StringValue(format!("/api/v1/items/{i}"))),
-                kv("server.address", Value::StringValue("items.internal".into())),
-                kv("server.port", Value::IntValue(8080)),
-                kv("network.protocol.version", Value::StringValue("1.1".into())),
-                kv("user_agent.original", Value::StringValue("python-requests/2.31".into())),
-                kv("app.cache_hit", Value::BoolValue(i % 2 == 0)),
-                kv("app.latency_ratio", Value::DoubleValue(0.25)),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", Value::StringValue("items".into())),
-                    kv("service.version", Value::StringValue("1.4.2".into())),
-                    kv("host.name", Value::StringValue("node-17".into())),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "opentelemetry.instrumentation.flask".into(),
-                    version: "0.45b0".into(),
-                    ..Default::default()
-                }),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+fn realistic(seed: u8) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    realistic::request(u64::from(seed))
 }
 
 fn benches(c: &mut Criterion) {
