@@ -2,6 +2,7 @@
 //! dashboards and alerts keep working. Counters carry the `_total` suffix, as the collector's
 //! Prometheus endpoint shows them (`otelcol_receiver_accepted_spans_total`).
 
+use crate::pipeline::Signal;
 use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -32,13 +33,15 @@ pub struct Metrics {
     started: Instant,
 }
 
-const SIGNAL_ITEMS: [&str; 3] = ["spans", "metric_points", "log_records"];
 const SIGNAL_WORDS: [&str; 3] = ["spans", "metric points", "log records"];
 
 fn per_signal(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> [IntCounterVec; 3] {
     std::array::from_fn(|i| {
         let c = IntCounterVec::new(
-            Opts::new(format!("otelcol_{name}_{}_total", SIGNAL_ITEMS[i]), help.replace("{items}", SIGNAL_WORDS[i])),
+            Opts::new(
+                format!("otelcol_{name}_{}_total", Signal::ALL[i].item_name()),
+                help.replace("{items}", SIGNAL_WORDS[i]),
+            ),
             labels,
         )
         .unwrap_or_else(|e| panic!("metric definition {name}: {e}"));
