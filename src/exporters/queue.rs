@@ -3,22 +3,61 @@
 //! before data enters a pipeline, so a batch handed here always fits, and the claim is released
 //! once the exporter is done with the batch.
 
+use super::retry::{Backoff, RetryConfig};
 use crate::pipeline::{Batch, Capacity, ExportError, Exporter};
 use crate::telemetry::metrics::METRICS;
+use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// How many client requests the queue holds and how many batches are exported at once.
+/// How many requests the queue holds, how many batches are exported at once, and how failed
+/// exports are retried.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub queue_size: usize,
     pub num_consumers: usize,
+    pub retry: RetryConfig,
 }
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { queue_size: 1000, num_consumers: 10 }
+        QueueSettings { queue_size: 1000, num_consumers: 10, retry: RetryConfig::default() }
+    }
+}
+
+/// `sending_queue` in an exporter's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueueConfig {
+    pub enabled: bool,
+    pub num_consumers: usize,
+    /// Requests the queue holds (see `pipeline::admission`).
+    pub queue_size: usize,
+}
+
+impl Default for SendingQueueConfig {
+    fn default() -> Self {
+        SendingQueueConfig { enabled: true, num_consumers: 10, queue_size: 1000 }
+    }
+}
+
+impl SendingQueueConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !self.enabled {
+            return Err((
+                "enabled".into(),
+                "switchyard always queues (room is claimed when data is admitted); remove enabled: false".into(),
+            ));
+        }
+        if self.num_consumers == 0 || self.queue_size == 0 {
+            return Err(("queue_size".into(), "queue_size and num_consumers must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self, retry: RetryConfig) -> QueueSettings {
+        QueueSettings { queue_size: self.queue_size, num_consumers: self.num_consumers, retry }
     }
 }
 
@@ -41,7 +80,8 @@ impl ExporterQueue {
         let size = METRICS.exporter_queue_size.with_label_values(&[&name]);
         let capacity = Capacity::with_gauge(name.clone(), settings.queue_size, size);
         METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
-        let task = tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1)));
+        let task =
+            tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1), Arc::new(settings.retry)));
         (Arc::new(ExporterQueue { name, tx, capacity }), task)
     }
 
@@ -67,17 +107,22 @@ impl ExporterQueue {
     }
 }
 
-async fn consume(name: String, exporter: Arc<dyn Exporter>, mut rx: mpsc::UnboundedReceiver<Batch>, consumers: usize) {
+async fn consume(
+    name: String,
+    exporter: Arc<dyn Exporter>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    consumers: usize,
+    retry: Arc<RetryConfig>,
+) {
     let permits = Arc::new(Semaphore::new(consumers));
     let name: Arc<str> = Arc::from(name);
     while let Some(batch) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let exporter = exporter.clone();
-        let name = name.clone();
+        let (exporter, name, retry) = (exporter.clone(), name.clone(), retry.clone());
         tokio::spawn(async move {
-            export_one(&name, exporter.as_ref(), &batch).await;
+            export_one(&name, exporter.as_ref(), &batch, &retry).await;
             drop(permit);
         });
     }
@@ -86,19 +131,30 @@ async fn consume(name: String, exporter: Arc<dyn Exporter>, mut rx: mpsc::Unboun
     tracing::debug!(exporter = %name, "exporter drained");
 }
 
-/// One delivery with its counters. Retrying is the job of exporters that talk to a network.
-async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch) {
+/// Delivers one batch, retrying retryable failures as `retry` says, and counts the outcome.
+async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &RetryConfig) {
     let (signal, items) = (batch.signal(), batch.items() as u64);
-    match exporter.export(batch).await {
-        Ok(()) => METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items),
-        Err(e) => {
-            METRICS.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
-            match e {
-                ExportError::Permanent { reason } | ExportError::Retryable { reason, .. } => {
-                    tracing::error!(exporter = %name, %signal, items, %reason, "export failed; data dropped")
-                }
+    let mut backoff = Backoff::new(retry);
+    loop {
+        let reason = match exporter.export(batch).await {
+            Ok(()) => {
+                METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
+                return;
             }
-        }
+            Err(ExportError::Permanent { reason }) => format!("permanent error: {reason}"),
+            Err(ExportError::Retryable { after, reason }) => match backoff.next_delay(after) {
+                Some(delay) => {
+                    tracing::warn!(exporter = %name, %signal, items, %reason, delay = ?delay, "export failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                None if retry.enabled => format!("{reason}; gave up after retrying for {:?}", retry.max_elapsed_time),
+                None => format!("{reason}; retry_on_failure is disabled"),
+            },
+        };
+        METRICS.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
+        tracing::error!(exporter = %name, %signal, items, %reason, "export failed; data dropped");
+        return;
     }
 }
 
@@ -131,8 +187,11 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let done = Arc::new(AtomicUsize::new(0));
         let exporter = Arc::new(Gated { gate: gate.clone(), done: done.clone() });
-        let (queue, task) =
-            ExporterQueue::start("gated".into(), exporter, QueueSettings { queue_size: 2, num_consumers: 1 });
+        let (queue, task) = ExporterQueue::start(
+            "gated".into(),
+            exporter,
+            QueueSettings { queue_size: 2, num_consumers: 1, ..Default::default() },
+        );
         let capacity = queue.capacity();
         for _ in 0..2 {
             let mut b = Batch::from_request(Request::Traces(traces(1)));
@@ -152,5 +211,55 @@ mod tests {
         task.await.unwrap();
         assert_eq!(done.load(Ordering::SeqCst), 2, "everything queued was exported before the task ended");
         assert_eq!(capacity.held(), 0);
+    }
+
+    /// Fails as scripted, then succeeds.
+    struct Flaky {
+        script: std::sync::Mutex<Vec<ExportError>>,
+        attempts: AtomicUsize,
+    }
+
+    impl Exporter for Flaky {
+        fn export<'a>(&'a self, _batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                self.attempts.fetch_add(1, Ordering::SeqCst);
+                match self.script.lock().unwrap().pop() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            })
+        }
+    }
+
+    fn fast_retry() -> RetryConfig {
+        RetryConfig {
+            initial_interval: std::time::Duration::from_millis(10),
+            max_interval: std::time::Duration::from_millis(20),
+            max_elapsed_time: std::time::Duration::from_secs(2),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_and_permanent_ones_dropped() {
+        let retryable =
+            || ExportError::Retryable { after: Some(std::time::Duration::from_millis(30)), reason: "503".into() };
+        let flaky =
+            Flaky { script: std::sync::Mutex::new(vec![retryable(), retryable()]), attempts: AtomicUsize::new(0) };
+        let batch = Batch::from_request(Request::Traces(traces(3)));
+        let started = std::time::Instant::now();
+        export_one("flaky-q", &flaky, &batch, &fast_retry()).await;
+        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(60), "Retry-After is honoured");
+        assert_eq!(METRICS.exporter_sent[0].with_label_values(&["flaky-q"]).get(), 3);
+
+        let broken = Flaky {
+            script: std::sync::Mutex::new(vec![ExportError::Permanent { reason: "400".into() }]),
+            attempts: AtomicUsize::new(0),
+        };
+        export_one("broken-q", &broken, &batch, &fast_retry()).await;
+        assert_eq!(broken.attempts.load(Ordering::SeqCst), 1, "permanent errors are not retried");
+        assert_eq!(METRICS.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
+        assert_eq!(METRICS.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);
     }
 }
