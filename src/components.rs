@@ -2,7 +2,7 @@
 //! carries, and how its settings are decoded and checked.
 
 use crate::config::{ComponentId, ComponentKind, ConfigError, Node, from_node};
-use crate::exporters::{debug::DebugConfig, file::FileConfig};
+use crate::exporters::{debug::DebugConfig, file::FileConfig, otlphttp::OtlpHttpConfig};
 use crate::extensions::health_check::HealthCheckConfig;
 use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
@@ -45,6 +45,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "appends OTLP/JSON lines to a file, with rotation",
     },
     TypeInfo {
+        kind: ComponentKind::Exporter,
+        name: "otlphttp",
+        signals: ALL_SIGNALS,
+        description: "OTLP over HTTP to a vendor or Jaeger (alias otlp_http)",
+    },
+    TypeInfo {
         kind: ComponentKind::Extension,
         name: "health_check",
         signals: &[],
@@ -74,6 +80,7 @@ pub enum ProcessorConfig {
 pub enum ExporterConfig {
     Debug(DebugConfig),
     File(FileConfig),
+    OtlpHttp(Box<OtlpHttpConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +109,7 @@ impl ExporterConfig {
         match self {
             ExporterConfig::Debug(_) => signals_of(ComponentKind::Exporter, "debug"),
             ExporterConfig::File(_) => signals_of(ComponentKind::Exporter, "file"),
+            ExporterConfig::OtlpHttp(_) => signals_of(ComponentKind::Exporter, "otlphttp"),
         }
     }
 }
@@ -148,6 +156,9 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
     Ok(match id.type_name.as_str() {
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
+        "otlphttp" | "otlp_http" => {
+            Some(ExporterConfig::OtlpHttp(Box::new(typed(node, path, OtlpHttpConfig::validate)?)))
+        }
         _ => None,
     })
 }

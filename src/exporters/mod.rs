@@ -2,5 +2,6 @@
 
 pub mod debug;
 pub mod file;
+pub mod otlphttp;
 pub mod queue;
 pub mod retry;

@@ -7,7 +7,7 @@ use super::runner::{Exporter, PipelineRunner, Processor};
 use crate::components::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
 use crate::config::{ComponentId, Config, model_types::MetricsLevel};
 use crate::exporters::queue::{ExporterQueue, QueueSettings};
-use crate::exporters::{debug::DebugExporter, file::FileExporter};
+use crate::exporters::{debug::DebugExporter, file::FileExporter, otlphttp::OtlpHttpExporter};
 use crate::processors::batch::BatchProcessor;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -150,6 +150,10 @@ impl RunningService {
                 ExporterConfig::File(cfg) => (
                     Arc::new(FileExporter::open(cfg.clone()).map_err(|m| fail("exporter", id, m))?),
                     QueueSettings { num_consumers: 1, ..Default::default() },
+                ),
+                ExporterConfig::OtlpHttp(cfg) => (
+                    Arc::new(OtlpHttpExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
+                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
                 ),
             };
             let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);

@@ -3,6 +3,8 @@
 //! `scripts/install-peers.sh` installs.
 #![allow(dead_code)]
 
+pub mod vendor;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;

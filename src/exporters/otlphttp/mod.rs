@@ -1,0 +1,361 @@
+//! The `otlphttp` exporter (alias `otlp_http`): OTLP over HTTP to a backend — a vendor, or a
+//! Jaeger of 1.35 or later on port 4318. Batches that nothing changed are sent as the bytes they
+//! arrived in. Answers are classified as OTLP says: 429/502/503/504 and network failures are
+//! retried (honouring `Retry-After`), other errors drop the batch, and a partial success is
+//! logged, not retried.
+
+use super::queue::SendingQueueConfig;
+use super::retry::RetryConfig;
+use crate::config::deserialize_duration;
+use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Signal};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    /// Base URL; `/v1/traces`, `/v1/metrics` and `/v1/logs` are appended.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Full URLs per signal, overriding `endpoint`.
+    #[serde(default)]
+    pub traces_endpoint: Option<String>,
+    #[serde(default)]
+    pub metrics_endpoint: Option<String>,
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+    /// Sent with every request (how vendors take API keys).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Longest time one request may take.
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Proto,
+    Json,
+}
+
+impl OtlpHttpConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.endpoint.is_none()
+            && self.traces_endpoint.is_none()
+            && self.metrics_endpoint.is_none()
+            && self.logs_endpoint.is_none()
+        {
+            return Err((
+                "endpoint".into(),
+                "set endpoint (or traces_endpoint, metrics_endpoint, logs_endpoint)".into(),
+            ));
+        }
+        for signal in Signal::ALL {
+            if let Some((key, url)) = self.url_source(signal) {
+                parse_url(&url).map_err(|m| (key.to_string(), m))?;
+            }
+        }
+        for (name, value) in &self.headers {
+            HeaderName::try_from(name.as_str())
+                .map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
+            HeaderValue::try_from(value.as_str())
+                .map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout".into(), "must be greater than 0".into()));
+        }
+        self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
+        self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
+    }
+
+    /// The URL for `signal` and the key it came from.
+    fn url_source(&self, signal: Signal) -> Option<(&'static str, String)> {
+        let own = match signal {
+            Signal::Traces => ("traces_endpoint", &self.traces_endpoint),
+            Signal::Metrics => ("metrics_endpoint", &self.metrics_endpoint),
+            Signal::Logs => ("logs_endpoint", &self.logs_endpoint),
+        };
+        if let (key, Some(url)) = own {
+            return Some((key, url.clone()));
+        }
+        let base = self.endpoint.as_ref()?;
+        Some(("endpoint", format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str())))
+    }
+}
+
+fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(uri),
+        Some("https") => Err(format!(
+            "\"{url}\": https is not supported by switchyard's otlphttp exporter yet; use http:// (or a TLS proxy on this host)"
+        )),
+        _ => Err(format!("invalid URL \"{url}\": expected http://host:port/path")),
+    }
+}
+
+pub struct OtlpHttpExporter {
+    name: String,
+    urls: [Option<Uri>; 3],
+    headers: Vec<(HeaderName, HeaderValue)>,
+    compression: Compression,
+    encoding: Encoding,
+    timeout: Duration,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl OtlpHttpExporter {
+    pub fn new(name: String, cfg: &OtlpHttpConfig) -> Result<OtlpHttpExporter, String> {
+        let mut urls: [Option<Uri>; 3] = Default::default();
+        for signal in Signal::ALL {
+            if let Some((_, url)) = cfg.url_source(signal) {
+                urls[signal.index()] = Some(parse_url(&url)?);
+            }
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            headers.push((name, value));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(OtlpHttpExporter {
+            name,
+            urls,
+            headers,
+            compression: cfg.compression,
+            encoding: cfg.encoding,
+            timeout: cfg.timeout,
+            client,
+        })
+    }
+
+    fn body(&self, batch: &Batch) -> Result<Bytes, ExportError> {
+        let permanent = |reason: String| ExportError::Permanent { reason };
+        let raw = match self.encoding {
+            Encoding::Proto => batch.to_encoded(),
+            Encoding::Json => {
+                let request = batch.request().map_err(|e| permanent(e.to_string()))?;
+                Bytes::from(super::file::to_json_line(request).map_err(permanent)?)
+            }
+        };
+        Ok(match self.compression {
+            Compression::None => raw,
+            Compression::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+                enc.write_all(&raw).and_then(|_| enc.finish()).map(Bytes::from).map_err(|e| permanent(e.to_string()))?
+            }
+            Compression::Zstd => Bytes::from(zstd::encode_all(&raw[..], 1).map_err(|e| permanent(e.to_string()))?),
+        })
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let signal = batch.signal();
+        let Some(uri) = self.urls[signal.index()].clone() else {
+            return Err(ExportError::Permanent { reason: format!("no endpoint configured for {signal}") });
+        };
+        let body = self.body(batch)?;
+        let mut req = Request::builder().method(Method::POST).uri(uri.clone());
+        let content_type = match self.encoding {
+            Encoding::Proto => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        };
+        req = req
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
+        match self.compression {
+            Compression::Gzip => req = req.header(header::CONTENT_ENCODING, "gzip"),
+            Compression::Zstd => req = req.header(header::CONTENT_ENCODING, "zstd"),
+            Compression::None => {}
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| retryable(format!("{uri}: {e}")))?;
+            let (parts, body) = resp.into_parts();
+            let body =
+                http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, ExportError>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| retryable(format!("{uri}: no answer within {:?}", self.timeout)))??;
+        classify(&self.name, signal, parts.status, &parts.headers, &body)
+    }
+}
+
+fn retryable(reason: String) -> ExportError {
+    ExportError::Retryable { after: None, reason }
+}
+
+/// Turns the backend's answer into the outcome PROTOCOLS.md §1.4–1.6 describes.
+fn classify(
+    exporter: &str,
+    signal: Signal,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), ExportError> {
+    if status.is_success() {
+        if let Some((rejected, message)) = partial_success(signal, headers, body)
+            && (rejected > 0 || !message.is_empty())
+        {
+            tracing::warn!(exporter, %signal, rejected, %message, "backend accepted the batch only in part");
+        }
+        return Ok(());
+    }
+    let reason = format!("HTTP {status}: {}", error_message(headers, body));
+    match status.as_u16() {
+        429 | 502 | 503 | 504 => Err(ExportError::Retryable { after: retry_after(headers), reason }),
+        _ => Err(ExportError::Permanent { reason }),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"))
+}
+
+/// The `message` of a `google.rpc.Status` body, or the start of the body as text.
+fn error_message(headers: &http::HeaderMap, body: &[u8]) -> String {
+    use prost::Message;
+    if is_json(headers) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+            && let Some(m) = v["message"].as_str()
+        {
+            return m.to_string();
+        }
+    } else if let Ok(s) = crate::rpc_status::RpcStatus::decode(body)
+        && !s.message.is_empty()
+    {
+        return s.message;
+    }
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
+/// `(rejected, error_message)` of a partial success in a 2xx answer.
+fn partial_success(signal: Signal, headers: &http::HeaderMap, body: &[u8]) -> Option<(i64, String)> {
+    use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+    use prost::Message;
+    if body.is_empty() {
+        return None;
+    }
+    if is_json(headers) {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let p = v.get("partialSuccess")?;
+        let field = ["rejectedSpans", "rejectedDataPoints", "rejectedLogRecords"][signal.index()];
+        let rejected = match &p[field] {
+            serde_json::Value::String(s) => s.parse().unwrap_or(0),
+            other => other.as_i64().unwrap_or(0),
+        };
+        return Some((rejected, p["errorMessage"].as_str().unwrap_or_default().to_string()));
+    }
+    match signal {
+        Signal::Traces => trace::v1::ExportTraceServiceResponse::decode(body)
+            .ok()?
+            .partial_success
+            .map(|p| (p.rejected_spans, p.error_message)),
+        Signal::Metrics => metrics::v1::ExportMetricsServiceResponse::decode(body)
+            .ok()?
+            .partial_success
+            .map(|p| (p.rejected_data_points, p.error_message)),
+        Signal::Logs => logs::v1::ExportLogsServiceResponse::decode(body)
+            .ok()?
+            .partial_success
+            .map(|p| (p.rejected_log_records, p.error_message)),
+    }
+}
+
+impl Exporter for OtlpHttpExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified_as_otlp_says() {
+        let h = http::HeaderMap::new();
+        assert!(classify("x", Signal::Traces, StatusCode::OK, &h, b"").is_ok());
+        for code in [429, 502, 503, 504] {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify("x", Signal::Traces, s, &h, b""), Err(ExportError::Retryable { .. })), "{code}");
+        }
+        for code in [400, 401, 404, 413, 500] {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert!(matches!(classify("x", Signal::Traces, s, &h, b""), Err(ExportError::Permanent { .. })), "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+    }
+
+    #[test]
+    fn urls_come_from_the_base_or_the_signal_keys() {
+        let cfg: OtlpHttpConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "http://vendor:4318/",
+            "logs_endpoint": "http://logs:9000/ingest"
+        }))
+        .unwrap();
+        assert_eq!(cfg.url_source(Signal::Traces).unwrap().1, "http://vendor:4318/v1/traces");
+        assert_eq!(cfg.url_source(Signal::Logs).unwrap().1, "http://logs:9000/ingest");
+        let https: OtlpHttpConfig = serde_json::from_value(serde_json::json!({"endpoint": "https://vendor"})).unwrap();
+        assert!(https.validate().unwrap_err().1.contains("https is not supported"));
+    }
+}

@@ -1,0 +1,156 @@
+//! A stand-in OTLP/HTTP backend for exporter tests (no vendor's server can be installed here):
+//! it checks every request strictly (POST, path, content type, gzip, an `api-key` header when
+//! one is required), decodes the traces, records them with the time they came, and answers as
+//! the test scripts it (status and headers per request, then 200).
+
+use flate2::read::GzDecoder;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One request the backend took (answered 200) or refused (scripted error).
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub status: u16,
+    pub span_names: Vec<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<(u16, Vec<(String, String)>)>,
+    received: Vec<Received>,
+}
+
+#[derive(Clone)]
+pub struct Vendor {
+    pub port: u16,
+    api_key: Option<String>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Vendor {
+    /// Listens on `port` (0 for any free port).
+    pub fn start(port: u16, api_key: Option<&str>) -> Vendor {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("vendor port");
+        let port = listener.local_addr().expect("addr").port();
+        let vendor = Vendor { port, api_key: api_key.map(str::to_string), state: Arc::default() };
+        let v = vendor.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let v = v.clone();
+                std::thread::spawn(move || v.serve(stream));
+            }
+        });
+        vendor
+    }
+
+    /// The next requests get these answers, in order; later ones get 200.
+    pub fn script(&self, answers: &[(u16, &[(&str, &str)])]) {
+        let mut s = self.state.lock().unwrap();
+        for (code, headers) in answers {
+            s.script.push_back((*code, headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Names of the spans the backend accepted (answered 200), sorted.
+    pub fn accepted_spans(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.received().into_iter().filter(|r| r.status == 200).flat_map(|r| r.span_names).collect();
+        v.sort();
+        v
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    return;
+                }
+                if h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+            let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let len: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let (status, extra, names) = self.answer(&method, &path, &get, body);
+            self.state.lock().unwrap().received.push(Received {
+                at: Instant::now(),
+                status,
+                span_names: names,
+                headers: headers.clone(),
+            });
+            let mut resp =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\ncontent-type: application/x-protobuf\r\n");
+            for (k, v) in extra {
+                resp.push_str(&format!("{k}: {v}\r\n"));
+            }
+            resp.push_str("\r\n");
+            if writer.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        get: &dyn Fn(&str) -> Option<String>,
+        body: Vec<u8>,
+    ) -> (u16, Vec<(String, String)>, Vec<String>) {
+        let strict = |ok: bool, code: u16| if ok { None } else { Some(code) };
+        let refusal = strict(method == "POST", 405)
+            .or(strict(path == "/v1/traces", 404))
+            .or(strict(get("content-type").as_deref() == Some("application/x-protobuf"), 415))
+            .or(strict(self.api_key.is_none() || get("api-key") == self.api_key, 401));
+        if let Some(code) = refusal {
+            return (code, Vec::new(), Vec::new());
+        }
+        let raw = if get("content-encoding").as_deref() == Some("gzip") {
+            let mut out = Vec::new();
+            if GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+                return (400, Vec::new(), Vec::new());
+            }
+            out
+        } else {
+            body
+        };
+        let Ok(request) = ExportTraceServiceRequest::decode(&raw[..]) else { return (400, Vec::new(), Vec::new()) };
+        let names = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect();
+        let (status, extra) = self.state.lock().unwrap().script.pop_front().unwrap_or((200, Vec::new()));
+        (status, extra, names)
+    }
+}
