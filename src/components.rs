@@ -2,7 +2,7 @@
 //! carries, and how its settings are decoded and checked.
 
 use crate::config::{ComponentId, ComponentKind, ConfigError, Node, from_node};
-use crate::exporters::{debug::DebugConfig, file::FileConfig, otlphttp::OtlpHttpConfig};
+use crate::exporters::{debug::DebugConfig, file::FileConfig, otlp::OtlpGrpcConfig, otlphttp::OtlpHttpConfig};
 use crate::extensions::health_check::HealthCheckConfig;
 use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
@@ -46,6 +46,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "otlp",
+        signals: ALL_SIGNALS,
+        description: "OTLP over gRPC to a vendor or Jaeger (alias otlp_grpc)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "otlphttp",
         signals: ALL_SIGNALS,
         description: "OTLP over HTTP to a vendor or Jaeger (alias otlp_http)",
@@ -81,6 +87,7 @@ pub enum ExporterConfig {
     Debug(DebugConfig),
     File(FileConfig),
     OtlpHttp(Box<OtlpHttpConfig>),
+    OtlpGrpc(Box<OtlpGrpcConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +117,7 @@ impl ExporterConfig {
             ExporterConfig::Debug(_) => signals_of(ComponentKind::Exporter, "debug"),
             ExporterConfig::File(_) => signals_of(ComponentKind::Exporter, "file"),
             ExporterConfig::OtlpHttp(_) => signals_of(ComponentKind::Exporter, "otlphttp"),
+            ExporterConfig::OtlpGrpc(_) => signals_of(ComponentKind::Exporter, "otlp"),
         }
     }
 }
@@ -156,6 +164,7 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
     Ok(match id.type_name.as_str() {
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
+        "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
         "otlphttp" | "otlp_http" => {
             Some(ExporterConfig::OtlpHttp(Box::new(typed(node, path, OtlpHttpConfig::validate)?)))
         }

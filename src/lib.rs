@@ -5,6 +5,7 @@ pub mod components;
 pub mod config;
 pub mod exporters;
 pub mod extensions;
+pub mod grpc;
 pub mod net;
 pub mod pipeline;
 pub mod processors;

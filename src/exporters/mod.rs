@@ -2,6 +2,8 @@
 
 pub mod debug;
 pub mod file;
+pub mod otlp;
 pub mod otlphttp;
+pub mod partial;
 pub mod queue;
 pub mod retry;

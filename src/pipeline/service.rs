@@ -7,7 +7,7 @@ use super::runner::{Exporter, PipelineRunner, Processor};
 use crate::components::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
 use crate::config::{ComponentId, Config, model_types::MetricsLevel};
 use crate::exporters::queue::{ExporterQueue, QueueSettings};
-use crate::exporters::{debug::DebugExporter, file::FileExporter, otlphttp::OtlpHttpExporter};
+use crate::exporters::{debug::DebugExporter, file::FileExporter, otlp::OtlpGrpcExporter, otlphttp::OtlpHttpExporter};
 use crate::processors::batch::BatchProcessor;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -151,6 +151,10 @@ impl RunningService {
                     Arc::new(FileExporter::open(cfg.clone()).map_err(|m| fail("exporter", id, m))?),
                     QueueSettings { num_consumers: 1, ..Default::default() },
                 ),
+                ExporterConfig::OtlpGrpc(cfg) => (
+                    Arc::new(OtlpGrpcExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
+                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
+                ),
                 ExporterConfig::OtlpHttp(cfg) => (
                     Arc::new(OtlpHttpExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
                     cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
@@ -254,13 +258,22 @@ impl RunningService {
         if in_time {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
         } else {
-            let left: i64 =
-                prometheus::core::Collector::collect(&crate::telemetry::metrics::METRICS.exporter_queue_size)
-                    .iter()
-                    .flat_map(|f| f.get_metric())
-                    .map(|m| m.get_gauge().get_value() as i64)
-                    .sum();
-            tracing::error!(requests_left = left, timeout = ?self.shutdown_timeout, "shutdown deadline passed with data still queued; it is lost");
+            // One line per exporter that still held data: what it was and how much.
+            for family in prometheus::core::Collector::collect(&crate::telemetry::metrics::METRICS.exporter_queue_size)
+            {
+                for m in family.get_metric() {
+                    let left = m.get_gauge().get_value() as i64;
+                    let exporter = m.get_label().iter().find(|l| l.name() == "exporter").map(|l| l.value().to_string());
+                    if left > 0 {
+                        tracing::error!(
+                            exporter = exporter.unwrap_or_default(),
+                            requests_left = left,
+                            timeout = ?self.shutdown_timeout,
+                            "shutdown deadline passed with data still queued; it is lost"
+                        );
+                    }
+                }
+            }
         }
         self.stop_auxiliary.cancel();
         for t in self.auxiliary {

@@ -31,15 +31,26 @@ struct State {
 pub struct Vendor {
     pub port: u16,
     api_key: Option<String>,
+    /// Reads requests but never answers: a backend that hangs.
+    hang: bool,
     state: Arc<Mutex<State>>,
 }
 
 impl Vendor {
     /// Listens on `port` (0 for any free port).
     pub fn start(port: u16, api_key: Option<&str>) -> Vendor {
+        Vendor::listen(port, api_key, false)
+    }
+
+    /// A backend that takes connections and requests and never answers.
+    pub fn start_hanging() -> Vendor {
+        Vendor::listen(0, None, true)
+    }
+
+    fn listen(port: u16, api_key: Option<&str>, hang: bool) -> Vendor {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("vendor port");
         let port = listener.local_addr().expect("addr").port();
-        let vendor = Vendor { port, api_key: api_key.map(str::to_string), state: Arc::default() };
+        let vendor = Vendor { port, api_key: api_key.map(str::to_string), hang, state: Arc::default() };
         let v = vendor.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -98,6 +109,17 @@ impl Vendor {
             let mut body = vec![0; len];
             if reader.read_exact(&mut body).is_err() {
                 return;
+            }
+            if self.hang {
+                self.state.lock().unwrap().received.push(Received {
+                    at: Instant::now(),
+                    status: 0,
+                    span_names: Vec::new(),
+                    headers,
+                });
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
             }
             let (status, extra, names) = self.answer(&method, &path, &get, body);
             self.state.lock().unwrap().received.push(Received {

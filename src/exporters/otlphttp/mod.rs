@@ -233,11 +233,7 @@ fn classify(
     body: &[u8],
 ) -> Result<(), ExportError> {
     if status.is_success() {
-        if let Some((rejected, message)) = partial_success(signal, headers, body)
-            && (rejected > 0 || !message.is_empty())
-        {
-            tracing::warn!(exporter, %signal, rejected, %message, "backend accepted the batch only in part");
-        }
+        super::partial::report(exporter, signal, partial_success(signal, headers, body));
         return Ok(());
     }
     let reason = format!("HTTP {status}: {}", error_message(headers, body));
@@ -280,8 +276,6 @@ fn error_message(headers: &http::HeaderMap, body: &[u8]) -> String {
 
 /// `(rejected, error_message)` of a partial success in a 2xx answer.
 fn partial_success(signal: Signal, headers: &http::HeaderMap, body: &[u8]) -> Option<(i64, String)> {
-    use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
-    use prost::Message;
     if body.is_empty() {
         return None;
     }
@@ -295,20 +289,7 @@ fn partial_success(signal: Signal, headers: &http::HeaderMap, body: &[u8]) -> Op
         };
         return Some((rejected, p["errorMessage"].as_str().unwrap_or_default().to_string()));
     }
-    match signal {
-        Signal::Traces => trace::v1::ExportTraceServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| (p.rejected_spans, p.error_message)),
-        Signal::Metrics => metrics::v1::ExportMetricsServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| (p.rejected_data_points, p.error_message)),
-        Signal::Logs => logs::v1::ExportLogsServiceResponse::decode(body)
-            .ok()?
-            .partial_success
-            .map(|p| (p.rejected_log_records, p.error_message)),
-    }
+    super::partial::from_protobuf(signal, body)
 }
 
 impl Exporter for OtlpHttpExporter {

@@ -4,22 +4,19 @@
 use super::GrpcConfig;
 use super::decode::decode_protobuf;
 use super::response;
+use crate::grpc::{RawCodec, export_path};
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
 use crate::rpc_status::{self, RpcStatus, code};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
-
-const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// How long a client is asked to wait before retrying a refused request.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -36,9 +33,9 @@ pub async fn serve(
         let intake = intake.clone();
         async move {
             let signal = match req.uri().path() {
-                TRACES => Signal::Traces,
-                METRICS => Signal::Metrics,
-                LOGS => Signal::Logs,
+                p if p == export_path(Signal::Traces) => Signal::Traces,
+                p if p == export_path(Signal::Metrics) => Signal::Metrics,
+                p if p == export_path(Signal::Logs) => Signal::Logs,
                 other => {
                     let status = Status::unimplemented(format!("unknown method {other}"));
                     return status.into_http::<BoxBody>();
@@ -121,44 +118,5 @@ fn client_error_name(code: &str) -> Option<&'static str> {
         "8" => Some("RESOURCE_EXHAUSTED"),
         "12" => Some("UNIMPLEMENTED"),
         _ => None,
-    }
-}
-
-/// A codec that hands the message bytes through untouched in both directions.
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n)))
     }
 }

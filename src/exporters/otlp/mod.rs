@@ -1,0 +1,218 @@
+//! The `otlp` exporter (alias `otlp_grpc`): OTLP over gRPC to a backend — a vendor, or a Jaeger
+//! of 1.35 or later on port 4317. Batches that nothing changed are sent as the bytes they arrived
+//! in. gRPC statuses are retried as OTLP says (UNAVAILABLE and the other transient codes, and
+//! RESOURCE_EXHAUSTED with RetryInfo, waiting at least the delay it asks); others drop the batch.
+
+use super::queue::SendingQueueConfig;
+use super::retry::RetryConfig;
+use crate::config::deserialize_duration;
+use crate::grpc::{RawCodec, export_path, retry_verdict};
+use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpGrpcConfig {
+    /// `host:port` or `http://host:port`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Sent as gRPC metadata with every request (how vendors take API keys).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Longest time one export may take.
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    /// Accepted for compatibility with collector configurations and ignored (with a warning).
+    #[serde(default)]
+    pub balancer_name: Option<String>,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `tls`: only plaintext (`insecure: true`) is supported so far.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl OtlpGrpcConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.uri().map_err(|m| ("endpoint".to_string(), m))?;
+        for (name, value) in &self.headers {
+            let bad = || (format!("headers.{name}"), "invalid gRPC metadata name or value".to_string());
+            AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            AsciiMetadataValue::try_from(value.as_str()).map_err(|_| bad())?;
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout".into(), "must be greater than 0".into()));
+        }
+        self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
+        self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
+    }
+
+    /// The plaintext URI to dial. As in the collector, a bare `host:port` means TLS unless
+    /// `tls.insecure` is set; TLS is not available yet, so that is an error naming the fix.
+    fn uri(&self) -> Result<String, String> {
+        let e = self.endpoint.trim();
+        if let Some(rest) = e.strip_prefix("https://") {
+            return Err(format!(
+                "\"{e}\": TLS is not supported by switchyard's otlp exporter yet; use http://{rest} or tls.insecure: true"
+            ));
+        }
+        let uri = if e.starts_with("http://") {
+            e.to_string()
+        } else if self.tls.insecure {
+            format!("http://{e}")
+        } else {
+            return Err(format!(
+                "\"{e}\" would use TLS, which switchyard's otlp exporter does not support yet: set tls.insecure: true (plaintext) or write http://{e}"
+            ));
+        };
+        let parsed: http::Uri = uri.parse().map_err(|_| format!("invalid endpoint \"{e}\": expected host:port"))?;
+        if parsed.host().is_none() || parsed.port_u16().is_none() {
+            return Err(format!("invalid endpoint \"{e}\": expected host:port"));
+        }
+        Ok(uri)
+    }
+}
+
+pub struct OtlpGrpcExporter {
+    name: String,
+    channel: Channel,
+    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    compression: Compression,
+    timeout: Duration,
+}
+
+impl OtlpGrpcExporter {
+    /// Prepares a lazily connecting channel: a backend that is down at start is retried, not fatal.
+    pub fn new(name: String, cfg: &OtlpGrpcConfig) -> Result<OtlpGrpcExporter, String> {
+        if let Some(b) = &cfg.balancer_name {
+            tracing::warn!(exporter = %name, balancer_name = %b, "balancer_name is ignored: switchyard keeps one channel per exporter");
+        }
+        let endpoint = Endpoint::from_shared(cfg.uri()?)
+            .map_err(|e| format!("invalid endpoint: {e}"))?
+            .connect_timeout(cfg.timeout)
+            .tcp_nodelay(true);
+        let mut metadata = Vec::new();
+        for (k, v) in &cfg.headers {
+            let key = AsciiMetadataKey::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+            let value = AsciiMetadataValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            metadata.push((key, value));
+        }
+        Ok(OtlpGrpcExporter {
+            name,
+            channel: endpoint.connect_lazy(),
+            metadata,
+            compression: cfg.compression,
+            timeout: cfg.timeout,
+        })
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let signal = batch.signal();
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc = match self.compression {
+            Compression::Gzip => grpc.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => grpc.send_compressed(CompressionEncoding::Zstd),
+            Compression::None => grpc,
+        };
+        let mut request = tonic::Request::new(batch.to_encoded());
+        request.set_timeout(self.timeout);
+        for (k, v) in &self.metadata {
+            request.metadata_mut().insert(k.clone(), v.clone());
+        }
+        let call = async {
+            grpc.ready()
+                .await
+                .map_err(|e| ExportError::Retryable { after: None, reason: format!("connection: {e}") })?;
+            let path = PathAndQuery::from_static(export_path(signal));
+            grpc.unary::<Bytes, Bytes, _>(request, path, RawCodec).await.map_err(|status| {
+                let (retryable, after) = retry_verdict(&status);
+                let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+                if retryable { ExportError::Retryable { after, reason } } else { ExportError::Permanent { reason } }
+            })
+        };
+        let response = tokio::time::timeout(self.timeout, call).await.map_err(|_| ExportError::Retryable {
+            after: None,
+            reason: format!("no answer within {:?}", self.timeout),
+        })??;
+        super::partial::report(&self.name, signal, super::partial::from_protobuf(signal, response.get_ref()));
+        Ok(())
+    }
+}
+
+impl Exporter for OtlpGrpcExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(endpoint: &str, insecure: bool) -> OtlpGrpcConfig {
+        serde_json::from_value(serde_json::json!({"endpoint": endpoint, "tls": {"insecure": insecure}})).unwrap()
+    }
+
+    #[test]
+    fn endpoints_follow_the_collector_and_refuse_tls_clearly() {
+        assert_eq!(cfg("jaeger:4317", true).uri().unwrap(), "http://jaeger:4317");
+        assert_eq!(cfg("http://jaeger:4317", false).uri().unwrap(), "http://jaeger:4317");
+        assert!(cfg("jaeger:4317", false).uri().unwrap_err().contains("set tls.insecure: true"));
+        assert!(cfg("https://vendor:443", false).uri().unwrap_err().contains("TLS is not supported"));
+        assert!(cfg("jaeger", true).uri().is_err());
+    }
+
+    #[test]
+    fn grpc_codes_are_retried_as_otlp_says() {
+        use tonic::{Code, Status};
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::Cancelled,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert!(retry_verdict(&Status::new(code, "x")).0, "{code:?}");
+        }
+        for code in
+            [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Internal, Code::Unimplemented]
+        {
+            assert!(!retry_verdict(&Status::new(code, "x")).0, "{code:?}");
+        }
+        assert!(!retry_verdict(&Status::resource_exhausted("x")).0, "RESOURCE_EXHAUSTED alone is permanent");
+        let details = crate::rpc_status::status_with_retry_info(8, "slow down", Duration::from_secs(3));
+        let throttled = Status::with_details(Code::ResourceExhausted, "slow down", details.into());
+        assert_eq!(retry_verdict(&throttled), (true, Some(Duration::from_secs(3))));
+    }
+}

@@ -1,0 +1,240 @@
+//! The `otlp` (gRPC) exporter against an independent gRPC stack: the Python grpcio server with
+//! the opentelemetry-proto servicer (tests/peers/python/otlp_sink.py), standing in for Jaeger,
+//! which takes OTLP on 4317 but cannot be installed here. The story of DESIGN.md: the Python
+//! SDK sends to switchyard, which sends every span to that backend and to a vendor's OTLP/HTTP
+//! endpoint at once; swapping the vendor is a configuration edit. Faults: UNAVAILABLE is retried,
+//! INVALID_ARGUMENT drops only its batch, and a hanging backend stalls nobody else.
+
+mod common;
+
+use common::vendor::Vendor;
+use common::*;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The grpcio backend, stopped when dropped.
+struct Sink {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Sink {
+    fn start(python: &Path, dir: &Path, args: &[&str]) -> Sink {
+        let port = free_port();
+        let out = dir.join(format!("sink-{port}.jsonl"));
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/peers/python/otlp_sink.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start otlp_sink.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("sink output");
+        assert_eq!(line.trim(), "ready", "otlp_sink.py did not start");
+        Sink { child, port, out }
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.out)
+    }
+
+    fn spans(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lines()
+            .iter()
+            .flat_map(|l| l["spans"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(exporters: &str, names: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+      http:
+        endpoint: 127.0.0.1:{{http}}
+exporters:
+{exporters}
+service:
+  shutdown_timeout: 3s
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [{names}]
+"#
+    )
+}
+
+fn grpc_exporter(port: u16) -> String {
+    format!(
+        "  otlp/jaeger:\n    endpoint: 127.0.0.1:{port}\n    tls:\n      insecure: true\n    headers:\n      x-team: checkout\n    retry_on_failure:\n      initial_interval: 100ms\n      max_interval: 200ms\n"
+    )
+}
+
+fn http_exporter(name: &str, port: u16) -> String {
+    format!("  otlphttp/{name}:\n    endpoint: http://127.0.0.1:{port}\n    headers:\n      api-key: secret-123\n")
+}
+
+/// Sends `count` spans with the Python SDK over gRPC; returns their names, sorted.
+fn python_sends(python: &Path, gw: &Gateway, count: usize) -> Vec<String> {
+    let summary = gw.path(&format!("py-{}.json", free_port()));
+    let out = Command::new(python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", &count.to_string()])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let mut names: Vec<String> =
+        v["spans"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_span_reaches_the_grpc_backend_and_the_vendor_and_the_vendor_swaps_by_config() {
+    let Some(python) = python_peer() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&python, scratch.path(), &[]);
+    let vendor_a = Vendor::start(0, Some("secret-123"));
+    let exporters = format!("{}{}", grpc_exporter(sink.port), http_exporter("vendor", vendor_a.port));
+    let mut gw = Gateway::start(&config(&exporters, "otlp/jaeger, otlphttp/vendor"));
+    let sent = python_sends(&python, &gw, 5);
+    assert!(eventually(Duration::from_secs(15), || sink.spans().len() == 5 && vendor_a.accepted_spans().len() == 5));
+    assert_eq!(sink.spans(), sent, "the gRPC backend got every span");
+    assert_eq!(vendor_a.accepted_spans(), sent, "the vendor got every span");
+    assert_eq!(sink.lines()[0]["metadata"]["x-team"], "checkout", "headers travel as gRPC metadata");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+
+    // Swap the vendor: same client, a configuration naming another one.
+    let vendor_b = Vendor::start(0, Some("secret-123"));
+    let exporters = format!("{}{}", grpc_exporter(sink.port), http_exporter("vendor", vendor_b.port));
+    let mut gw = Gateway::start(&config(&exporters, "otlp/jaeger, otlphttp/vendor"));
+    let sent_b = python_sends(&python, &gw, 3);
+    assert!(eventually(Duration::from_secs(15), || vendor_b.accepted_spans().len() == 3));
+    assert_eq!(vendor_b.accepted_spans(), sent_b);
+    assert_eq!(vendor_a.accepted_spans().len(), 5, "the old vendor gets nothing more");
+    assert!(eventually(Duration::from_secs(15), || sink.spans().len() == 8));
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn unavailable_is_retried_and_invalid_argument_drops_only_its_batch() {
+    let Some(python) = python_peer() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let flaky = Sink::start(&python, scratch.path(), &["--fail-first", "2", "--fail-code", "UNAVAILABLE"]);
+    let mut gw = Gateway::start(&config(&grpc_exporter(flaky.port), "otlp/jaeger"));
+    let post = |prefix: &str, n: usize| {
+        let r = http_request(
+            "POST",
+            gw.http,
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &traces_body(spans(prefix, n)),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    };
+    post("retried-", 3);
+    assert!(eventually(Duration::from_secs(15), || flaky.spans().len() == 3), "{}", gw.log());
+    assert_eq!(flaky.spans(), vec!["retried-0", "retried-1", "retried-2"], "delivered once after two refusals");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+
+    let strict = Sink::start(&python, scratch.path(), &["--fail-first", "1", "--fail-code", "INVALID_ARGUMENT"]);
+    let mut gw = Gateway::start(&config(&grpc_exporter(strict.port), "otlp/jaeger"));
+    let post = |prefix: &str, n: usize| {
+        let r = http_request(
+            "POST",
+            gw.http,
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &traces_body(spans(prefix, n)),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    };
+    post("rejected-", 2);
+    assert!(eventually(Duration::from_secs(10), || gw
+        .metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlp/jaeger")])
+        == 2.0));
+    post("next-", 2);
+    assert!(eventually(Duration::from_secs(10), || strict.spans().len() == 2));
+    assert_eq!(strict.spans(), vec!["next-0", "next-1"]);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("InvalidArgument"), "the drop names the status: {log}");
+}
+
+#[test]
+fn a_hanging_backend_stalls_only_its_own_queue() {
+    let Some(python) = python_peer() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&python, scratch.path(), &[]);
+    let hung = Vendor::start_hanging();
+    let exporters = format!(
+        "{}  otlphttp/hung:\n    endpoint: http://127.0.0.1:{}\n    timeout: 60s\n",
+        grpc_exporter(sink.port),
+        hung.port
+    );
+    let mut gw = Gateway::start(&config(&exporters, "otlp/jaeger, otlphttp/hung"));
+    for i in 0..20 {
+        let r = http_request(
+            "POST",
+            gw.http,
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &traces_body(spans(&format!("r{i}-"), 2)),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || sink.spans().len() == 40),
+        "the healthy backend kept receiving: {}",
+        sink.spans().len()
+    );
+    assert!(
+        gw.metric("otelcol_exporter_queue_size", &[("exporter", "otlphttp/hung")]) >= 10.0,
+        "the hung backend's requests wait in its own queue"
+    );
+    // Shutdown cannot drain a backend that never answers: it stops at service.shutdown_timeout
+    // and says how much was left.
+    let (status, log) = gw.stop();
+    assert!(!status.success(), "a drain cut short by the deadline exits non-zero");
+    let report = log
+        .lines()
+        .find(|l| l.contains("shutdown deadline passed with data still queued"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(report.contains("exporter=\"otlphttp/hung\"") && report.contains("requests_left="), "{report}");
+    assert!(
+        !log.lines().any(|l| l.contains("deadline passed") && l.contains("otlp/jaeger")),
+        "the healthy exporter had nothing left"
+    );
+}

@@ -1,0 +1,64 @@
+"""An independent OTLP/gRPC backend for switchyard's exporter tests, standing in for Jaeger
+(which takes OTLP on 4317 but cannot be installed here): grpcio with the opentelemetry-proto
+package's TraceService servicer. Every Export it answers OK is appended to --out as one JSON
+line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}}. With --fail-first N it
+answers the first N calls with --fail-code instead (and records nothing for them).
+
+Usage: otlp_sink.py --port PORT --out FILE [--fail-first N --fail-code UNAVAILABLE]
+Prints "ready" on stdout once listening; stops on SIGTERM.
+"""
+import argparse
+import json
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+class Sink(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, out, fail_first, fail_code):
+        self.out = out
+        self.fail_left = fail_first
+        self.fail_code = fail_code
+        self.lock = threading.Lock()
+
+    def Export(self, request, context):
+        with self.lock:
+            if self.fail_left > 0:
+                self.fail_left -= 1
+                context.abort(self.fail_code, "sink told to fail")
+            spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+            line = {
+                "spans": [s.name for s in spans],
+                "span_ids": [s.span_id.hex() for s in spans],
+                "metadata": {k: v for k, v in context.invocation_metadata()},
+            }
+            with open(self.out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--fail-code", default="UNAVAILABLE")
+    a = p.parse_args()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(a.out, a.fail_first, grpc.StatusCode[a.fail_code]), server)
+    if server.add_insecure_port(f"127.0.0.1:{a.port}") == 0:
+        sys.exit(f"otlp_sink.py: cannot listen on 127.0.0.1:{a.port}")
+    server.start()
+    print("ready", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    server.stop(1)
+
+
+if __name__ == "__main__":
+    main()
