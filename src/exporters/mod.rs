@@ -7,3 +7,4 @@ pub mod otlphttp;
 pub mod partial;
 pub mod queue;
 pub mod retry;
+pub mod tls;

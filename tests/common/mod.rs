@@ -3,6 +3,7 @@
 //! `scripts/install-peers.sh` installs.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod vendor;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -6,9 +6,12 @@
 use flate2::read::GzDecoder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -31,6 +34,8 @@ struct State {
 pub struct Vendor {
     pub port: u16,
     api_key: Option<String>,
+    /// Serve TLS with this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Reads requests but never answers: a backend that hangs.
     hang: bool,
     state: Arc<Mutex<State>>,
@@ -39,23 +44,53 @@ pub struct Vendor {
 impl Vendor {
     /// Listens on `port` (0 for any free port).
     pub fn start(port: u16, api_key: Option<&str>) -> Vendor {
-        Vendor::listen(port, api_key, false)
+        Vendor::listen(port, api_key, false, None)
     }
 
     /// A backend that takes connections and requests and never answers.
     pub fn start_hanging() -> Vendor {
-        Vendor::listen(0, None, true)
+        Vendor::listen(0, None, true, None)
     }
 
-    fn listen(port: u16, api_key: Option<&str>, hang: bool) -> Vendor {
+    /// A backend on HTTPS; with `client_ca`, it requires a client certificate signed by it.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Vendor {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let builder = rustls::ServerConfig::builder();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                builder.with_client_cert_verifier(
+                    rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap(),
+                )
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder.with_single_cert(chain, key).unwrap();
+        Vendor::listen(0, None, false, Some(Arc::new(config)))
+    }
+
+    fn listen(port: u16, api_key: Option<&str>, hang: bool, tls: Option<Arc<rustls::ServerConfig>>) -> Vendor {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("vendor port");
         let port = listener.local_addr().expect("addr").port();
-        let vendor = Vendor { port, api_key: api_key.map(str::to_string), hang, state: Arc::default() };
+        let vendor = Vendor { port, api_key: api_key.map(str::to_string), tls, hang, state: Arc::default() };
         let v = vendor.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let v = v.clone();
-                std::thread::spawn(move || v.serve(stream));
+                std::thread::spawn(move || match &v.tls {
+                    Some(cfg) => {
+                        if let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) {
+                            v.serve(rustls::StreamOwned::new(conn, stream));
+                        }
+                    }
+                    None => v.serve(stream),
+                });
             }
         });
         vendor
@@ -81,8 +116,7 @@ impl Vendor {
         v
     }
 
-    fn serve(&self, stream: TcpStream) {
-        let mut writer = stream.try_clone().expect("clone");
+    fn serve<S: Read + Write>(&self, stream: S) {
         let mut reader = BufReader::new(stream);
         loop {
             let mut line = String::new();
@@ -134,7 +168,7 @@ impl Vendor {
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
             resp.push_str("\r\n");
-            if writer.write_all(resp.as_bytes()).is_err() {
+            if reader.get_mut().write_all(resp.as_bytes()).and_then(|_| reader.get_mut().flush()).is_err() {
                 return;
             }
         }

@@ -5,6 +5,7 @@
 
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
+use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::grpc::{RawCodec, export_path, retry_verdict};
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
@@ -23,7 +24,7 @@ pub struct OtlpGrpcConfig {
     /// `host:port` or `http://host:port`.
     pub endpoint: String,
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: TlsClientConfig,
     /// Sent as gRPC metadata with every request (how vendors take API keys).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -45,14 +46,6 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// `tls`: only plaintext (`insecure: true`) is supported so far.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    #[serde(default)]
-    pub insecure: bool,
-}
-
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -65,6 +58,7 @@ pub enum Compression {
 impl OtlpGrpcConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         self.uri().map_err(|m| ("endpoint".to_string(), m))?;
+        self.tls.validate()?;
         for (name, value) in &self.headers {
             let bad = || (format!("headers.{name}"), "invalid gRPC metadata name or value".to_string());
             AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| bad())?;
@@ -77,26 +71,23 @@ impl OtlpGrpcConfig {
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
     }
 
-    /// The plaintext URI to dial. As in the collector, a bare `host:port` means TLS unless
-    /// `tls.insecure` is set; TLS is not available yet, so that is an error naming the fix.
+    /// The URI to dial: as in the collector, `https://` and a bare `host:port` use TLS, unless
+    /// `tls.insecure` is set; `http://` is plaintext.
     fn uri(&self) -> Result<String, String> {
         let e = self.endpoint.trim();
-        if let Some(rest) = e.strip_prefix("https://") {
-            return Err(format!(
-                "\"{e}\": TLS is not supported by switchyard's otlp exporter yet; use http://{rest} or tls.insecure: true"
-            ));
-        }
-        let uri = if e.starts_with("http://") {
+        let bare = !(e.starts_with("http://") || e.starts_with("https://"));
+        let uri = if !bare {
             e.to_string()
         } else if self.tls.insecure {
             format!("http://{e}")
         } else {
-            return Err(format!(
-                "\"{e}\" would use TLS, which switchyard's otlp exporter does not support yet: set tls.insecure: true (plaintext) or write http://{e}"
-            ));
+            format!("https://{e}")
         };
         let parsed: http::Uri = uri.parse().map_err(|_| format!("invalid endpoint \"{e}\": expected host:port"))?;
-        if parsed.host().is_none() || parsed.port_u16().is_none() {
+        if parsed.host().is_none() {
+            return Err(format!("invalid endpoint \"{e}\": expected host:port"));
+        }
+        if bare && parsed.port_u16().is_none() {
             return Err(format!("invalid endpoint \"{e}\": expected host:port"));
         }
         Ok(uri)
@@ -119,8 +110,8 @@ impl OtlpGrpcExporter {
         }
         let endpoint = Endpoint::from_shared(cfg.uri()?)
             .map_err(|e| format!("invalid endpoint: {e}"))?
-            .connect_timeout(cfg.timeout)
-            .tcp_nodelay(true);
+            .connect_timeout(cfg.timeout);
+        let connector = cfg.tls.connector(Protocol::Http2, cfg.timeout)?;
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
             let key = AsciiMetadataKey::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
@@ -129,7 +120,7 @@ impl OtlpGrpcExporter {
         }
         Ok(OtlpGrpcExporter {
             name,
-            channel: endpoint.connect_lazy(),
+            channel: endpoint.connect_with_connector_lazy(connector),
             metadata,
             compression: cfg.compression,
             timeout: cfg.timeout,
@@ -184,11 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_follow_the_collector_and_refuse_tls_clearly() {
+    fn endpoints_follow_the_collector() {
         assert_eq!(cfg("jaeger:4317", true).uri().unwrap(), "http://jaeger:4317");
+        assert_eq!(cfg("jaeger:4317", false).uri().unwrap(), "https://jaeger:4317");
         assert_eq!(cfg("http://jaeger:4317", false).uri().unwrap(), "http://jaeger:4317");
-        assert!(cfg("jaeger:4317", false).uri().unwrap_err().contains("set tls.insecure: true"));
-        assert!(cfg("https://vendor:443", false).uri().unwrap_err().contains("TLS is not supported"));
+        assert_eq!(cfg("https://vendor.example", false).uri().unwrap(), "https://vendor.example");
         assert!(cfg("jaeger", true).uri().is_err());
     }
 

@@ -6,11 +6,13 @@
 
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
+use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Signal};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
@@ -41,6 +43,9 @@ pub struct OtlpHttpConfig {
     /// Longest time one request may take.
     #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
+    /// TLS for `https` endpoints.
+    #[serde(default)]
+    pub tls: TlsClientConfig,
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
@@ -94,6 +99,7 @@ impl OtlpHttpConfig {
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be greater than 0".into()));
         }
+        self.tls.validate()?;
         self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
     }
@@ -116,11 +122,8 @@ impl OtlpHttpConfig {
 fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
     match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => Ok(uri),
-        Some("https") => Err(format!(
-            "\"{url}\": https is not supported by switchyard's otlphttp exporter yet; use http:// (or a TLS proxy on this host)"
-        )),
-        _ => Err(format!("invalid URL \"{url}\": expected http://host:port/path")),
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!("invalid URL \"{url}\": expected http(s)://host:port/path")),
     }
 }
 
@@ -131,7 +134,7 @@ pub struct OtlpHttpExporter {
     compression: Compression,
     encoding: Encoding,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl OtlpHttpExporter {
@@ -148,9 +151,7 @@ impl OtlpHttpExporter {
             let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
             headers.push((name, value));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeout));
+        let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(OtlpHttpExporter {
             name,
@@ -336,7 +337,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.url_source(Signal::Traces).unwrap().1, "http://vendor:4318/v1/traces");
         assert_eq!(cfg.url_source(Signal::Logs).unwrap().1, "http://logs:9000/ingest");
-        let https: OtlpHttpConfig = serde_json::from_value(serde_json::json!({"endpoint": "https://vendor"})).unwrap();
-        assert!(https.validate().unwrap_err().1.contains("https is not supported"));
+        let ftp: OtlpHttpConfig = serde_json::from_value(serde_json::json!({"endpoint": "ftp://vendor"})).unwrap();
+        assert!(ftp.validate().unwrap_err().1.contains("expected http(s)://"));
     }
 }

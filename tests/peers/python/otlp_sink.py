@@ -5,6 +5,7 @@ line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}}. With --fa
 answers the first N calls with --fail-code instead (and records nothing for them).
 
 Usage: otlp_sink.py --port PORT --out FILE [--fail-first N --fail-code UNAVAILABLE]
+                    [--tls-cert PEM --tls-key PEM [--client-ca PEM]]   (TLS; mutual with --client-ca)
 Prints "ready" on stdout once listening; stops on SIGTERM.
 """
 import argparse
@@ -47,10 +48,23 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--fail-code", default="UNAVAILABLE")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--client-ca")
     a = p.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(a.out, a.fail_first, grpc.StatusCode[a.fail_code]), server)
-    if server.add_insecure_port(f"127.0.0.1:{a.port}") == 0:
+    if a.tls_cert:
+        read = lambda path: open(path, "rb").read()
+        creds = grpc.ssl_server_credentials(
+            [(read(a.tls_key), read(a.tls_cert))],
+            root_certificates=read(a.client_ca) if a.client_ca else None,
+            require_client_auth=bool(a.client_ca),
+        )
+        bound = server.add_secure_port(f"127.0.0.1:{a.port}", creds)
+    else:
+        bound = server.add_insecure_port(f"127.0.0.1:{a.port}")
+    if bound == 0:
         sys.exit(f"otlp_sink.py: cannot listen on 127.0.0.1:{a.port}")
     server.start()
     print("ready", flush=True)
