@@ -2,7 +2,8 @@
 //! sends to switchyard, which sends every span both to a file and to a vendor's OTLP/HTTP
 //! endpoint that requires an API key. And the faults a backend has: a 503 with `Retry-After`
 //! (switchyard waits, then delivers once), a 400 (the batch is dropped and counted, the next
-//! ones flow), and a backend that is down at first (delivered once it is up). The vendor is a
+//! ones flow), a backend down for 20 s (delivered once it is back), and a full queue that blocks
+//! on overflow (clients are told to retry, and nothing they sent is lost). The vendor is a
 //! strict in-test server (tests/common/vendor.rs): no vendor's server can be installed here.
 
 mod common;
@@ -127,16 +128,71 @@ fn retry_after_is_honoured_and_a_400_drops_only_its_batch() {
 }
 
 #[test]
-fn a_backend_that_is_down_at_first_gets_everything_once_it_is_up() {
+fn a_backend_down_for_20_seconds_gets_everything_once_it_is_back() {
     let port = free_port();
     let mut gw = Gateway::start(&config(port, "", "otlphttp/vendor"));
-    post(&gw, "early-", 5);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Data keeps coming while the backend is down.
+    let started = std::time::Instant::now();
+    let mut sent = Vec::new();
+    for round in 0..5 {
+        post(&gw, &format!("down{round}-"), 3);
+        sent.extend(names(&format!("down{round}-"), 3));
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()));
     let vendor = Vendor::start(port, Some("secret-123"));
-    assert!(eventually(Duration::from_secs(15), || vendor.accepted_spans().len() == 5), "{}", gw.log());
-    assert_eq!(vendor.accepted_spans(), names("early-", 5));
+    sent.sort();
+    assert!(eventually(Duration::from_secs(20), || vendor.accepted_spans().len() >= sent.len()), "{}", gw.log());
+    assert_eq!(vendor.accepted_spans(), sent, "every span arrived, and once");
     assert_eq!(gw.metric("otelcol_exporter_send_failed_spans_total", &[]), 0.0);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("retrying"), "{log}");
+}
+
+#[test]
+fn a_full_blocking_queue_makes_clients_retry_and_nothing_is_lost() {
+    let port = free_port();
+    let exporter = "    sending_queue:\n      queue_size: 5\n      block_on_overflow: true\n";
+    let cfg = config(port, "", "otlphttp/vendor")
+        .replace("      max_elapsed_time: 60s\n", &format!("      max_elapsed_time: 60s\n{exporter}"));
+    let mut gw = Gateway::start(&cfg);
+    let http = gw.http;
+    // A client that retries refused requests, as OTLP clients do, counting the refusals.
+    let client = std::thread::spawn(move || {
+        let mut refusals = 0;
+        for i in 0..10 {
+            let body = traces_body(spans(&format!("q{i}-"), 1));
+            loop {
+                let r = http_request("POST", http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body)
+                    .unwrap();
+                match r.status {
+                    200 => break,
+                    503 => {
+                        refusals += 1;
+                        let wait: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(1);
+                        std::thread::sleep(Duration::from_secs(wait));
+                    }
+                    other => panic!("unexpected {other}: {}", r.text()),
+                }
+            }
+        }
+        refusals
+    });
+    // The backend comes up only after the fifth request has filled the queue and the sixth has
+    // waited its five seconds and been refused.
+    std::thread::sleep(Duration::from_secs(8));
+    let vendor = Vendor::start(port, Some("secret-123"));
+    let refusals = client.join().unwrap();
+    assert!(refusals >= 1, "the client was told to retry");
+    let want = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("q{i}-0")).collect();
+        v.sort();
+        v
+    };
+    assert!(eventually(Duration::from_secs(20), || vendor.accepted_spans().len() >= 10), "{}", gw.log());
+    assert_eq!(vendor.accepted_spans(), want, "everything the client sent arrived, once");
+    assert!(gw.metric("otelcol_exporter_enqueue_failed_spans_total", &[("exporter", "otlphttp/vendor")]) >= 1.0);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
 }

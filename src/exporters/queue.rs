@@ -4,7 +4,7 @@
 //! once the exporter is done with the batch.
 
 use super::retry::{Backoff, RetryConfig};
-use crate::pipeline::{Batch, Capacity, ExportError, Exporter};
+use crate::pipeline::{Batch, Capacity, ExportError, Exporter, Sizer};
 use crate::telemetry::metrics::METRICS;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -17,12 +17,20 @@ use tokio::task::JoinHandle;
 pub struct QueueSettings {
     pub queue_size: usize,
     pub num_consumers: usize,
+    pub sizer: Sizer,
+    pub block_on_overflow: bool,
     pub retry: RetryConfig,
 }
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { queue_size: 1000, num_consumers: 10, retry: RetryConfig::default() }
+        QueueSettings {
+            queue_size: 1000,
+            num_consumers: 10,
+            sizer: Sizer::Requests,
+            block_on_overflow: false,
+            retry: RetryConfig::default(),
+        }
     }
 }
 
@@ -32,13 +40,22 @@ impl Default for QueueSettings {
 pub struct SendingQueueConfig {
     pub enabled: bool,
     pub num_consumers: usize,
-    /// Requests the queue holds (see `pipeline::admission`).
+    /// What the queue holds, in `sizer` units (see `pipeline::admission`).
     pub queue_size: usize,
+    pub sizer: Sizer,
+    /// When full, make receivers wait for room (up to a bound) instead of refusing at once.
+    pub block_on_overflow: bool,
 }
 
 impl Default for SendingQueueConfig {
     fn default() -> Self {
-        SendingQueueConfig { enabled: true, num_consumers: 10, queue_size: 1000 }
+        SendingQueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            sizer: Sizer::Requests,
+            block_on_overflow: false,
+        }
     }
 }
 
@@ -57,7 +74,13 @@ impl SendingQueueConfig {
     }
 
     pub fn settings(&self, retry: RetryConfig) -> QueueSettings {
-        QueueSettings { queue_size: self.queue_size, num_consumers: self.num_consumers, retry }
+        QueueSettings {
+            queue_size: self.queue_size,
+            num_consumers: self.num_consumers,
+            sizer: self.sizer,
+            block_on_overflow: self.block_on_overflow,
+            retry,
+        }
     }
 }
 
@@ -78,7 +101,8 @@ impl ExporterQueue {
     ) -> (Arc<ExporterQueue>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let size = METRICS.exporter_queue_size.with_label_values(&[&name]);
-        let capacity = Capacity::with_gauge(name.clone(), settings.queue_size, size);
+        let capacity =
+            Capacity::build(name.clone(), settings.queue_size, settings.sizer, settings.block_on_overflow, Some(size));
         METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
         let task =
             tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1), Arc::new(settings.retry)));
@@ -195,10 +219,10 @@ mod tests {
         let capacity = queue.capacity();
         for _ in 0..2 {
             let mut b = Batch::from_request(Request::Traces(traces(1)));
-            b.hold(capacity.try_claim().expect("room"));
+            b.hold(capacity.try_claim(1).expect("room"));
             queue.enqueue(b);
         }
-        assert!(capacity.try_claim().is_none(), "two requests fill a queue of two");
+        assert!(capacity.try_claim(1).is_none(), "two requests fill a queue of two");
         gate.add_permits(1);
         let freed = async {
             while capacity.held() > 1 {

@@ -5,29 +5,70 @@
 //! receiver can answer its client at once without the data ever being dropped downstream; when
 //! the room is not there, the client gets a retryable refusal instead.
 
+use super::batch::Batch;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
 
-/// Room in one exporter's sending queue, counted in requests: each admitted client request
-/// holds one until it is merged into a batch (which holds one) or exported.
+/// What a queue's size counts (`sending_queue.sizer`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Client requests; requests the batch processor merges count once.
+    #[default]
+    Requests,
+    /// Spans, data points or log records.
+    Items,
+    /// Bytes of the protobuf encoding.
+    Bytes,
+}
+
+/// Room in one exporter's sending queue, in the units of its `Sizer`.
 #[derive(Debug)]
 pub struct Capacity {
     name: String,
     held: AtomicUsize,
     limit: usize,
+    sizer: Sizer,
+    /// Wait for room (up to a bound) instead of refusing at once.
+    block: bool,
+    freed: Notify,
     /// Mirrors `held`, for the queue-size self-metric.
     gauge: Option<prometheus::IntGauge>,
 }
 
+/// The longest a receiver waits for room when the queue blocks on overflow; after that the
+/// client is told to retry, before its own export timeout makes it give up and send again.
+pub const BLOCK_LIMIT: Duration = Duration::from_secs(5);
+
 impl Capacity {
+    /// Room for `limit` requests that refuses at once when full.
     pub fn new(name: String, limit: usize) -> Arc<Capacity> {
-        Arc::new(Capacity { name, held: AtomicUsize::new(0), limit: limit.max(1), gauge: None })
+        Capacity::build(name, limit, Sizer::Requests, false, None)
     }
 
-    /// Like `new`, keeping `gauge` equal to the room held.
-    pub fn with_gauge(name: String, limit: usize, gauge: prometheus::IntGauge) -> Arc<Capacity> {
-        gauge.set(0);
-        Arc::new(Capacity { name, held: AtomicUsize::new(0), limit: limit.max(1), gauge: Some(gauge) })
+    /// The full form, keeping `gauge` equal to the room held.
+    pub fn build(
+        name: String,
+        limit: usize,
+        sizer: Sizer,
+        block: bool,
+        gauge: Option<prometheus::IntGauge>,
+    ) -> Arc<Capacity> {
+        if let Some(g) = &gauge {
+            g.set(0);
+        }
+        Arc::new(Capacity {
+            name,
+            held: AtomicUsize::new(0),
+            limit: limit.max(1),
+            sizer,
+            block,
+            freed: Notify::new(),
+            gauge,
+        })
     }
 
     /// The exporter this room belongs to.
@@ -43,23 +84,58 @@ impl Capacity {
         self.limit
     }
 
-    /// Claims room for one request, or `None` when the queue is full.
-    pub fn try_claim(self: &Arc<Self>) -> Option<Claim> {
-        self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h < self.limit).then_some(h + 1)).ok().map(
-            |_| {
+    pub fn sizer(&self) -> Sizer {
+        self.sizer
+    }
+
+    /// The room `batch` takes in this queue.
+    pub fn weight(&self, batch: &Batch) -> usize {
+        match self.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => batch.items().max(1),
+            Sizer::Bytes => batch.wire_size().max(1),
+        }
+    }
+
+    /// Claims `n` units, or `None` when they do not fit. Anything fits an empty queue, so a
+    /// batch larger than the whole queue is not refused forever.
+    pub fn try_claim(self: &Arc<Self>, n: usize) -> Option<Claim> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h == 0 || h + n <= self.limit).then_some(h + n))
+            .ok()
+            .map(|_| {
                 if let Some(g) = &self.gauge {
-                    g.inc();
+                    g.add(n as i64);
                 }
-                Claim { capacity: self.clone() }
-            },
-        )
+                Claim { capacity: self.clone(), n }
+            })
+    }
+
+    /// Claims `n` units, waiting up to `BLOCK_LIMIT` for room when the queue blocks on overflow.
+    pub async fn claim(self: &Arc<Self>, n: usize) -> Option<Claim> {
+        if !self.block {
+            return self.try_claim(n);
+        }
+        let deadline = tokio::time::Instant::now() + BLOCK_LIMIT;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(c) = self.try_claim(n) {
+                return Some(c);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.try_claim(n);
+            }
+        }
     }
 }
 
-/// Room held for one request in one queue; released when dropped.
+/// Room held for some data in one queue; released when dropped.
 #[derive(Debug)]
 pub struct Claim {
     capacity: Arc<Capacity>,
+    n: usize,
 }
 
 impl Claim {
@@ -70,26 +146,30 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.capacity.held.fetch_sub(1, Ordering::AcqRel);
+        self.capacity.held.fetch_sub(self.n, Ordering::AcqRel);
         if let Some(g) = &self.capacity.gauge {
-            g.dec();
+            g.sub(self.n as i64);
         }
+        self.capacity.freed.notify_waiters();
     }
 }
 
-/// The claims of batches a processor is gathering into one: one claim per queue is enough for
-/// the single batch that will leave, so the others are released as batches arrive, and the
-/// queues' room is not tied up by data waiting to be merged.
+/// The claims of batches a processor is gathering into one: for queues counted in requests, one
+/// claim is enough for the single batch that will leave, so the others are released as batches
+/// arrive and the queues' room is not tied up by data waiting to be merged.
 #[derive(Debug, Default)]
 pub struct ClaimSet {
     held: Vec<Arc<Claim>>,
 }
 
 impl ClaimSet {
-    /// Keeps the first claim on each queue; later ones on the same queue are dropped.
+    /// Keeps the first claim on each queue counted in requests (the merged batch is one
+    /// request); claims counted in items or bytes are all kept, since the merged batch weighs
+    /// their sum.
     pub fn absorb(&mut self, claims: Vec<Arc<Claim>>) {
         for c in claims {
-            if !self.held.iter().any(|h| Arc::ptr_eq(&h.capacity, &c.capacity)) {
+            let by_request = c.capacity.sizer == Sizer::Requests;
+            if !by_request || !self.held.iter().any(|h| Arc::ptr_eq(&h.capacity, &c.capacity)) {
                 self.held.push(c);
             }
         }
@@ -108,14 +188,41 @@ mod tests {
     #[test]
     fn claims_stop_at_the_limit_and_return_on_drop() {
         let c = Capacity::new("q".into(), 2);
-        let a = c.try_claim().unwrap();
-        let b = c.try_claim().unwrap();
-        assert!(c.try_claim().is_none());
+        let a = c.try_claim(1).unwrap();
+        let b = c.try_claim(1).unwrap();
+        assert!(c.try_claim(1).is_none());
         assert_eq!(c.held(), 2);
         drop(a);
-        assert!(c.try_claim().is_some(), "a claim dropped at once frees its room again");
+        assert!(c.try_claim(1).is_some(), "a claim dropped at once frees its room again");
         assert!(b.is_for(&c));
         assert!(!b.is_for(&Capacity::new("other".into(), 1)));
+    }
+
+    #[test]
+    fn weighted_claims_and_an_oversized_batch_in_an_empty_queue() {
+        let c = Capacity::build("items".into(), 100, Sizer::Items, false, None);
+        let big = c.try_claim(250).expect("an empty queue takes anything");
+        assert!(c.try_claim(1).is_none());
+        drop(big);
+        let a = c.try_claim(60).unwrap();
+        assert!(c.try_claim(50).is_none(), "60 + 50 > 100");
+        let _b = c.try_claim(40).unwrap();
+        drop(a);
+        assert_eq!(c.held(), 40);
+    }
+
+    #[tokio::test]
+    async fn blocking_queues_wait_for_room() {
+        let c = Capacity::build("blocking".into(), 1, Sizer::Requests, true, None);
+        let first = c.try_claim(1).unwrap();
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.claim(1).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits while the queue is full");
+        drop(first);
+        assert!(waiter.await.unwrap(), "gets the room once it is freed");
     }
 
     #[test]
@@ -123,7 +230,7 @@ mod tests {
         let (q1, q2) = (Capacity::new("a".into(), 10), Capacity::new("b".into(), 10));
         let mut set = ClaimSet::default();
         for _ in 0..5 {
-            set.absorb(vec![Arc::new(q1.try_claim().unwrap()), Arc::new(q2.try_claim().unwrap())]);
+            set.absorb(vec![Arc::new(q1.try_claim(1).unwrap()), Arc::new(q2.try_claim(1).unwrap())]);
         }
         assert_eq!((q1.held(), q2.held()), (1, 1), "merged requests give their room back");
         let out = set.take();

@@ -148,6 +148,17 @@ impl Batch {
         self.items
     }
 
+    /// Bytes of the protobuf encoding: the received bytes, or what encoding would produce.
+    pub fn wire_size(&self) -> usize {
+        match (&self.payload.encoded, self.payload.decoded.get()) {
+            (Some(b), _) => b.len(),
+            (None, Some(Request::Traces(r))) => r.encoded_len(),
+            (None, Some(Request::Metrics(r))) => r.encoded_len(),
+            (None, Some(Request::Logs(r))) => r.encoded_len(),
+            (None, None) => 0,
+        }
+    }
+
     pub fn is_encoded(&self) -> bool {
         self.payload.encoded.is_some()
     }

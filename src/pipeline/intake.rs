@@ -70,11 +70,12 @@ impl Intake {
     }
 
     /// Hands `batch` to every pipeline of its signal, or refuses it whole: data is taken only
-    /// when every exporter it reaches has room for it.
-    pub fn submit(&self, transport: &str, batch: Batch) -> Result<(), Refusal> {
+    /// when every exporter it reaches has room for it (waiting for room, within a bound, where
+    /// a queue blocks on overflow).
+    pub async fn submit(&self, transport: &str, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
         let items = batch.items() as u64;
-        let result = self.admit(batch);
+        let result = self.admit(batch).await;
         let labels = [self.receiver.as_str(), transport];
         match &result {
             Ok(()) => METRICS.receiver_accepted[signal.index()].with_label_values(&labels).inc_by(items),
@@ -83,7 +84,7 @@ impl Intake {
         result
     }
 
-    fn admit(&self, batch: Batch) -> Result<(), Refusal> {
+    async fn admit(&self, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
         let routes = &self.routes[signal.index()];
         if routes.is_empty() {
@@ -100,7 +101,7 @@ impl Intake {
         for route in routes {
             let mut held = Vec::with_capacity(route.queues.len());
             for queue in &route.queues {
-                match queue.try_claim() {
+                match queue.claim(queue.weight(&batch)).await {
                     Some(c) => held.push(c),
                     None => {
                         METRICS.exporter_enqueue_failed[signal.index()]

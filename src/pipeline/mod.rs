@@ -10,7 +10,7 @@ mod service;
 mod signal;
 mod split;
 
-pub use admission::{Capacity, Claim, ClaimSet};
+pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{Batch, DecodeError, Request, metric_points};

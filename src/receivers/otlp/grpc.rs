@@ -95,7 +95,7 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 }
             };
             intake.rejected("grpc", signal, decoded.rejected);
-            match intake.submit("grpc", decoded.batch) {
+            match intake.submit("grpc", decoded.batch).await {
                 Ok(()) => Ok(tonic::Response::new(Bytes::from(response::protobuf(
                     signal,
                     decoded.rejected,

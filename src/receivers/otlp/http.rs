@@ -142,7 +142,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Err(response) => return *response,
     };
     intake.rejected("http", signal, decoded.rejected);
-    match intake.submit("http", decoded.batch) {
+    match intake.submit("http", decoded.batch).await {
         Ok(()) => {
             let body: Bytes = match format {
                 Format::Protobuf => response::protobuf(signal, decoded.rejected, decoded.message.as_deref()).into(),
