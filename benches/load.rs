@@ -1,8 +1,11 @@
-//! The load benchmark: switchyard (release build) pinned to one core takes OTLP/HTTP protobuf
-//! requests of 100 realistic spans from client threads on the other core, through
-//! `otlp -> batch -> debug(basic)`, and reports its own CPU-seconds per million spans and its peak
-//! resident memory. Run with `cargo bench --bench load`; under `cargo test` it sends a few
-//! requests only, as a smoke test.
+//! The load benchmark: a load generator sends realistic OTLP trace requests (100 spans of ~10
+//! attributes) over gRPC or HTTP to switchyard (release build, pinned to one core), which runs
+//! `otlp -> batch -> otlp` to a counting OTLP/gRPC sink in this process. It prints spans sent and
+//! received, switchyard's CPU-seconds per million spans and CPU use, throughput, and peak RSS.
+//!
+//! `cargo bench --bench load -- [--protocol grpc|http] [--spans N] [--rate SPANS_PER_S]
+//! [--compression gzip|zstd|none] [--concurrency N]`; `benches/load.sh` runs the standard set.
+//! Under `cargo test` it sends a few thousand spans only, as a smoke test.
 
 #[path = "support/realistic.rs"]
 mod realistic;
@@ -12,7 +15,11 @@ use realistic::SPANS_PER_REQUEST;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use switchyard::grpc::{RawCodec, export_path};
+use switchyard::pipeline::Signal;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -70,21 +77,140 @@ fn client(port: u16, bodies: &[Vec<u8>], count: usize) -> usize {
     ok
 }
 
+struct Args {
+    protocol: String,
+    spans: usize,
+    rate: usize,
+    compression: String,
+    concurrency: usize,
+    full: bool,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let get = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
+    let full = argv.iter().any(|a| a == "--bench");
+    Args {
+        protocol: get("--protocol").unwrap_or_else(|| "grpc".into()),
+        spans: get("--spans").and_then(|v| v.parse().ok()).unwrap_or(if full { 1_000_000 } else { 2_000 }),
+        rate: get("--rate").and_then(|v| v.parse().ok()).unwrap_or(0),
+        compression: get("--compression").unwrap_or_else(|| "gzip".into()),
+        concurrency: get("--concurrency").and_then(|v| v.parse().ok()).unwrap_or(8),
+        full,
+    }
+}
+
+/// The counting sink: an OTLP/gRPC server that validates and counts the spans it is sent.
+#[derive(Clone)]
+struct Sink(Arc<AtomicUsize>);
+
+impl tonic::server::UnaryService<bytes::Bytes> for Sink {
+    type Response = bytes::Bytes;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<tonic::Response<bytes::Bytes>, tonic::Status>> + Send>,
+    >;
+
+    fn call(&mut self, request: tonic::Request<bytes::Bytes>) -> Self::Future {
+        let counter = self.0.clone();
+        Box::pin(async move {
+            let decoded = switchyard::receivers::otlp::decode_protobuf(Signal::Traces, request.into_inner())
+                .map_err(|e| tonic::Status::invalid_argument(e.0))?;
+            counter.fetch_add(decoded.batch.items(), Ordering::Relaxed);
+            Ok(tonic::Response::new(bytes::Bytes::new()))
+        })
+    }
+}
+
+async fn run_sink(
+    listener: tokio::net::TcpListener,
+    counter: Arc<AtomicUsize>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use http_body_util::BodyExt;
+    let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let sink = Sink(counter.clone());
+        async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+                .max_decoding_message_size(256 << 20);
+            let resp = grpc.unary(sink, req).await;
+            resp.map(|b| b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }).boxed_unsync())
+        }
+    };
+    switchyard::net::serve(listener, handler, stop, Duration::from_secs(1)).await;
+}
+
+/// Sends `requests` requests over gRPC from `concurrency` tasks on one channel, paced to `rate`
+/// spans per second when it is not 0; returns how many were answered OK.
+async fn grpc_load(
+    port: u16,
+    bodies: Arc<Vec<bytes::Bytes>>,
+    requests: usize,
+    concurrency: usize,
+    rate: usize,
+) -> usize {
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (channel, bodies, next) = (channel.clone(), bodies.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut ok = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= requests {
+                        return ok;
+                    }
+                    if rate > 0 {
+                        let due = started + Duration::from_secs_f64((i * SPANS_PER_REQUEST) as f64 / rate as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let mut grpc = tonic::client::Grpc::new(channel.clone());
+                    if grpc.ready().await.is_err() {
+                        continue;
+                    }
+                    let request = tonic::Request::new(bodies[i % bodies.len()].clone());
+                    let path = http::uri::PathAndQuery::from_static(export_path(Signal::Traces));
+                    if grpc.unary::<bytes::Bytes, bytes::Bytes, _>(request, path, RawCodec).await.is_ok() {
+                        ok += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap_or(0);
+    }
+    ok
+}
+
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let (clients, per_client) = if full { (8, 1250) } else { (2, 5) };
-    let (http, metrics) = (free_port(), free_port());
+    let args = args();
+    let (receiver_port, sink_port, metrics) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("load.yaml");
+    let protocol_block = if args.protocol == "http" { "http" } else { "grpc" };
     std::fs::write(
         &cfg,
         format!(
-            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{http}\nprocessors:\n  batch:\nexporters:\n  debug:\n    verbosity: basic\nservice:\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [debug]\n"
+            "receivers:\n  otlp:\n    protocols:\n      {protocol_block}:\n        endpoint: 127.0.0.1:{receiver_port}\nprocessors:\n  batch:\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{sink_port}\n    tls:\n      insecure: true\n    compression: {}\nservice:\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n",
+            args.compression
         ),
     )
     .expect("config");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let received = Arc::new(AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sink_port))).expect("sink port");
+    runtime.spawn(run_sink(listener, received.clone(), stop.clone()));
+
     let bin = env!("CARGO_BIN_EXE_switchyard");
-    let pinned = full && Command::new("taskset").arg("--version").output().is_ok();
+    let pinned = args.full && Command::new("taskset").arg("--version").output().is_ok();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
         c.args(["-c", "0", bin]);
@@ -96,32 +222,56 @@ fn main() {
         cmd.arg("--config").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start switchyard");
     let pid = child.id();
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", http)).is_err() {
+    while TcpStream::connect(("127.0.0.1", receiver_port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(20), "switchyard did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     let bodies: Vec<Vec<u8>> = (0..16).map(|seed| realistic::request(seed).encode_to_vec()).collect();
     let bytes_per_span = bodies[0].len() / SPANS_PER_REQUEST;
+    let requests = args.spans.div_ceil(SPANS_PER_REQUEST);
     let (cpu0, _) = usage(pid);
     let t0 = Instant::now();
-    let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let bodies = bodies.clone();
-            std::thread::spawn(move || client(http, &bodies, per_client))
-        })
-        .collect();
-    let ok: usize = threads.into_iter().map(|t| t.join().expect("client")).sum();
+    let (ok, expected) = if args.protocol == "http" {
+        let per_client = requests.div_ceil(args.concurrency);
+        let threads: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let bodies = bodies.clone();
+                std::thread::spawn(move || client(receiver_port, &bodies, per_client))
+            })
+            .collect();
+        (threads.into_iter().map(|t| t.join().expect("client")).sum::<usize>(), per_client * args.concurrency)
+    } else {
+        let shared = Arc::new(bodies.iter().map(|b| bytes::Bytes::from(b.clone())).collect::<Vec<_>>());
+        (runtime.block_on(grpc_load(receiver_port, shared, requests, args.concurrency, args.rate)), requests)
+    };
+    let sent = ok * SPANS_PER_REQUEST;
+    let delivered = Instant::now();
+    while received.load(Ordering::Relaxed) < sent && delivered.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let wall = t0.elapsed().as_secs_f64();
     let (cpu1, peak_rss) = usage(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
-    let spans = ok * SPANS_PER_REQUEST;
-    assert_eq!(ok, clients * per_client, "every request was accepted");
+    stop.cancel();
+    let got = received.load(Ordering::Relaxed);
     let cpu = cpu1 - cpu0;
     println!(
-        "load: {clients} clients x {per_client} requests x {SPANS_PER_REQUEST} spans ({bytes_per_span} B/span), gateway pinned to one core: {pinned}"
+        "load: {} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, switchyard pinned to one core: {pinned}",
+        args.protocol,
+        args.compression,
+        SPANS_PER_REQUEST,
+        args.concurrency,
+        if args.rate == 0 { "flat out".to_string() } else { format!("{} spans/s", args.rate) }
     );
-    println!("load: {spans} spans in {wall:.2} s = {:.0} spans/s", spans as f64 / wall);
-    println!("load: gateway CPU {cpu:.2} s = {:.2} CPU-seconds per million spans", cpu / spans as f64 * 1e6);
-    println!("load: gateway peak RSS {:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0));
+    println!("load: spans sent {sent}, received by the sink {got}");
+    println!("load: {:.0} spans/s over {wall:.2} s", got as f64 / wall);
+    println!(
+        "load: switchyard CPU {cpu:.2} s = {:.2} CPU-seconds per million spans, {:.0}% of one core",
+        cpu / got.max(1) as f64 * 1e6,
+        cpu / wall * 100.0
+    );
+    println!("load: switchyard peak RSS {:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0));
+    assert_eq!(got, sent, "every span sent arrived at the sink");
+    assert_eq!(ok, expected, "every request was accepted");
 }

@@ -3,20 +3,21 @@
 //! in. gRPC statuses are retried as OTLP says (UNAVAILABLE and the other transient codes, and
 //! RESOURCE_EXHAUSTED with RetryInfo, waiting at least the delay it asks); others drop the batch.
 
+mod call;
+
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
-use crate::grpc::{RawCodec, export_path, retry_verdict};
+use crate::grpc::{export_path, retry_verdict};
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
-use bytes::Bytes;
-use http::uri::PathAndQuery;
+use call::{H2Client, WireCompression};
+use http::{HeaderName, HeaderValue, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tonic::codec::CompressionEncoding;
-use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +31,8 @@ pub struct OtlpGrpcConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub compression: Compression,
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// Longest time one export may take.
     #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
@@ -44,6 +47,15 @@ pub struct OtlpGrpcConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+/// `compression_params`: how hard to compress.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    /// gzip 1 (fastest) to 9, zstd 1 to 22; unset means 1, the cheapest in CPU per span.
+    #[serde(default)]
+    pub level: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -61,8 +73,21 @@ impl OtlpGrpcConfig {
         self.tls.validate()?;
         for (name, value) in &self.headers {
             let bad = || (format!("headers.{name}"), "invalid gRPC metadata name or value".to_string());
-            AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-            AsciiMetadataValue::try_from(value.as_str()).map_err(|_| bad())?;
+            HeaderName::try_from(name.as_str()).map_err(|_| bad())?;
+            HeaderValue::try_from(value.as_str()).map_err(|_| bad())?;
+        }
+        if let Some(level) = self.compression_params.level {
+            let range = match self.compression {
+                Compression::Gzip => 1..=9,
+                Compression::Zstd => 1..=22,
+                Compression::None => 0..=i32::MAX,
+            };
+            if !range.contains(&level) {
+                return Err((
+                    "compression_params.level".into(),
+                    format!("must be in {range:?} for {:?}", self.compression),
+                ));
+            }
         }
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be greater than 0".into()));
@@ -96,66 +121,71 @@ impl OtlpGrpcConfig {
 
 pub struct OtlpGrpcExporter {
     name: String,
-    channel: Channel,
-    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
-    compression: Compression,
+    /// `scheme://authority` of the backend.
+    base: String,
+    client: H2Client,
+    metadata: Vec<(HeaderName, HeaderValue)>,
+    compression: WireCompression,
     timeout: Duration,
 }
 
 impl OtlpGrpcExporter {
-    /// Prepares a lazily connecting channel: a backend that is down at start is retried, not fatal.
+    /// Prepares a client that connects on first use: a backend that is down at start is
+    /// retried, not fatal.
     pub fn new(name: String, cfg: &OtlpGrpcConfig) -> Result<OtlpGrpcExporter, String> {
         if let Some(b) = &cfg.balancer_name {
-            tracing::warn!(exporter = %name, balancer_name = %b, "balancer_name is ignored: switchyard keeps one channel per exporter");
+            tracing::warn!(exporter = %name, balancer_name = %b, "balancer_name is ignored: switchyard keeps one connection pool per exporter");
         }
-        let endpoint = Endpoint::from_shared(cfg.uri()?)
-            .map_err(|e| format!("invalid endpoint: {e}"))?
-            .connect_timeout(cfg.timeout);
+        let uri: Uri = cfg.uri()?.parse().map_err(|_| format!("invalid endpoint \"{}\"", cfg.endpoint))?;
+        let base = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
         let connector = cfg.tls.connector(Protocol::Http2, cfg.timeout)?;
+        let client = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
-            let key = AsciiMetadataKey::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
-            let value = AsciiMetadataValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            let key = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
             metadata.push((key, value));
         }
-        Ok(OtlpGrpcExporter {
-            name,
-            channel: endpoint.connect_with_connector_lazy(connector),
-            metadata,
-            compression: cfg.compression,
-            timeout: cfg.timeout,
-        })
+        let level = cfg.compression_params.level;
+        let compression = match cfg.compression {
+            Compression::Gzip => WireCompression::Gzip(level.unwrap_or(1).clamp(1, 9) as u32),
+            Compression::Zstd => WireCompression::Zstd(level.unwrap_or(1)),
+            Compression::None => WireCompression::None,
+        };
+        Ok(OtlpGrpcExporter { name, base, client, metadata, compression, timeout: cfg.timeout })
     }
 
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
         let signal = batch.signal();
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        grpc = match self.compression {
-            Compression::Gzip => grpc.send_compressed(CompressionEncoding::Gzip),
-            Compression::Zstd => grpc.send_compressed(CompressionEncoding::Zstd),
-            Compression::None => grpc,
-        };
-        let mut request = tonic::Request::new(batch.to_encoded());
-        request.set_timeout(self.timeout);
-        for (k, v) in &self.metadata {
-            request.metadata_mut().insert(k.clone(), v.clone());
-        }
-        let call = async {
-            grpc.ready()
-                .await
-                .map_err(|e| ExportError::Retryable { after: None, reason: format!("connection: {e}") })?;
-            let path = PathAndQuery::from_static(export_path(signal));
-            grpc.unary::<Bytes, Bytes, _>(request, path, RawCodec).await.map_err(|status| {
+        let uri: Uri = format!("{}{}", self.base, export_path(signal))
+            .parse()
+            .map_err(|_| ExportError::Permanent { reason: format!("invalid URI {}", self.base) })?;
+        let framed =
+            call::frame(&batch.to_encoded(), self.compression).map_err(|reason| ExportError::Permanent { reason })?;
+        let answer = call::unary(&self.client, uri, framed, self.compression, &self.metadata, self.timeout);
+        let response = match tokio::time::timeout(self.timeout, answer).await {
+            Err(_) => {
+                return Err(ExportError::Retryable {
+                    after: None,
+                    reason: format!("no answer within {:?}", self.timeout),
+                });
+            }
+            Ok(Ok(response)) => response,
+            Ok(Err(status)) => {
                 let (retryable, after) = retry_verdict(&status);
                 let reason = format!("gRPC {:?}: {}", status.code(), status.message());
-                if retryable { ExportError::Retryable { after, reason } } else { ExportError::Permanent { reason } }
-            })
+                return Err(if retryable {
+                    ExportError::Retryable { after, reason }
+                } else {
+                    ExportError::Permanent { reason }
+                });
+            }
         };
-        let response = tokio::time::timeout(self.timeout, call).await.map_err(|_| ExportError::Retryable {
-            after: None,
-            reason: format!("no answer within {:?}", self.timeout),
-        })??;
-        super::partial::report(&self.name, signal, super::partial::from_protobuf(signal, response.get_ref()));
+        super::partial::report(&self.name, signal, super::partial::from_protobuf(signal, &response));
         Ok(())
     }
 }
