@@ -17,6 +17,8 @@ pub struct Metrics {
     pub exporter_sent: [IntCounterVec; 3],
     pub exporter_send_failed: [IntCounterVec; 3],
     pub exporter_enqueue_failed: [IntCounterVec; 3],
+    /// Items a backend reported as rejected in a `partial_success` (switchyard's own metric).
+    pub exporter_rejected: [IntCounterVec; 3],
     pub exporter_queue_size: IntGaugeVec,
     /// Requests answered with a client error (malformed, too large, wrong type…); labels
     /// `receiver`, `transport`, `code` (the HTTP status or gRPC code). Not a collector metric:
@@ -102,6 +104,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid metric"),
         ),
+        exporter_rejected: std::array::from_fn(|i| {
+            let name = format!("switchyard_exporter_rejected_{}_total", Signal::ALL[i].item_name());
+            let help =
+                format!("Number of {} the backend accepted the batch without (partial_success).", SIGNAL_WORDS[i]);
+            register(&r, IntCounterVec::new(Opts::new(name, help), el).expect("valid metric"))
+        }),
         exporter_queue_size: register(
             &r,
             IntGaugeVec::new(

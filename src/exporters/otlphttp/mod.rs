@@ -329,6 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn json_encoding_sends_otlp_json_and_gzip_compresses() {
+        use crate::pipeline::{Request, tests_support::traces};
+        let json: OtlpHttpConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "http://vendor:4318", "encoding": "json", "compression": "none"
+        }))
+        .unwrap();
+        let batch = Batch::from_request(Request::Traces(traces(2)));
+        let body = OtlpHttpExporter::new("x".into(), &json).unwrap().body(&batch).ok().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"], "s1");
+        let gz: OtlpHttpConfig = serde_json::from_value(serde_json::json!({"endpoint": "http://vendor:4318"})).unwrap();
+        let body = OtlpHttpExporter::new("x".into(), &gz).unwrap().body(&batch).ok().unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut raw).unwrap();
+        assert_eq!(raw, batch.to_encoded().to_vec(), "proto is the received bytes, gzipped");
+    }
+
+    #[test]
     fn urls_come_from_the_base_or_the_signal_keys() {
         let cfg: OtlpHttpConfig = serde_json::from_value(serde_json::json!({
             "endpoint": "http://vendor:4318/",
