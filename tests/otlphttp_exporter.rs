@@ -88,11 +88,14 @@ fn python_sdk_spans_reach_the_vendor_and_the_file_alike() {
         vendor.received()
     );
     assert_eq!(vendor.accepted_spans(), sent);
-    assert_eq!(span_names(&gw.path("out.jsonl")), sent, "both destinations got every span");
+    let out = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&out) == sent), "both destinations got every span");
     let first = &vendor.received()[0];
     assert!(first.headers.iter().any(|(k, v)| k == "api-key" && v == "secret-123"), "{:?}", first.headers);
     assert!(first.headers.iter().any(|(k, v)| k == "content-encoding" && v == "gzip"));
-    assert_eq!(gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "otlphttp/vendor")]), sent.len() as f64);
+    let counted =
+        || gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "otlphttp/vendor")]) == sent.len() as f64;
+    assert!(eventually(Duration::from_secs(10), counted));
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

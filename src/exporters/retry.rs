@@ -79,9 +79,12 @@ impl<'a> Backoff<'a> {
         }
         let jittered = self.jitter(self.interval);
         self.interval = self.interval.mul_f64(self.cfg.multiplier).min(self.cfg.max_interval);
-        let delay = hint.map_or(jittered, |h| h.max(jittered));
+        // A backend's hint is a floor, but never a reason to wait past the retry window (or an
+        // hour when there is none): a bogus Retry-After must not park the queue for ever.
         let limit = self.cfg.max_elapsed_time;
-        if !limit.is_zero() && self.started.elapsed() + delay > limit {
+        let cap = if limit.is_zero() { Duration::from_secs(3600) } else { limit };
+        let delay = hint.map_or(jittered, |h| h.max(jittered)).min(cap);
+        if !limit.is_zero() && self.started.elapsed().saturating_add(delay) > limit {
             return None;
         }
         Some(delay)
@@ -128,6 +131,14 @@ mod tests {
         let c = cfg();
         let mut b = Backoff::new(&c);
         assert!(b.next_delay(Some(Duration::from_secs(2))).unwrap() >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn absurd_hints_neither_overflow_nor_park_the_queue() {
+        let c = cfg();
+        assert_eq!(Backoff::new(&c).next_delay(Some(Duration::MAX)), None, "beyond the window: give up");
+        let forever = RetryConfig { max_elapsed_time: Duration::ZERO, ..cfg() };
+        assert_eq!(Backoff::new(&forever).next_delay(Some(Duration::MAX)), Some(Duration::from_secs(3600)));
     }
 
     #[test]

@@ -65,6 +65,15 @@ impl TlsClientConfig {
         Ok(())
     }
 
+    /// Whether any setting other than `insecure` is given.
+    pub fn has_settings(&self) -> bool {
+        self.insecure_skip_verify
+            || self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.server_name_override.is_some()
+    }
+
     fn client_config(&self) -> Result<ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -105,7 +114,13 @@ impl TlsClientConfig {
             }
             None => {
                 let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    tracing::warn!(
+                        errors = ?found.errors,
+                        "the system trust store is empty (install ca-certificates, or set tls.ca_file): https endpoints will fail verification"
+                    );
+                }
             }
         }
         Ok(roots)

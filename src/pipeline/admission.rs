@@ -111,12 +111,11 @@ impl Capacity {
             })
     }
 
-    /// Claims `n` units, waiting up to `BLOCK_LIMIT` for room when the queue blocks on overflow.
-    pub async fn claim(self: &Arc<Self>, n: usize) -> Option<Claim> {
+    /// Claims `n` units; when the queue blocks on overflow, waits for room until `deadline`.
+    pub async fn claim_until(self: &Arc<Self>, n: usize, deadline: tokio::time::Instant) -> Option<Claim> {
         if !self.block {
             return self.try_claim(n);
         }
-        let deadline = tokio::time::Instant::now() + BLOCK_LIMIT;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -217,7 +216,7 @@ mod tests {
         let first = c.try_claim(1).unwrap();
         let waiter = tokio::spawn({
             let c = c.clone();
-            async move { c.claim(1).await.is_some() }
+            async move { c.claim_until(1, tokio::time::Instant::now() + BLOCK_LIMIT).await.is_some() }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "waits while the queue is full");

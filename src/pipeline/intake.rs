@@ -3,7 +3,7 @@
 //! all of it is there does the data go in, and the receiver may answer success. It counts
 //! accepted and refused items per receiver and transport.
 
-use super::admission::{Capacity, Claim};
+use super::admission::{BLOCK_LIMIT, Capacity, Claim};
 use super::batch::Batch;
 use super::signal::Signal;
 use crate::telemetry::metrics::METRICS;
@@ -96,37 +96,73 @@ impl Intake {
         if routes.iter().any(|r| r.input.is_closed()) {
             return Err(Refusal::retryable("switchyard is shutting down"));
         }
-        // Claim everything first, so that a refusal leaves no pipeline with a partial copy.
-        let mut claims: Vec<Vec<Claim>> = Vec::with_capacity(routes.len());
-        for route in routes {
-            let mut held = Vec::with_capacity(route.queues.len());
-            for queue in &route.queues {
-                match queue.claim(queue.weight(&batch)).await {
-                    Some(c) => held.push(c),
-                    None => {
-                        METRICS.exporter_enqueue_failed[signal.index()]
-                            .with_label_values(&[queue.name()])
-                            .inc_by(batch.items() as u64);
-                        tracing::warn!(exporter = queue.name(), %signal, items = batch.items(), "sending queue is full; refusing data");
-                        return Err(Refusal::retryable(format!("sending queue of exporter {} is full", queue.name())));
-                    }
+        // Claim everything first, so that a refusal leaves no pipeline with a partial copy. An
+        // exporter shared by several pipelines gets one copy from each: claim its room once, for
+        // all of them, and within one deadline however many queues must wait.
+        let mut needs: Vec<(Arc<Capacity>, usize)> = Vec::new();
+        for queue in routes.iter().flat_map(|r| &r.queues) {
+            let weight = queue.weight(&batch);
+            match needs.iter_mut().find(|(q, _)| Arc::ptr_eq(q, queue)) {
+                Some((_, n)) => *n += weight,
+                None => needs.push((queue.clone(), weight)),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + BLOCK_LIMIT;
+        let mut claims: Vec<(Arc<Capacity>, Arc<Claim>)> = Vec::with_capacity(needs.len());
+        for (queue, n) in needs {
+            match queue.claim_until(n, deadline).await {
+                Some(c) => claims.push((queue, Arc::new(c))),
+                None => {
+                    METRICS.exporter_enqueue_failed[signal.index()]
+                        .with_label_values(&[queue.name()])
+                        .inc_by(batch.items() as u64);
+                    tracing::warn!(exporter = queue.name(), %signal, items = batch.items(), "sending queue is full; refusing data");
+                    return Err(Refusal::retryable(format!("sending queue of exporter {} is full", queue.name())));
                 }
             }
-            claims.push(held);
         }
-        let send = |route: &Route, mut copy: Batch, held: Vec<Claim>| {
-            for claim in held {
-                copy.hold(claim);
-            }
+        let send = |route: &Route, mut copy: Batch| {
+            let held: Vec<Arc<Claim>> = claims
+                .iter()
+                .filter(|(q, _)| route.queues.iter().any(|rq| Arc::ptr_eq(rq, q)))
+                .map(|(_, c)| c.clone())
+                .collect();
+            copy.hold_shared(&held);
             route.input.send(copy).map_err(|_| Refusal::retryable("switchyard is shutting down"))
         };
-        let mut claims = claims.into_iter();
         if let Some((last, rest)) = routes.split_last() {
             for route in rest {
-                send(route, batch.clone(), claims.next().unwrap_or_default())?;
+                send(route, batch.clone())?;
             }
-            send(last, batch, claims.next().unwrap_or_default())?;
+            send(last, batch)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Request, tests_support::traces};
+
+    #[tokio::test]
+    async fn an_exporter_shared_by_two_pipelines_is_claimed_once_for_both_copies() {
+        let queue = Capacity::new("shared".into(), 1);
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let routes =
+            vec![Route { input: tx1, queues: vec![queue.clone()] }, Route { input: tx2, queues: vec![queue.clone()] }];
+        let intake = Intake::new("otlp".into(), [routes, Vec::new(), Vec::new()]);
+        let batch = Batch::from_request(Request::Traces(traces(2)));
+        // One claim covers both copies (two requests' worth); an empty queue takes it whole.
+        assert_eq!(intake.submit("test", batch).await, Ok(()), "not refused for its own first copy");
+        let (a, b) = (rx1.recv().await.unwrap(), rx2.recv().await.unwrap());
+        assert_eq!(queue.held(), 2);
+        drop(a);
+        assert_eq!(queue.held(), 2, "the room is held until both copies are done");
+        drop(b);
+        assert_eq!(queue.held(), 0);
+        let refused = intake.submit("test", Batch::from_request(Request::Traces(traces(1)))).await;
+        assert!(refused.is_ok(), "room came back");
     }
 }

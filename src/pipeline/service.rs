@@ -267,7 +267,8 @@ impl RunningService {
                     if left > 0 {
                         tracing::error!(
                             exporter = exporter.unwrap_or_default(),
-                            requests_left = left,
+                            left,
+                            unit = "sending_queue.sizer units (requests by default)",
                             timeout = ?self.shutdown_timeout,
                             "shutdown deadline passed with data still queued; it is lost"
                         );

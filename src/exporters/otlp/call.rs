@@ -57,7 +57,7 @@ pub async fn unary(
         .header(header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers")
         .header("grpc-accept-encoding", "gzip")
-        .header("grpc-timeout", format!("{}m", timeout.as_millis().max(1)))
+        .header("grpc-timeout", grpc_timeout(timeout))
         .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
     match compression {
         WireCompression::Gzip(_) => req = req.header("grpc-encoding", "gzip"),
@@ -82,24 +82,35 @@ pub async fn unary(
         };
         return Err(Status::new(code, format!("HTTP {}", parts.status)));
     }
+    // Trailers-only answer: the status is in the headers.
     if let Some(status) = status_from(&parts.headers) {
-        return Err(status); // trailers-only answer
+        return status.map(|()| Bytes::new());
     }
-    let collected = body.collect().await.map_err(|e| Status::unavailable(format!("reading the answer: {e}")))?;
+    // The answer is one small message; a backend streaming more is cut off.
+    let collected = http_body_util::Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| Status::unavailable(format!("reading the answer: {e}")))?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
     let data = collected.to_bytes();
     match status_from(&trailers) {
-        Some(status) => Err(status),
-        None if trailers.contains_key("grpc-status") => message(data, parts.headers.get("grpc-encoding")),
-        None => Err(Status::internal("answer without grpc-status")),
+        Some(Err(status)) => Err(status),
+        // Delivered: an answer we cannot read only means no partial-success details.
+        Some(Ok(())) => Ok(message(data, parts.headers.get("grpc-encoding")).unwrap_or_default()),
+        None => Err(Status::unknown("answer without grpc-status")),
     }
 }
 
-/// The status in `grpc-status` (with message and details) if it is not OK.
-fn status_from(headers: &HeaderMap) -> Option<Status> {
-    let code: i32 = headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+/// The largest answer read from a backend.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// The `grpc-status` in `headers`, if there is one: `Ok` for OK, else the status with its
+/// message and details. A value that does not parse is UNKNOWN.
+fn status_from(headers: &HeaderMap) -> Option<Result<(), Status>> {
+    let raw = headers.get("grpc-status")?;
+    let code: i32 = raw.to_str().ok().and_then(|v| v.trim().parse().ok()).unwrap_or(2);
     if code == 0 {
-        return None;
+        return Some(Ok(()));
     }
     let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_default();
     // Binary metadata is base64, with or without padding.
@@ -108,10 +119,10 @@ fn status_from(headers: &HeaderMap) -> Option<Status> {
         let unpadded = &unpadded[..unpadded.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1)];
         base64::engine::general_purpose::STANDARD_NO_PAD.decode(unpadded).ok()
     });
-    Some(match details {
+    Some(Err(match details {
         Some(d) => Status::with_details(Code::from_i32(code), message, d.into()),
         None => Status::new(Code::from_i32(code), message),
-    })
+    }))
 }
 
 /// The first message of a response body, decompressed if flagged.
@@ -138,6 +149,18 @@ fn message(mut data: Bytes, encoding: Option<&HeaderValue>) -> Result<Bytes, Sta
     }
     .map_err(|e| Status::internal(format!("answer: {e}")))?;
     Ok(out.into())
+}
+
+/// `grpc-timeout`: at most 8 digits, in the finest unit that fits.
+fn grpc_timeout(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    if ms < 100_000_000 {
+        format!("{ms}m")
+    } else if d.as_secs() < 100_000_000 {
+        format!("{}S", d.as_secs())
+    } else {
+        format!("{}H", (d.as_secs() / 3600).min(99_999_999))
+    }
 }
 
 /// `grpc-message` is percent-encoded.
@@ -173,6 +196,8 @@ mod tests {
         assert_eq!(u32::from_be_bytes([g[1], g[2], g[3], g[4]]) as usize, g.len() - 5);
         assert_eq!(percent_decode("sink%20told%20to%20fail"), "sink told to fail");
         assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
     }
 
     #[test]
@@ -180,13 +205,15 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(status_from(&h).is_none());
         h.insert("grpc-status", HeaderValue::from_static("0"));
-        assert!(status_from(&h).is_none());
+        assert!(matches!(status_from(&h), Some(Ok(()))));
+        h.insert("grpc-status", HeaderValue::from_static("banana"));
+        assert_eq!(status_from(&h).unwrap().unwrap_err().code(), Code::Unknown);
         let details = crate::rpc_status::status_with_retry_info(14, "busy", Duration::from_secs(2));
         let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&details);
         h.insert("grpc-status", HeaderValue::from_static("14"));
         h.insert("grpc-message", HeaderValue::from_static("busy%21"));
         h.insert("grpc-status-details-bin", HeaderValue::from_str(&encoded).unwrap());
-        let s = status_from(&h).unwrap();
+        let s = status_from(&h).unwrap().unwrap_err();
         assert_eq!((s.code(), s.message()), (Code::Unavailable, "busy!"));
         assert_eq!(crate::grpc::retry_verdict(&s), (true, Some(Duration::from_secs(2))));
     }

@@ -14,7 +14,7 @@ use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
 use call::{H2Client, WireCompression};
 use http::{HeaderName, HeaderValue, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -69,8 +69,17 @@ pub enum Compression {
 
 impl OtlpGrpcConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
-        self.uri().map_err(|m| ("endpoint".to_string(), m))?;
+        let uri = self.uri().map_err(|m| ("endpoint".to_string(), m))?;
         self.tls.validate()?;
+        if uri.starts_with("http://") && self.tls.has_settings() {
+            return Err((
+                "tls".into(),
+                format!(
+                    "TLS settings are given but \"{}\" is dialled in plaintext; remove them, or use TLS (https:// or a bare host:port without tls.insecure)",
+                    self.endpoint
+                ),
+            ));
+        }
         for (name, value) in &self.headers {
             let bad = || (format!("headers.{name}"), "invalid gRPC metadata name or value".to_string());
             HeaderName::try_from(name.as_str()).map_err(|_| bad())?;
@@ -143,7 +152,15 @@ impl OtlpGrpcExporter {
             uri.authority().map(|a| a.as_str()).unwrap_or_default()
         );
         let connector = cfg.tls.connector(Protocol::Http2, cfg.timeout)?;
-        let client = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
+        // Keepalive pings notice a connection whose peer vanished, instead of timing out on it
+        // until TCP gives up.
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .http2_keep_alive_while_idle(true)
+            .build(connector);
         let mut metadata = Vec::new();
         for (k, v) in &cfg.headers {
             let key = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;

@@ -100,6 +100,14 @@ impl OtlpHttpConfig {
             return Err(("timeout".into(), "must be greater than 0".into()));
         }
         self.tls.validate()?;
+        if self.tls.has_settings()
+            && Signal::ALL.iter().filter_map(|s| self.url_source(*s)).all(|(_, u)| u.starts_with("http://"))
+        {
+            return Err((
+                "tls".into(),
+                "TLS settings are given but every endpoint is http://; use https:// or remove them".into(),
+            ));
+        }
         self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
     }
