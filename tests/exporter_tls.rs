@@ -40,23 +40,11 @@ fn retry_quickly() -> &'static str {
     "retry_on_failure: {initial_interval: 100ms, max_interval: 100ms, max_elapsed_time: 1s}"
 }
 
-fn post(gw: &Gateway, prefix: &str) {
-    let r = http_request(
-        "POST",
-        gw.http,
-        "/v1/traces",
-        &[("Content-Type", "application/x-protobuf")],
-        &traces_body(spans(prefix, 2)),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
-}
-
 /// Runs one gateway with `exporter` (YAML of one exporter, on one line), sends two spans, and
 /// returns whether `delivered` came true.
 fn delivers(exporter: &str, delivered: impl Fn() -> bool) -> bool {
     let mut gw = Gateway::start(&config(exporter));
-    post(&gw, "tls-");
+    post_spans(&gw, "tls-", 2);
     // Either it arrives, or the exporter gives up (after 1 s of retries) and counts the failure.
     let failed = |gw: &Gateway| gw.metric("otelcol_exporter_send_failed_spans_total", &[]) == 2.0;
     assert!(eventually(Duration::from_secs(15), || delivered() || failed(&gw)), "{}", gw.log());

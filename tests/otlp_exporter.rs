@@ -149,18 +149,7 @@ fn unavailable_is_retried_and_invalid_argument_drops_only_its_batch() {
     let scratch = tempfile::tempdir().unwrap();
     let flaky = Sink::start(&python, scratch.path(), &["--fail-first", "2", "--fail-code", "UNAVAILABLE"]);
     let mut gw = Gateway::start(&config(&grpc_exporter(flaky.port), "otlp/jaeger"));
-    let post = |prefix: &str, n: usize| {
-        let r = http_request(
-            "POST",
-            gw.http,
-            "/v1/traces",
-            &[("Content-Type", "application/x-protobuf")],
-            &traces_body(spans(prefix, n)),
-        )
-        .unwrap();
-        assert_eq!(r.status, 200);
-    };
-    post("retried-", 3);
+    post_spans(&gw, "retried-", 3);
     assert!(eventually(Duration::from_secs(15), || flaky.spans().len() == 3), "{}", gw.log());
     assert_eq!(flaky.spans(), vec!["retried-0", "retried-1", "retried-2"], "delivered once after two refusals");
     let (status, log) = gw.stop();
@@ -168,22 +157,11 @@ fn unavailable_is_retried_and_invalid_argument_drops_only_its_batch() {
 
     let strict = Sink::start(&python, scratch.path(), &["--fail-first", "1", "--fail-code", "INVALID_ARGUMENT"]);
     let mut gw = Gateway::start(&config(&grpc_exporter(strict.port), "otlp/jaeger"));
-    let post = |prefix: &str, n: usize| {
-        let r = http_request(
-            "POST",
-            gw.http,
-            "/v1/traces",
-            &[("Content-Type", "application/x-protobuf")],
-            &traces_body(spans(prefix, n)),
-        )
-        .unwrap();
-        assert_eq!(r.status, 200);
-    };
-    post("rejected-", 2);
+    post_spans(&gw, "rejected-", 2);
     assert!(eventually(Duration::from_secs(10), || gw
         .metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlp/jaeger")])
         == 2.0));
-    post("next-", 2);
+    post_spans(&gw, "next-", 2);
     assert!(eventually(Duration::from_secs(10), || strict.spans().len() == 2));
     assert_eq!(strict.spans(), vec!["next-0", "next-1"]);
     let (status, log) = gw.stop();

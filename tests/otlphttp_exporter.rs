@@ -45,18 +45,6 @@ service:
     )
 }
 
-fn post(gw: &Gateway, prefix: &str, n: usize) {
-    let r = http_request(
-        "POST",
-        gw.http,
-        "/v1/traces",
-        &[("Content-Type", "application/x-protobuf")],
-        &traces_body(spans(prefix, n)),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 fn names(prefix: &str, n: usize) -> Vec<String> {
     let mut v: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     v.sort();
@@ -106,7 +94,7 @@ fn retry_after_is_honoured_and_a_400_drops_only_its_batch() {
     let mut gw = Gateway::start(&config(vendor.port, "", "otlphttp/vendor"));
 
     vendor.script(&[(503, &[("Retry-After", "2")])]);
-    post(&gw, "later-", 3);
+    post_spans(&gw, "later-", 3);
     assert!(eventually(Duration::from_secs(15), || vendor.accepted_spans().len() == 3), "{:?}", vendor.received());
     let received = vendor.received();
     assert_eq!(received.len(), 2, "one refused attempt, one delivery: {received:?}");
@@ -115,11 +103,11 @@ fn retry_after_is_honoured_and_a_400_drops_only_its_batch() {
     assert_eq!(vendor.accepted_spans(), names("later-", 3));
 
     vendor.script(&[(400, &[])]);
-    post(&gw, "bad-", 2);
+    post_spans(&gw, "bad-", 2);
     assert!(eventually(Duration::from_secs(10), || gw
         .metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlphttp/vendor")])
         == 2.0));
-    post(&gw, "next-", 4);
+    post_spans(&gw, "next-", 4);
     assert!(eventually(Duration::from_secs(10), || vendor.accepted_spans().len() == 7));
     let mut want = [names("later-", 3), names("next-", 4)].concat();
     want.sort();
@@ -138,7 +126,7 @@ fn a_backend_down_for_20_seconds_gets_everything_once_it_is_back() {
     let started = std::time::Instant::now();
     let mut sent = Vec::new();
     for round in 0..5 {
-        post(&gw, &format!("down{round}-"), 3);
+        post_spans(&gw, &format!("down{round}-"), 3);
         sent.extend(names(&format!("down{round}-"), 3));
         std::thread::sleep(Duration::from_secs(4));
     }

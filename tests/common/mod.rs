@@ -335,3 +335,16 @@ pub fn span_names(path: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// POSTs `n` spans named `{prefix}{i}` to the gateway's OTLP/HTTP port and expects 200.
+pub fn post_spans(gw: &Gateway, prefix: &str, n: usize) {
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &traces_body(spans(prefix, n)),
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
