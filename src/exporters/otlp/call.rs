@@ -2,37 +2,24 @@
 //! level is ours to choose (tonic fixes gzip at level 6, which costs more CPU per span than the
 //! whole rest of the gateway). Answers come back as `tonic::Status`, trailers or trailers-only.
 
+use super::super::compression::Compressor;
 use base64::Engine;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 use tonic::{Code, Status};
-
-/// How a request message is compressed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireCompression {
-    None,
-    Gzip(u32),
-    Zstd(i32),
-}
 
 pub type H2Client = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Frames `message` as a gRPC length-prefixed message, compressed as asked.
-pub fn frame(message: &[u8], compression: WireCompression) -> Result<Bytes, String> {
-    let (flag, payload): (u8, Vec<u8>) = match compression {
-        WireCompression::None => (0, message.to_vec()),
-        WireCompression::Gzip(level) => {
-            let mut enc =
-                flate2::write::GzEncoder::new(Vec::with_capacity(message.len() / 4), flate2::Compression::new(level));
-            enc.write_all(message).map_err(|e| e.to_string())?;
-            (1, enc.finish().map_err(|e| e.to_string())?)
-        }
-        WireCompression::Zstd(level) => (1, zstd::encode_all(message, level).map_err(|e| e.to_string())?),
+pub fn frame(message: &[u8], compressor: &Compressor) -> Result<Bytes, String> {
+    let (flag, payload): (u8, Vec<u8>) = match compressor.compress(message)? {
+        Some(compressed) => (1, compressed),
+        None => (0, message.to_vec()),
     };
     let len = u32::try_from(payload.len()).map_err(|_| "message over 4 GiB".to_string())?;
     let mut out = BytesMut::with_capacity(5 + payload.len());
@@ -47,7 +34,7 @@ pub async fn unary(
     client: &H2Client,
     uri: Uri,
     framed: Bytes,
-    compression: WireCompression,
+    compressor: &Compressor,
     metadata: &[(http::HeaderName, HeaderValue)],
     timeout: Duration,
 ) -> Result<Bytes, Status> {
@@ -59,10 +46,8 @@ pub async fn unary(
         .header("grpc-accept-encoding", "gzip")
         .header("grpc-timeout", grpc_timeout(timeout))
         .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
-    match compression {
-        WireCompression::Gzip(_) => req = req.header("grpc-encoding", "gzip"),
-        WireCompression::Zstd(_) => req = req.header("grpc-encoding", "zstd"),
-        WireCompression::None => {}
+    if let Some(encoding) = compressor.encoding() {
+        req = req.header("grpc-encoding", encoding);
     }
     for (k, v) in metadata {
         req = req.header(k, v);
@@ -189,9 +174,10 @@ mod tests {
 
     #[test]
     fn frames_and_percent_decoding() {
-        let f = frame(b"abc", WireCompression::None).unwrap();
+        use crate::exporters::compression::{Compression, CompressionParams};
+        let f = frame(b"abc", &Compressor::new(Compression::None, &CompressionParams::default())).unwrap();
         assert_eq!(&f[..], &[0, 0, 0, 0, 3, b'a', b'b', b'c']);
-        let g = frame(&b"x".repeat(1000), WireCompression::Gzip(1)).unwrap();
+        let g = frame(&b"x".repeat(1000), &Compressor::new(Compression::Gzip, &CompressionParams::default())).unwrap();
         assert_eq!(g[0], 1);
         assert_eq!(u32::from_be_bytes([g[1], g[2], g[3], g[4]]) as usize, g.len() - 5);
         assert_eq!(percent_decode("sink%20told%20to%20fail"), "sink told to fail");

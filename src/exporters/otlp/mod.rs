@@ -5,13 +5,14 @@
 
 mod call;
 
+use super::compression::{Compression, CompressionParams, Compressor};
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::grpc::{export_path, retry_verdict};
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
-use call::{H2Client, WireCompression};
+use call::H2Client;
 use http::{HeaderName, HeaderValue, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -49,24 +50,6 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// `compression_params`: how hard to compress.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompressionParams {
-    /// gzip 1 (fastest) to 9, zstd 1 to 22; unset means 1, the cheapest in CPU per span.
-    #[serde(default)]
-    pub level: Option<i32>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-    None,
-}
-
 impl OtlpGrpcConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let uri = self.uri().map_err(|m| ("endpoint".to_string(), m))?;
@@ -85,19 +68,7 @@ impl OtlpGrpcConfig {
             HeaderName::try_from(name.as_str()).map_err(|_| bad())?;
             HeaderValue::try_from(value.as_str()).map_err(|_| bad())?;
         }
-        if let Some(level) = self.compression_params.level {
-            let range = match self.compression {
-                Compression::Gzip => 1..=9,
-                Compression::Zstd => 1..=22,
-                Compression::None => 0..=i32::MAX,
-            };
-            if !range.contains(&level) {
-                return Err((
-                    "compression_params.level".into(),
-                    format!("must be in {range:?} for {:?}", self.compression),
-                ));
-            }
-        }
+        Compressor::validate(self.compression, &self.compression_params)?;
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be greater than 0".into()));
         }
@@ -134,7 +105,7 @@ pub struct OtlpGrpcExporter {
     base: String,
     client: H2Client,
     metadata: Vec<(HeaderName, HeaderValue)>,
-    compression: WireCompression,
+    compression: Compressor,
     timeout: Duration,
 }
 
@@ -167,12 +138,7 @@ impl OtlpGrpcExporter {
             let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
             metadata.push((key, value));
         }
-        let level = cfg.compression_params.level;
-        let compression = match cfg.compression {
-            Compression::Gzip => WireCompression::Gzip(level.unwrap_or(1).clamp(1, 9) as u32),
-            Compression::Zstd => WireCompression::Zstd(level.unwrap_or(1)),
-            Compression::None => WireCompression::None,
-        };
+        let compression = Compressor::new(cfg.compression, &cfg.compression_params);
         Ok(OtlpGrpcExporter { name, base, client, metadata, compression, timeout: cfg.timeout })
     }
 
@@ -182,8 +148,8 @@ impl OtlpGrpcExporter {
             .parse()
             .map_err(|_| ExportError::Permanent { reason: format!("invalid URI {}", self.base) })?;
         let framed =
-            call::frame(&batch.to_encoded(), self.compression).map_err(|reason| ExportError::Permanent { reason })?;
-        let answer = call::unary(&self.client, uri, framed, self.compression, &self.metadata, self.timeout);
+            call::frame(&batch.to_encoded(), &self.compression).map_err(|reason| ExportError::Permanent { reason })?;
+        let answer = call::unary(&self.client, uri, framed, &self.compression, &self.metadata, self.timeout);
         let response = match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => {
                 return Err(ExportError::Retryable {

@@ -4,6 +4,7 @@
 //! retried (honouring `Retry-After`), other errors drop the batch, and a partial success is
 //! logged, not retried.
 
+use super::compression::{Compression, CompressionParams, Compressor};
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::{Protocol, TlsClientConfig};
@@ -17,7 +18,6 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +39,8 @@ pub struct OtlpHttpConfig {
     #[serde(default)]
     pub compression: Compression,
     #[serde(default)]
+    pub compression_params: CompressionParams,
+    #[serde(default)]
     pub encoding: Encoding,
     /// Longest time one request may take.
     #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
@@ -54,15 +56,6 @@ pub struct OtlpHttpConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-    None,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -100,6 +93,7 @@ impl OtlpHttpConfig {
             return Err(("timeout".into(), "must be greater than 0".into()));
         }
         self.tls.validate()?;
+        Compressor::validate(self.compression, &self.compression_params)?;
         if self.tls.has_settings()
             && Signal::ALL.iter().filter_map(|s| self.url_source(*s)).all(|(_, u)| u.starts_with("http://"))
         {
@@ -139,7 +133,7 @@ pub struct OtlpHttpExporter {
     name: String,
     urls: [Option<Uri>; 3],
     headers: Vec<(HeaderName, HeaderValue)>,
-    compression: Compression,
+    compression: Compressor,
     encoding: Encoding,
     timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -165,7 +159,7 @@ impl OtlpHttpExporter {
             name,
             urls,
             headers,
-            compression: cfg.compression,
+            compression: Compressor::new(cfg.compression, &cfg.compression_params),
             encoding: cfg.encoding,
             timeout: cfg.timeout,
             client,
@@ -181,14 +175,9 @@ impl OtlpHttpExporter {
                 Bytes::from(super::file::to_json_line(request).map_err(permanent)?)
             }
         };
-        Ok(match self.compression {
-            Compression::None => raw,
-            Compression::Gzip => {
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-                enc.write_all(&raw).and_then(|_| enc.finish()).map(Bytes::from).map_err(|e| permanent(e.to_string()))?
-            }
-            Compression::Zstd => Bytes::from(zstd::encode_all(&raw[..], 1).map_err(|e| permanent(e.to_string()))?),
+        Ok(match self.compression.compress(&raw).map_err(permanent)? {
+            Some(compressed) => Bytes::from(compressed),
+            None => raw,
         })
     }
 
@@ -206,10 +195,8 @@ impl OtlpHttpExporter {
         req = req
             .header(header::CONTENT_TYPE, content_type)
             .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
-        match self.compression {
-            Compression::Gzip => req = req.header(header::CONTENT_ENCODING, "gzip"),
-            Compression::Zstd => req = req.header(header::CONTENT_ENCODING, "zstd"),
-            Compression::None => {}
+        if let Some(encoding) = self.compression.encoding() {
+            req = req.header(header::CONTENT_ENCODING, encoding);
         }
         for (k, v) in &self.headers {
             req = req.header(k, v);
