@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real test peers used by switchyard's integration tests (tests/):
 #   - prometheus + promtool (Debian apt package)
-#   - OpenTelemetry Python SDK + OTLP exporters in target/peers/venv
-#     (pinned in tests/peers/python/requirements.txt)
-#   - OpenTelemetry JS SDK + OTLP/HTTP exporters in tests/peers/node/node_modules
-#     (pinned in tests/peers/node/package.json + package-lock.json)
+#   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
+#     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
+#   - OpenTelemetry Python SDK 1.21 + Jaeger Thrift and Zipkin v2 exporters in
+#     target/peers/venv-otel121 (pinned in tests/peers/python-otel121/requirements.txt)
+#   - OpenTelemetry JS SDK + OTLP/HTTP exporters, and the legacy Node jaeger-client,
+#     in tests/peers/node/node_modules (pinned in tests/peers/node/package.json + package-lock.json)
 # Idempotent and fast when everything is already installed; safe to run from
 # several test processes at once (serialised with flock).
-# Env: PEERS_PYTHON=python interpreter for the venv (default python3).
+# Env: PEERS_PYTHON=python interpreter for the venvs (default python3).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +18,8 @@ cd "$ROOT"
 PEERS_DIR="$ROOT/target/peers"
 VENV="$PEERS_DIR/venv"
 PY_REQ="$ROOT/tests/peers/python/requirements.txt"
-PY_MARKER="$VENV/.switchyard-requirements.sha256"
+VENV_OTEL121="$PEERS_DIR/venv-otel121"
+PY_OTEL121_REQ="$ROOT/tests/peers/python-otel121/requirements.txt"
 NODE_DIR="$ROOT/tests/peers/node"
 PYTHON="${PEERS_PYTHON:-python3}"
 
@@ -49,24 +52,35 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     apt_install prometheus
 fi
 
-# ---------------------------------------------------------------- python venv
+# ---------------------------------------------------------------- python venvs
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PEERS_PYTHON)"
-want_hash="$(sha256sum "$PY_REQ" | cut -d' ' -f1)"
-have_hash="$(cat "$PY_MARKER" 2>/dev/null || true)"
-if [ "$want_hash" != "$have_hash" ] || ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
-    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-        || die "$PYTHON is $("$PYTHON" -V 2>&1); the pinned OpenTelemetry SDK needs Python >= 3.10"
-    if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        apt_install python3-venv
+# ensure_venv DIR REQUIREMENTS: (re)creates the venv DIR and installs REQUIREMENTS into it when
+# the SHA-256 of REQUIREMENTS differs from the one stored in DIR/.switchyard-requirements.sha256.
+# Wheels only (--only-binary=:all:); a requirements file may exempt named sdist-only packages
+# with its own `--no-binary NAME,...` line.
+ensure_venv() {
+    local venv="$1" req="$2"
+    local marker="$venv/.switchyard-requirements.sha256"
+    local want_hash have_hash
+    want_hash="$(sha256sum "$req" | cut -d' ' -f1)"
+    have_hash="$(cat "$marker" 2>/dev/null || true)"
+    if [ "$want_hash" != "$have_hash" ] || ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+            || die "$PYTHON is $("$PYTHON" -V 2>&1); the pinned OpenTelemetry SDK needs Python >= 3.10"
+        if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3-venv
+        fi
+        log "creating $venv"
+        rm -rf "$venv"
+        "$PYTHON" -m venv "$venv"
+        log "pip install -r ${req#"$ROOT/"}"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+            --only-binary=:all: -r "$req" >&2
+        echo "$want_hash" >"$marker"
     fi
-    log "creating $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    log "pip install -r ${PY_REQ#"$ROOT/"}"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        --only-binary=:all: -r "$PY_REQ" >&2
-    echo "$want_hash" >"$PY_MARKER"
-fi
+}
+ensure_venv "$VENV" "$PY_REQ"
+ensure_venv "$VENV_OTEL121" "$PY_OTEL121_REQ"
 
 # ---------------------------------------------------------------- node modules
 command -v node >/dev/null 2>&1 || die "node not found (need Node.js >= 20.6)"
@@ -86,6 +100,10 @@ fi
 prom_v="$(prometheus --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
 promtool_v="$(promtool --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
 py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporters", m.version("opentelemetry-exporter-otlp-proto-grpc") + ",", "python", platform.python_version() + ")")')"
+jaeger_py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("jaeger-client"), "(thrift", m.version("thrift") + ", tornado", m.version("tornado") + ", opentracing", m.version("opentracing") + ")")')"
+otel121_v="$("$VENV_OTEL121/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporter-jaeger-thrift", m.version("opentelemetry-exporter-jaeger-thrift") + ", exporter-zipkin-json", m.version("opentelemetry-exporter-zipkin-json") + ", exporter-zipkin-proto-http", m.version("opentelemetry-exporter-zipkin-proto-http") + ", thrift", m.version("thrift") + ", python", platform.python_version() + ")")')"
+node_jaeger_v="$(cd "$NODE_DIR" && node -e 'const v = (p) => require("./node_modules/" + p + "/package.json").version;
+console.log(v("jaeger-client") + " (thriftrw " + v("thriftrw") + ", opentracing " + v("opentracing") + ")");')"
 node_v="$(cd "$NODE_DIR" && node -e '
 const v = (p) => require("./node_modules/" + p + "/package.json").version;
 console.log("sdk-trace-base " + v("@opentelemetry/sdk-trace-base") + ", sdk-metrics " + v("@opentelemetry/sdk-metrics") +
@@ -95,4 +113,7 @@ console.log("sdk-trace-base " + v("@opentelemetry/sdk-trace-base") + ", sdk-metr
 echo "prometheus $prom_v ($(command -v prometheus))"
 echo "promtool $promtool_v ($(command -v promtool))"
 echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
+echo "python jaeger-client $jaeger_py_v [${VENV#"$ROOT/"}/bin/python]"
+echo "python opentelemetry-sdk $otel121_v [${VENV_OTEL121#"$ROOT/"}/bin/python]"
 echo "node @opentelemetry $node_v [${NODE_DIR#"$ROOT/"}]"
+echo "node jaeger-client $node_jaeger_v [${NODE_DIR#"$ROOT/"}]"

@@ -6,6 +6,7 @@ use crate::exporters::{debug::DebugConfig, file::FileConfig, otlp::OtlpGrpcConfi
 use crate::extensions::health_check::HealthCheckConfig;
 use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
+use crate::receivers::jaeger::JaegerReceiverConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +26,12 @@ pub const TYPES: &[TypeInfo] = &[
         name: "otlp",
         signals: ALL_SIGNALS,
         description: "OTLP over gRPC and HTTP (protobuf and JSON)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "jaeger",
+        signals: &[Signal::Traces],
+        description: "legacy Jaeger clients: agent UDP (Thrift compact/binary), collector Thrift HTTP and gRPC",
     },
     TypeInfo {
         kind: ComponentKind::Processor,
@@ -75,6 +82,7 @@ fn signals_of(kind: ComponentKind, name: &str) -> &'static [Signal] {
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
+    Jaeger(JaegerReceiverConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +107,7 @@ impl ReceiverConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ReceiverConfig::Otlp(_) => signals_of(ComponentKind::Receiver, "otlp"),
+            ReceiverConfig::Jaeger(_) => signals_of(ComponentKind::Receiver, "jaeger"),
         }
     }
 }
@@ -149,6 +158,7 @@ fn no_checks<T>(_: &T) -> Result<(), (String, String)> {
 pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ReceiverConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
         "otlp" => Some(ReceiverConfig::Otlp(typed(node, path, OtlpReceiverConfig::validate)?)),
+        "jaeger" => Some(ReceiverConfig::Jaeger(typed(node, path, JaegerReceiverConfig::validate)?)),
         _ => None,
     })
 }

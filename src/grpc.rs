@@ -1,13 +1,18 @@
-//! gRPC pieces shared by the OTLP receiver and exporter: the Export method paths, a codec that
-//! passes message bytes through untouched (so valid requests travel without re-encoding), and
-//! the OTLP retry rules for gRPC status codes.
+//! gRPC pieces shared by the receivers and exporters: the OTLP Export method paths, a codec that
+//! passes message bytes through untouched (so valid requests travel without re-encoding), a
+//! server for unary methods on those bytes, and the OTLP retry rules for gRPC status codes.
 
-use crate::pipeline::Signal;
+use crate::net::{self, BoxBody};
+use crate::pipeline::{Intake, Signal};
 use crate::rpc_status::{RetryInfo, RpcStatus};
 use bytes::{Buf, Bytes};
+use http_body_util::BodyExt;
 use prost::Message;
+use std::sync::Arc;
 use std::time::Duration;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 /// The `Export` method of `signal`'s OTLP service.
@@ -80,5 +85,60 @@ impl Decoder for RawCodec {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         let n = src.remaining();
         Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+/// Serves unary gRPC methods on raw message bytes until `shutdown`: `route` picks the service
+/// for a method path (none: UNIMPLEMENTED). Requests may be gzip, zstd or deflate compressed and
+/// at most `max` bytes decompressed. Answers that blame the client are counted on `intake`.
+pub async fn serve_unary<S, R>(
+    listener: TcpListener,
+    max: usize,
+    intake: Arc<Intake>,
+    route: R,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    R: Fn(&str) -> Option<S> + Clone + Send + Sync + 'static,
+    S: tonic::server::UnaryService<Bytes, Response = Bytes> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let (intake, route) = (intake.clone(), route.clone());
+        async move {
+            let Some(service) = route(req.uri().path()) else {
+                let status = Status::unimplemented(format!("unknown method {}", req.uri().path()));
+                intake.invalid_request("grpc", "UNIMPLEMENTED");
+                return status.into_http::<BoxBody>();
+            };
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Deflate)
+                .max_decoding_message_size(max);
+            let mut resp = grpc.unary(service, req).await;
+            // tonic reports an over-size message as OUT_OF_RANGE, which OTLP clients retry;
+            // OTLP asks for RESOURCE_EXHAUSTED without RetryInfo, which they do not.
+            if resp.headers().get("grpc-status").is_some_and(|v| v == "11") {
+                resp.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
+            }
+            if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok())
+                && let Some(name) = client_error_name(code)
+            {
+                intake.invalid_request("grpc", name);
+            }
+            resp.map(|b| b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }).boxed_unsync())
+        }
+    };
+    net::serve(listener, handler, shutdown, grace).await;
+}
+
+/// gRPC codes that mean the client sent something wrong, by their numeric value.
+fn client_error_name(code: &str) -> Option<&'static str> {
+    match code {
+        "3" => Some("INVALID_ARGUMENT"),
+        "8" => Some("RESOURCE_EXHAUSTED"),
+        "12" => Some("UNIMPLEMENTED"),
+        _ => None,
     }
 }

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod net;
 pub mod pipeline;
 pub mod processors;
+pub mod proto;
 pub mod receivers;
 pub mod rpc_status;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send a request's headers (slow clients hold a connection).
@@ -30,20 +30,36 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds a TCP listener on `endpoint`, trying each address it resolves to, IPv4 first.
-pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
+/// The addresses `endpoint` resolves to, IPv4 first. `:4317` means every interface, as in the
+/// collector; `localhost` may resolve to ::1 first, but clients mostly dial 127.0.0.1.
+async fn resolve(endpoint: &str) -> Result<Vec<SocketAddr>, String> {
     check_endpoint(endpoint)?;
-    // `:4317` means every interface, as in the collector.
     let target = if endpoint.starts_with(':') { format!("0.0.0.0{endpoint}") } else { endpoint.to_string() };
     let mut addrs: Vec<SocketAddr> =
         tokio::net::lookup_host(&target).await.map_err(|e| format!("cannot resolve {endpoint}: {e}"))?.collect();
-    // `localhost` may resolve to ::1 first; clients mostly dial 127.0.0.1, so prefer IPv4.
     addrs.sort_by_key(|a| a.is_ipv6());
+    Ok(addrs)
+}
+
+/// Binds a TCP listener on `endpoint`, trying each address it resolves to, IPv4 first.
+pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
     let mut last = format!("{endpoint} resolves to no address");
-    for addr in addrs {
+    for addr in resolve(endpoint).await? {
         match TcpListener::bind(addr).await {
             Ok(l) => return Ok(l),
             Err(e) => last = format!("cannot listen on {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Binds a UDP socket on `endpoint`, as `bind` does for TCP.
+pub async fn bind_udp(endpoint: &str) -> Result<UdpSocket, String> {
+    let mut last = format!("{endpoint} resolves to no address");
+    for addr in resolve(endpoint).await? {
+        match UdpSocket::bind(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("cannot listen on {addr}/udp: {e}"),
         }
     }
     Err(last)

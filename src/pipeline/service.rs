@@ -201,14 +201,12 @@ impl RunningService {
         let mut receivers = Vec::new();
         for (id, routes) in routes {
             let intake = Arc::new(Intake::new(id.to_string(), routes));
-            match &config.receivers[&id] {
-                ReceiverConfig::Otlp(cfg) => {
-                    let tasks = crate::receivers::otlp::start(cfg.clone(), intake, stop_receivers.clone(), grace)
-                        .await
-                        .map_err(|m| fail("receiver", &id, m))?;
-                    receivers.extend(tasks);
-                }
-            }
+            let stop = stop_receivers.clone();
+            let tasks = match &config.receivers[&id] {
+                ReceiverConfig::Otlp(cfg) => crate::receivers::otlp::start(cfg.clone(), intake, stop, grace).await,
+                ReceiverConfig::Jaeger(cfg) => crate::receivers::jaeger::start(cfg.clone(), intake, stop, grace).await,
+            };
+            receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
         }
         status.set(Status::Running);
         tracing::info!(pipelines = config.pipelines.len(), "switchyard is running");

@@ -4,18 +4,15 @@
 use super::GrpcConfig;
 use super::decode::decode_protobuf;
 use super::response;
-use crate::grpc::{RawCodec, export_path};
-use crate::net::{self, BoxBody};
+use crate::grpc::export_path;
 use crate::pipeline::{Intake, Signal};
 use crate::rpc_status::{self, RpcStatus, code};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 
 /// How long a client is asked to wait before retrying a refused request.
@@ -29,39 +26,12 @@ pub async fn serve(
     grace: Duration,
 ) {
     let max = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
-    let handler = move |req: http::Request<hyper::body::Incoming>| {
-        let intake = intake.clone();
-        async move {
-            let signal = match req.uri().path() {
-                p if p == export_path(Signal::Traces) => Signal::Traces,
-                p if p == export_path(Signal::Metrics) => Signal::Metrics,
-                p if p == export_path(Signal::Logs) => Signal::Logs,
-                other => {
-                    let status = Status::unimplemented(format!("unknown method {other}"));
-                    return status.into_http::<BoxBody>();
-                }
-            };
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .accept_compressed(CompressionEncoding::Deflate)
-                .max_decoding_message_size(max);
-            let service = ExportService { intake: intake.clone(), signal };
-            let mut resp = grpc.unary(service, req).await;
-            // tonic reports an over-size message as OUT_OF_RANGE, which OTLP clients retry;
-            // OTLP asks for RESOURCE_EXHAUSTED without RetryInfo, which they do not.
-            if resp.headers().get("grpc-status").is_some_and(|v| v == "11") {
-                resp.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
-            }
-            if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok())
-                && let Some(name) = client_error_name(code)
-            {
-                intake.invalid_request("grpc", name);
-            }
-            resp.map(|b| b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }).boxed_unsync())
-        }
+    let route_intake = intake.clone();
+    let route = move |path: &str| {
+        let signal = Signal::ALL.into_iter().find(|s| export_path(*s) == path)?;
+        Some(ExportService { intake: route_intake.clone(), signal })
     };
-    net::serve(listener, handler, shutdown, grace).await;
+    crate::grpc::serve_unary(listener, max, intake, route, shutdown, grace).await;
 }
 
 #[derive(Clone)]
@@ -108,15 +78,5 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 Err(refusal) => Err(Status::internal(refusal.message)),
             }
         })
-    }
-}
-
-/// gRPC codes that mean the client sent something wrong, by their numeric value.
-fn client_error_name(code: &str) -> Option<&'static str> {
-    match code {
-        "3" => Some("INVALID_ARGUMENT"),
-        "8" => Some("RESOURCE_EXHAUSTED"),
-        "12" => Some("UNIMPLEMENTED"),
-        _ => None,
     }
 }

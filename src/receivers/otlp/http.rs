@@ -7,13 +7,12 @@ use super::decode::{Decoded, Invalid, decode_json, decode_protobuf};
 use super::response;
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
+use crate::receivers::body::{BodyError, decompress, read_body};
 use crate::rpc_status::{self, RpcStatus, code};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -193,103 +192,4 @@ fn error(status: StatusCode, format: Format, rpc_code: i32, message: &str) -> ht
         Format::Json => serde_json::json!({"code": rpc_code, "message": message}).to_string().into(),
     };
     net::response(status, format.content_type(), body)
-}
-
-enum BodyError {
-    TooLarge,
-    Io(String),
-}
-
-/// Reads the whole body (chunked or not), refusing more than `limit` bytes.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Io(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(BodyError::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
-}
-
-/// Undoes `Content-Encoding`, stopping with `TooLarge` as soon as the output passes `limit`.
-fn decompress(encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes, BodyError> {
-    /// Reads in 64 KiB steps, growing the buffer exactly, so nothing is allocated past the limit.
-    fn bounded(mut reader: impl Read, limit: usize, what: &str) -> Result<Bytes, BodyError> {
-        const STEP: usize = 64 * 1024;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            if out.len() > limit {
-                return Err(BodyError::TooLarge);
-            }
-            let want = STEP.min(limit + 1 - out.len());
-            out.reserve_exact(want);
-            let start = out.len();
-            out.resize(start + want, 0);
-            match reader.read(&mut out[start..]) {
-                Ok(0) => {
-                    out.truncate(start);
-                    return Ok(out.into());
-                }
-                Ok(n) => out.truncate(start + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => out.truncate(start),
-                Err(e) => return Err(BodyError::Io(format!("cannot decompress {what} body: {e}"))),
-            }
-        }
-    }
-    match encoding {
-        "" | "identity" => Ok(raw),
-        "gzip" | "x-gzip" => bounded(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip"),
-        "deflate" => {
-            // HTTP's deflate is zlib; some clients send raw deflate, so fall back to that.
-            match bounded(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate") {
-                Err(BodyError::Io(_)) => bounded(flate2::read::DeflateDecoder::new(&raw[..]), limit, "deflate"),
-                other => other,
-            }
-        }
-        "zstd" => {
-            let decoder = zstd::stream::read::Decoder::new(&raw[..])
-                .map_err(|e| BodyError::Io(format!("cannot decompress zstd body: {e}")))?;
-            bounded(decoder, limit, "zstd")
-        }
-        other => Err(BodyError::Io(format!("unsupported content encoding \"{other}\": use gzip, zstd or deflate"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn gzip_bomb_stops_at_the_limit() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..64 {
-            enc.write_all(&zeros).unwrap();
-        }
-        let bomb = enc.finish().unwrap();
-        assert!(bomb.len() < 200_000);
-        assert!(matches!(decompress("gzip", bomb.into(), 1 << 20), Err(BodyError::TooLarge)));
-    }
-
-    #[test]
-    fn each_encoding_round_trips() {
-        let data = b"hello otlp".repeat(10);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&data).unwrap();
-        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        zl.write_all(&data).unwrap();
-        let zs = zstd::encode_all(&data[..], 1).unwrap();
-        for (enc, body) in
-            [("gzip", gz.finish().unwrap()), ("deflate", zl.finish().unwrap()), ("zstd", zs), ("", data.clone())]
-        {
-            let out = decompress(enc, body.into(), 1 << 20).ok().unwrap_or_default();
-            assert_eq!(&out[..], &data[..], "{enc}");
-        }
-        assert!(matches!(decompress("br", Bytes::from_static(b"x"), 10), Err(BodyError::Io(_))));
-    }
 }

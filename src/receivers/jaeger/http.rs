@@ -1,0 +1,108 @@
+//! The collector's Thrift HTTP endpoint: POST /api/traces with a bare Thrift-binary `Batch`
+//! (`application/x-thrift` or `application/vnd.apache.thrift.binary`), answered 202 Accepted.
+//! Errors are plain text, as the Jaeger collector writes them.
+
+use super::ThriftHttpConfig;
+use super::thrift::decode_batch;
+use crate::net::{self, BoxBody};
+use crate::pipeline::Intake;
+use crate::receivers::body::{BodyError, decompress, read_body};
+use http::{HeaderValue, Method, StatusCode, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const PATH: &str = "/api/traces";
+const TRANSPORT: &str = "collector_http";
+
+pub async fn serve(
+    cfg: ThriftHttpConfig,
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let limit = usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX);
+    let handler = move |req: http::Request<Incoming>| {
+        let intake = intake.clone();
+        async move {
+            let response = handle(req, &intake, limit).await;
+            if response.status().is_client_error() {
+                intake.invalid_request(TRANSPORT, response.status().as_str());
+            }
+            response
+        }
+    };
+    net::serve(listener, handler, shutdown, grace).await;
+}
+
+fn text(status: StatusCode, message: &str) -> http::Response<BoxBody> {
+    net::response(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> http::Response<BoxBody> {
+    if req.uri().path() != PATH {
+        return text(StatusCode::NOT_FOUND, &format!("no Jaeger endpoint at {}: use POST {PATH}", req.uri().path()));
+    }
+    if req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method {} not allowed: use POST", req.method()));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !matches!(essence.as_str(), "application/x-thrift" | "application/vnd.apache.thrift.binary") {
+        let given = if content_type.is_empty() { "none" } else { content_type };
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unsupported content type \"{given}\": use application/x-thrift or application/vnd.apache.thrift.binary"
+            ),
+        );
+    }
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let too_large = || {
+        text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
+    };
+    let body = match read_body(req.into_body(), limit).await {
+        Ok(raw) => match decompress(&encoding, raw, limit) {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return too_large(),
+            Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
+        },
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+    };
+    let batch = match decode_batch(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("unable to process request body: not a Thrift-binary Batch: {e}"),
+            );
+        }
+    };
+    if batch.spans.is_empty() {
+        return net::response(StatusCode::ACCEPTED, "text/plain", "");
+    }
+    match intake.submit(TRANSPORT, super::to_batch(batch)).await {
+        Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
+        Err(refusal) if refusal.retryable => {
+            let mut r =
+                text(StatusCode::SERVICE_UNAVAILABLE, &format!("cannot submit Jaeger batch: {}", refusal.message));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(refusal) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot submit Jaeger batch: {}", refusal.message))
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The `jaeger` receiver: legacy Jaeger clients and agents. Agent UDP (`thrift_compact` on 6831,
+//! `thrift_binary` on 6832), collector HTTP (`thrift_http`, POST /api/traces on 14268) and
+//! collector gRPC (`grpc`, api_v2 PostSpans on 14250); every span is translated to OTLP.
+
+mod grpc;
+mod http;
+pub mod model;
+pub mod proto;
+pub mod thrift;
+pub mod translate;
+mod udp;
+
+use crate::pipeline::{Batch, Intake, Request};
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JaegerReceiverConfig {
+    pub protocols: Protocols,
+}
+
+/// A protocol is on when its key is present, even with no settings (`thrift_compact:`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub thrift_http: Option<ThriftHttpConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub thrift_binary: Option<UdpConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub thrift_compact: Option<UdpConfig>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub endpoint: String,
+    /// Largest request accepted, after decompression, in MiB.
+    pub max_recv_msg_size_mib: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig { endpoint: "localhost:14250".to_string(), max_recv_msg_size_mib: 4 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThriftHttpConfig {
+    pub endpoint: String,
+    /// Largest request body accepted, after decompression, in bytes.
+    pub max_request_body_size: u64,
+}
+
+impl Default for ThriftHttpConfig {
+    fn default() -> Self {
+        ThriftHttpConfig { endpoint: "localhost:14268".to_string(), max_request_body_size: 20 * 1024 * 1024 }
+    }
+}
+
+/// An agent UDP protocol. The endpoint's default depends on the protocol (6831 compact, 6832
+/// binary), so it is optional here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    pub endpoint: Option<String>,
+    /// Datagrams received but not yet decoded; when full, new datagrams are dropped (and counted).
+    pub queue_size: usize,
+    /// The largest datagram taken; a larger one is dropped (and counted).
+    pub max_packet_size: usize,
+    /// Tasks decoding datagrams in parallel.
+    pub workers: usize,
+    /// The socket's receive buffer (SO_RCVBUF) in bytes; 0 keeps the system default.
+    pub socket_buffer_size: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig { endpoint: None, queue_size: 1000, max_packet_size: 65_000, workers: 10, socket_buffer_size: 0 }
+    }
+}
+
+/// The largest body or message size accepted in configuration.
+const MAX_SIZE: u64 = 1 << 30;
+
+impl JaegerReceiverConfig {
+    /// Checks what serde cannot: returns the offending key (relative) and the message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let p = &self.protocols;
+        if p.grpc.is_none() && p.thrift_http.is_none() && p.thrift_binary.is_none() && p.thrift_compact.is_none() {
+            return Err((
+                "protocols".into(),
+                "enable at least one protocol: grpc, thrift_http, thrift_binary or thrift_compact".into(),
+            ));
+        }
+        if let Some(g) = &p.grpc {
+            crate::net::check_endpoint(&g.endpoint).map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
+            if !(1..=1024).contains(&g.max_recv_msg_size_mib) {
+                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be between 1 and 1024".into()));
+            }
+        }
+        if let Some(h) = &p.thrift_http {
+            crate::net::check_endpoint(&h.endpoint).map_err(|m| ("protocols.thrift_http.endpoint".into(), m))?;
+            if !(1..=MAX_SIZE).contains(&h.max_request_body_size) {
+                return Err((
+                    "protocols.thrift_http.max_request_body_size".into(),
+                    format!("must be between 1 and {MAX_SIZE} (1 GiB)"),
+                ));
+            }
+        }
+        for (name, u) in [("thrift_binary", &p.thrift_binary), ("thrift_compact", &p.thrift_compact)] {
+            let Some(u) = u else { continue };
+            let key = |k: &str| format!("protocols.{name}.{k}");
+            if let Some(e) = &u.endpoint {
+                crate::net::check_endpoint(e).map_err(|m| (key("endpoint"), m))?;
+            }
+            if !(1..=65_535).contains(&u.max_packet_size) {
+                return Err((key("max_packet_size"), "must be between 1 and 65535 (the largest UDP datagram)".into()));
+            }
+            if !(1..=1_000_000).contains(&u.queue_size) {
+                return Err((key("queue_size"), "must be between 1 and 1000000".into()));
+            }
+            if !(1..=1024).contains(&u.workers) {
+                return Err((key("workers"), "must be between 1 and 1024".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Jaeger spans as a batch for the pipelines.
+fn to_batch(jaeger: model::Batch) -> Batch {
+    Batch::from_request(Request::Traces(translate::batch_to_otlp(jaeger)))
+}
+
+/// Binds every configured listener (so that a port in use fails the start) and serves them.
+pub async fn start(
+    cfg: JaegerReceiverConfig,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let mut tasks = Vec::new();
+    let p = cfg.protocols;
+    for (udp, protocol, default) in [
+        (p.thrift_compact, thrift::Protocol::Compact, "localhost:6831"),
+        (p.thrift_binary, thrift::Protocol::Binary, "localhost:6832"),
+    ] {
+        if let Some(u) = udp {
+            let endpoint = u.endpoint.clone().unwrap_or_else(|| default.to_string());
+            let socket = crate::net::bind_udp(&endpoint).await?;
+            if u.socket_buffer_size > 0 {
+                let s = socket2::SockRef::from(&socket);
+                s.set_recv_buffer_size(u.socket_buffer_size)
+                    .map_err(|e| format!("cannot set socket_buffer_size on {endpoint}: {e}"))?;
+            }
+            tracing::info!(receiver = intake.receiver(), endpoint = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(), ?protocol, "Jaeger agent UDP listening");
+            tasks.push(tokio::spawn(udp::serve(u, protocol, socket, intake.clone(), shutdown.clone())));
+        }
+    }
+    if let Some(h) = p.thrift_http {
+        let listener = crate::net::bind(&h.endpoint).await?;
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger Thrift HTTP listening");
+        tasks.push(tokio::spawn(http::serve(h, listener, intake.clone(), shutdown.clone(), grace)));
+    }
+    if let Some(g) = p.grpc {
+        let listener = crate::net::bind(&g.endpoint).await?;
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger gRPC listening");
+        tasks.push(tokio::spawn(grpc::serve(g, listener, intake, shutdown, grace)));
+    }
+    Ok(tasks)
+}
