@@ -8,6 +8,7 @@ use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
 use crate::receivers::jaeger::JaegerReceiverConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
+use crate::receivers::zipkin::ZipkinReceiverConfig;
 use serde::de::DeserializeOwned;
 
 /// One component type as `switchyard components` lists it.
@@ -32,6 +33,12 @@ pub const TYPES: &[TypeInfo] = &[
         name: "jaeger",
         signals: &[Signal::Traces],
         description: "legacy Jaeger clients: agent UDP (Thrift compact/binary), collector Thrift HTTP and gRPC",
+    },
+    TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "zipkin",
+        signals: &[Signal::Traces],
+        description: "Zipkin v2 spans over HTTP (JSON and protobuf)",
     },
     TypeInfo {
         kind: ComponentKind::Processor,
@@ -83,6 +90,7 @@ fn signals_of(kind: ComponentKind, name: &str) -> &'static [Signal] {
 pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
     Jaeger(JaegerReceiverConfig),
+    Zipkin(ZipkinReceiverConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +116,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Otlp(_) => signals_of(ComponentKind::Receiver, "otlp"),
             ReceiverConfig::Jaeger(_) => signals_of(ComponentKind::Receiver, "jaeger"),
+            ReceiverConfig::Zipkin(_) => signals_of(ComponentKind::Receiver, "zipkin"),
         }
     }
 }
@@ -159,6 +168,7 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
     Ok(match id.type_name.as_str() {
         "otlp" => Some(ReceiverConfig::Otlp(typed(node, path, OtlpReceiverConfig::validate)?)),
         "jaeger" => Some(ReceiverConfig::Jaeger(typed(node, path, JaegerReceiverConfig::validate)?)),
+        "zipkin" => Some(ReceiverConfig::Zipkin(typed(node, path, ZipkinReceiverConfig::validate)?)),
         _ => None,
     })
 }

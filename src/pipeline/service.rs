@@ -205,6 +205,7 @@ impl RunningService {
             let tasks = match &config.receivers[&id] {
                 ReceiverConfig::Otlp(cfg) => crate::receivers::otlp::start(cfg.clone(), intake, stop, grace).await,
                 ReceiverConfig::Jaeger(cfg) => crate::receivers::jaeger::start(cfg.clone(), intake, stop, grace).await,
+                ReceiverConfig::Zipkin(cfg) => crate::receivers::zipkin::start(cfg.clone(), intake, stop, grace).await,
             };
             receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
         }

@@ -1,6 +1,8 @@
 //! Receivers: one module per receiver type, named as in configuration, plus what they share.
 
+pub mod attributes;
 pub mod bad_input;
 pub mod body;
 pub mod jaeger;
 pub mod otlp;
+pub mod zipkin;

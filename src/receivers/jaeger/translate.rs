@@ -4,6 +4,7 @@
 //! this one translation, so a span means the same whichever way it arrived.
 
 use super::model::{self, Batch, Process, RefType};
+use crate::receivers::attributes::{as_str, get, kv, put, string, take};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -210,13 +211,18 @@ fn parent_and_links(span: &model::Span) -> (Option<[u8; 8]>, Vec<Link>) {
     (parent, links)
 }
 
-/// A log as an event: its fields as attributes, the `event` field as the name.
+/// A log as an event: its fields as attributes, the `event` field as the name. A log without one
+/// is named by its `message` field (what OTel's Jaeger exporters write the event name into).
 fn log_to_event(log: model::Log) -> Event {
     let mut attributes = Vec::with_capacity(log.fields.len());
     for f in &log.fields {
         put(&mut attributes, &f.key, value(&f.value));
     }
-    let name = take(&mut attributes, "event").as_ref().and_then(as_str).unwrap_or("").to_string();
+    let named = |attributes: &mut Vec<KeyValue>, key: &str| {
+        let i = attributes.iter().position(|a| a.key == key && a.value.as_ref().and_then(as_str).is_some())?;
+        attributes.remove(i).value.as_ref().and_then(as_str).map(str::to_string)
+    };
+    let name = named(&mut attributes, "event").or_else(|| named(&mut attributes, "message")).unwrap_or_default();
     Event { time_unix_nano: log.time_unix_nano, name, attributes, dropped_attributes_count: 0 }
 }
 
@@ -229,39 +235,6 @@ fn value(v: &model::Value) -> AnyValue {
         model::Value::Binary(b) => any_value::Value::BytesValue(b.clone()),
     };
     AnyValue { value: Some(value) }
-}
-
-fn string(s: &str) -> AnyValue {
-    AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }
-}
-
-fn kv(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(value), ..Default::default() }
-}
-
-fn as_str(v: &AnyValue) -> Option<&str> {
-    match v.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-/// Sets `key` (a later tag with the same key wins, as in the collector).
-fn put(attributes: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
-    match attributes.iter_mut().find(|a| a.key == key) {
-        Some(a) => a.value = Some(value),
-        None => attributes.push(kv(key, value)),
-    }
-}
-
-fn get<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref())
-}
-
-/// Removes `key`, returning its value.
-fn take(attributes: &mut Vec<KeyValue>, key: &str) -> Option<AnyValue> {
-    let i = attributes.iter().position(|a| a.key == key)?;
-    attributes.remove(i).value
 }
 
 /// Tags as a test writes them.
@@ -519,16 +492,19 @@ mod tests {
                 fields: tags(&[("event", Value::Str("retry".into())), ("attempt", Value::Long(2))]),
             },
             Log { time_unix_nano: 8_000, fields: tags(&[("message", Value::Str("hi".into()))]) },
+            Log { time_unix_nano: 9_000, fields: tags(&[("level", Value::Str("info".into()))]) },
         ];
         let out = one(s);
-        assert_eq!(out.events.len(), 2);
+        assert_eq!(out.events.len(), 3);
         assert_eq!((out.events[0].time_unix_nano, out.events[0].name.as_str()), (7_000, "retry"));
         assert_eq!(
             out.events[0].attributes,
             vec![kv("attempt", AnyValue { value: Some(any_value::Value::IntValue(2)) })]
         );
-        assert_eq!(out.events[1].name, "");
-        assert_eq!(out.events[1].attributes.len(), 1);
+        assert_eq!(out.events[1].name, "hi", "without an event field, message names it");
+        assert!(out.events[1].attributes.is_empty());
+        assert_eq!(out.events[2].name, "");
+        assert_eq!(out.events[2].attributes.len(), 1);
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! POST /api/v2/spans: a JSON array of spans (`application/json`, also the default) or a
+//! protobuf `ListOfSpans` (`application/x-protobuf`), optionally gzip, deflate or zstd encoded;
+//! answered 202 Accepted. Errors are plain text.
+
+use super::ZipkinReceiverConfig;
+use crate::net::{self, BoxBody};
+use crate::pipeline::{Batch, Intake, Request};
+use crate::receivers::body::{BodyError, decompress, read_body};
+use http::{HeaderValue, Method, StatusCode, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const PATH: &str = "/api/v2/spans";
+const TRANSPORT: &str = "http";
+
+struct Settings {
+    limit: usize,
+    parse_string_tags: bool,
+}
+
+pub async fn serve(
+    cfg: ZipkinReceiverConfig,
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let settings = Arc::new(Settings {
+        limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+        parse_string_tags: cfg.parse_string_tags,
+    });
+    let handler = move |req: http::Request<Incoming>| {
+        let (intake, settings) = (intake.clone(), settings.clone());
+        async move {
+            let response = handle(req, &intake, &settings).await;
+            if response.status().is_client_error() {
+                intake.invalid_request(TRANSPORT, response.status().as_str());
+            }
+            response
+        }
+    };
+    net::serve(listener, handler, shutdown, grace).await;
+}
+
+fn text(status: StatusCode, message: &str) -> http::Response<BoxBody> {
+    net::response(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settings) -> http::Response<BoxBody> {
+    let path = req.uri().path();
+    if path != PATH {
+        let hint = if path == "/api/v1/spans" { " (Zipkin v1 is not supported)" } else { "" };
+        return text(StatusCode::NOT_FOUND, &format!("no Zipkin endpoint at {path}{hint}: use POST {PATH}"));
+    }
+    if req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method {} not allowed: use POST", req.method()));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let protobuf = content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-protobuf");
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let limit = settings.limit;
+    let too_large = || {
+        text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
+    };
+    let body = match read_body(req.into_body(), limit).await {
+        Ok(raw) => match decompress(&encoding, raw, limit) {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return too_large(),
+            Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
+        },
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+    };
+    let decoded = if protobuf { super::proto::decode(&body) } else { super::json::decode(&body) };
+    let spans = match decoded {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+    };
+    if spans.is_empty() {
+        return net::response(StatusCode::ACCEPTED, "text/plain", "");
+    }
+    let request = super::translate::to_otlp(spans, settings.parse_string_tags);
+    match intake.submit(TRANSPORT, Batch::from_request(Request::Traces(request))).await {
+        Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
+        Err(refusal) if refusal.retryable => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(refusal) => text(StatusCode::INTERNAL_SERVER_ERROR, &refusal.message),
+    }
+}

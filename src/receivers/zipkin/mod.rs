@@ -1,0 +1,60 @@
+//! The `zipkin` receiver: Zipkin v2 spans POSTed to /api/v2/spans (9411) as JSON or protobuf,
+//! translated to OTLP.
+
+mod http;
+pub mod json;
+pub mod model;
+pub mod proto;
+pub mod translate;
+
+use crate::pipeline::Intake;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZipkinReceiverConfig {
+    pub endpoint: String,
+    /// Turn tag values that look like integers, decimals or booleans into typed attributes.
+    pub parse_string_tags: bool,
+    /// Largest request body accepted, after decompression, in bytes.
+    pub max_request_body_size: u64,
+}
+
+impl Default for ZipkinReceiverConfig {
+    fn default() -> Self {
+        ZipkinReceiverConfig {
+            endpoint: "localhost:9411".to_string(),
+            parse_string_tags: false,
+            max_request_body_size: 20 * 1024 * 1024,
+        }
+    }
+}
+
+const MAX_BODY: u64 = 1 << 30;
+
+impl ZipkinReceiverConfig {
+    /// Checks what serde cannot: returns the offending key (relative) and the message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
+        if !(1..=MAX_BODY).contains(&self.max_request_body_size) {
+            return Err(("max_request_body_size".into(), format!("must be between 1 and {MAX_BODY} (1 GiB)")));
+        }
+        Ok(())
+    }
+}
+
+/// Binds the listener (so that a port in use fails the start) and serves it.
+pub async fn start(
+    cfg: ZipkinReceiverConfig,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let listener = crate::net::bind(&cfg.endpoint).await?;
+    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Zipkin listening");
+    Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
+}
