@@ -31,15 +31,26 @@ pub struct Gateway {
     pub http: u16,
     pub metrics: u16,
     pub health: u16,
+    /// The ports given to `{port:NAME}` placeholders, by name.
+    pub ports: std::collections::HashMap<String, u16>,
     log: PathBuf,
 }
 
 impl Gateway {
     /// Starts switchyard with `template`, in which `{grpc}`, `{http}`, `{metrics}`, `{health}`
-    /// and `{dir}` are replaced; waits until the self-metrics endpoint answers.
+    /// and `{dir}` are replaced, and each `{port:NAME}` by a free port of its own (see `port`);
+    /// waits until the receivers listen.
     pub fn start(template: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
+        let mut ports = std::collections::HashMap::new();
+        let mut template = template.to_string();
+        while let Some(at) = template.find("{port:") {
+            let end = at + template[at..].find('}').expect("a closing } after {port:");
+            let name = template[at + 6..end].to_string();
+            let port = *ports.entry(name.clone()).or_insert_with(free_port);
+            template = template.replace(&format!("{{port:{name}}}"), &port.to_string());
+        }
         let config = template
             .replace("{grpc}", &grpc.to_string())
             .replace("{http}", &http.to_string())
@@ -56,7 +67,7 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start switchyard");
-        let mut gw = Gateway { child: Some(child), dir, grpc, http, metrics, health, log };
+        let mut gw = Gateway { child: Some(child), dir, grpc, http, metrics, health, ports, log };
         gw.wait_ready();
         gw
     }
@@ -110,6 +121,11 @@ impl Gateway {
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = http_request("GET", self.metrics, "/metrics", &[], b"").map(|r| r.text()).unwrap_or_default();
         metric_value(&text, name, labels)
+    }
+
+    /// The port a `{port:NAME}` placeholder got.
+    pub fn port(&self, name: &str) -> u16 {
+        self.ports[name]
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -28,6 +28,8 @@ pub struct Received {
 struct State {
     script: VecDeque<(u16, Vec<(String, String)>)>,
     received: Vec<Received>,
+    /// Every request answered 200, decoded.
+    accepted: Vec<ExportTraceServiceRequest>,
 }
 
 #[derive(Clone)]
@@ -102,6 +104,11 @@ impl Vendor {
         for (code, headers) in answers {
             s.script.push_back((*code, headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
         }
+    }
+
+    /// The requests answered 200, decoded, in arrival order.
+    pub fn accepted_requests(&self) -> Vec<ExportTraceServiceRequest> {
+        self.state.lock().unwrap().accepted.clone()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -206,7 +213,11 @@ impl Vendor {
             .flat_map(|s| &s.spans)
             .map(|s| s.name.clone())
             .collect();
-        let (status, extra) = self.state.lock().unwrap().script.pop_front().unwrap_or((200, Vec::new()));
+        let mut state = self.state.lock().unwrap();
+        let (status, extra) = state.script.pop_front().unwrap_or((200, Vec::new()));
+        if status == 200 {
+            state.accepted.push(request);
+        }
         (status, extra, names)
     }
 }

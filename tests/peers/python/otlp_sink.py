@@ -1,7 +1,7 @@
 """An independent OTLP/gRPC backend for switchyard's exporter tests, standing in for Jaeger
 (which takes OTLP on 4317 but cannot be installed here): grpcio with the opentelemetry-proto
 package's TraceService servicer. Every Export it answers OK is appended to --out as one JSON
-line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}}. With --fail-first N it
+line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}, "request_hex": hex}. With --fail-first N it
 answers the first N calls with --fail-code instead (and records nothing for them).
 
 Usage: otlp_sink.py --port PORT --out FILE [--fail-first N --fail-code UNAVAILABLE]
@@ -36,6 +36,8 @@ class Sink(trace_service_pb2_grpc.TraceServiceServicer):
                 "spans": [s.name for s in spans],
                 "span_ids": [s.span_id.hex() for s in spans],
                 "metadata": {k: v for k, v in context.invocation_metadata()},
+                # The whole request, so that a test can compare it field by field.
+                "request_hex": request.SerializeToString().hex(),
             }
             with open(self.out, "a") as f:
                 f.write(json.dumps(line) + "\n")
