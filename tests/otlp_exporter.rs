@@ -7,60 +7,12 @@
 
 mod common;
 
+use common::sink::Sink;
 use common::vendor::Vendor;
 use common::*;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-
-/// The grpcio backend, stopped when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Sink {
-    fn start(python: &Path, dir: &Path, args: &[&str]) -> Sink {
-        let port = free_port();
-        let out = dir.join(format!("sink-{port}.jsonl"));
-        let mut child = Command::new(python)
-            .arg(repo().join("tests/peers/python/otlp_sink.py"))
-            .args(["--port", &port.to_string(), "--out"])
-            .arg(&out)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start otlp_sink.py");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("sink output");
-        assert_eq!(line.trim(), "ready", "otlp_sink.py did not start");
-        Sink { child, port, out }
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        json_lines(&self.out)
-    }
-
-    fn spans(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .lines()
-            .iter()
-            .flat_map(|l| l["spans"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(exporters: &str, names: &str) -> String {
     format!(

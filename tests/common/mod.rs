@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod sink;
 pub mod vendor;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -41,6 +42,11 @@ impl Gateway {
     /// and `{dir}` are replaced, and each `{port:NAME}` by a free port of its own (see `port`);
     /// waits until the receivers listen.
     pub fn start(template: &str) -> Gateway {
+        Gateway::start_with_env(template, &[])
+    }
+
+    /// As `start`, with extra environment variables for switchyard (for `${env:…}` in configs).
+    pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
         let mut ports = std::collections::HashMap::new();
@@ -63,6 +69,7 @@ impl Gateway {
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("--config")
             .arg(&cfg_path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
