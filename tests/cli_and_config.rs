@@ -112,7 +112,7 @@ fn unknown_component_type_lists_the_known_ones() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
-        "switchyard: invalid configuration: DIR/bad.yaml:2:3: receivers.otlpp: unknown receiver type \"otlpp\"; did you mean \"otlp\"? (known receiver types: otlp)"
+        "switchyard: invalid configuration: DIR/bad.yaml:2:3: receivers.otlpp: unknown receiver type \"otlpp\"; did you mean \"otlp\"? (known receiver types: otlp, jaeger, zipkin)"
     );
 }
 
@@ -245,4 +245,29 @@ fn the_kubernetes_configmap_configuration_validates() {
     assert!(config.contains("pipelines:"), "ConfigMap config not found");
     let (code, err) = validate(&config);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn jaeger_and_zipkin_settings_are_checked_with_their_key_paths() {
+    let tail = "exporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [jaeger]\n      exporters: [debug]\n";
+    let (code, err) = validate(&format!(
+        "receivers:\n  jaeger:\n    protocols:\n      thrift_compact:\n        max_packet_size: 70000\n{tail}"
+    ));
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "switchyard: invalid configuration: DIR/bad.yaml:5:26: receivers.jaeger.protocols.thrift_compact.max_packet_size: must be between 1 and 65535 (the largest UDP datagram)"
+    );
+    let (code, err) =
+        validate(&format!("receivers:\n  jaeger:\n    remote_sampling:\n      host_endpoint: :5778\n{tail}"));
+    assert_eq!(code, 2);
+    assert!(err.contains("receivers.jaeger.remote_sampling: unknown key \"remote_sampling\""), "{err}");
+    let (code, err) = validate(&format!("receivers:\n  jaeger:\n    protocols: {{}}\n{tail}"));
+    assert_eq!(code, 2);
+    assert!(err.contains("enable at least one protocol: grpc, thrift_http, thrift_binary or thrift_compact"), "{err}");
+    let (code, err) = validate(
+        "receivers:\n  zipkin:\n    endpoint: localhost\nexporters:\n  debug:\nservice:\n  pipelines:\n    metrics:\n      receivers: [zipkin]\n      exporters: [debug]\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("receivers.zipkin.endpoint: invalid address \"localhost\""), "{err}");
 }

@@ -136,7 +136,7 @@ fn bad_datagrams_are_counted_and_dropped_and_the_next_good_one_arrives() {
     // Rate-limited: about one warning per second, not one per datagram.
     let warnings = gw.log().lines().filter(|l| l.contains("undecodable")).count();
     assert!((1..=5).contains(&warnings), "{warnings} warnings for {bad} bad datagrams:\n{}", gw.log());
-    assert!(gw.log().contains("similar_since_last_warning"), "{}", gw.log());
+    assert!(gw.log().contains("suppressed_since_last_warning"), "{}", gw.log());
 }
 
 #[test]

@@ -31,7 +31,7 @@ impl BadInput {
                 receiver = self.intake.receiver(),
                 transport = self.transport,
                 reason,
-                similar_since_last_warning = held_back,
+                suppressed_since_last_warning = held_back,
                 "{message}"
             );
         }

@@ -7,6 +7,7 @@ mod http;
 pub mod model;
 pub mod proto;
 pub mod thrift;
+pub mod thrift_encode;
 pub mod translate;
 mod udp;
 
@@ -164,6 +165,9 @@ pub async fn start(
                 let s = socket2::SockRef::from(&socket);
                 s.set_recv_buffer_size(u.socket_buffer_size)
                     .map_err(|e| format!("cannot set socket_buffer_size on {endpoint}: {e}"))?;
+                // The kernel may grant less (Linux caps it at net.core.rmem_max): say what it gave.
+                let granted = s.recv_buffer_size().unwrap_or(0);
+                tracing::info!(endpoint, requested = u.socket_buffer_size, granted, "UDP receive buffer set");
             }
             tracing::info!(receiver = intake.receiver(), endpoint = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(), ?protocol, "Jaeger agent UDP listening");
             tasks.push(tokio::spawn(udp::serve(u, protocol, socket, intake.clone(), shutdown.clone())));

@@ -65,7 +65,11 @@ fn process(p: pb::Process) -> Process {
 }
 
 fn tag(kv: pb::KeyValue) -> Tag {
-    let value = match pb::ValueType::try_from(kv.v_type).unwrap_or(pb::ValueType::String) {
+    let Ok(v_type) = pb::ValueType::try_from(kv.v_type) else {
+        // As the collector does: keep the tag, saying what was wrong with it.
+        return Tag { key: kv.key, value: Value::Str(format!("<Unknown Jaeger TagType \"{}\">", kv.v_type)) };
+    };
+    let value = match v_type {
         pb::ValueType::String => Value::Str(kv.v_str),
         pb::ValueType::Bool => Value::Bool(kv.v_bool),
         pb::ValueType::Int64 => Value::Long(kv.v_int64),

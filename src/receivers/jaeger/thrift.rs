@@ -180,7 +180,8 @@ fn read_tag(p: &mut dyn TInputProtocol) -> Result<Tag> {
         2 => Value::Bool(v_bool.unwrap_or_default()),
         3 => Value::Long(v_long.unwrap_or_default()),
         4 => Value::Binary(v_binary.unwrap_or_default()),
-        other => return Err(format!("tag \"{key}\" has unknown value type {other}")),
+        // As the collector does: keep the tag, saying what was wrong with it.
+        other => Value::Str(format!("<Unknown Jaeger TagType \"{other}\">")),
     };
     Ok(Tag { key, value })
 }
@@ -213,10 +214,10 @@ fn read_span_ref(p: &mut dyn TInputProtocol) -> Result<SpanRef> {
         }
         Ok(true)
     })?;
+    // An unknown reference type counts as CHILD_OF, as in the protobuf form (its enum default).
     let ref_type = match ref_type.ok_or_else(|| missing("SpanRef", "refType (1)"))? {
-        0 => RefType::ChildOf,
         1 => RefType::FollowsFrom,
-        other => return Err(format!("span reference has unknown type {other}")),
+        _ => RefType::ChildOf,
     };
     Ok(SpanRef {
         ref_type,
@@ -263,183 +264,12 @@ fn read_span(p: &mut dyn TInputProtocol) -> Result<Span> {
 
 #[cfg(test)]
 pub mod tests {
-    //! A small Thrift writer for tests (the `thrift` crate's output protocols), so that decoding
-    //! is checked against the reference encoder rather than against itself.
     use super::*;
+    use crate::receivers::jaeger::thrift_encode::{agent_datagram, binary_batch};
     use thrift::protocol::{
         TBinaryOutputProtocol, TCompactOutputProtocol, TFieldIdentifier, TMessageIdentifier, TOutputProtocol,
         TStructIdentifier,
     };
-
-    fn field(p: &mut dyn TOutputProtocol, id: i16, ty: TType) {
-        p.write_field_begin(&TFieldIdentifier::new("f", ty, id)).unwrap();
-    }
-
-    fn end_field(p: &mut dyn TOutputProtocol) {
-        p.write_field_end().unwrap();
-    }
-
-    fn i64_field(p: &mut dyn TOutputProtocol, id: i16, v: i64) {
-        field(p, id, TType::I64);
-        p.write_i64(v).unwrap();
-        end_field(p);
-    }
-
-    fn tag(p: &mut dyn TOutputProtocol, t: &Tag) {
-        p.write_struct_begin(&TStructIdentifier::new("Tag")).unwrap();
-        field(p, 1, TType::String);
-        p.write_string(&t.key).unwrap();
-        end_field(p);
-        let (ty, id) = match &t.value {
-            Value::Str(_) => (0, 3),
-            Value::Double(_) => (1, 4),
-            Value::Bool(_) => (2, 5),
-            Value::Long(_) => (3, 6),
-            Value::Binary(_) => (4, 7),
-        };
-        field(p, 2, TType::I32);
-        p.write_i32(ty).unwrap();
-        end_field(p);
-        match &t.value {
-            Value::Str(s) => {
-                field(p, id, TType::String);
-                p.write_string(s).unwrap();
-            }
-            Value::Double(d) => {
-                field(p, id, TType::Double);
-                p.write_double(*d).unwrap();
-            }
-            Value::Bool(b) => {
-                field(p, id, TType::Bool);
-                p.write_bool(*b).unwrap();
-            }
-            Value::Long(l) => {
-                field(p, id, TType::I64);
-                p.write_i64(*l).unwrap();
-            }
-            Value::Binary(b) => {
-                field(p, id, TType::String);
-                p.write_bytes(b).unwrap();
-            }
-        }
-        end_field(p);
-        p.write_field_stop().unwrap();
-        p.write_struct_end().unwrap();
-    }
-
-    fn tags(p: &mut dyn TOutputProtocol, id: i16, list: &[Tag]) {
-        field(p, id, TType::List);
-        p.write_list_begin(&thrift::protocol::TListIdentifier::new(TType::Struct, list.len() as i32)).unwrap();
-        for t in list {
-            tag(p, t);
-        }
-        p.write_list_end().unwrap();
-        end_field(p);
-    }
-
-    fn halves(id: &[u8; 16]) -> (i64, i64) {
-        let high = i64::from_be_bytes(id[..8].try_into().unwrap());
-        let low = i64::from_be_bytes(id[8..].try_into().unwrap());
-        (high, low)
-    }
-
-    fn batch(p: &mut dyn TOutputProtocol, b: &Batch) {
-        p.write_struct_begin(&TStructIdentifier::new("Batch")).unwrap();
-        let process = b.process.clone().unwrap_or_default();
-        field(p, 1, TType::Struct);
-        p.write_struct_begin(&TStructIdentifier::new("Process")).unwrap();
-        field(p, 1, TType::String);
-        p.write_string(&process.service_name).unwrap();
-        end_field(p);
-        tags(p, 2, &process.tags);
-        p.write_field_stop().unwrap();
-        p.write_struct_end().unwrap();
-        end_field(p);
-        field(p, 2, TType::List);
-        p.write_list_begin(&thrift::protocol::TListIdentifier::new(TType::Struct, b.spans.len() as i32)).unwrap();
-        for s in &b.spans {
-            p.write_struct_begin(&TStructIdentifier::new("Span")).unwrap();
-            let (high, low) = halves(&s.trace_id);
-            i64_field(p, 1, low);
-            i64_field(p, 2, high);
-            i64_field(p, 3, i64::from_be_bytes(s.span_id));
-            i64_field(p, 4, i64::from_be_bytes(s.parent_span_id));
-            field(p, 5, TType::String);
-            p.write_string(&s.operation_name).unwrap();
-            end_field(p);
-            field(p, 6, TType::List);
-            p.write_list_begin(&thrift::protocol::TListIdentifier::new(TType::Struct, s.references.len() as i32))
-                .unwrap();
-            for r in &s.references {
-                p.write_struct_begin(&TStructIdentifier::new("SpanRef")).unwrap();
-                field(p, 1, TType::I32);
-                p.write_i32(if r.ref_type == RefType::ChildOf { 0 } else { 1 }).unwrap();
-                end_field(p);
-                let (high, low) = halves(&r.trace_id);
-                i64_field(p, 2, low);
-                i64_field(p, 3, high);
-                i64_field(p, 4, i64::from_be_bytes(r.span_id));
-                p.write_field_stop().unwrap();
-                p.write_struct_end().unwrap();
-            }
-            p.write_list_end().unwrap();
-            end_field(p);
-            field(p, 7, TType::I32);
-            p.write_i32(s.flags as i32).unwrap();
-            end_field(p);
-            i64_field(p, 8, (s.start_unix_nano / 1000) as i64);
-            i64_field(p, 9, (s.duration_nano / 1000) as i64);
-            tags(p, 10, &s.tags);
-            field(p, 11, TType::List);
-            p.write_list_begin(&thrift::protocol::TListIdentifier::new(TType::Struct, s.logs.len() as i32)).unwrap();
-            for l in &s.logs {
-                p.write_struct_begin(&TStructIdentifier::new("Log")).unwrap();
-                i64_field(p, 1, (l.time_unix_nano / 1000) as i64);
-                tags(p, 2, &l.fields);
-                p.write_field_stop().unwrap();
-                p.write_struct_end().unwrap();
-            }
-            p.write_list_end().unwrap();
-            end_field(p);
-            p.write_field_stop().unwrap();
-            p.write_struct_end().unwrap();
-        }
-        p.write_list_end().unwrap();
-        end_field(p);
-        p.write_field_stop().unwrap();
-        p.write_struct_end().unwrap();
-    }
-
-    fn emit_batch(p: &mut dyn TOutputProtocol, b: &Batch) {
-        p.write_message_begin(&TMessageIdentifier::new("emitBatch", TMessageType::OneWay, 1)).unwrap();
-        p.write_struct_begin(&TStructIdentifier::new("emitBatch_args")).unwrap();
-        field(p, 1, TType::Struct);
-        batch(p, b);
-        end_field(p);
-        p.write_field_stop().unwrap();
-        p.write_struct_end().unwrap();
-        p.write_message_end().unwrap();
-        p.flush().unwrap();
-    }
-
-    /// An agent datagram carrying `b`, as a Jaeger client would send it.
-    pub fn agent_datagram(protocol: Protocol, b: &Batch) -> Vec<u8> {
-        let mut out = Vec::new();
-        match protocol {
-            Protocol::Compact => emit_batch(&mut TCompactOutputProtocol::new(&mut out), b),
-            Protocol::Binary => emit_batch(&mut TBinaryOutputProtocol::new(&mut out, true), b),
-        }
-        out
-    }
-
-    /// A collector HTTP body carrying `b`.
-    pub fn binary_batch(b: &Batch) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut p = TBinaryOutputProtocol::new(&mut out, true);
-        batch(&mut p, b);
-        p.flush().unwrap();
-        out
-    }
 
     /// A batch using every field and value type.
     pub fn sample() -> Batch {
@@ -482,23 +312,27 @@ pub mod tests {
     fn both_protocols_decode_what_the_reference_encoder_wrote() {
         let b = sample();
         for protocol in [Protocol::Compact, Protocol::Binary] {
-            assert_eq!(decode_agent_message(protocol, &agent_datagram(protocol, &b)), Ok(b.clone()), "{protocol:?}");
+            assert_eq!(
+                decode_agent_message(protocol, &agent_datagram(protocol, &b).unwrap()),
+                Ok(b.clone()),
+                "{protocol:?}"
+            );
         }
-        assert_eq!(decode_batch(&binary_batch(&b)), Ok(b));
+        assert_eq!(decode_batch(&binary_batch(&b).unwrap()), Ok(b));
     }
 
     #[test]
     fn the_compact_header_is_what_clients_send() {
-        let d = agent_datagram(Protocol::Compact, &sample());
+        let d = agent_datagram(Protocol::Compact, &sample()).unwrap();
         assert_eq!(&d[..2], &[0x82, 0x81], "protocol id, then version 1 with type ONEWAY");
-        let d = agent_datagram(Protocol::Binary, &sample());
+        let d = agent_datagram(Protocol::Binary, &sample()).unwrap();
         assert_eq!(&d[..4], &[0x80, 0x01, 0x00, 0x04], "strict binary header, ONEWAY");
     }
 
     #[test]
     fn every_truncation_is_an_error_never_a_panic() {
         for protocol in [Protocol::Compact, Protocol::Binary] {
-            let d = agent_datagram(protocol, &sample());
+            let d = agent_datagram(protocol, &sample()).unwrap();
             for cut in 0..d.len() {
                 assert!(decode_agent_message(protocol, &d[..cut]).is_err(), "{protocol:?} cut at {cut}");
             }
@@ -515,7 +349,7 @@ pub mod tests {
             seed
         };
         for protocol in [Protocol::Compact, Protocol::Binary] {
-            let good = agent_datagram(protocol, &sample());
+            let good = agent_datagram(protocol, &sample()).unwrap();
             for _ in 0..20_000 {
                 let mut d = good.clone();
                 for _ in 0..(next() % 4 + 1) {
@@ -546,9 +380,9 @@ pub mod tests {
         let mut out = Vec::new();
         let mut p = TBinaryOutputProtocol::new(&mut out, true);
         p.write_struct_begin(&TStructIdentifier::new("Batch")).unwrap();
-        field(&mut p, 1, TType::I32);
+        p.write_field_begin(&TFieldIdentifier::new("process", TType::I32, 1)).unwrap();
         p.write_i32(5).unwrap();
-        end_field(&mut p);
+        p.write_field_end().unwrap();
         p.write_field_stop().unwrap();
         p.write_struct_end().unwrap();
         assert_eq!(decode_batch(&out), Err("Batch without its required field process (1)".into()));

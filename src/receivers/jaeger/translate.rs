@@ -18,10 +18,11 @@ const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
 
 /// Translates one batch. Spans that carry their own process get a resource of their own.
 pub fn batch_to_otlp(batch: Batch) -> ExportTraceServiceRequest {
-    // (process, spans of it, grouped by scope)
+    // (process, spans of it, grouped by scope); the batch's own process is `None` here, so that
+    // it is not copied for every span.
     let mut groups: Vec<(Option<Process>, Vec<ScopeSpans>)> = Vec::new();
     for mut span in batch.spans {
-        let process = span.process.take().or_else(|| batch.process.clone());
+        let process = span.process.take().filter(|p| Some(p) != batch.process.as_ref());
         let (scope, otlp) = span_to_otlp(span);
         let at = match groups.iter().position(|(p, _)| *p == process) {
             Some(i) => i,
@@ -40,7 +41,7 @@ pub fn batch_to_otlp(batch: Batch) -> ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
             .map(|(process, scope_spans)| ResourceSpans {
-                resource: process.as_ref().and_then(process_to_resource),
+                resource: process.as_ref().or(batch.process.as_ref()).and_then(process_to_resource),
                 scope_spans,
                 schema_url: String::new(),
             })
@@ -56,15 +57,16 @@ fn process_to_resource(process: &Process) -> Option<Resource> {
         attributes.push(kv("service.name", string(&process.service_name)));
     }
     for tag in &process.tags {
-        put(&mut attributes, &tag.key, value(&tag.value));
+        put(&mut attributes, &tag.key, value(tag.value.clone()));
     }
-    if let Some(host) = take(&mut attributes, "hostname")
-        && !attributes.iter().any(|a| a.key == "host.name")
+    // Renamed only when the new key is free; otherwise both stay, as in the collector.
+    if get(&attributes, "host.name").is_none()
+        && let Some(host) = take(&mut attributes, "hostname")
     {
         attributes.push(kv("host.name", host));
     }
-    if let Some(version) = take(&mut attributes, "jaeger.version")
-        && get(&attributes, "opencensus.exporterversion").is_none()
+    if get(&attributes, "opencensus.exporterversion").is_none()
+        && let Some(version) = take(&mut attributes, "jaeger.version")
     {
         let v = as_str(&version).unwrap_or("");
         attributes.push(kv("opencensus.exporterversion", string(&format!("Jaeger-{v}"))));
@@ -75,11 +77,21 @@ fn process_to_resource(process: &Process) -> Option<Resource> {
     Some(Resource { attributes, ..Default::default() })
 }
 
-fn span_to_otlp(span: model::Span) -> (Option<InstrumentationScope>, Span) {
-    let mut attributes: Vec<KeyValue> = Vec::with_capacity(span.tags.len());
-    for tag in &span.tags {
-        put(&mut attributes, &tag.key, value(&tag.value));
+/// Tags as attributes, moving their strings (a later tag with the same key wins).
+fn tags_to_attributes(tags: Vec<model::Tag>) -> Vec<KeyValue> {
+    let mut attributes: Vec<KeyValue> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let value = Some(value(tag.value));
+        match attributes.iter_mut().find(|a| a.key == tag.key) {
+            Some(a) => a.value = value,
+            None => attributes.push(KeyValue { key: tag.key, value, ..Default::default() }),
+        }
     }
+    attributes
+}
+
+fn span_to_otlp(mut span: model::Span) -> (Option<InstrumentationScope>, Span) {
+    let mut attributes = tags_to_attributes(std::mem::take(&mut span.tags));
     let kind = match take(&mut attributes, "span.kind").as_ref().and_then(as_str) {
         Some("client") => SpanKind::Client,
         Some("server") => SpanKind::Server,
@@ -214,10 +226,7 @@ fn parent_and_links(span: &model::Span) -> (Option<[u8; 8]>, Vec<Link>) {
 /// A log as an event: its fields as attributes, the `event` field as the name. A log without one
 /// is named by its `message` field (what OTel's Jaeger exporters write the event name into).
 fn log_to_event(log: model::Log) -> Event {
-    let mut attributes = Vec::with_capacity(log.fields.len());
-    for f in &log.fields {
-        put(&mut attributes, &f.key, value(&f.value));
-    }
+    let mut attributes = tags_to_attributes(log.fields);
     let named = |attributes: &mut Vec<KeyValue>, key: &str| {
         let i = attributes.iter().position(|a| a.key == key && a.value.as_ref().and_then(as_str).is_some())?;
         attributes.remove(i).value.as_ref().and_then(as_str).map(str::to_string)
@@ -226,13 +235,13 @@ fn log_to_event(log: model::Log) -> Event {
     Event { time_unix_nano: log.time_unix_nano, name, attributes, dropped_attributes_count: 0 }
 }
 
-fn value(v: &model::Value) -> AnyValue {
+fn value(v: model::Value) -> AnyValue {
     let value = match v {
-        model::Value::Str(s) => any_value::Value::StringValue(s.clone()),
-        model::Value::Double(d) => any_value::Value::DoubleValue(*d),
-        model::Value::Bool(b) => any_value::Value::BoolValue(*b),
-        model::Value::Long(l) => any_value::Value::IntValue(*l),
-        model::Value::Binary(b) => any_value::Value::BytesValue(b.clone()),
+        model::Value::Str(s) => any_value::Value::StringValue(s),
+        model::Value::Double(d) => any_value::Value::DoubleValue(d),
+        model::Value::Bool(b) => any_value::Value::BoolValue(b),
+        model::Value::Long(l) => any_value::Value::IntValue(l),
+        model::Value::Binary(b) => any_value::Value::BytesValue(b),
     };
     AnyValue { value: Some(value) }
 }
@@ -324,7 +333,7 @@ mod tests {
         };
         let r = process_to_resource(&process).unwrap().attributes;
         assert_eq!(attr(&r, "host.name"), Some(&any_value::Value::StringValue("real".into())));
-        assert!(attr(&r, "hostname").is_none());
+        assert_eq!(attr(&r, "hostname"), Some(&any_value::Value::StringValue("other".into())), "kept, not lost");
     }
 
     #[test]

@@ -196,8 +196,10 @@ fn status(attributes: &mut Vec<KeyValue>) -> Option<Status> {
     }
     if let Some(error) = take(attributes, "error") {
         let said = as_str(&error).unwrap_or("");
-        let message = match &found {
-            Some(s) if !s.message.is_empty() => s.message.clone(),
+        let description = if found.is_none() { take(attributes, "otel.status_description") } else { None };
+        let message = match (&found, description.as_ref().and_then(as_str)) {
+            (Some(s), _) if !s.message.is_empty() => s.message.clone(),
+            (_, Some(d)) if !d.is_empty() => d.to_string(),
             _ if said != "true" => said.to_string(),
             _ => String::new(),
         };
@@ -391,6 +393,9 @@ mod tests {
         assert!(out.attributes.is_empty());
         let out = one(with_tags(&[("otel.status_code", "ok")]));
         assert_eq!(out.status.map(|s| s.code), Some(StatusCode::Ok as i32));
+        let out = one(with_tags(&[("error", "true"), ("otel.status_description", "why")]));
+        assert_eq!(out.status, Some(Status { code: StatusCode::Error as i32, message: "why".into() }));
+        assert!(out.attributes.is_empty());
         let out = one(with_tags(&[("error", "true")]));
         assert_eq!(out.status, Some(Status { code: StatusCode::Error as i32, message: String::new() }));
         let out = one(with_tags(&[("error", "timeout")]));
