@@ -8,6 +8,7 @@ use crate::rpc_status::{RetryInfo, RpcStatus};
 use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
 use prost::Message;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -85,6 +86,48 @@ impl Decoder for RawCodec {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         let n = src.remaining();
         Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+/// Where a gRPC server listens when its configuration does not say (`localhost:PORT`).
+pub trait DefaultEndpoint: std::fmt::Debug + Clone {
+    const ENDPOINT: &'static str;
+}
+
+/// A gRPC server's settings (`protocols.grpc` of the receivers): where it listens, defaulting to
+/// `P::ENDPOINT`, and the largest request it takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, bound = "")]
+pub struct GrpcServerConfig<P: DefaultEndpoint> {
+    pub endpoint: String,
+    /// Largest request accepted, after decompression, in MiB.
+    pub max_recv_msg_size_mib: u64,
+    #[serde(skip)]
+    default: std::marker::PhantomData<P>,
+}
+
+impl<P: DefaultEndpoint> Default for GrpcServerConfig<P> {
+    fn default() -> Self {
+        GrpcServerConfig {
+            endpoint: P::ENDPOINT.to_string(),
+            max_recv_msg_size_mib: 4,
+            default: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P: DefaultEndpoint> GrpcServerConfig<P> {
+    /// Checks the settings; `at` is the key path of this section, for the message.
+    pub fn validate(&self, at: &str) -> Result<(), (String, String)> {
+        crate::net::check_endpoint(&self.endpoint).map_err(|m| (format!("{at}.endpoint"), m))?;
+        if !(1..=1024).contains(&self.max_recv_msg_size_mib) {
+            return Err((format!("{at}.max_recv_msg_size_mib"), "must be between 1 and 1024".into()));
+        }
+        Ok(())
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        (self.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024)
     }
 }
 

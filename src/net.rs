@@ -118,6 +118,11 @@ where
 /// The response body type every switchyard HTTP handler returns.
 pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
+/// A one-line plain-text answer (the error style of the Jaeger and Zipkin endpoints).
+pub fn text(status: http::StatusCode, message: &str) -> Response<BoxBody> {
+    response(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
 /// A complete response with `status`, `content_type` and `body`.
 pub fn response(status: http::StatusCode, content_type: &str, body: impl Into<bytes::Bytes>) -> Response<BoxBody> {
     use http_body_util::BodyExt;

@@ -19,6 +19,12 @@ pub mod model_types {
 }
 pub use yaml::{Node, NodeKind};
 
+/// For `#[serde(default, deserialize_with = "crate::config::present")]` on an `Option`: a key
+/// that is present switches its section on, even with no settings under it (`grpc:`).
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The configuration used when `switchyard` is started without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
 

@@ -1,7 +1,7 @@
 //! Building OTLP attribute lists in the translating receivers: set (a later key wins), get, take
 //! out, and the common value constructors.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 
 pub fn string(s: &str) -> AnyValue {
     AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }
@@ -39,4 +39,24 @@ pub fn get<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
 pub fn take(attributes: &mut Vec<KeyValue>, key: &str) -> Option<AnyValue> {
     let i = attributes.iter().position(|a| a.key == key)?;
     attributes.remove(i).value
+}
+
+/// Takes the tags `otel.scope.name`/`otel.scope.version` (or the older `otel.library.*`, which
+/// are removed too) out as the instrumentation scope they describe.
+pub fn take_scope(attributes: &mut Vec<KeyValue>) -> Option<InstrumentationScope> {
+    let mut pick = |new: &str, old: &str| {
+        let a = take(attributes, new);
+        let b = take(attributes, old);
+        a.or(b).as_ref().and_then(as_str).map(str::to_string)
+    };
+    let name = pick("otel.scope.name", "otel.library.name");
+    let version = pick("otel.scope.version", "otel.library.version");
+    if name.is_none() && version.is_none() {
+        return None;
+    }
+    Some(InstrumentationScope {
+        name: name.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        ..Default::default()
+    })
 }

@@ -12,6 +12,16 @@ pub enum BodyError {
     Io(String),
 }
 
+/// The request's `Content-Encoding`, trimmed and lower-cased ("" when absent).
+pub fn content_encoding(headers: &http::HeaderMap) -> String {
+    headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Reads the whole body within `limit` and undoes `encoding`, the limit applying to both.
+pub async fn read_decoded(body: Incoming, encoding: &str, limit: usize) -> Result<Bytes, BodyError> {
+    decompress(encoding, read_body(body, limit).await?, limit)
+}
+
 /// Reads the whole body (chunked or not), refusing more than `limit` bytes.
 pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     let mut buf = BytesMut::new();

@@ -5,7 +5,7 @@
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ pub struct FileConfig {
     /// The file to write; created if missing.
     pub path: PathBuf,
     /// Rotation by size; on when the key is present, even with no settings.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub rotation: Option<RotationConfig>,
     /// Keep what the file already holds (true) or start it empty (false, the collector's default).
     #[serde(default)]
@@ -34,10 +34,6 @@ pub struct FileConfig {
 
 fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use super::ThriftHttpConfig;
 use super::thrift::decode_batch;
-use crate::net::{self, BoxBody};
+use crate::net::{self, BoxBody, text};
 use crate::pipeline::Intake;
-use crate::receivers::body::{BodyError, decompress, read_body};
+use crate::receivers::body::{BodyError, content_encoding, read_decoded};
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -38,10 +38,6 @@ pub async fn serve(
     net::serve(listener, handler, shutdown, grace).await;
 }
 
-fn text(status: StatusCode, message: &str) -> http::Response<BoxBody> {
-    net::response(status, "text/plain; charset=utf-8", format!("{message}\n"))
-}
-
 async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> http::Response<BoxBody> {
     if req.uri().path() != PATH {
         return text(StatusCode::NOT_FOUND, &format!("no Jaeger endpoint at {}: use POST {PATH}", req.uri().path()));
@@ -62,24 +58,14 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
             ),
         );
     }
-    let encoding = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let encoding = content_encoding(req.headers());
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let body = match read_body(req.into_body(), limit).await {
-        Ok(raw) => match decompress(&encoding, raw, limit) {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => return too_large(),
-            Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
-        },
+    let body = match read_decoded(req.into_body(), &encoding, limit).await {
+        Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let batch = match decode_batch(&body) {
         Ok(b) => b,

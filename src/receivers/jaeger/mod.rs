@@ -12,7 +12,7 @@ pub mod translate;
 mod udp;
 
 use crate::pipeline::{Batch, Intake, Request};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -28,32 +28,23 @@ pub struct JaegerReceiverConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub grpc: Option<GrpcConfig>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub thrift_http: Option<ThriftHttpConfig>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub thrift_binary: Option<UdpConfig>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub thrift_compact: Option<UdpConfig>,
 }
 
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
+pub type GrpcConfig = crate::grpc::GrpcServerConfig<JaegerGrpcPort>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrpcConfig {
-    pub endpoint: String,
-    /// Largest request accepted, after decompression, in MiB.
-    pub max_recv_msg_size_mib: u64,
-}
+#[derive(Debug, Clone)]
+pub struct JaegerGrpcPort;
 
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        GrpcConfig { endpoint: "localhost:14250".to_string(), max_recv_msg_size_mib: 4 }
-    }
+impl crate::grpc::DefaultEndpoint for JaegerGrpcPort {
+    const ENDPOINT: &'static str = "localhost:14250";
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,10 +97,7 @@ impl JaegerReceiverConfig {
             ));
         }
         if let Some(g) = &p.grpc {
-            crate::net::check_endpoint(&g.endpoint).map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
-            if !(1..=1024).contains(&g.max_recv_msg_size_mib) {
-                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be between 1 and 1024".into()));
-            }
+            g.validate("protocols.grpc")?;
         }
         if let Some(h) = &p.thrift_http {
             crate::net::check_endpoint(&h.endpoint).map_err(|m| ("protocols.thrift_http.endpoint".into(), m))?;

@@ -4,7 +4,7 @@
 //! this one translation, so a span means the same whichever way it arrived.
 
 use super::model::{self, Batch, Process, RefType};
-use crate::receivers::attributes::{as_str, get, kv, put, string, take};
+use crate::receivers::attributes::{as_str, get, kv, put, string, take, take_scope};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -101,7 +101,7 @@ fn span_to_otlp(mut span: model::Span) -> (Option<InstrumentationScope>, Span) {
         _ => SpanKind::Unspecified,
     };
     let status = status(&mut attributes, kind);
-    let scope = scope(&mut attributes);
+    let scope = take_scope(&mut attributes);
     let trace_state = take(&mut attributes, "w3c.tracestate").as_ref().and_then(as_str).unwrap_or("").to_string();
     let (parent, links) = parent_and_links(&span);
     let events = span.logs.into_iter().map(log_to_event).collect();
@@ -175,25 +175,6 @@ fn http_status(v: &AnyValue) -> Option<i64> {
         any_value::Value::StringValue(s) => s.trim().parse().ok(),
         _ => None,
     }
-}
-
-/// `otel.scope.name`/`otel.scope.version` (or the older `otel.library.*`) as the span's scope.
-fn scope(attributes: &mut Vec<KeyValue>) -> Option<InstrumentationScope> {
-    let mut pick = |new: &str, old: &str| {
-        let a = take(attributes, new);
-        let b = take(attributes, old);
-        a.or(b).as_ref().and_then(as_str).map(str::to_string)
-    };
-    let name = pick("otel.scope.name", "otel.library.name");
-    let version = pick("otel.scope.version", "otel.library.version");
-    if name.is_none() && version.is_none() {
-        return None;
-    }
-    Some(InstrumentationScope {
-        name: name.unwrap_or_default(),
-        version: version.unwrap_or_default(),
-        ..Default::default()
-    })
 }
 
 /// The parent: `parentSpanId` if set, else the first CHILD_OF reference in the same trace, else

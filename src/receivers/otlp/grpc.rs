@@ -25,13 +25,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let max = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
     let route_intake = intake.clone();
     let route = move |path: &str| {
         let signal = Signal::ALL.into_iter().find(|s| export_path(*s) == path)?;
         Some(ExportService { intake: route_intake.clone(), signal })
     };
-    crate::grpc::serve_unary(listener, max, intake, route, shutdown, grace).await;
+    crate::grpc::serve_unary(listener, cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
 #[derive(Clone)]

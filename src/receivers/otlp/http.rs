@@ -7,7 +7,7 @@ use super::decode::{Decoded, Invalid, decode_json, decode_protobuf};
 use super::response;
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
-use crate::receivers::body::{BodyError, decompress, read_body};
+use crate::receivers::body::{BodyError, content_encoding, decompress, read_body};
 use crate::rpc_status::{self, RpcStatus, code};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -89,13 +89,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let msg = format!("receiver {} is in no {signal} pipeline", intake.receiver());
         return error(StatusCode::NOT_FOUND, format, code::UNIMPLEMENTED, &msg);
     }
-    let encoding = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let encoding = content_encoding(req.headers());
     let raw = match read_body(req.into_body(), routes.limit).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(format, routes.limit),

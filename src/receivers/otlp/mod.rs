@@ -10,7 +10,7 @@ mod scan;
 pub use decode::{Decoded, Invalid, decode_json, decode_protobuf};
 
 use crate::pipeline::Intake;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -26,28 +26,19 @@ pub struct OtlpReceiverConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub grpc: Option<GrpcConfig>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::config::present")]
     pub http: Option<HttpConfig>,
 }
 
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
+pub type GrpcConfig = crate::grpc::GrpcServerConfig<OtlpGrpcPort>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrpcConfig {
-    pub endpoint: String,
-    /// Largest request accepted, after decompression, in MiB.
-    pub max_recv_msg_size_mib: u64,
-}
+#[derive(Debug, Clone)]
+pub struct OtlpGrpcPort;
 
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        GrpcConfig { endpoint: "localhost:4317".to_string(), max_recv_msg_size_mib: 4 }
-    }
+impl crate::grpc::DefaultEndpoint for OtlpGrpcPort {
+    const ENDPOINT: &'static str = "localhost:4317";
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,10 +74,7 @@ impl OtlpReceiverConfig {
             return Err(("protocols".into(), "enable at least one protocol: grpc or http".into()));
         }
         if let Some(g) = &self.protocols.grpc {
-            crate::net::check_endpoint(&g.endpoint).map_err(|m| ("protocols.grpc.endpoint".into(), m))?;
-            if !(1..=1024).contains(&g.max_recv_msg_size_mib) {
-                return Err(("protocols.grpc.max_recv_msg_size_mib".into(), "must be between 1 and 1024".into()));
-            }
+            g.validate("protocols.grpc")?;
         }
         if let Some(h) = &self.protocols.http {
             crate::net::check_endpoint(&h.endpoint).map_err(|m| ("protocols.http.endpoint".into(), m))?;

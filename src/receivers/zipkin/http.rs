@@ -3,9 +3,9 @@
 //! answered 202 Accepted. Errors are plain text.
 
 use super::ZipkinReceiverConfig;
-use crate::net::{self, BoxBody};
+use crate::net::{self, BoxBody, text};
 use crate::pipeline::{Batch, Intake, Request};
-use crate::receivers::body::{BodyError, decompress, read_body};
+use crate::receivers::body::{BodyError, content_encoding, read_decoded};
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -45,10 +45,6 @@ pub async fn serve(
     net::serve(listener, handler, shutdown, grace).await;
 }
 
-fn text(status: StatusCode, message: &str) -> http::Response<BoxBody> {
-    net::response(status, "text/plain; charset=utf-8", format!("{message}\n"))
-}
-
 async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settings) -> http::Response<BoxBody> {
     let path = req.uri().path();
     if path != PATH {
@@ -62,25 +58,15 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let protobuf = content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-protobuf");
-    let encoding = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let encoding = content_encoding(req.headers());
     let limit = settings.limit;
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let body = match read_body(req.into_body(), limit).await {
-        Ok(raw) => match decompress(&encoding, raw, limit) {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => return too_large(),
-            Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
-        },
+    let body = match read_decoded(req.into_body(), &encoding, limit).await {
+        Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let decoded = if protobuf { super::proto::decode(&body) } else { super::json::decode(&body) };
     let spans = match decoded {

@@ -4,7 +4,7 @@
 //! events, `w3c.tracestate`, and the `otlp.link.N` tags OTLP → Zipkin writes → links.
 
 use super::model::{self, Endpoint, Kind};
-use crate::receivers::attributes::{as_str, kv, put, string, take};
+use crate::receivers::attributes::{as_str, kv, put, string, take, take_scope};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -95,7 +95,7 @@ fn span_to_otlp(span: model::Span, parse_string_tags: bool) -> (Vec<KeyValue>, O
             put(&mut attributes, &key, v);
         }
     }
-    let scope = scope(&mut attributes);
+    let scope = take_scope(&mut attributes);
     let kind = match span.kind {
         Some(Kind::Client) => SpanKind::Client,
         Some(Kind::Server) => SpanKind::Server,
@@ -159,25 +159,6 @@ fn typed(value: &str) -> AnyValue {
         any_value::Value::StringValue(value.into())
     };
     AnyValue { value: Some(v) }
-}
-
-/// `otel.scope.name`/`.version` (or the older `otel.library.*`) as the scope; the tags go.
-fn scope(attributes: &mut Vec<KeyValue>) -> Option<InstrumentationScope> {
-    let mut pick = |new: &str, old: &str| {
-        let a = take(attributes, new);
-        let b = take(attributes, old);
-        a.or(b).as_ref().and_then(as_str).map(str::to_string)
-    };
-    let name = pick("otel.scope.name", "otel.library.name");
-    let version = pick("otel.scope.version", "otel.library.version");
-    if name.is_none() && version.is_none() {
-        return None;
-    }
-    Some(InstrumentationScope {
-        name: name.unwrap_or_default(),
-        version: version.unwrap_or_default(),
-        ..Default::default()
-    })
 }
 
 /// The status: `otel.status_code` (with `otel.status_description`), then an `error` tag of any
