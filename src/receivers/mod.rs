@@ -5,4 +5,5 @@ pub mod bad_input;
 pub mod body;
 pub mod jaeger;
 pub mod otlp;
+pub mod prometheus;
 pub mod zipkin;

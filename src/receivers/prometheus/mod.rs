@@ -1,0 +1,4 @@
+//! The `prometheus` receiver: scrapes Prometheus targets as Prometheus does and turns the samples
+//! into OTLP metrics.
+
+pub mod parse;
