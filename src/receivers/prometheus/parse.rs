@@ -112,7 +112,7 @@ pub fn parse(body: &[u8], format: Format) -> Result<Vec<Family>, ParseError> {
         let line = body[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
         ParseError { line, message: "invalid UTF-8".into() }
     })?;
-    let mut p = Parser { format, families: Vec::new(), closed: Vec::new(), eof: false };
+    let mut p = Parser { format, families: Vec::new(), closed: Default::default(), eof: false };
     let last = text.split('\n').count();
     for (i, line) in text.split('\n').enumerate() {
         let n = i + 1;
@@ -149,7 +149,7 @@ struct Parser {
     format: Format,
     families: Vec<Family>,
     /// Families already left (all lines of a family must be together).
-    closed: Vec<String>,
+    closed: std::collections::HashSet<String>,
     eof: bool,
 }
 
@@ -162,13 +162,21 @@ impl Parser {
     fn family_for_metadata(&mut self, name: &str, what: &str) -> Result<&mut Family, String> {
         let is_current = self.families.last().is_some_and(|f| f.name == name);
         if !is_current {
-            if self.closed.iter().any(|c| c == name) || self.families.iter().any(|f| f.name == name) {
-                return Err(format!("{what} for {name} after its samples or metadata elsewhere: a family's lines must be together"));
+            if self.closed.contains(name) {
+                return Err(format!(
+                    "{what} for {name} after its samples or metadata elsewhere: a family's lines must be together"
+                ));
             }
             if let Some(prev) = self.families.last() {
-                self.closed.push(prev.name.clone());
+                self.closed.insert(prev.name.clone());
             }
-            self.families.push(Family { name: name.to_string(), kind: Kind::Unknown, help: None, unit: None, samples: Vec::new() });
+            self.families.push(Family {
+                name: name.to_string(),
+                kind: Kind::Unknown,
+                help: None,
+                unit: None,
+                samples: Vec::new(),
+            });
         }
         Ok(self.families.last_mut().expect("just ensured"))
     }
@@ -211,7 +219,8 @@ impl Parser {
                         }
                         let kind = Kind::parse(value.trim())
                             .ok_or_else(|| format!("unknown metric type \"{}\" for {name}", value.trim()))?;
-                        if format == Format::Text && matches!(kind, Kind::Info | Kind::StateSet | Kind::GaugeHistogram) {
+                        if format == Format::Text && matches!(kind, Kind::Info | Kind::StateSet | Kind::GaugeHistogram)
+                        {
                             return Err(format!("type {} is OpenMetrics only", value.trim()));
                         }
                         family.kind = kind;
@@ -229,7 +238,8 @@ impl Parser {
         let format = self.format;
         let sample = parse_sample(line, format)?;
         // Which family: the current one if the name fits it, else a new untyped family.
-        let fits = |f: &Family| f.kind.suffixes(format).iter().any(|s| sample.name.strip_suffix(s) == Some(f.name.as_str()));
+        let fits =
+            |f: &Family| f.kind.suffixes(format).iter().any(|s| sample.name.strip_suffix(s) == Some(f.name.as_str()));
         if let Some(f) = self.families.last()
             && f.kind == Kind::Counter
             && format == Format::OpenMetrics
@@ -238,11 +248,11 @@ impl Parser {
             return Err(format!("OpenMetrics counter sample {} must end in _total", sample.name));
         }
         if !self.current().is_some_and(|f| fits(f)) {
-            if self.closed.iter().any(|c| *c == sample.name) || self.families.iter().any(|f| f.name == sample.name) {
+            if self.closed.contains(&sample.name) {
                 return Err(format!("sample of {} apart from the rest of its family", sample.name));
             }
             if let Some(prev) = self.families.last() {
-                self.closed.push(prev.name.clone());
+                self.closed.insert(prev.name.clone());
             }
             self.families.push(Family {
                 name: sample.name.clone(),
@@ -391,7 +401,8 @@ fn float(s: &str) -> Result<f64, String> {
         "+inf" | "inf" => Ok(f64::INFINITY),
         "-inf" => Ok(f64::NEG_INFINITY),
         _ => {
-            if s.contains(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))) || s.contains('_')
+            if s.contains(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_')))
+                || s.contains('_')
             {
                 return Err(format!("invalid value \"{s}\""));
             }
@@ -493,7 +504,10 @@ mod tests {
         assert_eq!(f[0].samples[1].labels, l(&[("method", "post"), ("code", "400")]));
         assert_eq!(f[0].samples[0].timestamp_ms, Some(1395066363000));
         assert_eq!(f[1].kind, Kind::Unknown);
-        assert_eq!(f[1].samples[0].labels, l(&[("path", "C:\\DIR\\FILE.TXT"), ("error", "Cannot find file:\n\"FILE.TXT\"")]));
+        assert_eq!(
+            f[1].samples[0].labels,
+            l(&[("path", "C:\\DIR\\FILE.TXT"), ("error", "Cannot find file:\n\"FILE.TXT\"")])
+        );
         assert_eq!(f[3].samples[0].value, f64::INFINITY);
         assert_eq!(f[3].samples[0].timestamp_ms, Some(-3982045));
     }
