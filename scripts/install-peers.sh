@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real test peers used by switchyard's integration tests (tests/):
-#   - prometheus + promtool (Debian apt package)
+#   - prometheus + promtool, prometheus-node-exporter and victoria-metrics (Debian apt packages;
+#     a service a package starts on its default port is stopped and disabled again)
 #   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
 #     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
 #   - OpenTelemetry Python SDK 1.21 + Jaeger Thrift and Zipkin v2 exporters in
@@ -47,9 +48,37 @@ mkdir -p "$PEERS_DIR"
 exec 9>"$PEERS_DIR/.install.lock"
 flock 9
 
-# ---------------------------------------------------------------- prometheus
+# ---------------------------------------------------------------- prometheus family
+# stop_service NAME: stops and disables the service that the package NAME, just installed, may
+# have started on its default port (prometheus :9090, prometheus-node-exporter :9100,
+# victoria-metrics :8428); the tests run their own instances on free loopback ports. With systemd
+# running, the postinst starts the unit; without it, invoke-rc.d starts the init script only when
+# the runlevel is known and no policy-rc.d forbids it (in a plain container it starts nothing).
+stop_service() {
+    local name="$1"
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now "$name.service" >/dev/null 2>&1 || true
+    else
+        if [ -x "/etc/init.d/$name" ]; then
+            $SUDO "/etc/init.d/$name" stop >/dev/null 2>&1 || true
+        fi
+        if command -v update-rc.d >/dev/null 2>&1; then
+            $SUDO update-rc.d "$name" disable >/dev/null 2>&1 || true
+        fi
+    fi
+}
+PROM_PKGS=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-    apt_install prometheus
+    PROM_PKGS+=(prometheus)
+fi
+[ -x /usr/bin/prometheus-node-exporter ] || PROM_PKGS+=(prometheus-node-exporter)
+[ -x /usr/bin/victoria-metrics ] || PROM_PKGS+=(victoria-metrics)
+if [ "${#PROM_PKGS[@]}" -gt 0 ]; then
+    apt_install "${PROM_PKGS[@]}"
+    for pkg in "${PROM_PKGS[@]}"; do
+        log "stopping and disabling the $pkg service, if any"
+        stop_service "$pkg"
+    done
 fi
 
 # ---------------------------------------------------------------- python venvs
@@ -99,6 +128,9 @@ fi
 # ---------------------------------------------------------------- versions
 prom_v="$(prometheus --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
 promtool_v="$(promtool --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
+node_exporter_v="$(prometheus-node-exporter --version 2>&1 | head -n1 | sed -n 's/.*version \([^ ]*\).*/\1/p')"
+# This build's -version prints nothing; the package version is the upstream one plus +ds1-N.
+vm_v="$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null | sed 's/+.*//')"
 py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporters", m.version("opentelemetry-exporter-otlp-proto-grpc") + ",", "python", platform.python_version() + ")")')"
 jaeger_py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("jaeger-client"), "(thrift", m.version("thrift") + ", tornado", m.version("tornado") + ", opentracing", m.version("opentracing") + ")")')"
 otel121_v="$("$VENV_OTEL121/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporter-jaeger-thrift", m.version("opentelemetry-exporter-jaeger-thrift") + ", exporter-zipkin-json", m.version("opentelemetry-exporter-zipkin-json") + ", exporter-zipkin-proto-http", m.version("opentelemetry-exporter-zipkin-proto-http") + ", thrift", m.version("thrift") + ", python", platform.python_version() + ")")')"
@@ -112,6 +144,8 @@ console.log("sdk-trace-base " + v("@opentelemetry/sdk-trace-base") + ", sdk-metr
 
 echo "prometheus $prom_v ($(command -v prometheus))"
 echo "promtool $promtool_v ($(command -v promtool))"
+echo "prometheus-node-exporter $node_exporter_v (/usr/bin/prometheus-node-exporter)"
+echo "victoria-metrics $vm_v (/usr/bin/victoria-metrics)"
 echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python jaeger-client $jaeger_py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python opentelemetry-sdk $otel121_v [${VENV_OTEL121#"$ROOT/"}/bin/python]"

@@ -2,12 +2,14 @@
 //! carries, and how its settings are decoded and checked.
 
 use crate::config::{ComponentId, ComponentKind, ConfigError, Node, from_node};
+use crate::exporters::prometheusremotewrite::PrometheusRemoteWriteConfig;
 use crate::exporters::{debug::DebugConfig, file::FileConfig, otlp::OtlpGrpcConfig, otlphttp::OtlpHttpConfig};
 use crate::extensions::health_check::HealthCheckConfig;
 use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
 use crate::receivers::jaeger::JaegerReceiverConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
+use crate::receivers::prometheus::PrometheusReceiverConfig;
 use crate::receivers::zipkin::ZipkinReceiverConfig;
 use serde::de::DeserializeOwned;
 
@@ -41,6 +43,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "Zipkin v2 spans over HTTP (JSON and protobuf)",
     },
     TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "prometheus",
+        signals: &[Signal::Metrics],
+        description: "scrapes Prometheus targets (Prometheus scrape_configs)",
+    },
+    TypeInfo {
         kind: ComponentKind::Processor,
         name: "batch",
         signals: ALL_SIGNALS,
@@ -71,6 +79,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "OTLP over HTTP to a vendor or Jaeger (alias otlp_http)",
     },
     TypeInfo {
+        kind: ComponentKind::Exporter,
+        name: "prometheusremotewrite",
+        signals: &[Signal::Metrics],
+        description: "Prometheus Remote Write 1.0 to Prometheus, VictoriaMetrics, Mimir and others",
+    },
+    TypeInfo {
         kind: ComponentKind::Extension,
         name: "health_check",
         signals: &[],
@@ -91,6 +105,7 @@ pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
     Jaeger(JaegerReceiverConfig),
     Zipkin(ZipkinReceiverConfig),
+    Prometheus(Box<PrometheusReceiverConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +119,7 @@ pub enum ExporterConfig {
     File(FileConfig),
     OtlpHttp(Box<OtlpHttpConfig>),
     OtlpGrpc(Box<OtlpGrpcConfig>),
+    PrometheusRemoteWrite(Box<PrometheusRemoteWriteConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +133,7 @@ impl ReceiverConfig {
             ReceiverConfig::Otlp(_) => signals_of(ComponentKind::Receiver, "otlp"),
             ReceiverConfig::Jaeger(_) => signals_of(ComponentKind::Receiver, "jaeger"),
             ReceiverConfig::Zipkin(_) => signals_of(ComponentKind::Receiver, "zipkin"),
+            ReceiverConfig::Prometheus(_) => signals_of(ComponentKind::Receiver, "prometheus"),
         }
     }
 }
@@ -136,6 +153,7 @@ impl ExporterConfig {
             ExporterConfig::File(_) => signals_of(ComponentKind::Exporter, "file"),
             ExporterConfig::OtlpHttp(_) => signals_of(ComponentKind::Exporter, "otlphttp"),
             ExporterConfig::OtlpGrpc(_) => signals_of(ComponentKind::Exporter, "otlp"),
+            ExporterConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Exporter, "prometheusremotewrite"),
         }
     }
 }
@@ -169,6 +187,9 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "otlp" => Some(ReceiverConfig::Otlp(typed(node, path, OtlpReceiverConfig::validate)?)),
         "jaeger" => Some(ReceiverConfig::Jaeger(typed(node, path, JaegerReceiverConfig::validate)?)),
         "zipkin" => Some(ReceiverConfig::Zipkin(typed(node, path, ZipkinReceiverConfig::validate)?)),
+        "prometheus" => {
+            Some(ReceiverConfig::Prometheus(Box::new(typed(node, path, PrometheusReceiverConfig::validate)?)))
+        }
         _ => None,
     })
 }
@@ -185,6 +206,11 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "prometheusremotewrite" => Some(ExporterConfig::PrometheusRemoteWrite(Box::new(typed(
+            node,
+            path,
+            PrometheusRemoteWriteConfig::validate,
+        )?))),
         "otlphttp" | "otlp_http" => {
             Some(ExporterConfig::OtlpHttp(Box::new(typed(node, path, OtlpHttpConfig::validate)?)))
         }

@@ -19,6 +19,12 @@ pub mod model_types {
 }
 pub use yaml::{Node, NodeKind};
 
+/// Reads a YAML (or JSON) document other than the configuration itself, such as a file of scrape
+/// targets, with the same precise error messages.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
+    from_node(&yaml::parse(file, text)?, "")
+}
+
 /// For `#[serde(default, deserialize_with = "crate::config::present")]` on an `Option`: a key
 /// that is present switches its section on, even with no settings under it (`grpc:`).
 pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {

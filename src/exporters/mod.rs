@@ -6,6 +6,8 @@ pub mod file;
 pub mod otlp;
 pub mod otlphttp;
 pub mod partial;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 pub mod queue;
 pub mod retry;
 pub mod tls;

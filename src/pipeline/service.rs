@@ -159,6 +159,13 @@ impl RunningService {
                     Arc::new(OtlpHttpExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
                     cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
                 ),
+                ExporterConfig::PrometheusRemoteWrite(cfg) => (
+                    Arc::new(
+                        crate::exporters::prometheusremotewrite::PrometheusRemoteWriteExporter::new(id.to_string(), cfg)
+                            .map_err(|m| fail("exporter", id, m))?,
+                    ),
+                    cfg.queue_settings(),
+                ),
             };
             let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);
             queues.insert(id.clone(), queue);
@@ -206,6 +213,7 @@ impl RunningService {
                 ReceiverConfig::Otlp(cfg) => crate::receivers::otlp::start(cfg.clone(), intake, stop, grace).await,
                 ReceiverConfig::Jaeger(cfg) => crate::receivers::jaeger::start(cfg.clone(), intake, stop, grace).await,
                 ReceiverConfig::Zipkin(cfg) => crate::receivers::zipkin::start(cfg.clone(), intake, stop, grace).await,
+                ReceiverConfig::Prometheus(cfg) => crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await,
             };
             receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
         }

@@ -371,11 +371,6 @@ pub fn to_otlp(
             },
         );
     }
-    let default_scope = InstrumentationScope {
-        name: "switchyard.receiver.prometheus".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    };
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource(target, info)),
@@ -383,7 +378,10 @@ pub fn to_otlp(
                 .scopes
                 .into_values()
                 .map(|(scope, metrics)| ScopeMetrics {
-                    scope: Some(scope.unwrap_or_else(|| default_scope.clone())),
+                    // Samples without `otel_scope_*` labels get no scope (the collector names its
+                    // receiver here): so Prometheus data written back to Prometheus gains no
+                    // `otel_scope_*` labels on the way.
+                    scope,
                     metrics,
                     schema_url: String::new(),
                 })
@@ -668,13 +666,13 @@ mod tests {
             .iter()
             .map(|s| {
                 (
-                    s.scope.as_ref().unwrap().name.clone(),
+                    s.scope.as_ref().map(|sc| sc.name.clone()).unwrap_or_default(),
                     s.metrics.iter().map(|m| m.name.clone()).collect::<Vec<_>>().join(","),
                 )
             })
             .collect();
         assert!(scopes.contains(&("lib".into(), "x".into())), "{scopes:?}");
-        assert!(scopes.contains(&("switchyard.receiver.prometheus".into(), "y,up".into())), "{scopes:?}");
+        assert!(scopes.contains(&("".into(), "y,up".into())), "no scope labels, no scope: {scopes:?}");
         let x = find(&req, "x");
         let Some(metric::Data::Gauge(g)) = x.data.as_ref() else { panic!() };
         assert_eq!(g.data_points[0].attributes, vec![kv("env", string("prod"))]);

@@ -1,0 +1,379 @@
+//! The `prometheusremotewrite` exporter: OTLP metrics as Prometheus Remote Write 1.0 (a snappy
+//! block-compressed `WriteRequest`, PROTOCOLS.md §4.4) to any Prometheus-compatible store.
+//! Series are sharded over `remote_write_queue.num_consumers` parallel senders by a hash of their
+//! labels, and batches are exported one after another, so the samples of one series always
+//! arrive in order. 5xx and 429 answers are retried; other 4xx drop the batch.
+
+use super::prometheus::series::{Series, Settings, to_series};
+use super::retry::RetryConfig;
+use super::tls::{Protocol, TlsClientConfig};
+use crate::config::deserialize_duration;
+use crate::exporters::queue::QueueSettings;
+use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
+use crate::proto::prometheus as pb;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use prost::Message;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const V1_MESSAGE: &str = "prometheus.WriteRequest";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusRemoteWriteConfig {
+    /// The remote-write URL, e.g. `http://victoria:8428/api/v1/write`.
+    pub endpoint: String,
+    pub headers: BTreeMap<String, String>,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    pub tls: TlsClientConfig,
+    /// Prefix of every metric name.
+    pub namespace: String,
+    /// Added to every series that does not have the label.
+    pub external_labels: BTreeMap<String, String>,
+    pub resource_to_telemetry_conversion: Enabled<false>,
+    pub add_metric_suffixes: bool,
+    pub target_info: Enabled<true>,
+    /// Largest request before compression; a batch's series are split to fit.
+    pub max_batch_size_bytes: usize,
+    pub remote_write_queue: RemoteWriteQueue,
+    pub retry_on_failure: RetryConfig,
+    pub protobuf_message: String,
+}
+
+impl Default for PrometheusRemoteWriteConfig {
+    fn default() -> Self {
+        PrometheusRemoteWriteConfig {
+            endpoint: String::new(),
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(5),
+            tls: TlsClientConfig::default(),
+            namespace: String::new(),
+            external_labels: BTreeMap::new(),
+            resource_to_telemetry_conversion: Enabled { enabled: false },
+            add_metric_suffixes: true,
+            target_info: Enabled { enabled: true },
+            max_batch_size_bytes: 3_000_000,
+            remote_write_queue: RemoteWriteQueue::default(),
+            retry_on_failure: RetryConfig { initial_interval: Duration::from_millis(50), ..RetryConfig::default() },
+            protobuf_message: V1_MESSAGE.into(),
+        }
+    }
+}
+
+/// `{enabled: bool}` sections, with their default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enabled<const DEFAULT: bool> {
+    #[serde(default = "default_bool::<DEFAULT>")]
+    pub enabled: bool,
+}
+
+fn default_bool<const B: bool>() -> bool {
+    B
+}
+
+impl<const D: bool> Default for Enabled<D> {
+    fn default() -> Self {
+        Enabled { enabled: D }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteQueue {
+    pub enabled: bool,
+    /// Batches waiting to be written.
+    pub queue_size: usize,
+    /// Parallel senders; each series always goes through the same one.
+    pub num_consumers: usize,
+}
+
+impl Default for RemoteWriteQueue {
+    fn default() -> Self {
+        RemoteWriteQueue { enabled: true, queue_size: 10_000, num_consumers: 5 }
+    }
+}
+
+impl PrometheusRemoteWriteConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.endpoint.is_empty() {
+            return Err(("endpoint".into(), "is required: the remote-write URL, such as http://host:9090/api/v1/write".into()));
+        }
+        let uri: Uri = self.endpoint.parse().map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(("endpoint".into(), format!("\"{}\" must be an http:// or https:// URL", self.endpoint)));
+        }
+        for (name, value) in &self.headers {
+            HeaderName::try_from(name.as_str()).map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
+            HeaderValue::try_from(value.as_str()).map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
+        }
+        for (k, v) in &self.external_labels {
+            if k.is_empty() || v.is_empty() {
+                return Err(("external_labels".into(), "label names and values must not be empty".into()));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout".into(), "must be greater than 0".into()));
+        }
+        if self.max_batch_size_bytes < 1024 {
+            return Err(("max_batch_size_bytes".into(), "must be at least 1024".into()));
+        }
+        let q = &self.remote_write_queue;
+        if q.queue_size == 0 || !(1..=256).contains(&q.num_consumers) {
+            return Err((
+                "remote_write_queue".into(),
+                "queue_size must be at least 1 and num_consumers between 1 and 256".into(),
+            ));
+        }
+        if self.protobuf_message != V1_MESSAGE {
+            return Err((
+                "protobuf_message".into(),
+                format!("\"{}\" is not supported: use {V1_MESSAGE} (Remote Write 1.0)", self.protobuf_message),
+            ));
+        }
+        self.tls.validate().map_err(|(k, m)| (format!("tls.{k}"), m))?;
+        self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
+    }
+
+    /// The exporter queue: batches in order (one consumer), sharding happens inside.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            queue_size: self.remote_write_queue.queue_size,
+            num_consumers: 1,
+            retry: self.retry_on_failure.clone(),
+            ..QueueSettings::default()
+        }
+    }
+}
+
+struct Inner {
+    name: String,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+pub struct PrometheusRemoteWriteExporter {
+    inner: Arc<Inner>,
+    settings: Settings,
+    shards: usize,
+    max_bytes: usize,
+}
+
+impl PrometheusRemoteWriteExporter {
+    pub fn new(name: String, cfg: &PrometheusRemoteWriteConfig) -> Result<Self, String> {
+        let uri: Uri = cfg.endpoint.parse().map_err(|e| format!("endpoint: {e}"))?;
+        let mut headers = Vec::new();
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
+            headers.push((name, value));
+        }
+        let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
+        Ok(PrometheusRemoteWriteExporter {
+            inner: Arc::new(Inner {
+                name,
+                uri,
+                headers,
+                timeout: cfg.timeout,
+                client: Client::builder(TokioExecutor::new()).build(connector),
+            }),
+            settings: Settings {
+                namespace: cfg.namespace.clone(),
+                add_metric_suffixes: cfg.add_metric_suffixes,
+                resource_to_telemetry: cfg.resource_to_telemetry_conversion.enabled,
+                target_info: cfg.target_info.enabled,
+                external_labels: cfg.external_labels.clone(),
+            },
+            shards: cfg.remote_write_queue.num_consumers.max(1),
+            max_bytes: cfg.max_batch_size_bytes,
+        })
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+        let Request::Metrics(metrics) = request else {
+            return Err(ExportError::Permanent { reason: format!("{} takes metrics only", self.inner.name) });
+        };
+        let converted = to_series(metrics, &self.settings);
+        if converted.dropped_points > 0 {
+            super::partial::report(
+                &self.inner.name,
+                Signal::Metrics,
+                Some((
+                    converted.dropped_points as i64,
+                    "delta temporality and exponential histograms cannot be written to Prometheus; dropped".into(),
+                )),
+            );
+        }
+        let mut shards: Vec<Vec<pb::TimeSeries>> = vec![Vec::new(); self.shards];
+        for s in converted.series {
+            let shard = (hash(&s) % self.shards as u64) as usize;
+            shards[shard].push(to_proto(s));
+        }
+        let mut senders = tokio::task::JoinSet::new();
+        for series in shards.into_iter().filter(|s| !s.is_empty()) {
+            let (inner, max) = (self.inner.clone(), self.max_bytes);
+            senders.spawn(async move {
+                for request in split(series, max) {
+                    inner.post(request).await?;
+                }
+                Ok::<(), ExportError>(())
+            });
+        }
+        // Every shard runs to its end; the batch fails (retryable first) if any shard did.
+        let mut failure: Option<ExportError> = None;
+        while let Some(joined) = senders.join_next().await {
+            let result = joined.unwrap_or_else(|e| Err(ExportError::Permanent { reason: format!("sender failed: {e}") }));
+            if let Err(e) = result {
+                let replace = match (&failure, &e) {
+                    (None, _) => true,
+                    (Some(ExportError::Permanent { .. }), ExportError::Retryable { .. }) => true,
+                    _ => false,
+                };
+                if replace {
+                    failure = Some(e);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Inner {
+    async fn post(&self, request: pb::WriteRequest) -> Result<(), ExportError> {
+        let raw = request.encode_to_vec();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&raw)
+            .map_err(|e| ExportError::Permanent { reason: format!("snappy: {e}") })?;
+        let mut req = http::Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .header(header::CONTENT_ENCODING, "snappy")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        for (k, v) in &self.headers {
+            if !matches!(k.as_str(), "content-encoding" | "content-type" | "x-prometheus-remote-write-version") {
+                req = req.header(k, v);
+            }
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+        let uri = &self.uri;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ExportError::Retryable { after: None, reason: format!("{uri}: {e}") })?;
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, ExportError>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.timeout) })??;
+        classify(parts.status, &parts.headers, &body)
+    }
+}
+
+/// The remote-write spec's rules: 2xx written; 5xx and 429 retried; other 4xx never.
+fn classify(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Result<(), ExportError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(body);
+    let reason = format!("HTTP {status}: {}", text.trim());
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        Err(ExportError::Retryable { after: super::otlphttp::retry_after(headers), reason })
+    } else {
+        Err(ExportError::Permanent { reason })
+    }
+}
+
+/// FNV-1a over a series' labels: its shard.
+fn hash(s: &Series) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for (n, v) in &s.labels {
+        for b in n.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+fn to_proto(s: Series) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: s.labels.into_iter().map(|(name, value)| pb::Label { name, value }).collect(),
+        samples: s.samples.into_iter().map(|(value, timestamp)| pb::Sample { value, timestamp }).collect(),
+    }
+}
+
+/// Requests of at most `max` bytes (before compression); a series is never split.
+fn split(series: Vec<pb::TimeSeries>, max: usize) -> Vec<pb::WriteRequest> {
+    let mut out = Vec::new();
+    let mut current = pb::WriteRequest::default();
+    let mut size = 0;
+    for s in series {
+        let len = s.encoded_len() + 5;
+        if size + len > max && !current.timeseries.is_empty() {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += len;
+        current.timeseries.push(s);
+    }
+    if !current.timeseries.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+impl Exporter for PrometheusRemoteWriteExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_follow_the_remote_write_spec() {
+        let h = http::HeaderMap::new();
+        assert!(classify(StatusCode::NO_CONTENT, &h, b"").is_ok());
+        for code in [500, 502, 503, 429] {
+            let r = classify(StatusCode::from_u16(code).unwrap(), &h, b"busy");
+            assert!(matches!(r, Err(ExportError::Retryable { .. })), "{code}");
+        }
+        for code in [400, 401, 404, 413] {
+            let r = classify(StatusCode::from_u16(code).unwrap(), &h, b"out of order sample");
+            assert!(matches!(&r, Err(ExportError::Permanent { reason }) if reason.contains("out of order")), "{code}");
+        }
+    }
+
+    #[test]
+    fn requests_stay_under_the_size_limit_without_splitting_a_series() {
+        let series: Vec<pb::TimeSeries> = (0..100)
+            .map(|i| pb::TimeSeries {
+                labels: vec![pb::Label { name: "__name__".into(), value: format!("m{i}") }],
+                samples: vec![pb::Sample { value: 1.0, timestamp: 1 }; 20],
+            })
+            .collect();
+        let requests = split(series, 2048);
+        assert!(requests.len() > 1);
+        assert!(requests.iter().all(|r| r.encoded_len() <= 2048 || r.timeseries.len() == 1));
+        assert_eq!(requests.iter().map(|r| r.timeseries.len()).sum::<usize>(), 100);
+    }
+}
