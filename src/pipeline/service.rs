@@ -161,8 +161,11 @@ impl RunningService {
                 ),
                 ExporterConfig::PrometheusRemoteWrite(cfg) => (
                     Arc::new(
-                        crate::exporters::prometheusremotewrite::PrometheusRemoteWriteExporter::new(id.to_string(), cfg)
-                            .map_err(|m| fail("exporter", id, m))?,
+                        crate::exporters::prometheusremotewrite::PrometheusRemoteWriteExporter::new(
+                            id.to_string(),
+                            cfg,
+                        )
+                        .map_err(|m| fail("exporter", id, m))?,
                     ),
                     cfg.queue_settings(),
                 ),
@@ -213,7 +216,9 @@ impl RunningService {
                 ReceiverConfig::Otlp(cfg) => crate::receivers::otlp::start(cfg.clone(), intake, stop, grace).await,
                 ReceiverConfig::Jaeger(cfg) => crate::receivers::jaeger::start(cfg.clone(), intake, stop, grace).await,
                 ReceiverConfig::Zipkin(cfg) => crate::receivers::zipkin::start(cfg.clone(), intake, stop, grace).await,
-                ReceiverConfig::Prometheus(cfg) => crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await,
+                ReceiverConfig::Prometheus(cfg) => {
+                    crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await
+                }
             };
             receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
         }

@@ -65,10 +65,12 @@ fn attribute_labels(attrs: &[KeyValue]) -> BTreeMap<String, String> {
         if value.is_empty() {
             continue;
         }
-        out.entry(label_name(&kv.key)).and_modify(|v| {
-            v.push(';');
-            v.push_str(&value);
-        }).or_insert(value);
+        out.entry(label_name(&kv.key))
+            .and_modify(|v| {
+                v.push(';');
+                v.push_str(&value);
+            })
+            .or_insert(value);
     }
     out
 }
@@ -112,7 +114,8 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
     let mut c = Collector { index: HashMap::new(), out: Converted::default() };
     for rm in &request.resource_metrics {
         let resource = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        let get = |k: &str| resource.iter().find(|a| a.key == k).map(|a| text(a.value.as_ref())).filter(|v| !v.is_empty());
+        let get =
+            |k: &str| resource.iter().find(|a| a.key == k).map(|a| text(a.value.as_ref())).filter(|v| !v.is_empty());
         let job = match (get("service.namespace"), get("service.name")) {
             (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
             (None, Some(name)) => Some(name),
@@ -155,7 +158,8 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
                     }
                     l
                 };
-                let name = |kind| metric_name(&m.name, &m.unit, kind, &settings.namespace, settings.add_metric_suffixes);
+                let name =
+                    |kind| metric_name(&m.name, &m.unit, kind, &settings.namespace, settings.add_metric_suffixes);
                 let stale = |flags: u32| flags & DataPointFlags::NoRecordedValueMask as u32 != 0;
                 match m.data.as_ref() {
                     Some(metric::Data::Gauge(g)) => {
@@ -229,7 +233,11 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
             }
         }
         // target_info: the resource attributes that are not job and instance.
-        if settings.target_info && !settings.resource_to_telemetry && latest_ms > 0 && (job.is_some() || instance.is_some()) {
+        if settings.target_info
+            && !settings.resource_to_telemetry
+            && latest_ms > 0
+            && (job.is_some() || instance.is_some())
+        {
             let others: Vec<KeyValue> = resource
                 .iter()
                 .filter(|a| !matches!(a.key.as_str(), "service.name" | "service.namespace" | "service.instance.id"))
@@ -240,7 +248,11 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
                 for (k, v) in &base {
                     l.insert(k.clone(), v.clone());
                 }
-                let n = if settings.namespace.is_empty() { "target_info".to_string() } else { format!("{}_target_info", settings.namespace) };
+                let n = if settings.namespace.is_empty() {
+                    "target_info".to_string()
+                } else {
+                    format!("{}_target_info", settings.namespace)
+                };
                 c.add(l, n, 1.0, latest_ms);
             }
         }
@@ -292,7 +304,11 @@ mod tests {
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope { name: "meter".into(), version: "1.2".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "meter".into(),
+                        version: "1.2".into(),
+                        ..Default::default()
+                    }),
                     metrics,
                     ..Default::default()
                 }],
@@ -390,7 +406,11 @@ mod tests {
         };
         let mut p = point(0.0, vec![]);
         p.flags = DataPointFlags::NoRecordedValueMask as u32;
-        let gauge = Metric { name: "g".into(), data: Some(metric::Data::Gauge(Gauge { data_points: vec![p] })), ..Default::default() };
+        let gauge = Metric {
+            name: "g".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: vec![p] })),
+            ..Default::default()
+        };
         let out = to_series(&request(vec![delta, gauge]), &settings());
         assert_eq!(out.dropped_points, 2);
         let g = out.series.iter().find(|s| labels(s)["__name__"] == "g").unwrap();

@@ -105,15 +105,23 @@ impl Default for RemoteWriteQueue {
 impl PrometheusRemoteWriteConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.endpoint.is_empty() {
-            return Err(("endpoint".into(), "is required: the remote-write URL, such as http://host:9090/api/v1/write".into()));
+            return Err((
+                "endpoint".into(),
+                "is required: the remote-write URL, such as http://host:9090/api/v1/write".into(),
+            ));
         }
-        let uri: Uri = self.endpoint.parse().map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        let uri: Uri = self
+            .endpoint
+            .parse()
+            .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(("endpoint".into(), format!("\"{}\" must be an http:// or https:// URL", self.endpoint)));
         }
         for (name, value) in &self.headers {
-            HeaderName::try_from(name.as_str()).map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
-            HeaderValue::try_from(value.as_str()).map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
+            HeaderName::try_from(name.as_str())
+                .map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
+            HeaderValue::try_from(value.as_str())
+                .map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
         }
         for (k, v) in &self.external_labels {
             if k.is_empty() || v.is_empty() {
@@ -233,13 +241,13 @@ impl PrometheusRemoteWriteExporter {
         // Every shard runs to its end; the batch fails (retryable first) if any shard did.
         let mut failure: Option<ExportError> = None;
         while let Some(joined) = senders.join_next().await {
-            let result = joined.unwrap_or_else(|e| Err(ExportError::Permanent { reason: format!("sender failed: {e}") }));
+            let result =
+                joined.unwrap_or_else(|e| Err(ExportError::Permanent { reason: format!("sender failed: {e}") }));
             if let Err(e) = result {
-                let replace = match (&failure, &e) {
-                    (None, _) => true,
-                    (Some(ExportError::Permanent { .. }), ExportError::Retryable { .. }) => true,
-                    _ => false,
-                };
+                let replace = matches!(
+                    (&failure, &e),
+                    (None, _) | (Some(ExportError::Permanent { .. }), ExportError::Retryable { .. })
+                );
                 if replace {
                     failure = Some(e);
                 }
@@ -267,7 +275,8 @@ impl Inner {
                 req = req.header(k, v);
             }
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+        let req =
+            req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let uri = &self.uri;
         let exchange = async {
             let resp = self
@@ -276,12 +285,13 @@ impl Inner {
                 .await
                 .map_err(|e| ExportError::Retryable { after: None, reason: format!("{uri}: {e}") })?;
             let (parts, body) = resp.into_parts();
-            let body = http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body =
+                http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             Ok::<_, ExportError>((parts, body))
         };
-        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.timeout) })??;
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange).await.map_err(|_| {
+            ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.timeout) }
+        })??;
         classify(parts.status, &parts.headers, &body)
     }
 }

@@ -51,7 +51,8 @@ fn authorization(cfg: &ScrapeConfig) -> Result<Option<HeaderValue>, String> {
     } else {
         return Ok(None);
     };
-    let mut v = HeaderValue::try_from(value).map_err(|_| "credentials contain characters not allowed in a header".to_string())?;
+    let mut v = HeaderValue::try_from(value)
+        .map_err(|_| "credentials contain characters not allowed in a header".to_string())?;
     v.set_sensitive(true);
     Ok(Some(v))
 }
@@ -70,7 +71,11 @@ pub async fn start(
             list.iter().map(|r| Rule::new(r.clone()).map_err(|(k, m)| at(format!("{k}: {m}")))).collect()
         };
         let target_rules = rules(&sc.relabel_configs)?;
-        let connector = sc.tls_config.client().connector(crate::exporters::tls::Protocol::Http1, sc.timeout(&global)).map_err(at)?;
+        let connector = sc
+            .tls_config
+            .client()
+            .connector(crate::exporters::tls::Protocol::Http1, sc.timeout(&global))
+            .map_err(at)?;
         let job = Arc::new(scrape::Job {
             name: sc.job_name.clone(),
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -92,7 +97,13 @@ pub async fn start(
 
 /// Keeps one scrape task per current target of a job; targets that appear are started, targets
 /// that go are stopped (their series end).
-async fn run_job(job: Arc<scrape::Job>, cfg: ScrapeConfig, global: GlobalConfig, rules: Vec<Rule>, stop: CancellationToken) {
+async fn run_job(
+    job: Arc<scrape::Job>,
+    cfg: ScrapeConfig,
+    global: GlobalConfig,
+    rules: Vec<Rule>,
+    stop: CancellationToken,
+) {
     let mut files = FileGroups::new(&cfg);
     files.refresh();
     let mut running: HashMap<Target, (CancellationToken, JoinHandle<()>)> = HashMap::new();
@@ -108,11 +119,12 @@ async fn run_job(job: Arc<scrape::Job>, cfg: ScrapeConfig, global: GlobalConfig,
             keep
         });
         for t in wanted {
-            if !running.contains_key(&t) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(t) {
+                let t = slot.key().clone();
                 tracing::debug!(job = %job.name, url = %t.url, "scraping target");
                 let token = stop.child_token();
-                let handle = tokio::spawn(scrape::run(job.clone(), t.clone(), token.clone()));
-                running.insert(t, (token, handle));
+                let handle = tokio::spawn(scrape::run(job.clone(), t, token.clone()));
+                slot.insert((token, handle));
             }
         }
         // Wait for a change of the target files, or the end.

@@ -112,11 +112,8 @@ pub async fn run(job: Arc<Job>, target: Target, stop: CancellationToken) {
                 (Vec::new(), 0, 0, 0.0)
             }
         };
-        let ids: HashSet<String> = families
-            .iter()
-            .flat_map(|f| &f.samples)
-            .map(|s| format!("{}{:?}", s.name, s.labels))
-            .collect();
+        let ids: HashSet<String> =
+            families.iter().flat_map(|f| &f.samples).map(|s| format!("{}{:?}", s.name, s.labels)).collect();
         let added = ids.difference(&previous_ids).count();
         previous_ids = ids;
         let extra = [
@@ -163,7 +160,8 @@ async fn fetch(job: &Job, target: &Target) -> Result<(Bytes, Format), String> {
     if let Some(auth) = &job.authorization {
         req.headers_mut().insert(header::AUTHORIZATION, auth.clone());
     }
-    let resp = job.client.request(req).await.map_err(|e| format!("cannot reach {}: {}", target.url, error_chain(&e)))?;
+    let resp =
+        job.client.request(req).await.map_err(|e| format!("cannot reach {}: {}", target.url, error_chain(&e)))?;
     if resp.status() != http::StatusCode::OK {
         return Err(format!("{} answered {}", target.url, resp.status()));
     }
@@ -214,7 +212,9 @@ pub fn label_samples(families: Vec<Family>, target: &Target, job: &Job) -> Resul
                     Some(i) => {
                         // The scraped label makes way: renamed exported_<name> (until free).
                         let mut new_name = format!("exported_{name}");
-                        while labels.iter().any(|(n, _)| *n == new_name) || target.labels.iter().any(|(n, _)| *n == new_name) {
+                        while labels.iter().any(|(n, _)| *n == new_name)
+                            || target.labels.iter().any(|(n, _)| *n == new_name)
+                        {
                             new_name = format!("exported_{new_name}");
                         }
                         if labels[i].1.is_empty() {

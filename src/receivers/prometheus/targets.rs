@@ -79,14 +79,17 @@ pub fn resolve(cfg: &ScrapeConfig, global: &GlobalConfig, rules: &[Rule], groups
                     }
                 }
             }
-            let query: Vec<String> =
-                params.iter().flat_map(|(k, vs)| vs.iter().map(move |v| format!("{}={}", encode(k), encode(v)))).collect();
+            let query: Vec<String> = params
+                .iter()
+                .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{}={}", encode(k), encode(v))))
+                .collect();
             let url = if query.is_empty() {
                 format!("{scheme}://{address}{path}")
             } else {
                 format!("{scheme}://{address}{path}?{}", query.join("&"))
             };
-            let mut public: Labels = labels.into_iter().filter(|(n, v)| !n.starts_with("__") && !v.is_empty()).collect();
+            let mut public: Labels =
+                labels.into_iter().filter(|(n, v)| !n.starts_with("__") && !v.is_empty()).collect();
             set_default(&mut public, "instance", &address);
             public.sort();
             out.push(Target { url, scheme, labels: public, interval, timeout });
@@ -144,7 +147,9 @@ impl FileGroups {
                     self.groups[i] = groups;
                     changed = true;
                 }
-                Err(e) => tracing::warn!(file = %name, error = %e, "cannot read scrape targets file; keeping the last good targets"),
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot read scrape targets file; keeping the last good targets")
+                }
             }
         }
         changed
@@ -170,11 +175,18 @@ mod tests {
 
     #[test]
     fn a_static_target_gets_job_instance_and_its_group_labels() {
-        let group = StaticConfig { targets: vec!["10.0.0.1:9100".into()], labels: [("env".to_string(), "prod".to_string())].into() };
+        let group = StaticConfig {
+            targets: vec!["10.0.0.1:9100".into()],
+            labels: [("env".to_string(), "prod".to_string())].into(),
+        };
         let t = resolve(&cfg(), &GlobalConfig::default(), &[], &[group]);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].url, "http://10.0.0.1:9100/metrics");
-        let want: Labels = vec![("env".into(), "prod".into()), ("instance".into(), "10.0.0.1:9100".into()), ("job".into(), "node".into())];
+        let want: Labels = vec![
+            ("env".into(), "prod".into()),
+            ("instance".into(), "10.0.0.1:9100".into()),
+            ("job".into(), "node".into()),
+        ];
         assert_eq!(t[0].labels, want);
         assert_eq!(t[0].interval, Duration::from_secs(60));
     }
@@ -185,14 +197,24 @@ mod tests {
         c.params = [("module".to_string(), vec!["http_2xx".to_string()])].into();
         c.scheme = "https".into();
         let rules: Vec<Rule> = [
-            RelabelConfig { source_labels: vec!["__address__".into()], regex: "skip.*".into(), action: Action::Drop, ..Default::default() },
-            RelabelConfig { source_labels: vec!["__address__".into()], target_label: "__param_target".into(), ..Default::default() },
+            RelabelConfig {
+                source_labels: vec!["__address__".into()],
+                regex: "skip.*".into(),
+                action: Action::Drop,
+                ..Default::default()
+            },
+            RelabelConfig {
+                source_labels: vec!["__address__".into()],
+                target_label: "__param_target".into(),
+                ..Default::default()
+            },
             RelabelConfig { target_label: "__address__".into(), replacement: "prober".into(), ..Default::default() },
         ]
         .into_iter()
         .map(|r| Rule::new(r).unwrap())
         .collect();
-        let group = StaticConfig { targets: vec!["skip-me:1".into(), "example.com".into()], labels: Default::default() };
+        let group =
+            StaticConfig { targets: vec!["skip-me:1".into(), "example.com".into()], labels: Default::default() };
         let t = resolve(&c, &GlobalConfig::default(), &rules, &[group]);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].url, "https://prober:443/metrics?module=http_2xx&target=example.com");
@@ -205,7 +227,10 @@ mod tests {
         let path = dir.path().join("targets.json");
         std::fs::write(&path, r#"[{"targets": ["a:1", "b:2"], "labels": {"team": "x"}}]"#).unwrap();
         let mut c = cfg();
-        c.file_sd_configs = vec![crate::receivers::prometheus::config::FileSdConfig { files: vec![path.clone()], ..Default::default() }];
+        c.file_sd_configs = vec![crate::receivers::prometheus::config::FileSdConfig {
+            files: vec![path.clone()],
+            ..Default::default()
+        }];
         let mut files = FileGroups::new(&c);
         assert!(files.refresh());
         assert_eq!(files.groups().map(|g| g.targets.len()).sum::<usize>(), 2);

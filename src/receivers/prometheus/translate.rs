@@ -473,13 +473,7 @@ fn histogram(
     }
 }
 
-fn summary(
-    family: &Family,
-    time: &dyn Fn(&Sample) -> u64,
-    state: &mut SeriesState,
-    seen: &mut Seen,
-    b: &mut Builder,
-) {
+fn summary(family: &Family, time: &dyn Fn(&Sample) -> u64, state: &mut SeriesState, seen: &mut Seen, b: &mut Builder) {
     let name = |suffix: &str| format!("{}{suffix}", family.name);
     for (labels, samples) in group(family, "quantile") {
         let Some(count) = samples.iter().find(|s| s.name == name("_count")) else { continue };

@@ -1,0 +1,192 @@
+//! Prometheus in and out with the real peers from Debian: switchyard scrapes node exporter 1.5
+//! (its /proc collectors plus a fixed histogram, summary, counter and gauge served through the
+//! textfile collector) and remote-writes into VictoriaMetrics 1.79; what VictoriaMetrics holds
+//! must be what node exporter served: the same series (names and labels, with job and
+//! instance), and the same values. Node exporter's values move from one read to the next, so
+//! switchyard scrapes it through a recording hop in the test that fetches node exporter's answer
+//! and passes it on whole: what was served at each scrape is then known exactly.
+
+mod common;
+
+use common::prom::{NodeExporter, VictoriaMetrics};
+use common::*;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Serves node exporter's current answer for every request, and records each body served.
+fn recording_hop(node_port: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let record = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let Ok(r) = http_request("GET", node_port, "/metrics", &[], b"") else { continue };
+            let content_type = r.header("content-type").unwrap_or("text/plain").to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                r.body.len()
+            );
+            record.lock().unwrap().push(String::from_utf8(r.body.clone()).unwrap());
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&r.body));
+        }
+    });
+    (port, served)
+}
+
+type Labels = BTreeMap<String, String>;
+
+/// Reads node exporter's text exposition independently of switchyard's parser: every sample as
+/// its labels (with `__name__`) and value. Node exporter writes one sample per line, label
+/// values with `\\`, `\"` and `\n` escapes.
+fn samples(text: &str) -> HashMap<Labels, f64> {
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let mut labels = Labels::new();
+        let name = match series.split_once('{') {
+            None => series.to_string(),
+            Some((name, rest)) => {
+                let mut chars = rest.chars().peekable();
+                loop {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    if key.is_empty() || key == "}" {
+                        break;
+                    }
+                    assert_eq!(chars.next(), Some('"'));
+                    let mut v = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => match chars.next() {
+                                Some('n') => v.push('\n'),
+                                Some(other) => v.push(other),
+                                None => {}
+                            },
+                            '"' => break,
+                            c => v.push(c),
+                        }
+                    }
+                    labels.insert(key.trim_start_matches(',').to_string(), v);
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+                name.to_string()
+            }
+        };
+        labels.insert("__name__".into(), name);
+        out.insert(labels, value.parse::<f64>().unwrap_or_else(|_| panic!("value in {line}")));
+    }
+    out
+}
+
+#[test]
+fn node_exporter_series_arrive_in_victoriametrics_as_served() {
+    let Some(node) = NodeExporter::start() else { return };
+    let Some(vm) = VictoriaMetrics::start() else { return };
+    let (hop, served) = recording_hop(node.port());
+    let target = format!("127.0.0.1:{hop}");
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: node
+          scrape_interval: 2s
+          static_configs:
+            - targets: ["{target}"]
+exporters:
+  prometheusremotewrite:
+    endpoint: {write}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    metrics:
+      receivers: [prometheus]
+      exporters: [prometheusremotewrite]
+"#,
+        write = vm.write_url(),
+    ));
+    let arrived = eventually(Duration::from_secs(20), || {
+        vm.export(r#"{job="node",__name__="up"}"#).iter().any(|s| s["values"].as_array().is_some_and(|v| !v.is_empty()))
+    });
+    assert!(arrived, "no up series in VictoriaMetrics:\n{}\n{}", gw.log(), vm.log());
+    let first = served.lock().unwrap()[0].clone();
+    let served_samples = samples(&first);
+    let stored = vm.export(r#"{job="node"}"#);
+    let mut by_labels: HashMap<Labels, Vec<f64>> = HashMap::new();
+    for s in &stored {
+        let labels: Labels = s["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let values = s["values"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).collect();
+        by_labels.insert(labels, values);
+    }
+    let instance = target.clone();
+    assert!(served_samples.len() > 150, "node exporter served {} samples", served_samples.len());
+    for (labels, value) in &served_samples {
+        let mut want = labels.clone();
+        want.insert("job".into(), "node".into());
+        want.insert("instance".into(), instance.clone());
+        let values = by_labels.get(&want).unwrap_or_else(|| {
+            panic!("{want:?} is not in VictoriaMetrics; it has e.g. {:?}", by_labels.keys().take(3).collect::<Vec<_>>())
+        });
+        // The first scrape's value is among the samples stored for the series. VictoriaMetrics
+        // keeps about 15 significant digits (2^64 comes back one ulp off), hence the tolerance.
+        let same = |v: &f64| v == value || (v - value).abs() <= value.abs() * 1e-14;
+        assert!(values.iter().any(same), "{want:?}: served {value}, stored {values:?}");
+    }
+    // The fixture's histogram, summary, counter and gauge, exactly.
+    for (name, labels, value) in [
+        ("switchyard_fixture_request_duration_seconds_bucket", vec![("path", "/a"), ("le", "0.5")], 5.0),
+        ("switchyard_fixture_request_duration_seconds_bucket", vec![("path", "/a"), ("le", "+Inf")], 7.0),
+        ("switchyard_fixture_request_duration_seconds_sum", vec![("path", "/a")], 4.25),
+        ("switchyard_fixture_rpc_duration_seconds", vec![("quantile", "0.99")], 0.9),
+        ("switchyard_fixture_rpc_duration_seconds_count", vec![], 40.0),
+        ("switchyard_fixture_events_total", vec![("kind", "b \"quoted\"")], 7.0),
+        ("switchyard_fixture_temperature_celsius", vec![], -3.5),
+    ] {
+        let mut want: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        want.insert("__name__".into(), name.into());
+        want.insert("job".into(), "node".into());
+        want.insert("instance".into(), instance.clone());
+        assert_eq!(by_labels.get(&want).and_then(|v| v.last()), Some(&value), "{want:?}");
+    }
+    // Prometheus's own per-target series come along.
+    for name in [
+        "up",
+        "scrape_duration_seconds",
+        "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling",
+        "scrape_series_added",
+    ] {
+        assert!(by_labels.keys().any(|l| l["__name__"] == name), "{name} missing");
+    }
+    let up: Labels = [("__name__", "up"), ("job", "node"), ("instance", instance.as_str())]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(by_labels[&up].last(), Some(&1.0));
+    let scraped = served_samples.len() as f64;
+    let stored_count: Labels =
+        [("__name__", "scrape_samples_scraped"), ("job", "node"), ("instance", instance.as_str())]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let counts = &by_labels[&stored_count];
+    assert_eq!(counts.first(), Some(&scraped), "scrape_samples_scraped of the first scrape");
+}
