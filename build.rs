@@ -2,7 +2,12 @@
 //! protox, a protobuf compiler in Rust, so building needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/jaeger/api_v2.proto", "proto/zipkin/zipkin.proto", "proto/prometheus/remote.proto"];
+    let files = [
+        "proto/jaeger/api_v2.proto",
+        "proto/zipkin/zipkin.proto",
+        "proto/prometheus/remote.proto",
+        "proto/prometheus/write_v2.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

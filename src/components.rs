@@ -10,6 +10,7 @@ use crate::processors::batch::BatchConfig;
 use crate::receivers::jaeger::JaegerReceiverConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
 use crate::receivers::prometheus::PrometheusReceiverConfig;
+use crate::receivers::prometheusremotewrite::PrometheusRemoteWriteReceiverConfig;
 use crate::receivers::zipkin::ZipkinReceiverConfig;
 use serde::de::DeserializeOwned;
 
@@ -47,6 +48,12 @@ pub const TYPES: &[TypeInfo] = &[
         name: "prometheus",
         signals: &[Signal::Metrics],
         description: "scrapes Prometheus targets (Prometheus scrape_configs)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "prometheusremotewrite",
+        signals: &[Signal::Metrics],
+        description: "Prometheus Remote Write 1.0 and 2.0 on /api/v1/write",
     },
     TypeInfo {
         kind: ComponentKind::Processor,
@@ -106,6 +113,7 @@ pub enum ReceiverConfig {
     Jaeger(JaegerReceiverConfig),
     Zipkin(ZipkinReceiverConfig),
     Prometheus(Box<PrometheusReceiverConfig>),
+    PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +142,7 @@ impl ReceiverConfig {
             ReceiverConfig::Jaeger(_) => signals_of(ComponentKind::Receiver, "jaeger"),
             ReceiverConfig::Zipkin(_) => signals_of(ComponentKind::Receiver, "zipkin"),
             ReceiverConfig::Prometheus(_) => signals_of(ComponentKind::Receiver, "prometheus"),
+            ReceiverConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Receiver, "prometheusremotewrite"),
         }
     }
 }
@@ -190,6 +199,11 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "prometheus" => {
             Some(ReceiverConfig::Prometheus(Box::new(typed(node, path, PrometheusReceiverConfig::validate)?)))
         }
+        "prometheusremotewrite" => Some(ReceiverConfig::PrometheusRemoteWrite(typed(
+            node,
+            path,
+            PrometheusRemoteWriteReceiverConfig::validate,
+        )?)),
         _ => None,
     })
 }

@@ -15,3 +15,8 @@ pub mod zipkin {
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod prometheus_v2 {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}

@@ -190,3 +190,105 @@ service:
     let counts = &by_labels[&stored_count];
     assert_eq!(counts.first(), Some(&scraped), "scrape_samples_scraped of the first scrape");
 }
+
+/// Every series an instant query returns, as its labels (with `__name__`) and value.
+fn instant(prom: &common::prom::Prometheus, promql: &str) -> HashMap<Labels, f64> {
+    let answer = prom.query(promql);
+    assert_eq!(answer["status"], "success", "{promql}: {answer}");
+    answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let labels: Labels = r["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            (labels, r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_remote_writes_through_switchyard_into_prometheus_and_the_series_are_the_same() {
+    use common::prom::Prometheus;
+    let Some(node) = NodeExporter::start() else { return };
+    // B: the destination, Prometheus's own remote-write receiver.
+    let Some(destination) = Prometheus::start("global:\n  scrape_interval: 1h\n") else { return };
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  prometheusremotewrite:
+    endpoint: 127.0.0.1:{{port:rw}}
+exporters:
+  prometheusremotewrite:
+    endpoint: {write}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    metrics:
+      receivers: [prometheusremotewrite]
+      exporters: [prometheusremotewrite]
+"#,
+        write = destination.remote_write_url(),
+    ));
+    // A: scrapes node exporter and remote-writes everything to switchyard.
+    let Some(source) = Prometheus::start(&format!(
+        r#"
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["{target}"]
+remote_write:
+  - url: http://127.0.0.1:{rw}/api/v1/write
+    queue_config:
+      batch_send_deadline: 1s
+"#,
+        target = node.target(),
+        rw = gw.port("rw"),
+    )) else {
+        return;
+    };
+    // The same series (names and labels) at both ends; target_info is the resource switchyard
+    // carried along (PROTOCOLS.md §4.7) and only at the destination.
+    let series = |p: &Prometheus| -> Vec<Labels> {
+        let mut v: Vec<Labels> =
+            instant(p, r#"{job="node"}"#).into_keys().filter(|l| l["__name__"] != "target_info").collect();
+        v.sort();
+        v
+    };
+    let mut at_source = Vec::new();
+    let same = eventually(Duration::from_secs(40), || {
+        at_source = series(&source);
+        !at_source.is_empty() && series(&destination) == at_source
+    });
+    assert!(
+        same,
+        "source has {} series, destination {}; missing e.g. {:?}\n{}",
+        at_source.len(),
+        series(&destination).len(),
+        at_source.iter().find(|l| !series(&destination).contains(l)),
+        gw.log()
+    );
+    assert!(at_source.len() > 150, "{} series", at_source.len());
+    // Fixed values, and a histogram that still works as one.
+    for promql in [
+        r#"switchyard_fixture_temperature_celsius"#,
+        r#"switchyard_fixture_events_total{kind="a"}"#,
+        r#"switchyard_fixture_request_duration_seconds_bucket{le="0.5"}"#,
+        r#"histogram_quantile(0.5, switchyard_fixture_request_duration_seconds_bucket)"#,
+        r#"switchyard_fixture_rpc_duration_seconds{quantile="0.99"}"#,
+        r#"node_memory_MemTotal_bytes"#,
+    ] {
+        let values = |p: &Prometheus| instant(p, promql).into_values().collect::<Vec<f64>>();
+        assert_eq!(values(&destination), values(&source), "{promql}");
+        assert_eq!(values(&source).len(), 1, "{promql}");
+    }
+    assert!(gw.metric("otelcol_receiver_accepted_metric_points_total", &[("receiver", "prometheusremotewrite")]) > 0.0);
+}

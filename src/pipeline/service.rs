@@ -219,6 +219,9 @@ impl RunningService {
                 ReceiverConfig::Prometheus(cfg) => {
                     crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await
                 }
+                ReceiverConfig::PrometheusRemoteWrite(cfg) => {
+                    crate::receivers::prometheusremotewrite::start(cfg.clone(), intake, stop, grace).await
+                }
             };
             receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
         }

@@ -6,4 +6,5 @@ pub mod body;
 pub mod jaeger;
 pub mod otlp;
 pub mod prometheus;
+pub mod prometheusremotewrite;
 pub mod zipkin;

@@ -57,11 +57,12 @@ pub enum NameKind {
     Other,
 }
 
-/// The Prometheus name of a metric.
+/// The Prometheus name of a metric. A name that is already a valid Prometheus name keeps its
+/// characters (`job:requests:rate5m` stays), then gains what its unit and type call for.
 pub fn metric_name(name: &str, unit: &str, kind: NameKind, namespace: &str, add_suffixes: bool) -> String {
-    let mut full = if add_suffixes {
-        let mut tokens: Vec<String> =
-            name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_string).collect();
+    let mut full = sanitize_metric(name);
+    if add_suffixes {
+        let has = |full: &str, word: &str| full.split(['_', ':']).any(|t| t == word);
         let (main, per) = unit.split_once('/').unwrap_or((unit, ""));
         let clean = |u: &str| -> String {
             // `{requests}` and the like are annotations, not units.
@@ -78,32 +79,26 @@ pub fn metric_name(name: &str, unit: &str, kind: NameKind, namespace: &str, add_
             out.trim().to_string()
         };
         let main = clean(main);
-        let main_word = unit_word(&main).map(str::to_string).unwrap_or(main);
-        for part in main_word.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
-            if !tokens.iter().any(|t| t == part) {
-                tokens.push(part.to_string());
-            }
+        let main_word = unit_word(&main).map(str::to_string).unwrap_or_else(|| sanitize_metric(&main));
+        let main_word = main_word.trim_matches('_');
+        if !main_word.is_empty() && !has(&full, main_word) && !full.ends_with(&format!("_{main_word}")) {
+            full.push('_');
+            full.push_str(main_word);
         }
         let per = clean(per);
         if !per.is_empty() {
-            let per_word = per_unit_word(&per).map(str::to_string).unwrap_or(per);
-            if !(tokens.windows(2).any(|w| w[0] == "per" && w[1] == per_word)) {
-                tokens.push("per".into());
-                tokens.push(per_word);
+            let per_word = per_unit_word(&per).map(str::to_string).unwrap_or_else(|| sanitize_metric(&per));
+            if !full.contains(&format!("per_{per_word}")) {
+                full.push_str("_per_");
+                full.push_str(&per_word);
             }
         }
         match kind {
-            NameKind::Counter => {
-                tokens.retain(|t| t != "total");
-                tokens.push("total".into());
-            }
-            NameKind::Gauge if unit == "1" && !tokens.iter().any(|t| t == "ratio") => tokens.push("ratio".into()),
+            NameKind::Counter if !full.ends_with("_total") && full != "total" => full.push_str("_total"),
+            NameKind::Gauge if unit == "1" && !has(&full, "ratio") => full.push_str("_ratio"),
             _ => {}
         }
-        tokens.join("_")
-    } else {
-        sanitize_metric(name)
-    };
+    }
     if !namespace.is_empty() {
         full = format!("{}_{full}", sanitize_metric(namespace));
     }
@@ -155,6 +150,9 @@ mod tests {
         assert_eq!(n("2xx.count", "", NameKind::Gauge), "_2xx_count");
         assert_eq!(metric_name("queue.size", "", NameKind::Gauge, "app", true), "app_queue_size");
         assert_eq!(metric_name("a.b-c", "s", NameKind::Counter, "", false), "a_b_c");
+        assert_eq!(n("job:requests:rate5m", "", NameKind::Gauge), "job:requests:rate5m");
+        assert_eq!(n("node_cpu_seconds_total", "", NameKind::Counter), "node_cpu_seconds_total");
+        assert_eq!(n("a__b", "", NameKind::Gauge), "a__b");
     }
 
     #[test]

@@ -75,7 +75,9 @@ fn resource(target: &Target, info: Option<&Sample>) -> Resource {
         }
         attributes.push(kv("server.port", string(port)));
     }
-    attributes.push(kv("url.scheme", string(target.scheme)));
+    if !target.scheme.is_empty() {
+        attributes.push(kv("url.scheme", string(target.scheme)));
+    }
     if let Some(info) = info {
         for (name, value) in &info.labels {
             if !matches!(name.as_str(), "job" | "instance" | "__name__") && !value.is_empty() {
@@ -392,17 +394,28 @@ pub fn to_otlp(
 }
 
 /// Samples of one histogram or summary family, grouped into points by their labels without the
-/// bucket label (`le`, `quantile`), in order of first appearance.
+/// bucket label (`le`, `quantile`) and by timestamp (remote write may carry several), in order
+/// of first appearance.
 fn group<'a>(family: &'a Family, skip: &str) -> Vec<(Labels, Vec<&'a Sample>)> {
-    let mut groups: Vec<(Labels, Vec<&Sample>)> = Vec::new();
-    for s in &family.samples {
+    let mut groups: Vec<(Labels, Option<i64>, Vec<&Sample>)> = Vec::new();
+    let created = |s: &Sample| s.name.ends_with("_created") && s.name != family.name;
+    for s in family.samples.iter().filter(|s| !created(s)) {
         let key = point_labels(&s.labels, skip);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(s),
-            None => groups.push((key, vec![s])),
+        match groups.iter_mut().find(|(k, t, _)| *k == key && *t == s.timestamp_ms) {
+            Some((_, _, v)) => v.push(s),
+            None => groups.push((key, s.timestamp_ms, vec![s])),
         }
     }
-    groups
+    // `_created` goes with every point of its series, whatever the time.
+    for s in family.samples.iter().filter(|s| created(s)) {
+        let key = point_labels(&s.labels, skip);
+        for (k, _, v) in groups.iter_mut() {
+            if *k == key {
+                v.push(s);
+            }
+        }
+    }
+    groups.into_iter().map(|(k, _, v)| (k, v)).collect()
 }
 
 fn le_bound(s: &Sample) -> Option<f64> {

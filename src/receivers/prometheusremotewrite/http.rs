@@ -1,0 +1,179 @@
+//! POST /api/v1/write: snappy-compressed protobuf, 1.0 (`application/x-protobuf`, or with
+//! `proto=prometheus.WriteRequest`) or 2.0 (`proto=io.prometheus.write.v2.Request`). Answers as
+//! the spec says: 204 when written (2.0 with the `…-Written` headers), 400 for a malformed body
+//! (never retried), 415 for a message type or encoding not taken, 503 with `Retry-After` when
+//! switchyard is full (senders retry 5xx).
+
+use super::decode::{self, MetaCache};
+use super::{PrometheusRemoteWriteReceiverConfig, V1, V2};
+use crate::net::{self, BoxBody, text};
+use crate::pipeline::{Batch, Intake, Request};
+use crate::proto::{prometheus as v1, prometheus_v2 as v2};
+use crate::receivers::body::{BodyError, read_body};
+use crate::receivers::prometheus::translate::{self, SeriesState};
+use http::{HeaderValue, Method, StatusCode, header};
+use hyper::body::Incoming;
+use prost::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const PATH: &str = "/api/v1/write";
+
+struct Settings {
+    accept_v1: bool,
+    accept_v2: bool,
+    limit: usize,
+    meta: MetaCache,
+}
+
+pub async fn serve(
+    cfg: PrometheusRemoteWriteReceiverConfig,
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let settings = Arc::new(Settings {
+        accept_v1: cfg.accepted_protobuf_messages.iter().any(|m| m == V1),
+        accept_v2: cfg.accepted_protobuf_messages.iter().any(|m| m == V2),
+        limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+        meta: MetaCache::default(),
+    });
+    let handler = move |req: http::Request<Incoming>| {
+        let (intake, settings) = (intake.clone(), settings.clone());
+        async move {
+            let response = handle(req, &intake, &settings).await;
+            if response.status().is_client_error() {
+                intake.invalid_request("http", response.status().as_str());
+            }
+            response
+        }
+    };
+    net::serve(listener, handler, shutdown, grace).await;
+}
+
+/// Which message a request says it carries, from its Content-Type.
+fn message(content_type: &str) -> Result<&'static str, String> {
+    let mut parts = content_type.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+    if essence != "application/x-protobuf" {
+        return Err(format!("unsupported content type \"{content_type}\": use application/x-protobuf"));
+    }
+    match parts.find_map(|p| p.strip_prefix("proto=")) {
+        None | Some(V1) => Ok(V1),
+        Some(V2) => Ok(V2),
+        Some(other) => Err(format!("unsupported remote-write message \"{other}\": use {V1} or {V2}")),
+    }
+}
+
+async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> http::Response<BoxBody> {
+    if req.uri().path() != PATH {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!("no remote-write endpoint at {}: use POST {PATH}", req.uri().path()),
+        );
+    }
+    if req.method() != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method {} not allowed: use POST", req.method()));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = match message(content_type) {
+        Ok(k) => k,
+        Err(e) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e),
+    };
+    if (kind == V1 && !s.accept_v1) || (kind == V2 && !s.accept_v2) {
+        let accepted: Vec<&str> =
+            [(V1, s.accept_v1), (V2, s.accept_v2)].iter().filter(|(_, a)| *a).map(|(m, _)| *m).collect();
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("{kind} is not accepted here (accepted: {})", accepted.join(", ")),
+        );
+    }
+    let encoding = crate::receivers::body::content_encoding(req.headers());
+    if encoding != "snappy" {
+        let given = if encoding.is_empty() { "none" } else { &encoding };
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("unsupported content encoding \"{given}\": use snappy"),
+        );
+    }
+    let compressed = match read_body(req.into_body(), s.limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(s.limit),
+        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+    };
+    // The decompressed size is in the block header: check it before allocating.
+    match snap::raw::decompress_len(&compressed) {
+        Ok(n) if n > s.limit => return too_large(s.limit),
+        Ok(_) => {}
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("body is not snappy block-compressed: {e}")),
+    }
+    let raw = match snap::raw::Decoder::new().decompress_vec(&compressed) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("corrupt snappy body: {e}")),
+    };
+    let decoded = if kind == V1 {
+        v1::WriteRequest::decode(&raw[..])
+            .map_err(|e| format!("not a {V1}: {e}"))
+            .and_then(|r| decode::from_v1(r, &s.meta))
+    } else {
+        v2::Request::decode(&raw[..]).map_err(|e| format!("not a {V2}: {e}")).and_then(decode::from_v2)
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+    };
+    let samples = decoded.samples;
+    for group in decoded.groups {
+        let target = translate::Target { labels: &group.target, scheme: "" };
+        // A fresh state: remote write carries no series history (no staleness inferred), and a
+        // series without a start timestamp starts at its own sample.
+        let request = translate::to_otlp(&group.families, &target, 0, true, &mut SeriesState::default(), &[]);
+        let batch = Batch::from_request(Request::Metrics(request));
+        if batch.items() == 0 {
+            continue;
+        }
+        match intake.submit("http", batch).await {
+            Ok(()) => {}
+            Err(refusal) if refusal.retryable => {
+                let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+            Err(refusal) => return text(StatusCode::INTERNAL_SERVER_ERROR, &refusal.message),
+        }
+    }
+    let mut r = net::response(StatusCode::NO_CONTENT, "text/plain", "");
+    if kind == V2 {
+        let h = r.headers_mut();
+        h.insert("X-Prometheus-Remote-Write-Samples-Written", HeaderValue::from(samples));
+        h.insert("X-Prometheus-Remote-Write-Histograms-Written", HeaderValue::from_static("0"));
+        h.insert("X-Prometheus-Remote-Write-Exemplars-Written", HeaderValue::from_static("0"));
+    }
+    r
+}
+
+fn too_large(limit: usize) -> http::Response<BoxBody> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request over max_request_body_size ({limit} bytes) when decompressed"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_comes_from_the_content_type() {
+        assert_eq!(message("application/x-protobuf"), Ok(V1));
+        assert_eq!(message("application/x-protobuf;proto=prometheus.WriteRequest"), Ok(V1));
+        assert_eq!(message("application/x-protobuf; proto=io.prometheus.write.v2.Request"), Ok(V2));
+        assert!(message("application/json").is_err());
+        assert!(message("application/x-protobuf;proto=io.prometheus.write.v3.Request").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The `prometheusremotewrite` receiver: Prometheus Remote Write 1.0 and 2.0 (PROTOCOLS.md
+//! §4.4–4.5) on POST /api/v1/write, translated to OTLP metrics as the scraper translates them.
+
+mod decode;
+mod http;
+
+use crate::pipeline::Intake;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const V1: &str = "prometheus.WriteRequest";
+pub const V2: &str = "io.prometheus.write.v2.Request";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusRemoteWriteReceiverConfig {
+    pub endpoint: String,
+    /// The remote-write messages taken; others are answered 415 (senders then fall back).
+    pub accepted_protobuf_messages: Vec<String>,
+    /// Largest request accepted, after snappy decompression, in bytes.
+    pub max_request_body_size: u64,
+}
+
+impl Default for PrometheusRemoteWriteReceiverConfig {
+    fn default() -> Self {
+        PrometheusRemoteWriteReceiverConfig {
+            endpoint: "localhost:9090".into(),
+            accepted_protobuf_messages: vec![V1.into(), V2.into()],
+            max_request_body_size: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl PrometheusRemoteWriteReceiverConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
+        if self.accepted_protobuf_messages.is_empty() {
+            return Err(("accepted_protobuf_messages".into(), format!("list at least one of {V1} and {V2}")));
+        }
+        for m in &self.accepted_protobuf_messages {
+            if m != V1 && m != V2 {
+                return Err(("accepted_protobuf_messages".into(), format!("\"{m}\" is not {V1} or {V2}")));
+            }
+        }
+        if !(1..=(1u64 << 30)).contains(&self.max_request_body_size) {
+            return Err(("max_request_body_size".into(), "must be between 1 and 1073741824 (1 GiB)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Binds the listener (so that a port in use fails the start) and serves it.
+pub async fn start(
+    cfg: PrometheusRemoteWriteReceiverConfig,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let listener = crate::net::bind(&cfg.endpoint).await?;
+    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Prometheus remote write listening");
+    Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
+}
