@@ -2,6 +2,7 @@
 //! carries, and how its settings are decoded and checked.
 
 use crate::config::{ComponentId, ComponentKind, ConfigError, Node, from_node};
+use crate::exporters::prometheus::PrometheusExporterConfig;
 use crate::exporters::prometheusremotewrite::PrometheusRemoteWriteConfig;
 use crate::exporters::{debug::DebugConfig, file::FileConfig, otlp::OtlpGrpcConfig, otlphttp::OtlpHttpConfig};
 use crate::extensions::health_check::HealthCheckConfig;
@@ -87,6 +88,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "prometheus",
+        signals: &[Signal::Metrics],
+        description: "serves metrics on /metrics for Prometheus to scrape",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "prometheusremotewrite",
         signals: &[Signal::Metrics],
         description: "Prometheus Remote Write 1.0 to Prometheus, VictoriaMetrics, Mimir and others",
@@ -128,6 +135,7 @@ pub enum ExporterConfig {
     OtlpHttp(Box<OtlpHttpConfig>),
     OtlpGrpc(Box<OtlpGrpcConfig>),
     PrometheusRemoteWrite(Box<PrometheusRemoteWriteConfig>),
+    Prometheus(Box<PrometheusExporterConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +171,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpHttp(_) => signals_of(ComponentKind::Exporter, "otlphttp"),
             ExporterConfig::OtlpGrpc(_) => signals_of(ComponentKind::Exporter, "otlp"),
             ExporterConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Exporter, "prometheusremotewrite"),
+            ExporterConfig::Prometheus(_) => signals_of(ComponentKind::Exporter, "prometheus"),
         }
     }
 }
@@ -220,6 +229,9 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "prometheus" => {
+            Some(ExporterConfig::Prometheus(Box::new(typed(node, path, PrometheusExporterConfig::validate)?)))
+        }
         "prometheusremotewrite" => Some(ExporterConfig::PrometheusRemoteWrite(Box::new(typed(
             node,
             path,

@@ -292,3 +292,93 @@ remote_write:
     }
     assert!(gw.metric("otelcol_receiver_accepted_metric_points_total", &[("receiver", "prometheusremotewrite")]) > 0.0);
 }
+
+#[test]
+fn prometheus_scrapes_what_the_python_sdk_recorded_from_the_prometheus_exporter() {
+    use common::prom::Prometheus;
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{port:prom}
+    const_labels:
+      gateway: switchyard
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheus]
+"#,
+    );
+    let summary = gw.path("sdk.json");
+    let out = std::process::Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args([
+            "--signal",
+            "metrics",
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("http://127.0.0.1:{}", gw.grpc),
+            "--out",
+        ])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let Some(prom) = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gateway\n    honor_labels: true\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+        gw.port("prom")
+    )) else {
+        return;
+    };
+    let has_data = eventually(Duration::from_secs(30), || !instant(&prom, "py_requests_total").is_empty());
+    assert!(has_data, "Prometheus never got py_requests_total:\n{}", prom.log());
+
+    // What the SDK recorded, point by point, as PromQL answers it.
+    let metric =
+        |name: &str| recorded["metrics"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap().clone();
+    let attr = |p: &serde_json::Value, k: &str| p["attributes"][k].to_string().trim_matches('"').to_string();
+    for p in metric("py.requests")["points"].as_array().unwrap() {
+        let q = format!(r#"py_requests_total{{route="{}",ok="{}"}}"#, attr(p, "route"), attr(p, "ok"));
+        let got: Vec<f64> = instant(&prom, &q).into_values().collect();
+        assert_eq!(got, vec![p["value"].as_f64().unwrap()], "{q}");
+        let series = instant(&prom, &q).into_keys().next().unwrap();
+        assert_eq!(series["gateway"], "switchyard", "const_labels");
+        assert_eq!(series["job"], "py-sender", "service.name is the job");
+        assert_eq!(series["otel_scope_name"], "switchyard.peer.python");
+    }
+    for p in metric("py.inflight")["points"].as_array().unwrap() {
+        let q = format!(r#"py_inflight{{pool="{}"}}"#, attr(p, "pool"));
+        assert_eq!(instant(&prom, &q).into_values().collect::<Vec<_>>(), vec![p["value"].as_f64().unwrap()], "{q}");
+    }
+    for p in metric("py.gauge")["points"].as_array().unwrap() {
+        let q = format!(r#"py_gauge_celsius{{room="{}"}}"#, attr(p, "room"));
+        assert_eq!(instant(&prom, &q).into_values().collect::<Vec<_>>(), vec![p["value"].as_f64().unwrap()], "{q}");
+    }
+    let h = &metric("py.latency")["points"][0];
+    let one = |q: &str| instant(&prom, q).into_values().collect::<Vec<f64>>();
+    assert_eq!(one("py_latency_milliseconds_count"), vec![h["count"].as_f64().unwrap()]);
+    assert_eq!(one("py_latency_milliseconds_sum"), vec![h["sum"].as_f64().unwrap()]);
+    let mut cumulative = 0;
+    for (i, bound) in h["explicit_bounds"].as_array().unwrap().iter().enumerate() {
+        cumulative += h["bucket_counts"][i].as_u64().unwrap();
+        let le = bound.as_f64().unwrap();
+        let q = format!(r#"py_latency_milliseconds_bucket{{le="{le}"}}"#);
+        assert_eq!(one(&q), vec![cumulative as f64], "{q}");
+    }
+    assert_eq!(one(r#"py_latency_milliseconds_bucket{le="+Inf"}"#), vec![h["count"].as_f64().unwrap()]);
+    // The resource travels as target_info.
+    let info = instant(&prom, "target_info");
+    assert!(info.keys().any(|l| l.get("telemetry_sdk_language").map(String::as_str) == Some("python")), "{info:?}");
+}

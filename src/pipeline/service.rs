@@ -159,6 +159,14 @@ impl RunningService {
                     Arc::new(OtlpHttpExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
                     cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
                 ),
+                ExporterConfig::Prometheus(cfg) => (
+                    Arc::new(
+                        crate::exporters::prometheus::PrometheusExporter::start(id.to_string(), cfg)
+                            .await
+                            .map_err(|m| fail("exporter", id, m))?,
+                    ),
+                    QueueSettings { num_consumers: 1, ..Default::default() },
+                ),
                 ExporterConfig::PrometheusRemoteWrite(cfg) => (
                     Arc::new(
                         crate::exporters::prometheusremotewrite::PrometheusRemoteWriteExporter::new(

@@ -90,28 +90,44 @@ pub fn float_label(v: f64) -> String {
     }
 }
 
-struct Collector {
-    index: HashMap<Labels, usize>,
-    out: Converted,
+/// What a family is, for the `# TYPE` line and the series it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyKind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
 }
 
-impl Collector {
-    fn add(&mut self, mut labels: BTreeMap<String, String>, name: String, value: f64, t: i64) {
-        labels.insert("__name__".into(), name);
-        let labels: Labels = labels.into_iter().collect();
-        match self.index.get(&labels) {
-            Some(i) => self.out.series[*i].samples.push((value, t)),
-            None => {
-                self.index.insert(labels.clone(), self.out.series.len());
-                self.out.series.push(Series { labels, samples: vec![(value, t)] });
-            }
-        }
-    }
+/// A data point's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Histogram { bounds: Vec<f64>, counts: Vec<u64>, sum: Option<f64>, count: u64 },
+    Summary { quantiles: Vec<(f64, f64)>, sum: f64, count: u64 },
 }
 
-/// Converts a whole request.
-pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> Converted {
-    let mut c = Collector { index: HashMap::new(), out: Converted::default() };
+/// One OTLP data point as Prometheus sees it.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The family name (`http_server_requests_total`, `rpc_duration_seconds`).
+    pub family: String,
+    pub kind: FamilyKind,
+    pub help: String,
+    /// Labels without `__name__` (and without `le`/`quantile`).
+    pub labels: BTreeMap<String, String>,
+    pub value: Value,
+    /// The point says "no recorded value": the series ended.
+    pub stale: bool,
+    /// A delta point: to be added to what came before, not replace it.
+    pub delta: bool,
+    pub time_ms: i64,
+}
+
+/// Walks every data point of `request` (and one `target_info` per resource, when enabled).
+/// Returns how many points cannot be expressed (exponential histograms).
+pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visit: impl FnMut(Point)) -> usize {
+    let mut dropped = 0;
     for rm in &request.resource_metrics {
         let resource = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
         let get =
@@ -161,73 +177,90 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
                 let name =
                     |kind| metric_name(&m.name, &m.unit, kind, &settings.namespace, settings.add_metric_suffixes);
                 let stale = |flags: u32| flags & DataPointFlags::NoRecordedValueMask as u32 != 0;
+                let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
+                let point = |family: &str, kind, labels, value, flags, time_ns, delta| Point {
+                    family: family.to_string(),
+                    kind,
+                    help: m.description.clone(),
+                    labels,
+                    value,
+                    stale: stale(flags),
+                    delta,
+                    time_ms: ms(time_ns),
+                };
                 match m.data.as_ref() {
                     Some(metric::Data::Gauge(g)) => {
                         let n = name(NameKind::Gauge);
                         for p in &g.data_points {
-                            let v = if stale(p.flags) { STALE_NAN } else { number(p.value.as_ref()) };
                             latest_ms = latest_ms.max(ms(p.time_unix_nano));
-                            c.add(labels_for(&p.attributes), n.clone(), v, ms(p.time_unix_nano));
+                            let v = Value::Number(number(p.value.as_ref()));
+                            visit(point(
+                                &n,
+                                FamilyKind::Gauge,
+                                labels_for(&p.attributes),
+                                v,
+                                p.flags,
+                                p.time_unix_nano,
+                                false,
+                            ));
                         }
                     }
                     Some(metric::Data::Sum(s)) => {
-                        if s.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                            c.out.dropped_points += s.data_points.len();
-                            continue;
-                        }
-                        let n = name(if s.is_monotonic { NameKind::Counter } else { NameKind::Gauge });
+                        let (kind, n) = if s.is_monotonic {
+                            (FamilyKind::Counter, name(NameKind::Counter))
+                        } else {
+                            (FamilyKind::Gauge, name(NameKind::Gauge))
+                        };
                         for p in &s.data_points {
-                            let v = if stale(p.flags) { STALE_NAN } else { number(p.value.as_ref()) };
                             latest_ms = latest_ms.max(ms(p.time_unix_nano));
-                            c.add(labels_for(&p.attributes), n.clone(), v, ms(p.time_unix_nano));
+                            let v = Value::Number(number(p.value.as_ref()));
+                            let delta = !cumulative(s.aggregation_temporality);
+                            visit(point(&n, kind, labels_for(&p.attributes), v, p.flags, p.time_unix_nano, delta));
                         }
                     }
                     Some(metric::Data::Histogram(h)) => {
-                        if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                            c.out.dropped_points += h.data_points.len();
-                            continue;
-                        }
                         let n = name(NameKind::Other);
                         for p in &h.data_points {
-                            let t = ms(p.time_unix_nano);
-                            latest_ms = latest_ms.max(t);
-                            let is_stale = stale(p.flags);
-                            let val = |v: f64| if is_stale { STALE_NAN } else { v };
-                            let labels = labels_for(&p.attributes);
-                            if let Some(sum) = p.sum {
-                                c.add(labels.clone(), format!("{n}_sum"), val(sum), t);
-                            }
-                            c.add(labels.clone(), format!("{n}_count"), val(p.count as f64), t);
-                            let mut cumulative = 0u64;
-                            for (i, bound) in p.explicit_bounds.iter().enumerate() {
-                                cumulative += p.bucket_counts.get(i).copied().unwrap_or(0);
-                                let mut l = labels.clone();
-                                l.insert("le".into(), float_label(*bound));
-                                c.add(l, format!("{n}_bucket"), val(cumulative as f64), t);
-                            }
-                            let mut l = labels;
-                            l.insert("le".into(), "+Inf".into());
-                            c.add(l, format!("{n}_bucket"), val(p.count as f64), t);
+                            latest_ms = latest_ms.max(ms(p.time_unix_nano));
+                            let v = Value::Histogram {
+                                bounds: p.explicit_bounds.clone(),
+                                counts: p.bucket_counts.clone(),
+                                sum: p.sum,
+                                count: p.count,
+                            };
+                            let delta = !cumulative(h.aggregation_temporality);
+                            visit(point(
+                                &n,
+                                FamilyKind::Histogram,
+                                labels_for(&p.attributes),
+                                v,
+                                p.flags,
+                                p.time_unix_nano,
+                                delta,
+                            ));
                         }
                     }
                     Some(metric::Data::Summary(s)) => {
                         let n = name(NameKind::Other);
                         for p in &s.data_points {
-                            let t = ms(p.time_unix_nano);
-                            latest_ms = latest_ms.max(t);
-                            let is_stale = stale(p.flags);
-                            let val = |v: f64| if is_stale { STALE_NAN } else { v };
-                            let labels = labels_for(&p.attributes);
-                            c.add(labels.clone(), format!("{n}_sum"), val(p.sum), t);
-                            c.add(labels.clone(), format!("{n}_count"), val(p.count as f64), t);
-                            for q in &p.quantile_values {
-                                let mut l = labels.clone();
-                                l.insert("quantile".into(), float_label(q.quantile));
-                                c.add(l, n.clone(), val(q.value), t);
-                            }
+                            latest_ms = latest_ms.max(ms(p.time_unix_nano));
+                            let v = Value::Summary {
+                                quantiles: p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect(),
+                                sum: p.sum,
+                                count: p.count,
+                            };
+                            visit(point(
+                                &n,
+                                FamilyKind::Summary,
+                                labels_for(&p.attributes),
+                                v,
+                                p.flags,
+                                p.time_unix_nano,
+                                false,
+                            ));
                         }
                     }
-                    Some(metric::Data::ExponentialHistogram(e)) => c.out.dropped_points += e.data_points.len(),
+                    Some(metric::Data::ExponentialHistogram(e)) => dropped += e.data_points.len(),
                     None => {}
                 }
             }
@@ -253,14 +286,89 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
                 } else {
                     format!("{}_target_info", settings.namespace)
                 };
-                c.add(l, n, 1.0, latest_ms);
+                visit(Point {
+                    family: n,
+                    kind: FamilyKind::Gauge,
+                    help: "Target metadata".into(),
+                    labels: l,
+                    value: Value::Number(1.0),
+                    stale: false,
+                    delta: false,
+                    time_ms: latest_ms,
+                });
             }
         }
     }
-    for s in &mut c.out.series {
+    dropped
+}
+
+/// One sample line of a point: the series name, its extra label (`le`, `quantile`), the value.
+pub type SampleLine = (String, Option<(&'static str, String)>, f64);
+
+/// The samples a point makes.
+pub fn samples(p: &Point) -> Vec<SampleLine> {
+    let v = |x: f64| if p.stale { STALE_NAN } else { x };
+    match &p.value {
+        Value::Number(x) => vec![(p.family.clone(), None, v(*x))],
+        Value::Histogram { bounds, counts, sum, count } => {
+            let mut out = Vec::with_capacity(bounds.len() + 3);
+            if let Some(sum) = sum {
+                out.push((format!("{}_sum", p.family), None, v(*sum)));
+            }
+            out.push((format!("{}_count", p.family), None, v(*count as f64)));
+            let mut cumulative = 0u64;
+            for (i, bound) in bounds.iter().enumerate() {
+                cumulative += counts.get(i).copied().unwrap_or(0);
+                out.push((format!("{}_bucket", p.family), Some(("le", float_label(*bound))), v(cumulative as f64)));
+            }
+            out.push((format!("{}_bucket", p.family), Some(("le", "+Inf".to_string())), v(*count as f64)));
+            out
+        }
+        Value::Summary { quantiles, sum, count } => {
+            let mut out = vec![
+                (format!("{}_sum", p.family), None, v(*sum)),
+                (format!("{}_count", p.family), None, v(*count as f64)),
+            ];
+            for (q, x) in quantiles {
+                out.push((p.family.clone(), Some(("quantile", float_label(*q))), v(*x)));
+            }
+            out
+        }
+    }
+}
+
+/// Converts a whole request to series for remote write: cumulative data only (delta points
+/// are counted as dropped).
+pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> Converted {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out = Converted::default();
+    let mut deltas = 0;
+    let cannot = walk(request, settings, |p| {
+        if p.delta {
+            deltas += 1;
+            return;
+        }
+        for (name, extra, value) in samples(&p) {
+            let mut labels = p.labels.clone();
+            if let Some((k, v)) = extra {
+                labels.insert(k.to_string(), v);
+            }
+            labels.insert("__name__".into(), name);
+            let labels: Labels = labels.into_iter().collect();
+            match index.get(&labels) {
+                Some(i) => out.series[*i].samples.push((value, p.time_ms)),
+                None => {
+                    index.insert(labels.clone(), out.series.len());
+                    out.series.push(Series { labels, samples: vec![(value, p.time_ms)] });
+                }
+            }
+        }
+    });
+    out.dropped_points = cannot + deltas;
+    for s in &mut out.series {
         s.samples.sort_by_key(|(_, t)| *t);
     }
-    c.out
+    out
 }
 
 fn number(v: Option<&number_data_point::Value>) -> f64 {
