@@ -104,6 +104,7 @@ impl Registry {
                     stale: false,
                     delta: false,
                     time_ms: e.time_ms,
+                    start_ms: 0,
                 };
                 // Text format lists _sum/_count after the buckets and quantiles.
                 let mut lines = samples(&point);
@@ -190,6 +191,7 @@ mod tests {
             stale: false,
             delta,
             time_ms: 1_700_000_000_000,
+            start_ms: 0,
         }
     }
 

@@ -23,6 +23,11 @@ pub struct Series {
     pub labels: Labels,
     /// (value, milliseconds since the epoch).
     pub samples: Vec<(f64, i64)>,
+    /// The family's type and help (Remote Write 2.0 sends them with the series).
+    pub kind: FamilyKind,
+    pub help: String,
+    /// Start of the cumulative series, in milliseconds; 0 if unknown or not cumulative.
+    pub start_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +127,8 @@ pub struct Point {
     /// A delta point: to be added to what came before, not replace it.
     pub delta: bool,
     pub time_ms: i64,
+    /// Start of a cumulative series (counters, histograms, summaries), in milliseconds; 0 if none.
+    pub start_ms: i64,
 }
 
 /// Walks every data point of `request` (and one `target_info` per resource, when enabled).
@@ -178,7 +185,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                     |kind| metric_name(&m.name, &m.unit, kind, &settings.namespace, settings.add_metric_suffixes);
                 let stale = |flags: u32| flags & DataPointFlags::NoRecordedValueMask as u32 != 0;
                 let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
-                let point = |family: &str, kind, labels, value, flags, time_ns, delta| Point {
+                let point = |family: &str, kind, labels, value, flags, (start_ns, time_ns): (u64, u64), delta| Point {
                     family: family.to_string(),
                     kind,
                     help: m.description.clone(),
@@ -187,6 +194,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                     stale: stale(flags),
                     delta,
                     time_ms: ms(time_ns),
+                    start_ms: if kind == FamilyKind::Gauge { 0 } else { ms(start_ns) },
                 };
                 match m.data.as_ref() {
                     Some(metric::Data::Gauge(g)) => {
@@ -200,7 +208,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                                 labels_for(&p.attributes),
                                 v,
                                 p.flags,
-                                p.time_unix_nano,
+                                (p.start_time_unix_nano, p.time_unix_nano),
                                 false,
                             ));
                         }
@@ -215,7 +223,15 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                             latest_ms = latest_ms.max(ms(p.time_unix_nano));
                             let v = Value::Number(number(p.value.as_ref()));
                             let delta = !cumulative(s.aggregation_temporality);
-                            visit(point(&n, kind, labels_for(&p.attributes), v, p.flags, p.time_unix_nano, delta));
+                            visit(point(
+                                &n,
+                                kind,
+                                labels_for(&p.attributes),
+                                v,
+                                p.flags,
+                                (p.start_time_unix_nano, p.time_unix_nano),
+                                delta,
+                            ));
                         }
                     }
                     Some(metric::Data::Histogram(h)) => {
@@ -235,7 +251,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                                 labels_for(&p.attributes),
                                 v,
                                 p.flags,
-                                p.time_unix_nano,
+                                (p.start_time_unix_nano, p.time_unix_nano),
                                 delta,
                             ));
                         }
@@ -255,7 +271,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                                 labels_for(&p.attributes),
                                 v,
                                 p.flags,
-                                p.time_unix_nano,
+                                (p.start_time_unix_nano, p.time_unix_nano),
                                 false,
                             ));
                         }
@@ -295,6 +311,7 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                     stale: false,
                     delta: false,
                     time_ms: latest_ms,
+                    start_ms: 0,
                 });
             }
         }
@@ -359,7 +376,13 @@ pub fn to_series(request: &ExportMetricsServiceRequest, settings: &Settings) -> 
                 Some(i) => out.series[*i].samples.push((value, p.time_ms)),
                 None => {
                     index.insert(labels.clone(), out.series.len());
-                    out.series.push(Series { labels, samples: vec![(value, p.time_ms)] });
+                    out.series.push(Series {
+                        labels,
+                        samples: vec![(value, p.time_ms)],
+                        kind: p.kind,
+                        help: p.help.clone(),
+                        start_ms: p.start_ms,
+                    });
                 }
             }
         }

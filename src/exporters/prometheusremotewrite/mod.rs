@@ -1,16 +1,19 @@
 //! The `prometheusremotewrite` exporter: OTLP metrics as Prometheus Remote Write 1.0 (a snappy
-//! block-compressed `WriteRequest`, PROTOCOLS.md §4.4) to any Prometheus-compatible store.
+//! block-compressed `WriteRequest`, PROTOCOLS.md §4.4) to any Prometheus-compatible store, or as
+//! Remote Write 2.0 (`protobuf_message: io.prometheus.write.v2.Request`, §4.5: a symbols table,
+//! metadata and start timestamps with every series).
 //! Series are sharded over `remote_write_queue.num_consumers` parallel senders by a hash of their
 //! labels, and batches are exported one after another, so the samples of one series always
 //! arrive in order. 5xx and 429 answers are retried; other 4xx drop the batch.
 
-use super::prometheus::series::{Series, Settings, to_series};
+use super::prometheus::series::{FamilyKind, Series, Settings, to_series};
 use super::retry::RetryConfig;
 use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::exporters::queue::QueueSettings;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use crate::proto::prometheus as pb;
+use crate::proto::prometheus_v2 as v2;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const V1_MESSAGE: &str = "prometheus.WriteRequest";
+const V2_MESSAGE: &str = "io.prometheus.write.v2.Request";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,10 +145,13 @@ impl PrometheusRemoteWriteConfig {
                 "queue_size must be at least 1 and num_consumers between 1 and 256".into(),
             ));
         }
-        if self.protobuf_message != V1_MESSAGE {
+        if self.protobuf_message != V1_MESSAGE && self.protobuf_message != V2_MESSAGE {
             return Err((
                 "protobuf_message".into(),
-                format!("\"{}\" is not supported: use {V1_MESSAGE} (Remote Write 1.0)", self.protobuf_message),
+                format!(
+                    "\"{}\" is not supported: use {V1_MESSAGE} (Remote Write 1.0) or {V2_MESSAGE} (2.0)",
+                    self.protobuf_message
+                ),
             ));
         }
         self.tls.validate().map_err(|(k, m)| (format!("tls.{k}"), m))?;
@@ -164,6 +171,8 @@ impl PrometheusRemoteWriteConfig {
 
 struct Inner {
     name: String,
+    /// Remote Write 2.0 rather than 1.0.
+    v2: bool,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
@@ -190,6 +199,7 @@ impl PrometheusRemoteWriteExporter {
         Ok(PrometheusRemoteWriteExporter {
             inner: Arc::new(Inner {
                 name,
+                v2: cfg.protobuf_message == V2_MESSAGE,
                 uri,
                 headers,
                 timeout: cfg.timeout,
@@ -223,17 +233,22 @@ impl PrometheusRemoteWriteExporter {
                 )),
             );
         }
-        let mut shards: Vec<Vec<pb::TimeSeries>> = vec![Vec::new(); self.shards];
+        let mut shards: Vec<Vec<Series>> = vec![Vec::new(); self.shards];
         for s in converted.series {
             let shard = (hash(&s) % self.shards as u64) as usize;
-            shards[shard].push(to_proto(s));
+            shards[shard].push(s);
         }
         let mut senders = tokio::task::JoinSet::new();
         for series in shards.into_iter().filter(|s| !s.is_empty()) {
             let (inner, max) = (self.inner.clone(), self.max_bytes);
             senders.spawn(async move {
-                for request in split(series, max) {
-                    inner.post(request).await?;
+                let requests = if inner.v2 {
+                    split_v2(series, max).iter().map(Message::encode_to_vec).collect::<Vec<_>>()
+                } else {
+                    split(series.into_iter().map(to_proto).collect(), max).iter().map(Message::encode_to_vec).collect()
+                };
+                for raw in requests {
+                    inner.post(raw).await?;
                 }
                 Ok::<(), ExportError>(())
             });
@@ -258,8 +273,7 @@ impl PrometheusRemoteWriteExporter {
 }
 
 impl Inner {
-    async fn post(&self, request: pb::WriteRequest) -> Result<(), ExportError> {
-        let raw = request.encode_to_vec();
+    async fn post(&self, raw: Vec<u8>) -> Result<(), ExportError> {
         let body = snap::raw::Encoder::new()
             .compress_vec(&raw)
             .map_err(|e| ExportError::Permanent { reason: format!("snappy: {e}") })?;
@@ -267,9 +281,14 @@ impl Inner {
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(header::CONTENT_ENCODING, "snappy")
-            .header(header::CONTENT_TYPE, "application/x-protobuf")
-            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
+        req = if self.v2 {
+            req.header(header::CONTENT_TYPE, format!("application/x-protobuf;proto={V2_MESSAGE}"))
+                .header("X-Prometheus-Remote-Write-Version", "2.0.0")
+        } else {
+            req.header(header::CONTENT_TYPE, "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        };
         for (k, v) in &self.headers {
             if !matches!(k.as_str(), "content-encoding" | "content-type" | "x-prometheus-remote-write-version") {
                 req = req.header(k, v);
@@ -292,7 +311,17 @@ impl Inner {
         let (parts, body) = tokio::time::timeout(self.timeout, exchange).await.map_err(|_| {
             ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.timeout) }
         })??;
-        classify(parts.status, &parts.headers, &body)
+        classify(parts.status, &parts.headers, &body)?;
+        // A 2xx without the written counts comes from a 1.x receiver that ignored the 2.0 body.
+        if self.v2 && !parts.headers.contains_key("x-prometheus-remote-write-samples-written") {
+            return Err(ExportError::Permanent {
+                reason: format!(
+                    "{uri} answered {} without X-Prometheus-Remote-Write-Samples-Written: it does not take Remote Write 2.0 (use protobuf_message: {V1_MESSAGE})",
+                    parts.status
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -345,6 +374,67 @@ fn split(series: Vec<pb::TimeSeries>, max: usize) -> Vec<pb::WriteRequest> {
     }
     if !current.timeseries.is_empty() {
         out.push(current);
+    }
+    out
+}
+
+/// Remote Write 2.0 requests of at most `max` bytes, each with its own symbols table.
+fn split_v2(series: Vec<Series>, max: usize) -> Vec<v2::Request> {
+    struct Building {
+        request: v2::Request,
+        index: std::collections::HashMap<String, u32>,
+        size: usize,
+    }
+    impl Building {
+        fn new() -> Building {
+            let mut index = std::collections::HashMap::new();
+            index.insert(String::new(), 0);
+            Building { request: v2::Request { symbols: vec![String::new()], timeseries: Vec::new() }, index, size: 0 }
+        }
+        fn symbol(&mut self, s: &str) -> u32 {
+            if let Some(i) = self.index.get(s) {
+                return *i;
+            }
+            let i = self.request.symbols.len() as u32;
+            self.request.symbols.push(s.to_string());
+            self.index.insert(s.to_string(), i);
+            self.size += s.len() + 2;
+            i
+        }
+    }
+    let mut out = Vec::new();
+    let mut b = Building::new();
+    for s in series {
+        let estimate = s.labels.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>() + s.samples.len() * 20 + 16;
+        if b.size + estimate > max && !b.request.timeseries.is_empty() {
+            out.push(std::mem::replace(&mut b, Building::new()).request);
+        }
+        let labels_refs = s.labels.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()]).collect::<Vec<_>>();
+        let labels_refs: Vec<u32> = labels_refs.into_iter().map(|x| b.symbol(x)).collect();
+        let name = s.labels.iter().find(|(n, _)| n == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
+        use v2::metadata::MetricType as T;
+        let kind = match s.kind {
+            FamilyKind::Counter => T::Counter,
+            FamilyKind::Gauge if name.ends_with("target_info") => T::Info,
+            FamilyKind::Gauge => T::Gauge,
+            FamilyKind::Histogram => T::Histogram,
+            FamilyKind::Summary => T::Summary,
+        };
+        let help_ref = b.symbol(&s.help);
+        let start = s.start_ms;
+        b.size += estimate;
+        b.request.timeseries.push(v2::TimeSeries {
+            labels_refs,
+            samples: s
+                .samples
+                .into_iter()
+                .map(|(value, timestamp)| v2::Sample { value, timestamp, start_timestamp: start })
+                .collect(),
+            metadata: Some(v2::Metadata { r#type: kind as i32, help_ref, unit_ref: 0 }),
+        });
+    }
+    if !b.request.timeseries.is_empty() {
+        out.push(b.request);
     }
     out
 }
