@@ -17,7 +17,8 @@ const NODE: &[u8] = include_bytes!("support/node-exporter.prom");
 fn benches(c: &mut Criterion) {
     let families = parse(NODE, Format::Text).expect("the fixture parses");
     let samples: usize = families.iter().map(|f| f.samples.len()).sum();
-    let target_labels = vec![("instance".to_string(), "10.0.0.7:9100".to_string()), ("job".to_string(), "node".to_string())];
+    let target_labels =
+        vec![("instance".to_string(), "10.0.0.7:9100".to_string()), ("job".to_string(), "node".to_string())];
     let target = Target { labels: &target_labels, scheme: "http" };
     let otlp = to_otlp(&families, &target, 1_700_000_000_000_000_000, true, &mut SeriesState::default(), &[]);
     let settings = Settings {
@@ -65,7 +66,11 @@ fn benches(c: &mut Criterion) {
                     .into_iter()
                     .map(|s| pb::TimeSeries {
                         labels: s.labels.into_iter().map(|(name, value)| pb::Label { name, value }).collect(),
-                        samples: s.samples.into_iter().map(|(value, timestamp)| pb::Sample { value, timestamp }).collect(),
+                        samples: s
+                            .samples
+                            .into_iter()
+                            .map(|(value, timestamp)| pb::Sample { value, timestamp })
+                            .collect(),
                     })
                     .collect(),
                 ..Default::default()

@@ -7,7 +7,7 @@ use super::config::{GlobalConfig, ScrapeConfig, StaticConfig};
 use super::relabel::{self, Rule};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
 
@@ -111,10 +111,11 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// The files of `file_sd_configs`, re-read when their modification time changes.
+/// The files of `file_sd_configs`, re-read when their content changes (compared by hash: a
+/// modification time can stay the same across two quick writes).
 pub struct FileGroups {
     files: Vec<PathBuf>,
-    seen: Vec<Option<SystemTime>>,
+    seen: Vec<Option<u64>>,
     groups: Vec<Vec<StaticConfig>>,
 }
 
@@ -128,15 +129,21 @@ impl FileGroups {
     /// Re-reads the files that changed; returns whether any did. A file that cannot be read or
     /// parsed keeps its last good groups (as Prometheus does), with a warning.
     pub fn refresh(&mut self) -> bool {
+        use std::hash::{Hash, Hasher};
         let mut changed = false;
         for (i, path) in self.files.iter().enumerate() {
-            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            if mtime == self.seen[i] {
+            let text = std::fs::read_to_string(path);
+            let digest = text.as_ref().ok().map(|t| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                t.hash(&mut h);
+                h.finish()
+            });
+            if digest == self.seen[i] {
                 continue;
             }
-            self.seen[i] = mtime;
+            self.seen[i] = digest;
             let name = path.display().to_string();
-            let read = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| {
+            let read = text.map_err(|e| e.to_string()).and_then(|text| {
                 if text.trim().is_empty() {
                     return Ok(Vec::new());
                 }
@@ -235,15 +242,10 @@ mod tests {
         assert!(files.refresh());
         assert_eq!(files.groups().map(|g| g.targets.len()).sum::<usize>(), 2);
         assert!(!files.refresh(), "unchanged");
-        std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, "- targets: [c:3]\n").unwrap();
-        let f = std::fs::File::options().write(true).open(&path).unwrap();
-        f.set_modified(SystemTime::now() + Duration::from_secs(1)).unwrap();
-        assert!(files.refresh());
+        assert!(files.refresh(), "rewritten at once: seen although the modification time may not move");
         assert_eq!(files.groups().next().unwrap().targets, vec!["c:3".to_string()]);
         std::fs::write(&path, "[{{{").unwrap();
-        let f = std::fs::File::options().write(true).open(&path).unwrap();
-        f.set_modified(SystemTime::now() + Duration::from_secs(2)).unwrap();
         assert!(!files.refresh(), "a broken file keeps the last good targets");
         assert_eq!(files.groups().next().unwrap().targets, vec!["c:3".to_string()]);
     }
