@@ -41,7 +41,10 @@ fn target() -> u16 {
     port
 }
 
-fn metric_points(path: &std::path::Path, name: &str) -> Vec<(Vec<(String, String)>, serde_json::Value, String)> {
+/// A gauge point as exported: its attributes, its value, its job (`service.name`).
+type GaugePoint = (Vec<(String, String)>, serde_json::Value, String);
+
+fn metric_points(path: &std::path::Path, name: &str) -> Vec<GaugePoint> {
     let mut out = Vec::new();
     for line in json_lines(path) {
         for rm in line["resourceMetrics"].as_array().cloned().unwrap_or_default() {
@@ -137,7 +140,8 @@ service:
         sd = sd_file.display()
     ));
     let path = gw.path("out.jsonl");
-    let up = |job: &str| metric_points(&path, "up").into_iter().filter(|(_, _, j)| j == job).map(|(_, v, _)| v).last();
+    let up =
+        |job: &str| metric_points(&path, "up").into_iter().filter(|(_, _, j)| j == job).map(|(_, v, _)| v).next_back();
     assert!(
         eventually(Duration::from_secs(15), || up("app").is_some()
             && up("noauth").is_some()
