@@ -112,7 +112,7 @@ fn unknown_component_type_lists_the_known_ones() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
-        "switchyard: invalid configuration: DIR/bad.yaml:2:3: receivers.otlpp: unknown receiver type \"otlpp\"; did you mean \"otlp\"? (known receiver types: otlp, jaeger, zipkin)"
+        "switchyard: invalid configuration: DIR/bad.yaml:2:3: receivers.otlpp: unknown receiver type \"otlpp\"; did you mean \"otlp\"? (known receiver types: otlp, jaeger, zipkin, prometheus, prometheusremotewrite)"
     );
 }
 

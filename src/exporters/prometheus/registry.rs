@@ -109,7 +109,12 @@ impl Registry {
                 // Text format lists _sum/_count after the buckets and quantiles.
                 let mut lines = samples(&point);
                 lines.sort_by_key(|(n, _, _)| n.ends_with("_sum") || n.ends_with("_count"));
-                for (sample_name, extra, value) in lines {
+                for (mut sample_name, extra, value) in lines {
+                    // OpenMetrics requires `_total` on counter samples (also when
+                    // `add_metric_suffixes` is off).
+                    if open_metrics && f.kind == FamilyKind::Counter && !sample_name.ends_with("_total") {
+                        sample_name.push_str("_total");
+                    }
                     let mut all: BTreeMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     for (k, v) in const_labels {
                         all.entry(k.as_str()).or_insert(v.as_str());

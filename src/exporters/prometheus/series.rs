@@ -177,7 +177,12 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                 let labels_for = |attrs: &[KeyValue]| {
                     let mut l = attribute_labels(attrs);
                     for (k, v) in &scoped {
-                        l.entry(k.clone()).or_insert_with(|| v.clone());
+                        // The resource's job and instance win over attributes of those names.
+                        if k == "job" || k == "instance" {
+                            l.insert(k.clone(), v.clone());
+                        } else {
+                            l.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
                     }
                     l
                 };
@@ -214,10 +219,11 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
                         }
                     }
                     Some(metric::Data::Sum(s)) => {
+                        // `_ratio` is for gauges only: a non-monotonic sum gets no type suffix.
                         let (kind, n) = if s.is_monotonic {
                             (FamilyKind::Counter, name(NameKind::Counter))
                         } else {
-                            (FamilyKind::Gauge, name(NameKind::Gauge))
+                            (FamilyKind::Gauge, name(NameKind::Other))
                         };
                         for p in &s.data_points {
                             latest_ms = latest_ms.max(ms(p.time_unix_nano));
@@ -295,7 +301,11 @@ pub fn walk(request: &ExportMetricsServiceRequest, settings: &Settings, mut visi
             if !others.is_empty() {
                 let mut l = attribute_labels(&others);
                 for (k, v) in &base {
-                    l.insert(k.clone(), v.clone());
+                    if k == "job" || k == "instance" {
+                        l.insert(k.clone(), v.clone());
+                    } else {
+                        l.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
                 }
                 let n = if settings.namespace.is_empty() {
                     "target_info".to_string()

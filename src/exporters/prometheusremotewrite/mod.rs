@@ -154,7 +154,7 @@ impl PrometheusRemoteWriteConfig {
                 ),
             ));
         }
-        self.tls.validate().map_err(|(k, m)| (format!("tls.{k}"), m))?;
+        self.tls.validate()?;
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
     }
 

@@ -45,8 +45,10 @@ pub fn resolve(cfg: &ScrapeConfig, global: &GlobalConfig, rules: &[Rule], groups
             set_default(&mut labels, "job", &cfg.job_name);
             set_default(&mut labels, "__scheme__", &cfg.scheme);
             set_default(&mut labels, "__metrics_path__", &cfg.metrics_path);
-            set_default(&mut labels, "__scrape_interval__", &humantime::format_duration(interval).to_string());
-            set_default(&mut labels, "__scrape_timeout__", &humantime::format_duration(timeout).to_string());
+            // Prometheus writes durations without spaces (`1m30s`).
+            let duration = |d: Duration| humantime::format_duration(d).to_string().replace(' ', "");
+            set_default(&mut labels, "__scrape_interval__", &duration(interval));
+            set_default(&mut labels, "__scrape_timeout__", &duration(timeout));
             for (k, v) in &cfg.params {
                 if let Some(first) = v.first() {
                     set_default(&mut labels, &format!("__param_{k}"), first);

@@ -24,8 +24,11 @@ type Labels = Vec<(String, String)>;
 /// A series: its metric name and point labels.
 type SeriesKey = (String, Labels);
 
-/// The series of one scrape, with how to end them and their start times.
-type Seen = HashMap<SeriesKey, (Shape, Option<u64>)>;
+/// The series of one scrape, with how to end them: their shape, start time and scope.
+type Seen = HashMap<SeriesKey, (Shape, Option<u64>, Option<InstrumentationScope>)>;
+
+/// The most cumulative series remembered per target (start times); past it, memory is reset.
+const MAX_SERIES: usize = 1_000_000;
 
 /// What is remembered of a cumulative series between scrapes.
 #[derive(Debug, Clone)]
@@ -49,6 +52,15 @@ enum Shape {
 pub struct SeriesState {
     cumulative: HashMap<SeriesKey, Cumulative>,
     previous: Seen,
+    /// Remote write: requests carry any subset of series, so absence means nothing.
+    no_staleness: bool,
+}
+
+impl SeriesState {
+    /// Memory of start times only: a series missing from a request has not ended.
+    pub fn without_staleness() -> SeriesState {
+        SeriesState { no_staleness: true, ..Default::default() }
+    }
 }
 
 /// The target a scrape came from.
@@ -260,7 +272,7 @@ pub fn to_otlp(
                         continue;
                     }
                     let labels = point_labels(&s.labels, "");
-                    seen.insert((s.name.clone(), labels.clone()), (Shape::Gauge, None));
+                    seen.insert((s.name.clone(), labels.clone()), (Shape::Gauge, None, scope_of(&s.labels)));
                     let point = gauge_point(&labels, s.value, time(s));
                     b.push(
                         scope_of(&s.labels),
@@ -292,7 +304,7 @@ pub fn to_otlp(
                     } else {
                         t
                     };
-                    seen.insert(key, (Shape::Sum { monotonic }, Some(start)));
+                    seen.insert(key, (Shape::Sum { monotonic }, Some(start), scope_of(&s.labels)));
                     let mut point = gauge_point(&labels, s.value, t);
                     point.start_time_unix_nano = start;
                     let sum = Sum {
@@ -308,10 +320,28 @@ pub fn to_otlp(
             Kind::GaugeHistogram => {}
         }
     }
+    // The scrape's own series, gauges under the same resource.
+    let target_attrs = point_labels(target.labels, "");
+    for (name, unit, value) in extra {
+        seen.insert((name.to_string(), target_attrs.clone()), (Shape::Gauge, None, None));
+        let point = gauge_point(&target_attrs, *value, scrape_ns);
+        b.push(
+            None,
+            Metric {
+                name: name.to_string(),
+                unit: unit.to_string(),
+                data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
+                ..Default::default()
+            },
+        );
+    }
     // Series of the last scrape that are gone now: one point that says so, then nothing more.
-    let gone: Vec<(SeriesKey, (Shape, Option<u64>))> =
-        state.previous.drain().filter(|(k, _)| !seen.contains_key(k)).collect();
-    for ((name, labels), (shape, start)) in gone {
+    let gone: Vec<(SeriesKey, (Shape, Option<u64>, Option<InstrumentationScope>))> = if state.no_staleness {
+        Vec::new()
+    } else {
+        state.previous.drain().filter(|(k, _)| !seen.contains_key(k)).collect()
+    };
+    for ((name, labels), (shape, start, scope)) in gone {
         state.cumulative.remove(&(name.clone(), labels.clone()));
         let flags = DataPointFlags::NoRecordedValueMask as u32;
         let attrs = attributes(&labels);
@@ -356,22 +386,18 @@ pub fn to_otlp(
                 }],
             }),
         };
-        b.push(None, Metric { name, data: Some(data), ..Default::default() });
+        b.push(scope, Metric { name, data: Some(data), ..Default::default() });
     }
-    state.previous = seen;
-    // The scrape's own series, gauges under the same resource.
-    let target_attrs = point_labels(target.labels, "");
-    for (name, unit, value) in extra {
-        let point = gauge_point(&target_attrs, *value, scrape_ns);
-        b.push(
-            None,
-            Metric {
-                name: name.to_string(),
-                unit: unit.to_string(),
-                data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
-                ..Default::default()
-            },
-        );
+    if state.no_staleness {
+        if state.cumulative.len() > MAX_SERIES {
+            tracing::warn!(
+                series = state.cumulative.len(),
+                "too many series to remember start times for; starting over"
+            );
+            state.cumulative.clear();
+        }
+    } else {
+        state.previous = seen;
     }
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -452,7 +478,7 @@ fn histogram(
         } else {
             state.start(key.clone(), t, created, (count.value, sum.unwrap_or(0.0)))
         };
-        seen.insert(key, (Shape::Histogram, Some(start)));
+        seen.insert(key, (Shape::Histogram, Some(start), scope_of(&count.labels)));
         let mut bounds = Vec::new();
         let mut counts = Vec::new();
         let mut previous = 0.0;
@@ -506,7 +532,7 @@ fn summary(family: &Family, time: &dyn Fn(&Sample) -> u64, state: &mut SeriesSta
             };
             state.start(key.clone(), t, created, values)
         };
-        seen.insert(key, (Shape::Summary, Some(start)));
+        seen.insert(key, (Shape::Summary, Some(start), scope_of(&count.labels)));
         let quantile_values = samples
             .iter()
             .filter(|s| s.name == family.name)
@@ -712,5 +738,36 @@ mod tests {
             })
             .sum::<usize>();
         assert_eq!(count, 1, "the ended series does not repeat");
+    }
+
+    #[test]
+    fn an_ended_series_keeps_its_scope_and_the_scrape_series_end_with_the_target() {
+        let mut state = SeriesState::default();
+        scrape("x{otel_scope_name=\"lib\"} 1\n", T1, &mut state);
+        let labels = target_labels();
+        let r = to_otlp(&[], &Target { labels: &labels, scheme: "http" }, T2, true, &mut state, &[]);
+        let scopes: Vec<(String, Vec<String>)> = r.resource_metrics[0]
+            .scope_metrics
+            .iter()
+            .map(|s| {
+                (
+                    s.scope.as_ref().map(|sc| sc.name.clone()).unwrap_or_default(),
+                    s.metrics.iter().map(|m| m.name.clone()).collect(),
+                )
+            })
+            .collect();
+        assert!(scopes.contains(&("lib".into(), vec!["x".into()])), "{scopes:?}");
+        assert!(scopes.iter().any(|(_, names)| names.contains(&"up".to_string())), "up ends too: {scopes:?}");
+    }
+
+    #[test]
+    fn without_staleness_start_times_carry_over_and_absence_ends_nothing() {
+        let mut state = SeriesState::without_staleness();
+        let text = |v: u32| format!("# TYPE c counter\nc {v}\n");
+        scrape(&text(1), T1, &mut state);
+        let r2 = scrape("other 1\n", T2, &mut state);
+        assert!(metrics(&r2).iter().all(|m| m.name != "c"), "no end point for c");
+        let p = sum_point(find(&scrape(&text(5), T3, &mut state), "c")).clone();
+        assert_eq!(p.start_time_unix_nano, T1);
     }
 }

@@ -26,6 +26,8 @@ struct Settings {
     accept_v2: bool,
     limit: usize,
     meta: MetaCache,
+    /// Start times per (job, instance), kept across requests; no staleness is inferred.
+    series: std::sync::Mutex<std::collections::HashMap<Vec<(String, String)>, SeriesState>>,
 }
 
 pub async fn serve(
@@ -40,6 +42,7 @@ pub async fn serve(
         accept_v2: cfg.accepted_protobuf_messages.iter().any(|m| m == V2),
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         meta: MetaCache::default(),
+        series: Default::default(),
     });
     let handler = move |req: http::Request<Incoming>| {
         let (intake, settings) = (intake.clone(), settings.clone());
@@ -128,15 +131,21 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let samples = decoded.samples;
-    for group in decoded.groups {
-        let target = translate::Target { labels: &group.target, scheme: "" };
-        // A fresh state: remote write carries no series history (no staleness inferred), and a
-        // series without a start timestamp starts at its own sample.
-        let request = translate::to_otlp(&group.families, &target, 0, true, &mut SeriesState::default(), &[]);
-        let batch = Batch::from_request(Request::Metrics(request));
-        if batch.items() == 0 {
-            continue;
+    // One request for the whole body, so that a refusal takes none of it.
+    let mut request = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::default();
+    {
+        let mut states = s.series.lock().unwrap_or_else(|e| e.into_inner());
+        for group in &decoded.groups {
+            let target = translate::Target { labels: &group.target, scheme: "" };
+            // Start times carry over between requests (a series' first sample starts it, unless a
+            // 2.0 start timestamp says otherwise); absence from a request ends nothing.
+            let state = states.entry(group.target.clone()).or_insert_with(SeriesState::without_staleness);
+            let part = translate::to_otlp(&group.families, &target, 0, true, state, &[]);
+            request.resource_metrics.extend(part.resource_metrics);
         }
+    }
+    let batch = Batch::from_request(Request::Metrics(request));
+    if batch.items() > 0 {
         match intake.submit("http", batch).await {
             Ok(()) => {}
             Err(refusal) if refusal.retryable => {
