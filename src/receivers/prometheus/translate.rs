@@ -24,8 +24,11 @@ type Labels = Vec<(String, String)>;
 /// A series: its metric name and point labels.
 type SeriesKey = (String, Labels);
 
-/// The series of one scrape, with how to end them: their shape, start time and scope.
-type Seen = HashMap<SeriesKey, (Shape, Option<u64>, Option<InstrumentationScope>)>;
+/// How a series is ended: its shape, start time and scope.
+type Ending = (Shape, Option<u64>, Option<InstrumentationScope>);
+
+/// The series of one scrape, with how to end them.
+type Seen = HashMap<SeriesKey, Ending>;
 
 /// The most cumulative series remembered per target (start times); past it, memory is reset.
 const MAX_SERIES: usize = 1_000_000;
@@ -336,7 +339,7 @@ pub fn to_otlp(
         );
     }
     // Series of the last scrape that are gone now: one point that says so, then nothing more.
-    let gone: Vec<(SeriesKey, (Shape, Option<u64>, Option<InstrumentationScope>))> = if state.no_staleness {
+    let gone: Vec<(SeriesKey, Ending)> = if state.no_staleness {
         Vec::new()
     } else {
         state.previous.drain().filter(|(k, _)| !seen.contains_key(k)).collect()
