@@ -10,8 +10,9 @@ use crate::receivers::attributes::{kv, string};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, DataPointFlags, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric, number_data_point, summary_data_point,
+    AggregationTemporality, DataPointFlags, Exemplar, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar, metric, number_data_point,
+    summary_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::{BTreeMap, HashMap};
@@ -230,6 +231,37 @@ fn gauge_point(labels: &Labels, value: f64, time_ns: u64) -> NumberDataPoint {
     }
 }
 
+/// An OpenMetrics exemplar as an OTLP one: `trace_id`/`span_id` labels (hex) become the ids, the
+/// other labels its filtered attributes; without its own timestamp it is at the point's time.
+fn exemplar_of(s: &Sample, point_ns: u64) -> Option<Exemplar> {
+    let e = s.exemplar.as_ref()?;
+    let hex = |v: &str, len: usize| -> Vec<u8> {
+        if v.len() != len * 2 {
+            return Vec::new();
+        }
+        (0..len)
+            .map(|i| u8::from_str_radix(v.get(i * 2..i * 2 + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()
+            .unwrap_or_default()
+    };
+    let mut out = Exemplar {
+        time_unix_nano: e
+            .timestamp_ms
+            .map(|ms| u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000))
+            .unwrap_or(point_ns),
+        value: Some(exemplar::Value::AsDouble(e.value)),
+        ..Default::default()
+    };
+    for (name, value) in &e.labels {
+        match name.as_str() {
+            "trace_id" if !hex(value, 16).is_empty() => out.trace_id = hex(value, 16),
+            "span_id" if !hex(value, 8).is_empty() => out.span_id = hex(value, 8),
+            _ => out.filtered_attributes.push(kv(name, string(value))),
+        }
+    }
+    Some(out)
+}
+
 impl SeriesState {
     /// The start time of a cumulative series now at `values` (see the module comment).
     fn start(&mut self, key: SeriesKey, time_ns: u64, created_ns: Option<u64>, values: (f64, f64)) -> u64 {
@@ -310,6 +342,7 @@ pub fn to_otlp(
                     seen.insert(key, (Shape::Sum { monotonic }, Some(start), scope_of(&s.labels)));
                     let mut point = gauge_point(&labels, s.value, t);
                     point.start_time_unix_nano = start;
+                    point.exemplars.extend(exemplar_of(s, t));
                     let sum = Sum {
                         data_points: vec![point],
                         aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -496,8 +529,11 @@ fn histogram(
             // No +Inf bucket: what is above the last bound is the rest of the count.
             counts.push((count.value - previous).max(0.0) as u64);
         }
+        let exemplars =
+            samples.iter().filter(|s| s.name == name("_bucket")).filter_map(|s| exemplar_of(s, t)).collect();
         let point = HistogramDataPoint {
             attributes: attributes(&labels),
+            exemplars,
             start_time_unix_nano: start,
             time_unix_nano: t,
             count: if stale { 0 } else { count.value as u64 },
@@ -772,5 +808,24 @@ mod tests {
         assert!(metrics(&r2).iter().all(|m| m.name != "c"), "no end point for c");
         let p = sum_point(find(&scrape(&text(5), T3, &mut state), "c")).clone();
         assert_eq!(p.start_time_unix_nano, T1);
+    }
+
+    #[test]
+    fn exemplars_carry_trace_and_span_ids() {
+        let body = concat!(
+            "# TYPE hits counter\n",
+            "hits_total 3 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\",span_id=\"00f067aa0ba902b7\",user=\"x\"} 1 1700000000.5\n",
+            "# EOF\n"
+        );
+        let families = parse(body.as_bytes(), Format::OpenMetrics).unwrap();
+        let labels = target_labels();
+        let req =
+            to_otlp(&families, &Target { labels: &labels, scheme: "http" }, T1, true, &mut SeriesState::default(), &[]);
+        let e = &sum_point(find(&req, "hits_total")).exemplars[0];
+        assert_eq!(e.trace_id.len(), 16);
+        assert_eq!(e.span_id, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(e.filtered_attributes, vec![kv("user", string("x"))]);
+        assert_eq!(e.time_unix_nano, 1_700_000_000_500_000_000);
+        assert_eq!(e.value, Some(exemplar::Value::AsDouble(1.0)));
     }
 }
