@@ -113,37 +113,83 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// The files of `file_sd_configs`, re-read when their content changes (compared by hash: a
-/// modification time can stay the same across two quick writes).
+/// The files of `file_sd_configs` (a pattern may use `*` and `?` in its last part, as in
+/// Prometheus), re-read when their content changes (compared by hash: a modification time can
+/// stay the same across two quick writes). Files that appear or go are noticed too.
 pub struct FileGroups {
-    files: Vec<PathBuf>,
-    seen: Vec<Option<u64>>,
-    groups: Vec<Vec<StaticConfig>>,
+    patterns: Vec<PathBuf>,
+    /// Per file found: the hash of what was read, and its groups.
+    files: BTreeMap<PathBuf, (Option<u64>, Vec<StaticConfig>)>,
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` any one.
+fn glob_match(pattern: &[char], name: &[char]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some('*'), _) => glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..])),
+        (Some('?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => glob_match(&pattern[1..], &name[1..]),
+        _ => false,
+    }
 }
 
 impl FileGroups {
     pub fn new(cfg: &ScrapeConfig) -> FileGroups {
-        let files: Vec<PathBuf> = cfg.file_sd_configs.iter().flat_map(|f| f.files.clone()).collect();
-        let n = files.len();
-        FileGroups { files, seen: vec![None; n], groups: vec![Vec::new(); n] }
+        FileGroups {
+            patterns: cfg.file_sd_configs.iter().flat_map(|f| f.files.clone()).collect(),
+            files: BTreeMap::new(),
+        }
     }
 
-    /// Re-reads the files that changed; returns whether any did. A file that cannot be read or
-    /// parsed keeps its last good groups (as Prometheus does), with a warning.
-    pub fn refresh(&mut self) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut changed = false;
-        for (i, path) in self.files.iter().enumerate() {
-            let text = std::fs::read_to_string(path);
-            let digest = text.as_ref().ok().map(|t| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                t.hash(&mut h);
-                h.finish()
-            });
-            if digest == self.seen[i] {
+    /// The files the patterns name now.
+    fn expand(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for pattern in &self.patterns {
+            let name = pattern.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if !name.contains(['*', '?']) {
+                out.push(pattern.clone());
                 continue;
             }
-            self.seen[i] = digest;
+            let dir = pattern.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let wanted: Vec<char> = name.chars().collect();
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let candidate: Vec<char> = entry.file_name().to_string_lossy().chars().collect();
+                    if glob_match(&wanted, &candidate) {
+                        out.push(entry.path());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Re-reads the files that changed, appeared or went; returns whether any did. A file that
+    /// cannot be read or parsed keeps its last good groups (as Prometheus does), with a warning.
+    pub fn refresh(&mut self) -> bool {
+        use std::hash::{Hash, Hasher};
+        let found = self.expand();
+        let before = self.files.len();
+        self.files.retain(|path, _| found.contains(path));
+        let mut changed = self.files.len() != before;
+        for path in found {
+            let text = std::fs::read_to_string(&path);
+            // What was read, as a hash; a file that cannot be read counts as one version.
+            let digest = match &text {
+                Ok(t) => {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    t.hash(&mut h);
+                    h.finish()
+                }
+                Err(_) => u64::MAX,
+            };
+            let entry = self.files.entry(path.clone()).or_insert((None, Vec::new()));
+            if entry.0 == Some(digest) {
+                continue;
+            }
+            entry.0 = Some(digest);
             let name = path.display().to_string();
             let read = text.map_err(|e| e.to_string()).and_then(|text| {
                 if text.trim().is_empty() {
@@ -153,9 +199,10 @@ impl FileGroups {
             });
             match read {
                 Ok(groups) => {
-                    self.groups[i] = groups;
+                    entry.1 = groups;
                     changed = true;
                 }
+                // Once per version of the file.
                 Err(e) => {
                     tracing::warn!(file = %name, error = %e, "cannot read scrape targets file; keeping the last good targets")
                 }
@@ -165,11 +212,11 @@ impl FileGroups {
     }
 
     pub fn groups(&self) -> impl Iterator<Item = &StaticConfig> {
-        self.groups.iter().flatten()
+        self.files.values().flat_map(|(_, g)| g)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.patterns.is_empty()
     }
 }
 
@@ -250,5 +297,25 @@ mod tests {
         std::fs::write(&path, "[{{{").unwrap();
         assert!(!files.refresh(), "a broken file keeps the last good targets");
         assert_eq!(files.groups().next().unwrap().targets, vec!["c:3".to_string()]);
+    }
+
+    #[test]
+    fn patterns_find_files_as_they_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg();
+        c.file_sd_configs = vec![crate::receivers::prometheus::config::FileSdConfig {
+            files: vec![dir.path().join("*.json")],
+            ..Default::default()
+        }];
+        let mut files = FileGroups::new(&c);
+        assert!(!files.refresh());
+        std::fs::write(dir.path().join("a.json"), r#"[{"targets": ["a:1"]}]"#).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "- targets: [b:1]\n").unwrap();
+        assert!(files.refresh());
+        assert_eq!(files.groups().flat_map(|g| g.targets.clone()).collect::<Vec<_>>(), vec!["a:1".to_string()]);
+        std::fs::remove_file(dir.path().join("a.json")).unwrap();
+        assert!(files.refresh(), "a file that goes takes its targets with it");
+        assert_eq!(files.groups().count(), 0);
+        assert!(glob_match(&"t?-*.json".chars().collect::<Vec<_>>(), &"t1-web.json".chars().collect::<Vec<_>>()));
     }
 }
