@@ -63,6 +63,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "groups data into batches by size and time",
     },
     TypeInfo {
+        kind: ComponentKind::Processor,
+        name: "filter",
+        signals: ALL_SIGNALS,
+        description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
+    },
+    TypeInfo {
         kind: ComponentKind::Exporter,
         name: "debug",
         signals: ALL_SIGNALS,
@@ -126,6 +132,7 @@ pub enum ReceiverConfig {
 #[derive(Debug, Clone)]
 pub enum ProcessorConfig {
     Batch(BatchConfig),
+    Filter(Box<crate::processors::filter::FilterConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +166,7 @@ impl ProcessorConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ProcessorConfig::Batch(_) => signals_of(ComponentKind::Processor, "batch"),
+            ProcessorConfig::Filter(_) => signals_of(ComponentKind::Processor, "filter"),
         }
     }
 }
@@ -220,6 +228,11 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
 pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ProcessorConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
         "batch" => Some(ProcessorConfig::Batch(typed(node, path, BatchConfig::validate)?)),
+        "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
+            node,
+            path,
+            crate::processors::filter::FilterConfig::validate,
+        )?))),
         _ => None,
     })
 }

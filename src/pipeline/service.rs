@@ -198,12 +198,16 @@ impl RunningService {
             let processors: Vec<Box<dyn Processor>> = p
                 .processors
                 .iter()
-                .map(|id| -> Box<dyn Processor> {
-                    match &config.processors[id] {
+                .map(|id| -> Result<Box<dyn Processor>, ServiceError> {
+                    Ok(match &config.processors[id] {
                         ProcessorConfig::Batch(cfg) => Box::new(BatchProcessor::new(id.to_string(), cfg.clone())),
-                    }
+                        ProcessorConfig::Filter(cfg) => Box::new(
+                            crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             let runner = PipelineRunner {
                 name: pid.to_string(),
                 processors,

@@ -1,3 +1,5 @@
 //! Processors: one module per processor type, named as in configuration.
 
 pub mod batch;
+pub mod filter;
+pub mod ottl;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batch_send_size: HistogramVec,
     pub batch_size_trigger_send: IntCounterVec,
     pub batch_timeout_trigger_send: IntCounterVec,
+    /// Items a processor dropped on purpose (filtered, sampled out), by processor.
+    pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
     pub process_cpu_seconds: Counter,
     pub process_memory_rss: IntGauge,
@@ -149,6 +151,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid metric"),
         ),
+        processor_dropped: std::array::from_fn(|i| {
+            let name = format!("switchyard_processor_dropped_{}_total", Signal::ALL[i].item_name());
+            let help =
+                format!("Number of {} a processor dropped on purpose (filtered or sampled out).", SIGNAL_WORDS[i]);
+            register(&r, IntCounterVec::new(Opts::new(name, help), &["processor"]).expect("valid metric"))
+        }),
         batch_timeout_trigger_send: register(
             &r,
             IntCounterVec::new(

@@ -1,0 +1,80 @@
+//! Processors as a user configures them, with the real Python SDK as the client: the `filter`
+//! drops what its conditions match (and only that), and a bad condition stops the start with
+//! the file, line, key and column of the mistake.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn the_filter_drops_exactly_the_matching_spans_from_a_real_sdk() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  filter/noise:
+    traces:
+      span:
+        - kind == SPAN_KIND_CLIENT and IsMatch(name, "-1$")
+        - resource.attributes["service.name"] == "someone-else"
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [filter/noise]
+      exporters: [file]
+"#,
+    );
+    let summary = gw.path("sent.json");
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || !span_names(&path).is_empty()), "{}", gw.log());
+    let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let mut sent: Vec<String> =
+        sent["spans"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    sent.sort();
+    assert!(sent.contains(&"child-1".to_string()), "{sent:?}");
+    let want: Vec<String> = sent.iter().filter(|n| *n != "child-1").cloned().collect();
+    assert_eq!(span_names(&path), want);
+    assert_eq!(gw.metric("switchyard_processor_dropped_spans_total", &[("processor", "filter/noise")]), 1.0);
+    assert_eq!(gw.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp")]), sent.len() as f64);
+}
+
+#[test]
+fn a_bad_condition_names_file_line_key_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\nprocessors:\n  filter:\n    logs:\n      log_record:\n        - severity_number < SEVERITY_NUMBER_WARM\nexporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [filter]\n      exporters: [debug]\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["validate", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    assert_eq!(
+        err.trim(),
+        "switchyard: invalid configuration: DIR/bad.yaml:9:9: processors.filter.logs.log_record.0: \"severity_number < SEVERITY_NUMBER_WARM\": column 19: unknown enum SEVERITY_NUMBER_WARM"
+    );
+}
