@@ -64,6 +64,18 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "attributes",
+        signals: ALL_SIGNALS,
+        description: "inserts, updates, deletes, hashes, extracts and converts span, log and data point attributes",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
+        name: "resource",
+        signals: ALL_SIGNALS,
+        description: "the attributes actions on resource attributes",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -133,6 +145,8 @@ pub enum ReceiverConfig {
 pub enum ProcessorConfig {
     Batch(BatchConfig),
     Filter(Box<crate::processors::filter::FilterConfig>),
+    Attributes(Box<crate::processors::attributes::AttributesConfig>),
+    Resource(crate::processors::resource::ResourceConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +181,8 @@ impl ProcessorConfig {
         match self {
             ProcessorConfig::Batch(_) => signals_of(ComponentKind::Processor, "batch"),
             ProcessorConfig::Filter(_) => signals_of(ComponentKind::Processor, "filter"),
+            ProcessorConfig::Attributes(_) => signals_of(ComponentKind::Processor, "attributes"),
+            ProcessorConfig::Resource(_) => signals_of(ComponentKind::Processor, "resource"),
         }
     }
 }
@@ -228,6 +244,14 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
 pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ProcessorConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
         "batch" => Some(ProcessorConfig::Batch(typed(node, path, BatchConfig::validate)?)),
+        "attributes" => Some(ProcessorConfig::Attributes(Box::new(typed(
+            node,
+            path,
+            crate::processors::attributes::AttributesConfig::validate,
+        )?))),
+        "resource" => {
+            Some(ProcessorConfig::Resource(typed(node, path, crate::processors::resource::ResourceConfig::validate)?))
+        }
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,
             path,

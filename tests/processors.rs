@@ -78,3 +78,77 @@ fn a_bad_condition_names_file_line_key_and_column() {
         "switchyard: invalid configuration: DIR/bad.yaml:9:9: processors.filter.logs.log_record.0: \"severity_number < SEVERITY_NUMBER_WARM\": column 19: unknown enum SEVERITY_NUMBER_WARM"
     );
 }
+
+#[test]
+fn attributes_and_resource_actions_change_what_a_real_sdk_sent() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  resource:
+    attributes:
+      - key: deployment.environment
+        value: staging
+        action: upsert
+      - key: test.run
+        action: delete
+  attributes/clients:
+    include:
+      match_type: strict
+      span_kinds: [SPAN_KIND_CLIENT]
+    actions:
+      - key: s
+        action: hash
+      - key: i
+        action: convert
+        converted_type: string
+      - key: copied
+        from_attribute: f
+        action: insert
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [resource, attributes/clients]
+      exporters: [file]
+"#,
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", "2"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(gw.path("sent.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&path).len() == 2), "{}", gw.log());
+    let line = &json_lines(&path)[0];
+    let rs = &line["resourceSpans"][0];
+    let res = rs["resource"]["attributes"].as_array().unwrap();
+    let get = |list: &[serde_json::Value], k: &str| list.iter().find(|a| a["key"] == k).map(|a| a["value"].clone());
+    assert_eq!(get(res, "deployment.environment"), Some(serde_json::json!({"stringValue": "staging"})));
+    assert!(get(res, "test.run").is_none());
+    let spans = rs["scopeSpans"][0]["spans"].as_array().unwrap();
+    let span = |name: &str| spans.iter().find(|s| s["name"] == name).unwrap()["attributes"].as_array().unwrap().clone();
+    let child = span("child-0");
+    // SHA-256 of "child-0".
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(b"child-0").iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(get(&child, "s"), Some(serde_json::json!({"stringValue": want})));
+    assert_eq!(get(&child, "i"), Some(serde_json::json!({"stringValue": "42"})));
+    assert_eq!(get(&child, "copied"), Some(serde_json::json!({"doubleValue": 1.5})));
+    let root = span("root");
+    assert_eq!(get(&root, "s"), Some(serde_json::json!({"stringValue": "root"})), "the server span is not included");
+}

@@ -201,6 +201,14 @@ impl RunningService {
                 .map(|id| -> Result<Box<dyn Processor>, ServiceError> {
                     Ok(match &config.processors[id] {
                         ProcessorConfig::Batch(cfg) => Box::new(BatchProcessor::new(id.to_string(), cfg.clone())),
+                        ProcessorConfig::Attributes(cfg) => Box::new(
+                            crate::processors::attributes::AttributesProcessor::new(cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
+                        ProcessorConfig::Resource(cfg) => Box::new(
+                            crate::processors::resource::ResourceProcessor::new(cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

@@ -1,5 +1,7 @@
 //! Processors: one module per processor type, named as in configuration.
 
+pub mod attributes;
 pub mod batch;
 pub mod filter;
 pub mod ottl;
+pub mod resource;
