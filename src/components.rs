@@ -76,6 +76,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "probabilistic_sampler",
+        signals: &[Signal::Traces, Signal::Logs],
+        description: "keeps a share of traces and logs, trace by trace, the same on every instance",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -147,6 +153,7 @@ pub enum ProcessorConfig {
     Filter(Box<crate::processors::filter::FilterConfig>),
     Attributes(Box<crate::processors::attributes::AttributesConfig>),
     Resource(crate::processors::resource::ResourceConfig),
+    ProbabilisticSampler(crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +190,7 @@ impl ProcessorConfig {
             ProcessorConfig::Filter(_) => signals_of(ComponentKind::Processor, "filter"),
             ProcessorConfig::Attributes(_) => signals_of(ComponentKind::Processor, "attributes"),
             ProcessorConfig::Resource(_) => signals_of(ComponentKind::Processor, "resource"),
+            ProcessorConfig::ProbabilisticSampler(_) => signals_of(ComponentKind::Processor, "probabilistic_sampler"),
         }
     }
 }
@@ -252,6 +260,11 @@ pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Opt
         "resource" => {
             Some(ProcessorConfig::Resource(typed(node, path, crate::processors::resource::ResourceConfig::validate)?))
         }
+        "probabilistic_sampler" => Some(ProcessorConfig::ProbabilisticSampler(typed(
+            node,
+            path,
+            crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig::validate,
+        )?)),
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,
             path,

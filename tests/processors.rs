@@ -152,3 +152,66 @@ service:
     let root = span("root");
     assert_eq!(get(&root, "s"), Some(serde_json::json!({"stringValue": "root"})), "the server span is not included");
 }
+
+#[test]
+fn two_gateways_with_one_hash_seed_keep_the_same_100000_traces() {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  probabilistic_sampler:
+    sampling_percentage: 10
+    hash_seed: 22
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [probabilistic_sampler]
+      exporters: [file]
+"#;
+    let (a, b) = (Gateway::start(config), Gateway::start(config));
+    let mut x = 0x2545f4914f6cdd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let total = 100_000;
+    for chunk in 0..10 {
+        let spans: Vec<Span> = (0..total / 10)
+            .map(|i| {
+                let mut s = span(&format!("s{chunk}-{i}"), [next().to_be_bytes(), next().to_be_bytes()].concat());
+                s.span_id = next().to_be_bytes().to_vec();
+                s
+            })
+            .collect();
+        let body = traces_body(spans);
+        for gw in [&a, &b] {
+            let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body)
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    let dropped =
+        |gw: &Gateway| gw.metric("switchyard_processor_dropped_spans_total", &[("processor", "probabilistic_sampler")]);
+    let settled = eventually(Duration::from_secs(20), || {
+        let kept = |gw: &Gateway| span_names(&gw.path("out.jsonl")).len() as f64;
+        kept(&a) + dropped(&a) == total as f64 && kept(&b) + dropped(&b) == total as f64
+    });
+    assert!(settled, "{} / {}", dropped(&a), dropped(&b));
+    let (ka, kb) = (span_names(&a.path("out.jsonl")), span_names(&b.path("out.jsonl")));
+    assert_eq!(ka, kb, "the same traces kept on both");
+    // Binomial(100000, 0.1): sd ≈ 95; allow 5 sd.
+    assert!((ka.len() as f64 - 10_000.0).abs() < 475.0, "{} kept of {total}", ka.len());
+}

@@ -209,6 +209,12 @@ impl RunningService {
                             crate::processors::resource::ResourceProcessor::new(cfg)
                                 .map_err(|m| fail("processor", id, m))?,
                         ),
+                        ProcessorConfig::ProbabilisticSampler(cfg) => {
+                            Box::new(crate::processors::probabilistic_sampler::ProbabilisticSampler::new(
+                                id.to_string(),
+                                cfg.clone(),
+                            ))
+                        }
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

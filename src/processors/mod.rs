@@ -4,4 +4,5 @@ pub mod attributes;
 pub mod batch;
 pub mod filter;
 pub mod ottl;
+pub mod probabilistic_sampler;
 pub mod resource;
