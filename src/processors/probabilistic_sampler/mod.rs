@@ -7,6 +7,7 @@
 //!   `rv` from the `ot=` tracestate entry or the trace id's last 56 bits; the rejection threshold
 //!   `th` is multiplied with an earlier sampler's (`proportional`) or raised to this one's
 //!   (`equalizing`); kept when randomness ≥ threshold, and the new `th` is written.
+//!
 //! `sampling.priority` on a span (or `sampling_priority`'s attribute on a log record) overrides:
 //! 0 drops, anything else keeps.
 
