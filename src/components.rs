@@ -82,6 +82,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "transform",
+        signals: ALL_SIGNALS,
+        description: "changes spans, metrics, data points, logs and resources with OTTL statements",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -154,6 +160,7 @@ pub enum ProcessorConfig {
     Attributes(Box<crate::processors::attributes::AttributesConfig>),
     Resource(crate::processors::resource::ResourceConfig),
     ProbabilisticSampler(crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig),
+    Transform(Box<crate::processors::transform::TransformConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +198,7 @@ impl ProcessorConfig {
             ProcessorConfig::Attributes(_) => signals_of(ComponentKind::Processor, "attributes"),
             ProcessorConfig::Resource(_) => signals_of(ComponentKind::Processor, "resource"),
             ProcessorConfig::ProbabilisticSampler(_) => signals_of(ComponentKind::Processor, "probabilistic_sampler"),
+            ProcessorConfig::Transform(_) => signals_of(ComponentKind::Processor, "transform"),
         }
     }
 }
@@ -265,6 +273,11 @@ pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Opt
             path,
             crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig::validate,
         )?)),
+        "transform" => Some(ProcessorConfig::Transform(Box::new(typed(
+            node,
+            path,
+            crate::processors::transform::TransformConfig::validate,
+        )?))),
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,
             path,

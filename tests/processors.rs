@@ -215,3 +215,56 @@ service:
     // Binomial(100000, 0.1): sd ≈ 95; allow 5 sd.
     assert!((ka.len() as f64 - 10_000.0).abs() < 475.0, "{} kept of {total}", ka.len());
 }
+
+#[test]
+fn transform_statements_rewrite_a_real_sdks_spans() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  transform:
+    trace_statements:
+      - context: span
+        statements:
+          - set(attributes["service"], resource.attributes["service.name"])
+          - delete_key(attributes, "arr")
+          - set(name, "failed-call") where status.code == STATUS_CODE_ERROR
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [transform]
+      exporters: [file]
+"#,
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(gw.path("sent.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&path).len() == 3), "{}", gw.log());
+    // The last child fails in the SDK script: it is renamed.
+    assert_eq!(span_names(&path), ["child-0", "failed-call", "root"]);
+    let line = &json_lines(&path)[0];
+    for span in line["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap() {
+        let attrs = span["attributes"].as_array().unwrap();
+        assert!(attrs.iter().all(|a| a["key"] != "arr"), "{attrs:?}");
+        let service = attrs.iter().find(|a| a["key"] == "service").expect("service copied");
+        assert_eq!(service["value"]["stringValue"], "py-sender");
+    }
+}

@@ -215,6 +215,10 @@ impl RunningService {
                                 cfg.clone(),
                             ))
                         }
+                        ProcessorConfig::Transform(cfg) => Box::new(
+                            crate::processors::transform::TransformProcessor::new(cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

@@ -6,3 +6,4 @@ pub mod filter;
 pub mod ottl;
 pub mod probabilistic_sampler;
 pub mod resource;
+pub mod transform;

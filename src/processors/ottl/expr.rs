@@ -162,7 +162,7 @@ impl Context {
     }
 
     /// The field a path names in this context.
-    fn field(self, parts: &[String], key: Option<String>) -> Option<Field> {
+    pub(super) fn field(self, parts: &[String], key: Option<String>) -> Option<Field> {
         let p: Vec<&str> = parts.iter().map(String::as_str).collect();
         use Context::*;
         Some(match (self, p.as_slice(), key) {
@@ -247,7 +247,7 @@ fn enum_value(name: &str) -> Option<i64> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(super) enum Tok {
     Ident(String),
     Str(String),
     Int(i64),
@@ -261,7 +261,7 @@ enum Tok {
     Dot,
 }
 
-fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
+pub(super) fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -366,37 +366,37 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
     Ok(out)
 }
 
-struct Parser {
-    toks: Vec<(Tok, usize)>,
-    pos: usize,
-    end: usize,
-    context: Context,
+pub(super) struct Parser {
+    pub(super) toks: Vec<(Tok, usize)>,
+    pub(super) pos: usize,
+    pub(super) end: usize,
+    pub(super) context: Context,
 }
 
 impl Parser {
-    fn peek(&self) -> Option<&Tok> {
+    pub(super) fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|(t, _)| t)
     }
 
-    fn column(&self) -> usize {
+    pub(super) fn column(&self) -> usize {
         self.toks.get(self.pos).map(|(_, c)| *c).unwrap_or(self.end)
     }
 
-    fn err<T>(&self, message: impl Into<String>) -> Result<T, SyntaxError> {
+    pub(super) fn err<T>(&self, message: impl Into<String>) -> Result<T, SyntaxError> {
         Err(SyntaxError { column: self.column(), message: message.into() })
     }
 
-    fn next(&mut self) -> Option<Tok> {
+    pub(super) fn next(&mut self) -> Option<Tok> {
         let t = self.toks.get(self.pos).map(|(t, _)| t.clone());
         self.pos += 1;
         t
     }
 
-    fn keyword(&self, word: &str) -> bool {
+    pub(super) fn keyword(&self, word: &str) -> bool {
         matches!(self.peek(), Some(Tok::Ident(w)) if w == word)
     }
 
-    fn or(&mut self) -> Result<Expr, SyntaxError> {
+    pub(super) fn or(&mut self) -> Result<Expr, SyntaxError> {
         let mut left = self.and()?;
         while self.keyword("or") {
             self.pos += 1;
@@ -441,7 +441,7 @@ impl Parser {
         Ok(Expr::Compare(Box::new(left), cmp, Box::new(right)))
     }
 
-    fn value(&mut self) -> Result<Expr, SyntaxError> {
+    pub(super) fn value(&mut self) -> Result<Expr, SyntaxError> {
         let column = self.column();
         match self.next() {
             Some(Tok::Str(s)) => Ok(Expr::Literal(Value::Str(s))),
@@ -576,7 +576,7 @@ impl Parser {
     }
 }
 
-fn describe(t: &Tok) -> String {
+pub(super) fn describe(t: &Tok) -> String {
     match t {
         Tok::Ident(w) => format!("\"{w}\""),
         Tok::Str(s) => format!("the string \"{s}\""),

@@ -3,3 +3,4 @@
 
 pub mod expr;
 pub mod items;
+pub mod statement;

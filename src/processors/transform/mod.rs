@@ -1,0 +1,513 @@
+//! The `transform` processor: OTTL-style statements (see `processors::ottl::statement`) run in
+//! order on every span, metric, data point, log record or resource of the context they are
+//! written for, each only where its `where` condition holds.
+
+use super::ottl::expr::{Context, Field, Item, Value};
+use super::ottl::items::{DataPointItem, LogItem, MetricItem, Origin, SpanItem, metric_type};
+use super::ottl::statement::{ItemMut, MapRef, Statement, compile_statement};
+use crate::pipeline::{Batch, Processor, Request};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextStatements {
+    pub context: String,
+    pub statements: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    /// Accepted as in the collector; statements here cannot fail at run time.
+    pub error_mode: super::filter::ErrorMode,
+    pub trace_statements: Vec<ContextStatements>,
+    pub metric_statements: Vec<ContextStatements>,
+    pub log_statements: Vec<ContextStatements>,
+}
+
+/// Statements compiled for one context.
+struct Group {
+    context: Context,
+    statements: Vec<Statement>,
+}
+
+fn compile_groups(
+    key: &str,
+    list: &[ContextStatements],
+    allowed: &[(&str, Context)],
+) -> Result<Vec<Group>, (String, String)> {
+    list.iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let context = allowed.iter().find(|(n, _)| *n == g.context).map(|(_, c)| *c).ok_or_else(|| {
+                (
+                    format!("{key}.{i}.context"),
+                    format!(
+                        "\"{}\" is not a context here (use {})",
+                        g.context,
+                        allowed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            let statements = g
+                .statements
+                .iter()
+                .enumerate()
+                .map(|(j, src)| {
+                    compile_statement(src, context)
+                        .map_err(|e| (format!("{key}.{i}.statements.{j}"), format!("\"{src}\": {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Group { context, statements })
+        })
+        .collect()
+}
+
+struct Compiled {
+    traces: Vec<Group>,
+    metrics: Vec<Group>,
+    logs: Vec<Group>,
+}
+
+impl TransformConfig {
+    fn compile(&self) -> Result<Compiled, (String, String)> {
+        Ok(Compiled {
+            traces: compile_groups(
+                "trace_statements",
+                &self.trace_statements,
+                &[("span", Context::Span), ("resource", Context::Resource)],
+            )?,
+            metrics: compile_groups(
+                "metric_statements",
+                &self.metric_statements,
+                &[("metric", Context::Metric), ("datapoint", Context::DataPoint), ("resource", Context::Resource)],
+            )?,
+            logs: compile_groups(
+                "log_statements",
+                &self.log_statements,
+                &[("log", Context::LogRecord), ("resource", Context::Resource)],
+            )?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.trace_statements.is_empty() && self.metric_statements.is_empty() && self.log_statements.is_empty() {
+            return Err(("trace_statements".into(), "give statements for traces, metrics or logs".into()));
+        }
+        self.compile().map(|_| ())
+    }
+}
+
+fn attribute(attrs: &[KeyValue], key: &str) -> Value {
+    super::ottl::items::value(attrs.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()))
+}
+
+fn origin_get(resource: &[KeyValue], scope: Option<&InstrumentationScope>, field: &Field) -> Option<Value> {
+    Some(match field {
+        Field::ResourceAttribute(k) => attribute(resource, k),
+        Field::ScopeName => Value::Str(scope.map(|s| s.name.clone()).unwrap_or_default()),
+        Field::ScopeVersion => Value::Str(scope.map(|s| s.version.clone()).unwrap_or_default()),
+        _ => return None,
+    })
+}
+
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn int(v: Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(i),
+        Value::Double(d) => Some(d as i64),
+        _ => None,
+    }
+}
+
+struct ResourceMut<'a> {
+    resource: &'a mut Vec<KeyValue>,
+}
+
+impl Item for ResourceMut<'_> {
+    fn get(&self, field: &Field) -> Value {
+        origin_get(self.resource, None, field).unwrap_or(Value::Nil)
+    }
+}
+
+impl ItemMut for ResourceMut<'_> {
+    fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+        (m == MapRef::Resource || m == MapRef::Attributes).then_some(&mut *self.resource)
+    }
+
+    fn set(&mut self, _: &Field, _: Value) -> bool {
+        false
+    }
+}
+
+struct SpanMut<'a> {
+    span: &'a mut Span,
+    resource: &'a mut Vec<KeyValue>,
+    scope: Option<&'a InstrumentationScope>,
+}
+
+impl Item for SpanMut<'_> {
+    fn get(&self, field: &Field) -> Value {
+        origin_get(self.resource, self.scope, field).unwrap_or_else(|| {
+            SpanItem { span: self.span, origin: Origin { resource: None, scope: self.scope } }.get(field)
+        })
+    }
+}
+
+impl ItemMut for SpanMut<'_> {
+    fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+        Some(match m {
+            MapRef::Attributes => &mut self.span.attributes,
+            MapRef::Resource => &mut *self.resource,
+        })
+    }
+
+    fn set(&mut self, field: &Field, v: Value) -> bool {
+        let s = &mut *self.span;
+        match field {
+            Field::Name => text(v).map(|t| s.name = t).is_some(),
+            Field::Kind => int(v).map(|k| s.kind = k as i32).is_some(),
+            Field::TraceState => text(v).map(|t| s.trace_state = t).is_some(),
+            Field::StatusCode => int(v).map(|c| s.status.get_or_insert_with(Status::default).code = c as i32).is_some(),
+            Field::StatusMessage => text(v).map(|m| s.status.get_or_insert_with(Status::default).message = m).is_some(),
+            _ => false,
+        }
+    }
+}
+
+struct LogMut<'a> {
+    log: &'a mut LogRecord,
+    resource: &'a mut Vec<KeyValue>,
+    scope: Option<&'a InstrumentationScope>,
+}
+
+impl Item for LogMut<'_> {
+    fn get(&self, field: &Field) -> Value {
+        origin_get(self.resource, self.scope, field).unwrap_or_else(|| {
+            LogItem { log: self.log, origin: Origin { resource: None, scope: self.scope } }.get(field)
+        })
+    }
+}
+
+impl ItemMut for LogMut<'_> {
+    fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+        Some(match m {
+            MapRef::Attributes => &mut self.log.attributes,
+            MapRef::Resource => &mut *self.resource,
+        })
+    }
+
+    fn set(&mut self, field: &Field, v: Value) -> bool {
+        let l = &mut *self.log;
+        match field {
+            Field::Body => {
+                l.body = match v {
+                    Value::Str(s) => Some(AnyValue { value: Some(any_value::Value::StringValue(s)) }),
+                    Value::Int(i) => Some(AnyValue { value: Some(any_value::Value::IntValue(i)) }),
+                    Value::Double(d) => Some(AnyValue { value: Some(any_value::Value::DoubleValue(d)) }),
+                    Value::Bool(b) => Some(AnyValue { value: Some(any_value::Value::BoolValue(b)) }),
+                    _ => None,
+                };
+                true
+            }
+            Field::SeverityText => text(v).map(|t| l.severity_text = t).is_some(),
+            Field::SeverityNumber => int(v).map(|n| l.severity_number = n as i32).is_some(),
+            _ => false,
+        }
+    }
+}
+
+struct MetricMut<'a> {
+    metric: &'a mut Metric,
+    resource: &'a mut Vec<KeyValue>,
+    scope: Option<&'a InstrumentationScope>,
+}
+
+impl Item for MetricMut<'_> {
+    fn get(&self, field: &Field) -> Value {
+        origin_get(self.resource, self.scope, field).unwrap_or_else(|| {
+            MetricItem { metric: self.metric, origin: Origin { resource: None, scope: self.scope } }.get(field)
+        })
+    }
+}
+
+impl ItemMut for MetricMut<'_> {
+    fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+        (m == MapRef::Resource).then_some(&mut *self.resource)
+    }
+
+    fn set(&mut self, field: &Field, v: Value) -> bool {
+        let m = &mut *self.metric;
+        match field {
+            Field::Name => text(v).map(|t| m.name = t).is_some(),
+            Field::Description => text(v).map(|t| m.description = t).is_some(),
+            Field::Unit => text(v).map(|t| m.unit = t).is_some(),
+            _ => false,
+        }
+    }
+}
+
+struct PointMut<'a> {
+    attributes: &'a mut Vec<KeyValue>,
+    value: Option<&'a mut Option<number_data_point::Value>>,
+    time: u64,
+    start: u64,
+    metric: (&'a str, &'a str, i64),
+    resource: &'a mut Vec<KeyValue>,
+    scope: Option<&'a InstrumentationScope>,
+}
+
+impl Item for PointMut<'_> {
+    fn get(&self, field: &Field) -> Value {
+        origin_get(self.resource, self.scope, field).unwrap_or_else(|| {
+            DataPointItem {
+                attributes: self.attributes,
+                value: self.value.as_ref().and_then(|v| v.as_ref()),
+                time: self.time,
+                start: self.start,
+                metric: self.metric,
+                origin: Origin { resource: None, scope: self.scope },
+            }
+            .get(field)
+        })
+    }
+}
+
+impl ItemMut for PointMut<'_> {
+    fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+        Some(match m {
+            MapRef::Attributes => &mut *self.attributes,
+            MapRef::Resource => &mut *self.resource,
+        })
+    }
+
+    fn set(&mut self, field: &Field, v: Value) -> bool {
+        let Some(slot) = self.value.as_mut() else { return false };
+        match (field, v) {
+            (Field::ValueDouble, Value::Double(d)) => **slot = Some(number_data_point::Value::AsDouble(d)),
+            (Field::ValueDouble, Value::Int(i)) => **slot = Some(number_data_point::Value::AsDouble(i as f64)),
+            (Field::ValueInt, Value::Int(i)) => **slot = Some(number_data_point::Value::AsInt(i)),
+            _ => return false,
+        }
+        true
+    }
+}
+
+pub struct TransformProcessor {
+    compiled: Compiled,
+}
+
+impl TransformProcessor {
+    pub fn new(cfg: &TransformConfig) -> Result<TransformProcessor, String> {
+        Ok(TransformProcessor { compiled: cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))? })
+    }
+
+    fn apply(&self, request: &mut Request) {
+        let run = |statements: &[Statement], item: &mut dyn ItemMut| statements.iter().for_each(|s| s.run(item));
+        match request {
+            Request::Traces(t) => {
+                for g in &self.compiled.traces {
+                    for rs in &mut t.resource_spans {
+                        let resource = &mut rs.resource.get_or_insert_with(Resource::default).attributes;
+                        if g.context == Context::Resource {
+                            run(&g.statements, &mut ResourceMut { resource });
+                            continue;
+                        }
+                        for ss in &mut rs.scope_spans {
+                            let scope = ss.scope.as_ref();
+                            for span in &mut ss.spans {
+                                run(&g.statements, &mut SpanMut { span, resource: &mut *resource, scope });
+                            }
+                        }
+                    }
+                }
+            }
+            Request::Logs(l) => {
+                for g in &self.compiled.logs {
+                    for rl in &mut l.resource_logs {
+                        let resource = &mut rl.resource.get_or_insert_with(Resource::default).attributes;
+                        if g.context == Context::Resource {
+                            run(&g.statements, &mut ResourceMut { resource });
+                            continue;
+                        }
+                        for sl in &mut rl.scope_logs {
+                            let scope = sl.scope.as_ref();
+                            for log in &mut sl.log_records {
+                                run(&g.statements, &mut LogMut { log, resource: &mut *resource, scope });
+                            }
+                        }
+                    }
+                }
+            }
+            Request::Metrics(m) => {
+                for g in &self.compiled.metrics {
+                    for rm in &mut m.resource_metrics {
+                        let resource = &mut rm.resource.get_or_insert_with(Resource::default).attributes;
+                        if g.context == Context::Resource {
+                            run(&g.statements, &mut ResourceMut { resource });
+                            continue;
+                        }
+                        for sm in &mut rm.scope_metrics {
+                            let scope = sm.scope.as_ref();
+                            for metric in &mut sm.metrics {
+                                if g.context == Context::Metric {
+                                    run(&g.statements, &mut MetricMut { metric, resource: &mut *resource, scope });
+                                    continue;
+                                }
+                                let (name, unit, kind) =
+                                    (metric.name.clone(), metric.unit.clone(), metric_type(metric));
+                                let info = (name.as_str(), unit.as_str(), kind);
+                                macro_rules! points {
+                                    ($points:expr, $value:ident) => {
+                                        for p in $points.iter_mut() {
+                                            let mut item = PointMut {
+                                                attributes: &mut p.attributes,
+                                                value: $value!(p),
+                                                time: p.time_unix_nano,
+                                                start: p.start_time_unix_nano,
+                                                metric: info,
+                                                resource: &mut *resource,
+                                                scope,
+                                            };
+                                            run(&g.statements, &mut item);
+                                        }
+                                    };
+                                }
+                                macro_rules! number {
+                                    ($p:ident) => {
+                                        Some(&mut $p.value)
+                                    };
+                                }
+                                macro_rules! none {
+                                    ($p:ident) => {
+                                        None
+                                    };
+                                }
+                                match metric.data.as_mut() {
+                                    Some(metric::Data::Gauge(d)) => points!(d.data_points, number),
+                                    Some(metric::Data::Sum(d)) => points!(d.data_points, number),
+                                    Some(metric::Data::Histogram(d)) => points!(d.data_points, none),
+                                    Some(metric::Data::ExponentialHistogram(d)) => points!(d.data_points, none),
+                                    Some(metric::Data::Summary(d)) => points!(d.data_points, none),
+                                    None => {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Processor for TransformProcessor {
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+        if let Ok(request) = batch.request_mut() {
+            self.apply(request);
+        }
+        out.push(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::tests_support::traces;
+
+    fn processor(j: serde_json::Value) -> TransformProcessor {
+        let cfg: TransformConfig = serde_json::from_value(j).unwrap();
+        cfg.validate().unwrap();
+        TransformProcessor::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn statements_change_spans_where_their_condition_holds() {
+        let mut req = traces(2);
+        {
+            let s = &mut req.resource_spans[0].scope_spans[0].spans;
+            s[0].name = "a".into();
+            s[0].attributes.push(KeyValue {
+                key: "url".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue("/x?token=secret&y=1".into())) }),
+                ..Default::default()
+            });
+            s[1].name = "b".into();
+        }
+        let p = processor(serde_json::json!({
+            "trace_statements": [
+                {"context": "resource", "statements": [r#"set(attributes["env"], "prod")"#]},
+                {"context": "span", "statements": [
+                    r#"set(attributes["tagged"], true) where name == "a""#,
+                    r#"replace_pattern(attributes["url"], "token=[^&]*", "token=***")"#,
+                    r#"set(status.code, STATUS_CODE_ERROR) where resource.attributes["env"] == "prod""#,
+                    r#"set(name, "renamed") where name == "b""#,
+                ]},
+            ]
+        }));
+        let mut r = Request::Traces(req);
+        p.apply(&mut r);
+        let Request::Traces(t) = r else { panic!() };
+        let rs = &t.resource_spans[0];
+        assert!(rs.resource.as_ref().unwrap().attributes.iter().any(|a| a.key == "env"));
+        let spans = &rs.scope_spans[0].spans;
+        let get = |s: &Span, k: &str| s.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()?.value);
+        assert_eq!(get(&spans[0], "tagged"), Some(any_value::Value::BoolValue(true)));
+        assert_eq!(get(&spans[0], "url"), Some(any_value::Value::StringValue("/x?token=***&y=1".into())));
+        assert_eq!(get(&spans[1], "tagged"), None);
+        assert_eq!(spans[1].name, "renamed");
+        assert!(spans.iter().all(|s| s.status.as_ref().is_some_and(|st| st.code == 2)));
+    }
+
+    #[test]
+    fn map_functions() {
+        let mut req = traces(1);
+        let attrs: Vec<KeyValue> = ["keep", "tmp.a", "tmp.b", "long", "x", "y"]
+            .iter()
+            .map(|k| KeyValue {
+                key: k.to_string(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("{k}-value-1234567890"))) }),
+                ..Default::default()
+            })
+            .collect();
+        req.resource_spans[0].scope_spans[0].spans[0].attributes = attrs;
+        let p = processor(serde_json::json!({"trace_statements": [{"context": "span", "statements": [
+            r#"delete_matching_keys(attributes, "^tmp\\.")"#,
+            r#"truncate_all(attributes, 8)"#,
+            r#"replace_all_patterns(attributes, "key", "^long$", "short")"#,
+            r#"limit(attributes, 2, ["keep"])"#,
+        ]}]}));
+        let mut r = Request::Traces(req);
+        p.apply(&mut r);
+        let Request::Traces(t) = r else { panic!() };
+        let a = &t.resource_spans[0].scope_spans[0].spans[0].attributes;
+        let keys: Vec<&str> = a.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(keys, vec!["keep", "short"]);
+        assert_eq!(a[0].value.as_ref().unwrap().value, Some(any_value::Value::StringValue("keep-val".into())));
+    }
+
+    #[test]
+    fn bad_statements_are_config_errors_with_their_place() {
+        let cfg: TransformConfig = serde_json::from_value(serde_json::json!({
+            "log_statements": [{"context": "log", "statements": [r#"set(body, "x")"#, r#"set(bdy, "x")"#]}]
+        }))
+        .unwrap();
+        let (key, msg) = cfg.validate().unwrap_err();
+        assert_eq!(key, "log_statements.0.statements.1");
+        assert!(msg.contains("column 5: unknown path bdy"), "{msg}");
+        let cfg: TransformConfig =
+            serde_json::from_value(serde_json::json!({"log_statements": [{"context": "span", "statements": []}]}))
+                .unwrap();
+        assert_eq!(cfg.validate().unwrap_err().0, "log_statements.0.context");
+    }
+}
