@@ -88,6 +88,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "redaction",
+        signals: ALL_SIGNALS,
+        description: "removes attributes not allowed and masks blocked values",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -161,6 +167,7 @@ pub enum ProcessorConfig {
     Resource(crate::processors::resource::ResourceConfig),
     ProbabilisticSampler(crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig),
     Transform(Box<crate::processors::transform::TransformConfig>),
+    Redaction(Box<crate::processors::redaction::RedactionConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +206,7 @@ impl ProcessorConfig {
             ProcessorConfig::Resource(_) => signals_of(ComponentKind::Processor, "resource"),
             ProcessorConfig::ProbabilisticSampler(_) => signals_of(ComponentKind::Processor, "probabilistic_sampler"),
             ProcessorConfig::Transform(_) => signals_of(ComponentKind::Processor, "transform"),
+            ProcessorConfig::Redaction(_) => signals_of(ComponentKind::Processor, "redaction"),
         }
     }
 }
@@ -277,6 +285,11 @@ pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Opt
             node,
             path,
             crate::processors::transform::TransformConfig::validate,
+        )?))),
+        "redaction" => Some(ProcessorConfig::Redaction(Box::new(typed(
+            node,
+            path,
+            crate::processors::redaction::RedactionConfig::validate,
         )?))),
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,

@@ -219,6 +219,10 @@ impl RunningService {
                             crate::processors::transform::TransformProcessor::new(cfg)
                                 .map_err(|m| fail("processor", id, m))?,
                         ),
+                        ProcessorConfig::Redaction(cfg) => Box::new(
+                            crate::processors::redaction::RedactionProcessor::new(cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

@@ -5,5 +5,6 @@ pub mod batch;
 pub mod filter;
 pub mod ottl;
 pub mod probabilistic_sampler;
+pub mod redaction;
 pub mod resource;
 pub mod transform;

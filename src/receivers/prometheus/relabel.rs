@@ -181,7 +181,7 @@ pub fn valid_label_name(name: &str) -> bool {
 }
 
 /// MD5 (RFC 1321), which `hashmod` is defined with; small enough to carry rather than a crate.
-fn md5(input: &[u8]) -> [u8; 16] {
+pub fn md5(input: &[u8]) -> [u8; 16] {
     const S: [u32; 64] = [
         7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14,
         20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6,
