@@ -94,6 +94,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "memory_limiter",
+        signals: ALL_SIGNALS,
+        description: "keeps data in flight under a memory limit; receivers refuse (retryably) above it",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -168,6 +174,7 @@ pub enum ProcessorConfig {
     ProbabilisticSampler(crate::processors::probabilistic_sampler::ProbabilisticSamplerConfig),
     Transform(Box<crate::processors::transform::TransformConfig>),
     Redaction(Box<crate::processors::redaction::RedactionConfig>),
+    MemoryLimiter(crate::processors::memory_limiter::MemoryLimiterConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +214,7 @@ impl ProcessorConfig {
             ProcessorConfig::ProbabilisticSampler(_) => signals_of(ComponentKind::Processor, "probabilistic_sampler"),
             ProcessorConfig::Transform(_) => signals_of(ComponentKind::Processor, "transform"),
             ProcessorConfig::Redaction(_) => signals_of(ComponentKind::Processor, "redaction"),
+            ProcessorConfig::MemoryLimiter(_) => signals_of(ComponentKind::Processor, "memory_limiter"),
         }
     }
 }
@@ -291,6 +299,11 @@ pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Opt
             path,
             crate::processors::redaction::RedactionConfig::validate,
         )?))),
+        "memory_limiter" => Some(ProcessorConfig::MemoryLimiter(typed(
+            node,
+            path,
+            crate::processors::memory_limiter::MemoryLimiterConfig::validate,
+        )?)),
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,
             path,

@@ -154,6 +154,17 @@ pub async fn serve_unary<S, R>(
                 intake.invalid_request("grpc", "UNIMPLEMENTED");
                 return status.into_http::<BoxBody>();
             };
+            // Over the memory limit: refused before the message is even read.
+            if intake.memory_paused() {
+                let details = crate::rpc_status::status_with_retry_info(
+                    crate::rpc_status::code::UNAVAILABLE,
+                    "memory limit reached; retry later",
+                    Duration::from_secs(1),
+                );
+                let status =
+                    Status::with_details(Code::Unavailable, "memory limit reached; retry later", details.into());
+                return status.into_http::<BoxBody>();
+            }
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)

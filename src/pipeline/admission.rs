@@ -37,7 +37,15 @@ pub struct Capacity {
     freed: Notify,
     /// Mirrors `held`, for the queue-size self-metric.
     gauge: Option<prometheus::IntGauge>,
+    /// A memory budget (`memory_limiter`) rather than an exporter's queue.
+    memory: bool,
+    /// Set while the process is over its memory limit: nothing is admitted, however little.
+    paused: std::sync::atomic::AtomicBool,
 }
+
+/// How much more memory than its wire size a decoded batch takes (structs, strings, vectors),
+/// for a memory budget's accounting.
+const DECODED_FACTOR: usize = 4;
 
 /// The longest a receiver waits for room when the queue blocks on overflow; after that the
 /// client is told to retry, before its own export timeout makes it give up and send again.
@@ -68,7 +76,39 @@ impl Capacity {
             block,
             freed: Notify::new(),
             gauge,
+            memory: false,
+            paused: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// A memory budget of `limit` bytes: what receivers hold in flight (until exported), by
+    /// wire size (decoded batches count `DECODED_FACTOR` times), refused at once when full.
+    pub fn memory_budget(name: String, limit: usize) -> Arc<Capacity> {
+        Arc::new(Capacity {
+            name,
+            held: AtomicUsize::new(0),
+            limit: limit.max(1),
+            sizer: Sizer::Bytes,
+            block: false,
+            freed: Notify::new(),
+            gauge: None,
+            memory: true,
+            paused: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Whether this is a memory budget rather than an exporter's queue.
+    pub fn is_memory(&self) -> bool {
+        self.memory
+    }
+
+    /// Refuses everything while `paused` (the process is over its memory limit).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// The exporter this room belongs to.
@@ -93,6 +133,7 @@ impl Capacity {
         match self.sizer {
             Sizer::Requests => 1,
             Sizer::Items => batch.items().max(1),
+            Sizer::Bytes if self.memory && !batch.is_encoded() => batch.wire_size().max(1) * DECODED_FACTOR,
             Sizer::Bytes => batch.wire_size().max(1),
         }
     }
@@ -100,6 +141,9 @@ impl Capacity {
     /// Claims `n` units, or `None` when they do not fit. Anything fits an empty queue, so a
     /// batch larger than the whole queue is not refused forever.
     pub fn try_claim(self: &Arc<Self>, n: usize) -> Option<Claim> {
+        if self.is_paused() {
+            return None;
+        }
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h == 0 || h + n <= self.limit).then_some(h + n))
             .ok()

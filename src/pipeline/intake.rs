@@ -64,6 +64,30 @@ impl Intake {
         METRICS.receiver_invalid_requests.with_label_values(&[self.receiver.as_str(), transport, code]).inc();
     }
 
+    /// Before a request is read: room for `bytes` more in every memory budget this receiver's
+    /// data meets, held until the data is admitted (or refused). Refused when a budget is full
+    /// or the process is over its limit, so that large bodies are not read only to be dropped.
+    pub fn reserve_memory(&self, bytes: usize) -> Result<Vec<Claim>, Refusal> {
+        let mut claims = Vec::new();
+        let mut seen: Vec<&Arc<Capacity>> = Vec::new();
+        for q in self.routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
+            if seen.iter().any(|s| Arc::ptr_eq(s, q)) {
+                continue;
+            }
+            seen.push(q);
+            match q.try_claim(bytes.max(1)) {
+                Some(c) => claims.push(c),
+                None => return Err(Refusal::retryable(format!("memory limit of {} reached; retry later", q.name()))),
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Whether this receiver's data meets a memory budget that refuses everything right now.
+    pub fn memory_paused(&self) -> bool {
+        self.routes.iter().flatten().flat_map(|r| &r.queues).any(|q| q.is_memory() && q.is_paused())
+    }
+
     /// Whether any pipeline takes this signal from this receiver.
     pub fn accepts(&self, signal: Signal) -> bool {
         !self.routes[signal.index()].is_empty()
@@ -112,6 +136,10 @@ impl Intake {
         for (queue, n) in needs {
             match queue.claim_until(n, deadline).await {
                 Some(c) => claims.push((queue, Arc::new(c))),
+                None if queue.is_memory() => {
+                    tracing::debug!(processor = queue.name(), %signal, items = batch.items(), "memory limit reached; refusing data");
+                    return Err(Refusal::retryable(format!("memory limit of {} reached; retry later", queue.name())));
+                }
                 None => {
                     METRICS.exporter_enqueue_failed[signal.index()]
                         .with_label_values(&[queue.name()])

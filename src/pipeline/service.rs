@@ -188,10 +188,26 @@ impl RunningService {
         let close_pipelines = CancellationToken::new();
         let mut routes: BTreeMap<ComponentId, [Vec<Route>; 3]> = BTreeMap::new();
         let mut pipelines = Vec::new();
+        // One memory budget per memory_limiter, shared by every pipeline that lists it.
+        let mut budgets: BTreeMap<ComponentId, Arc<crate::pipeline::Capacity>> = BTreeMap::new();
+        for id in config.pipelines.values().flat_map(|p| &p.processors) {
+            if let ProcessorConfig::MemoryLimiter(cfg) = &config.processors[id]
+                && !budgets.contains_key(id)
+            {
+                let budget =
+                    crate::processors::memory_limiter::MemoryBudget::start(id.to_string(), cfg, stop_auxiliary.clone())
+                        .map_err(|m| fail("processor", id, m))?;
+                budgets.insert(id.clone(), budget.capacity);
+            }
+        }
         for (pid, p) in &config.pipelines {
-            // Unbounded: what waits here is bounded by the room claimed in the exporter queues.
+            // Unbounded: what waits here is bounded by the room claimed in the exporter queues
+            // (and the memory budget, with a memory_limiter).
             let (tx, rx) = mpsc::unbounded_channel();
-            let route = Route { input: tx, queues: p.exporters.iter().map(|id| queues[id].capacity()).collect() };
+            let mut claimed: Vec<Arc<crate::pipeline::Capacity>> =
+                p.exporters.iter().map(|id| queues[id].capacity()).collect();
+            claimed.extend(p.processors.iter().filter_map(|id| budgets.get(id).cloned()));
+            let route = Route { input: tx, queues: claimed };
             for r in &p.receivers {
                 routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());
             }
@@ -223,6 +239,9 @@ impl RunningService {
                             crate::processors::redaction::RedactionProcessor::new(cfg)
                                 .map_err(|m| fail("processor", id, m))?,
                         ),
+                        ProcessorConfig::MemoryLimiter(_) => {
+                            Box::new(crate::processors::memory_limiter::MemoryLimiterProcessor)
+                        }
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

@@ -3,6 +3,7 @@
 pub mod attributes;
 pub mod batch;
 pub mod filter;
+pub mod memory_limiter;
 pub mod ottl;
 pub mod probabilistic_sampler;
 pub mod redaction;

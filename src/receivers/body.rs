@@ -12,6 +12,22 @@ pub enum BodyError {
     Io(String),
 }
 
+/// Before a body is read: its declared size reserved in the memory budgets its data will meet
+/// (`memory_limiter`), or, without a Content-Length, a check that none is refusing everything.
+/// The claims are held until the data is admitted.
+pub fn reserve_memory(
+    intake: &crate::pipeline::Intake,
+    headers: &http::HeaderMap,
+) -> Result<Vec<crate::pipeline::Claim>, crate::pipeline::Refusal> {
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) => intake.reserve_memory(n),
+        None if intake.memory_paused() => Err(crate::pipeline::Refusal::retryable("memory limit reached; retry later")),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The request's `Content-Encoding`, trimmed and lower-cased ("" when absent).
 pub fn content_encoding(headers: &http::HeaderMap) -> String {
     headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase()

@@ -216,7 +216,8 @@ fn advance(counter: &Counter, total: f64) {
 }
 
 /// CPU seconds (user + system) and resident bytes of this process, from /proc on Linux.
-fn read_proc_self() -> Option<(f64, u64)> {
+/// CPU seconds used and resident set size in bytes of this process, from /proc.
+pub fn read_proc_self() -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let after = &stat[stat.rfind(')')? + 2..];

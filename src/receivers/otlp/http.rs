@@ -89,6 +89,14 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let msg = format!("receiver {} is in no {signal} pipeline", intake.receiver());
         return error(StatusCode::NOT_FOUND, format, code::UNIMPLEMENTED, &msg);
     }
+    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let encoding = content_encoding(req.headers());
     let raw = match read_body(req.into_body(), routes.limit).await {
         Ok(b) => b,
