@@ -209,15 +209,17 @@ impl Action {
     }
 }
 
-/// SHA-256 of the value's text, as lowercase hex (the collector's hash action).
+/// SHA-256 of the value as lowercase hex, with the collector's inputs: a string's bytes, an int
+/// or double as 8 little-endian bytes, a bool as one byte, bytes as they are. Maps, lists and
+/// empty values become the empty string.
 fn hash(v: Option<&AnyValue>) -> AnyValue {
     let bytes: Vec<u8> = match v.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.as_bytes().to_vec(),
-        Some(any_value::Value::IntValue(i)) => i.to_be_bytes().to_vec(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_bits().to_be_bytes().to_vec(),
+        Some(any_value::Value::IntValue(i)) => i.to_le_bytes().to_vec(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_bits().to_le_bytes().to_vec(),
         Some(any_value::Value::BoolValue(b)) => vec![u8::from(*b)],
         Some(any_value::Value::BytesValue(b)) => b.clone(),
-        _ => Vec::new(),
+        _ => return AnyValue { value: Some(any_value::Value::StringValue(String::new())) },
     };
     let digest = Sha256::digest(&bytes);
     AnyValue { value: Some(any_value::Value::StringValue(digest.iter().map(|b| format!("{b:02x}")).collect())) }

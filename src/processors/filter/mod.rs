@@ -200,6 +200,17 @@ fn filter_points(m: &mut Metric, conditions: &[Expr], origin: Origin) {
 impl Processor for FilterProcessor {
     fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
         let signal: Signal = batch.signal();
+        let c = &self.conditions;
+        let has_conditions = match signal {
+            Signal::Traces => !c.span.is_empty() || !c.spanevent.is_empty(),
+            Signal::Metrics => !c.metric.is_empty() || !c.datapoint.is_empty(),
+            Signal::Logs => !c.log_record.is_empty(),
+        };
+        if !has_conditions {
+            // Nothing to decide for this signal: the batch goes on untouched (still encoded).
+            out.push(batch);
+            return;
+        }
         let dropped = match batch.request_mut() {
             Ok(request) => self.filter(request),
             Err(e) => {

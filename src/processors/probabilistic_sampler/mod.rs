@@ -130,7 +130,9 @@ fn encode_th(t: u64, precision: u8) -> String {
         let mut i = digits.len();
         loop {
             if i == 0 {
-                return "0".into(); // overflow: cannot happen below 2^56
+                // Every kept digit was f: rounding up would overflow to 100% dropped. Write the
+                // threshold in full instead (still exact, just longer).
+                return full.trim_end_matches('0').to_string();
             }
             i -= 1;
             match digits[i] {
@@ -160,6 +162,15 @@ fn with_th(tracestate: &str, th: &str) -> String {
     let others: Vec<&str> =
         tracestate.split(',').map(str::trim).filter(|m| !m.is_empty() && !m.starts_with("ot=")).collect();
     std::iter::once(ot.as_str()).chain(others).collect::<Vec<_>>().join(",")
+}
+
+/// Removes `th` from the tracestate's `ot=` entry (and the entry if nothing is left in it).
+fn without_th(tracestate: &str) -> String {
+    let fields: Vec<(String, String)> = ot_fields(tracestate).into_iter().filter(|(k, _)| k != "th").collect();
+    let others = tracestate.split(',').map(str::trim).filter(|m| !m.is_empty() && !m.starts_with("ot="));
+    let ot = (!fields.is_empty())
+        .then(|| format!("ot={}", fields.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(";")));
+    ot.into_iter().chain(others.map(str::to_string)).collect::<Vec<_>>().join(",")
 }
 
 pub struct ProbabilisticSampler {
@@ -193,7 +204,12 @@ impl ProbabilisticSampler {
                     return Decision::Drop;
                 }
                 if (seeded_hash(self.cfg.hash_seed, trace_id) & 0x3FFF) < self.scaled {
-                    Decision::Keep(None)
+                    // A th from an earlier stage no longer states the probability: erase it.
+                    Decision::Keep(if ot_fields(tracestate).iter().any(|(k, _)| k == "th") {
+                        Some(String::new())
+                    } else {
+                        None
+                    })
                 } else {
                     Decision::Drop
                 }
@@ -262,8 +278,10 @@ impl ProbabilisticSampler {
                             match self.decide(&span.trace_id, &span.trace_state) {
                                 Decision::Drop => false,
                                 Decision::Keep(th) => {
-                                    if let Some(th) = th {
-                                        span.trace_state = with_th(&span.trace_state, &th);
+                                    match th.as_deref() {
+                                        Some("") => span.trace_state = without_th(&span.trace_state),
+                                        Some(th) => span.trace_state = with_th(&span.trace_state, th),
+                                        None => {}
                                     }
                                     true
                                 }
@@ -469,6 +487,8 @@ mod tests {
         // 1/3 kept: threshold 2/3 of 2^56 = 0xaaaaaaaaaaaaab (rounded), 4 digits → "aaab".
         assert_eq!(encode_th(0xaaaaaaaaaaaaab, 4), "aaab");
         assert_eq!(decode_th("c"), Some(0xc0000000000000));
+        // 0.001% kept: every leading digit is f; written in full rather than overflowing.
+        assert_eq!(encode_th(0xfffff5c28f5c29, 4), "fffff5c28f5c29");
         assert_eq!(decode_th("xyz"), None);
     }
 
