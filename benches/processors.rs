@@ -28,7 +28,11 @@ fn processor(kind: &str, yaml: serde_json::Value) -> Box<dyn Processor> {
 fn benches(c: &mut Criterion) {
     let wire = bytes::Bytes::from(realistic::request(1).encode_to_vec());
     let cases: Vec<(&str, &str, serde_json::Value)> = vec![
-        ("filter_keeps_all", "filter", serde_json::json!({"traces": {"span": [r#"attributes["http.route"] == "/healthz""#]}})),
+        (
+            "filter_keeps_all",
+            "filter",
+            serde_json::json!({"traces": {"span": [r#"attributes["http.route"] == "/healthz""#]}}),
+        ),
         ("filter_keeps_none", "filter", serde_json::json!({"traces": {"span": [r#"kind == SPAN_KIND_SERVER"#]}})),
         (
             "attributes_upsert_hash",
@@ -52,7 +56,11 @@ fn benches(c: &mut Criterion) {
             "redaction",
             serde_json::json!({"allowed_keys": ["http.request.method", "http.route", "url.path", "server.port"], "blocked_values": ["[0-9]{5,}"]}),
         ),
-        ("probabilistic_sampler_10pct", "probabilistic_sampler", serde_json::json!({"sampling_percentage": 10.0, "hash_seed": 1})),
+        (
+            "probabilistic_sampler_10pct",
+            "probabilistic_sampler",
+            serde_json::json!({"sampling_percentage": 10.0, "hash_seed": 1}),
+        ),
         ("probabilistic_sampler_0pct", "probabilistic_sampler", serde_json::json!({"sampling_percentage": 0.0})),
     ];
     let mut g = c.benchmark_group("processors");

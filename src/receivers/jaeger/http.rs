@@ -58,6 +58,15 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
             ),
         );
     }
+    // With a memory_limiter: the declared body reserved before it is read.
+    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let encoding = content_encoding(req.headers());
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))

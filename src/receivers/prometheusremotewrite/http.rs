@@ -96,6 +96,15 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
             &format!("{kind} is not accepted here (accepted: {})", accepted.join(", ")),
         );
     }
+    // With a memory_limiter: the declared body reserved before it is read.
+    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let encoding = crate::receivers::body::content_encoding(req.headers());
     if encoding != "snappy" {
         let given = if encoding.is_empty() { "none" } else { &encoding };
