@@ -100,6 +100,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Processor,
+        name: "tail_sampling",
+        signals: &[Signal::Traces],
+        description: "decides per whole trace after decision_wait, by policies",
+    },
+    TypeInfo {
+        kind: ComponentKind::Processor,
         name: "filter",
         signals: ALL_SIGNALS,
         description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
@@ -175,6 +181,7 @@ pub enum ProcessorConfig {
     Transform(Box<crate::processors::transform::TransformConfig>),
     Redaction(Box<crate::processors::redaction::RedactionConfig>),
     MemoryLimiter(crate::processors::memory_limiter::MemoryLimiterConfig),
+    TailSampling(Box<crate::processors::tail_sampling::TailSamplingConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +222,7 @@ impl ProcessorConfig {
             ProcessorConfig::Transform(_) => signals_of(ComponentKind::Processor, "transform"),
             ProcessorConfig::Redaction(_) => signals_of(ComponentKind::Processor, "redaction"),
             ProcessorConfig::MemoryLimiter(_) => signals_of(ComponentKind::Processor, "memory_limiter"),
+            ProcessorConfig::TailSampling(_) => signals_of(ComponentKind::Processor, "tail_sampling"),
         }
     }
 }
@@ -304,6 +312,11 @@ pub fn decode_processor(id: &ComponentId, node: &Node, path: &str) -> Result<Opt
             path,
             crate::processors::memory_limiter::MemoryLimiterConfig::validate,
         )?)),
+        "tail_sampling" => Some(ProcessorConfig::TailSampling(Box::new(typed(
+            node,
+            path,
+            crate::processors::tail_sampling::TailSamplingConfig::validate,
+        )?))),
         "filter" => Some(ProcessorConfig::Filter(Box::new(typed(
             node,
             path,

@@ -242,6 +242,10 @@ impl RunningService {
                         ProcessorConfig::MemoryLimiter(_) => {
                             Box::new(crate::processors::memory_limiter::MemoryLimiterProcessor)
                         }
+                        ProcessorConfig::TailSampling(cfg) => Box::new(
+                            crate::processors::tail_sampling::TailSamplingProcessor::new(id.to_string(), cfg)
+                                .map_err(|m| fail("processor", id, m))?,
+                        ),
                         ProcessorConfig::Filter(cfg) => Box::new(
                             crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
                                 .map_err(|m| fail("processor", id, m))?,

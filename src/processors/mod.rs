@@ -8,4 +8,5 @@ pub mod ottl;
 pub mod probabilistic_sampler;
 pub mod redaction;
 pub mod resource;
+pub mod tail_sampling;
 pub mod transform;
