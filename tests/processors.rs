@@ -268,3 +268,107 @@ service:
         assert_eq!(service["value"]["stringValue"], "py-sender");
     }
 }
+
+#[test]
+fn tail_sampling_keeps_error_and_slow_traces_a_share_of_the_rest_and_late_spans_follow() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    policies:
+      - name: errors
+        type: status_code
+        status_code: {status_codes: [ERROR]}
+      - name: slow
+        type: latency
+        latency: {threshold_ms: 500}
+      - name: some-of-the-rest
+        type: probabilistic
+        probabilistic: {sampling_percentage: 10}
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [file]
+"#,
+    );
+    // A real SDK trace whose last child fails: kept whole.
+    let summary = gw.path("sent.json");
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let sdk_trace = sent["spans"][0]["trace_id"].as_str().unwrap().to_string();
+    // 2,000 fast traces (one span each) and 20 slow ones.
+    let trace = |i: u32, tag: u8| [vec![tag; 12], i.to_be_bytes().to_vec()].concat();
+    let fast: Vec<_> = (0..2000).map(|i| span(&format!("fast-{i}"), trace(i, 1))).collect();
+    let slow: Vec<_> = (0..20)
+        .map(|i| {
+            let mut s = span(&format!("slow-{i}"), trace(i, 2));
+            s.end_time_unix_nano = s.start_time_unix_nano + 900_000_000;
+            s
+        })
+        .collect();
+    for body in [traces_body(fast), traces_body(slow)] {
+        let r =
+            http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let path = gw.path("out.jsonl");
+    let decided = eventually(Duration::from_secs(10), || {
+        let n = span_names(&path);
+        n.iter().any(|s| s == "root") && n.iter().filter(|s| s.starts_with("slow-")).count() == 20
+    });
+    assert!(decided, "{:?}\n{}", span_names(&path), gw.log());
+    std::thread::sleep(Duration::from_millis(300));
+    let names = span_names(&path);
+    for name in ["root", "child-0", "child-1"] {
+        assert!(names.contains(&name.to_string()), "the failing SDK trace is kept whole: {name}");
+    }
+    let fast_kept = names.iter().filter(|s| s.starts_with("fast-")).count();
+    // Binomial(2000, 0.1): sd ≈ 13.4; allow 5 sd.
+    assert!((fast_kept as f64 - 200.0).abs() < 67.0, "{fast_kept} of 2000 fast traces kept");
+    // A late span of the kept SDK trace follows it out at once.
+    let mut late = span(
+        "late-of-sdk-trace",
+        (0..16).map(|i| u8::from_str_radix(&sdk_trace[i * 2..i * 2 + 2], 16).unwrap()).collect(),
+    );
+    late.span_id = vec![5; 8];
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &traces_body(vec![late]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || span_names(&path).contains(&"late-of-sdk-trace".to_string())),
+        "{}",
+        gw.log()
+    );
+    let dropped = gw.metric("switchyard_processor_dropped_spans_total", &[("processor", "tail_sampling")]);
+    assert_eq!(dropped as usize, 2000 - fast_kept, "every fast trace not kept is counted");
+}

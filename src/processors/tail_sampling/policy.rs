@@ -208,14 +208,19 @@ fn invertible(matched: bool, invert: bool) -> Decision {
     }
 }
 
-/// FNV-1a 64 over the salt and the trace id.
+/// FNV-1a 64 over the salt and the trace id, then mixed (the splitmix64 finalizer) so that the
+/// whole range is used even when ids differ only in their last bytes.
 fn hash(salt: &[u8], trace_id: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in salt.iter().chain(trace_id) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    h
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d049bb133111eb);
+    h ^ (h >> 31)
 }
 
 impl Policy {
