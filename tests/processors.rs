@@ -372,3 +372,48 @@ service:
     let dropped = gw.metric("switchyard_processor_dropped_spans_total", &[("processor", "tail_sampling")]);
     assert_eq!(dropped as usize, 2000 - fast_kept, "every fast trace not kept is counted");
 }
+
+#[test]
+fn from_context_takes_a_header_the_client_sent() {
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  attributes:
+    actions:
+      - key: tenant
+        from_context: metadata.x-tenant
+        action: insert
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes]
+      exporters: [file]
+"#,
+    );
+    let body = traces_body(spans("t", 2));
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf"), ("X-Tenant", "acme")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&path).len() == 2), "{}", gw.log());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches(r#"{"key":"tenant","value":{"stringValue":"acme"}}"#).count(), 2, "{text}");
+}

@@ -119,6 +119,22 @@ pub struct Batch {
     payload: Arc<Payload>,
     /// Room held in exporter queues for this data (see `admission`), shared by its parts.
     claims: Vec<Arc<Claim>>,
+    /// The client's request metadata (header names lower-cased), for `from_context`; kept
+    /// through splits, and through merges of batches from the same context.
+    context: Option<Arc<Vec<(String, String)>>>,
+}
+
+/// Client request metadata, as receivers attach it to what they admit.
+pub type Context = Arc<Vec<(String, String)>>;
+
+/// A request's headers (gRPC metadata) as a batch's context, names lower-cased.
+pub fn context_from_headers(headers: &http::HeaderMap) -> Context {
+    Arc::new(
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+            .collect(),
+    )
 }
 
 impl Batch {
@@ -129,6 +145,7 @@ impl Batch {
             items,
             payload: Arc::new(Payload { encoded: Some(bytes), decoded: OnceLock::new() }),
             claims: Vec::new(),
+            context: None,
         }
     }
 
@@ -136,7 +153,13 @@ impl Batch {
         let (signal, items) = (request.signal(), request.item_count());
         let decoded = OnceLock::new();
         let _ = decoded.set(request);
-        Batch { signal, items, payload: Arc::new(Payload { encoded: None, decoded }), claims: Vec::new() }
+        Batch {
+            signal,
+            items,
+            payload: Arc::new(Payload { encoded: None, decoded }),
+            claims: Vec::new(),
+            context: None,
+        }
     }
 
     pub fn signal(&self) -> Signal {
@@ -181,6 +204,17 @@ impl Batch {
     }
 
     /// Attaches claims taken from other batches.
+    /// Attaches the client's request metadata.
+    pub fn with_context(mut self, context: Context) -> Batch {
+        self.context = Some(context);
+        self
+    }
+
+    /// The client's request metadata, if the receiver recorded it.
+    pub fn context(&self) -> Option<&[(String, String)]> {
+        self.context.as_deref().map(Vec::as_slice)
+    }
+
     pub fn hold_shared(&mut self, claims: &[Arc<Claim>]) {
         self.claims.extend(claims.iter().cloned());
     }
@@ -236,6 +270,7 @@ impl Batch {
         }
         let signal = first.signal;
         let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
+        let context = first.context.clone().filter(|c| rest.iter().all(|b| b.context.as_ref() == Some(c)));
         let mut claims = first.claims.clone();
         for b in &rest {
             claims.extend(b.claims.iter().cloned());
@@ -263,7 +298,7 @@ impl Batch {
             let _ = decoded.set(merged);
             Payload { encoded: None, decoded }
         };
-        Some(Batch { signal, items, payload: Arc::new(payload), claims })
+        Some(Batch { signal, items, payload: Arc::new(payload), claims, context })
     }
 
     /// Takes the request out, decoding if needed and copying only if the payload is shared.
@@ -282,6 +317,7 @@ impl Batch {
             return vec![self];
         }
         let claims = self.claims.clone();
+        let context = self.context.clone();
         let signal = self.signal;
         match self.into_request() {
             Ok(request) => super::split::split(request, max_items)
@@ -289,6 +325,7 @@ impl Batch {
                 .map(|r| {
                     let mut b = Batch::from_request(r);
                     b.claims = claims.clone();
+                    b.context = context.clone();
                     b
                 })
                 .collect(),

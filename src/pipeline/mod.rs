@@ -13,7 +13,7 @@ mod split;
 pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
-pub use batch::{Batch, DecodeError, Request, metric_points};
+pub use batch::{Batch, Context, DecodeError, Request, context_from_headers, metric_points};
 pub use intake::{Intake, Refusal, Route};
 pub use runner::{BoxFuture, ExportError, Exporter, Processor};
 pub use service::{RunningService, ServiceError, Status, StatusCell};

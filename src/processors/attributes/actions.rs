@@ -72,6 +72,8 @@ enum Target {
 enum Source {
     Value(AnyValue),
     Attribute(String),
+    /// A request header (gRPC metadata) of the client that sent the data, lower-cased.
+    Context(String),
     None,
 }
 
@@ -90,12 +92,6 @@ impl Action {
     /// Checks one configured action; errors name the key (relative to the action).
     pub fn new(cfg: &ActionConfig) -> Result<Action, (String, String)> {
         let kind = cfg.action;
-        if cfg.from_context.is_some() {
-            return Err((
-                "from_context".into(),
-                "is not supported: switchyard does not keep the client's request metadata with the data".into(),
-            ));
-        }
         let regex = |p: &str| {
             Regex::new(p).map_err(|e| ("pattern".to_string(), format!("invalid regular expression \"{p}\": {e}")))
         };
@@ -118,16 +114,28 @@ impl Action {
             }
             (_, None, None) => return Err(("key".into(), "is required".into())),
         };
-        let source = match (kind, &cfg.value, &cfg.from_attribute) {
-            (ActionKind::Insert | ActionKind::Update | ActionKind::Upsert, Some(v), None) => Source::Value(v.any()),
-            (ActionKind::Insert | ActionKind::Update | ActionKind::Upsert, None, Some(a)) => {
-                Source::Attribute(a.clone())
+        let upsert_like = matches!(kind, ActionKind::Insert | ActionKind::Update | ActionKind::Upsert);
+        let source = match (&cfg.value, &cfg.from_attribute, &cfg.from_context) {
+            (Some(v), None, None) if upsert_like => Source::Value(v.any()),
+            (None, Some(a), None) if upsert_like => Source::Attribute(a.clone()),
+            (None, None, Some(c)) if upsert_like => {
+                // `metadata.<header>` as in the collector, or the bare header name.
+                let key = c.strip_prefix("metadata.").unwrap_or(c).to_ascii_lowercase();
+                if key.is_empty() || c.starts_with("auth.") {
+                    return Err(("from_context".into(), format!("\"{c}\": use metadata.<request header name>")));
+                }
+                Source::Context(key)
             }
-            (ActionKind::Insert | ActionKind::Update | ActionKind::Upsert, _, _) => {
-                return Err(("value".into(), "give exactly one of value and from_attribute".into()));
+            _ if upsert_like => {
+                return Err(("value".into(), "give exactly one of value, from_attribute and from_context".into()));
             }
-            (_, None, None) => Source::None,
-            _ => return Err(("value".into(), format!("{kind:?} takes no value or from_attribute").to_lowercase())),
+            (None, None, None) => Source::None,
+            _ => {
+                return Err((
+                    "value".into(),
+                    format!("{kind:?} takes no value, from_attribute or from_context").to_lowercase(),
+                ));
+            }
         };
         let convert = match (kind, cfg.converted_type.as_deref()) {
             (ActionKind::Convert, Some("int")) => Some("int"),
@@ -142,8 +150,8 @@ impl Action {
         Ok(Action { kind, target, source, extract, convert })
     }
 
-    /// Applies the action to `attrs`.
-    pub fn apply(&self, attrs: &mut Vec<KeyValue>) {
+    /// Applies the action to `attrs`; `context` is the client's request metadata, if known.
+    pub fn apply(&self, attrs: &mut Vec<KeyValue>, context: Option<&[(String, String)]>) {
         let position = |attrs: &[KeyValue], k: &str| attrs.iter().position(|a| a.key == k);
         match (&self.target, self.kind) {
             (Target::Key(key), ActionKind::Insert | ActionKind::Update | ActionKind::Upsert) => {
@@ -153,6 +161,15 @@ impl Action {
                         Some(v) => v,
                         None => return,
                     },
+                    Source::Context(key) => {
+                        // Several values of one header are joined with `;`.
+                        let values: Vec<&str> =
+                            context.unwrap_or(&[]).iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect();
+                        if values.is_empty() {
+                            return;
+                        }
+                        AnyValue { value: Some(any_value::Value::StringValue(values.join(";"))) }
+                    }
                     Source::None => return,
                 };
                 match (position(attrs, key), self.kind) {
@@ -274,21 +291,21 @@ mod tests {
         let base = vec![kv("env", s("dev"))];
         for (kind, existing, new) in [("insert", "dev", true), ("update", "prod", false), ("upsert", "prod", true)] {
             let mut a = base.clone();
-            action(serde_json::json!({"key": "env", "value": "prod", "action": kind})).apply(&mut a);
-            action(serde_json::json!({"key": "new", "value": 1, "action": kind})).apply(&mut a);
+            action(serde_json::json!({"key": "env", "value": "prod", "action": kind})).apply(&mut a, None);
+            action(serde_json::json!({"key": "new", "value": 1, "action": kind})).apply(&mut a, None);
             assert_eq!(get(&a, "env"), Some(&s(existing)), "{kind}");
             assert_eq!(get(&a, "new").is_some(), new, "{kind}");
         }
         let mut a = vec![kv("from", s("x"))];
-        action(serde_json::json!({"key": "to", "from_attribute": "from", "action": "insert"})).apply(&mut a);
+        action(serde_json::json!({"key": "to", "from_attribute": "from", "action": "insert"})).apply(&mut a, None);
         assert_eq!(get(&a, "to"), Some(&s("x")));
     }
 
     #[test]
     fn delete_and_hash_by_key_or_pattern() {
         let mut a = vec![kv("user.email", s("abc")), kv("password", s("x")), kv("secret_token", s("y"))];
-        action(serde_json::json!({"key": "user.email", "action": "hash"})).apply(&mut a);
-        action(serde_json::json!({"pattern": "^(password|secret_.*)$", "action": "delete"})).apply(&mut a);
+        action(serde_json::json!({"key": "user.email", "action": "hash"})).apply(&mut a, None);
+        action(serde_json::json!({"pattern": "^(password|secret_.*)$", "action": "delete"})).apply(&mut a, None);
         assert_eq!(a.len(), 1);
         // SHA-256("abc"), the FIPS 180-2 test vector.
         assert_eq!(get(&a, "user.email"), Some(&s("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")));
@@ -298,8 +315,8 @@ mod tests {
     fn extract_and_convert() {
         let mut a = vec![kv("http.url", s("https://shop.example/cart?id=42")), kv("count", s("17"))];
         action(serde_json::json!({"key": "http.url", "pattern": "^(?P<scheme>[a-z]+)://(?P<host>[^/]+)", "action": "extract"}))
-            .apply(&mut a);
-        action(serde_json::json!({"key": "count", "action": "convert", "converted_type": "int"})).apply(&mut a);
+            .apply(&mut a, None);
+        action(serde_json::json!({"key": "count", "action": "convert", "converted_type": "int"})).apply(&mut a, None);
         assert_eq!(get(&a, "scheme"), Some(&s("https")));
         assert_eq!(get(&a, "host"), Some(&s("shop.example")));
         assert_eq!(get(&a, "count"), Some(&any_value::Value::IntValue(17)));
@@ -316,8 +333,16 @@ mod tests {
             "converted_type"
         );
         assert_eq!(
-            err(serde_json::json!({"key": "a", "from_context": "metadata.x", "action": "upsert"})).0,
+            err(serde_json::json!({"key": "a", "from_context": "auth.subject", "action": "upsert"})).0,
             "from_context"
         );
+    }
+
+    #[test]
+    fn from_context_reads_the_clients_request_metadata() {
+        let mut a = Vec::new();
+        action(serde_json::json!({"key": "tenant", "from_context": "metadata.X-Tenant", "action": "upsert"}))
+            .apply(&mut a, Some(&[("x-tenant".to_string(), "acme".to_string())]));
+        assert_eq!(get(&a, "tenant"), Some(&s("acme")));
     }
 }

@@ -61,13 +61,13 @@ impl AttributesProcessor {
         self.include.as_ref().is_none_or(|m| m.matches(v)) && !self.exclude.as_ref().is_some_and(|m| m.matches(v))
     }
 
-    fn run(&self, attrs: &mut Vec<KeyValue>) {
+    fn run(&self, attrs: &mut Vec<KeyValue>, context: Option<&[(String, String)]>) {
         for a in &self.actions {
-            a.apply(attrs);
+            a.apply(attrs, context);
         }
     }
 
-    fn apply(&self, request: &mut Request) {
+    fn apply(&self, request: &mut Request, context: Option<&[(String, String)]>) {
         let empty: &[KeyValue] = &[];
         match request {
             Request::Traces(t) => {
@@ -86,7 +86,7 @@ impl AttributesProcessor {
                                 metric_name: None,
                             };
                             if self.selected(&view) {
-                                self.run(&mut span.attributes);
+                                self.run(&mut span.attributes, context);
                             }
                         }
                     }
@@ -108,7 +108,7 @@ impl AttributesProcessor {
                                 metric_name: None,
                             };
                             if self.selected(&view) {
-                                self.run(&mut log.attributes);
+                                self.run(&mut log.attributes, context);
                             }
                         }
                     }
@@ -133,7 +133,7 @@ impl AttributesProcessor {
                                     metric_name: Some(&name),
                                 };
                                 if self.selected(&view) {
-                                    self.run(attrs);
+                                    self.run(attrs, context);
                                 }
                             };
                             match metric.data.as_mut() {
@@ -164,8 +164,9 @@ impl AttributesProcessor {
 
 impl Processor for AttributesProcessor {
     fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+        let context = batch.context().map(<[_]>::to_vec);
         if let Ok(request) = batch.request_mut() {
-            self.apply(request);
+            self.apply(request, context.as_deref());
         }
         out.push(batch);
     }

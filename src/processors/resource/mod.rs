@@ -28,21 +28,23 @@ impl ResourceProcessor {
         Ok(ResourceProcessor { actions: compile_actions(&cfg.attributes).map_err(|(k, m)| format!("{k}: {m}"))? })
     }
 
-    fn run(&self, resource: &mut Option<Resource>) {
+    fn run(&self, resource: &mut Option<Resource>, context: Option<&[(String, String)]>) {
         let r = resource.get_or_insert_with(Resource::default);
         for a in &self.actions {
-            a.apply(&mut r.attributes);
+            a.apply(&mut r.attributes, context);
         }
     }
 }
 
 impl Processor for ResourceProcessor {
     fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+        let context = batch.context().map(<[_]>::to_vec);
+        let context = context.as_deref();
         if let Ok(request) = batch.request_mut() {
             match request {
-                Request::Traces(t) => t.resource_spans.iter_mut().for_each(|r| self.run(&mut r.resource)),
-                Request::Metrics(m) => m.resource_metrics.iter_mut().for_each(|r| self.run(&mut r.resource)),
-                Request::Logs(l) => l.resource_logs.iter_mut().for_each(|r| self.run(&mut r.resource)),
+                Request::Traces(t) => t.resource_spans.iter_mut().for_each(|r| self.run(&mut r.resource, context)),
+                Request::Metrics(m) => m.resource_metrics.iter_mut().for_each(|r| self.run(&mut r.resource, context)),
+                Request::Logs(l) => l.resource_logs.iter_mut().for_each(|r| self.run(&mut r.resource, context)),
             }
         }
         out.push(batch);

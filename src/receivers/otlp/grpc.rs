@@ -52,6 +52,7 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                     intake.receiver()
                 )));
             }
+            let context = crate::pipeline::context_from_headers(&request.metadata().clone().into_headers());
             let decoded = match decode_protobuf(signal, request.into_inner()) {
                 Ok(d) => d,
                 Err(invalid) => {
@@ -64,7 +65,7 @@ impl tonic::server::UnaryService<Bytes> for ExportService {
                 }
             };
             intake.rejected("grpc", signal, decoded.rejected);
-            match intake.submit("grpc", decoded.batch).await {
+            match intake.submit("grpc", decoded.batch.with_context(context)).await {
                 Ok(()) => Ok(tonic::Response::new(Bytes::from(response::protobuf(
                     signal,
                     decoded.rejected,

@@ -98,6 +98,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         }
     };
     let encoding = content_encoding(req.headers());
+    let context = crate::pipeline::context_from_headers(req.headers());
     let raw = match read_body(req.into_body(), routes.limit).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(format, routes.limit),
@@ -143,7 +144,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Err(response) => return *response,
     };
     intake.rejected("http", signal, decoded.rejected);
-    match intake.submit("http", decoded.batch).await {
+    match intake.submit("http", decoded.batch.with_context(context)).await {
         Ok(()) => {
             let body: Bytes = match format {
                 Format::Protobuf => response::protobuf(signal, decoded.rejected, decoded.message.as_deref()).into(),
