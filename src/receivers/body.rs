@@ -28,6 +28,19 @@ pub fn reserve_memory(
     }
 }
 
+/// `reserve_memory`, or the plain-text 503 (with `Retry-After: 1`) the Jaeger, Zipkin and
+/// remote-write HTTP receivers answer when the memory budget is full.
+pub fn reserve_memory_or_503(
+    intake: &crate::pipeline::Intake,
+    headers: &http::HeaderMap,
+) -> Result<Vec<crate::pipeline::Claim>, Box<http::Response<crate::net::BoxBody>>> {
+    reserve_memory(intake, headers).map_err(|refusal| {
+        let mut r = crate::net::text(http::StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        Box::new(r)
+    })
+}
+
 /// The request's `Content-Encoding`, trimmed and lower-cased ("" when absent).
 pub fn content_encoding(headers: &http::HeaderMap) -> String {
     headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase()

@@ -6,7 +6,6 @@
 use super::ottl::expr::{Context, Expr, compile, matches};
 use super::ottl::items::{DataPointItem, LogItem, MetricItem, Origin, SpanEventItem, SpanItem, metric_type};
 use crate::pipeline::{Batch, Processor, Request, Signal};
-use crate::telemetry::metrics::METRICS;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use serde::Deserialize;
@@ -198,7 +197,7 @@ fn filter_points(m: &mut Metric, conditions: &[Expr], origin: Origin) {
 }
 
 impl Processor for FilterProcessor {
-    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
         let signal: Signal = batch.signal();
         let c = &self.conditions;
         let has_conditions = match signal {
@@ -211,22 +210,7 @@ impl Processor for FilterProcessor {
             out.push(batch);
             return;
         }
-        let dropped = match batch.request_mut() {
-            Ok(request) => self.filter(request),
-            Err(e) => {
-                tracing::warn!(processor = %self.name, error = %e, "cannot decode a batch to filter it; passed on unfiltered");
-                out.push(batch);
-                return;
-            }
-        };
-        if dropped > 0 {
-            METRICS.processor_dropped[signal.index()].with_label_values(&[self.name.as_str()]).inc_by(dropped as u64);
-            batch.recount();
-        }
-        // A batch left empty goes no further: its queue room is released now.
-        if batch.items() > 0 {
-            out.push(batch);
-        }
+        super::drop_items(&self.name, batch, out, |request| self.filter(request));
     }
 }
 

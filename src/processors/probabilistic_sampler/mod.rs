@@ -12,7 +12,6 @@
 //! 0 drops, anything else keeps.
 
 use crate::pipeline::{Batch, Processor, Request, Signal};
-use crate::telemetry::metrics::METRICS;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use serde::Deserialize;
 
@@ -331,27 +330,13 @@ impl ProbabilisticSampler {
 }
 
 impl Processor for ProbabilisticSampler {
-    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
         let signal: Signal = batch.signal();
         if signal == Signal::Metrics {
             out.push(batch);
             return;
         }
-        let dropped = match batch.request_mut() {
-            Ok(request) => self.sample(request),
-            Err(e) => {
-                tracing::warn!(processor = %self.name, error = %e, "cannot decode a batch to sample it; passed on whole");
-                out.push(batch);
-                return;
-            }
-        };
-        if dropped > 0 {
-            METRICS.processor_dropped[signal.index()].with_label_values(&[self.name.as_str()]).inc_by(dropped as u64);
-            batch.recount();
-        }
-        if batch.items() > 0 {
-            out.push(batch);
-        }
+        super::drop_items(&self.name, batch, out, |request| self.sample(request));
     }
 }
 

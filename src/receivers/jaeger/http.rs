@@ -59,13 +59,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
-    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+    let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
         Ok(claims) => claims,
-        Err(refusal) => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        Err(response) => return *response,
     };
     let encoding = content_encoding(req.headers());
     let too_large = || {

@@ -97,13 +97,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
-    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+    let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
         Ok(claims) => claims,
-        Err(refusal) => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+        Err(response) => return *response,
     };
     let encoding = crate::receivers::body::content_encoding(req.headers());
     if encoding != "snappy" {
