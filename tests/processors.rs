@@ -39,17 +39,9 @@ service:
 "#,
     );
     let summary = gw.path("sent.json");
-    let out = Command::new(&python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
-        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
-        .arg(&summary)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent = python_sends(&python, gw.grpc, "traces", 3, &&summary);
     let path = gw.path("out.jsonl");
     assert!(eventually(Duration::from_secs(10), || !span_names(&path).is_empty()), "{}", gw.log());
-    let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let mut sent: Vec<String> =
         sent["spans"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
     sent.sort();
@@ -124,14 +116,7 @@ service:
       exporters: [file]
 "#,
     );
-    let out = Command::new(&python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", "grpc", "--count", "2"])
-        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
-        .arg(gw.path("sent.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python_sends(&python, gw.grpc, "traces", 2, &gw.path("sent.json"));
     let path = gw.path("out.jsonl");
     assert!(eventually(Duration::from_secs(10), || span_names(&path).len() == 2), "{}", gw.log());
     let line = &json_lines(&path)[0];
@@ -248,14 +233,7 @@ service:
       exporters: [file]
 "#,
     );
-    let out = Command::new(&python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
-        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
-        .arg(gw.path("sent.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python_sends(&python, gw.grpc, "traces", 3, &gw.path("sent.json"));
     let path = gw.path("out.jsonl");
     assert!(eventually(Duration::from_secs(10), || span_names(&path).len() == 3), "{}", gw.log());
     // The last child fails in the SDK script: it is renamed.
@@ -310,15 +288,7 @@ service:
     );
     // A real SDK trace whose last child fails: kept whole.
     let summary = gw.path("sent.json");
-    let out = Command::new(&python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", "grpc", "--count", "3"])
-        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
-        .arg(&summary)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let sent = python_sends(&python, gw.grpc, "traces", 3, &&summary);
     let sdk_trace = sent["spans"][0]["trace_id"].as_str().unwrap().to_string();
     // 2,000 fast traces (one span each) and 20 slow ones.
     let trace = |i: u32, tag: u8| [vec![tag; 12], i.to_be_bytes().to_vec()].concat();

@@ -273,6 +273,20 @@ pub fn python_peer() -> Option<PathBuf> {
     peer(&repo().join("target/peers/venv/bin/python"), "the OpenTelemetry Python SDK venv")
 }
 
+/// Runs the Python SDK peer (tests/peers/python/otel_send.py) to send `signal` over OTLP/gRPC
+/// to `grpc_port`, `count` items; fails the test if it fails. Returns its summary of what it sent.
+pub fn python_sends(python: &Path, grpc_port: u16, signal: &str, count: usize, summary: &Path) -> serde_json::Value {
+    let out = Command::new(python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", signal, "--protocol", "grpc", "--count", &count.to_string()])
+        .args(["--endpoint", &format!("http://127.0.0.1:{grpc_port}"), "--out"])
+        .arg(summary)
+        .output()
+        .expect("run otel_send.py");
+    assert!(out.status.success(), "otel_send.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&std::fs::read_to_string(summary).expect("summary")).expect("summary is JSON")
+}
+
 pub fn node_peer() -> Option<PathBuf> {
     peer(
         &repo().join("tests/peers/node/node_modules/@opentelemetry/exporter-trace-otlp-http"),
