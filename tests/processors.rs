@@ -39,7 +39,7 @@ service:
 "#,
     );
     let summary = gw.path("sent.json");
-    let sent = python_sends(&python, gw.grpc, "traces", 3, &&summary);
+    let sent = python_sends(&python, gw.grpc, "traces", 3, &summary);
     let path = gw.path("out.jsonl");
     assert!(eventually(Duration::from_secs(10), || !span_names(&path).is_empty()), "{}", gw.log());
     let mut sent: Vec<String> =
@@ -288,7 +288,7 @@ service:
     );
     // A real SDK trace whose last child fails: kept whole.
     let summary = gw.path("sent.json");
-    let sent = python_sends(&python, gw.grpc, "traces", 3, &&summary);
+    let sent = python_sends(&python, gw.grpc, "traces", 3, &summary);
     let sdk_trace = sent["spans"][0]["trace_id"].as_str().unwrap().to_string();
     // 2,000 fast traces (one span each) and 20 slow ones.
     let trace = |i: u32, tag: u8| [vec![tag; 12], i.to_be_bytes().to_vec()].concat();
