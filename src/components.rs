@@ -57,6 +57,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "Prometheus Remote Write 1.0 and 2.0 on /api/v1/write",
     },
     TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "syslog",
+        signals: &[Signal::Logs],
+        description: "RFC 5424 and RFC 3164 syslog over UDP and TCP",
+    },
+    TypeInfo {
         kind: ComponentKind::Processor,
         name: "batch",
         signals: ALL_SIGNALS,
@@ -169,6 +175,7 @@ pub enum ReceiverConfig {
     Zipkin(ZipkinReceiverConfig),
     Prometheus(Box<PrometheusReceiverConfig>),
     PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
+    Syslog(crate::receivers::syslog::SyslogConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +214,7 @@ impl ReceiverConfig {
             ReceiverConfig::Zipkin(_) => signals_of(ComponentKind::Receiver, "zipkin"),
             ReceiverConfig::Prometheus(_) => signals_of(ComponentKind::Receiver, "prometheus"),
             ReceiverConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Receiver, "prometheusremotewrite"),
+            ReceiverConfig::Syslog(_) => signals_of(ComponentKind::Receiver, "syslog"),
         }
     }
 }
@@ -272,6 +280,7 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "prometheus" => {
             Some(ReceiverConfig::Prometheus(Box::new(typed(node, path, PrometheusReceiverConfig::validate)?)))
         }
+        "syslog" => Some(ReceiverConfig::Syslog(typed(node, path, crate::receivers::syslog::SyslogConfig::validate)?)),
         "prometheusremotewrite" => Some(ReceiverConfig::PrometheusRemoteWrite(typed(
             node,
             path,

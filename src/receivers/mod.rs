@@ -7,4 +7,5 @@ pub mod jaeger;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod syslog;
 pub mod zipkin;
