@@ -63,6 +63,12 @@ pub const TYPES: &[TypeInfo] = &[
         description: "RFC 5424 and RFC 3164 syslog over UDP and TCP",
     },
     TypeInfo {
+        kind: ComponentKind::Receiver,
+        name: "fluentforward",
+        signals: &[Signal::Logs],
+        description: "Fluent Forward protocol v1 over TCP (alias fluent_forward)",
+    },
+    TypeInfo {
         kind: ComponentKind::Processor,
         name: "batch",
         signals: ALL_SIGNALS,
@@ -176,6 +182,7 @@ pub enum ReceiverConfig {
     Prometheus(Box<PrometheusReceiverConfig>),
     PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
     Syslog(crate::receivers::syslog::SyslogConfig),
+    FluentForward(crate::receivers::fluentforward::FluentForwardConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +222,7 @@ impl ReceiverConfig {
             ReceiverConfig::Prometheus(_) => signals_of(ComponentKind::Receiver, "prometheus"),
             ReceiverConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Receiver, "prometheusremotewrite"),
             ReceiverConfig::Syslog(_) => signals_of(ComponentKind::Receiver, "syslog"),
+            ReceiverConfig::FluentForward(_) => signals_of(ComponentKind::Receiver, "fluentforward"),
         }
     }
 }
@@ -280,6 +288,11 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "prometheus" => {
             Some(ReceiverConfig::Prometheus(Box::new(typed(node, path, PrometheusReceiverConfig::validate)?)))
         }
+        "fluentforward" | "fluent_forward" => Some(ReceiverConfig::FluentForward(typed(
+            node,
+            path,
+            crate::receivers::fluentforward::FluentForwardConfig::validate,
+        )?)),
         "syslog" => Some(ReceiverConfig::Syslog(typed(node, path, crate::receivers::syslog::SyslogConfig::validate)?)),
         "prometheusremotewrite" => Some(ReceiverConfig::PrometheusRemoteWrite(typed(
             node,

@@ -276,6 +276,9 @@ impl RunningService {
                 ReceiverConfig::Prometheus(cfg) => {
                     crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await
                 }
+                ReceiverConfig::FluentForward(cfg) => {
+                    crate::receivers::fluentforward::start(cfg.clone(), intake, stop).await
+                }
                 ReceiverConfig::Syslog(cfg) => crate::receivers::syslog::start(cfg.clone(), intake, stop).await,
                 ReceiverConfig::PrometheusRemoteWrite(cfg) => {
                     crate::receivers::prometheusremotewrite::start(cfg.clone(), intake, stop, grace).await

@@ -1,0 +1,347 @@
+//! The `fluentforward` receiver (alias `fluent_forward`): Fluent Forward protocol v1 over TCP
+//! (PROTOCOLS.md §5.5), all four event modes (Message, Forward, PackedForward and gzip
+//! CompressedPackedForward), integer and EventTime timestamps, and `chunk` acknowledgements sent
+//! only once the events are handed on. One log record per event: `fluent.tag`, `message` or `log`
+//! as the body, the other record keys as attributes.
+
+mod frame;
+
+use crate::pipeline::{Batch, Intake, Request};
+use crate::receivers::attributes::{kv, string};
+use crate::receivers::bad_input::BadInput;
+use frame::Scan;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use rmpv::Value;
+use serde::Deserialize;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FluentForwardConfig {
+    pub endpoint: String,
+    /// The largest message (one msgpack array, or its gzip-decompressed entries) taken.
+    pub max_message_size: usize,
+}
+
+impl Default for FluentForwardConfig {
+    fn default() -> Self {
+        FluentForwardConfig { endpoint: "localhost:24224".into(), max_message_size: 64 * 1024 * 1024 }
+    }
+}
+
+impl FluentForwardConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
+        if !(1024..=(1 << 30)).contains(&self.max_message_size) {
+            return Err(("max_message_size".into(), "must be between 1024 and 1073741824".into()));
+        }
+        Ok(())
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// A msgpack value as an OTLP value.
+fn any(v: &Value) -> AnyValue {
+    let value = match v {
+        Value::Nil => return AnyValue { value: None },
+        Value::Boolean(b) => any_value::Value::BoolValue(*b),
+        Value::Integer(i) => match i.as_i64() {
+            Some(n) => any_value::Value::IntValue(n),
+            None => any_value::Value::DoubleValue(i.as_f64().unwrap_or(0.0)),
+        },
+        Value::F32(f) => any_value::Value::DoubleValue(f64::from(*f)),
+        Value::F64(f) => any_value::Value::DoubleValue(*f),
+        Value::String(s) => any_value::Value::StringValue(
+            s.as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        ),
+        Value::Binary(b) | Value::Ext(_, b) => any_value::Value::BytesValue(b.clone()),
+        Value::Array(a) => any_value::Value::ArrayValue(ArrayValue { values: a.iter().map(any).collect() }),
+        Value::Map(m) => {
+            any_value::Value::KvlistValue(KeyValueList { values: m.iter().map(|(k, v)| kv(&key(k), any(v))).collect() })
+        }
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn key(k: &Value) -> String {
+    match k {
+        Value::String(s) => {
+            s.as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// An event time: integer seconds, or EventTime (ext 0: u32 seconds, u32 nanoseconds, big-endian).
+fn time(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Integer(i) => Ok(i.as_u64().unwrap_or(0).saturating_mul(1_000_000_000)),
+        Value::F64(f) => Ok((f * 1e9) as u64),
+        Value::Ext(0, b) if b.len() == 8 => {
+            let s = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            Ok(u64::from(s) * 1_000_000_000 + u64::from(n))
+        }
+        other => Err(format!("an event time must be an integer or EventTime, not {other}")),
+    }
+}
+
+fn record(tag: &str, time_ns: u64, record: &Value, observed: u64) -> Result<LogRecord, String> {
+    let Value::Map(fields) = record else { return Err("an event record must be a map".into()) };
+    let mut r = LogRecord { time_unix_nano: time_ns, observed_time_unix_nano: observed, ..Default::default() };
+    r.attributes.push(kv("fluent.tag", string(tag)));
+    for (k, v) in fields {
+        let name = key(k);
+        if (name == "message" || name == "log") && r.body.is_none() {
+            r.body = Some(any(v));
+        } else {
+            r.attributes.push(kv(&name, any(v)));
+        }
+    }
+    Ok(r)
+}
+
+/// One forward message as log records, and its `chunk` option (to acknowledge), if any.
+pub fn decode(message: &Value, limit: usize) -> Result<(Vec<LogRecord>, Option<Value>), String> {
+    let Value::Array(parts) = message else { return Err("a forward message must be an array".into()) };
+    let tag = match parts.first() {
+        Some(Value::String(s)) => s.as_str().unwrap_or("").to_string(),
+        _ => return Err("a forward message starts with its tag (a string)".into()),
+    };
+    let second = parts.get(1).ok_or("a forward message needs its events")?;
+    let observed = now_ns();
+    let option_at = |i: usize| parts.get(i).and_then(|o| if let Value::Map(m) = o { Some(m.clone()) } else { None });
+    let (records, option) = match second {
+        // Message: [tag, time, record, option?]
+        Value::Integer(_) | Value::Ext(..) | Value::F64(_) => {
+            let rec = parts.get(2).ok_or("a Message needs its record")?;
+            (vec![record(&tag, time(second)?, rec, observed)?], option_at(3))
+        }
+        // Forward: [tag, [[time, record], …], option?]
+        Value::Array(entries) => {
+            let records = entries
+                .iter()
+                .map(|e| match e {
+                    Value::Array(pair) if pair.len() >= 2 => record(&tag, time(&pair[0])?, &pair[1], observed),
+                    _ => Err("a Forward entry must be [time, record]".to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (records, option_at(2))
+        }
+        // PackedForward: [tag, bin|str of concatenated [time, record], option?] (gzip: compressed)
+        Value::Binary(_) | Value::String(_) => {
+            let option = option_at(2);
+            let bytes: &[u8] = match second {
+                Value::Binary(b) => b,
+                Value::String(s) => s.as_bytes(),
+                _ => &[],
+            };
+            let gzip = option
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|(k, v)| key(k) == "compressed" && v.as_str() == Some("gzip")));
+            let stream: Vec<u8> = if gzip {
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(bytes)
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("cannot gunzip a CompressedPackedForward: {e}"))?;
+                if out.len() > limit {
+                    return Err(format!("a CompressedPackedForward decompresses to more than {limit} bytes"));
+                }
+                out
+            } else {
+                bytes.to_vec()
+            };
+            let mut records = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let len = match frame::scan(rest, limit) {
+                    Scan::Complete(n) => n,
+                    Scan::Incomplete => return Err("a PackedForward entry is cut short".into()),
+                    Scan::Invalid(m) => return Err(m),
+                };
+                let entry = rmpv::decode::read_value(&mut &rest[..len]).map_err(|e| format!("invalid msgpack: {e}"))?;
+                match entry {
+                    Value::Array(pair) if pair.len() >= 2 => {
+                        records.push(record(&tag, time(&pair[0])?, &pair[1], observed)?)
+                    }
+                    _ => return Err("a PackedForward entry must be [time, record]".into()),
+                }
+                rest = &rest[len..];
+            }
+            (records, option)
+        }
+        other => return Err(format!("unrecognised forward message: {other}")),
+    };
+    let chunk = option.and_then(|o| o.into_iter().find(|(k, _)| key(k) == "chunk").map(|(_, v)| v));
+    Ok((records, chunk))
+}
+
+/// Binds the listener and serves it.
+pub async fn start(
+    cfg: FluentForwardConfig,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let listener = crate::net::bind(&cfg.endpoint).await?;
+    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Fluent Forward listening");
+    Ok(vec![tokio::spawn(serve(listener, cfg.max_message_size, intake, shutdown))])
+}
+
+async fn serve(listener: tokio::net::TcpListener, limit: usize, intake: Arc<Intake>, shutdown: CancellationToken) {
+    let bad = Arc::new(BadInput::new(intake.clone(), "tcp"));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+            _ = shutdown.cancelled() => break,
+        };
+        let (intake, bad, stop) = (intake.clone(), bad.clone(), shutdown.clone());
+        connections.spawn(async move { connection(stream, limit, &intake, &bad, stop).await });
+        while connections.try_join_next().is_some() {}
+    }
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
+    connections.abort_all();
+}
+
+async fn connection(
+    mut stream: tokio::net::TcpStream,
+    limit: usize,
+    intake: &Intake,
+    bad: &BadInput,
+    stop: CancellationToken,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = stream.read(&mut chunk) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+            _ = stop.cancelled() => return,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let len = match frame::scan(&buf, limit) {
+                Scan::Complete(len) => len,
+                Scan::Incomplete => break,
+                Scan::Invalid(m) => {
+                    // The stream cannot be resynchronised: close the connection.
+                    bad.report("malformed", &format!("closed a Fluent Forward connection: {m}"));
+                    return;
+                }
+            };
+            let message = rmpv::decode::read_value(&mut &buf[..len]);
+            buf.drain(..len);
+            let (records, ack) =
+                match message.map_err(|e| format!("invalid msgpack: {e}")).and_then(|m| decode(&m, limit)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        bad.report("malformed", &format!("dropped a Fluent Forward message: {e}"));
+                        continue;
+                    }
+                };
+            if !records.is_empty() {
+                let request = ExportLogsServiceRequest {
+                    resource_logs: vec![ResourceLogs {
+                        scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                        ..Default::default()
+                    }],
+                };
+                // Wait for room (the sender waits for its ack meanwhile) rather than drop.
+                loop {
+                    match intake.submit("tcp", Batch::from_request(Request::Logs(request.clone()))).await {
+                        Ok(()) => break,
+                        Err(r) if r.retryable && !stop.is_cancelled() => {
+                            tokio::time::sleep(Duration::from_millis(200)).await
+                        }
+                        Err(r) => {
+                            bad.warn("refused", &format!("dropped Fluent Forward events: {}", r.message));
+                            // No ack: the sender keeps the chunk and sends it again.
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(chunk_id) = ack {
+                let mut out = Vec::new();
+                let answer = Value::Map(vec![(Value::from("ack"), chunk_id)]);
+                if rmpv::encode::write_value(&mut out, &answer).is_err() || stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn encode(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).unwrap();
+        out
+    }
+
+    fn entry(secs: u32, nanos: u32, msg: &str) -> Value {
+        let mut t = secs.to_be_bytes().to_vec();
+        t.extend_from_slice(&nanos.to_be_bytes());
+        Value::Array(vec![
+            Value::Ext(0, t),
+            Value::Map(vec![(Value::from("log"), Value::from(msg)), (Value::from("stream"), Value::from("stdout"))]),
+        ])
+    }
+
+    #[test]
+    fn all_four_modes_decode() {
+        let message = Value::Array(vec![
+            Value::from("app"),
+            Value::from(1_700_000_000u64),
+            Value::Map(vec![(Value::from("message"), Value::from("hi")), (Value::from("n"), Value::from(3))]),
+        ]);
+        let (r, ack) = decode(&message, 1 << 20).unwrap();
+        assert_eq!((r.len(), r[0].time_unix_nano, ack), (1, 1_700_000_000_000_000_000, None));
+        assert_eq!(r[0].body, Some(AnyValue { value: Some(any_value::Value::StringValue("hi".into())) }));
+        assert!(r[0].attributes.contains(&kv("fluent.tag", string("app"))));
+        let forward = Value::Array(vec![Value::from("app"), Value::Array(vec![entry(1, 5, "a"), entry(2, 6, "b")])]);
+        let (r, _) = decode(&forward, 1 << 20).unwrap();
+        assert_eq!(r.iter().map(|x| x.time_unix_nano).collect::<Vec<_>>(), vec![1_000_000_005, 2_000_000_006]);
+        let packed: Vec<u8> = [entry(1, 0, "a"), entry(2, 0, "b"), entry(3, 0, "c")].iter().flat_map(encode).collect();
+        let chunk = Value::from("chunk-1");
+        let pf = Value::Array(vec![
+            Value::from("app"),
+            Value::Binary(packed.clone()),
+            Value::Map(vec![(Value::from("chunk"), chunk.clone())]),
+        ]);
+        let (r, ack) = decode(&pf, 1 << 20).unwrap();
+        assert_eq!((r.len(), ack), (3, Some(chunk.clone())));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&packed).unwrap();
+        let cpf = Value::Array(vec![
+            Value::from("app"),
+            Value::Binary(gz.finish().unwrap()),
+            Value::Map(vec![(Value::from("compressed"), Value::from("gzip")), (Value::from("chunk"), chunk)]),
+        ]);
+        let (r, _) = decode(&cpf, 1 << 20).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[2].body, Some(AnyValue { value: Some(any_value::Value::StringValue("c".into())) }));
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        assert!(decode(&Value::from(1), 100).is_err());
+        assert!(decode(&Value::Array(vec![Value::from(1)]), 100).is_err());
+        assert!(decode(&Value::Array(vec![Value::from("t"), Value::from(1), Value::from("not a map")]), 100).is_err());
+    }
+}
