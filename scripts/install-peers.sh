@@ -81,6 +81,10 @@ if [ "${#PROM_PKGS[@]}" -gt 0 ]; then
     done
 fi
 
+# ---------------------------------------------------------------- logger (syslog sender)
+# util-linux's logger (Debian package bsdutils), usually present already.
+[ -x /usr/bin/logger ] || apt_install bsdutils
+
 # ---------------------------------------------------------------- python venvs
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PEERS_PYTHON)"
 # ensure_venv DIR REQUIREMENTS: (re)creates the venv DIR and installs REQUIREMENTS into it when
