@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/zipkin/zipkin.proto",
         "proto/prometheus/remote.proto",
         "proto/prometheus/write_v2.proto",
+        "proto/loki/push.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -148,6 +148,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "loki",
+        signals: &[Signal::Logs],
+        description: "Grafana Loki push API (protobuf+snappy or JSON)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "prometheus",
         signals: &[Signal::Metrics],
         description: "serves metrics on /metrics for Prometheus to scrape",
@@ -206,6 +212,7 @@ pub enum ExporterConfig {
     OtlpGrpc(Box<OtlpGrpcConfig>),
     PrometheusRemoteWrite(Box<PrometheusRemoteWriteConfig>),
     Prometheus(Box<PrometheusExporterConfig>),
+    Loki(Box<crate::exporters::loki::LokiConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +259,7 @@ impl ExporterConfig {
             ExporterConfig::OtlpGrpc(_) => signals_of(ComponentKind::Exporter, "otlp"),
             ExporterConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Exporter, "prometheusremotewrite"),
             ExporterConfig::Prometheus(_) => signals_of(ComponentKind::Exporter, "prometheus"),
+            ExporterConfig::Loki(_) => signals_of(ComponentKind::Exporter, "loki"),
         }
     }
 }
@@ -353,6 +361,9 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "loki" => {
+            Some(ExporterConfig::Loki(Box::new(typed(node, path, crate::exporters::loki::LokiConfig::validate)?)))
+        }
         "prometheus" => {
             Some(ExporterConfig::Prometheus(Box::new(typed(node, path, PrometheusExporterConfig::validate)?)))
         }

@@ -3,6 +3,7 @@
 pub mod compression;
 pub mod debug;
 pub mod file;
+pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
 pub mod partial;
