@@ -148,6 +148,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "elasticsearch",
+        signals: &[Signal::Logs],
+        description: "Elasticsearch / OpenSearch _bulk API",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "loki",
         signals: &[Signal::Logs],
         description: "Grafana Loki push API (protobuf+snappy or JSON)",
@@ -213,6 +219,7 @@ pub enum ExporterConfig {
     PrometheusRemoteWrite(Box<PrometheusRemoteWriteConfig>),
     Prometheus(Box<PrometheusExporterConfig>),
     Loki(Box<crate::exporters::loki::LokiConfig>),
+    Elasticsearch(Box<crate::exporters::elasticsearch::ElasticsearchConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +267,7 @@ impl ExporterConfig {
             ExporterConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Exporter, "prometheusremotewrite"),
             ExporterConfig::Prometheus(_) => signals_of(ComponentKind::Exporter, "prometheus"),
             ExporterConfig::Loki(_) => signals_of(ComponentKind::Exporter, "loki"),
+            ExporterConfig::Elasticsearch(_) => signals_of(ComponentKind::Exporter, "elasticsearch"),
         }
     }
 }
@@ -361,6 +369,11 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "elasticsearch" => Some(ExporterConfig::Elasticsearch(Box::new(typed(
+            node,
+            path,
+            crate::exporters::elasticsearch::ElasticsearchConfig::validate,
+        )?))),
         "loki" => {
             Some(ExporterConfig::Loki(Box::new(typed(node, path, crate::exporters::loki::LokiConfig::validate)?)))
         }

@@ -2,6 +2,7 @@
 
 pub mod compression;
 pub mod debug;
+pub mod elasticsearch;
 pub mod file;
 pub mod loki;
 pub mod otlp;

@@ -24,6 +24,9 @@ pub struct Metrics {
     /// `receiver`, `transport`, `code` (the HTTP status or gRPC code). Not a collector metric:
     /// the collector does not count these.
     pub receiver_invalid_requests: IntCounterVec,
+    /// Items a backend refused one by one and that are not retried (Elasticsearch `_bulk`
+    /// item errors); labels `exporter`, `status`, `reason` (the backend's error type).
+    pub exporter_items_refused: IntCounterVec,
     pub exporter_queue_capacity: IntGaugeVec,
     /// Label `processor`.
     pub batch_send_size: HistogramVec,
@@ -94,6 +97,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "exporter_enqueue_failed",
             "Number of {items} failed to be added to the sending queue.",
             el,
+        ),
+        exporter_items_refused: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_exporter_refused_items_total",
+                    "Items a backend refused individually and that were dropped, by status and reason.",
+                ),
+                &["exporter", "status", "reason"],
+            )
+            .expect("valid metric"),
         ),
         receiver_invalid_requests: register(
             &r,

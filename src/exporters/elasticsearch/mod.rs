@@ -1,0 +1,498 @@
+//! The `elasticsearch` exporter (also for OpenSearch): log records as `_bulk` NDJSON
+//! (PROTOCOLS.md §5.2). Every per-item result is read: items refused with 429 are sent again
+//! (up to `retry.max_retries` times, with backoff), other refused items are dropped and counted
+//! with their reason; a whole request refused with 429 or 5xx is retried as a batch.
+
+use super::queue::SendingQueueConfig;
+use super::retry::RetryConfig;
+use super::tls::{Protocol, TlsClientConfig};
+use crate::config::deserialize_duration;
+use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingMode {
+    /// The record as OTel's logs data model names it (`@timestamp`, `body`, `attributes`, `resource`).
+    None,
+    /// Elastic Common Schema field names.
+    Ecs,
+    /// OTel-native: the same as `none`, with `scope` (the collector's default).
+    #[default]
+    Otel,
+    /// Attributes at the top level.
+    Raw,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mapping {
+    pub mode: MappingMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentRetry {
+    pub enabled: bool,
+    pub max_retries: u32,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub initial_interval: Duration,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub max_interval: Duration,
+}
+
+impl Default for DocumentRetry {
+    fn default() -> Self {
+        DocumentRetry {
+            enabled: true,
+            max_retries: 3,
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flush {
+    /// Largest `_bulk` body; a batch that encodes larger is sent as several requests.
+    pub bytes: usize,
+    /// Not taken: flushing by time is the `batch` processor's `timeout` (see validate).
+    pub interval: Option<String>,
+}
+
+impl Default for Flush {
+    fn default() -> Self {
+        Flush { bytes: 5_000_000, interval: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    pub endpoints: Vec<String>,
+    /// Index name; `%{attr}` takes a resource or record attribute, `%Y`, `%m`, `%d` the record's date.
+    pub logs_index: String,
+    pub mapping: Mapping,
+    pub user: String,
+    pub password: String,
+    pub api_key: String,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    pub tls: TlsClientConfig,
+    pub flush: Flush,
+    pub retry: DocumentRetry,
+    pub sending_queue: SendingQueueConfig,
+    pub retry_on_failure: RetryConfig,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        ElasticsearchConfig {
+            endpoints: Vec::new(),
+            logs_index: "logs-generic-default".into(),
+            mapping: Mapping::default(),
+            user: String::new(),
+            password: String::new(),
+            api_key: String::new(),
+            timeout: Duration::from_secs(90),
+            tls: TlsClientConfig::default(),
+            flush: Flush::default(),
+            retry: DocumentRetry::default(),
+            sending_queue: SendingQueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+        }
+    }
+}
+
+impl ElasticsearchConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.endpoints.is_empty() {
+            return Err(("endpoints".into(), "list at least one, such as http://elasticsearch:9200".into()));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let uri: Uri = e.parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) {
+                return Err((format!("endpoints.{i}"), format!("\"{e}\" must be http:// or https://")));
+            }
+        }
+        if self.logs_index.is_empty() {
+            return Err(("logs_index".into(), "must not be empty".into()));
+        }
+        if self.flush.interval.is_some() {
+            return Err((
+                "flush.interval".into(),
+                "switchyard flushes by time in the batch processor: put `batch` (with `timeout`) before this exporter"
+                    .into(),
+            ));
+        }
+        if self.flush.bytes < 1024 {
+            return Err(("flush.bytes".into(), "must be at least 1024".into()));
+        }
+        if !self.api_key.is_empty() && !self.user.is_empty() {
+            return Err(("api_key".into(), "use api_key or user/password, not both".into()));
+        }
+        self.tls.validate()?;
+        self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
+        self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
+    }
+}
+
+fn json(v: Option<&AnyValue>) -> serde_json::Value {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(any_value::Value::IntValue(i)) => serde_json::json!(i),
+        Some(any_value::Value::DoubleValue(d)) => serde_json::json!(d),
+        Some(any_value::Value::BoolValue(b)) => serde_json::json!(b),
+        Some(any_value::Value::BytesValue(b)) => {
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Some(any_value::Value::ArrayValue(a)) => {
+            serde_json::Value::Array(a.values.iter().map(|x| json(Some(x))).collect())
+        }
+        Some(any_value::Value::KvlistValue(m)) => map(&m.values),
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn map(attrs: &[KeyValue]) -> serde_json::Value {
+    serde_json::Value::Object(attrs.iter().map(|a| (a.key.clone(), json(a.value.as_ref()))).collect())
+}
+
+fn rfc3339(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since the epoch.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem % 3600 / 60, rem % 60, ns % 1_000_000_000)
+}
+
+/// The documents of a request: (index, source JSON).
+pub fn documents(
+    request: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    cfg: &ElasticsearchConfig,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for rl in &request.resource_logs {
+        let resource = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        for sl in &rl.scope_logs {
+            for r in &sl.log_records {
+                let t = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
+                let ts = rfc3339(t);
+                let mut doc = serde_json::Map::new();
+                doc.insert("@timestamp".into(), serde_json::Value::String(ts.clone()));
+                let trace =
+                    (!r.trace_id.is_empty()).then(|| r.trace_id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                let span =
+                    (!r.span_id.is_empty()).then(|| r.span_id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                match cfg.mapping.mode {
+                    MappingMode::Ecs => {
+                        doc.insert("message".into(), json(r.body.as_ref()));
+                        doc.insert("log.level".into(), serde_json::Value::String(r.severity_text.clone()));
+                        if let Some(s) = resource.iter().find(|a| a.key == "service.name") {
+                            doc.insert("service.name".into(), json(s.value.as_ref()));
+                        }
+                        if let Some(h) = resource.iter().find(|a| a.key == "host.name") {
+                            doc.insert("host.hostname".into(), json(h.value.as_ref()));
+                        }
+                        if let Some(t) = &trace {
+                            doc.insert("trace.id".into(), t.clone().into());
+                        }
+                        if let Some(s) = &span {
+                            doc.insert("span.id".into(), s.clone().into());
+                        }
+                        for a in &r.attributes {
+                            doc.insert(a.key.clone(), json(a.value.as_ref()));
+                        }
+                    }
+                    MappingMode::Raw => {
+                        doc.insert("body".into(), json(r.body.as_ref()));
+                        for a in resource.iter().chain(&r.attributes) {
+                            doc.insert(a.key.clone(), json(a.value.as_ref()));
+                        }
+                    }
+                    MappingMode::None | MappingMode::Otel => {
+                        doc.insert("observed_timestamp".into(), rfc3339(r.observed_time_unix_nano).into());
+                        doc.insert("severity_text".into(), r.severity_text.clone().into());
+                        doc.insert("severity_number".into(), r.severity_number.into());
+                        doc.insert("body".into(), json(r.body.as_ref()));
+                        doc.insert("attributes".into(), map(&r.attributes));
+                        doc.insert("resource".into(), serde_json::json!({"attributes": map(resource)}));
+                        if cfg.mapping.mode == MappingMode::Otel
+                            && let Some(s) = &sl.scope
+                        {
+                            doc.insert("scope".into(), serde_json::json!({"name": s.name, "version": s.version}));
+                        }
+                        if let Some(t) = trace {
+                            doc.insert("trace_id".into(), t.into());
+                        }
+                        if let Some(s) = span {
+                            doc.insert("span_id".into(), s.into());
+                        }
+                    }
+                }
+                let index = index_name(&cfg.logs_index, resource, &r.attributes, &ts);
+                out.push((index, serde_json::Value::Object(doc).to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// `%{attr}` from the record or resource (empty when absent), `%Y`/`%m`/`%d` from the date.
+fn index_name(pattern: &str, resource: &[KeyValue], attrs: &[KeyValue], ts: &str) -> String {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(inner) = after.strip_prefix('{')
+            && let Some(end) = inner.find('}')
+        {
+            let key = &inner[..end];
+            let v = attrs.iter().chain(resource).find(|a| a.key == key).map(|a| json(a.value.as_ref()));
+            if let Some(serde_json::Value::String(s)) = v {
+                out.push_str(&s.to_lowercase());
+            }
+            rest = &inner[end + 1..];
+            continue;
+        }
+        match after.chars().next() {
+            Some('Y') => out.push_str(&ts[0..4]),
+            Some('m') => out.push_str(&ts[5..7]),
+            Some('d') => out.push_str(&ts[8..10]),
+            Some(c) => {
+                out.push('%');
+                out.push(c);
+            }
+            None => out.push('%'),
+        }
+        rest = after.get(1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+pub struct ElasticsearchExporter {
+    name: String,
+    cfg: ElasticsearchConfig,
+    /// `<endpoint>/_bulk` for every endpoint; requests go to `current`, the next on a connection failure.
+    uris: Vec<Uri>,
+    current: std::sync::atomic::AtomicUsize,
+    auth: Option<HeaderValue>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl ElasticsearchExporter {
+    pub fn new(name: String, cfg: &ElasticsearchConfig) -> Result<Self, String> {
+        let uris = cfg
+            .endpoints
+            .iter()
+            .map(|e| format!("{}/_bulk", e.trim_end_matches('/')).parse::<Uri>().map_err(|e| format!("endpoints: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth = if !cfg.api_key.is_empty() {
+            Some(format!("ApiKey {}", cfg.api_key))
+        } else if !cfg.user.is_empty() {
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", cfg.user, cfg.password))
+            ))
+        } else {
+            None
+        };
+        let auth = auth
+            .map(|a| HeaderValue::try_from(a).map_err(|_| "credentials are not a valid header".to_string()))
+            .transpose()?;
+        let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
+        Ok(ElasticsearchExporter {
+            name,
+            cfg: cfg.clone(),
+            uris,
+            current: Default::default(),
+            auth,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// The documents as `_bulk` bodies of at most `flush.bytes` each (a single larger document
+    /// goes alone): (body, how many documents).
+    fn bodies(&self, docs: &[(String, String)]) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        let mut body = String::new();
+        let mut n = 0;
+        for (index, source) in docs {
+            let action = serde_json::json!({"create": {"_index": index}}).to_string();
+            if n > 0 && body.len() + action.len() + source.len() + 2 > self.cfg.flush.bytes {
+                out.push((std::mem::take(&mut body), n));
+                n = 0;
+            }
+            body.push_str(&action);
+            body.push('\n');
+            body.push_str(source);
+            body.push('\n');
+            n += 1;
+        }
+        if n > 0 {
+            out.push((body, n));
+        }
+        out
+    }
+
+    /// `_bulk` requests for the documents; the statuses of all items, in order.
+    async fn bulk(&self, docs: &[(String, String)]) -> Result<Vec<(u16, String, String)>, ExportError> {
+        let mut results = Vec::with_capacity(docs.len());
+        for (body, n) in self.bodies(docs) {
+            results.extend(self.bulk_one(body, n).await?);
+        }
+        Ok(results)
+    }
+
+    /// One `_bulk` request of `n` documents: (status, error type, error text) per item.
+    async fn bulk_one(&self, body: String, n: usize) -> Result<Vec<(u16, String, String)>, ExportError> {
+        use std::sync::atomic::Ordering;
+        let at = self.current.load(Ordering::Relaxed) % self.uris.len();
+        let uri = &self.uris[at];
+        let mut req = http::Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
+        if let Some(a) = &self.auth {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        let req =
+            req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                // Connection trouble: the next attempt goes to the next endpoint.
+                self.current.store(at + 1, Ordering::Relaxed);
+                ExportError::Retryable { after: None, reason: format!("{uri}: {e}") }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let body =
+                http_body_util::Limited::new(body, 64 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, ExportError>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.cfg.timeout, exchange).await.map_err(|_| {
+            ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.cfg.timeout) }
+        })??;
+        if !parts.status.is_success() {
+            let reason = format!(
+                "HTTP {}: {}",
+                parts.status,
+                String::from_utf8_lossy(&body).chars().take(500).collect::<String>()
+            );
+            return Err(if matches!(parts.status.as_u16(), 429 | 502..=504) {
+                ExportError::Retryable { after: super::otlphttp::retry_after(&parts.headers), reason }
+            } else {
+                ExportError::Permanent { reason }
+            });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ExportError::Retryable { after: None, reason: format!("unreadable _bulk answer: {e}") })?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        if items.len() != n {
+            return Err(ExportError::Retryable {
+                after: None,
+                reason: format!("_bulk answered {} items for {n}", items.len()),
+            });
+        }
+        Ok(items
+            .iter()
+            .map(|i| {
+                let r = i.as_object().and_then(|o| o.values().next()).cloned().unwrap_or_default();
+                let status = r["status"].as_u64().unwrap_or(0) as u16;
+                let kind = r["error"]["type"].as_str().unwrap_or("unknown").to_string();
+                (status, kind, r["error"]["reason"].as_str().unwrap_or("").to_string())
+            })
+            .collect())
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
+        let Ok(Request::Logs(logs)) = batch.request() else {
+            return Err(ExportError::Permanent { reason: "the elasticsearch exporter takes logs only".into() });
+        };
+        let mut pending = documents(logs, &self.cfg);
+        let mut wait = self.cfg.retry.initial_interval;
+        let retries = if self.cfg.retry.enabled { self.cfg.retry.max_retries } else { 0 };
+        let mut dropped = 0usize;
+        let mut first_reason = String::new();
+        for attempt in 0..=retries {
+            let results = self.bulk(&pending).await?;
+            let mut again = Vec::new();
+            for (doc, (status, kind, text)) in pending.into_iter().zip(results) {
+                match status {
+                    200..=299 | 409 => {} // 409 on `create`: the document is already there
+                    429 if attempt < retries => again.push(doc),
+                    _ => {
+                        crate::telemetry::metrics::METRICS
+                            .exporter_items_refused
+                            .with_label_values(&[&self.name, &status.to_string(), &kind])
+                            .inc();
+                        if dropped == 0 {
+                            first_reason = format!("{status} {kind}: {text}");
+                        }
+                        dropped += 1;
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.cfg.retry.max_interval);
+            pending = again;
+        }
+        if dropped > 0 {
+            super::partial::report(
+                &self.name,
+                Signal::Logs,
+                Some((dropped as i64, format!("Elasticsearch refused {dropped} documents, first: {first_reason}"))),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Exporter for ElasticsearchExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_index_names() {
+        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        let attrs = vec![KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue("Shop".into())) }),
+            ..Default::default()
+        }];
+        assert_eq!(
+            index_name("logs-%{service.name}-%Y.%m.%d", &attrs, &[], "2023-11-14T22:13:20Z"),
+            "logs-shop-2023.11.14"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The `elasticsearch` exporter against a strict in-test `_bulk` endpoint: no Elasticsearch or
+//! OpenSearch can be installed here, so this server checks every request against the documented
+//! `_bulk` format (PROTOCOLS.md §5.2: POST `/_bulk`, `application/x-ndjson`, action line then
+//! source line, every line JSON, the body ending in a newline, the credentials) and answers in
+//! Elasticsearch's per-item shape: a scripted first answer refuses one item with 429
+//! (`es_rejected_execution_exception`, must be sent again, alone) and one with 400
+//! (`mapper_parsing_exception`, must be dropped and counted). The logs come from the real
+//! Python SDK.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Bulk {
+    /// Stored documents: (index, source).
+    stored: Vec<(String, serde_json::Value)>,
+    /// Documents per request, and the body size of each.
+    requests: Vec<(usize, usize)>,
+    problems: Vec<String>,
+}
+
+/// A strict `_bulk` endpoint expecting `auth`; the first request gets 429 for its first item and
+/// 400 for its second when `script` is set.
+fn elasticsearch(auth: &'static str, script: bool) -> (u16, Arc<Mutex<Bulk>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(Bulk::default()));
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut first = String::new();
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                    line.clear();
+                }
+                let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let len: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let mut s = shared.lock().unwrap();
+                let mut problems = Vec::new();
+                if !first.starts_with("POST /_bulk ") {
+                    problems.push(format!("request line {first}"));
+                }
+                if get("content-type").as_deref() != Some("application/x-ndjson") {
+                    problems.push(format!("content type {:?}", get("content-type")));
+                }
+                if get("authorization").as_deref() != Some(auth) {
+                    problems.push(format!("authorization {:?}", get("authorization")));
+                }
+                let text = String::from_utf8(body.clone()).unwrap_or_default();
+                if !text.ends_with('\n') {
+                    problems.push("the body must end with a newline".into());
+                }
+                let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
+                if !lines.len().is_multiple_of(2) {
+                    problems.push(format!("{} lines: not action/source pairs", lines.len()));
+                }
+                let mut docs = Vec::new();
+                for pair in lines.chunks(2) {
+                    let action: serde_json::Value = serde_json::from_str(pair[0]).unwrap_or_default();
+                    let Some(index) = action["create"]["_index"].as_str() else {
+                        problems.push(format!("action line {}", pair[0]));
+                        continue;
+                    };
+                    match serde_json::from_str::<serde_json::Value>(pair.get(1).unwrap_or(&"")) {
+                        Ok(v) if v["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 30) => {
+                            docs.push((index.to_string(), v))
+                        }
+                        other => problems.push(format!("source line {other:?}")),
+                    }
+                }
+                let scripted = script && s.requests.is_empty();
+                s.requests.push((docs.len(), body.len()));
+                let mut items = Vec::new();
+                for (k, doc) in docs.into_iter().enumerate() {
+                    let (status, error) = match k {
+                        0 if scripted => (
+                            429,
+                            serde_json::json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}),
+                        ),
+                        1 if scripted => (
+                            400,
+                            serde_json::json!({"type": "mapper_parsing_exception", "reason": "failed to parse field [attributes.i]"}),
+                        ),
+                        _ => (201, serde_json::Value::Null),
+                    };
+                    let mut item =
+                        serde_json::json!({"_index": doc.0, "_id": format!("id{}", s.stored.len()), "status": status});
+                    if status == 201 {
+                        item["result"] = "created".into();
+                        s.stored.push(doc);
+                    } else {
+                        item["error"] = error;
+                    }
+                    items.push(serde_json::json!({ "create": item }));
+                }
+                s.problems.extend(problems);
+                drop(s);
+                let answer = serde_json::json!({"took": 3, "errors": scripted, "items": items}).to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        }
+    });
+    (port, state)
+}
+
+fn config(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+exporters:
+  elasticsearch:
+    endpoints: [http://127.0.0.1:{port}]
+    logs_index: "logs-%{{service.name}}-%Y.%m.%d"
+    retry:
+      initial_interval: 50ms
+{extra}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [elasticsearch]
+"#
+    )
+}
+
+#[test]
+fn a_429_item_is_sent_again_alone_and_a_400_item_is_dropped_and_counted() {
+    let Some(python) = python_peer() else { return };
+    let (port, state) = elasticsearch("ApiKey c2VjcmV0", true);
+    let gw = Gateway::start(&config(port, "    api_key: c2VjcmV0"));
+    let sent = python_sends(&python, gw.grpc, "logs", 5, &gw.path("sent.json"));
+    let records = sent["logs"].as_array().unwrap().len();
+    assert_eq!(records, 5);
+    let done = eventually(Duration::from_secs(15), || state.lock().unwrap().stored.len() == records - 1);
+    let s = state.lock().unwrap();
+    assert!(done, "stored {} of {}: {:?}\n{}", s.stored.len(), records - 1, s.requests, gw.log());
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.requests.iter().map(|r| r.0).collect::<Vec<_>>(), vec![5, 1], "only the 429 item is sent again");
+    let today = s.stored[0].0.clone();
+    assert!(today.starts_with("logs-py-sender-2"), "index from service.name and the date: {today}");
+    let bodies: Vec<&str> = s.stored.iter().map(|(_, d)| d["body"].as_str().unwrap_or("")).collect();
+    assert!(bodies.contains(&"log-0"), "the 429 item arrived on its second try: {bodies:?}");
+    assert!(!bodies.contains(&"log-1"), "the 400 item was dropped: {bodies:?}");
+    let doc = &s.stored.iter().find(|(_, d)| d["body"] == "log-4").unwrap().1;
+    assert_eq!(doc["severity_text"], "WARN");
+    assert_eq!(doc["attributes"]["s"], "v4");
+    assert_eq!(doc["attributes"]["i"], 46);
+    assert_eq!(doc["resource"]["attributes"]["service.name"], "py-sender");
+    assert_eq!(doc["scope"]["name"], "switchyard.peer.python");
+    assert_eq!(doc["trace_id"].as_str().unwrap(), sent["logs"][4]["trace_id"].as_str().unwrap());
+    drop(s);
+    let refused = gw.metric(
+        "switchyard_exporter_refused_items_total",
+        &[("exporter", "elasticsearch"), ("status", "400"), ("reason", "mapper_parsing_exception")],
+    );
+    assert_eq!(refused, 1.0);
+    assert_eq!(gw.metric("otelcol_exporter_sent_log_records_total", &[("exporter", "elasticsearch")]), 5.0);
+}
+
+#[test]
+fn large_batches_are_split_by_flush_bytes_and_ecs_names_the_fields() {
+    let Some(python) = python_peer() else { return };
+    let (port, state) = elasticsearch("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==", false);
+    let extra =
+        "    user: elastic\n    password: changeme\n    flush:\n      bytes: 2048\n    mapping:\n      mode: ecs";
+    let gw = Gateway::start(&config(port, extra));
+    python_sends(&python, gw.grpc, "logs", 40, &gw.path("sent.json"));
+    assert!(eventually(Duration::from_secs(15), || state.lock().unwrap().stored.len() == 40), "{}", gw.log());
+    let s = state.lock().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert!(s.requests.len() > 2, "split into several requests: {:?}", s.requests);
+    assert!(s.requests.iter().all(|(_, bytes)| *bytes <= 2048), "{:?}", s.requests);
+    let doc = &s.stored.iter().find(|(_, d)| d["message"] == "log-7").unwrap().1;
+    assert_eq!(doc["log.level"], "WARN");
+    assert_eq!(doc["service.name"], "py-sender");
+    assert_eq!(doc["s"], "v7");
+}
