@@ -58,6 +58,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Receiver,
+        name: "filelog",
+        signals: &[Signal::Logs],
+        description: "tails files: plain lines, multiline, Kubernetes container logs; offsets kept",
+    },
+    TypeInfo {
+        kind: ComponentKind::Receiver,
         name: "syslog",
         signals: &[Signal::Logs],
         description: "RFC 5424 and RFC 3164 syslog over UDP and TCP",
@@ -172,6 +178,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Extension,
+        name: "file_storage",
+        signals: &[],
+        description: "a directory for state kept across restarts (filelog offsets)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Extension,
         name: "health_check",
         signals: &[],
         description: "HTTP health endpoint (200 running, 503 otherwise)",
@@ -194,6 +206,7 @@ pub enum ReceiverConfig {
     Prometheus(Box<PrometheusReceiverConfig>),
     PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
     Syslog(crate::receivers::syslog::SyslogConfig),
+    FileLog(Box<crate::receivers::filelog::FileLogConfig>),
     FluentForward(crate::receivers::fluentforward::FluentForwardConfig),
 }
 
@@ -225,6 +238,7 @@ pub enum ExporterConfig {
 #[derive(Debug, Clone)]
 pub enum ExtensionConfig {
     HealthCheck(HealthCheckConfig),
+    FileStorage(crate::extensions::file_storage::FileStorageConfig),
 }
 
 impl ReceiverConfig {
@@ -236,6 +250,7 @@ impl ReceiverConfig {
             ReceiverConfig::Prometheus(_) => signals_of(ComponentKind::Receiver, "prometheus"),
             ReceiverConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Receiver, "prometheusremotewrite"),
             ReceiverConfig::Syslog(_) => signals_of(ComponentKind::Receiver, "syslog"),
+            ReceiverConfig::FileLog(_) => signals_of(ComponentKind::Receiver, "filelog"),
             ReceiverConfig::FluentForward(_) => signals_of(ComponentKind::Receiver, "fluentforward"),
         }
     }
@@ -309,6 +324,11 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
             path,
             crate::receivers::fluentforward::FluentForwardConfig::validate,
         )?)),
+        "filelog" => Some(ReceiverConfig::FileLog(Box::new(typed(
+            node,
+            path,
+            crate::receivers::filelog::FileLogConfig::validate,
+        )?))),
         "syslog" => Some(ReceiverConfig::Syslog(typed(node, path, crate::receivers::syslog::SyslogConfig::validate)?)),
         "prometheusremotewrite" => Some(ReceiverConfig::PrometheusRemoteWrite(typed(
             node,
@@ -395,6 +415,11 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
 pub fn decode_extension(id: &ComponentId, node: &Node, path: &str) -> Result<Option<ExtensionConfig>, ConfigError> {
     Ok(match id.type_name.as_str() {
         "health_check" => Some(ExtensionConfig::HealthCheck(typed(node, path, HealthCheckConfig::validate)?)),
+        "file_storage" => Some(ExtensionConfig::FileStorage(typed(
+            node,
+            path,
+            crate::extensions::file_storage::FileStorageConfig::validate,
+        )?)),
         _ => None,
     })
 }

@@ -3,6 +3,7 @@
 //! handed to several exporters share one payload.
 
 use super::admission::{Capacity, Claim};
+use super::delivery::Delivery;
 use super::signal::Signal;
 use bytes::{Bytes, BytesMut};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -122,6 +123,8 @@ pub struct Batch {
     /// The client's request metadata (header names lower-cased), for `from_context`; kept
     /// through splits, and through merges of batches from the same context.
     context: Option<Arc<Vec<(String, String)>>>,
+    /// Notices for the receiver that submitted the data (see `delivery`), shared by its parts.
+    deliveries: Vec<Arc<Delivery>>,
 }
 
 /// Client request metadata, as receivers attach it to what they admit.
@@ -146,6 +149,7 @@ impl Batch {
             payload: Arc::new(Payload { encoded: Some(bytes), decoded: OnceLock::new() }),
             claims: Vec::new(),
             context: None,
+            deliveries: Vec::new(),
         }
     }
 
@@ -159,6 +163,7 @@ impl Batch {
             payload: Arc::new(Payload { encoded: None, decoded }),
             claims: Vec::new(),
             context: None,
+            deliveries: Vec::new(),
         }
     }
 
@@ -208,6 +213,17 @@ impl Batch {
     pub fn with_context(mut self, context: Context) -> Batch {
         self.context = Some(context);
         self
+    }
+
+    /// Attaches a delivery notice: it runs once every copy and part of this data is done with.
+    pub fn on_delivered(mut self, delivery: Delivery) -> Batch {
+        self.deliveries.push(Arc::new(delivery));
+        self
+    }
+
+    /// The delivery notices the batch carries.
+    pub(crate) fn deliveries(&self) -> Vec<Arc<Delivery>> {
+        self.deliveries.clone()
     }
 
     /// The client's request metadata, if the receiver recorded it.
@@ -272,8 +288,10 @@ impl Batch {
         let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
         let context = first.context.clone().filter(|c| rest.iter().all(|b| b.context.as_ref() == Some(c)));
         let mut claims = first.claims.clone();
+        let mut deliveries = first.deliveries.clone();
         for b in &rest {
             claims.extend(b.claims.iter().cloned());
+            deliveries.extend(b.deliveries.iter().cloned());
         }
         let all_encoded = first.is_encoded() && rest.iter().all(Batch::is_encoded);
         let payload = if all_encoded {
@@ -298,7 +316,7 @@ impl Batch {
             let _ = decoded.set(merged);
             Payload { encoded: None, decoded }
         };
-        Some(Batch { signal, items, payload: Arc::new(payload), claims, context })
+        Some(Batch { signal, items, payload: Arc::new(payload), claims, context, deliveries })
     }
 
     /// Takes the request out, decoding if needed and copying only if the payload is shared.
@@ -318,6 +336,7 @@ impl Batch {
         }
         let claims = self.claims.clone();
         let context = self.context.clone();
+        let deliveries = self.deliveries.clone();
         let signal = self.signal;
         match self.into_request() {
             Ok(request) => super::split::split(request, max_items)
@@ -326,6 +345,7 @@ impl Batch {
                     let mut b = Batch::from_request(r);
                     b.claims = claims.clone();
                     b.context = context.clone();
+                    b.deliveries = deliveries.clone();
                     b
                 })
                 .collect(),

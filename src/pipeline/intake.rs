@@ -99,7 +99,12 @@ impl Intake {
     pub async fn submit(&self, transport: &str, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
         let items = batch.items() as u64;
+        let deliveries = batch.deliveries();
         let result = self.admit(batch).await;
+        if result.is_err() {
+            // Refused data was not delivered: its receiver will offer it again.
+            deliveries.iter().for_each(|d| d.cancel());
+        }
         let labels = [self.receiver.as_str(), transport];
         match &result {
             Ok(()) => METRICS.receiver_accepted[signal.index()].with_label_values(&labels).inc_by(items),

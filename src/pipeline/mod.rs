@@ -4,6 +4,7 @@
 
 mod admission;
 mod batch;
+mod delivery;
 mod intake;
 mod runner;
 mod service;
@@ -14,6 +15,7 @@ pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{Batch, Context, DecodeError, Request, context_from_headers, metric_points};
+pub use delivery::{Delivery, abandon};
 pub use intake::{Intake, Refusal, Route};
 pub use runner::{BoxFuture, ExportError, Exporter, Processor};
 pub use service::{RunningService, ServiceError, Status, StatusCell};

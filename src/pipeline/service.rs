@@ -115,6 +115,10 @@ impl RunningService {
 
         for id in &config.service_extensions {
             match &config.extensions[id] {
+                ExtensionConfig::FileStorage(cfg) => {
+                    let dir = cfg.prepare().map_err(|m| fail("extension", id, m))?;
+                    tracing::info!(extension = %id, directory = %dir.display(), "file storage ready");
+                }
                 ExtensionConfig::HealthCheck(cfg) => {
                     let listener = crate::net::bind(&cfg.endpoint).await.map_err(|m| fail("extension", id, m))?;
                     tracing::info!(extension = %id, endpoint = %local(&listener), "health check listening");
@@ -291,6 +295,10 @@ impl RunningService {
                     crate::receivers::fluentforward::start(cfg.clone(), intake, stop).await
                 }
                 ReceiverConfig::Syslog(cfg) => crate::receivers::syslog::start(cfg.clone(), intake, stop).await,
+                ReceiverConfig::FileLog(cfg) => match storage_directory(config, cfg.storage.as_deref()) {
+                    Ok(dir) => crate::receivers::filelog::start((**cfg).clone(), dir, intake, stop).await,
+                    Err(m) => Err(m),
+                },
                 ReceiverConfig::PrometheusRemoteWrite(cfg) => {
                     crate::receivers::prometheusremotewrite::start(cfg.clone(), intake, stop, grace).await
                 }
@@ -345,6 +353,8 @@ impl RunningService {
         if in_time {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
         } else {
+            // What is still queued is lost: its receivers must not record it as delivered.
+            super::delivery::abandon();
             // One line per exporter that still held data: what it was and how much.
             for family in prometheus::core::Collector::collect(&crate::telemetry::metrics::METRICS.exporter_queue_size)
             {
@@ -368,6 +378,17 @@ impl RunningService {
             let _ = t.await;
         }
         in_time
+    }
+}
+
+/// The directory of the `file_storage` extension a receiver names in its `storage` key.
+fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(name) = storage else { return Ok(None) };
+    let enabled = config.service_extensions.iter().find(|id| id.to_string() == name);
+    match enabled.map(|id| &config.extensions[id]) {
+        Some(ExtensionConfig::FileStorage(cfg)) => cfg.prepare().map(Some),
+        Some(_) => Err(format!("storage: extension {name} is not a file_storage extension")),
+        None => Err(format!("storage: no extension {name} is defined and listed in service.extensions")),
     }
 }
 

@@ -1,0 +1,55 @@
+//! The `file_storage` extension: a directory where components keep state across restarts
+//! (the `filelog` receiver's read offsets), with the collector's keys.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileStorageConfig {
+    pub directory: String,
+    /// Create `directory` (mode 0750) when it does not exist, instead of failing.
+    pub create_directory: bool,
+    /// Flush every state file to disk before it replaces the old one (survives a power loss,
+    /// not only a crash).
+    pub fsync: bool,
+}
+
+impl Default for FileStorageConfig {
+    fn default() -> Self {
+        FileStorageConfig { directory: "/var/lib/otelcol/file_storage".into(), create_directory: false, fsync: false }
+    }
+}
+
+impl FileStorageConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.directory.is_empty() {
+            return Err(("directory".into(), "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks (or creates) the directory at start; a state file is then written there.
+    pub fn prepare(&self) -> Result<PathBuf, String> {
+        let dir = PathBuf::from(&self.directory);
+        if !dir.is_dir() {
+            if !self.create_directory {
+                return Err(format!(
+                    "directory {} does not exist (create it, or set create_directory: true)",
+                    dir.display()
+                ));
+            }
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&dir)
+                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+        }
+        let probe = dir.join(".switchyard-write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))?;
+        Ok(dir)
+    }
+}

@@ -1,0 +1,363 @@
+//! The `filelog` receiver: tails files matched by globs (PROTOCOLS.md §5, the collector's
+//! `filelog`), plain or in Kubernetes container log formats, following rotation by rename and
+//! by copy-truncate, with read offsets kept in a `file_storage` directory and moved only once
+//! the data is delivered (see `checkpoint`).
+
+mod checkpoint;
+pub mod config;
+mod container;
+mod reader;
+
+use crate::pipeline::{Batch, Delivery, Intake, Request};
+use crate::receivers::attributes::{kv, string};
+use crate::receivers::bad_input::BadInput;
+use checkpoint::Checkpoints;
+pub use config::FileLogConfig;
+use config::{Encoding, StartAt};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use reader::{Entry, Problem, Reader, Rules};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Entries per submitted batch, and bytes read from one file before a batch is sent.
+const BATCH_ENTRIES: usize = 1000;
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Starts tailing; `storage` is the directory of the `file_storage` extension named by
+/// `storage`, if any.
+pub async fn start(
+    cfg: FileLogConfig,
+    storage: Option<PathBuf>,
+    intake: Arc<Intake>,
+    stop: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let file = storage.map(|dir| dir.join(format!("receiver_filelog_{}.json", sanitize(intake.receiver()))));
+    let checkpoints = Checkpoints::load(file)?;
+    let multiline = cfg.multiline.clone().unwrap_or_default();
+    let regex = |p: &Option<String>| p.as_deref().map(regex::bytes::Regex::new).transpose().map_err(|e| e.to_string());
+    let rules = Rules {
+        max_log_size: cfg.max_log_size as usize,
+        container: cfg.container().map(|c| c.0),
+        line_start: regex(&multiline.line_start_pattern)?,
+        line_end: regex(&multiline.line_end_pattern)?,
+        force_flush_period: cfg.force_flush_period,
+    };
+    let first_start = checkpoints.is_empty();
+    let tailer = Tailer {
+        bad: BadInput::new(intake.clone(), "file"),
+        cfg,
+        rules,
+        checkpoints: Arc::new(Mutex::new(checkpoints)),
+        readers: BTreeMap::new(),
+        next_id: 0,
+        first_poll: first_start,
+        intake,
+        runtime: tokio::runtime::Handle::current(),
+        stop,
+    };
+    tracing::info!(receiver = tailer.intake.receiver(), include = ?tailer.cfg.include, "filelog tailing");
+    Ok(vec![tokio::task::spawn_blocking(move || tailer.run())])
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+struct Tailer {
+    cfg: FileLogConfig,
+    rules: Rules,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    readers: BTreeMap<u64, Reader>,
+    next_id: u64,
+    /// Files found by the first poll of a first start are read from `start_at`.
+    first_poll: bool,
+    intake: Arc<Intake>,
+    bad: BadInput,
+    runtime: tokio::runtime::Handle,
+    stop: CancellationToken,
+}
+
+/// `stored` (a fingerprint saved earlier, possibly shorter) is the start of `fingerprint`.
+fn same_file(stored: &[u8], fingerprint: &[u8]) -> bool {
+    !stored.is_empty() && fingerprint.starts_with(stored)
+}
+
+impl Tailer {
+    fn checkpoints(&self) -> std::sync::MutexGuard<'_, Checkpoints> {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(mut self) {
+        while !self.stop.is_cancelled() {
+            let began = Instant::now();
+            self.poll();
+            let wait = self.cfg.poll_interval.saturating_sub(began.elapsed());
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.stop.is_cancelled() {
+                std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+            }
+        }
+    }
+
+    /// The regular files matched now: (path, device and inode, size).
+    fn list(&self) -> Vec<(String, (u64, u64), u64)> {
+        let excluded: Vec<glob::Pattern> = self.cfg.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        let mut found = Vec::new();
+        for pattern in &self.cfg.include {
+            let Ok(paths) = glob::glob(pattern) else { continue };
+            for path in paths.flatten() {
+                if excluded.iter().any(|e| e.matches_path(&path)) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let text = path.to_string_lossy().into_owned();
+                if !found.iter().any(|(p, _, _): &(String, _, _)| *p == text) {
+                    found.push((text, (meta.dev(), meta.ino()), meta.len()));
+                }
+            }
+        }
+        found
+    }
+
+    fn fingerprint(&self, path: &str) -> Vec<u8> {
+        let mut fp = Vec::new();
+        if let Ok(f) = std::fs::File::open(path) {
+            let _ = f.take(self.cfg.fingerprint_size).read_to_end(&mut fp);
+        }
+        fp
+    }
+
+    fn poll(&mut self) {
+        let files = self.list();
+        for r in self.readers.values_mut() {
+            r.seen = false;
+        }
+        // Files already open: renamed ones keep their reader; a file shorter than what was read
+        // was truncated (copy-truncate): its reader ends, its content is a new file.
+        let mut new_files = Vec::new();
+        for (path, key, size) in files {
+            let Some(id) = self.readers.values().find(|r| r.key == key).map(|r| r.id) else {
+                new_files.push((path, key, size));
+                continue;
+            };
+            // Shorter than what was read, or other first bytes: truncated (and perhaps written again).
+            let truncated = self.readers.get(&id).is_some_and(|r| {
+                let fp = self.fingerprint(&path);
+                let n = fp.len().min(r.fingerprint.len());
+                size < r.read_offset || fp[..n] != r.fingerprint[..n]
+            });
+            if truncated {
+                let r = self.readers.remove(&id).expect("reader");
+                tracing::info!(receiver = self.intake.receiver(), path = %r.path, "file was truncated; reading it from the start");
+                // Its copy (if the glob finds one) continues where this reader's delivered lines end.
+                let mut cp = self.checkpoints();
+                cp.restored.push(checkpoint::Known {
+                    path: r.path.clone(),
+                    fingerprint: r.fingerprint.clone(),
+                    offset: r.done_offset,
+                });
+                cp.close(id);
+                drop(cp);
+                new_files.push((path, key, size));
+                continue;
+            }
+            if let Some(r) = self.readers.get_mut(&id) {
+                r.seen = true;
+                if r.path != path {
+                    r.path = path;
+                }
+            }
+        }
+        for (path, key, size) in new_files {
+            if self.readers.len() >= self.cfg.max_concurrent_files {
+                self.bad.warn("max_concurrent_files", "more files match than max_concurrent_files; the rest wait");
+                break;
+            }
+            let fingerprint = self.fingerprint(&path);
+            if fingerprint.is_empty() {
+                continue; // nothing to recognise it by yet
+            }
+            let checkpoints = self.checkpoints.clone();
+            let mut cp = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let offset = if let Some(i) =
+                cp.restored.iter().position(|k| same_file(&k.fingerprint, &fingerprint) && k.offset <= size)
+            {
+                cp.restored.remove(i).offset
+            } else if let Some(r) =
+                self.readers.values().find(|r| same_file(&r.fingerprint, &fingerprint) && size >= r.done_offset)
+            {
+                r.done_offset // a copy of a file being read: only what it has beyond
+            } else if self.first_poll && self.cfg.start_at == StartAt::End {
+                size
+            } else {
+                0
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            match Reader::open(id, &path, key, fingerprint.clone(), offset) {
+                Ok(r) => {
+                    cp.open(id, &path, &fingerprint, offset);
+                    self.readers.insert(id, r);
+                }
+                Err(e) => self.bad.warn("unreadable", &format!("cannot open {path}: {e}")),
+            }
+        }
+        self.first_poll = false;
+        let ids: Vec<u64> = self.readers.keys().copied().collect();
+        for id in ids {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            self.read_file(id);
+        }
+    }
+
+    /// Reads one file to its end, sending batches on the way.
+    fn read_file(&mut self, id: u64) {
+        let Some(mut r) = self.readers.remove(&id) else { return };
+        let mut entries = Vec::new();
+        let mut problems = Vec::new();
+        let mut ended = false;
+        loop {
+            match r.read(&self.rules, READ_CHUNK, &mut entries, &mut problems) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    self.bad.warn("unreadable", &format!("cannot read {}: {e}", r.path));
+                    ended = true;
+                    break;
+                }
+            }
+            self.report(&r, &mut problems);
+            if entries.len() >= BATCH_ENTRIES && !self.send(&r, std::mem::take(&mut entries)) {
+                // Stopping: what was read is not delivered, so its offset was not saved.
+                self.readers.insert(id, r);
+                return;
+            }
+        }
+        // A file no longer under the globs (deleted or rotated away) has been read to its end.
+        let gone = !r.seen || ended;
+        r.flush_stale(&self.rules, gone, &mut entries, &mut problems);
+        self.report(&r, &mut problems);
+        if !entries.is_empty() && !self.send(&r, entries) {
+            self.readers.insert(id, r);
+            return;
+        }
+        // Keep the fingerprint growing up to its size, so that files with a common start are told apart.
+        if (r.fingerprint.len() as u64) < self.cfg.fingerprint_size && r.read_offset > r.fingerprint.len() as u64 {
+            let fp = self.fingerprint(&r.path);
+            if fp.starts_with(&r.fingerprint) {
+                r.fingerprint = fp;
+                self.checkpoints().describe(r.id, &r.path, &r.fingerprint);
+            }
+        }
+        if gone {
+            self.checkpoints().close(r.id);
+        } else {
+            self.readers.insert(id, r);
+        }
+    }
+
+    fn report(&self, r: &Reader, problems: &mut Vec<Problem>) {
+        for p in problems.drain(..) {
+            match p {
+                Problem::TooLong => self.bad.report(
+                    "too_large",
+                    &format!(
+                        "a line in {} is longer than max_log_size ({} bytes); it was cut into pieces",
+                        r.path, self.cfg.max_log_size
+                    ),
+                ),
+                Problem::NotContainerFormat(e) => {
+                    self.bad.report("malformed", &format!("{}: {e}; taken as it is", r.path))
+                }
+            }
+        }
+    }
+
+    fn record(&self, r: &Reader, e: Entry, observed: u64) -> LogRecord {
+        let body = match self.cfg.encoding {
+            Encoding::Nop => any_value::Value::BytesValue(e.body),
+            Encoding::Utf8 | Encoding::Utf8Raw | Encoding::Ascii => match String::from_utf8(e.body) {
+                Ok(s) => any_value::Value::StringValue(s),
+                Err(bad) => {
+                    self.bad.report(
+                        "invalid_utf8",
+                        &format!("a line in {} is not valid UTF-8; invalid bytes replaced by U+FFFD", r.path),
+                    );
+                    any_value::Value::StringValue(String::from_utf8_lossy(bad.as_bytes()).into_owned())
+                }
+            },
+        };
+        let mut attributes = Vec::new();
+        if self.cfg.include_file_name {
+            let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+            attributes.push(kv("log.file.name", string(name)));
+        }
+        if self.cfg.include_file_path {
+            attributes.push(kv("log.file.path", string(&r.path)));
+        }
+        if let Some(stream) = e.stream {
+            attributes.push(kv("log.iostream", string(&stream)));
+        }
+        LogRecord {
+            time_unix_nano: e.time,
+            observed_time_unix_nano: observed,
+            body: Some(AnyValue { value: Some(body) }),
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    /// Submits `entries` read from `r` (everything up to `r.done_offset`), waiting while the
+    /// pipelines refuse for lack of room. False when stopping cut it short.
+    fn send(&self, r: &Reader, entries: Vec<Entry>) -> bool {
+        let observed = now_ns();
+        let records: Vec<LogRecord> = entries.into_iter().map(|e| self.record(r, e, observed)).collect();
+        let resource: Vec<KeyValue> = match self.cfg.container() {
+            Some((_, true)) => container::path_metadata(&r.path),
+            _ => Vec::new(),
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource { attributes: resource, ..Default::default() }),
+                scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let base = Batch::from_request(Request::Logs(request));
+        let (id, seq) = (r.id, self.checkpoints().sent(r.id, r.done_offset));
+        loop {
+            let checkpoints = self.checkpoints.clone();
+            let batch = base.clone().on_delivered(Delivery::new(move || {
+                checkpoints.lock().unwrap_or_else(|p| p.into_inner()).delivered(id, seq)
+            }));
+            match self.runtime.block_on(self.intake.submit("file", batch)) {
+                Ok(()) => return true,
+                Err(refusal) if refusal.retryable && !self.stop.is_cancelled() => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(refusal) => {
+                    self.bad.warn("refused", &format!("{}: not read further for now: {}", r.path, refusal.message));
+                    return false;
+                }
+            }
+        }
+    }
+}
