@@ -105,6 +105,7 @@ extensions:
   file_storage:
     directory: {storage}
     create_directory: true
+    fsync: {fsync}
 receivers:
   filelog:
     include: ["{include}"]
@@ -128,7 +129,8 @@ service:
       receivers: [filelog]
       exporters: [otlphttp]
 "#,
-        storage = storage.display()
+        storage = storage.display(),
+        fsync = extra.is_empty()
     )
 }
 

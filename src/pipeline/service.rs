@@ -382,11 +382,12 @@ impl RunningService {
 }
 
 /// The directory of the `file_storage` extension a receiver names in its `storage` key.
-fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<std::path::PathBuf>, String> {
+/// Its directory and whether state files are synced to disk.
+fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<(std::path::PathBuf, bool)>, String> {
     let Some(name) = storage else { return Ok(None) };
     let enabled = config.service_extensions.iter().find(|id| id.to_string() == name);
     match enabled.map(|id| &config.extensions[id]) {
-        Some(ExtensionConfig::FileStorage(cfg)) => cfg.prepare().map(Some),
+        Some(ExtensionConfig::FileStorage(cfg)) => cfg.prepare().map(|dir| Some((dir, cfg.fsync))),
         Some(_) => Err(format!("storage: extension {name} is not a file_storage extension")),
         None => Err(format!("storage: no extension {name} is defined and listed in service.extensions")),
     }

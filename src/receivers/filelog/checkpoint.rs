@@ -51,6 +51,8 @@ struct Track {
 
 pub struct Checkpoints {
     file: Option<PathBuf>,
+    /// Sync each new file (and its directory) to disk before and after the rename.
+    pub fsync: bool,
     tracks: BTreeMap<u64, Track>,
     /// Files from the last run not seen yet.
     pub restored: Vec<Known>,
@@ -71,7 +73,7 @@ impl Checkpoints {
                 Err(e) => return Err(format!("cannot read checkpoint file {}: {e}", f.display())),
             }
         }
-        Ok(Checkpoints { file, tracks: BTreeMap::new(), restored })
+        Ok(Checkpoints { file, fsync: false, tracks: BTreeMap::new(), restored })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,7 +161,21 @@ impl Checkpoints {
             .collect();
         let text = serde_json::to_vec(&Saved { version: 1, files }).unwrap_or_default();
         let tmp = file.with_extension("json.tmp");
-        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &text)?;
+            if self.fsync {
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, file)?;
+            if self.fsync
+                && let Some(dir) = file.parent()
+            {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        let result = write();
         if let Err(e) = result {
             tracing::error!(file = %file.display(), error = %e, "cannot write the filelog checkpoint");
         }

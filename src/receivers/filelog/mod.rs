@@ -33,15 +33,17 @@ const BATCH_ENTRIES: usize = 1000;
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Starts tailing; `storage` is the directory of the `file_storage` extension named by
-/// `storage`, if any.
+/// `storage`, if any, and whether it syncs its files.
 pub async fn start(
     cfg: FileLogConfig,
-    storage: Option<PathBuf>,
+    storage: Option<(PathBuf, bool)>,
     intake: Arc<Intake>,
     stop: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let file = storage.map(|dir| dir.join(format!("receiver_filelog_{}.json", sanitize(intake.receiver()))));
-    let checkpoints = Checkpoints::load(file)?;
+    let fsync = storage.as_ref().is_some_and(|s| s.1);
+    let file = storage.map(|(dir, _)| dir.join(format!("receiver_filelog_{}.json", sanitize(intake.receiver()))));
+    let mut checkpoints = Checkpoints::load(file)?;
+    checkpoints.fsync = fsync;
     let multiline = cfg.multiline.clone().unwrap_or_default();
     let regex = |p: &Option<String>| p.as_deref().map(regex::bytes::Regex::new).transpose().map_err(|e| e.to_string());
     let rules = Rules {
