@@ -144,6 +144,11 @@ impl Checkpoints {
         }
     }
 
+    /// Batches submitted and not yet done with, over all files.
+    pub fn in_flight(&self) -> usize {
+        self.tracks.values().map(|t| t.in_flight.len()).sum()
+    }
+
     /// The offset of `id` that is safe to resume from.
     #[cfg(test)]
     pub fn committed(&self, id: u64) -> Option<u64> {

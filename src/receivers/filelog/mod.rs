@@ -31,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 /// Entries per submitted batch, and bytes read from one file before a batch is sent.
 const BATCH_ENTRIES: usize = 1000;
 const READ_CHUNK: usize = 256 * 1024;
+/// Batches read ahead of delivery. The files are the buffer: reading further ahead than the
+/// exporters go would only fill memory (the queues would take up to `queue_size` batches).
+const MAX_IN_FLIGHT: usize = 16;
 
 /// Starts tailing; `storage` is the directory of the `file_storage` extension named by
 /// `storage`, if any, and whether it syncs its files.
@@ -344,6 +347,12 @@ impl Tailer {
             }],
         };
         let base = Batch::from_request(Request::Logs(request));
+        while self.checkpoints().in_flight() >= MAX_IN_FLIGHT {
+            if self.stop.is_cancelled() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let (id, seq) = (r.id, self.checkpoints().sent(r.id, r.done_offset));
         loop {
             let checkpoints = self.checkpoints.clone();
