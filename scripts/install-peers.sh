@@ -2,6 +2,8 @@
 # Installs the real test peers used by switchyard's integration tests (tests/):
 #   - prometheus + promtool, prometheus-node-exporter and victoria-metrics (Debian apt packages;
 #     a service a package starts on its default port is stopped and disabled again)
+#   - clickhouse-server 18.16 and rsyslog 8.2302 (Debian apt packages; the tests run their own
+#     instances on loopback), logger (bsdutils)
 #   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
 #     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
 #   - OpenTelemetry Python SDK 1.21 + Jaeger Thrift and Zipkin v2 exporters in
@@ -81,9 +83,21 @@ if [ "${#PROM_PKGS[@]}" -gt 0 ]; then
     done
 fi
 
-# ---------------------------------------------------------------- logger (syslog sender)
-# util-linux's logger (Debian package bsdutils), usually present already.
+# ---------------------------------------------------------------- logger and rsyslog (syslog senders)
+# util-linux's logger (Debian package bsdutils), usually present already; rsyslog 8.2302 as a
+# forwarding relay (the tests start their own rsyslogd with their own config; no service runs).
 [ -x /usr/bin/logger ] || apt_install bsdutils
+if [ ! -x /usr/sbin/rsyslogd ]; then
+    apt_install rsyslog
+    stop_service rsyslog
+fi
+
+# ---------------------------------------------------------------- ClickHouse 18.16 (log store)
+# The tests start their own clickhouse-server with a config in a scratch directory.
+if [ ! -x /usr/sbin/clickhouse-server ]; then
+    apt_install clickhouse-server clickhouse-client
+    stop_service clickhouse-server
+fi
 
 # ---------------------------------------------------------------- python venvs
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PEERS_PYTHON)"
@@ -150,6 +164,8 @@ echo "prometheus $prom_v ($(command -v prometheus))"
 echo "promtool $promtool_v ($(command -v promtool))"
 echo "prometheus-node-exporter $node_exporter_v (/usr/bin/prometheus-node-exporter)"
 echo "victoria-metrics $vm_v (/usr/bin/victoria-metrics)"
+echo "clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null) (/usr/sbin/clickhouse-server)"
+echo "rsyslog $(dpkg-query -W -f='${Version}' rsyslog 2>/dev/null) (/usr/sbin/rsyslogd)"
 echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python jaeger-client $jaeger_py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python opentelemetry-sdk $otel121_v [${VENV_OTEL121#"$ROOT/"}/bin/python]"

@@ -4,6 +4,7 @@ pub mod compression;
 pub mod debug;
 pub mod elasticsearch;
 pub mod file;
+pub mod http_post;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;

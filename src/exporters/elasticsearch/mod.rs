@@ -3,18 +3,15 @@
 //! (up to `retry.max_retries` times, with backoff), other refused items are dropped and counted
 //! with their reason; a whole request refused with 429 or 5xx is retried as a batch.
 
+use super::http_post::HttpPoster;
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
-use super::tls::{Protocol, TlsClientConfig};
+use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Uri, header};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderName, HeaderValue, Uri, header};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde::Deserialize;
 use std::time::Duration;
@@ -297,8 +294,8 @@ pub struct ElasticsearchExporter {
     /// `<endpoint>/_bulk` for every endpoint; requests go to `current`, the next on a connection failure.
     uris: Vec<Uri>,
     current: std::sync::atomic::AtomicUsize,
-    auth: Option<HeaderValue>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    poster: HttpPoster,
 }
 
 impl ElasticsearchExporter {
@@ -318,18 +315,13 @@ impl ElasticsearchExporter {
         } else {
             None
         };
-        let auth = auth
-            .map(|a| HeaderValue::try_from(a).map_err(|_| "credentials are not a valid header".to_string()))
-            .transpose()?;
-        let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
-        Ok(ElasticsearchExporter {
-            name,
-            cfg: cfg.clone(),
-            uris,
-            current: Default::default(),
-            auth,
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        })
+        let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))];
+        if let Some(a) = auth {
+            let value = HeaderValue::try_from(a).map_err(|_| "credentials are not a valid header".to_string())?;
+            headers.push((header::AUTHORIZATION, value));
+        }
+        let poster = HttpPoster::new(&cfg.tls, cfg.timeout)?;
+        Ok(ElasticsearchExporter { name, cfg: cfg.clone(), uris, current: Default::default(), headers, poster })
     }
 
     /// The documents as `_bulk` bodies of at most `flush.bytes` each (a single larger document
@@ -370,41 +362,13 @@ impl ElasticsearchExporter {
         use std::sync::atomic::Ordering;
         let at = self.current.load(Ordering::Relaxed) % self.uris.len();
         let uri = &self.uris[at];
-        let mut req = http::Request::builder()
-            .method(Method::POST)
-            .uri(uri.clone())
-            .header(header::CONTENT_TYPE, "application/x-ndjson")
-            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
-        if let Some(a) = &self.auth {
-            req = req.header(header::AUTHORIZATION, a.clone());
-        }
-        let req =
-            req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
+        let (parts, body) =
+            self.poster.post(uri, &self.headers, Bytes::from(body), 64 << 20).await.inspect_err(|_| {
                 // Connection trouble: the next attempt goes to the next endpoint.
                 self.current.store(at + 1, Ordering::Relaxed);
-                ExportError::Retryable { after: None, reason: format!("{uri}: {e}") }
             })?;
-            let (parts, body) = resp.into_parts();
-            let body =
-                http_body_util::Limited::new(body, 64 << 20).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, ExportError>((parts, body))
-        };
-        let (parts, body) = tokio::time::timeout(self.cfg.timeout, exchange).await.map_err(|_| {
-            ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.cfg.timeout) }
-        })??;
         if !parts.status.is_success() {
-            let reason = format!(
-                "HTTP {}: {}",
-                parts.status,
-                String::from_utf8_lossy(&body).chars().take(500).collect::<String>()
-            );
-            return Err(if matches!(parts.status.as_u16(), 429 | 502..=504) {
-                ExportError::Retryable { after: super::otlphttp::retry_after(&parts.headers), reason }
-            } else {
-                ExportError::Permanent { reason }
-            });
+            return Err(super::http_post::status_error(&parts, &body, |s| matches!(s, 429 | 502..=504)));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ExportError::Retryable { after: None, reason: format!("unreadable _bulk answer: {e}") })?;

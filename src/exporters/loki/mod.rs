@@ -6,18 +6,15 @@
 //! stays low. Entries of a stream are sent in time order. 429 and 5xx are retried, other 4xx drop
 //! the batch.
 
+use super::http_post::HttpPoster;
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
-use super::tls::{Protocol, TlsClientConfig};
+use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use crate::proto::loki as pb;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderName, HeaderValue, Uri, header};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use serde::Deserialize;
@@ -264,7 +261,7 @@ pub struct LokiExporter {
     cfg: LokiConfig,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    poster: HttpPoster,
 }
 
 impl LokiExporter {
@@ -283,13 +280,7 @@ impl LokiExporter {
                 HeaderValue::try_from(cfg.tenant_id.as_str()).map_err(|e| e.to_string())?,
             ));
         }
-        let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
-        Ok(LokiExporter {
-            cfg: cfg.clone(),
-            uri,
-            headers,
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        })
+        Ok(LokiExporter { cfg: cfg.clone(), uri, headers, poster: HttpPoster::new(&cfg.tls, cfg.timeout)? })
     }
 
     fn body(
@@ -352,39 +343,13 @@ impl LokiExporter {
             return Err(ExportError::Permanent { reason: "the loki exporter takes logs only".into() });
         };
         let (body, content_type) = self.body(logs)?;
-        let mut req = http::Request::builder()
-            .method(Method::POST)
-            .uri(self.uri.clone())
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
-        let uri = &self.uri;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| ExportError::Retryable { after: None, reason: format!("{uri}: {e}") })?;
-            let (parts, body) = resp.into_parts();
-            let body =
-                http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, ExportError>((parts, body))
-        };
-        let (parts, body) = tokio::time::timeout(self.cfg.timeout, exchange).await.map_err(|_| {
-            ExportError::Retryable { after: None, reason: format!("{uri}: no answer within {:?}", self.cfg.timeout) }
-        })??;
+        let mut headers = self.headers.clone();
+        headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+        let (parts, answer) = self.poster.post(&self.uri, &headers, body, 4096).await?;
         if parts.status.is_success() {
             return Ok(());
         }
-        let reason = format!("HTTP {}: {}", parts.status, String::from_utf8_lossy(&body).trim());
-        if parts.status.is_server_error() || parts.status == StatusCode::TOO_MANY_REQUESTS {
-            Err(ExportError::Retryable { after: super::otlphttp::retry_after(&parts.headers), reason })
-        } else {
-            Err(ExportError::Permanent { reason })
-        }
+        Err(super::http_post::status_error(&parts, &answer, |s| s == 429 || s >= 500))
     }
 }
 
