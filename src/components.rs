@@ -154,6 +154,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "clickhouse",
+        signals: &[Signal::Logs],
+        description: "ClickHouse over its HTTP interface (JSONEachRow inserts)",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "elasticsearch",
         signals: &[Signal::Logs],
         description: "Elasticsearch / OpenSearch _bulk API",
@@ -233,6 +239,7 @@ pub enum ExporterConfig {
     Prometheus(Box<PrometheusExporterConfig>),
     Loki(Box<crate::exporters::loki::LokiConfig>),
     Elasticsearch(Box<crate::exporters::elasticsearch::ElasticsearchConfig>),
+    ClickHouse(Box<crate::exporters::clickhouse::ClickHouseConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +290,7 @@ impl ExporterConfig {
             ExporterConfig::Prometheus(_) => signals_of(ComponentKind::Exporter, "prometheus"),
             ExporterConfig::Loki(_) => signals_of(ComponentKind::Exporter, "loki"),
             ExporterConfig::Elasticsearch(_) => signals_of(ComponentKind::Exporter, "elasticsearch"),
+            ExporterConfig::ClickHouse(_) => signals_of(ComponentKind::Exporter, "clickhouse"),
         }
     }
 }
@@ -389,6 +397,11 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "clickhouse" => Some(ExporterConfig::ClickHouse(Box::new(typed(
+            node,
+            path,
+            crate::exporters::clickhouse::ClickHouseConfig::validate,
+        )?))),
         "elasticsearch" => Some(ExporterConfig::Elasticsearch(Box::new(typed(
             node,
             path,

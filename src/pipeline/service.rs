@@ -167,6 +167,13 @@ impl RunningService {
                     Arc::new(crate::exporters::loki::LokiExporter::new(cfg).map_err(|m| fail("exporter", id, m))?),
                     cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
                 ),
+                ExporterConfig::ClickHouse(cfg) => (
+                    Arc::new(
+                        crate::exporters::clickhouse::ClickHouseExporter::new(cfg)
+                            .map_err(|m| fail("exporter", id, m))?,
+                    ),
+                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
+                ),
                 ExporterConfig::Elasticsearch(cfg) => (
                     Arc::new(
                         crate::exporters::elasticsearch::ElasticsearchExporter::new(id.to_string(), cfg)
