@@ -1,5 +1,6 @@
-//! The `syslog` receiver with a real sender: util-linux `logger` sends RFC 5424 over TCP
-//! (octet-counted) and UDP, and RFC 3164 over UDP; the test reads the exported OTLP log records
+//! The `syslog` receiver with real senders: util-linux `logger` sends RFC 5424 over TCP
+//! (octet-counted) and UDP, and RFC 3164 over UDP; rsyslog 8.2302 relays `logger` messages in
+//! the same three forms (its `omfwd` forwarding). The test reads the exported OTLP log records
 //! field by field. Bad input (not syslog, a frame over max_log_size) is counted and the next good
 //! message still arrives.
 
@@ -168,4 +169,113 @@ fn bad_syslog_input_is_counted_and_the_next_message_arrives() {
     assert!(eventually(Duration::from_secs(5), || count("udp", "malformed") == 20.0), "{}", count("udp", "malformed"));
     assert_eq!(count("tcp", "too_large"), 1.0);
     assert!(records(&path).iter().all(|(_, r)| !r["body"]["stringValue"].as_str().unwrap_or("").starts_with("xxx")));
+}
+
+/// A throwaway rsyslogd (not the system service) relaying what arrives on three loopback TCP
+/// inputs to the receiver: RFC 5424 over TCP with octet counting, RFC 5424 over UDP, and the
+/// traditional RFC 3164 form over UDP. No /dev/log, no kernel log, nothing under /var.
+struct Rsyslog {
+    child: std::process::Child,
+    inputs: [u16; 3],
+    _dir: tempfile::TempDir,
+}
+
+impl Rsyslog {
+    fn start(tcp: u16, udp: u16, udp3164: u16) -> Option<Rsyslog> {
+        let bin = peer(std::path::Path::new("/usr/sbin/rsyslogd"), "Debian's rsyslog")?;
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let inputs = [free_port(), free_port(), free_port()];
+        let conf = dir.path().join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{work}" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k")
+module(load="imtcp")
+action(type="omfile" file="{dir}/internal.log")
+input(type="imtcp" address="127.0.0.1" port="{i0}" ruleset="tcp5424")
+input(type="imtcp" address="127.0.0.1" port="{i1}" ruleset="udp5424")
+input(type="imtcp" address="127.0.0.1" port="{i2}" ruleset="udp3164")
+ruleset(name="tcp5424") {{
+  action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted"
+         template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct" action.resumeRetryCount="-1" action.resumeInterval="1")
+}}
+ruleset(name="udp5424") {{
+  action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct")
+}}
+ruleset(name="udp3164") {{
+  action(type="omfwd" target="127.0.0.1" port="{udp3164}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat" queue.type="Direct")
+}}
+"#,
+                work = work.display(),
+                dir = dir.path().display(),
+                i0 = inputs[0],
+                i1 = inputs[1],
+                i2 = inputs[2],
+            ),
+        )
+        .unwrap();
+        let pid_file = dir.path().join("rsyslogd.pid");
+        let mut child = Command::new(bin)
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(&pid_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rsyslogd");
+        let ready = eventually(Duration::from_secs(10), || {
+            std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == child.id().to_string())
+                && inputs.iter().all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
+        if !ready {
+            let _ = child.kill();
+            panic!("rsyslogd did not start: {:?}", std::fs::read_to_string(dir.path().join("internal.log")));
+        }
+        Some(Rsyslog { child, inputs, _dir: dir })
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rsyslog_relays_arrive_as_log_records() {
+    let Some(logger) = logger() else { return };
+    let gw = Gateway::start(CONFIG);
+    let Some(rsyslog) = Rsyslog::start(gw.port("tcp"), gw.port("udp"), gw.port("udp3164")) else { return };
+    let send = |port: u16, args: &[&str]| {
+        let out =
+            Command::new(&logger).args(["-T", "-n", "127.0.0.1", "-P", &port.to_string()]).args(args).output().unwrap();
+        assert!(out.status.success(), "logger {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let sd = ["--sd-id", "meta@32473", "--sd-param", "env=\"ci\""];
+    let five = ["--rfc5424", "-i", "--msgid", "MID1", "-p", "local0.warning"];
+    send(rsyslog.inputs[0], &[&five[..], &sd[..], &["-t", "relay-tcp", "relayed over tcp"]].concat());
+    send(rsyslog.inputs[1], &[&five[..], &sd[..], &["-t", "relay-udp", "relayed over udp"]].concat());
+    send(rsyslog.inputs[2], &["--rfc3164", "-i", "-t", "relay-bsd", "-p", "mail.err", "relayed bsd"]);
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || records(&path).len() == 3), "{:#?}\n{}", records(&path), gw.log());
+    let all = records(&path);
+    for (body, app) in [("relayed over tcp", "relay-tcp"), ("relayed over udp", "relay-udp")] {
+        let (res, r) = find(&all, body);
+        assert_eq!(attr(res, "service.name"), Some(serde_json::json!({"stringValue": app})));
+        assert_eq!(r["severityNumber"], 13, "warning");
+        assert_eq!(attr(&r["attributes"], "syslog.facility"), Some(serde_json::json!({"intValue": "16"})));
+        assert_eq!(attr(&r["attributes"], "syslog.msgid"), Some(serde_json::json!({"stringValue": "MID1"})));
+        assert_eq!(attr(&r["attributes"], "syslog.meta@32473.env"), Some(serde_json::json!({"stringValue": "ci"})));
+        assert!(attr(&r["attributes"], "syslog.procid").is_some());
+    }
+    let (res, r) = find(&all, "relayed bsd");
+    assert_eq!(attr(res, "service.name"), Some(serde_json::json!({"stringValue": "relay-bsd"})));
+    assert_eq!(r["severityNumber"], 17, "err");
+    assert_eq!(attr(&r["attributes"], "syslog.facility"), Some(serde_json::json!({"intValue": "2"})));
+    assert_eq!(gw.metric("switchyard_receiver_invalid_requests_total", &[]), 0.0, "nothing rsyslog sent was refused");
 }
