@@ -326,7 +326,7 @@ impl ElasticsearchExporter {
 
     /// The documents as `_bulk` bodies of at most `flush.bytes` each (a single larger document
     /// goes alone): (body, how many documents).
-    fn bodies(&self, docs: &[(String, String)]) -> Vec<(String, usize)> {
+    pub fn bodies(&self, docs: &[(String, String)]) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         let mut body = String::new();
         let mut n = 0;

@@ -283,7 +283,7 @@ impl LokiExporter {
         Ok(LokiExporter { cfg: cfg.clone(), uri, headers, poster: HttpPoster::new(&cfg.tls, cfg.timeout)? })
     }
 
-    fn body(
+    pub fn body(
         &self,
         request: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
     ) -> Result<(Bytes, &'static str), ExportError> {
