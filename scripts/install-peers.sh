@@ -2,6 +2,7 @@
 # Installs the real test peers used by switchyard's integration tests (tests/):
 #   - prometheus + promtool, prometheus-node-exporter and victoria-metrics (Debian apt packages;
 #     a service a package starts on its default port is stopped and disabled again)
+#   - tansu 0.6.0 (a Kafka-compatible broker, cargo install from crates.io into target/peers/tansu)
 #   - clickhouse-server 18.16 and rsyslog 8.2302 (Debian apt packages; the tests run their own
 #     instances on loopback), logger (bsdutils)
 #   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
@@ -99,6 +100,17 @@ if [ ! -x /usr/sbin/clickhouse-server ]; then
     stop_service clickhouse-server
 fi
 
+# ---------------------------------------------------------------- tansu (Kafka-compatible broker)
+# Built from crates.io into target/peers/tansu (the tests run it with memory storage on
+# loopback). About 10 minutes on 2 cores the first time; kept across runs in target/.
+TANSU_VERSION=0.6.0
+TANSU="$ROOT/target/peers/tansu/bin/tansu"
+if [ ! -x "$TANSU" ] || ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    log "cargo install tansu $TANSU_VERSION --features dynostore (first time: ~10 min)"
+    CARGO_TARGET_DIR="$ROOT/target/peers/tansu-build" cargo install tansu --version "$TANSU_VERSION" --locked \
+        --features dynostore --root "$ROOT/target/peers/tansu" --quiet >&2
+fi
+
 # ---------------------------------------------------------------- python venvs
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PEERS_PYTHON)"
 # ensure_venv DIR REQUIREMENTS: (re)creates the venv DIR and installs REQUIREMENTS into it when
@@ -165,6 +177,7 @@ echo "promtool $promtool_v ($(command -v promtool))"
 echo "prometheus-node-exporter $node_exporter_v (/usr/bin/prometheus-node-exporter)"
 echo "victoria-metrics $vm_v (/usr/bin/victoria-metrics)"
 echo "clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null) (/usr/sbin/clickhouse-server)"
+echo "tansu $("$TANSU" --version 2>/dev/null | head -n1) ($TANSU)"
 echo "rsyslog $(dpkg-query -W -f='${Version}' rsyslog 2>/dev/null) (/usr/sbin/rsyslogd)"
 echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python jaeger-client $jaeger_py_v [${VENV#"$ROOT/"}/bin/python]"

@@ -64,6 +64,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Receiver,
+        name: "kafka",
+        signals: ALL_SIGNALS,
+        description: "OTLP messages from Kafka topics, offsets committed after delivery",
+    },
+    TypeInfo {
+        kind: ComponentKind::Receiver,
         name: "syslog",
         signals: &[Signal::Logs],
         description: "RFC 5424 and RFC 3164 syslog over UDP and TCP",
@@ -166,6 +172,12 @@ pub const TYPES: &[TypeInfo] = &[
     },
     TypeInfo {
         kind: ComponentKind::Exporter,
+        name: "kafka",
+        signals: ALL_SIGNALS,
+        description: "OTLP messages to Kafka topics",
+    },
+    TypeInfo {
+        kind: ComponentKind::Exporter,
         name: "loki",
         signals: &[Signal::Logs],
         description: "Grafana Loki push API (protobuf+snappy or JSON)",
@@ -213,6 +225,7 @@ pub enum ReceiverConfig {
     PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
     Syslog(crate::receivers::syslog::SyslogConfig),
     FileLog(Box<crate::receivers::filelog::FileLogConfig>),
+    Kafka(Box<crate::receivers::kafka::KafkaReceiverConfig>),
     FluentForward(crate::receivers::fluentforward::FluentForwardConfig),
 }
 
@@ -240,6 +253,7 @@ pub enum ExporterConfig {
     Loki(Box<crate::exporters::loki::LokiConfig>),
     Elasticsearch(Box<crate::exporters::elasticsearch::ElasticsearchConfig>),
     ClickHouse(Box<crate::exporters::clickhouse::ClickHouseConfig>),
+    Kafka(Box<crate::exporters::kafka::KafkaExporterConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +272,7 @@ impl ReceiverConfig {
             ReceiverConfig::PrometheusRemoteWrite(_) => signals_of(ComponentKind::Receiver, "prometheusremotewrite"),
             ReceiverConfig::Syslog(_) => signals_of(ComponentKind::Receiver, "syslog"),
             ReceiverConfig::FileLog(_) => signals_of(ComponentKind::Receiver, "filelog"),
+            ReceiverConfig::Kafka(_) => signals_of(ComponentKind::Receiver, "kafka"),
             ReceiverConfig::FluentForward(_) => signals_of(ComponentKind::Receiver, "fluentforward"),
         }
     }
@@ -291,6 +306,7 @@ impl ExporterConfig {
             ExporterConfig::Loki(_) => signals_of(ComponentKind::Exporter, "loki"),
             ExporterConfig::Elasticsearch(_) => signals_of(ComponentKind::Exporter, "elasticsearch"),
             ExporterConfig::ClickHouse(_) => signals_of(ComponentKind::Exporter, "clickhouse"),
+            ExporterConfig::Kafka(_) => signals_of(ComponentKind::Exporter, "kafka"),
         }
     }
 }
@@ -332,6 +348,11 @@ pub fn decode_receiver(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
             path,
             crate::receivers::fluentforward::FluentForwardConfig::validate,
         )?)),
+        "kafka" => Some(ReceiverConfig::Kafka(Box::new(typed(
+            node,
+            path,
+            crate::receivers::kafka::KafkaReceiverConfig::validate,
+        )?))),
         "filelog" => Some(ReceiverConfig::FileLog(Box::new(typed(
             node,
             path,
@@ -397,6 +418,11 @@ pub fn decode_exporter(id: &ComponentId, node: &Node, path: &str) -> Result<Opti
         "debug" => Some(ExporterConfig::Debug(typed(node, path, no_checks)?)),
         "file" => Some(ExporterConfig::File(typed(node, path, FileConfig::validate)?)),
         "otlp" | "otlp_grpc" => Some(ExporterConfig::OtlpGrpc(Box::new(typed(node, path, OtlpGrpcConfig::validate)?))),
+        "kafka" => Some(ExporterConfig::Kafka(Box::new(typed(
+            node,
+            path,
+            crate::exporters::kafka::KafkaExporterConfig::validate,
+        )?))),
         "clickhouse" => Some(ExporterConfig::ClickHouse(Box::new(typed(
             node,
             path,

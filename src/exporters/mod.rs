@@ -6,6 +6,7 @@ pub mod debug;
 pub mod elasticsearch;
 pub mod file;
 pub mod http_post;
+pub mod kafka;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;

@@ -167,6 +167,10 @@ impl RunningService {
                     Arc::new(crate::exporters::loki::LokiExporter::new(cfg).map_err(|m| fail("exporter", id, m))?),
                     cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
                 ),
+                ExporterConfig::Kafka(cfg) => (
+                    Arc::new(crate::exporters::kafka::KafkaExporter::new(id.to_string(), cfg)),
+                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
+                ),
                 ExporterConfig::ClickHouse(cfg) => (
                     Arc::new(
                         crate::exporters::clickhouse::ClickHouseExporter::new(cfg)
@@ -302,6 +306,7 @@ impl RunningService {
                     crate::receivers::fluentforward::start(cfg.clone(), intake, stop).await
                 }
                 ReceiverConfig::Syslog(cfg) => crate::receivers::syslog::start(cfg.clone(), intake, stop).await,
+                ReceiverConfig::Kafka(cfg) => crate::receivers::kafka::start((**cfg).clone(), intake, stop).await,
                 ReceiverConfig::FileLog(cfg) => match storage_directory(config, cfg.storage.as_deref()) {
                     Ok(dir) => crate::receivers::filelog::start((**cfg).clone(), dir, intake, stop).await,
                     Err(m) => Err(m),

@@ -6,6 +6,7 @@ pub mod body;
 pub mod filelog;
 pub mod fluentforward;
 pub mod jaeger;
+pub mod kafka;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
