@@ -3,7 +3,7 @@
 #   - prometheus + promtool, prometheus-node-exporter and victoria-metrics (Debian apt packages;
 #     a service a package starts on its default port is stopped and disabled again)
 #   - tansu 0.6.0 (a Kafka-compatible broker, cargo install from crates.io into target/peers/tansu)
-#   - clickhouse-server 18.16 and rsyslog 8.2302 (Debian apt packages; the tests run their own
+#   - clickhouse-server 18.16 and rsyslog 8.2302 with rsyslog-gnutls (Debian apt packages; the tests run their own
 #     instances on loopback), logger (bsdutils)
 #   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
 #     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
@@ -88,8 +88,8 @@ fi
 # util-linux's logger (Debian package bsdutils), usually present already; rsyslog 8.2302 as a
 # forwarding relay (the tests start their own rsyslogd with their own config; no service runs).
 [ -x /usr/bin/logger ] || apt_install bsdutils
-if [ ! -x /usr/sbin/rsyslogd ]; then
-    apt_install rsyslog
+if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]; then
+    apt_install rsyslog rsyslog-gnutls
     stop_service rsyslog
 fi
 

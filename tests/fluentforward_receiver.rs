@@ -139,3 +139,18 @@ fn a_compressed_packed_forward_chunk_is_acknowledged_after_hand_off_and_bad_fram
     let n = s.read(&mut answer).unwrap();
     assert!(n > 0, "acknowledged again");
 }
+
+/// Fluentd, the sender of UDP heartbeats (`heartbeat_type udp`), cannot be installed here (not in
+/// Debian or PyPI): the test sends the datagram itself.
+#[test]
+fn a_udp_heartbeat_on_the_same_port_is_answered() {
+    let gw = Gateway::start(CONFIG);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    // What Fluentd's out_forward sends with heartbeat_type udp: any datagram; the answer is a NUL.
+    socket.send_to(b"\0", ("127.0.0.1", gw.port("forward"))).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = socket.recv_from(&mut buf).expect("a heartbeat answer");
+    assert_eq!(&buf[..n], b"\0");
+    assert_eq!(from.port(), gw.port("forward"));
+}

@@ -1,6 +1,7 @@
 //! The `syslog` receiver with real senders: util-linux `logger` sends RFC 5424 over TCP
 //! (octet-counted) and UDP, and RFC 3164 over UDP; rsyslog 8.2302 relays `logger` messages in
-//! the same three forms (its `omfwd` forwarding). The test reads the exported OTLP log records
+//! the same three forms (its `omfwd` forwarding), and over TLS (RFC 5425, rsyslog's gtls driver
+//! checking switchyard's certificate). The test reads the exported OTLP log records
 //! field by field. Bad input (not syslog, a frame over max_log_size) is counted and the next good
 //! message still arrives.
 
@@ -176,43 +177,50 @@ fn bad_syslog_input_is_counted_and_the_next_message_arrives() {
 /// traditional RFC 3164 form over UDP. No /dev/log, no kernel log, nothing under /var.
 struct Rsyslog {
     child: std::process::Child,
-    inputs: [u16; 3],
+    inputs: Vec<u16>,
     _dir: tempfile::TempDir,
 }
 
 impl Rsyslog {
     fn start(tcp: u16, udp: u16, udp3164: u16) -> Option<Rsyslog> {
+        let rules = format!(
+            r#"ruleset(name="r0") {{
+  action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted"
+         template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct" action.resumeRetryCount="-1" action.resumeInterval="1")
+}}
+ruleset(name="r1") {{
+  action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct")
+}}
+ruleset(name="r2") {{
+  action(type="omfwd" target="127.0.0.1" port="{udp3164}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat" queue.type="Direct")
+}}
+"#
+        );
+        Rsyslog::with_rules("", &rules, 3)
+    }
+
+    /// An rsyslogd with `inputs` loopback TCP inputs, the n-th feeding ruleset `r<n>` of `rules`.
+    fn with_rules(global: &str, rules: &str, inputs: usize) -> Option<Rsyslog> {
         let bin = peer(std::path::Path::new("/usr/sbin/rsyslogd"), "Debian's rsyslog")?;
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
-        let inputs = [free_port(), free_port(), free_port()];
+        let ports: Vec<u16> = (0..inputs).map(|_| free_port()).collect();
+        let listen: String = ports
+            .iter()
+            .enumerate()
+            .map(|(n, p)| format!("input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"r{n}\")\n"))
+            .collect();
         let conf = dir.path().join("rsyslog.conf");
         std::fs::write(
             &conf,
             format!(
-                r#"global(workDirectory="{work}" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k")
+                r#"global(workDirectory="{work}" processInternalMessages="on" net.enableDNS="off" maxMessageSize="64k" {global})
 module(load="imtcp")
 action(type="omfile" file="{dir}/internal.log")
-input(type="imtcp" address="127.0.0.1" port="{i0}" ruleset="tcp5424")
-input(type="imtcp" address="127.0.0.1" port="{i1}" ruleset="udp5424")
-input(type="imtcp" address="127.0.0.1" port="{i2}" ruleset="udp3164")
-ruleset(name="tcp5424") {{
-  action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted"
-         template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct" action.resumeRetryCount="-1" action.resumeInterval="1")
-}}
-ruleset(name="udp5424") {{
-  action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_SyslogProtocol23Format" queue.type="Direct")
-}}
-ruleset(name="udp3164") {{
-  action(type="omfwd" target="127.0.0.1" port="{udp3164}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat" queue.type="Direct")
-}}
-"#,
+{listen}{rules}"#,
                 work = work.display(),
                 dir = dir.path().display(),
-                i0 = inputs[0],
-                i1 = inputs[1],
-                i2 = inputs[2],
             ),
         )
         .unwrap();
@@ -229,13 +237,13 @@ ruleset(name="udp3164") {{
             .expect("start rsyslogd");
         let ready = eventually(Duration::from_secs(10), || {
             std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == child.id().to_string())
-                && inputs.iter().all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                && ports.iter().all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
         });
         if !ready {
             let _ = child.kill();
             panic!("rsyslogd did not start: {:?}", std::fs::read_to_string(dir.path().join("internal.log")));
         }
-        Some(Rsyslog { child, inputs, _dir: dir })
+        Some(Rsyslog { child, inputs: ports, _dir: dir })
     }
 }
 
@@ -278,4 +286,73 @@ fn rsyslog_relays_arrive_as_log_records() {
     assert_eq!(r["severityNumber"], 17, "err");
     assert_eq!(attr(&r["attributes"], "syslog.facility"), Some(serde_json::json!({"intValue": "2"})));
     assert_eq!(gw.metric("switchyard_receiver_invalid_requests_total", &[]), 0.0, "nothing rsyslog sent was refused");
+}
+
+#[test]
+fn rsyslog_over_tls_arrives_and_a_plain_client_is_refused() {
+    let Some(logger) = logger() else { return };
+    if peer(std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"), "Debian's rsyslog-gnutls")
+        .is_none()
+    {
+        return;
+    }
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = certs::generate(certs_dir.path());
+    let config = format!(
+        r#"
+receivers:
+  syslog:
+    protocol: rfc5424
+    tcp:
+      listen_address: 127.0.0.1:{{port:tls}}
+      tls:
+        cert_file: {cert}
+        key_file: {key}
+exporters:
+  file:
+    path: {{dir}}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    logs:
+      receivers: [syslog]
+      exporters: [file]
+"#,
+        cert = certs.server_cert.display(),
+        key = certs.server_key.display()
+    );
+    let gw = Gateway::start(&config);
+    // rsyslog's gtls driver checks switchyard's certificate against the test CA (RFC 5425).
+    let rules = format!(
+        r#"ruleset(name="r0") {{
+  action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" TCP_Framing="octet-counted"
+         template="RSYSLOG_SyslogProtocol23Format" StreamDriver="gtls" StreamDriverMode="1"
+         StreamDriverAuthMode="x509/certvalid" queue.type="Direct" action.resumeRetryCount="-1" action.resumeInterval="1")
+}}
+"#,
+        tls = gw.port("tls")
+    );
+    let global = format!(r#"DefaultNetstreamDriverCAFile="{}""#, certs.ca.display());
+    let Some(rsyslog) = Rsyslog::with_rules(&global, &rules, 1) else { return };
+    let out = Command::new(&logger)
+        .args(["-T", "-n", "127.0.0.1", "-P", &rsyslog.inputs[0].to_string(), "--rfc5424", "-t", "secure", "over tls"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let path = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || records(&path).len() == 1), "{}", gw.log());
+    let all = records(&path);
+    let (res, _) = find(&all, "over tls");
+    assert_eq!(attr(res, "service.name"), Some(serde_json::json!({"stringValue": "secure"})));
+
+    // A sender speaking plain TCP to the TLS port is refused and counted.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", gw.port("tls"))).unwrap();
+    std::io::Write::write_all(&mut plain, b"21 <13>1 - - - - - - x").unwrap();
+    drop(plain);
+    let refused =
+        || gw.metric("switchyard_receiver_invalid_requests_total", &[("receiver", "syslog"), ("code", "tls")]);
+    assert!(eventually(Duration::from_secs(10), || refused() == 1.0), "{}", gw.log());
+    assert_eq!(records(&path).len(), 1);
 }

@@ -11,4 +11,5 @@ pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod syslog;
+pub mod tls;
 pub mod zipkin;

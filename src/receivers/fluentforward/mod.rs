@@ -1,8 +1,8 @@
 //! The `fluentforward` receiver (alias `fluent_forward`): Fluent Forward protocol v1 over TCP
 //! (PROTOCOLS.md §5.5), all four event modes (Message, Forward, PackedForward and gzip
 //! CompressedPackedForward), integer and EventTime timestamps, and `chunk` acknowledgements sent
-//! only once the events are handed on. One log record per event: `fluent.tag`, `message` or `log`
-//! as the body, the other record keys as attributes.
+//! only once the events are handed on, and UDP heartbeats on the same port. One log record per
+//! event: `fluent.tag`, `message` or `log` as the body, the other record keys as attributes.
 
 mod frame;
 
@@ -194,8 +194,27 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let listener = crate::net::bind(&cfg.endpoint).await?;
-    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Fluent Forward listening");
-    Ok(vec![tokio::spawn(serve(listener, cfg.max_message_size, intake, shutdown))])
+    let local = listener.local_addr().map_err(|e| format!("{}: {e}", cfg.endpoint))?;
+    tracing::info!(receiver = intake.receiver(), endpoint = %local, "Fluent Forward listening");
+    // Heartbeats come over UDP on the same address and port.
+    let udp = tokio::net::UdpSocket::bind(local).await.map_err(|e| format!("{local} (UDP, heartbeats): {e}"))?;
+    Ok(vec![
+        tokio::spawn(serve(listener, cfg.max_message_size, intake, shutdown.clone())),
+        tokio::spawn(heartbeats(udp, shutdown)),
+    ])
+}
+
+/// Answers every UDP heartbeat with a single NUL byte, as Fluentd's `in_forward` does, so that
+/// senders with `heartbeat_type udp` see this server as alive.
+async fn heartbeats(socket: tokio::net::UdpSocket, shutdown: CancellationToken) {
+    let mut buf = [0u8; 1024];
+    loop {
+        let from = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r { Ok((_, from)) => from, Err(_) => continue },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = socket.send_to(b"\0", from).await;
+    }
 }
 
 async fn serve(listener: tokio::net::TcpListener, limit: usize, intake: Arc<Intake>, shutdown: CancellationToken) {

@@ -34,13 +34,22 @@ pub struct ListenConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    pub listen_address: String,
+    /// TLS (RFC 5425): the frames are the same, inside TLS.
+    #[serde(default)]
+    pub tls: Option<crate::receivers::tls::TlsServerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
     pub protocol: Option<Protocol>,
     /// RFC 3164 time zone: `UTC` or a fixed offset such as `+02:00`.
     pub location: String,
     pub udp: Option<ListenConfig>,
-    pub tcp: Option<ListenConfig>,
+    pub tcp: Option<TcpConfig>,
     /// The longest message taken (longer TCP frames or lines are skipped and counted).
     pub max_log_size: usize,
 }
@@ -75,10 +84,17 @@ impl SyslogConfig {
         if self.udp.is_none() && self.tcp.is_none() {
             return Err(("udp".into(), "give udp.listen_address, tcp.listen_address or both".into()));
         }
-        for (k, l) in [("udp", &self.udp), ("tcp", &self.tcp)] {
-            if let Some(l) = l {
-                crate::net::check_endpoint(&l.listen_address).map_err(|m| (format!("{k}.listen_address"), m))?;
+        let addresses = [
+            ("udp", self.udp.as_ref().map(|u| &u.listen_address)),
+            ("tcp", self.tcp.as_ref().map(|t| &t.listen_address)),
+        ];
+        for (k, address) in addresses {
+            if let Some(a) = address {
+                crate::net::check_endpoint(a).map_err(|m| (format!("{k}.listen_address"), m))?;
             }
+        }
+        if let Some(tls) = self.tcp.as_ref().and_then(|t| t.tls.as_ref()) {
+            tls.validate().map_err(|(k, m)| (format!("tcp.{k}"), m))?;
         }
         offset(&self.location).map_err(|m| ("location".to_string(), m))?;
         if self.max_log_size == 0 {
@@ -181,9 +197,10 @@ pub async fn start(
         tasks.push(tokio::spawn(serve_udp(socket, parser.clone(), intake.clone(), shutdown.clone())));
     }
     if let Some(t) = &cfg.tcp {
+        let acceptor = t.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
         let listener = crate::net::bind(&t.listen_address).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "syslog TCP listening");
-        tasks.push(tokio::spawn(serve_tcp(listener, parser, cfg.max_log_size, intake, shutdown)));
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "syslog TCP listening");
+        tasks.push(tokio::spawn(serve_tcp(listener, acceptor, parser, cfg.max_log_size, intake, shutdown)));
     }
     Ok(tasks)
 }
@@ -216,6 +233,7 @@ async fn serve_udp(
 
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     parser: Arc<Parser>,
     max: usize,
     intake: Arc<Intake>,
@@ -228,8 +246,18 @@ async fn serve_tcp(
             r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
             _ = shutdown.cancelled() => break,
         };
-        let (parser, intake, bad, stop) = (parser.clone(), intake.clone(), bad.clone(), shutdown.clone());
-        connections.spawn(async move { connection(stream, &parser, max, &intake, &bad, stop).await });
+        let (parser, intake, bad, stop, tls) =
+            (parser.clone(), intake.clone(), bad.clone(), shutdown.clone(), tls.clone());
+        connections.spawn(async move {
+            match tls {
+                None => connection(stream, &parser, max, &intake, &bad, stop).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => connection(tls_stream, &parser, max, &intake, &bad, stop).await,
+                    Ok(Err(e)) => bad.report("tls", &format!("TLS handshake failed: {e}")),
+                    Err(_) => bad.report("tls", "TLS handshake not finished within 10 s"),
+                },
+            }
+        });
         while connections.try_join_next().is_some() {}
     }
     // Connections finish what they have read; those still open after a moment are closed.
@@ -241,8 +269,8 @@ async fn serve_tcp(
 /// Reads frames from one TCP connection: octet-counted when a frame starts with a digit, else
 /// one message per line. What was read is submitted before reading on, so a full pipeline
 /// slows the sender down (TCP backpressure) instead of losing messages.
-async fn connection(
-    mut stream: tokio::net::TcpStream,
+async fn connection<S: tokio::io::AsyncRead + Unpin>(
+    mut stream: S,
     parser: &Parser,
     max: usize,
     intake: &Intake,
