@@ -8,6 +8,9 @@
 //! (`--rate 0`: as fast as possible, N × 100,000 lines written up front). Under `cargo test` it
 //! writes a few thousand lines only, as a smoke test.
 
+#[path = "support/proc.rs"]
+mod proc;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,22 +22,6 @@ use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// (user + system CPU seconds, peak RSS bytes) of a process, from /proc.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    ((ticks(11) + ticks(12)) / 100.0, hwm * 1024)
 }
 
 /// Counts the log records of every OTLP/HTTP request; answers 200.
@@ -163,7 +150,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (cpu, rss) = usage(pid);
+    let (cpu, rss) = proc::usage(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let got = received.load(Ordering::Relaxed);

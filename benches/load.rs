@@ -10,6 +10,9 @@
 #[path = "support/realistic.rs"]
 mod realistic;
 
+#[path = "support/proc.rs"]
+mod proc;
+
 use prost::Message;
 use realistic::SPANS_PER_REQUEST;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,22 +26,6 @@ use switchyard::pipeline::Signal;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// (user + system CPU seconds, peak RSS bytes) of a process, from /proc.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    ((ticks(11) + ticks(12)) / 100.0, hwm * 1024)
 }
 
 /// Sends `count` requests on one keep-alive connection; returns how many got 200.
@@ -229,7 +216,7 @@ fn main() {
     let bodies: Vec<Vec<u8>> = (0..16).map(|seed| realistic::request(seed).encode_to_vec()).collect();
     let bytes_per_span = bodies[0].len() / SPANS_PER_REQUEST;
     let requests = args.spans.div_ceil(SPANS_PER_REQUEST);
-    let (cpu0, _) = usage(pid);
+    let (cpu0, _) = proc::usage(pid);
     let t0 = Instant::now();
     let (ok, expected) = if args.protocol == "http" {
         let per_client = requests.div_ceil(args.concurrency);
@@ -250,7 +237,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (cpu1, peak_rss) = usage(pid);
+    let (cpu1, peak_rss) = proc::usage(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     stop.cancel();

@@ -14,3 +14,4 @@ pub mod proto;
 pub mod receivers;
 pub mod rpc_status;
 pub mod telemetry;
+pub mod timefmt;

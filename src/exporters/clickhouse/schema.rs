@@ -111,22 +111,6 @@ fn hex(b: &[u8]) -> String {
     })
 }
 
-/// `2024-05-01 12:34:56.123456789` (UTC) for a DateTime64(9) column.
-fn datetime64(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09}", rem / 3600, rem % 3600 / 60, rem % 60, ns % 1_000_000_000)
-}
-
 /// Puts `attrs` into `row` as `<name>.key`/`<name>.value` arrays (compatible) or an object (modern).
 fn attributes(row: &mut serde_json::Map<String, serde_json::Value>, schema: Schema, name: &str, attrs: &[KeyValue]) {
     match schema {
@@ -163,7 +147,7 @@ pub fn rows(request: &ExportLogsServiceRequest, schema: Schema) -> (String, usiz
                         row.insert("TimestampNanos".into(), t.into());
                     }
                     Schema::Modern => {
-                        row.insert("Timestamp".into(), datetime64(t).into());
+                        row.insert("Timestamp".into(), crate::timefmt::datetime(t).into());
                     }
                 }
                 row.insert("TraceId".into(), hex(&r.trace_id).into());

@@ -9,6 +9,7 @@ use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
+use crate::timefmt::rfc3339;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
@@ -163,23 +164,6 @@ fn json(v: Option<&AnyValue>) -> serde_json::Value {
 
 fn map(attrs: &[KeyValue]) -> serde_json::Value {
     serde_json::Value::Object(attrs.iter().map(|a| (a.key.clone(), json(a.value.as_ref()))).collect())
-}
-
-fn rfc3339(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem % 3600 / 60, rem % 60, ns % 1_000_000_000)
 }
 
 /// The documents of a request: (index, source JSON).
@@ -448,7 +432,6 @@ mod tests {
 
     #[test]
     fn dates_and_index_names() {
-        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
         let attrs = vec![KeyValue {
             key: "service.name".into(),
             value: Some(AnyValue { value: Some(any_value::Value::StringValue("Shop".into())) }),
