@@ -69,6 +69,52 @@ impl Drop for Tansu {
     }
 }
 
+/// Produces `values` to `partition` of `topic` with rskafka (as any producer would).
+fn produce(port: u16, topic: &str, partition: i32, values: Vec<Vec<u8>>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{port}")]).build().await.unwrap();
+        let pc = client
+            .partition_client(topic, partition, rskafka::client::partition::UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let records = values
+            .into_iter()
+            .map(|v| rskafka::record::Record {
+                key: None,
+                value: Some(v),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            })
+            .collect();
+        pc.produce(records, Default::default()).await.unwrap();
+    });
+}
+
+/// An OTLP trace export request of one span named `name`.
+fn one_span(name: &str) -> Vec<u8> {
+    let mut id = [0u8; 16];
+    id[..name.len().min(16)].copy_from_slice(&name.as_bytes()[..name.len().min(16)]);
+    id[15] = 1;
+    ExportTraceServiceRequest {
+        resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans: vec![span(name, id.to_vec())],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The partitions of the last "kafka partitions assigned" line of a switchyard log.
+fn assigned(log: &str) -> Option<Vec<i32>> {
+    let line = log.lines().rev().find(|l| l.contains("kafka partitions assigned"))?;
+    let list = line.split("partitions=[").nth(1)?.split(']').next()?;
+    Some(list.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+}
+
 /// What kafka-python sees: (messages, end offsets, the group's committed offsets).
 fn kafka_python(python: &Path, port: u16, topic: &str, group: &str) -> serde_json::Value {
     let out = Command::new(python)
@@ -223,34 +269,7 @@ fn a_message_that_is_not_otlp_is_counted_and_skipped() {
     let Some(_python) = python_peer() else { return };
     let Some(tansu) = Tansu::start() else { return };
     tansu.create_topic("otlp_spans", 1);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let good = {
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
-                scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
-                    spans: vec![span("after-the-bad-one", vec![7; 16])],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        request.encode_to_vec()
-    };
-    rt.block_on(async {
-        let client =
-            rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{}", tansu.port)]).build().await.unwrap();
-        let pc = client
-            .partition_client("otlp_spans", 0, rskafka::client::partition::UnknownTopicHandling::Retry)
-            .await
-            .unwrap();
-        let record = |v: Vec<u8>| rskafka::record::Record {
-            key: None,
-            value: Some(v),
-            headers: Default::default(),
-            timestamp: chrono::Utc::now(),
-        };
-        pc.produce(vec![record(b"\xff\xff not protobuf".to_vec()), record(good)], Default::default()).await.unwrap();
-    });
+    produce(tansu.port, "otlp_spans", 0, vec![b"\xff\xff not protobuf".to_vec(), one_span("after-the-bad-one")]);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("consumed.jsonl");
     let consumer = Gateway::start(&consumer_config(tansu.port, &out));
@@ -259,4 +278,221 @@ fn a_message_that_is_not_otlp_is_counted_and_skipped() {
         consumer.metric("switchyard_receiver_invalid_requests_total", &[("receiver", "kafka"), ("code", "malformed")]),
         1.0
     );
+}
+
+#[test]
+fn two_switchyards_in_one_group_share_the_partitions_and_one_leaving_hands_them_over() {
+    let Some(_python) = python_peer() else { return };
+    let Some(tansu) = Tansu::start() else { return };
+    tansu.create_topic("otlp_spans", 4);
+    let work = tempfile::tempdir().unwrap();
+    let (out_a, out_b) = (work.path().join("a.jsonl"), work.path().join("b.jsonl"));
+    let a = Gateway::start(&consumer_config(tansu.port, &out_a));
+    assert!(
+        eventually(Duration::from_secs(20), || assigned(&a.log()) == Some(vec![0, 1, 2, 3])),
+        "alone, A reads every partition:\n{}",
+        a.log()
+    );
+    let mut b = Gateway::start(&consumer_config(tansu.port, &out_b));
+    // The group settles when A has given up what B was given (A hears of B at a heartbeat).
+    let settled = || match (assigned(&a.log()), assigned(&b.log())) {
+        (Some(x), Some(y)) => {
+            let mut all: Vec<i32> = x.iter().chain(&y).copied().collect();
+            all.sort();
+            !x.is_empty() && !y.is_empty() && all == [0, 1, 2, 3]
+        }
+        _ => false,
+    };
+    assert!(eventually(Duration::from_secs(30), settled), "A:\n{}\nB:\n{}", a.log(), b.log());
+    let (mine_a, mine_b) = (assigned(&a.log()).unwrap(), assigned(&b.log()).unwrap());
+    for p in 0..4 {
+        produce(tansu.port, "otlp_spans", p, (0..5).map(|i| one_span(&format!("p{p}-m{i}"))).collect());
+    }
+    let names = |ps: &[i32], round: &str| -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().flat_map(|p| (0..5).map(move |i| format!("{round}p{p}-m{i}"))).collect();
+        v.sort();
+        v
+    };
+    // Each message is read once, by the member that holds its partition.
+    assert!(
+        eventually(Duration::from_secs(20), || span_names(&out_a).len() + span_names(&out_b).len() >= 20),
+        "A:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(span_names(&out_a), names(&mine_a, ""), "A holds {mine_a:?}");
+    assert_eq!(span_names(&out_b), names(&mine_b, ""), "B holds {mine_b:?}");
+
+    // B stops (and leaves the group): A takes every partition and goes on from B's commits.
+    let (status, _) = b.stop();
+    assert!(status.success());
+    assert!(
+        eventually(Duration::from_secs(30), || assigned(&a.log()) == Some(vec![0, 1, 2, 3])),
+        "A takes over:\n{}",
+        a.log()
+    );
+    for p in 0..4 {
+        produce(tansu.port, "otlp_spans", p, (0..5).map(|i| one_span(&format!("again-p{p}-m{i}"))).collect());
+    }
+    let mut want: Vec<String> = names(&mine_a, "").into_iter().chain(names(&[0, 1, 2, 3], "again-")).collect();
+    want.sort();
+    assert!(
+        eventually(Duration::from_secs(20), || span_names(&out_a) == want),
+        "{:?}\n{}",
+        span_names(&out_a),
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(span_names(&out_a), want, "nothing B delivered came again");
+}
+
+/// A kafka-python group member (tests/peers/python/kafka_member.py) and what it printed.
+struct PythonMember {
+    child: Child,
+    stopfile: PathBuf,
+    log: PathBuf,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl PythonMember {
+    fn start(python: &Path, port: u16, group: &str, dir: &Path, name: &str) -> PythonMember {
+        let stopfile = dir.join(format!("{name}.stop"));
+        let log = dir.join(format!("{name}.log"));
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/peers/python/kafka_member.py"))
+            .args([&format!("127.0.0.1:{port}"), "otlp_spans", group, stopfile.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run kafka_member.py");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(serde_json::from_str(&line).expect("kafka_member.py prints JSON"));
+            }
+        });
+        PythonMember { child, stopfile, log, lines }
+    }
+
+    /// What kafka-python logged (joins, syncs, leaves).
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its latest assignment.
+    fn assigned(&self) -> Option<Vec<i32>> {
+        let lines = self.lines.lock().unwrap();
+        let last = lines.iter().rev().find(|l| l.get("assigned").is_some())?;
+        Some(last["assigned"].as_array().unwrap().iter().map(|p| p.as_i64().unwrap() as i32).collect())
+    }
+
+    /// The span names of the messages it read, sorted.
+    fn names(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        let mut names: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l["value_hex"].as_str())
+            .flat_map(|v| ExportTraceServiceRequest::decode(&hex(v)[..]).unwrap().resource_spans)
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .map(|s| s.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Tells it to stop; returns its log once it has closed (and so left the group).
+    fn stop(mut self) -> String {
+        std::fs::write(&self.stopfile, b"").unwrap();
+        assert!(eventually(Duration::from_secs(20), || matches!(self.child.try_wait(), Ok(Some(_)))));
+        self.log()
+    }
+}
+
+/// Both sides of one group are settled when they hold disjoint, non-empty parts of all 4.
+fn split_between(x: Option<Vec<i32>>, y: Option<Vec<i32>>) -> bool {
+    match (x, y) {
+        (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => {
+            let mut all: Vec<i32> = x.into_iter().chain(y).collect();
+            all.sort();
+            all == [0, 1, 2, 3]
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn switchyard_shares_a_group_with_kafka_python_as_follower_and_as_leader() {
+    let Some(python) = python_peer() else { return };
+    let Some(tansu) = Tansu::start() else { return };
+    tansu.create_topic("otlp_spans", 4);
+    let work = tempfile::tempdir().unwrap();
+    let spans = |round: &str, ps: &[i32]| -> Vec<String> {
+        let mut v: Vec<String> = ps.iter().flat_map(|p| (0..3).map(move |i| format!("{round}p{p}-m{i}"))).collect();
+        v.sort();
+        v
+    };
+    let produce_round = |round: &str| {
+        for p in 0..4 {
+            produce(tansu.port, "otlp_spans", p, (0..3).map(|i| one_span(&format!("{round}p{p}-m{i}"))).collect());
+        }
+    };
+
+    // kafka-python first, so it leads; switchyard follows and reads the assignment it is sent.
+    let first = PythonMember::start(&python, tansu.port, "mixed", work.path(), "first");
+    assert!(eventually(Duration::from_secs(30), || first.assigned() == Some(vec![0, 1, 2, 3])));
+    let out = work.path().join("switchyard.jsonl");
+    let a = Gateway::start(&consumer_config(tansu.port, &out).replace("switchyard-test", "mixed"));
+    assert!(
+        eventually(Duration::from_secs(30), || split_between(first.assigned(), assigned(&a.log()))),
+        "python {:?}\n{}\n{}",
+        first.assigned(),
+        first.log(),
+        a.log()
+    );
+    let (py, sy) = (first.assigned().unwrap(), assigned(&a.log()).unwrap());
+    produce_round("");
+    assert!(
+        eventually(Duration::from_secs(20), || first.names().len() + span_names(&out).len() >= 12),
+        "python {:?}\n{}",
+        first.names(),
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(first.names(), spans("", &py), "kafka-python read its partitions {py:?}");
+    assert_eq!(span_names(&out), spans("", &sy), "switchyard read its partitions {sy:?}");
+
+    // kafka-python leaves; switchyard takes every partition and leads; a new kafka-python member
+    // joins and reads the partitions switchyard assigns it, from the group's commits.
+    let first_log = first.stop();
+    assert!(
+        eventually(Duration::from_secs(30), || assigned(&a.log()) == Some(vec![0, 1, 2, 3])),
+        "kafka-python:\n{first_log}\nswitchyard:\n{}",
+        a.log()
+    );
+    let second = PythonMember::start(&python, tansu.port, "mixed", work.path(), "second");
+    assert!(
+        eventually(Duration::from_secs(30), || split_between(second.assigned(), assigned(&a.log()))),
+        "python {:?}\n{}\n{}",
+        second.assigned(),
+        second.log(),
+        a.log()
+    );
+    assert!(a.log().contains("assigned the group's partitions as leader"), "{}", a.log());
+    let (py2, sy2) = (second.assigned().unwrap(), assigned(&a.log()).unwrap());
+    produce_round("again-");
+    let mut want_sy = spans("", &sy);
+    want_sy.extend(spans("again-", &sy2));
+    want_sy.sort();
+    assert!(
+        eventually(Duration::from_secs(20), || second.names() == spans("again-", &py2) && span_names(&out) == want_sy),
+        "python {:?}\nswitchyard {:?}\n{}",
+        second.names(),
+        span_names(&out),
+        a.log()
+    );
+    let _ = second.stop();
 }

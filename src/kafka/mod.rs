@@ -1,13 +1,17 @@
 //! What the `kafka` exporter and receiver share: broker connection settings, the default topic
-//! of each signal, the message encodings, and (in `group`) the consumer-group offset requests.
-//! Produce and fetch go through `rskafka`, a pure-Rust client (no librdkafka, no C toolchain,
-//! async on tokio, record batches v2 with gzip/snappy/zstd), maintained by InfluxData for IOx;
-//! it has no consumer-group API, so `group` adds the three requests switchyard needs.
+//! of each signal, the message encodings, and the consumer-group protocol (`group`, `assign`,
+//! on the wire of `wire`). Produce and fetch go through `rskafka`, a pure-Rust client (no
+//! librdkafka, no C toolchain, async on tokio, record batches v2 with gzip/snappy/zstd),
+//! maintained by InfluxData for IOx; it has no consumer-group API, so switchyard speaks the
+//! group requests itself.
 
+pub mod assign;
 pub mod group;
+pub mod wire;
 
 use crate::pipeline::Signal;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The collector's default topics.
 pub fn default_topic(signal: Signal) -> &'static str {
@@ -48,11 +52,20 @@ pub async fn client(brokers: &[String], client_id: &str) -> Result<rskafka::clie
         .map_err(|e| format!("cannot reach Kafka brokers {brokers:?}: {e}"))
 }
 
+/// Every topic the brokers have, with its partitions (sorted).
+pub async fn topics(client: &rskafka::client::Client) -> Result<BTreeMap<String, Vec<i32>>, String> {
+    let topics = client.list_topics().await.map_err(|e| format!("listing topics: {e}"))?;
+    Ok(topics
+        .into_iter()
+        .map(|t| {
+            let mut p: Vec<i32> = t.partitions.into_iter().collect();
+            p.sort_unstable();
+            (t.name, p)
+        })
+        .collect())
+}
+
 /// The partitions of `topic` (sorted), or an error if the topic does not exist.
 pub async fn partitions(client: &rskafka::client::Client, topic: &str) -> Result<Vec<i32>, String> {
-    let topics = client.list_topics().await.map_err(|e| format!("listing topics: {e}"))?;
-    let t = topics.into_iter().find(|t| t.name == topic).ok_or_else(|| format!("topic {topic} does not exist"))?;
-    let mut p: Vec<i32> = t.partitions.into_iter().collect();
-    p.sort_unstable();
-    Ok(p)
+    topics(client).await?.remove(topic).ok_or_else(|| format!("topic {topic} does not exist"))
 }

@@ -1,16 +1,22 @@
 //! The `kafka` receiver: reads OTLP export requests (protobuf or OTLP/JSON) from the signal's
-//! topic, every partition, as consumer group `group_id`. A message's offset is committed only
-//! once the data in it is delivered (`pipeline::Delivery`), so a restart resumes after the last
-//! delivered message: nothing is lost, and only messages in flight are read again.
+//! topic as a member of consumer group `group_id`, the partitions the group gives it. A
+//! message's offset is committed only once the data in it is delivered (`pipeline::Delivery`),
+//! so a restart or a rebalance resumes after the last delivered message: nothing is lost, and
+//! only messages in flight are read again.
 
+mod member;
 mod offsets;
+mod partition;
 
 use crate::config::deserialize_duration;
+use crate::kafka::assign::Strategy;
 use crate::kafka::{Encoding, check_brokers, default_topic};
-use crate::pipeline::{Delivery, Intake, Signal};
+use crate::pipeline::{Intake, Signal};
 use crate::receivers::bad_input::BadInput;
+use member::{Member, Trouble};
 use offsets::Offsets;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use partition::Partition;
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,6 +64,14 @@ pub struct KafkaReceiverConfig {
     /// How long the broker may wait for data before answering a fetch.
     #[serde(deserialize_with = "deserialize_duration")]
     pub max_fetch_wait: Duration,
+    /// How long the coordinator waits for a heartbeat before it gives the partitions to others.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub session_timeout: Duration,
+    /// How often the member tells the coordinator it is alive (and learns of rebalances).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub heartbeat_interval: Duration,
+    /// How partitions are spread when this member leads the group.
+    pub group_rebalance_strategy: Strategy,
 }
 
 impl Default for KafkaReceiverConfig {
@@ -72,6 +86,9 @@ impl Default for KafkaReceiverConfig {
             autocommit: AutoCommit::default(),
             default_fetch_size: 1 << 20,
             max_fetch_wait: Duration::from_millis(250),
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
+            group_rebalance_strategy: Strategy::Range,
         }
     }
 }
@@ -84,6 +101,15 @@ impl KafkaReceiverConfig {
         }
         if self.default_fetch_size < 1024 {
             return Err(("default_fetch_size".into(), "must be at least 1024".into()));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+            return Err((
+                "heartbeat_interval".into(),
+                format!(
+                    "must be more than 0 and less than session_timeout ({:?}); a third of it is usual",
+                    self.session_timeout
+                ),
+            ));
         }
         if self.autocommit.interval.is_zero() {
             return Err(("autocommit.interval".into(), "must be more than 0".into()));
@@ -109,7 +135,15 @@ pub async fn start(
     Ok(tasks)
 }
 
-/// Connects (retrying every second until it can), then reads every partition and commits.
+/// How a generation of membership ended.
+enum End {
+    Stop,
+    Rejoin,
+}
+
+/// Connects, then for each generation of the group: joins, reads the partitions it is given,
+/// commits what is delivered and heartbeats until a rebalance or shutdown; then stops reading,
+/// waits for what is in flight and commits once more before joining again or leaving.
 async fn consume(
     cfg: KafkaReceiverConfig,
     signal: Signal,
@@ -118,166 +152,171 @@ async fn consume(
     stop: CancellationToken,
 ) {
     let bad = Arc::new(BadInput::new(intake.clone(), "kafka"));
-    let (client, partitions, mut group, committed) = loop {
-        let attempt = async {
-            let client = crate::kafka::client(&cfg.brokers, &cfg.client_id).await?;
-            let partitions = crate::kafka::partitions(&client, &topic).await?;
-            let mut group =
-                crate::kafka::group::GroupClient::connect(&cfg.brokers, &cfg.client_id, &cfg.group_id).await?;
-            let committed = group.fetch(&topic, &partitions).await?;
-            Ok::<_, String>((client, partitions, group, committed))
-        };
-        match attempt.await {
+    let client = loop {
+        match crate::kafka::client(&cfg.brokers, &cfg.client_id).await {
             Ok(c) => break c,
             Err(e) => bad.warn("unavailable", &format!("kafka {topic}: {e}; trying again")),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if pause(&stop, Duration::from_secs(1)).await {
+            return;
         }
     };
-    let offsets = Arc::new(Mutex::new(Offsets::default()));
-    let mut readers = Vec::new();
-    for p in partitions {
-        let pc = match client.partition_client(topic.clone(), p, UnknownTopicHandling::Retry).await {
-            Ok(pc) => pc,
+    let mut member = Member::new(&cfg, &topic);
+    loop {
+        let assigned = tokio::select! {
+            _ = stop.cancelled() => {
+                member.leave().await;
+                return;
+            }
+            a = member.join(&client) => a,
+        };
+        let partitions = match assigned {
+            Ok(p) => p,
             Err(e) => {
-                bad.warn("unavailable", &format!("kafka {topic}/{p}: {e}"));
+                bad.warn("unavailable", &format!("kafka {topic}: joining group {}: {e}; trying again", cfg.group_id));
+                if pause(&stop, Duration::from_secs(1)).await {
+                    member.leave().await;
+                    return;
+                }
                 continue;
             }
         };
-        let start = match committed.get(&p) {
-            Some(o) => *o,
-            None => {
-                let at =
-                    if cfg.initial_offset == InitialOffset::Earliest { OffsetAt::Earliest } else { OffsetAt::Latest };
-                pc.get_offset(at).await.unwrap_or(0)
-            }
-        };
-        offsets.lock().unwrap_or_else(|e| e.into_inner()).start(p, start);
-        let reader = Partition {
-            pc,
-            signal,
-            cfg: cfg.clone(),
-            intake: intake.clone(),
-            offsets: offsets.clone(),
-            bad: bad.clone(),
-        };
-        readers.push(tokio::spawn(reader.run(start, stop.clone())));
-    }
-    // Commit what is delivered, every interval, and once more when all is done at shutdown.
-    let mut last = std::collections::BTreeMap::new();
-    loop {
-        let stopping = stop.is_cancelled();
-        let (points, idle) = {
-            let o = offsets.lock().unwrap_or_else(|e| e.into_inner());
-            (o.commit_points(), o.idle())
-        };
-        if cfg.autocommit.enable && points != last {
-            match group.commit(&topic, &points).await {
-                Ok(()) => last = points,
-                Err(e) => {
-                    bad.warn("commit", &format!("kafka {topic}: committing offsets failed: {e}; reconnecting"));
-                    if let Ok(g) =
-                        crate::kafka::group::GroupClient::connect(&cfg.brokers, &cfg.client_id, &cfg.group_id).await
-                    {
-                        group = g;
-                    }
+        tracing::info!(
+            receiver = intake.receiver(), %topic, group = %cfg.group_id, generation = member.generation,
+            member = %member.member_id, ?partitions, "kafka partitions assigned"
+        );
+        let committed = match member.fetch(&partitions).await {
+            Ok(c) => c,
+            Err(e) => {
+                bad.warn("unavailable", &format!("kafka {topic}: reading committed offsets: {e}; trying again"));
+                if pause(&stop, Duration::from_secs(1)).await {
+                    member.leave().await;
+                    return;
                 }
+                continue;
             }
-        }
-        if stopping
-            && idle
-            && readers.iter().all(JoinHandle::is_finished)
-            && (!cfg.autocommit.enable || last == offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_points())
-        {
-            return;
-        }
-        tokio::time::sleep(if stopping { Duration::from_millis(50) } else { cfg.autocommit.interval }).await;
-    }
-}
-
-/// One partition's reading loop.
-struct Partition {
-    pc: PartitionClient,
-    signal: Signal,
-    cfg: KafkaReceiverConfig,
-    intake: Arc<Intake>,
-    offsets: Arc<Mutex<Offsets>>,
-    bad: Arc<BadInput>,
-}
-
-impl Partition {
-    async fn run(self, mut offset: i64, stop: CancellationToken) {
-        let p = self.pc.partition();
-        let wait = self.cfg.max_fetch_wait.as_millis().min(i32::MAX as u128) as i32;
-        while !stop.is_cancelled() {
-            let fetched = tokio::select! {
-                _ = stop.cancelled() => return,
-                f = self.pc.fetch_records(offset, 1..self.cfg.default_fetch_size, wait) => f,
-            };
-            let records = match fetched {
-                Ok((records, _high_watermark)) => records,
+        };
+        let offsets = Arc::new(Mutex::new(Offsets::default()));
+        let reading = stop.child_token();
+        let mut readers = Vec::new();
+        for p in partitions {
+            let pc = match client.partition_client(topic.clone(), p, UnknownTopicHandling::Retry).await {
+                Ok(pc) => pc,
                 Err(e) => {
-                    if e.to_string().contains("OffsetOutOfRange") {
-                        let earliest = self.pc.get_offset(OffsetAt::Earliest).await.unwrap_or(0);
-                        self.bad.warn(
-                            "offset_out_of_range",
-                            &format!("partition {p}: offset {offset} is gone; from {earliest}"),
-                        );
-                        offset = earliest;
-                        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).skip(p, offset);
-                    } else {
-                        self.bad.warn("fetch", &format!("partition {p}: {e}"));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    bad.warn("unavailable", &format!("kafka {topic}/{p}: {e}"));
                     continue;
                 }
             };
-            for r in records {
-                if !self.hand_on(p, r.offset, r.record.value.unwrap_or_default(), &stop).await {
-                    return;
+            let start = match committed.get(&p) {
+                Some(o) => *o,
+                None => {
+                    let at = match cfg.initial_offset {
+                        InitialOffset::Earliest => OffsetAt::Earliest,
+                        InitialOffset::Latest => OffsetAt::Latest,
+                    };
+                    pc.get_offset(at).await.unwrap_or(0)
                 }
-                offset = r.offset + 1;
+            };
+            offsets.lock().unwrap_or_else(|e| e.into_inner()).start(p, start);
+            let reader = Partition {
+                pc,
+                signal,
+                cfg: cfg.clone(),
+                intake: intake.clone(),
+                offsets: offsets.clone(),
+                bad: bad.clone(),
+            };
+            readers.push(tokio::spawn(reader.run(start, reading.clone())));
+        }
+        let end = serve(&cfg, &topic, &mut member, &offsets, &bad, &stop).await;
+        // Give the partitions up: stop reading, wait for what is in flight (while stopping, as
+        // long as the pipelines take; in a rebalance, a bounded time), commit once more.
+        reading.cancel();
+        for r in readers {
+            let _ = r.await;
+        }
+        let deadline = tokio::time::Instant::now() + member::REBALANCE_TIMEOUT / 4;
+        let mut beat = tokio::time::Instant::now() + cfg.heartbeat_interval;
+        while !offsets.lock().unwrap_or_else(|e| e.into_inner()).idle()
+            && (matches!(end, End::Stop) || tokio::time::Instant::now() < deadline)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if matches!(end, End::Stop) && tokio::time::Instant::now() >= beat {
+                let _ = member.heartbeat().await;
+                beat = tokio::time::Instant::now() + cfg.heartbeat_interval;
+            }
+        }
+        if cfg.autocommit.enable {
+            let points = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_points();
+            if let Err((_, e)) = member.commit(&points).await {
+                bad.warn(
+                    "commit",
+                    &format!("kafka {topic}: the last commit of generation {} failed: {e}", member.generation),
+                );
+            }
+        }
+        if matches!(end, End::Stop) {
+            member.leave().await;
+            return;
+        }
+    }
+}
+
+/// While the partitions are read: commits every `autocommit.interval`, heartbeats every
+/// `heartbeat_interval`, until shutdown or the group rebalances.
+async fn serve(
+    cfg: &KafkaReceiverConfig,
+    topic: &str,
+    member: &mut Member,
+    offsets: &Mutex<Offsets>,
+    bad: &BadInput,
+    stop: &CancellationToken,
+) -> End {
+    let tick = cfg.autocommit.interval.min(cfg.heartbeat_interval);
+    let now = tokio::time::Instant::now();
+    let (mut next_commit, mut next_beat) = (now + cfg.autocommit.interval, now + cfg.heartbeat_interval);
+    let mut last = std::collections::BTreeMap::new();
+    loop {
+        if pause(stop, tick).await {
+            return End::Stop;
+        }
+        let now = tokio::time::Instant::now();
+        if cfg.autocommit.enable && now >= next_commit {
+            next_commit = now + cfg.autocommit.interval;
+            let points = offsets.lock().unwrap_or_else(|e| e.into_inner()).commit_points();
+            if points != last {
+                match member.commit(&points).await {
+                    Ok(()) => last = points,
+                    Err((Trouble::Rejoin, e)) => {
+                        tracing::info!(%topic, "kafka: {e}; the group is rebalancing");
+                        return End::Rejoin;
+                    }
+                    Err((Trouble::Connection, e)) => {
+                        bad.warn("commit", &format!("kafka {topic}: committing offsets failed: {e}; reconnecting"))
+                    }
+                }
+            }
+        }
+        if now >= next_beat {
+            next_beat = now + cfg.heartbeat_interval;
+            match member.heartbeat().await {
+                Ok(()) => {}
+                Err((Trouble::Rejoin, e)) => {
+                    tracing::info!(%topic, "kafka: {e}; the group is rebalancing");
+                    return End::Rejoin;
+                }
+                Err((Trouble::Connection, e)) => {
+                    bad.warn("heartbeat", &format!("kafka {topic}: heartbeat failed: {e}; reconnecting"))
+                }
             }
         }
     }
+}
 
-    /// Decodes and submits one message, waiting while the pipelines refuse. False when stopping.
-    async fn hand_on(&self, p: i32, offset: i64, value: Vec<u8>, stop: &CancellationToken) -> bool {
-        let decoded = match self.cfg.encoding {
-            Encoding::OtlpProto => crate::receivers::otlp::decode_protobuf(self.signal, bytes::Bytes::from(value)),
-            Encoding::OtlpJson => crate::receivers::otlp::decode_json(self.signal, &value),
-        };
-        let batch = match decoded {
-            Ok(d) if d.batch.items() > 0 => {
-                self.intake.rejected("kafka", self.signal, d.rejected);
-                d.batch
-            }
-            Ok(_) => {
-                self.offsets.lock().unwrap_or_else(|e| e.into_inner()).skip(p, offset + 1);
-                return true;
-            }
-            Err(e) => {
-                self.bad.report("malformed", &format!("partition {p} offset {offset}: {}; skipped", e.0));
-                self.offsets.lock().unwrap_or_else(|e| e.into_inner()).skip(p, offset + 1);
-                return true;
-            }
-        };
-        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).sent(p, offset);
-        loop {
-            let offsets = self.offsets.clone();
-            let attempt = batch.clone().on_delivered(Delivery::new(move || {
-                offsets.lock().unwrap_or_else(|e| e.into_inner()).delivered(p, offset)
-            }));
-            match self.intake.submit("kafka", attempt).await {
-                Ok(()) => return true,
-                Err(r) if r.retryable && !stop.is_cancelled() => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(r) => {
-                    self.bad.warn("refused", &format!("partition {p} offset {offset}: {}", r.message));
-                    return false;
-                }
-            }
-        }
+/// Sleeps `d`; true when shutdown came first.
+async fn pause(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
     }
 }

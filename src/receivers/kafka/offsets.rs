@@ -26,6 +26,14 @@ impl Offsets {
         }
     }
 
+    /// A message sent but not taken after all: reading starts again at it.
+    pub fn withdraw(&mut self, p: i32, offset: i64) {
+        if let Some(e) = self.partitions.get_mut(&p) {
+            e.1.remove(&offset);
+            e.0 = e.0.min(offset);
+        }
+    }
+
     /// Nothing to wait for up to `next` (a message skipped, or a jump).
     pub fn skip(&mut self, p: i32, next: i64) {
         let e = self.partitions.entry(p).or_default();
@@ -59,6 +67,10 @@ mod tests {
         assert_eq!(o.commit_points()[&0], 10, "10 is still in flight");
         o.delivered(0, 10);
         assert_eq!(o.commit_points()[&0], 13);
+        assert!(o.idle());
+        o.sent(0, 13);
+        o.withdraw(0, 13);
+        assert_eq!(o.commit_points()[&0], 13, "a withdrawn message is read again");
         assert!(o.idle());
     }
 }
