@@ -23,9 +23,19 @@ struct Bulk {
     problems: Vec<String>,
 }
 
-/// A strict `_bulk` endpoint expecting `auth`; the first request gets 429 for its first item and
-/// 400 for its second when `script` is set.
-fn elasticsearch(auth: &'static str, script: bool) -> (u16, Arc<Mutex<Bulk>>) {
+/// What the endpoint does besides storing.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// Every item is stored.
+    Store,
+    /// The first request gets 429 for its first item and 400 for its second.
+    RefuseItems,
+    /// The second request is answered 503 as a whole (nothing of it stored).
+    SecondUnavailable,
+}
+
+/// A strict `_bulk` endpoint expecting `auth`, answering as `script` says.
+fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = Arc::new(Mutex::new(Bulk::default()));
@@ -84,8 +94,20 @@ fn elasticsearch(auth: &'static str, script: bool) -> (u16, Arc<Mutex<Bulk>>) {
                         other => problems.push(format!("source line {other:?}")),
                     }
                 }
-                let scripted = script && s.requests.is_empty();
+                let scripted = script == Script::RefuseItems && s.requests.is_empty();
+                let unavailable = script == Script::SecondUnavailable && s.requests.len() == 1;
                 s.requests.push((docs.len(), body.len()));
+                if unavailable {
+                    s.problems.extend(problems);
+                    drop(s);
+                    let answer = r#"{"error":{"type":"unavailable_shards_exception"},"status":503}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    continue;
+                }
                 let mut items = Vec::new();
                 for (k, doc) in docs.into_iter().enumerate() {
                     let (status, error) = match k {
@@ -153,7 +175,7 @@ service:
 #[test]
 fn a_429_item_is_sent_again_alone_and_a_400_item_is_dropped_and_counted() {
     let Some(python) = python_peer() else { return };
-    let (port, state) = elasticsearch("ApiKey c2VjcmV0", true);
+    let (port, state) = elasticsearch("ApiKey c2VjcmV0", Script::RefuseItems);
     let gw = Gateway::start(&config(port, "    api_key: c2VjcmV0"));
     let sent = python_sends(&python, gw.grpc, "logs", 5, &gw.path("sent.json"));
     let records = sent["logs"].as_array().unwrap().len();
@@ -187,7 +209,7 @@ fn a_429_item_is_sent_again_alone_and_a_400_item_is_dropped_and_counted() {
 #[test]
 fn large_batches_are_split_by_flush_bytes_and_ecs_names_the_fields() {
     let Some(python) = python_peer() else { return };
-    let (port, state) = elasticsearch("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==", false);
+    let (port, state) = elasticsearch("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==", Script::Store);
     let extra =
         "    user: elastic\n    password: changeme\n    flush:\n      bytes: 2048\n    mapping:\n      mode: ecs";
     let gw = Gateway::start(&config(port, extra));
@@ -201,4 +223,24 @@ fn large_batches_are_split_by_flush_bytes_and_ecs_names_the_fields() {
     assert_eq!(doc["log.level"], "WARN");
     assert_eq!(doc["service.name"], "py-sender");
     assert_eq!(doc["s"], "v7");
+}
+
+#[test]
+fn a_request_failing_after_part_of_the_batch_is_stored_sends_only_the_rest() {
+    let Some(python) = python_peer() else { return };
+    let (port, state) = elasticsearch("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==", Script::SecondUnavailable);
+    let extra = "    user: elastic\n    password: changeme\n    flush:\n      bytes: 2048\n    retry_on_failure:\n      initial_interval: 100ms";
+    let gw = Gateway::start(&config(port, extra));
+    python_sends(&python, gw.grpc, "logs", 40, &gw.path("sent.json"));
+    assert!(eventually(Duration::from_secs(15), || state.lock().unwrap().stored.len() >= 40), "{}", gw.log());
+    std::thread::sleep(Duration::from_millis(500));
+    let s = state.lock().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    let mut messages: Vec<String> =
+        s.stored.iter().map(|(_, d)| d["body"].as_str().unwrap_or("?").to_string()).collect();
+    messages.sort_by_key(|m| m.trim_start_matches("log-").parse::<u32>().unwrap_or(u32::MAX));
+    let want: Vec<String> = (0..40).map(|i| format!("log-{i}")).collect();
+    assert_eq!(messages, want, "every log stored once: the first request's documents were not sent again");
+    assert_eq!(s.requests[2].0, s.requests[1].0, "the refused request's documents went again, and only they");
+    assert!(gw.log().contains("sending the rest again"), "{}", gw.log());
 }

@@ -1,7 +1,8 @@
 //! The `elasticsearch` exporter (also for OpenSearch): log records as `_bulk` NDJSON
 //! (PROTOCOLS.md §5.2). Every per-item result is read: items refused with 429 are sent again
 //! (up to `retry.max_retries` times, with backoff), other refused items are dropped and counted
-//! with their reason; a whole request refused with 429 or 5xx is retried as a batch.
+//! with their reason; a request refused whole (429, 5xx, no answer) is retried: the whole batch
+//! while nothing of it is stored, only the documents without an outcome afterwards.
 
 use super::http_post::HttpPoster;
 use super::queue::SendingQueueConfig;
@@ -332,15 +333,6 @@ impl ElasticsearchExporter {
         out
     }
 
-    /// `_bulk` requests for the documents; the statuses of all items, in order.
-    async fn bulk(&self, docs: &[(String, String)]) -> Result<Vec<(u16, String, String)>, ExportError> {
-        let mut results = Vec::with_capacity(docs.len());
-        for (body, n) in self.bodies(docs) {
-            results.extend(self.bulk_one(body, n).await?);
-        }
-        Ok(results)
-    }
-
     /// One `_bulk` request of `n` documents: (status, error type, error text) per item.
     async fn bulk_one(&self, body: String, n: usize) -> Result<Vec<(u16, String, String)>, ExportError> {
         use std::sync::atomic::Ordering;
@@ -374,6 +366,11 @@ impl ElasticsearchExporter {
             .collect())
     }
 
+    /// Sends a batch's documents, as `flush.bytes` bodies. Until some document has an outcome
+    /// (stored or refused), a failed request fails the batch and the queue retries it whole;
+    /// after that, only the documents without an outcome are sent again — items refused with
+    /// 429 up to `retry.max_retries` times, the documents of a failed request for as long as
+    /// `retry_on_failure` allows — so no document is stored twice.
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
         let Ok(Request::Logs(logs)) = batch.request() else {
             return Err(ExportError::Permanent { reason: "the elasticsearch exporter takes logs only".into() });
@@ -381,32 +378,66 @@ impl ElasticsearchExporter {
         let mut pending = documents(logs, &self.cfg);
         let mut wait = self.cfg.retry.initial_interval;
         let retries = if self.cfg.retry.enabled { self.cfg.retry.max_retries } else { 0 };
-        let mut dropped = 0usize;
-        let mut first_reason = String::new();
-        for attempt in 0..=retries {
-            let results = self.bulk(&pending).await?;
+        let mut backoff = super::retry::Backoff::new(&self.cfg.retry_on_failure);
+        let (mut settled_any, mut dropped, mut first_reason) = (false, 0usize, String::new());
+        let mut refuse = |status: String, kind: &str, text: &str, n: usize| {
+            crate::telemetry::metrics::METRICS
+                .exporter_items_refused
+                .with_label_values(&[&self.name, &status, kind])
+                .inc_by(n as u64);
+            if dropped == 0 {
+                first_reason = format!("{status} {kind}: {text}");
+            }
+            dropped += n;
+        };
+        for attempt in 0.. {
+            let bodies = self.bodies(&pending);
+            let mut docs = pending.into_iter();
             let mut again = Vec::new();
-            for (doc, (status, kind, text)) in pending.into_iter().zip(results) {
-                match status {
-                    200..=299 | 409 => {} // 409 on `create`: the document is already there
-                    429 if attempt < retries => again.push(doc),
-                    _ => {
-                        crate::telemetry::metrics::METRICS
-                            .exporter_items_refused
-                            .with_label_values(&[&self.name, &status.to_string(), &kind])
-                            .inc();
-                        if dropped == 0 {
-                            first_reason = format!("{status} {kind}: {text}");
+            let mut failed: Option<(Option<Duration>, String)> = None;
+            for (body, n) in bodies {
+                let these: Vec<(String, String)> = docs.by_ref().take(n).collect();
+                match self.bulk_one(body, n).await {
+                    Ok(results) => {
+                        for (doc, (status, kind, text)) in these.into_iter().zip(results) {
+                            match status {
+                                200..=299 | 409 => {} // 409 on `create`: the document is already there
+                                429 if attempt < retries => again.push(doc),
+                                _ => refuse(status.to_string(), &kind, &text, 1),
+                            }
+                            settled_any |= status != 429 || attempt >= retries;
                         }
-                        dropped += 1;
                     }
+                    Err(e) if !settled_any => return Err(e),
+                    Err(ExportError::Retryable { after, reason }) => {
+                        again.extend(these);
+                        failed = Some((after, reason));
+                    }
+                    Err(ExportError::Permanent { reason }) => refuse("request".into(), "refused", &reason, n),
                 }
             }
             if again.is_empty() {
                 break;
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.cfg.retry.max_interval);
+            let delay = match failed {
+                Some((after, reason)) => match backoff.next_delay(after) {
+                    Some(d) => {
+                        tracing::warn!(exporter = %self.name, documents = again.len(), %reason, delay = ?d,
+                            "part of the batch is stored; sending the rest again");
+                        d
+                    }
+                    None => {
+                        refuse("request".into(), "unavailable", &reason, again.len());
+                        break;
+                    }
+                },
+                None => {
+                    let d = wait;
+                    wait = (wait * 2).min(self.cfg.retry.max_interval);
+                    d
+                }
+            };
+            tokio::time::sleep(delay).await;
             pending = again;
         }
         if dropped > 0 {
