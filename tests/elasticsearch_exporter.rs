@@ -244,3 +244,68 @@ fn a_request_failing_after_part_of_the_batch_is_stored_sends_only_the_rest() {
     assert_eq!(s.requests[2].0, s.requests[1].0, "the refused request's documents went again, and only they");
     assert!(gw.log().contains("sending the rest again"), "{}", gw.log());
 }
+
+/// An OTLP/HTTP logs request of `n` records with bodies `{prefix}{i}`.
+fn logs_body(prefix: &str, n: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("{prefix}{i}"))) }),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn post_logs(gw: &Gateway, prefix: &str, n: usize) {
+    let r =
+        http_request("POST", gw.http, "/v1/logs", &[("content-type", "application/x-protobuf")], &logs_body(prefix, n))
+            .expect("POST /v1/logs");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+const HTTP_RECEIVER: &str = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n      http:\n        endpoint: 127.0.0.1:{http}\n";
+
+#[test]
+fn batches_arriving_within_flush_interval_go_in_one_request_and_shutdown_sends_them_at_once() {
+    let (port, state) = elasticsearch("ApiKey c2VjcmV0", Script::Store);
+    let with_interval = |interval: &str| {
+        config(port, &format!("    api_key: c2VjcmV0\n    flush:\n      interval: {interval}")).replace(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n",
+            HTTP_RECEIVER,
+        )
+    };
+    let mut gw = Gateway::start(&with_interval("1s"));
+    for b in 0..3 {
+        post_logs(&gw, &format!("b{b}-"), 4);
+    }
+    assert!(eventually(Duration::from_secs(10), || state.lock().unwrap().stored.len() == 12), "{}", gw.log());
+    let docs_per_request: Vec<usize> = state.lock().unwrap().requests.iter().map(|r| r.0).collect();
+    assert_eq!(docs_per_request, vec![12], "three batches, one _bulk");
+
+    // (The in-test server serves one connection at a time: the first switchyard goes first.)
+    assert!(gw.stop().0.success());
+
+    // With a long interval, stopping sends what is gathered at once instead of waiting it out.
+    let mut gw = Gateway::start(&with_interval("1m"));
+    post_logs(&gw, "late-", 5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state.lock().unwrap().stored.len(), 12, "still gathering");
+    let started = std::time::Instant::now();
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopping did not wait for the interval");
+    let s = state.lock().unwrap();
+    assert_eq!(s.stored.len(), 17, "{log}");
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+}

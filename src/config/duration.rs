@@ -8,6 +8,11 @@ pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration,
     parse(&text).map_err(serde::de::Error::custom)
 }
 
+/// For `Option<Duration>` fields (with `#[serde(default)]`): absent is `None`.
+pub fn deserialize_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    deserialize_duration(d).map(Some)
+}
+
 pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }

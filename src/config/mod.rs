@@ -9,7 +9,7 @@ mod model;
 mod yaml;
 
 pub use de::from_node;
-pub use duration::{deserialize_duration, serialize_duration};
+pub use duration::{deserialize_duration, deserialize_opt_duration, serialize_duration};
 pub use error::{ConfigError, Loc};
 pub use model::{ComponentId, ComponentKind, Config, PipelineConfig, PipelineId, TelemetryConfig};
 

@@ -150,6 +150,7 @@ async fn consume(
             drop(permit);
         });
     }
+    exporter.closing();
     let _ = permits.acquire_many(consumers as u32).await;
     exporter.shutdown().await;
     tracing::debug!(exporter = %name, "exporter drained");

@@ -37,6 +37,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One attempt at delivery; the shared queue drives it.
 pub trait Exporter: Send + Sync + 'static {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>>;
+    /// No more batches will come (the queue is closing); exports still running should not wait
+    /// for more data to join them.
+    fn closing(&self) {}
     /// Flushes and closes, once the queue has drained.
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

@@ -63,10 +63,12 @@ impl Default for DocumentRetry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Flush {
-    /// Largest `_bulk` body; a batch that encodes larger is sent as several requests.
+    /// Largest `_bulk` body; a batch that encodes larger is sent as several requests, and
+    /// batches gathered for `interval` are sent as soon as they reach it.
     pub bytes: usize,
-    /// Not taken: flushing by time is the `batch` processor's `timeout` (see validate).
-    pub interval: Option<String>,
+    /// When set, batches arriving within this time of the first are sent together.
+    #[serde(deserialize_with = "crate::config::deserialize_opt_duration")]
+    pub interval: Option<Duration>,
 }
 
 impl Default for Flush {
@@ -127,11 +129,10 @@ impl ElasticsearchConfig {
         if self.logs_index.is_empty() {
             return Err(("logs_index".into(), "must not be empty".into()));
         }
-        if self.flush.interval.is_some() {
+        if self.flush.interval.is_some_and(|d| d.is_zero()) {
             return Err((
                 "flush.interval".into(),
-                "switchyard flushes by time in the batch processor: put `batch` (with `timeout`) before this exporter"
-                    .into(),
+                "must be more than 0 (leave it out to send each batch at once)".into(),
             ));
         }
         if self.flush.bytes < 1024 {
@@ -281,6 +282,21 @@ pub struct ElasticsearchExporter {
     current: std::sync::atomic::AtomicUsize,
     headers: Vec<(HeaderName, HeaderValue)>,
     poster: HttpPoster,
+    /// Batches waiting to be sent together (only with `flush.interval`).
+    gathered: std::sync::Mutex<Gathered>,
+    /// Set when the queue closes: nothing gathered waits any longer.
+    closing: std::sync::atomic::AtomicBool,
+    flush_now: tokio::sync::Notify,
+}
+
+/// Documents of several batches gathered for one `_bulk` round, with each batch's waiter.
+#[derive(Default)]
+struct Gathered {
+    docs: Vec<(String, String)>,
+    bytes: usize,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), ExportError>>>,
+    /// When they are sent: `flush.interval` after the first arrived, or at once when full.
+    due: Option<tokio::time::Instant>,
 }
 
 impl ElasticsearchExporter {
@@ -306,7 +322,17 @@ impl ElasticsearchExporter {
             headers.push((header::AUTHORIZATION, value));
         }
         let poster = HttpPoster::new(&cfg.tls, cfg.timeout)?;
-        Ok(ElasticsearchExporter { name, cfg: cfg.clone(), uris, current: Default::default(), headers, poster })
+        Ok(ElasticsearchExporter {
+            name,
+            cfg: cfg.clone(),
+            uris,
+            current: Default::default(),
+            headers,
+            poster,
+            gathered: Default::default(),
+            closing: Default::default(),
+            flush_now: tokio::sync::Notify::new(),
+        })
     }
 
     /// The documents as `_bulk` bodies of at most `flush.bytes` each (a single larger document
@@ -366,16 +392,63 @@ impl ElasticsearchExporter {
             .collect())
     }
 
-    /// Sends a batch's documents, as `flush.bytes` bodies. Until some document has an outcome
+    /// Gathers a batch's documents with those of other batches arriving within `interval` of
+    /// the first (sent sooner when they reach `flush.bytes`, when every queue consumer is
+    /// waiting, or when the queue closes); every batch of a round gets the round's outcome.
+    async fn gather(&self, docs: Vec<(String, String)>, interval: Duration) -> Result<(), ExportError> {
+        use std::sync::atomic::Ordering;
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let mut due = {
+            let mut g = self.gathered.lock().unwrap_or_else(|e| e.into_inner());
+            g.bytes += docs.iter().map(|(i, s)| i.len() + s.len() + 32).sum::<usize>();
+            g.docs.extend(docs);
+            g.waiters.push(tx);
+            let now = tokio::time::Instant::now();
+            let full = g.bytes >= self.cfg.flush.bytes || g.waiters.len() >= self.cfg.sending_queue.num_consumers;
+            if full || self.closing.load(Ordering::Relaxed) {
+                g.due = Some(now);
+            }
+            *g.due.get_or_insert(now + interval)
+        };
+        loop {
+            tokio::select! {
+                r = &mut rx => {
+                    return r.unwrap_or_else(|_| Err(ExportError::Retryable {
+                        after: None,
+                        reason: "the _bulk round carrying this batch was abandoned".into(),
+                    }));
+                }
+                _ = tokio::time::sleep_until(due) => {}
+                _ = self.flush_now.notified() => {}
+            }
+            let round = {
+                let mut g = self.gathered.lock().unwrap_or_else(|e| e.into_inner());
+                let ready = g.due.is_some_and(|d| d <= tokio::time::Instant::now());
+                if ready || self.closing.load(Ordering::Relaxed) {
+                    std::mem::take(&mut *g)
+                } else {
+                    Gathered::default()
+                }
+            };
+            if round.waiters.is_empty() {
+                // Another batch's task took this round (and will answer), or a newer round
+                // has started without this batch: wait for the answer.
+                due = tokio::time::Instant::now() + Duration::from_secs(3600);
+                continue;
+            }
+            let result = self.send(round.docs).await;
+            for w in round.waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    /// Sends documents, as `flush.bytes` bodies. Until some document has an outcome
     /// (stored or refused), a failed request fails the batch and the queue retries it whole;
     /// after that, only the documents without an outcome are sent again — items refused with
     /// 429 up to `retry.max_retries` times, the documents of a failed request for as long as
     /// `retry_on_failure` allows — so no document is stored twice.
-    async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
-        let Ok(Request::Logs(logs)) = batch.request() else {
-            return Err(ExportError::Permanent { reason: "the elasticsearch exporter takes logs only".into() });
-        };
-        let mut pending = documents(logs, &self.cfg);
+    async fn send(&self, mut pending: Vec<(String, String)>) -> Result<(), ExportError> {
         let mut wait = self.cfg.retry.initial_interval;
         let retries = if self.cfg.retry.enabled { self.cfg.retry.max_retries } else { 0 };
         let mut backoff = super::retry::Backoff::new(&self.cfg.retry_on_failure);
@@ -453,7 +526,21 @@ impl ElasticsearchExporter {
 
 impl Exporter for ElasticsearchExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move {
+            let Ok(Request::Logs(logs)) = batch.request() else {
+                return Err(ExportError::Permanent { reason: "the elasticsearch exporter takes logs only".into() });
+            };
+            let docs = documents(logs, &self.cfg);
+            match self.cfg.flush.interval {
+                Some(interval) => self.gather(docs, interval).await,
+                None => self.send(docs).await,
+            }
+        })
+    }
+
+    fn closing(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.flush_now.notify_waiters();
     }
 }
 

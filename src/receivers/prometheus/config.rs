@@ -41,19 +41,15 @@ impl Default for GlobalConfig {
     }
 }
 
-fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    deserialize_duration(d).map(Some)
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScrapeConfig {
     pub job_name: String,
     /// Defaults to `global.scrape_interval`.
-    #[serde(deserialize_with = "some_duration")]
+    #[serde(deserialize_with = "crate::config::deserialize_opt_duration")]
     pub scrape_interval: Option<Duration>,
     /// Defaults to `global.scrape_timeout`, and to the interval when that is shorter.
-    #[serde(deserialize_with = "some_duration")]
+    #[serde(deserialize_with = "crate::config::deserialize_opt_duration")]
     pub scrape_timeout: Option<Duration>,
     pub metrics_path: String,
     pub scheme: String,

@@ -321,7 +321,7 @@ pub fn to_otlp(
                     .samples
                     .iter()
                     .filter(|s| s.name.ends_with("_created") && s.name != family.name)
-                    .map(|s| (point_labels(&s.labels, ""), (s.value * 1e9) as u64))
+                    .map(|s| (point_labels(&s.labels, ""), created_ns(s.value)))
                     .collect();
                 for s in family.samples.iter().filter(|s| !(s.name.ends_with("_created") && s.name != family.name)) {
                     if s.name == "target_info" {
@@ -499,7 +499,7 @@ fn histogram(
     for (labels, samples) in group(family, "le") {
         let Some(count) = samples.iter().find(|s| s.name == name("_count")) else { continue };
         let sum = samples.iter().find(|s| s.name == name("_sum")).map(|s| s.value);
-        let created = samples.iter().find(|s| s.name == name("_created")).map(|s| (s.value * 1e9) as u64);
+        let created = samples.iter().find(|s| s.name == name("_created")).map(|s| created_ns(s.value));
         let mut buckets: Vec<(f64, f64)> = samples
             .iter()
             .filter(|s| s.name == name("_bucket"))
@@ -556,7 +556,7 @@ fn summary(family: &Family, time: &dyn Fn(&Sample) -> u64, state: &mut SeriesSta
     for (labels, samples) in group(family, "quantile") {
         let Some(count) = samples.iter().find(|s| s.name == name("_count")) else { continue };
         let sum = samples.iter().find(|s| s.name == name("_sum")).map(|s| s.value).unwrap_or(0.0);
-        let created = samples.iter().find(|s| s.name == name("_created")).map(|s| (s.value * 1e9) as u64);
+        let created = samples.iter().find(|s| s.name == name("_created")).map(|s| created_ns(s.value));
         let t = time(count);
         let key = (family.name.clone(), labels.clone());
         let stale = is_stale(count.value);
@@ -594,9 +594,23 @@ fn summary(family: &Family, time: &dyn Fn(&Sample) -> u64, state: &mut SeriesSta
     }
 }
 
+/// A `_created` value (seconds) in nanoseconds, to the microsecond: seconds since 1970 times
+/// 1e9 is past what an f64 holds exactly (a start of …467 ms would come out as …467000064 ns),
+/// while microseconds (≈1.8e15) still are, and no exposition gives finer than that.
+fn created_ns(seconds: f64) -> u64 {
+    ((seconds * 1e6).round().max(0.0) as u64).saturating_mul(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_seconds_become_exact_nanoseconds_to_the_microsecond() {
+        assert_eq!(created_ns(1_795_707_181.467), 1_795_707_181_467_000_000);
+        assert_eq!(created_ns(1_520_430_000.123_456), 1_520_430_000_123_456_000);
+        assert_eq!(created_ns(-1.0), 0);
+    }
     use crate::receivers::prometheus::parse::{Format, parse};
 
     const T1: u64 = 1_700_000_000_000_000_000;
