@@ -10,12 +10,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
 /// A file remembered from an earlier run, waiting to be recognised by its fingerprint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Known {
     pub path: String,
     #[serde(with = "hex")]
     pub fingerprint: Vec<u8>,
     pub offset: u64,
+    /// Complete polls since it was remembered without its file turning up.
+    #[serde(skip)]
+    pub unmatched_polls: u32,
 }
 
 mod hex {
@@ -144,6 +147,25 @@ impl Checkpoints {
         }
     }
 
+    /// After a poll that looked at every matching file: remembered files that have not turned
+    /// up for `polls` such polls are gone (deleted while switchyard was down, or a truncated
+    /// file's copy that never appeared) and are forgotten, so the checkpoint does not grow with
+    /// every file a node ever had.
+    pub fn age_restored(&mut self, polls: u32) {
+        let before = self.restored.len();
+        self.restored.retain_mut(|k| {
+            k.unmatched_polls += 1;
+            if k.unmatched_polls < polls {
+                return true;
+            }
+            tracing::info!(path = %k.path, offset = k.offset, "filelog: forgetting the checkpoint of a file that is gone");
+            false
+        });
+        if self.restored.len() != before {
+            self.save();
+        }
+    }
+
     /// Batches submitted and not yet done with, over all files.
     pub fn in_flight(&self) -> usize {
         self.tracks.values().map(|t| t.in_flight.len()).sum()
@@ -161,7 +183,12 @@ impl Checkpoints {
             .tracks
             .values()
             .filter(|t| !t.fingerprint.is_empty())
-            .map(|t| Known { path: t.path.clone(), fingerprint: t.fingerprint.clone(), offset: t.committed })
+            .map(|t| Known {
+                path: t.path.clone(),
+                fingerprint: t.fingerprint.clone(),
+                offset: t.committed,
+                ..Default::default()
+            })
             .chain(self.restored.iter().cloned())
             .collect();
         let text = serde_json::to_vec(&Saved { version: 1, files }).unwrap_or_default();
@@ -206,8 +233,38 @@ mod tests {
         let again = Checkpoints::load(Some(file)).unwrap();
         assert_eq!(
             again.restored,
-            vec![Known { path: "/logs/a.log".into(), fingerprint: b"first line".to_vec(), offset: 250 }]
+            vec![Known {
+                path: "/logs/a.log".into(),
+                fingerprint: b"first line".to_vec(),
+                offset: 250,
+                ..Default::default()
+            }]
         );
+    }
+
+    #[test]
+    fn remembered_files_that_never_turn_up_are_forgotten_after_three_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.json");
+        let mut cp = Checkpoints::load(Some(file.clone())).unwrap();
+        cp.open(1, "/logs/gone.log", b"gone", 0);
+        cp.close(1);
+        cp.open(2, "/logs/here.log", b"here", 5);
+        let mut again = Checkpoints::load(Some(file.clone())).unwrap();
+        assert_eq!(again.restored.len(), 1, "only the open file was saved");
+        again.restored.push(Known {
+            path: "/logs/gone.log".into(),
+            fingerprint: b"gone".to_vec(),
+            ..Default::default()
+        });
+        again.age_restored(3);
+        again.age_restored(3);
+        assert_eq!(again.restored.len(), 2, "two polls: still remembered");
+        again.restored.retain(|k| k.path != "/logs/here.log"); // matched by its file, as poll does
+        again.age_restored(3);
+        assert!(again.restored.is_empty(), "the third poll forgets it");
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(saved["files"].as_array().unwrap().len(), 0, "{saved}");
     }
 
     #[test]

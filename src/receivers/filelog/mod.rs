@@ -176,6 +176,7 @@ impl Tailer {
                     path: r.path.clone(),
                     fingerprint: r.fingerprint.clone(),
                     offset: r.done_offset,
+                    ..Default::default()
                 });
                 cp.close(id);
                 drop(cp);
@@ -189,9 +190,11 @@ impl Tailer {
                 }
             }
         }
+        let mut every_file_looked_at = true;
         for (path, key, size) in new_files {
             if self.readers.len() >= self.cfg.max_concurrent_files {
                 self.bad.warn("max_concurrent_files", "more files match than max_concurrent_files; the rest wait");
+                every_file_looked_at = false;
                 break;
             }
             let fingerprint = self.fingerprint(&path);
@@ -224,6 +227,9 @@ impl Tailer {
             }
         }
         self.first_poll = false;
+        if every_file_looked_at {
+            self.checkpoints().age_restored(3);
+        }
         let ids: Vec<u64> = self.readers.keys().copied().collect();
         for id in ids {
             if self.stop.is_cancelled() {
