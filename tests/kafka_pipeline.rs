@@ -115,6 +115,21 @@ fn assigned(log: &str) -> Option<Vec<i32>> {
     Some(list.split(',').filter_map(|p| p.trim().parse().ok()).collect())
 }
 
+/// Produces `per` one-span messages to each of the 4 partitions, named `{round}p{p}-m{i}`.
+fn produce_round(port: u16, round: &str, per: usize) {
+    for p in 0..4 {
+        produce(port, "otlp_spans", p, (0..per).map(|i| one_span(&format!("{round}p{p}-m{i}"))).collect());
+    }
+}
+
+/// The span names `produce_round` wrote to `partitions`, sorted.
+fn round_names(round: &str, partitions: &[i32], per: usize) -> Vec<String> {
+    let mut v: Vec<String> =
+        partitions.iter().flat_map(|p| (0..per).map(move |i| format!("{round}p{p}-m{i}"))).collect();
+    v.sort();
+    v
+}
+
 /// What kafka-python sees: (messages, end offsets, the group's committed offsets).
 fn kafka_python(python: &Path, port: u16, topic: &str, group: &str) -> serde_json::Value {
     let out = Command::new(python)
@@ -295,24 +310,11 @@ fn two_switchyards_in_one_group_share_the_partitions_and_one_leaving_hands_them_
     );
     let mut b = Gateway::start(&consumer_config(tansu.port, &out_b));
     // The group settles when A has given up what B was given (A hears of B at a heartbeat).
-    let settled = || match (assigned(&a.log()), assigned(&b.log())) {
-        (Some(x), Some(y)) => {
-            let mut all: Vec<i32> = x.iter().chain(&y).copied().collect();
-            all.sort();
-            !x.is_empty() && !y.is_empty() && all == [0, 1, 2, 3]
-        }
-        _ => false,
-    };
+    let settled = || split_between(assigned(&a.log()), assigned(&b.log()));
     assert!(eventually(Duration::from_secs(30), settled), "A:\n{}\nB:\n{}", a.log(), b.log());
     let (mine_a, mine_b) = (assigned(&a.log()).unwrap(), assigned(&b.log()).unwrap());
-    for p in 0..4 {
-        produce(tansu.port, "otlp_spans", p, (0..5).map(|i| one_span(&format!("p{p}-m{i}"))).collect());
-    }
-    let names = |ps: &[i32], round: &str| -> Vec<String> {
-        let mut v: Vec<String> = ps.iter().flat_map(|p| (0..5).map(move |i| format!("{round}p{p}-m{i}"))).collect();
-        v.sort();
-        v
-    };
+    produce_round(tansu.port, "", 5);
+    let names = |ps: &[i32], round: &str| round_names(round, ps, 5);
     // Each message is read once, by the member that holds its partition.
     assert!(
         eventually(Duration::from_secs(20), || span_names(&out_a).len() + span_names(&out_b).len() >= 20),
@@ -332,9 +334,7 @@ fn two_switchyards_in_one_group_share_the_partitions_and_one_leaving_hands_them_
         "A takes over:\n{}",
         a.log()
     );
-    for p in 0..4 {
-        produce(tansu.port, "otlp_spans", p, (0..5).map(|i| one_span(&format!("again-p{p}-m{i}"))).collect());
-    }
+    produce_round(tansu.port, "again-", 5);
     let mut want: Vec<String> = names(&mine_a, "").into_iter().chain(names(&[0, 1, 2, 3], "again-")).collect();
     want.sort();
     assert!(
@@ -430,16 +430,8 @@ fn switchyard_shares_a_group_with_kafka_python_as_follower_and_as_leader() {
     let Some(tansu) = Tansu::start() else { return };
     tansu.create_topic("otlp_spans", 4);
     let work = tempfile::tempdir().unwrap();
-    let spans = |round: &str, ps: &[i32]| -> Vec<String> {
-        let mut v: Vec<String> = ps.iter().flat_map(|p| (0..3).map(move |i| format!("{round}p{p}-m{i}"))).collect();
-        v.sort();
-        v
-    };
-    let produce_round = |round: &str| {
-        for p in 0..4 {
-            produce(tansu.port, "otlp_spans", p, (0..3).map(|i| one_span(&format!("{round}p{p}-m{i}"))).collect());
-        }
-    };
+    let spans = |round: &str, ps: &[i32]| round_names(round, ps, 3);
+    let produce_round = |round: &str| produce_round(tansu.port, round, 3);
 
     // kafka-python first, so it leads; switchyard follows and reads the assignment it is sent.
     let first = PythonMember::start(&python, tansu.port, "mixed", work.path(), "first");
