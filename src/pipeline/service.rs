@@ -315,7 +315,18 @@ impl RunningService {
                     crate::receivers::prometheusremotewrite::start(cfg.clone(), intake, stop, grace).await
                 }
             };
-            receivers.extend(tasks.map_err(|m| fail("receiver", &id, m))?);
+            // A receiver task that panics (a bug on some input) must not vanish quietly: the
+            // watcher logs it and marks the service failed, so health checks report it.
+            for task in tasks.map_err(|m| fail("receiver", &id, m))? {
+                let watch = async move {
+                    if let Err(e) = task.await
+                        && e.is_panic()
+                    {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                };
+                receivers.push(tokio::spawn(guarded(status.clone(), format!("receiver {id}"), watch)));
+            }
         }
         status.set(Status::Running);
         tracing::info!(pipelines = config.pipelines.len(), "switchyard is running");

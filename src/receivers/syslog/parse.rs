@@ -76,7 +76,7 @@ pub fn rfc3339(ts: &str) -> Option<u64> {
     }
     let offset_s = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        o if o.len() == 6 && o.is_ascii() && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
             sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
         }
@@ -179,7 +179,12 @@ pub fn rfc3164(line: &str, year: i64, offset_s: i64) -> Result<Message, String> 
     let mut m = Message { facility, severity, ..Default::default() };
     let mut rest = rest;
     // `Mmm dd hh:mm:ss ` (the day space-padded).
-    if rest.len() >= 16 && MONTHS.contains(&&rest[..3]) && rest.as_bytes()[15] == b' ' {
+    // (Checked as ASCII first: the slices below are by byte and the text may be anything.)
+    if rest.len() >= 16
+        && rest.as_bytes()[..16].is_ascii()
+        && MONTHS.contains(&&rest[..3])
+        && rest.as_bytes()[15] == b' '
+    {
         let month = MONTHS.iter().position(|x| *x == &rest[..3]).unwrap_or(0) as u32 + 1;
         let day: u32 = rest[4..6].trim().parse().map_err(|_| "invalid day")?;
         let h: i64 = rest[7..9].parse().map_err(|_| "invalid hour")?;
@@ -223,6 +228,53 @@ pub fn rfc3164(line: &str, year: i64, offset_s: i64) -> Result<Message, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_text_after_a_valid_start_is_parsed_or_refused_never_a_panic() {
+        // Multi-byte characters where the parsers slice by byte position.
+        let tails = ["Привет мир, как дела сегодня", "a\u{fffd}bc", "日本語のログメッセージです", "é", ""];
+        let heads = [
+            "<13>",
+            "<13>Oct",
+            "<13>Oct 11 22:14:1",
+            "<13>Oct 11 22:14:15 ",
+            "<34>1 2003-10-11T22:14:15",
+            "<34>1 2003-10-11T22:14:15.003",
+            "<34>1 2003-10-11T22:14:15+",
+            "<34>1 2003-10-11T22:14:15.003+0",
+            "<34>1 2003-10-11T22:14:15Z host app - - [id",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for head in heads {
+            for tail in tails {
+                for cut in 0..=tail.chars().count() {
+                    let text: String = format!("{head}{}", tail.chars().take(cut).collect::<String>());
+                    let _ = rfc5424(&text);
+                    let _ = rfc3164(&text, 2024, 0);
+                    let _ = rfc3339(text.get(8..).unwrap_or(""));
+                }
+            }
+            // And random characters, multi-byte ones among them.
+            for _ in 0..2000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let n = (seed % 24) as usize;
+                let text: String = format!(
+                    "{head}{}",
+                    (0..n)
+                        .map(|i| ['a', ' ', ':', 'é', '日', '+', '0', '[', ']', '"']
+                            [(seed.rotate_right(i as u32 * 3) % 10) as usize])
+                        .collect::<String>()
+                );
+                let _ = rfc5424(&text);
+                let _ = rfc3164(&text, 2024, 0);
+                let _ = rfc3339(text.get(8..).unwrap_or(""));
+            }
+        }
+        assert!(rfc3339("2003-10-11T22:14:15+\u{e9}0").is_none());
+        assert!(rfc3164("<13>Привет мир", 2024, 0).is_err());
+    }
 
     #[test]
     fn rfc5424_examples() {
