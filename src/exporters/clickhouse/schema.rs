@@ -180,6 +180,13 @@ mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
+    #[test]
+    fn the_documented_modern_ddl_is_the_one_run() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let ddl = create_table(Schema::Modern, "otel", "otel_logs");
+        assert!(docs.contains(&ddl), "docs/configuration.md shows the modern DDL as it is run:\n{ddl}");
+    }
+
     fn request() -> ExportLogsServiceRequest {
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
