@@ -243,6 +243,8 @@ async fn connection(
 ) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    // Resumes where it stopped as a message's bytes arrive: one pass per message.
+    let mut scanner = frame::Scanner::new(limit);
     loop {
         let n = tokio::select! {
             r = stream.read(&mut chunk) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
@@ -250,8 +252,11 @@ async fn connection(
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
-            let len = match frame::scan(&buf, limit) {
-                Scan::Complete(len) => len,
+            let len = match scanner.feed(&buf) {
+                Scan::Complete(len) => {
+                    scanner = frame::Scanner::new(limit);
+                    len
+                }
                 Scan::Incomplete => break,
                 Scan::Invalid(m) => {
                     // The stream cannot be resynchronised: close the connection.
