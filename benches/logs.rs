@@ -87,8 +87,12 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("syslog_rfc3164_parse_translate", |b| {
         b.iter(|| {
-            let messages: Vec<_> =
-                rfc3164.iter().map(|l| syslog::parse::rfc3164(black_box(l), 2026, 0).unwrap()).collect();
+            let messages: Vec<_> = rfc3164
+                .iter()
+                .map(|l| {
+                    syslog::parse::rfc3164(black_box(l), &syslog::parse::Location::Fixed(0), 1_780_000_000).unwrap()
+                })
+                .collect();
             syslog::to_otlp(messages)
         })
     });

@@ -3,6 +3,7 @@
 //! log records per PROTOCOLS.md §5.4: `host.name`/`service.name` on the resource, severity
 //! numbers, `syslog.*` attributes and structured data.
 
+mod location;
 pub mod parse;
 
 use crate::pipeline::{Batch, Intake, Request};
@@ -60,22 +61,6 @@ impl Default for SyslogConfig {
     }
 }
 
-/// `location` as seconds east of UTC.
-fn offset(location: &str) -> Result<i64, String> {
-    match location {
-        "UTC" | "utc" | "Etc/UTC" | "" => Ok(0),
-        o if (o.starts_with('+') || o.starts_with('-')) && o.len() == 6 && &o[3..4] == ":" => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            let h: i64 = o[1..3].parse().map_err(|_| format!("invalid offset \"{o}\""))?;
-            let m: i64 = o[4..6].parse().map_err(|_| format!("invalid offset \"{o}\""))?;
-            Ok(sign * (h * 3600 + m * 60))
-        }
-        other => Err(format!(
-            "\"{other}\" is not supported: use UTC or a fixed offset such as +02:00 (time zone names need a time zone database switchyard does not carry)"
-        )),
-    }
-}
-
 impl SyslogConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.protocol.is_none() {
@@ -96,7 +81,7 @@ impl SyslogConfig {
         if let Some(tls) = self.tcp.as_ref().and_then(|t| t.tls.as_ref()) {
             tls.validate().map_err(|(k, m)| (format!("tcp.{k}"), m))?;
         }
-        offset(&self.location).map_err(|m| ("location".to_string(), m))?;
+        location::Location::parse(&self.location).map_err(|m| ("location".to_string(), m))?;
         if self.max_log_size == 0 {
             return Err(("max_log_size".into(), "must be at least 1".into()));
         }
@@ -166,7 +151,7 @@ pub fn to_otlp(messages: Vec<Message>) -> ExportLogsServiceRequest {
 
 struct Parser {
     protocol: Protocol,
-    offset_s: i64,
+    location: location::Location,
 }
 
 impl Parser {
@@ -174,10 +159,7 @@ impl Parser {
         let line = line.trim_end_matches(['\r', '\n', '\0']);
         match self.protocol {
             Protocol::Rfc5424 => parse::rfc5424(line),
-            Protocol::Rfc3164 => {
-                let year = 1970 + (now_ns() / 1_000_000_000 / 31_556_952) as i64;
-                parse::rfc3164(line, year, self.offset_s)
-            }
+            Protocol::Rfc3164 => parse::rfc3164(line, &self.location, (now_ns() / 1_000_000_000) as i64),
         }
     }
 }
@@ -188,8 +170,10 @@ pub async fn start(
     intake: Arc<Intake>,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let parser =
-        Arc::new(Parser { protocol: cfg.protocol.unwrap_or(Protocol::Rfc5424), offset_s: offset(&cfg.location)? });
+    let parser = Arc::new(Parser {
+        protocol: cfg.protocol.unwrap_or(Protocol::Rfc5424),
+        location: location::Location::parse(&cfg.location)?,
+    });
     let mut tasks = Vec::new();
     if let Some(u) = &cfg.udp {
         let socket = crate::net::bind_udp(&u.listen_address).await?;

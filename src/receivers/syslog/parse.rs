@@ -1,6 +1,8 @@
 //! Syslog messages: RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD…] MSG`) and, leniently,
 //! RFC 3164 (`<PRI>Mmm dd hh:mm:ss HOST TAG[pid]: MSG`), per PROTOCOLS.md §5.4.
 
+pub use super::location::Location;
+
 /// Structured data: (SD-ID, [(name, value)]) per element.
 pub type StructuredData = Vec<(String, Vec<(String, String)>)>;
 
@@ -172,9 +174,9 @@ pub fn rfc5424(line: &str) -> Result<Message, String> {
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// Parses an RFC 3164 message; the timestamp has no year (the current one is taken) and is read
-/// in the time zone `offset_s` seconds east of UTC.
-pub fn rfc3164(line: &str, year: i64, offset_s: i64) -> Result<Message, String> {
+/// Parses an RFC 3164 message; its timestamp (no zone, no year) is read in `location` as of
+/// `now_s` (seconds since the epoch).
+pub fn rfc3164(line: &str, location: &Location, now_s: i64) -> Result<Message, String> {
     let (facility, severity, rest) = pri(line)?;
     let mut m = Message { facility, severity, ..Default::default() };
     let mut rest = rest;
@@ -187,11 +189,14 @@ pub fn rfc3164(line: &str, year: i64, offset_s: i64) -> Result<Message, String> 
     {
         let month = MONTHS.iter().position(|x| *x == &rest[..3]).unwrap_or(0) as u32 + 1;
         let day: u32 = rest[4..6].trim().parse().map_err(|_| "invalid day")?;
-        let h: i64 = rest[7..9].parse().map_err(|_| "invalid hour")?;
-        let mi: i64 = rest[10..12].parse().map_err(|_| "invalid minute")?;
-        let s: i64 = rest[13..15].parse().map_err(|_| "invalid second")?;
-        let secs = days_from_civil(year, month, day) * 86400 + h * 3600 + mi * 60 + s - offset_s;
-        m.time_ns = u64::try_from(secs).ok().map(|s| s * 1_000_000_000);
+        let h: u32 = rest[7..9].parse().map_err(|_| "invalid hour")?;
+        let mi: u32 = rest[10..12].parse().map_err(|_| "invalid minute")?;
+        let s: u32 = rest[13..15].parse().map_err(|_| "invalid second")?;
+        if h > 23 || mi > 59 || s > 60 {
+            return Err("invalid time of day".into());
+        }
+        let secs = location.resolve(month, day, (h, mi, s), now_s);
+        m.time_ns = secs.and_then(|s| u64::try_from(s).ok()).map(|s| s * 1_000_000_000);
         rest = &rest[16..];
         // HOSTNAME, unless what follows is already the tag (`TAG:` / `TAG[pid]:`).
         if let Some((host, after)) = rest.split_once(' ')
@@ -229,6 +234,9 @@ pub fn rfc3164(line: &str, year: i64, offset_s: i64) -> Result<Message, String> 
 mod tests {
     use super::*;
 
+    /// 2025-12-01T00:00:00Z: the examples below are of 2025.
+    const NOW: i64 = 1_764_547_200;
+
     #[test]
     fn any_text_after_a_valid_start_is_parsed_or_refused_never_a_panic() {
         // Multi-byte characters where the parsers slice by byte position.
@@ -250,7 +258,7 @@ mod tests {
                 for cut in 0..=tail.chars().count() {
                     let text: String = format!("{head}{}", tail.chars().take(cut).collect::<String>());
                     let _ = rfc5424(&text);
-                    let _ = rfc3164(&text, 2024, 0);
+                    let _ = rfc3164(&text, &Location::Fixed(0), NOW);
                     let _ = rfc3339(text.get(8..).unwrap_or(""));
                 }
             }
@@ -268,12 +276,12 @@ mod tests {
                         .collect::<String>()
                 );
                 let _ = rfc5424(&text);
-                let _ = rfc3164(&text, 2024, 0);
+                let _ = rfc3164(&text, &Location::Fixed(0), NOW);
                 let _ = rfc3339(text.get(8..).unwrap_or(""));
             }
         }
         assert!(rfc3339("2003-10-11T22:14:15+\u{e9}0").is_none());
-        assert!(rfc3164("<13>Привет мир", 2024, 0).is_err());
+        assert!(rfc3164("<13>Привет мир", &Location::Fixed(0), NOW).is_err());
     }
 
     #[test]
@@ -301,13 +309,17 @@ mod tests {
 
     #[test]
     fn rfc3164_examples() {
-        let m =
-            rfc3164("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8", 2025, 0).unwrap();
+        let m = rfc3164(
+            "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
+            &Location::Fixed(0),
+            NOW,
+        )
+        .unwrap();
         assert_eq!((m.facility, m.severity), (4, 2));
         assert_eq!(m.hostname.as_deref(), Some("mymachine"));
         assert_eq!(m.app_name.as_deref(), Some("su"));
         assert_eq!(m.message, "'su root' failed for lonvick on /dev/pts/8");
-        let m = rfc3164("<13>Nov  6 08:49:37 host sshd[1234]: Accepted key", 2025, 3600).unwrap();
+        let m = rfc3164("<13>Nov  6 08:49:37 host sshd[1234]: Accepted key", &Location::Fixed(3600), NOW).unwrap();
         assert_eq!(m.proc_id.as_deref(), Some("1234"));
         assert_eq!(m.time_ns, Some((1_762_418_977 - 3600) * 1_000_000_000));
     }
@@ -317,7 +329,7 @@ mod tests {
         assert!(rfc5424("hello").unwrap_err().contains("<PRI>"));
         assert!(rfc5424("<999>1 - - - - - -").unwrap_err().contains("<PRI>"));
         assert!(rfc5424("<13>Oct 11 22:14:15 host x: y").unwrap_err().contains("not RFC 5424"));
-        assert!(rfc3164("<13>garbage", 2025, 0).unwrap_err().contains("neither"));
+        assert!(rfc3164("<13>garbage", &Location::Fixed(0), NOW).unwrap_err().contains("neither"));
         assert!(rfc5424("<13>1 2003-13-11T22:14:15Z h a p m - x").unwrap_err().contains("TIMESTAMP"));
     }
 }
