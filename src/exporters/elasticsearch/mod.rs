@@ -190,11 +190,10 @@ pub fn documents(
                     MappingMode::Ecs => {
                         doc.insert("message".into(), json(r.body.as_ref()));
                         doc.insert("log.level".into(), serde_json::Value::String(r.severity_text.clone()));
-                        if let Some(s) = resource.iter().find(|a| a.key == "service.name") {
-                            doc.insert("service.name".into(), json(s.value.as_ref()));
-                        }
-                        if let Some(h) = resource.iter().find(|a| a.key == "host.name") {
-                            doc.insert("host.hostname".into(), json(h.value.as_ref()));
+                        // Resource attributes under their ECS names where those differ, the
+                        // others as they are (record attributes win a clash).
+                        for a in resource {
+                            doc.insert(ecs_name(&a.key).to_string(), json(a.value.as_ref()));
                         }
                         if let Some(t) = &trace {
                             doc.insert("trace.id".into(), t.clone().into());
@@ -238,6 +237,24 @@ pub fn documents(
         }
     }
     out
+}
+
+/// The ECS field of a resource attribute whose OpenTelemetry name differs (the rest keep theirs).
+fn ecs_name(key: &str) -> &str {
+    match key {
+        "service.instance.id" => "service.node.name",
+        "deployment.environment" | "deployment.environment.name" => "service.environment",
+        "host.name" => "host.hostname",
+        "host.arch" => "host.architecture",
+        "os.type" => "os.platform",
+        "os.description" => "os.full",
+        "process.executable.path" => "process.executable",
+        "k8s.pod.name" => "kubernetes.pod.name",
+        "k8s.pod.uid" => "kubernetes.pod.uid",
+        "k8s.namespace.name" => "kubernetes.namespace",
+        "k8s.node.name" => "kubernetes.node.name",
+        other => other,
+    }
 }
 
 /// `%{attr}` from the record or resource (empty when absent), `%Y`/`%m`/`%d` from the date.
@@ -547,6 +564,79 @@ impl Exporter for ElasticsearchExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receivers::attributes::{int, kv, string};
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    /// The one document of a record with resource and record attributes, in `mode`.
+    fn document(mode: MappingMode) -> serde_json::Value {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", string("shop")),
+                        kv("k8s.pod.name", string("shop-7d9")),
+                        kv("team", string("payments")),
+                        kv("clash", string("from resource")),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000,
+                        severity_text: "WARN".into(),
+                        body: Some(string("disk almost full")),
+                        attributes: vec![kv("free", int(3)), kv("clash", string("from record"))],
+                        trace_id: vec![1; 16],
+                        ..Default::default()
+                    }],
+                    scope: Some(opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                        name: "app".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut cfg = ElasticsearchConfig::default();
+        cfg.mapping.mode = mode;
+        let docs = documents(&request, &cfg);
+        assert_eq!(docs.len(), 1);
+        serde_json::from_str(&docs[0].1).unwrap()
+    }
+
+    #[test]
+    fn each_mapping_mode_places_the_fields_where_it_says() {
+        let ecs = document(MappingMode::Ecs);
+        assert_eq!(ecs["message"], "disk almost full");
+        assert_eq!(ecs["log.level"], "WARN");
+        assert_eq!(ecs["service.name"], "shop");
+        assert_eq!(ecs["kubernetes.pod.name"], "shop-7d9", "renamed to its ECS field");
+        assert_eq!(ecs["team"], "payments", "other resource attributes keep their names");
+        assert_eq!(ecs["clash"], "from record", "record attributes win");
+        assert_eq!(ecs["free"], 3);
+        assert_eq!(ecs["trace.id"], "01".repeat(16));
+
+        let raw = document(MappingMode::Raw);
+        assert_eq!(raw["body"], "disk almost full");
+        assert_eq!(raw["k8s.pod.name"], "shop-7d9");
+        assert_eq!(raw["clash"], "from record");
+        assert!(raw.get("severity_text").is_none() && raw.get("resource").is_none(), "{raw}");
+
+        let otel = document(MappingMode::Otel);
+        assert_eq!(otel["attributes"]["clash"], "from record");
+        assert_eq!(otel["resource"]["attributes"]["clash"], "from resource");
+        assert_eq!(otel["severity_text"], "WARN");
+        assert_eq!(otel["trace_id"], "01".repeat(16));
+        assert_eq!(otel["scope"]["name"], "app");
+
+        let none = document(MappingMode::None);
+        assert_eq!(none["resource"]["attributes"]["team"], "payments");
+        assert!(none.get("scope").is_none(), "none is otel without the scope");
+        assert_eq!(none["@timestamp"], otel["@timestamp"]);
+    }
 
     #[test]
     fn dates_and_index_names() {

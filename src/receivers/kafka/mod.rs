@@ -16,7 +16,7 @@ use crate::receivers::bad_input::BadInput;
 use member::{Member, Trouble};
 use offsets::Offsets;
 use partition::Partition;
-use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+use rskafka::client::partition::UnknownTopicHandling;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -207,17 +207,6 @@ async fn consume(
                     continue;
                 }
             };
-            let start = match committed.get(&p) {
-                Some(o) => *o,
-                None => {
-                    let at = match cfg.initial_offset {
-                        InitialOffset::Earliest => OffsetAt::Earliest,
-                        InitialOffset::Latest => OffsetAt::Latest,
-                    };
-                    pc.get_offset(at).await.unwrap_or(0)
-                }
-            };
-            offsets.lock().unwrap_or_else(|e| e.into_inner()).start(p, start);
             let reader = Partition {
                 pc,
                 signal,
@@ -226,7 +215,7 @@ async fn consume(
                 offsets: offsets.clone(),
                 bad: bad.clone(),
             };
-            readers.push(tokio::spawn(reader.run(start, reading.clone())));
+            readers.push(tokio::spawn(reader.run(committed.get(&p).copied(), reading.clone())));
         }
         let end = serve(&cfg, &topic, &mut member, &offsets, &bad, &stop).await;
         // Give the partitions up: stop reading, wait for what is in flight (while stopping, as

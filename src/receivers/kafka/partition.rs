@@ -1,8 +1,8 @@
 //! One partition's reading loop: fetch, decode, submit with a delivery notice, and wait while
 //! the pipelines refuse; a message given up on goes back to being unread.
 
-use super::KafkaReceiverConfig;
 use super::offsets::Offsets;
+use super::{InitialOffset, KafkaReceiverConfig};
 use crate::kafka::Encoding;
 use crate::pipeline::{Delivery, Intake, Signal};
 use crate::receivers::bad_input::BadInput;
@@ -22,8 +22,34 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub async fn run(self, mut offset: i64, stop: CancellationToken) {
+    /// Reads from `committed`, or, for a partition the group has no offset for, from where
+    /// `initial_offset` says (asked of the broker until it answers).
+    pub async fn run(self, committed: Option<i64>, stop: CancellationToken) {
         let p = self.pc.partition();
+        let mut offset = match committed {
+            Some(o) => o,
+            None => loop {
+                let at = match self.cfg.initial_offset {
+                    InitialOffset::Earliest => OffsetAt::Earliest,
+                    InitialOffset::Latest => OffsetAt::Latest,
+                };
+                match self.pc.get_offset(at).await {
+                    Ok(o) => break o,
+                    Err(e) => self.bad.warn(
+                        "unavailable",
+                        &format!(
+                            "partition {p}: asking for its {:?} offset: {e}; trying again",
+                            self.cfg.initial_offset
+                        ),
+                    ),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            },
+        };
+        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).start(p, offset);
         let wait = self.cfg.max_fetch_wait.as_millis().min(i32::MAX as u128) as i32;
         while !stop.is_cancelled() {
             let fetched = tokio::select! {
