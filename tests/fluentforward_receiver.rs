@@ -2,6 +2,10 @@
 //! EventTime), and a gzip CompressedPackedForward message with a `chunk` built in the test is
 //! acknowledged only after its events were handed on. Bad input (invalid msgpack, a frame that
 //! declares 1 GiB) closes that connection and is counted; other connections keep working.
+//! Acknowledgements wait for room: with the `otlphttp` exporter's one-request queue held by a
+//! batch for a backend that is down, a Forward message built in the test gets no ack (and the
+//! refusal is counted and logged) until the backend — a second switchyard taking OTLP/HTTP and
+//! writing a file — comes up; then the waiting sender is acknowledged and nothing is lost.
 
 mod common;
 
@@ -138,6 +142,122 @@ fn a_compressed_packed_forward_chunk_is_acknowledged_after_hand_off_and_bad_fram
     s.write_all(&frame).unwrap();
     let n = s.read(&mut answer).unwrap();
     assert!(n > 0, "acknowledged again");
+}
+
+/// A Forward-mode message `[tag, [[time, record], …], {"chunk": chunk}]` of events `{prefix}{i}`.
+fn forward_with_chunk(prefix: &str, n: u32, chunk: &str) -> Vec<u8> {
+    let entries = (0..n)
+        .map(|i| {
+            Value::Array(vec![
+                Value::from(1_700_000_000u32 + i),
+                Value::Map(vec![(Value::from("message"), Value::from(format!("{prefix}{i}")))]),
+            ])
+        })
+        .collect();
+    let message = Value::Array(vec![
+        Value::from("acked.tag"),
+        Value::Array(entries),
+        Value::Map(vec![(Value::from("chunk"), Value::from(chunk))]),
+    ]);
+    let mut frame = Vec::new();
+    rmpv::encode::write_value(&mut frame, &message).unwrap();
+    frame
+}
+
+/// The next answer on `s`, decoded; None if none came within its read timeout.
+fn answer(s: &mut std::net::TcpStream) -> Option<Value> {
+    let mut buf = vec![0u8; 256];
+    match s.read(&mut buf) {
+        Ok(n) if n > 0 => Some(rmpv::decode::read_value(&mut &buf[..n]).expect("an ack is msgpack")),
+        _ => None,
+    }
+}
+
+fn ack(chunk: &str) -> Value {
+    Value::Map(vec![(Value::from("ack"), Value::from(chunk))])
+}
+
+#[test]
+fn a_chunk_the_full_queue_cannot_take_is_not_acknowledged_until_there_is_room() {
+    // One request fits in the exporter's queue, and the backend is down: the first message
+    // stays there (retried), so the second finds no room.
+    let gw = Gateway::start(
+        r#"
+receivers:
+  fluent_forward:
+    endpoint: 127.0.0.1:{port:forward}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:{port:backend}
+    sending_queue:
+      queue_size: 1
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 200ms
+      max_elapsed_time: 0
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    logs:
+      receivers: [fluent_forward]
+      exporters: [otlphttp]
+"#,
+    );
+    let port = gw.port("forward");
+    let mut first = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    first.write_all(&forward_with_chunk("first-", 3, "chunk-1")).unwrap();
+    assert_eq!(answer(&mut first), Some(ack("chunk-1")), "taken into the queue: acknowledged\n{}", gw.log());
+
+    let mut second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    second.write_all(&forward_with_chunk("second-", 2, "chunk-2")).unwrap();
+    assert_eq!(answer(&mut second), None, "no ack while the queue is full\n{}", gw.log());
+    // The refusal is visible: counted by the exporter and the receiver, and logged.
+    assert!(gw.metric("otelcol_exporter_enqueue_failed_log_records_total", &[("exporter", "otlphttp")]) >= 2.0);
+    assert!(
+        gw.metric(
+            "otelcol_receiver_refused_log_records_total",
+            &[("receiver", "fluent_forward"), ("transport", "tcp")]
+        ) >= 2.0
+    );
+    assert!(gw.log().contains("sending queue is full"), "{}", gw.log());
+    assert_eq!(gw.metric("otelcol_exporter_sent_log_records_total", &[("exporter", "otlphttp")]), 0.0);
+
+    // The backend comes up: the first message is delivered, which makes room; the waiting sender
+    // is acknowledged on the same connection, and every event arrives once.
+    let backend = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{}
+exporters:
+  file:
+    path: {{dir}}/out.jsonl
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        gw.port("backend")
+    ));
+    second.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    assert_eq!(answer(&mut second), Some(ack("chunk-2")), "{}\nbackend:\n{}", gw.log(), backend.log());
+    let path = backend.path("out.jsonl");
+    let names = || bodies(&path).into_iter().map(|(b, _)| b).collect::<Vec<_>>();
+    let want = ["first-0", "first-1", "first-2", "second-0", "second-1"];
+    assert!(eventually(Duration::from_secs(10), || names() == want), "{:?}\n{}", names(), gw.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(names(), want, "each event once");
+    assert_eq!(gw.metric("otelcol_exporter_send_failed_log_records_total", &[]), 0.0);
 }
 
 /// Fluentd, the sender of UDP heartbeats (`heartbeat_type udp`), cannot be installed here (not in

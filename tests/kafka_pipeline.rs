@@ -3,7 +3,9 @@
 //! the test on loopback. One switchyard takes the Python SDK's traces over OTLP and produces them
 //! (a message per trace, keyed by trace id); a second switchyard consumes them as a consumer
 //! group and writes what it gets to a file; the real `kafka-python` client reads the same
-//! messages and the group's committed offsets.
+//! messages and the group's committed offsets. A consumer whose exporter cannot deliver (OTLP
+//! to a port nothing listens on) commits nothing past what is undelivered, so a successor in
+//! its group reads it all; and `encoding: otlp_json` carries OTLP/JSON from producer to consumer.
 
 mod common;
 
@@ -487,4 +489,141 @@ fn switchyard_shares_a_group_with_kafka_python_as_follower_and_as_leader() {
         a.log()
     );
     let _ = second.stop();
+}
+
+/// A consumer in `group` whose exporter cannot deliver: OTLP/gRPC to a port nothing listens on,
+/// retried for ever, so what it reads stays in flight.
+fn stuck_consumer_config(port: u16, group: &str) -> String {
+    format!(
+        r#"
+receivers:
+  kafka:
+    brokers: [127.0.0.1:{port}]
+    group_id: {group}
+    initial_offset: earliest
+    session_timeout: 3s
+    heartbeat_interval: 1s
+    autocommit:
+      interval: 200ms
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{{port:nowhere}}
+    tls:
+      insecure: true
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 200ms
+      max_elapsed_time: 0
+service:
+  shutdown_timeout: 2s
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [otlp]
+"#
+    )
+}
+
+#[test]
+fn offsets_of_undelivered_messages_are_not_committed_so_the_next_member_reads_them() {
+    let Some(python) = python_peer() else { return };
+    let Some(tansu) = Tansu::start() else { return };
+    tansu.create_topic("otlp_spans", 1);
+    let names: Vec<String> = (0..3).map(|i| format!("undelivered-{i}")).collect();
+    produce(tansu.port, "otlp_spans", 0, names.iter().map(|n| one_span(n)).collect());
+
+    let mut stuck = Gateway::start(&stuck_consumer_config(tansu.port, "G"));
+    // It read all three (the queue took them) and keeps trying to deliver them.
+    assert!(
+        eventually(Duration::from_secs(20), || stuck
+            .metric("otelcol_receiver_accepted_spans_total", &[("receiver", "kafka")])
+            == 3.0),
+        "{}",
+        stuck.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || stuck.log().contains("export failed; retrying")));
+    // Many commit intervals later, the group's offset has not moved past the first of them.
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = kafka_python(&python, tansu.port, "otlp_spans", "G");
+    assert_eq!(seen["messages"].as_array().map(Vec::len), Some(3), "{seen}");
+    let committed = &seen["committed"]["0"];
+    assert!(
+        committed.is_null() || committed.as_i64().is_some_and(|c| c <= 0),
+        "nothing delivered, nothing committed past offset 0: {seen}\n{}",
+        stuck.log()
+    );
+    assert_eq!(stuck.metric("otelcol_exporter_sent_spans_total", &[]), 0.0);
+
+    // It stops without having delivered anything (its shutdown deadline drops the data); a new
+    // member of the group, whose exporter works, gets all three messages.
+    let _ = stuck.stop();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("consumed.jsonl");
+    let next = Gateway::start(&consumer_config(tansu.port, &out).replace("switchyard-test", "G"));
+    assert!(
+        eventually(Duration::from_secs(40), || span_names(&out) == names),
+        "{:?}\n{}",
+        span_names(&out),
+        next.log()
+    );
+    let done = || {
+        let s = kafka_python(&python, tansu.port, "otlp_spans", "G");
+        s["committed"]["0"] == 3
+    };
+    assert!(eventually(Duration::from_secs(10), done), "once delivered, committed");
+}
+
+#[test]
+fn otlp_json_encoding_crosses_kafka_between_two_switchyards() {
+    let Some(python) = python_peer() else { return };
+    let Some(tansu) = Tansu::start() else { return };
+    tansu.create_topic("otlp_spans", 2);
+    let json = "    encoding: otlp_json\n";
+    let producer = Gateway::start(
+        &producer_config(tansu.port)
+            .replace("    partition_traces_by_id", &format!("{json}    partition_traces_by_id")),
+    );
+    let sent = python_sends(&python, producer.grpc, "traces", 4, &producer.path("sent.json"));
+    let sent_ids: BTreeSet<String> =
+        sent["spans"].as_array().unwrap().iter().map(|s| s["span_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(sent_ids.len(), 4);
+
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("consumed.jsonl");
+    let consumer =
+        Gateway::start(&consumer_config(tansu.port, &out).replace("    group_id:", &format!("{json}    group_id:")));
+    let got = || span_ids(&out).into_iter().collect::<BTreeSet<String>>();
+    assert!(
+        eventually(Duration::from_secs(20), || got() == sent_ids),
+        "consumed {:?}\nproducer:\n{}\nconsumer:\n{}",
+        got(),
+        producer.log(),
+        consumer.log()
+    );
+    assert_eq!(consumer.metric("switchyard_receiver_invalid_requests_total", &[]), 0.0);
+
+    // On the wire: OTLP/JSON, one request per trace, trace ids in hex as OTLP/JSON wants.
+    let seen = kafka_python(&python, tansu.port, "otlp_spans", "switchyard-test");
+    let messages = seen["messages"].as_array().unwrap();
+    assert!(!messages.is_empty(), "{seen}");
+    let mut from_kafka = BTreeSet::new();
+    for m in messages {
+        let value = hex(m["value_hex"].as_str().unwrap());
+        assert_eq!(value.first(), Some(&b'{'), "{}", String::from_utf8_lossy(&value));
+        let request: serde_json::Value = serde_json::from_slice(&value).expect("the value is JSON");
+        for span in request["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+            .flat_map(|s| s["spans"].as_array().unwrap())
+        {
+            assert_eq!(span["traceId"].as_str().unwrap().to_ascii_lowercase(), m["key_hex"], "{request}");
+            from_kafka.insert(span["spanId"].as_str().unwrap().to_ascii_lowercase());
+        }
+    }
+    assert_eq!(from_kafka, sent_ids);
 }

@@ -2,13 +2,17 @@
 //! server checks every push against the documented format (PROTOCOLS.md §5.1: snappy block +
 //! `logproto.PushRequest`, or the JSON shape with string nanosecond timestamps; label selectors
 //! `{name="value", …}` with valid names; entries of a stream in time order; the tenant header)
-//! and answers as Loki does (204; a scripted 429 first, which must be retried). The logs come
-//! from the real Python SDK.
+//! and answers as Loki does: 204, or scripted errors first — 429, 500 and 503, which must be
+//! retried and the data stored once, and a 400 with Loki's reason, which drops the batch (counted
+//! and logged with the reason) without a retry. The logs come from the real Python SDK; the
+//! collector's `loki.attribute.labels` hint is added by the `attributes` processor, as the
+//! collector's documentation does it.
 
 mod common;
 
 use common::*;
 use prost::Message;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +38,12 @@ fn valid_selector(s: &str) -> bool {
 
 /// A strict Loki push endpoint; the first `refuse` pushes get 429.
 fn loki(refuse: usize, tenant: &'static str) -> (u16, Arc<Mutex<Pushed>>) {
+    loki_answering(vec![(429, "Ingestion rate limit exceeded"); refuse], tenant)
+}
+
+/// A strict Loki push endpoint whose first pushes get the `script`ed (status, body) answers, in
+/// order; the later ones 204. Only a 204 stores the entries.
+fn loki_answering(script: Vec<(u16, &'static str)>, tenant: &'static str) -> (u16, Arc<Mutex<Pushed>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = Arc::new(Mutex::new(Pushed::default()));
@@ -120,17 +130,23 @@ fn loki(refuse: usize, tenant: &'static str) -> (u16, Arc<Mutex<Pushed>>) {
                 },
                 other => problem(format!("content type {other:?}")),
             }
-            let status = if s.answered.len() < refuse { 429 } else { 204 };
+            let (status, body) = script.get(s.answered.len()).copied().unwrap_or((204, ""));
             s.answered.push(status);
             if status == 204 {
                 s.entries.extend(entries);
             }
             drop(s);
-            let reason = if status == 204 { "No Content" } else { "Too Many Requests" };
-            let body = if status == 429 { "Ingestion rate limit exceeded" } else { "" };
+            let reason = match status {
+                204 => "No Content",
+                400 => "Bad Request",
+                429 => "Too Many Requests",
+                500 => "Internal Server Error",
+                503 => "Service Unavailable",
+                _ => "Scripted",
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
@@ -208,4 +224,93 @@ fn json_encoding_sends_string_nanosecond_timestamps() {
     assert!(eventually(Duration::from_secs(15), || !state.lock().unwrap().entries.is_empty()), "{}", gw.log());
     let s = state.lock().unwrap();
     assert!(s.problems.is_empty(), "{:?}", s.problems);
+}
+
+/// The number of log records in a summary of tests/peers/python/otel_send.py.
+fn records(sent: &serde_json::Value) -> usize {
+    sent["logs"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn a_500_and_a_503_are_retried_and_every_entry_is_stored_once() {
+    let Some(python) = python_peer() else { return };
+    let (port, state) = loki_answering(vec![(500, "internal server error"), (503, "ingester not ready")], "team-a");
+    let gw = Gateway::start(&config(port, "protobuf"));
+    let sent = records(&python_sends(&python, gw.grpc, "logs", 3, &gw.path("sent.json")));
+    assert_eq!(sent, 3);
+    let arrived = eventually(Duration::from_secs(15), || state.lock().unwrap().entries.len() >= sent);
+    assert!(arrived, "answered {:?}\n{}", state.lock().unwrap().answered, gw.log());
+    assert!(eventually(Duration::from_secs(5), || gw
+        .metric("otelcol_exporter_sent_log_records_total", &[("exporter", "loki")])
+        == 3.0));
+    std::thread::sleep(Duration::from_millis(500));
+    let s = state.lock().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.answered, [500, 503, 204], "each error retried, then stored");
+    let mut lines: Vec<&str> = s.entries.iter().map(|(_, line, _)| line.as_str()).collect();
+    lines.sort();
+    assert_eq!(lines, ["log-0", "log-1", "log-2"], "every entry once");
+    assert_eq!(gw.metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "loki")]), 0.0);
+    assert!(gw.log().contains("HTTP 503"), "the retry is logged with the status: {}", gw.log());
+}
+
+#[test]
+fn a_400_drops_the_batch_without_retrying_and_says_why() {
+    let Some(python) = python_peer() else { return };
+    let why = "entry for stream '{service=\"py-sender\"}' has timestamp too old: 2020-01-01T00:00:00Z, \
+               oldest acceptable timestamp is: 2024-01-01T00:00:00Z";
+    let (port, state) = loki_answering(vec![(400, why)], "team-a");
+    let mut gw = Gateway::start(&config(port, "protobuf"));
+    let sent = records(&python_sends(&python, gw.grpc, "logs", 2, &gw.path("sent.json")));
+    assert!(
+        eventually(Duration::from_secs(15), || gw
+            .metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "loki")])
+            == sent as f64),
+        "answered {:?}\n{}",
+        state.lock().unwrap().answered,
+        gw.log()
+    );
+    // Well past the 100 ms retry interval: no second attempt.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(state.lock().unwrap().answered, [400], "not retried");
+    assert!(state.lock().unwrap().entries.is_empty());
+    // The next batch flows.
+    let more = records(&python_sends(&python, gw.grpc, "logs", 3, &gw.path("more.json")));
+    assert!(eventually(Duration::from_secs(15), || state.lock().unwrap().entries.len() == more), "{}", gw.log());
+    assert_eq!(state.lock().unwrap().answered, [400, 204]);
+    assert_eq!(gw.metric("otelcol_exporter_sent_log_records_total", &[("exporter", "loki")]), more as f64);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let dropped = log.lines().find(|l| l.contains("data dropped")).unwrap_or_else(|| panic!("{log}"));
+    assert!(dropped.contains("HTTP 400"), "{dropped}");
+    assert!(dropped.contains("has timestamp too old"), "Loki's reason is in the log: {dropped}");
+}
+
+#[test]
+fn attributes_named_in_the_loki_attribute_labels_hint_become_stream_labels() {
+    let Some(python) = python_peer() else { return };
+    let (port, state) = loki_answering(Vec::new(), "team-a");
+    // As the collector's documentation adds the hint: with the attributes processor.
+    let hint = "processors:\n  attributes:\n    actions:\n      - key: loki.attribute.labels\n        value: s, i\n        action: insert\nservice:\n";
+    let cfg = config(port, "protobuf")
+        .replacen("service:\n", hint, 1)
+        .replace("      exporters: [loki]", "      processors: [attributes]\n      exporters: [loki]");
+    let gw = Gateway::start(&cfg);
+    let sent = records(&python_sends(&python, gw.grpc, "logs", 3, &gw.path("sent.json")));
+    assert!(eventually(Duration::from_secs(15), || state.lock().unwrap().entries.len() == sent), "{}", gw.log());
+    let s = state.lock().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    for (labels, line, md) in &s.entries {
+        // The SDK peer sends record k as "log-k" with attributes s = "vk", i = 42 + k.
+        let k: u32 = line.strip_prefix("log-").unwrap().parse().unwrap();
+        assert!(labels.contains(&format!(r#"s="v{k}""#)), "{line}: {labels}");
+        assert!(labels.contains(&format!(r#"i="{}""#, 42 + k)), "{line}: {labels}");
+        assert!(labels.contains(r#"service="py-sender""#), "{labels}");
+        let keys: Vec<&str> = md.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!keys.contains(&"s") && !keys.contains(&"i"), "a label is not repeated as metadata: {keys:?}");
+        assert!(!keys.contains(&"loki.attribute.labels"), "the hint itself is not sent: {keys:?}");
+        assert!(md.contains(&("f".to_string(), "1.5".to_string())), "the other attributes stay metadata: {md:?}");
+    }
+    let streams: BTreeSet<&str> = s.entries.iter().map(|(l, _, _)| l.as_str()).collect();
+    assert_eq!(streams.len(), 3, "one stream per distinct label set: {streams:?}");
 }

@@ -171,7 +171,9 @@ mod tests {
     fn a_scanner_fed_piece_by_piece_finds_the_same_end() {
         use rmpv::Value;
         let records: Vec<Value> = (0..500)
-            .map(|i| Value::Array(vec![Value::from(i), Value::Map(vec![(Value::from("log"), Value::from("y".repeat(i)))])]))
+            .map(|i| {
+                Value::Array(vec![Value::from(i), Value::Map(vec![(Value::from("log"), Value::from("y".repeat(i)))])])
+            })
             .collect();
         let bytes = encode(&Value::Array(vec![Value::from("tag"), Value::Array(records)]));
         for step in [1, 7, 4096] {
