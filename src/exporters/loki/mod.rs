@@ -29,6 +29,19 @@ pub enum Encoding {
     Json,
 }
 
+/// What an entry's line is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LineFormat {
+    /// The body; everything that is not a label travels as structured metadata.
+    #[default]
+    Body,
+    /// One JSON object (`body`, `traceid`, `spanid`, `severity`, `attributes`, `resources`), as
+    /// the collector's `loki.format: json` wrote it, for Loki versions without structured
+    /// metadata; nothing else is sent.
+    Json,
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Labels {
@@ -64,6 +77,8 @@ pub struct LokiConfig {
     pub headers: BTreeMap<String, String>,
     pub labels: Labels,
     pub default_labels_enabled: DefaultLabels,
+    /// `body` or `json`; a resource's `loki.format` attribute (`json` or `raw`) overrides it.
+    pub line_format: LineFormat,
     #[serde(deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
     pub tls: TlsClientConfig,
@@ -80,6 +95,7 @@ impl Default for LokiConfig {
             headers: BTreeMap::new(),
             labels: Labels::default(),
             default_labels_enabled: DefaultLabels::default(),
+            line_format: LineFormat::Body,
             timeout: Duration::from_secs(30),
             tls: TlsClientConfig::default(),
             sending_queue: SendingQueueConfig::default(),
@@ -145,6 +161,18 @@ fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     attrs.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref())
 }
 
+/// A value in a JSON line: scalars as JSON scalars, the rest as `text` gives them.
+fn json_value(v: Option<&AnyValue>) -> serde_json::Value {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::IntValue(i)) => (*i).into(),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or_else(|| d.to_string().into(), Into::into)
+        }
+        Some(any_value::Value::BoolValue(b)) => (*b).into(),
+        _ => text(v).into(),
+    }
+}
+
 /// Hint attributes (`loki.resource.labels: "a, b"`) as a list of names.
 fn hint(attrs: &[KeyValue], key: &str) -> Vec<String> {
     get(attrs, key)
@@ -164,6 +192,11 @@ pub fn streams(
     for rl in &request.resource_logs {
         let resource = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
         let resource_hint = hint(resource, "loki.resource.labels");
+        let format = match get(resource, "loki.format").map(|v| text(Some(v))).as_deref() {
+            Some("json") => LineFormat::Json,
+            Some("raw") => LineFormat::Body,
+            _ => cfg.line_format,
+        };
         for sl in &rl.scope_logs {
             for r in &sl.log_records {
                 let mut labels = BTreeMap::new();
@@ -216,29 +249,59 @@ pub fn streams(
                         used_record.push(attr);
                     }
                 }
-                // Everything else as structured metadata.
-                let mut metadata: Vec<(String, String)> = Vec::new();
-                for a in &r.attributes {
-                    if !used_record.contains(&a.key.as_str()) && a.key != "loki.attribute.labels" {
-                        metadata.push((a.key.clone(), text(a.value.as_ref())));
+                let record_rest = r
+                    .attributes
+                    .iter()
+                    .filter(|a| !used_record.contains(&a.key.as_str()) && a.key != "loki.attribute.labels");
+                let resource_rest = resource.iter().filter(|a| {
+                    !used_resource.contains(&a.key.as_str())
+                        && !matches!(a.key.as_str(), "loki.resource.labels" | "loki.format")
+                });
+                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                let (line, metadata) = if format == LineFormat::Json {
+                    // Everything else in the line.
+                    let mut obj = serde_json::Map::new();
+                    obj.insert("body".into(), text(r.body.as_ref()).into());
+                    if !r.trace_id.is_empty() {
+                        obj.insert("traceid".into(), hex(&r.trace_id).into());
                     }
-                }
-                for a in resource {
-                    if !used_resource.contains(&a.key.as_str()) && a.key != "loki.resource.labels" {
-                        metadata.push((format!("resource.{}", a.key), text(a.value.as_ref())));
+                    if !r.span_id.is_empty() {
+                        obj.insert("spanid".into(), hex(&r.span_id).into());
                     }
-                }
-                if !r.trace_id.is_empty() {
-                    metadata.push(("trace_id".into(), r.trace_id.iter().map(|b| format!("{b:02x}")).collect()));
-                }
-                if !r.span_id.is_empty() {
-                    metadata.push(("span_id".into(), r.span_id.iter().map(|b| format!("{b:02x}")).collect()));
-                }
-                if r.severity_number != 0 {
-                    metadata.push(("severity_number".into(), r.severity_number.to_string()));
-                }
+                    if !r.severity_text.is_empty() {
+                        obj.insert("severity".into(), r.severity_text.clone().into());
+                    }
+                    let typed =
+                        |rest: &mut dyn Iterator<Item = &KeyValue>| -> serde_json::Map<String, serde_json::Value> {
+                            rest.map(|a| (a.key.clone(), json_value(a.value.as_ref()))).collect()
+                        };
+                    let attributes = typed(&mut record_rest.into_iter());
+                    if !attributes.is_empty() {
+                        obj.insert("attributes".into(), attributes.into());
+                    }
+                    let resources = typed(&mut resource_rest.into_iter());
+                    if !resources.is_empty() {
+                        obj.insert("resources".into(), resources.into());
+                    }
+                    (serde_json::Value::Object(obj).to_string(), Vec::new())
+                } else {
+                    // Everything else as structured metadata.
+                    let mut metadata: Vec<(String, String)> =
+                        record_rest.map(|a| (a.key.clone(), text(a.value.as_ref()))).collect();
+                    metadata.extend(resource_rest.map(|a| (format!("resource.{}", a.key), text(a.value.as_ref()))));
+                    if !r.trace_id.is_empty() {
+                        metadata.push(("trace_id".into(), hex(&r.trace_id)));
+                    }
+                    if !r.span_id.is_empty() {
+                        metadata.push(("span_id".into(), hex(&r.span_id)));
+                    }
+                    if r.severity_number != 0 {
+                        metadata.push(("severity_number".into(), r.severity_number.to_string()));
+                    }
+                    (text(r.body.as_ref()), metadata)
+                };
                 let time = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
-                out.entry(labels).or_default().push((time, text(r.body.as_ref()), metadata));
+                out.entry(labels).or_default().push((time, line, metadata));
             }
         }
     }
@@ -366,6 +429,44 @@ mod tests {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    #[test]
+    fn a_json_line_carries_what_is_not_a_label_and_loki_format_chooses_per_resource() {
+        let resource = |attrs: Vec<KeyValue>| ResourceLogs {
+            resource: Some(Resource { attributes: attrs, ..Default::default() }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 5,
+                    severity_text: "WARN".into(),
+                    body: Some(string("disk almost full")),
+                    attributes: vec![kv("free", crate::receivers::attributes::int(3))],
+                    span_id: vec![0xcd; 8],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![
+                resource(vec![kv("service.name", string("a")), kv("host.name", string("n1"))]),
+                resource(vec![kv("service.name", string("b")), kv("loki.format", string("raw"))]),
+            ],
+        };
+        let cfg = LokiConfig { endpoint: "http://l".into(), line_format: LineFormat::Json, ..Default::default() };
+        let s = streams(&req, &cfg);
+        let (_, a) = s.iter().find(|(l, _)| l["job"] == "a").unwrap();
+        let line: serde_json::Value = serde_json::from_str(&a[0].1).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"body": "disk almost full", "spanid": "cd".repeat(8), "severity": "WARN",
+                "attributes": {"free": 3}, "resources": {"service.name": "a", "host.name": "n1"}})
+        );
+        assert!(a[0].2.is_empty(), "no structured metadata with JSON lines");
+        let (_, b) = s.iter().find(|(l, _)| l["job"] == "b").unwrap();
+        assert_eq!(b[0].1, "disk almost full", "loki.format: raw keeps the body as the line");
+        assert!(b[0].2.iter().all(|(k, _)| k != "resource.loki.format"), "{:?}", b[0].2);
+    }
 
     #[test]
     fn labels_streams_metadata_and_order() {
