@@ -41,6 +41,9 @@ pub struct Capacity {
     memory: bool,
     /// Set while the process is over its memory limit: nothing is admitted, however little.
     paused: std::sync::atomic::AtomicBool,
+    /// "Full" warnings, at most one a second: a receiver retrying every 200 ms would otherwise
+    /// write five a second for as long as the queue stays full.
+    full_warnings: crate::telemetry::log_limit::LogLimit,
 }
 
 /// How much more memory than its wire size a decoded batch takes (structs, strings, vectors),
@@ -78,6 +81,7 @@ impl Capacity {
             gauge,
             memory: false,
             paused: std::sync::atomic::AtomicBool::new(false),
+            full_warnings: Default::default(),
         })
     }
 
@@ -94,7 +98,13 @@ impl Capacity {
             gauge: None,
             memory: true,
             paused: std::sync::atomic::AtomicBool::new(false),
+            full_warnings: Default::default(),
         })
+    }
+
+    /// Whether a "full" warning may be written now, and how many were held back before it.
+    pub fn full_warning(&self) -> Option<u64> {
+        self.full_warnings.allow()
     }
 
     /// Whether this is a memory budget rather than an exporter's queue.

@@ -149,7 +149,10 @@ impl Intake {
                     METRICS.exporter_enqueue_failed[signal.index()]
                         .with_label_values(&[queue.name()])
                         .inc_by(batch.items() as u64);
-                    tracing::warn!(exporter = queue.name(), %signal, items = batch.items(), "sending queue is full; refusing data");
+                    if let Some(held_back) = queue.full_warning() {
+                        tracing::warn!(exporter = queue.name(), %signal, items = batch.items(),
+                            suppressed_since_last_warning = held_back, "sending queue is full; refusing data");
+                    }
                     return Err(Refusal::retryable(format!("sending queue of exporter {} is full", queue.name())));
                 }
             }

@@ -71,15 +71,31 @@ async fn guarded(status: StatusCell, what: String, task: impl std::future::Futur
     }
     impl Drop for Guard {
         fn drop(&mut self) {
-            if !self.finished {
+            if self.finished {
+                return;
+            }
+            if std::thread::panicking() {
                 tracing::error!(task = %self.what, "task stopped unexpectedly; data no longer flows through it");
                 self.status.set(Status::Failed);
+            } else {
+                // Dropped unfinished without a panic: cut off (the runtime ending after the
+                // shutdown deadline), which the shutdown has already reported.
+                tracing::debug!(task = %self.what, "task cut off");
             }
         }
     }
     let mut guard = Guard { status, what, finished: false };
     task.await;
     guard.finished = true;
+}
+
+/// Waits for a task spawned elsewhere and panics if it panicked, so that `guarded` sees it.
+async fn panics_of(task: JoinHandle<()>) {
+    if let Err(e) = task.await
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,14 +334,7 @@ impl RunningService {
             // A receiver task that panics (a bug on some input) must not vanish quietly: the
             // watcher logs it and marks the service failed, so health checks report it.
             for task in tasks.map_err(|m| fail("receiver", &id, m))? {
-                let watch = async move {
-                    if let Err(e) = task.await
-                        && e.is_panic()
-                    {
-                        std::panic::resume_unwind(e.into_panic());
-                    }
-                };
-                receivers.push(tokio::spawn(guarded(status.clone(), format!("receiver {id}"), watch)));
+                receivers.push(tokio::spawn(guarded(status.clone(), format!("receiver {id}"), panics_of(task))));
             }
         }
         status.set(Status::Running);
@@ -432,6 +441,21 @@ mod tests {
         assert_eq!(status.get(), Status::Running);
         let dying = tokio::spawn(guarded(status.clone(), "dying".into(), async { panic!("a bug") }));
         assert!(dying.await.is_err());
+        assert_eq!(status.get(), Status::Failed);
+        // A task cut off (aborted at the shutdown deadline) is not a failure.
+        status.set(Status::Stopping);
+        let endless = tokio::spawn(guarded(status.clone(), "endless".into(), std::future::pending::<()>()));
+        endless.abort();
+        assert!(endless.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(status.get(), Status::Stopping);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_task_that_panics_is_seen_through_its_watcher() {
+        let status = StatusCell::default();
+        status.set(Status::Running);
+        let task = tokio::spawn(async { panic!("a parser bug") });
+        assert!(tokio::spawn(guarded(status.clone(), "receiver r".into(), panics_of(task))).await.is_err());
         assert_eq!(status.get(), Status::Failed);
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 /// How often a `LogLimit` lets a warning through.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
+#[derive(Debug)]
 pub struct LogLimit {
     interval: Duration,
     /// When the last warning was written, and how many were held back since.

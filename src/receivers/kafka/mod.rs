@@ -135,6 +135,11 @@ pub async fn start(
     Ok(tasks)
 }
 
+/// At shutdown, how long the receiver waits for its data in flight before its last commit and
+/// leaving the group (inside the service's shutdown deadline, so that both always happen; data
+/// delivered later is read again by the partition's next reader).
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// How a generation of membership ended.
 enum End {
     Stop,
@@ -218,19 +223,18 @@ async fn consume(
             readers.push(tokio::spawn(reader.run(committed.get(&p).copied(), reading.clone())));
         }
         let end = serve(&cfg, &topic, &mut member, &offsets, &bad, &stop).await;
-        // Give the partitions up: stop reading, wait for what is in flight (while stopping, as
-        // long as the pipelines take; in a rebalance, a bounded time), commit once more.
+        // Give the partitions up: stop reading, wait (a bounded time) for what is in flight,
+        // commit once more.
         reading.cancel();
         for r in readers {
             let _ = r.await;
         }
-        let deadline = tokio::time::Instant::now() + member::REBALANCE_TIMEOUT / 4;
+        let wait = if matches!(end, End::Stop) { STOP_WAIT } else { member::REBALANCE_TIMEOUT / 4 };
+        let deadline = tokio::time::Instant::now() + wait;
         let mut beat = tokio::time::Instant::now() + cfg.heartbeat_interval;
-        while !offsets.lock().unwrap_or_else(|e| e.into_inner()).idle()
-            && (matches!(end, End::Stop) || tokio::time::Instant::now() < deadline)
-        {
+        while !offsets.lock().unwrap_or_else(|e| e.into_inner()).idle() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if matches!(end, End::Stop) && tokio::time::Instant::now() >= beat {
+            if tokio::time::Instant::now() >= beat {
                 let _ = member.heartbeat().await;
                 beat = tokio::time::Instant::now() + cfg.heartbeat_interval;
             }
