@@ -314,3 +314,35 @@ fn multiline_entries_start_at_a_pattern() {
     );
     assert_eq!(all[1].body, "2024-03-01 10:00:01 INFO next", "the last entry is sent after force_flush_period");
 }
+
+#[test]
+fn a_file_renamed_out_of_the_glob_is_read_while_its_writer_still_writes_to_it() {
+    let work = tempfile::tempdir().unwrap();
+    let logs = work.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let app = logs.join("app.log");
+    let (backend, got) = logs_backend();
+    let first = Gateway::start(&config(&format!("{}/app.log", logs.display()), &work.path().join("s"), backend, ""));
+    append(&app, 1, 100, 50);
+    assert!(eventually(Duration::from_secs(10), || counts(&got).len() == 100), "{}", first.log());
+    // Rotation by rename to a name outside the glob; the writer keeps its descriptor and goes on
+    // writing for several poll intervals (50 ms) before it reopens the path, as a logger does
+    // until it is told to.
+    let rotated = logs.join("app.old");
+    let mut held = std::fs::OpenOptions::new().append(true).open(&app).unwrap();
+    std::fs::rename(&app, &rotated).unwrap();
+    for n in 101..=160 {
+        held.write_all(line(n).as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(held);
+    append(&app, 161, 200, 50);
+    assert!(
+        eventually(Duration::from_secs(10), || counts(&got).len() == 200),
+        "missing {:?}\n{}",
+        (1..=200).filter(|n| !counts(&got).contains_key(n)).collect::<Vec<_>>(),
+        first.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(counts(&got).values().all(|k| *k == 1), "each line once");
+}

@@ -242,6 +242,7 @@ impl Tailer {
     /// Reads one file to its end, sending batches on the way.
     fn read_file(&mut self, id: u64) {
         let Some(mut r) = self.readers.remove(&id) else { return };
+        let started_at = r.read_offset;
         let mut entries = Vec::new();
         let mut problems = Vec::new();
         let mut ended = false;
@@ -262,8 +263,10 @@ impl Tailer {
                 return;
             }
         }
-        // A file no longer under the globs (deleted or rotated away) has been read to its end.
-        let gone = !r.seen || ended;
+        // A file no longer under the globs (deleted, or renamed away by rotation) is read to its
+        // end at every poll while it still grows (its writer may not have reopened yet), and
+        // closed at the first poll that finds nothing new in it.
+        let gone = ended || (!r.seen && r.read_offset == started_at);
         r.flush_stale(&self.rules, gone, &mut entries, &mut problems);
         self.report(&r, &mut problems);
         if !entries.is_empty() && !self.send(&r, entries) {
