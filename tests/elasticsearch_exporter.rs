@@ -21,6 +21,8 @@ struct Bulk {
     /// Documents per request, and the body size of each.
     requests: Vec<(usize, usize)>,
     problems: Vec<String>,
+    /// The `_id`s of stored documents that came with one.
+    ids: std::collections::BTreeSet<String>,
 }
 
 /// What the endpoint does besides storing.
@@ -32,6 +34,8 @@ enum Script {
     RefuseItems,
     /// The second request is answered 503 as a whole (nothing of it stored).
     SecondUnavailable,
+    /// The first request is stored, but its connection closes before the answer.
+    LoseFirstAnswer,
 }
 
 /// A strict `_bulk` endpoint expecting `auth`, answering as `script` says.
@@ -87,9 +91,10 @@ fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) 
                         problems.push(format!("action line {}", pair[0]));
                         continue;
                     };
+                    let id = action["create"]["_id"].as_str().map(str::to_string);
                     match serde_json::from_str::<serde_json::Value>(pair.get(1).unwrap_or(&"")) {
                         Ok(v) if v["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 30) => {
-                            docs.push((index.to_string(), v))
+                            docs.push((index.to_string(), id, v))
                         }
                         other => problems.push(format!("source line {other:?}")),
                     }
@@ -108,9 +113,15 @@ fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) 
                     );
                     continue;
                 }
+                let lose_answer = script == Script::LoseFirstAnswer && s.requests.len() == 1;
                 let mut items = Vec::new();
-                for (k, doc) in docs.into_iter().enumerate() {
+                for (k, (index, id, doc)) in docs.into_iter().enumerate() {
+                    let known = id.as_ref().is_some_and(|id| s.ids.contains(id));
                     let (status, error) = match k {
+                        _ if known => (
+                            409,
+                            serde_json::json!({"type": "version_conflict_engine_exception", "reason": "document already exists"}),
+                        ),
                         0 if scripted => (
                             429,
                             serde_json::json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}),
@@ -121,11 +132,11 @@ fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) 
                         ),
                         _ => (201, serde_json::Value::Null),
                     };
-                    let mut item =
-                        serde_json::json!({"_index": doc.0, "_id": format!("id{}", s.stored.len()), "status": status});
+                    let mut item = serde_json::json!({"_index": index, "_id": id.clone().unwrap_or(format!("id{}", s.stored.len())), "status": status});
                     if status == 201 {
                         item["result"] = "created".into();
-                        s.stored.push(doc);
+                        s.stored.push((index, doc));
+                        s.ids.extend(id);
                     } else {
                         item["error"] = error;
                     }
@@ -133,7 +144,11 @@ fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) 
                 }
                 s.problems.extend(problems);
                 drop(s);
-                let answer = serde_json::json!({"took": 3, "errors": scripted, "items": items}).to_string();
+                if lose_answer {
+                    break; // stored, but the answer never reaches the exporter
+                }
+                let errors = items.iter().any(|i| i["create"]["status"] != 201);
+                let answer = serde_json::json!({"took": 3, "errors": errors, "items": items}).to_string();
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
@@ -308,4 +323,48 @@ fn batches_arriving_within_flush_interval_go_in_one_request_and_shutdown_sends_t
     let s = state.lock().unwrap();
     assert_eq!(s.stored.len(), 17, "{log}");
     assert!(s.problems.is_empty(), "{:?}", s.problems);
+}
+
+#[test]
+fn with_logs_dynamic_id_a_batch_sent_again_after_a_lost_answer_is_stored_once() {
+    let (port, state) = elasticsearch("ApiKey c2VjcmV0", Script::LoseFirstAnswer);
+    let extra = "    api_key: c2VjcmV0\n    logs_dynamic_id:\n      enabled: true\n    retry_on_failure:\n      initial_interval: 100ms";
+    let gw = Gateway::start(&config(port, extra).replace(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc}\n",
+        HTTP_RECEIVER,
+    ));
+    // Records carrying their own ids, as an upstream processor would set them.
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+    let mut request = ExportLogsServiceRequest::decode(&logs_body("dyn-", 4)[..]).unwrap();
+    for (i, r) in request.resource_logs[0].scope_logs[0].log_records.iter_mut().enumerate() {
+        r.attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: "elasticsearch.document_id".into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(format!("doc-{i}"))),
+            }),
+            ..Default::default()
+        });
+    }
+    let r = http_request(
+        "POST",
+        gw.http,
+        "/v1/logs",
+        &[("content-type", "application/x-protobuf")],
+        &request.encode_to_vec(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    // The first request is stored but unanswered; the batch goes again, ids and all.
+    assert!(eventually(Duration::from_secs(10), || state.lock().unwrap().requests.len() >= 2), "{}", gw.log());
+    std::thread::sleep(Duration::from_millis(300));
+    let s = state.lock().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.stored.len(), 4, "stored once: the second time every id already existed (409 = stored)");
+    assert_eq!(s.ids.iter().cloned().collect::<Vec<_>>(), ["doc-0", "doc-1", "doc-2", "doc-3"]);
+    assert!(
+        s.stored.iter().all(|(_, d)| d["attributes"].get("elasticsearch.document_id").is_none()),
+        "the id attribute is not in the document"
+    );
+    assert_eq!(gw.metric("switchyard_exporter_refused_items_total", &[("exporter", "elasticsearch")]), 0.0);
 }

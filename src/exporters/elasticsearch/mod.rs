@@ -77,6 +77,27 @@ impl Default for Flush {
     }
 }
 
+/// `logs_dynamic_id`: document ids from the records.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamicId {
+    /// Take a record's `elasticsearch.document_id` attribute as its `_id` (and leave the
+    /// attribute out of the document).
+    pub enabled: bool,
+}
+
+/// The attribute `logs_dynamic_id` takes the document id from.
+const DOCUMENT_ID: &str = "elasticsearch.document_id";
+
+/// One document for `_bulk`.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub index: String,
+    /// The `_id`, when the record gives one (`logs_dynamic_id`).
+    pub id: Option<String>,
+    pub source: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
@@ -91,6 +112,7 @@ pub struct ElasticsearchConfig {
     pub timeout: Duration,
     pub tls: TlsClientConfig,
     pub flush: Flush,
+    pub logs_dynamic_id: DynamicId,
     pub retry: DocumentRetry,
     pub sending_queue: SendingQueueConfig,
     pub retry_on_failure: RetryConfig,
@@ -108,6 +130,7 @@ impl Default for ElasticsearchConfig {
             timeout: Duration::from_secs(90),
             tls: TlsClientConfig::default(),
             flush: Flush::default(),
+            logs_dynamic_id: DynamicId::default(),
             retry: DocumentRetry::default(),
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
@@ -172,12 +195,30 @@ fn map(attrs: &[KeyValue]) -> serde_json::Value {
 pub fn documents(
     request: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
     cfg: &ElasticsearchConfig,
-) -> Vec<(String, String)> {
+) -> Vec<Document> {
     let mut out = Vec::new();
     for rl in &request.resource_logs {
         let resource = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
         for sl in &rl.scope_logs {
             for r in &sl.log_records {
+                let id = cfg
+                    .logs_dynamic_id
+                    .enabled
+                    .then(|| r.attributes.iter().find(|a| a.key == DOCUMENT_ID))
+                    .flatten()
+                    .map(|a| match json(a.value.as_ref()) {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    })
+                    .filter(|id| !id.is_empty());
+                let kept: Vec<KeyValue>;
+                let attributes: &[KeyValue] = if id.is_some() {
+                    kept = r.attributes.iter().filter(|a| a.key != DOCUMENT_ID).cloned().collect();
+                    &kept
+                } else {
+                    &r.attributes
+                };
                 let t = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
                 let ts = rfc3339(t);
                 let mut doc = serde_json::Map::new();
@@ -201,13 +242,13 @@ pub fn documents(
                         if let Some(s) = &span {
                             doc.insert("span.id".into(), s.clone().into());
                         }
-                        for a in &r.attributes {
+                        for a in attributes {
                             doc.insert(a.key.clone(), json(a.value.as_ref()));
                         }
                     }
                     MappingMode::Raw => {
                         doc.insert("body".into(), json(r.body.as_ref()));
-                        for a in resource.iter().chain(&r.attributes) {
+                        for a in resource.iter().chain(attributes) {
                             doc.insert(a.key.clone(), json(a.value.as_ref()));
                         }
                     }
@@ -216,7 +257,7 @@ pub fn documents(
                         doc.insert("severity_text".into(), r.severity_text.clone().into());
                         doc.insert("severity_number".into(), r.severity_number.into());
                         doc.insert("body".into(), json(r.body.as_ref()));
-                        doc.insert("attributes".into(), map(&r.attributes));
+                        doc.insert("attributes".into(), map(attributes));
                         doc.insert("resource".into(), serde_json::json!({"attributes": map(resource)}));
                         if cfg.mapping.mode == MappingMode::Otel
                             && let Some(s) = &sl.scope
@@ -232,7 +273,7 @@ pub fn documents(
                     }
                 }
                 let index = index_name(&cfg.logs_index, resource, &r.attributes, &ts);
-                out.push((index, serde_json::Value::Object(doc).to_string()));
+                out.push(Document { index, id, source: serde_json::Value::Object(doc).to_string() });
             }
         }
     }
@@ -309,7 +350,7 @@ pub struct ElasticsearchExporter {
 /// Documents of several batches gathered for one `_bulk` round, with each batch's waiter.
 #[derive(Default)]
 struct Gathered {
-    docs: Vec<(String, String)>,
+    docs: Vec<Document>,
     bytes: usize,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<(), ExportError>>>,
     /// When they are sent: `flush.interval` after the first arrived, or at once when full.
@@ -354,12 +395,16 @@ impl ElasticsearchExporter {
 
     /// The documents as `_bulk` bodies of at most `flush.bytes` each (a single larger document
     /// goes alone): (body, how many documents).
-    pub fn bodies(&self, docs: &[(String, String)]) -> Vec<(String, usize)> {
+    pub fn bodies(&self, docs: &[Document]) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         let mut body = String::new();
         let mut n = 0;
-        for (index, source) in docs {
-            let action = serde_json::json!({"create": {"_index": index}}).to_string();
+        for Document { index, id, source } in docs {
+            let action = match id {
+                Some(id) => serde_json::json!({"create": {"_index": index, "_id": id}}),
+                None => serde_json::json!({"create": {"_index": index}}),
+            }
+            .to_string();
             if n > 0 && body.len() + action.len() + source.len() + 2 > self.cfg.flush.bytes {
                 out.push((std::mem::take(&mut body), n));
                 n = 0;
@@ -412,12 +457,12 @@ impl ElasticsearchExporter {
     /// Gathers a batch's documents with those of other batches arriving within `interval` of
     /// the first (sent sooner when they reach `flush.bytes`, when every queue consumer is
     /// waiting, or when the queue closes); every batch of a round gets the round's outcome.
-    async fn gather(&self, docs: Vec<(String, String)>, interval: Duration) -> Result<(), ExportError> {
+    async fn gather(&self, docs: Vec<Document>, interval: Duration) -> Result<(), ExportError> {
         use std::sync::atomic::Ordering;
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let mut due = {
             let mut g = self.gathered.lock().unwrap_or_else(|e| e.into_inner());
-            g.bytes += docs.iter().map(|(i, s)| i.len() + s.len() + 32).sum::<usize>();
+            g.bytes += docs.iter().map(|d| d.index.len() + d.source.len() + 32).sum::<usize>();
             g.docs.extend(docs);
             g.waiters.push(tx);
             let now = tokio::time::Instant::now();
@@ -465,7 +510,7 @@ impl ElasticsearchExporter {
     /// after that, only the documents without an outcome are sent again — items refused with
     /// 429 up to `retry.max_retries` times, the documents of a failed request for as long as
     /// `retry_on_failure` allows — so no document is stored twice.
-    async fn send(&self, mut pending: Vec<(String, String)>) -> Result<(), ExportError> {
+    async fn send(&self, mut pending: Vec<Document>) -> Result<(), ExportError> {
         let mut wait = self.cfg.retry.initial_interval;
         let retries = if self.cfg.retry.enabled { self.cfg.retry.max_retries } else { 0 };
         let mut backoff = super::retry::Backoff::new(&self.cfg.retry_on_failure);
@@ -486,7 +531,7 @@ impl ElasticsearchExporter {
             let mut again = Vec::new();
             let mut failed: Option<(Option<Duration>, String)> = None;
             for (body, n) in bodies {
-                let these: Vec<(String, String)> = docs.by_ref().take(n).collect();
+                let these: Vec<Document> = docs.by_ref().take(n).collect();
                 match self.bulk_one(body, n).await {
                     Ok(results) => {
                         for (doc, (status, kind, text)) in these.into_iter().zip(results) {
@@ -604,7 +649,7 @@ mod tests {
         cfg.mapping.mode = mode;
         let docs = documents(&request, &cfg);
         assert_eq!(docs.len(), 1);
-        serde_json::from_str(&docs[0].1).unwrap()
+        serde_json::from_str(&docs[0].source).unwrap()
     }
 
     #[test]
