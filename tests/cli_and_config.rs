@@ -278,3 +278,21 @@ fn jaeger_and_zipkin_settings_are_checked_with_their_key_paths() {
     assert_eq!(code, 2);
     assert!(err.contains("receivers.zipkin.endpoint: invalid address \"localhost\""), "{err}");
 }
+
+#[test]
+fn a_kafka_receiver_with_one_topic_in_two_signals_pipelines_refuses_to_start() {
+    // Started, not just validated: the check needs the pipelines the receiver is in. Nothing
+    // is contacted (the broker address is never reached before the refusal).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kafka.yaml");
+    std::fs::write(
+        &path,
+        "receivers:\n  kafka:\n    brokers: [127.0.0.1:9]\n    topic: everything\nexporters:\n  debug:\n\
+         service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    traces:\n      receivers: [kafka]\n      exporters: [debug]\n\
+         \x20   logs:\n      receivers: [kafka]\n      exporters: [debug]\n",
+    )
+    .unwrap();
+    let (code, _, err) = switchyard(&["--config", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("can serve one signal") && err.contains("traces and logs"), "{err}");
+}

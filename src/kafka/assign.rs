@@ -83,7 +83,9 @@ pub fn read_assignment(b: &[u8], topic: &str) -> Result<Vec<i32>, String> {
             }
         }
     }
+    // Another client's leader may list a partition twice; it is read once.
     out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 
@@ -185,6 +187,8 @@ mod tests {
         let mine = BTreeMap::from([("otlp_spans".to_string(), vec![2, 0]), ("other".to_string(), vec![1])]);
         assert_eq!(read_assignment(&assignment(&mine), "otlp_spans").unwrap(), vec![0, 2]);
         assert_eq!(read_assignment(&[], "otlp_spans").unwrap(), Vec::<i32>::new());
+        let twice = BTreeMap::from([("otlp_spans".to_string(), vec![1, 1, 0])]);
+        assert_eq!(read_assignment(&assignment(&twice), "otlp_spans").unwrap(), vec![0, 1], "read once");
         assert!(read_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff], "t").is_err(), "a forged count is refused");
     }
 }

@@ -70,19 +70,28 @@ impl GroupClient {
             };
             let mut w = Writer::default();
             w.string(group);
-            let body = conn.call(FIND_COORDINATOR, 0, &w.0).await?;
-            let mut r = Reader(&body);
-            let code = r.i16()?;
-            if code != 0 {
-                last = format!("FindCoordinator for group {group}: {}", error_name(code));
-                continue;
-            }
-            let _node = r.i32()?;
-            let host = r.string()?;
-            let port = r.i32()?;
-            let conn = Connection::open(&format!("{host}:{port}"), client_id)
-                .await
-                .map_err(|e| format!("group coordinator {e}"))?;
+            let answer = async {
+                let body = conn.call(FIND_COORDINATOR, 0, &w.0).await?;
+                let mut r = Reader(&body);
+                let code = r.i16()?;
+                if code != 0 {
+                    return Err(format!("FindCoordinator for group {group}: {}", error_name(code)));
+                }
+                let _node = r.i32()?;
+                let host = r.string()?;
+                let port = r.i32()?;
+                Ok((host, port))
+            };
+            let (host, port) = match answer.await {
+                Ok(a) => a,
+                Err(e) => {
+                    last = format!("{b}: {e}");
+                    continue;
+                }
+            };
+            // An IPv6 literal needs brackets in host:port.
+            let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let conn = Connection::open(&address, client_id).await.map_err(|e| format!("group coordinator {e}"))?;
             return Ok(GroupClient { conn, group: group.into() });
         }
         Err(last)
@@ -110,7 +119,8 @@ impl GroupClient {
             for (name, metadata) in protocols {
                 w.string(name).bytes(metadata);
             }
-            let body = self.conn.call(JOIN_GROUP, 2, &w.0).await?;
+            // The coordinator may hold the answer until every member has joined.
+            let body = self.conn.call_within(JOIN_GROUP, 2, &w.0, rebalance_timeout + Duration::from_secs(15)).await?;
             let mut r = Reader(&body);
             let _throttle = r.i32()?;
             let code = r.i16()?;

@@ -122,12 +122,35 @@ pub struct Connection {
 
 impl Connection {
     pub async fn open(address: &str, client_id: &str) -> Result<Connection, String> {
-        let stream = TcpStream::connect(address).await.map_err(|e| format!("{address}: {e}"))?;
+        let connect = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(address));
+        let stream = connect
+            .await
+            .map_err(|_| format!("{address}: no connection within 10 s"))?
+            .map_err(|e| format!("{address}: {e}"))?;
         Ok(Connection { stream, client_id: client_id.into(), correlation: 0 })
     }
 
-    /// Sends one request (header v1) and returns the response body after its correlation id.
+    /// Sends one request (header v1) and returns the response body after its correlation id,
+    /// giving up after 30 s (a silent broker must not stall heartbeats and commits for ever;
+    /// after a failure the connection is not to be used again).
     pub async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
+        self.call_within(api_key, version, body, std::time::Duration::from_secs(30)).await
+    }
+
+    /// As `call`, waiting up to `wait` for the answer (JoinGroup may be held for a rebalance).
+    pub async fn call_within(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+        wait: std::time::Duration,
+    ) -> Result<Vec<u8>, String> {
+        tokio::time::timeout(wait, self.exchange(api_key, version, body))
+            .await
+            .unwrap_or_else(|_| Err(format!("Kafka broker did not answer within {wait:?}")))
+    }
+
+    async fn exchange(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
         self.correlation = self.correlation.wrapping_add(1);
         let mut w = Writer(Vec::with_capacity(body.len() + 32));
         w.i32(0).i16(api_key).i16(version).i32(self.correlation).string(&self.client_id);

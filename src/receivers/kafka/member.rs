@@ -167,6 +167,9 @@ impl Member {
             return;
         }
         let member_id = self.member_id.clone();
+        // A fresh connection: a join cut short by shutdown may have left an answer unread on
+        // the old one.
+        self.conn = None;
         if let Ok(conn) = self.conn().await
             && let Err(e) = conn.leave(&member_id).await
         {

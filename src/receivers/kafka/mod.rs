@@ -16,7 +16,6 @@ use crate::receivers::bad_input::BadInput;
 use member::{Member, Trouble};
 use offsets::Offsets;
 use partition::Partition;
-use rskafka::client::partition::UnknownTopicHandling;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,11 +122,19 @@ pub async fn start(
     intake: Arc<Intake>,
     stop: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, String> {
+    let signals: Vec<Signal> = Signal::ALL.into_iter().filter(|s| intake.accepts(*s)).collect();
+    if !cfg.topic.is_empty() && signals.len() > 1 {
+        // One topic read for two signals would split its partitions between them, and each
+        // would take the other's messages for malformed ones.
+        return Err(format!(
+            "topic \"{}\" is set, so this receiver can serve one signal, but it is in {} pipelines; \
+             leave topic out (each signal reads its own default topic) or use one receiver per signal",
+            cfg.topic,
+            signals.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" and ")
+        ));
+    }
     let mut tasks = Vec::new();
-    for signal in Signal::ALL {
-        if !intake.accepts(signal) {
-            continue;
-        }
+    for signal in signals {
         let topic = if cfg.topic.is_empty() { default_topic(signal).to_string() } else { cfg.topic.clone() };
         tracing::info!(receiver = intake.receiver(), %topic, group = %cfg.group_id, %signal, "kafka consuming");
         tasks.push(tokio::spawn(consume(cfg.clone(), signal, topic, intake.clone(), stop.clone())));
@@ -159,7 +166,7 @@ async fn consume(
     let bad = Arc::new(BadInput::new(intake.clone(), "kafka"));
     let client = loop {
         match crate::kafka::client(&cfg.brokers, &cfg.client_id).await {
-            Ok(c) => break c,
+            Ok(c) => break Arc::new(c),
             Err(e) => bad.warn("unavailable", &format!("kafka {topic}: {e}; trying again")),
         }
         if pause(&stop, Duration::from_secs(1)).await {
@@ -205,15 +212,10 @@ async fn consume(
         let reading = stop.child_token();
         let mut readers = Vec::new();
         for p in partitions {
-            let pc = match client.partition_client(topic.clone(), p, UnknownTopicHandling::Retry).await {
-                Ok(pc) => pc,
-                Err(e) => {
-                    bad.warn("unavailable", &format!("kafka {topic}/{p}: {e}"));
-                    continue;
-                }
-            };
             let reader = Partition {
-                pc,
+                client: client.clone(),
+                topic: topic.clone(),
+                partition: p,
                 signal,
                 cfg: cfg.clone(),
                 intake: intake.clone(),

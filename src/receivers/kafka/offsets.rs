@@ -34,6 +34,12 @@ impl Offsets {
         }
     }
 
+    /// Reading moved to `next` (out of range: backwards too); what is in flight still holds
+    /// the commit point back until delivered.
+    pub fn restart(&mut self, p: i32, next: i64) {
+        self.partitions.entry(p).or_default().0 = next;
+    }
+
     /// Nothing to wait for up to `next` (a message skipped, or a jump).
     pub fn skip(&mut self, p: i32, next: i64) {
         let e = self.partitions.entry(p).or_default();
@@ -72,5 +78,8 @@ mod tests {
         o.withdraw(0, 13);
         assert_eq!(o.commit_points()[&0], 13, "a withdrawn message is read again");
         assert!(o.idle());
+        // Out of range past the end (the topic was recreated): back to 0, and the commit too.
+        o.restart(0, 0);
+        assert_eq!(o.commit_points()[&0], 0);
     }
 }

@@ -6,14 +6,16 @@ use super::{InitialOffset, KafkaReceiverConfig};
 use crate::kafka::Encoding;
 use crate::pipeline::{Delivery, Intake, Signal};
 use crate::receivers::bad_input::BadInput;
-use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// One partition's reading loop.
 pub struct Partition {
-    pub pc: PartitionClient,
+    pub client: Arc<rskafka::client::Client>,
+    pub topic: String,
+    pub partition: i32,
     pub signal: Signal,
     pub cfg: KafkaReceiverConfig,
     pub intake: Arc<Intake>,
@@ -21,32 +23,64 @@ pub struct Partition {
     pub bad: Arc<BadInput>,
 }
 
+/// How long one broker request of the reader may take before it is tried again.
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+
 impl Partition {
+    /// Runs `op` until it succeeds (each try bounded by `REQUEST_LIMIT`, a second between
+    /// tries, each failure warned about); `None` when stopping.
+    async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+        &self,
+        what: &str,
+        stop: &CancellationToken,
+        mut op: impl FnMut() -> F,
+    ) -> Option<T> {
+        loop {
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = tokio::time::timeout(REQUEST_LIMIT, op()) => r,
+            };
+            let reason = match outcome {
+                Ok(Ok(v)) => return Some(v),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {REQUEST_LIMIT:?}"),
+            };
+            self.bad.warn("unavailable", &format!("{}/{}: {what}: {reason}; trying again", self.topic, self.partition));
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Where `initial_offset` says a partition without a usable committed offset starts.
+    async fn initial(&self, pc: &PartitionClient, stop: &CancellationToken) -> Option<i64> {
+        let at = || match self.cfg.initial_offset {
+            InitialOffset::Earliest => OffsetAt::Earliest,
+            InitialOffset::Latest => OffsetAt::Latest,
+        };
+        self.persist("asking for its initial offset", stop, || pc.get_offset(at())).await
+    }
+
     /// Reads from `committed`, or, for a partition the group has no offset for, from where
-    /// `initial_offset` says (asked of the broker until it answers).
+    /// `initial_offset` says. Broker trouble is retried for as long as the partition is held.
     pub async fn run(self, committed: Option<i64>, stop: CancellationToken) {
-        let p = self.pc.partition();
+        let p = self.partition;
+        let client = self.client.clone();
+        let topic = self.topic.clone();
+        let Some(pc) = self
+            .persist("connecting to its leader", &stop, || {
+                client.partition_client(topic.clone(), p, UnknownTopicHandling::Retry)
+            })
+            .await
+        else {
+            return;
+        };
         let mut offset = match committed {
             Some(o) => o,
-            None => loop {
-                let at = match self.cfg.initial_offset {
-                    InitialOffset::Earliest => OffsetAt::Earliest,
-                    InitialOffset::Latest => OffsetAt::Latest,
-                };
-                match self.pc.get_offset(at).await {
-                    Ok(o) => break o,
-                    Err(e) => self.bad.warn(
-                        "unavailable",
-                        &format!(
-                            "partition {p}: asking for its {:?} offset: {e}; trying again",
-                            self.cfg.initial_offset
-                        ),
-                    ),
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+            None => match self.initial(&pc, &stop).await {
+                Some(o) => o,
+                None => return,
             },
         };
         self.offsets.lock().unwrap_or_else(|e| e.into_inner()).start(p, offset);
@@ -54,26 +88,39 @@ impl Partition {
         while !stop.is_cancelled() {
             let fetched = tokio::select! {
                 _ = stop.cancelled() => return,
-                f = self.pc.fetch_records(offset, 1..self.cfg.default_fetch_size, wait) => f,
+                f = tokio::time::timeout(REQUEST_LIMIT, pc.fetch_records(offset, 1..self.cfg.default_fetch_size, wait)) => f,
             };
-            let records = match fetched {
-                Ok((records, _high_watermark)) => records,
-                Err(e) => {
-                    if e.to_string().contains("OffsetOutOfRange") {
-                        let earliest = self.pc.get_offset(OffsetAt::Earliest).await.unwrap_or(0);
-                        self.bad.warn(
-                            "offset_out_of_range",
-                            &format!("partition {p}: offset {offset} is gone; from {earliest}"),
-                        );
-                        offset = earliest;
-                        self.offsets.lock().unwrap_or_else(|e| e.into_inner()).skip(p, offset);
-                    } else {
-                        self.bad.warn("fetch", &format!("partition {p}: {e}"));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            let (records, high_watermark) = match fetched {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) if e.to_string().contains("OffsetOutOfRange") => {
+                    // The offset is gone (retention) or past the end (the topic was recreated):
+                    // start again where `initial_offset` says, as Kafka's consumers do.
+                    let Some(restart) = self.initial(&pc, &stop).await else { return };
+                    self.bad.warn(
+                        "offset_out_of_range",
+                        &format!("partition {p}: offset {offset} is out of range; reading from {restart}"),
+                    );
+                    offset = restart;
+                    self.offsets.lock().unwrap_or_else(|e| e.into_inner()).restart(p, offset);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    self.bad.warn("fetch", &format!("partition {p}: {e}"));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(_) => {
+                    self.bad.warn("fetch", &format!("partition {p}: no answer within {REQUEST_LIMIT:?}"));
                     continue;
                 }
             };
+            if records.is_empty() && offset < high_watermark {
+                // Nothing returned below the high watermark: the batch at `offset` holds only
+                // transaction markers, which the client drops. Step over it.
+                offset += 1;
+                self.offsets.lock().unwrap_or_else(|e| e.into_inner()).skip(p, offset);
+                continue;
+            }
             for r in records {
                 if !self.hand_on(p, r.offset, r.record.value.unwrap_or_default(), &stop).await {
                     return;
