@@ -12,6 +12,11 @@ pub enum Scan {
     Invalid(String),
 }
 
+/// How many msgpack values a message of up to `limit` bytes may hold.
+pub fn value_budget(limit: usize) -> usize {
+    (limit / 16).max(4096)
+}
+
 /// Walks one msgpack value as its bytes arrive.
 pub struct Scanner {
     limit: usize,
@@ -32,7 +37,17 @@ enum Header {
 
 impl Scanner {
     pub fn new(limit: usize) -> Scanner {
-        Scanner { limit, max_values: (limit / 16).max(4096), pos: 0, open: Vec::new(), values: 0 }
+        Scanner::with_budget(limit, value_budget(limit))
+    }
+
+    /// A scanner allowing at most `max_values` values (what is left of a message's budget).
+    pub fn with_budget(limit: usize, max_values: usize) -> Scanner {
+        Scanner { limit, max_values, pos: 0, open: Vec::new(), values: 0 }
+    }
+
+    /// Values walked so far.
+    pub fn values(&self) -> usize {
+        self.values
     }
 
     /// `b` is the message so far (from its first byte); call again with more appended.
@@ -131,6 +146,7 @@ impl Scanner {
 }
 
 /// Where the value at the start of `b` ends, allowing at most `limit` bytes for it.
+#[cfg(test)]
 pub fn scan(b: &[u8], limit: usize) -> Scan {
     Scanner::new(limit).feed(b)
 }

@@ -164,8 +164,14 @@ pub fn decode(message: &Value, limit: usize) -> Result<(Vec<LogRecord>, Option<V
             };
             let mut records = Vec::new();
             let mut rest = &stream[..];
+            // One value budget for all the entries: a small gzip payload must not inflate into
+            // millions of tiny entries, each within its own budget.
+            let mut budget = frame::value_budget(limit);
             while !rest.is_empty() {
-                let len = match frame::scan(rest, limit) {
+                let mut scanner = frame::Scanner::with_budget(limit, budget);
+                let scanned = scanner.feed(rest);
+                budget = budget.saturating_sub(scanner.values());
+                let len = match scanned {
                     Scan::Complete(n) => n,
                     Scan::Incomplete => return Err("a PackedForward entry is cut short".into()),
                     Scan::Invalid(m) => return Err(m),
@@ -360,6 +366,21 @@ mod tests {
         let (r, _) = decode(&cpf, 1 << 20).unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[2].body, Some(AnyValue { value: Some(any_value::Value::StringValue("c".into())) }));
+    }
+
+    #[test]
+    fn packed_entries_share_one_value_budget() {
+        // 10,000 entries of [int, {}] (3 values each) in a PackedForward: 30,000 values, over
+        // the budget of a 64 KiB limit (4,096), though each entry alone is tiny.
+        let mut stream = Vec::new();
+        for i in 0..10_000u32 {
+            let entry = Value::Array(vec![Value::from(i), Value::Map(vec![])]);
+            rmpv::encode::write_value(&mut stream, &entry).unwrap();
+        }
+        let message = Value::Array(vec![Value::from("t"), Value::Binary(stream.clone())]);
+        let err = decode(&message, 64 * 1024).unwrap_err();
+        assert!(err.contains("values"), "{err}");
+        assert_eq!(decode(&message, 1 << 20).unwrap().0.len(), 10_000, "within a larger budget");
     }
 
     #[test]
