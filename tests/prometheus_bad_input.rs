@@ -298,12 +298,21 @@ service:
     // time on a fast run, so compare with what the SDK says, not with the point's time).
     let sdk: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     let sdk_counter = sdk["metrics"].as_array().unwrap().iter().find(|m| m["name"] == "py.requests").unwrap();
-    let sdk_start = sdk_counter["points"][0]["start_time_unix_nano"].as_u64().unwrap();
-    assert_eq!(
-        c["sum"]["dataPoints"][0]["startTimeUnixNano"],
-        (sdk_start / 1_000_000 * 1_000_000).to_string(),
-        "start_timestamp carried: {c:#}"
-    );
+    // Each series has its own start (its first measurement): compare series by series.
+    assert_eq!(c["sum"]["dataPoints"].as_array().unwrap().len(), 2, "routes /a and /b: {c:#}");
+    for point in c["sum"]["dataPoints"].as_array().unwrap() {
+        let route = point["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "route").unwrap()["value"]
+            ["stringValue"]
+            .clone();
+        let sdk_point =
+            sdk_counter["points"].as_array().unwrap().iter().find(|p| p["attributes"]["route"] == route).unwrap();
+        let sdk_start = sdk_point["start_time_unix_nano"].as_u64().unwrap();
+        assert_eq!(
+            point["startTimeUnixNano"],
+            (sdk_start / 1_000_000 * 1_000_000).to_string(),
+            "start_timestamp carried for route {route}: {c:#}"
+        );
+    }
     assert_eq!(
         gw.metric("otelcol_exporter_send_failed_metric_points_total", &[("exporter", "prometheusremotewrite")]),
         0.0
