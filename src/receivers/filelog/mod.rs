@@ -28,6 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How long a file that left the globs is kept open after it last grew.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Entries per submitted batch, and bytes read from one file before a batch is sent.
 const BATCH_ENTRIES: usize = 1000;
 const READ_CHUNK: usize = 256 * 1024;
@@ -242,7 +245,6 @@ impl Tailer {
     /// Reads one file to its end, sending batches on the way.
     fn read_file(&mut self, id: u64) {
         let Some(mut r) = self.readers.remove(&id) else { return };
-        let started_at = r.read_offset;
         let mut entries = Vec::new();
         let mut problems = Vec::new();
         let mut ended = false;
@@ -264,9 +266,11 @@ impl Tailer {
             }
         }
         // A file no longer under the globs (deleted, or renamed away by rotation) is read to its
-        // end at every poll while it still grows (its writer may not have reopened yet), and
-        // closed at the first poll that finds nothing new in it.
-        let gone = ended || (!r.seen && r.read_offset == started_at);
+        // end at every poll while its writer may still be writing to it (it may not have
+        // reopened the path yet), and closed once nothing new has come for `LINGER` (and two
+        // polls), so a writer that pauses briefly right after the rotation loses nothing.
+        let linger = LINGER.max(self.cfg.poll_interval * 2);
+        let gone = ended || (!r.seen && r.unchanged_for() >= linger);
         r.flush_stale(&self.rules, gone, &mut entries, &mut problems);
         self.report(&r, &mut problems);
         if !entries.is_empty() && !self.send(&r, entries) {

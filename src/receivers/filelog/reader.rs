@@ -80,6 +80,11 @@ impl Reader {
         })
     }
 
+    /// How long since the file last grew.
+    pub fn unchanged_for(&self) -> std::time::Duration {
+        self.grew_at.elapsed()
+    }
+
     /// Reads up to `max` new bytes; finished entries go to `out`, problems to `problems`.
     /// Returns how many bytes were read (0 at the end of the file).
     pub fn read(
