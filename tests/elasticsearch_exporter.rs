@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,23 +48,9 @@ fn elasticsearch(auth: &'static str, script: Script) -> (u16, Arc<Mutex<Bulk>>) 
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut first = String::new();
-                if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                    break;
-                }
-                let mut headers = Vec::new();
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    if let Some((k, v)) = line.split_once(':') {
-                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                    }
-                    line.clear();
-                }
-                let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                let len: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
+            while let Some(request) = read_request(&mut reader) {
+                let (first, body) = (&request.line, &request.body);
+                let get = |k: &str| request.header(k);
                 let mut s = shared.lock().unwrap();
                 let mut problems = Vec::new();
                 if !first.starts_with(

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use prost::Message;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard::proto::loki as pb;
@@ -52,20 +52,9 @@ fn loki_answering(script: Vec<(u16, &'static str)>, tenant: &'static str) -> (u1
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                if let Some((k, v)) = line.split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-                line.clear();
-            }
-            let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let len: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
+            let Some(request) = read_request(&mut reader) else { continue };
+            let (first, body) = (&request.line, &request.body);
+            let get = |k: &str| request.header(k);
             let mut s = shared.lock().unwrap();
             let mut problem = |p: String| s.problems.push(p);
             if !first.starts_with("POST /loki/api/v1/push ") {
@@ -77,7 +66,7 @@ fn loki_answering(script: Vec<(u16, &'static str)>, tenant: &'static str) -> (u1
             let mut entries = Vec::new();
             match get("content-type").as_deref() {
                 Some("application/x-protobuf") => match snap::raw::Decoder::new()
-                    .decompress_vec(&body)
+                    .decompress_vec(body)
                     .map_err(|e| e.to_string())
                     .and_then(|raw| pb::PushRequest::decode(&raw[..]).map_err(|e| e.to_string()))
                 {
@@ -109,7 +98,7 @@ fn loki_answering(script: Vec<(u16, &'static str)>, tenant: &'static str) -> (u1
                     }
                     Err(e) => problem(format!("body is not snappy protobuf: {e}")),
                 },
-                Some("application/json") => match serde_json::from_slice::<serde_json::Value>(&body) {
+                Some("application/json") => match serde_json::from_slice::<serde_json::Value>(body) {
                     Ok(v) => {
                         for st in v["streams"].as_array().cloned().unwrap_or_default() {
                             let labels: Vec<String> =

@@ -386,3 +386,40 @@ pub fn post_spans(gw: &Gateway, prefix: &str, n: usize) {
     .expect("request");
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// One HTTP/1.1 request as an in-test server reads it.
+pub struct ReceivedRequest {
+    /// The request line, such as `POST /_bulk HTTP/1.1` (with its line end).
+    pub line: String,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedRequest {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+}
+
+/// Reads the next request of a connection (body by `content-length`); `None` when the
+/// connection ends first.
+pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<ReceivedRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header != "\r\n" {
+        if let Some((k, v)) = header.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        header.clear();
+    }
+    let mut request = ReceivedRequest { line, headers, body: Vec::new() };
+    let len: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    request.body = vec![0; len];
+    reader.read_exact(&mut request.body).ok()?;
+    Some(request)
+}
