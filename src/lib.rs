@@ -6,6 +6,7 @@ pub mod config;
 pub mod exporters;
 pub mod extensions;
 pub mod grpc;
+pub mod hexfmt;
 pub mod kafka;
 pub mod net;
 pub mod pipeline;

@@ -4,10 +4,10 @@
 //! OpenTelemetry Collector's `otel_logs` layout (`DateTime64(9)`, `Map`, `LowCardinality`,
 //! codecs), for ClickHouse 22.3 and later.
 
+use crate::hexfmt::hex;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde::Deserialize;
-use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -102,13 +102,6 @@ fn json(v: &any_value::Value) -> serde_json::Value {
         ),
         _ => serde_json::Value::Null,
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 /// Puts `attrs` into `row` as `<name>.key`/`<name>.value` arrays (compatible) or an object (modern).

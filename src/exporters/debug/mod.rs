@@ -2,6 +2,7 @@
 //! collector samples it) or to stdout, as counts (`basic`), one line per item (`normal`), or
 //! every field as OTLP/JSON (`detailed`).
 
+use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use serde::Deserialize;
 
@@ -102,10 +103,6 @@ fn signal_title(batch: &Batch) -> &'static str {
         crate::pipeline::Signal::Metrics => "Metrics",
         crate::pipeline::Signal::Logs => "Logs",
     }
-}
-
-fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One short line per span, data point group or log record.

@@ -9,6 +9,7 @@ use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
+use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use crate::timefmt::rfc3339;
 use base64::Engine;
@@ -227,10 +228,8 @@ pub fn documents(
                 let ts = rfc3339(t);
                 let mut doc = serde_json::Map::new();
                 doc.insert("@timestamp".into(), serde_json::Value::String(ts.clone()));
-                let trace =
-                    (!r.trace_id.is_empty()).then(|| r.trace_id.iter().map(|b| format!("{b:02x}")).collect::<String>());
-                let span =
-                    (!r.span_id.is_empty()).then(|| r.span_id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                let trace = (!r.trace_id.is_empty()).then(|| hex(&r.trace_id));
+                let span = (!r.span_id.is_empty()).then(|| hex(&r.span_id));
                 match cfg.mapping.mode {
                     MappingMode::Ecs => {
                         doc.insert("message".into(), json(r.body.as_ref()));

@@ -11,6 +11,7 @@ use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
+use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use crate::proto::loki as pb;
 use bytes::Bytes;
@@ -148,7 +149,7 @@ fn text(v: Option<&AnyValue>) -> String {
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Some(any_value::Value::BytesValue(b)) => hex(b),
         Some(other) => {
             let v = AnyValue { value: Some(other.clone()) };
             serde_json::to_string(&v).unwrap_or_default()
@@ -257,7 +258,6 @@ pub fn streams(
                     !used_resource.contains(&a.key.as_str())
                         && !matches!(a.key.as_str(), "loki.resource.labels" | "loki.format")
                 });
-                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
                 let (line, metadata) = if format == LineFormat::Json {
                     // Everything else in the line.
                     let mut obj = serde_json::Map::new();

@@ -53,7 +53,7 @@ fn text(v: Option<&AnyValue>) -> String {
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Some(any_value::Value::BytesValue(b)) => crate::hexfmt::hex(b),
         Some(other) => serde_json::to_string(&format!("{other:?}")).unwrap_or_default(),
         None => String::new(),
     }

@@ -239,7 +239,7 @@ fn hash(v: Option<&AnyValue>) -> AnyValue {
         _ => return AnyValue { value: Some(any_value::Value::StringValue(String::new())) },
     };
     let digest = Sha256::digest(&bytes);
-    AnyValue { value: Some(any_value::Value::StringValue(digest.iter().map(|b| format!("{b:02x}")).collect())) }
+    AnyValue { value: Some(any_value::Value::StringValue(crate::hexfmt::hex(&digest))) }
 }
 
 /// The value as `to` (int, double, string); None when it cannot be (it is then left alone).

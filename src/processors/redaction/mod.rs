@@ -83,7 +83,7 @@ impl RedactionProcessor {
     }
 
     fn mask(&self, text: &str) -> String {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let hex = crate::hexfmt::hex;
         match self.cfg.hash_function {
             None => MASK.to_string(),
             Some(HashFunction::Md5) => hex(&crate::receivers::prometheus::relabel::md5(text.as_bytes())),

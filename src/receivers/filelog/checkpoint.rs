@@ -24,7 +24,7 @@ pub struct Known {
 mod hex {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        s.serialize_str(&crate::hexfmt::hex(b))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let t = String::deserialize(d)?;

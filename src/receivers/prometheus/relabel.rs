@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn md5_matches_the_rfc_vectors() {
-        let hex = |d: [u8; 16]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = |d: [u8; 16]| crate::hexfmt::hex(&d);
         assert_eq!(hex(md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(hex(md5(b"abc")), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(
