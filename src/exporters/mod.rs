@@ -16,3 +16,4 @@ pub mod prometheusremotewrite;
 pub mod queue;
 pub mod retry;
 pub mod tls;
+pub mod values;

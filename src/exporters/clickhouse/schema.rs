@@ -4,9 +4,10 @@
 //! OpenTelemetry Collector's `otel_logs` layout (`DateTime64(9)`, `Map`, `LowCardinality`,
 //! codecs), for ClickHouse 22.3 and later.
 
+use crate::exporters::values::text;
 use crate::hexfmt::hex;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -66,41 +67,6 @@ PARTITION BY toDate(TimestampTime)
 ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
         ),
-    }
-}
-
-/// An attribute value as a column string: strings as they are, the rest as JSON.
-fn text(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(other) => json(other).to_string(),
-        None => String::new(),
-    }
-}
-
-fn json(v: &any_value::Value) -> serde_json::Value {
-    use base64::Engine;
-    match v {
-        any_value::Value::StringValue(s) => s.clone().into(),
-        any_value::Value::IntValue(i) => (*i).into(),
-        any_value::Value::DoubleValue(d) => (*d).into(),
-        any_value::Value::BoolValue(b) => (*b).into(),
-        any_value::Value::BytesValue(b) => base64::engine::general_purpose::STANDARD.encode(b).into(),
-        any_value::Value::ArrayValue(a) => {
-            a.values.iter().filter_map(|x| x.value.as_ref()).map(json).collect::<Vec<_>>().into()
-        }
-        any_value::Value::KvlistValue(m) => serde_json::Value::Object(
-            m.values
-                .iter()
-                .map(|kv| {
-                    (kv.key.clone(), kv.value.as_ref().and_then(|v| v.value.as_ref()).map(json).unwrap_or_default())
-                })
-                .collect(),
-        ),
-        _ => serde_json::Value::Null,
     }
 }
 

@@ -8,6 +8,7 @@ use super::http_post::HttpPoster;
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
+use super::values::{json, object as map};
 use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
@@ -15,7 +16,7 @@ use crate::timefmt::rfc3339;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -173,27 +174,6 @@ impl ElasticsearchConfig {
         self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
     }
-}
-
-fn json(v: Option<&AnyValue>) -> serde_json::Value {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(any_value::Value::IntValue(i)) => serde_json::json!(i),
-        Some(any_value::Value::DoubleValue(d)) => serde_json::json!(d),
-        Some(any_value::Value::BoolValue(b)) => serde_json::json!(b),
-        Some(any_value::Value::BytesValue(b)) => {
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(b))
-        }
-        Some(any_value::Value::ArrayValue(a)) => {
-            serde_json::Value::Array(a.values.iter().map(|x| json(Some(x))).collect())
-        }
-        Some(any_value::Value::KvlistValue(m)) => map(&m.values),
-        _ => serde_json::Value::Null,
-    }
-}
-
-fn map(attrs: &[KeyValue]) -> serde_json::Value {
-    serde_json::Value::Object(attrs.iter().map(|a| (a.key.clone(), json(a.value.as_ref()))).collect())
 }
 
 /// The documents of a request: (index, source JSON).
@@ -694,7 +674,7 @@ mod tests {
     fn dates_and_index_names() {
         let attrs = vec![KeyValue {
             key: "service.name".into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue("Shop".into())) }),
+            value: Some(string("Shop")),
             ..Default::default()
         }];
         assert_eq!(

@@ -10,6 +10,7 @@ use super::http_post::HttpPoster;
 use super::queue::SendingQueueConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
+use super::values::text;
 use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
@@ -140,21 +141,6 @@ impl LokiConfig {
         self.tls.validate()?;
         self.sending_queue.validate().map_err(|(k, m)| (format!("sending_queue.{k}"), m))?;
         self.retry_on_failure.validate().map_err(|(k, m)| (format!("retry_on_failure.{k}"), m))
-    }
-}
-
-fn text(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(other) => {
-            let v = AnyValue { value: Some(other.clone()) };
-            serde_json::to_string(&v).unwrap_or_default()
-        }
-        None => String::new(),
     }
 }
 

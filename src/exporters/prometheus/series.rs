@@ -7,8 +7,9 @@
 //! "no recorded value" becomes Prometheus's stale marker.
 
 use super::naming::{NameKind, label_name, metric_name};
+use crate::exporters::values::text;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, DataPointFlags, metric, number_data_point};
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,18 +46,6 @@ pub struct Settings {
 pub struct Converted {
     pub series: Vec<Series>,
     pub dropped_points: usize,
-}
-
-fn text(v: Option<&AnyValue>) -> String {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::BytesValue(b)) => crate::hexfmt::hex(b),
-        Some(other) => serde_json::to_string(&format!("{other:?}")).unwrap_or_default(),
-        None => String::new(),
-    }
 }
 
 /// Attributes as labels: names sanitised, values of names that collide joined with `;` in the
