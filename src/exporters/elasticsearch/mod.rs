@@ -672,11 +672,7 @@ mod tests {
 
     #[test]
     fn dates_and_index_names() {
-        let attrs = vec![KeyValue {
-            key: "service.name".into(),
-            value: Some(string("Shop")),
-            ..Default::default()
-        }];
+        let attrs = vec![KeyValue { key: "service.name".into(), value: Some(string("Shop")), ..Default::default() }];
         assert_eq!(
             index_name("logs-%{service.name}-%Y.%m.%d", &attrs, &[], "2023-11-14T22:13:20Z"),
             "logs-shop-2023.11.14"
