@@ -102,6 +102,15 @@ fn run(cfg: Config, default: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Signals are caught before anything starts, so that a SIGHUP during start-up does not
+        // kill the process with the default action either.
+        let signals = match Signals::listen() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for signals; stop with SIGKILL");
+                None
+            }
+        };
         if default {
             tracing::info!(
                 "no --config given: using the embedded default configuration (OTLP gRPC on localhost:4317 and HTTP on localhost:4318 -> batch -> debug)"
@@ -115,19 +124,43 @@ fn run(cfg: Config, default: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        match signals {
+            Some(mut s) => s.wait_for_stop().await,
+            None => std::future::pending().await,
+        }
         if service.shutdown().await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot listen for signals; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The signals switchyard acts on: SIGTERM and SIGINT stop it (draining queues within the
+/// deadline); SIGHUP, which would kill the process by default, is caught and only logged until
+/// configuration reload exists.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns at SIGTERM or SIGINT; SIGHUP is answered with a warning and the wait goes on.
+    async fn wait_for_stop(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return tracing::info!("SIGTERM received"),
+                _ = self.int.recv() => return tracing::info!("SIGINT received"),
+                _ = self.hup.recv() => tracing::warn!(
+                    "SIGHUP received: configuration reload is not supported yet; still running with the configuration loaded at start (restart to apply changes)"
+                ),
+            }
+        }
     }
 }

@@ -78,3 +78,28 @@ fn sigint_stops_cleanly_too() {
     assert!(log.contains("SIGINT received"), "{log}");
     assert_eq!(span_names(&out), vec!["int-0", "int-1"]);
 }
+
+#[test]
+fn sighup_keeps_running_and_loses_nothing() {
+    let mut gw = Gateway::start(CONFIG);
+    let post = |gw: &Gateway, prefix: &str| {
+        let body = traces_body(spans(prefix, 3));
+        http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap()
+    };
+    assert_eq!(post(&gw, "before-").status, 200);
+    signal(gw.pid(), "HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || gw.log().contains("SIGHUP received")),
+        "the signal is logged: {}",
+        gw.log()
+    );
+    // Still running: the held batch was not lost and new data is taken.
+    assert_eq!(post(&gw, "after-").status, 200, "{}", gw.log());
+    let out = gw.path("out.jsonl");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "exit status {status}: {log}");
+    assert!(log.contains("reload is not supported"), "{log}");
+    let mut names = span_names(&out);
+    names.sort();
+    assert_eq!(names, ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"]);
+}
