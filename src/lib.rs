@@ -12,6 +12,7 @@ pub mod net;
 pub mod pipeline;
 pub mod processors;
 pub mod proto;
+pub mod protowire;
 pub mod receivers;
 pub mod rpc_status;
 pub mod telemetry;

@@ -12,9 +12,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-/// How long a client may take to send a request's headers (slow clients hold a connection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Checks that `endpoint` is `host:port` with a numeric port, as the collector expects.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let bad = || format!("invalid address \"{endpoint}\": expected host:port, such as localhost:4317 or 0.0.0.0:4317");
@@ -65,17 +62,101 @@ pub async fn bind_udp(endpoint: &str) -> Result<UdpSocket, String> {
     Err(last)
 }
 
+/// What a listener allows its connections: how many at once, how long a client may take to
+/// send a request, how long a connection may sit idle, and (HTTP/2) how many streams it may open
+/// and how much it may send before being asked for more. The defaults are safe for a gateway
+/// facing untrusted clients; receivers set them from their configuration keys.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections served at once; more are accepted and closed at once (and counted).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub read_header_timeout: Duration,
+    /// How long a client may take to send a whole request, body included (a stalled body is
+    /// answered 408). Zero: no limit.
+    pub read_timeout: Duration,
+    /// How long a response may wait for the client to take it. Zero: no limit.
+    pub write_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection older than this is asked to close (HTTP/2 GOAWAY) once its requests are
+    /// done. Zero: no limit.
+    pub max_connection_age: Duration,
+    /// How long requests may still run after a connection was asked to close for its age.
+    pub max_connection_age_grace: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 ping interval on a quiet connection, and how long the answer may take.
+    pub keepalive_time: Duration,
+    pub keepalive_timeout: Duration,
+    /// HTTP/2 flow-control windows: what a client may send before being asked for more, per
+    /// stream and per connection. Memory grows as data arrives, never by what a client declares.
+    pub stream_window: u32,
+    pub connection_window: u32,
+    /// HTTP/1 read buffer (the largest header block) and the write buffer, in bytes.
+    pub read_buffer_size: usize,
+    pub write_buffer_size: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: 1024,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::ZERO,
+            max_connection_age_grace: Duration::from_secs(10),
+            max_concurrent_streams: 128,
+            keepalive_time: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            stream_window: 256 * 1024,
+            connection_window: 1024 * 1024,
+            read_buffer_size: 64 * 1024,
+            write_buffer_size: 64 * 1024,
+        }
+    }
+}
+
+/// When the request a handler is serving must have been read completely (`read_timeout`);
+/// `serve` puts it in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadDeadline(pub tokio::time::Instant);
+
+/// The read deadline `serve` gave `req`, if any.
+pub fn read_deadline<B>(req: &Request<B>) -> Option<tokio::time::Instant> {
+    req.extensions().get::<ReadDeadline>().map(|d| d.0)
+}
+
 /// Serves HTTP/1.1 and HTTP/2 on `listener` with `handler` until `shutdown` fires, then lets
-/// requests in progress finish (up to `grace`).
+/// requests in progress finish (up to `grace`), with the default connection limits.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: CancellationToken, grace: Duration)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    serve_with(listener, ConnLimits::default(), handler, shutdown, grace).await
+}
+
+/// `serve` with the given connection limits.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    handler: H,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<BoxBody>> + Send + 'static,
+{
+    let limits = std::sync::Arc::new(limits);
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let refusals = crate::telemetry::log_limit::LogLimit::default();
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -86,33 +167,357 @@ where
             },
             _ = shutdown.cancelled() => break,
         };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed at once rather than left in the backlog: the client sees the refusal.
+            crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&local]).inc();
+            if let Some(held_back) = refusals.allow() {
+                tracing::warn!(listener = %local, %peer, max_connections = limits.max_connections,
+                    suppressed_since_last_warning = held_back, "too many connections; closing a new one");
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let activity = std::sync::Arc::new(Activity::new());
+        let in_service = activity.clone();
+        let read_timeout = limits.read_timeout;
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            if !read_timeout.is_zero() {
+                req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
+            }
+            let busy = in_service.begin();
             let fut = handler(req);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            async move {
+                let response = fut.await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
             }
         });
-        while connections.try_join_next().is_some() {}
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.read_header_timeout)
+            .max_buf_size(limits.read_buffer_size.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval((!limits.keepalive_time.is_zero()).then_some(limits.keepalive_time))
+            .keep_alive_timeout(limits.keepalive_timeout)
+            .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+            .initial_stream_window_size(limits.stream_window)
+            .initial_connection_window_size(limits.connection_window)
+            .max_send_buf_size(limits.write_buffer_size.max(16 * 1024))
+            .max_header_list_size(64 * 1024);
+        let io = Watched::new(stream, activity.clone(), limits.write_timeout);
+        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+        let (limits, shutdown) = (limits.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            watch_connection(conn, activity, &limits, shutdown).await;
+        });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    let all_closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
         tracing::warn!(
             open = connections.len(),
             "connections still open after the shutdown grace period; closing them"
         );
         connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
-    while connections.join_next().await.is_some() {}
+}
+
+/// Drives one connection: asks it to close gracefully when the listener shuts down, when it
+/// has been idle for `idle_timeout`, or when it is older than `max_connection_age` (then
+/// gives it `max_connection_age_grace` to finish).
+async fn watch_connection<C>(
+    conn: C,
+    activity: std::sync::Arc<Activity>,
+    limits: &ConnLimits,
+    shutdown: CancellationToken,
+) where
+    C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulClose,
+{
+    let mut conn = std::pin::pin!(conn);
+    let born = tokio::time::Instant::now();
+    let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing_by: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if closing_by.is_none() => {
+                conn.as_mut().close_gracefully();
+                // The listener's own grace period bounds this one.
+                closing_by = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+            }
+            _ = ticks.tick() => {
+                let now = tokio::time::Instant::now();
+                if let Some(by) = closing_by {
+                    if now >= by {
+                        tracing::debug!("connection did not close within its grace period; dropping it");
+                        return;
+                    }
+                    continue;
+                }
+                let idle = !limits.idle_timeout.is_zero() && activity.idle_for() >= limits.idle_timeout;
+                let old = !limits.max_connection_age.is_zero() && now.duration_since(born) >= limits.max_connection_age;
+                if idle {
+                    tracing::debug!(idle_timeout = ?limits.idle_timeout, "closing an idle connection");
+                    conn.as_mut().close_gracefully();
+                    closing_by = Some(now + Duration::from_secs(1));
+                } else if old {
+                    tracing::debug!(max_connection_age = ?limits.max_connection_age, "closing a connection for its age");
+                    conn.as_mut().close_gracefully();
+                    closing_by = Some(now + limits.max_connection_age_grace);
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish what it is doing and close.
+trait GracefulClose {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulClose for auto::Connection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = BoxBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    E: auto::HttpServerConnExec<S::Future, BoxBody>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it is serving.
+struct Activity {
+    started: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            busy: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long nothing has happened: zero while a request is being served.
+    fn idle_for(&self) -> Duration {
+        if self.busy.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    fn begin(self: &std::sync::Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(self.clone())
+    }
+}
+
+/// A request in progress on a connection; the connection is not idle while one exists.
+struct Busy(std::sync::Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A stream that records when bytes last moved, fails a write the peer has not taken within
+/// `write_timeout` (a client that stops reading cannot hold a response forever), and, for
+/// stream listeners, fails a read that has waited `read_idle` for data.
+pub struct Watched<T> {
+    inner: T,
+    activity: std::sync::Arc<Activity>,
+    write_timeout: Duration,
+    write_stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    read_idle: Duration,
+    read_stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, activity: std::sync::Arc<Activity>, write_timeout: Duration) -> Watched<T> {
+        activity.touch();
+        Watched { inner, activity, write_timeout, write_stall: None, read_idle: Duration::ZERO, read_stall: None }
+    }
+
+    fn with_read_idle(mut self, idle: Duration) -> Watched<T> {
+        self.read_idle = idle;
+        self
+    }
+
+    /// The stream inside (for a TLS handshake on it, say).
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        if r.is_ready() {
+            // The next wait starts its own clock (time spent elsewhere is not idleness).
+            self.read_stall = None;
+        } else if !self.read_idle.is_zero() {
+            let idle = self.read_idle;
+            let stall = self.read_stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+            if stall.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection idle for longer than idle_timeout",
+                )));
+            }
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, data) {
+            Poll::Ready(r) => {
+                self.write_stall = None;
+                if matches!(r, Ok(n) if n > 0) {
+                    self.activity.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.write_timeout.is_zero() => Poll::Pending,
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let stall = self.write_stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not take the response within write_timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Limits of a listener of plain TCP streams (syslog, Fluent Forward).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Connections served at once; more are accepted and closed at once (and counted).
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits { max_connections: 1024, idle_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// A TCP stream whose reads fail with `TimedOut` once nothing has arrived for the listener's
+/// idle timeout while a read waits.
+pub type IdleStream = Watched<tokio::net::TcpStream>;
+
+/// Accepts connections on `listener` until `shutdown`, handing each to `connection` within
+/// `limits`; then gives open connections `grace` to finish before closing them.
+pub async fn serve_streams<F, Fut>(
+    listener: TcpListener,
+    limits: StreamLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+    connection: F,
+) where
+    F: Fn(IdleStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let refusals = crate::telemetry::log_limit::LogLimit::default();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&local]).inc();
+            if let Some(held_back) = refusals.allow() {
+                tracing::warn!(listener = %local, %peer, max_connections = limits.max_connections,
+                    suppressed_since_last_warning = held_back, "too many connections; closing a new one");
+            }
+            continue;
+        };
+        let stream = Watched::new(stream, std::sync::Arc::new(Activity::new()), Duration::ZERO)
+            .with_read_idle(limits.idle_timeout);
+        let served = connection(stream);
+        connections.spawn(async move {
+            let _slot = slot;
+            served.await
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    connections.abort_all();
 }
 
 /// The response body type every switchyard HTTP handler returns.

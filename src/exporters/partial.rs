@@ -7,6 +7,7 @@ use prost::Message;
 
 /// `(rejected items, error message)` from a protobuf `Export*ServiceResponse`, if it has one.
 pub fn from_protobuf(signal: Signal, body: &[u8]) -> Option<(i64, String)> {
+    crate::protowire::check(body).ok()?;
     match signal {
         Signal::Traces => trace::v1::ExportTraceServiceResponse::decode(body)
             .ok()?

@@ -28,6 +28,36 @@ impl Refusal {
     }
 }
 
+/// Why a request was not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeRefusal {
+    /// Decoding it would take more than one request may: never retried.
+    TooLarge { bytes: usize, bound: usize },
+    /// The memory budget is full right now: the client should retry.
+    Busy(Refusal),
+}
+
+impl DecodeRefusal {
+    /// The message for the client and the log.
+    pub fn message(&self) -> String {
+        match self {
+            DecodeRefusal::TooLarge { bytes, bound } => format!(
+                "request too large: decoding it would take about {} MiB, more than the {} MiB one request may use",
+                bytes.div_ceil(1 << 20),
+                bound / (1 << 20)
+            ),
+            DecodeRefusal::Busy(r) => r.message.clone(),
+        }
+    }
+}
+
+/// What one request may take of a memory budget of `limit` bytes: an eighth, but at least
+/// 32 MiB (so that a small budget still takes a full 4 MiB gRPC request), and never more than
+/// the budget.
+pub fn per_request_bound(limit: usize) -> usize {
+    (limit / 8).max(32 << 20).min(limit)
+}
+
 /// One pipeline as seen from a receiver: its input, and the queues of its exporters.
 #[derive(Clone)]
 pub struct Route {
@@ -78,6 +108,36 @@ impl Intake {
             match q.try_claim(bytes.max(1)) {
                 Some(c) => claims.push(c),
                 None => return Err(Refusal::retryable(format!("memory limit of {} reached; retry later", q.name()))),
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Before a request is decoded: room for `bytes`, what decoding it will allocate (see each
+    /// receiver's estimate), in every memory budget this receiver's data meets. A request over
+    /// what one request may take of a budget is refused for good (`TooLarge`: the protocol's
+    /// non-retryable "too large" answer); a budget merely busy is a retryable refusal. The claims
+    /// are held until the data is admitted (or refused).
+    pub fn claim_decode(&self, bytes: usize) -> Result<Vec<Claim>, DecodeRefusal> {
+        let mut claims = Vec::new();
+        let mut seen: Vec<&Arc<Capacity>> = Vec::new();
+        for q in self.routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
+            if seen.iter().any(|s| Arc::ptr_eq(s, q)) {
+                continue;
+            }
+            seen.push(q);
+            let bound = per_request_bound(q.limit());
+            if bytes > bound {
+                return Err(DecodeRefusal::TooLarge { bytes, bound });
+            }
+            match q.try_claim(bytes.max(1)) {
+                Some(c) => claims.push(c),
+                None => {
+                    return Err(DecodeRefusal::Busy(Refusal::retryable(format!(
+                        "memory limit of {} reached; retry later",
+                        q.name()
+                    ))));
+                }
             }
         }
         Ok(claims)

@@ -16,7 +16,7 @@ pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 pub use batch::tests_support;
 pub use batch::{Batch, Context, DecodeError, Request, context_from_headers, metric_points};
 pub use delivery::{Delivery, abandon};
-pub use intake::{Intake, Refusal, Route};
+pub use intake::{DecodeRefusal, Intake, Refusal, Route, per_request_bound};
 pub use runner::{BoxFuture, ExportError, Exporter, Processor};
 pub use service::{RunningService, ServiceError, Status, StatusCell};
 pub use signal::Signal;

@@ -242,13 +242,30 @@ impl RunningService {
                 budgets.insert(id.clone(), budget.capacity);
             }
         }
+        // Pipelines without a memory_limiter share a default budget, so that a plain
+        // configuration bounds what it decodes and holds too (see `default_memory_budget`).
+        let default_budget =
+            config.pipelines.values().any(|p| !p.processors.iter().any(|id| budgets.contains_key(id))).then(|| {
+                let limit = crate::processors::memory_limiter::default_budget();
+                tracing::debug!(
+                    budget_mib = limit >> 20,
+                    "default memory budget for pipelines without a memory_limiter"
+                );
+                crate::pipeline::Capacity::memory_budget("default memory budget".to_string(), limit)
+            });
         for (pid, p) in &config.pipelines {
             // Unbounded: what waits here is bounded by the room claimed in the exporter queues
-            // (and the memory budget, with a memory_limiter).
+            // and the memory budget (a memory_limiter's or the default one).
             let (tx, rx) = mpsc::unbounded_channel();
             let mut claimed: Vec<Arc<crate::pipeline::Capacity>> =
                 p.exporters.iter().map(|id| queues[id].capacity()).collect();
+            let before = claimed.len();
             claimed.extend(p.processors.iter().filter_map(|id| budgets.get(id).cloned()));
+            if claimed.len() == before
+                && let Some(b) = &default_budget
+            {
+                claimed.push(b.clone());
+            }
             let route = Route { input: tx, queues: claimed };
             for r in &p.receivers {
                 routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());

@@ -9,7 +9,52 @@ use std::io::Read;
 
 pub enum BodyError {
     TooLarge,
+    /// The client did not send the whole body before the listener's `read_timeout`.
+    Timeout,
     Io(String),
+}
+
+impl BodyError {
+    /// The HTTP answer for this error as plain text (408 for a stalled body, 413 past `limit`,
+    /// 400 otherwise), for receivers that answer errors in text.
+    pub fn text_response(&self, limit: usize) -> http::Response<crate::net::BoxBody> {
+        use http::StatusCode;
+        match self {
+            BodyError::TooLarge => too_large_close(crate::net::text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body too large: over the limit of {limit} bytes"),
+            )),
+            BodyError::Timeout => timeout_close(crate::net::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received within the read timeout",
+            )),
+            BodyError::Io(e) => crate::net::text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+        }
+    }
+}
+
+/// Marks a 413 answer as the connection's last: the rest of the body is never read.
+pub fn too_large_close(mut r: http::Response<crate::net::BoxBody>) -> http::Response<crate::net::BoxBody> {
+    r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    r
+}
+
+/// Marks a 408 answer as the connection's last.
+pub fn timeout_close(r: http::Response<crate::net::BoxBody>) -> http::Response<crate::net::BoxBody> {
+    too_large_close(r)
+}
+
+/// The body size the client declared (`Content-Length`), if any.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Refuses a request whose declared body is over `limit` before a byte of it is read.
+pub fn check_declared(headers: &http::HeaderMap, limit: usize) -> Result<(), BodyError> {
+    match declared_length(headers) {
+        Some(n) if n > limit as u64 => Err(BodyError::TooLarge),
+        _ => Ok(()),
+    }
 }
 
 /// Before a body is read: its declared size reserved in the memory budgets its data will meet
@@ -19,9 +64,7 @@ pub fn reserve_memory(
     intake: &crate::pipeline::Intake,
     headers: &http::HeaderMap,
 ) -> Result<Vec<crate::pipeline::Claim>, crate::pipeline::Refusal> {
-    let declared =
-        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    match declared {
+    match declared_length(headers).map(|n| usize::try_from(n).unwrap_or(usize::MAX)) {
         Some(n) => intake.reserve_memory(n),
         None if intake.memory_paused() => Err(crate::pipeline::Refusal::retryable("memory limit reached; retry later")),
         None => Ok(Vec::new()),
@@ -47,14 +90,34 @@ pub fn content_encoding(headers: &http::HeaderMap) -> String {
 }
 
 /// Reads the whole body within `limit` and undoes `encoding`, the limit applying to both.
-pub async fn read_decoded(body: Incoming, encoding: &str, limit: usize) -> Result<Bytes, BodyError> {
-    decompress(encoding, read_body(body, limit).await?, limit)
+pub async fn read_decoded(
+    body: Incoming,
+    encoding: &str,
+    limit: usize,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Bytes, BodyError> {
+    decompress(encoding, read_body(body, limit, deadline).await?, limit)
 }
 
-/// Reads the whole body (chunked or not), refusing more than `limit` bytes.
-pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+/// Reads the whole body (chunked or not), refusing more than `limit` bytes — at once when the
+/// declared length is over it — and giving up at `deadline` (a body that stalls).
+pub async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Bytes, BodyError> {
+    use http_body::Body;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    // Grows as data arrives, never by what the client declared.
     let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d, body.frame()).await.map_err(|_| BodyError::Timeout)?,
+            None => body.frame().await,
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|e| BodyError::Io(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {

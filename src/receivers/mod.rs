@@ -3,6 +3,7 @@
 pub mod attributes;
 pub mod bad_input;
 pub mod body;
+pub mod budget;
 pub mod filelog;
 pub mod fluentforward;
 pub mod jaeger;

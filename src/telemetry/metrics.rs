@@ -24,6 +24,8 @@ pub struct Metrics {
     /// `receiver`, `transport`, `code` (the HTTP status or gRPC code). Not a collector metric:
     /// the collector does not count these.
     pub receiver_invalid_requests: IntCounterVec,
+    /// Connections a listener closed at once because it had `max_connections` open.
+    pub refused_connections: IntCounterVec,
     /// Items a backend refused one by one and that are not retried (Elasticsearch `_bulk`
     /// item errors); labels `exporter`, `status`, `reason` (the backend's error type).
     pub exporter_items_refused: IntCounterVec,
@@ -117,6 +119,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
                     "Requests refused as invalid (client errors), by answer code.",
                 ),
                 &["receiver", "transport", "code"],
+            )
+            .expect("valid metric"),
+        ),
+        refused_connections: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_listener_refused_connections_total",
+                    "Connections closed as soon as they were accepted because the listener had max_connections open.",
+                ),
+                &["listener"],
             )
             .expect("valid metric"),
         ),

@@ -262,7 +262,8 @@ fn error_message(headers: &http::HeaderMap, body: &[u8]) -> String {
         {
             return m.to_string();
         }
-    } else if let Ok(s) = crate::rpc_status::RpcStatus::decode(body)
+    } else if crate::protowire::check(body).is_ok()
+        && let Ok(s) = crate::rpc_status::RpcStatus::decode(body)
         && !s.message.is_empty()
     {
         return s.message;

@@ -55,6 +55,29 @@ fn total_memory() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
+/// The memory budget of pipelines without a `memory_limiter`: half the cgroup's limit where
+/// there is one, else a quarter of the machine's memory; between 64 MiB and 512 MiB either way.
+/// One request may take an eighth of it (`pipeline::per_request_bound`), so with 512 MiB a
+/// request that would decode to more than 64 MiB is refused as too large.
+pub fn default_budget() -> usize {
+    let share = match cgroup_limit() {
+        Some(limit) => limit / 2,
+        None => total_memory().unwrap_or(1 << 30) / 4,
+    };
+    share.clamp(64 * MIB, 512 * MIB) as usize
+}
+
+/// The cgroup's memory limit, if the process has one.
+fn cgroup_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    if let Some(v) = read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok()) {
+        return Some(v);
+    }
+    read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|v| *v < (1 << 60))
+}
+
 impl MemoryLimiterConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.check_interval.is_zero() {

@@ -28,11 +28,22 @@ pub struct FluentForwardConfig {
     pub endpoint: String,
     /// The largest message (one msgpack array, or its gzip-decompressed entries) taken.
     pub max_message_size: usize,
+    /// Connections served at once (switchyard's key); more are closed at once and counted.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (switchyard's key).
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for FluentForwardConfig {
     fn default() -> Self {
-        FluentForwardConfig { endpoint: "localhost:24224".into(), max_message_size: 64 * 1024 * 1024 }
+        let limits = crate::net::StreamLimits::default();
+        FluentForwardConfig {
+            endpoint: "localhost:24224".into(),
+            max_message_size: 64 * 1024 * 1024,
+            max_connections: limits.max_connections,
+            idle_timeout: limits.idle_timeout,
+        }
     }
 }
 
@@ -42,9 +53,21 @@ impl FluentForwardConfig {
         if !(1024..=(1 << 30)).contains(&self.max_message_size) {
             return Err(("max_message_size".into(), "must be between 1024 and 1073741824".into()));
         }
+        if self.max_connections == 0 {
+            return Err(("max_connections".into(), "must be at least 1".into()));
+        }
         Ok(())
     }
+
+    fn limits(&self) -> crate::net::StreamLimits {
+        crate::net::StreamLimits { max_connections: self.max_connections, idle_timeout: self.idle_timeout }
+    }
 }
+
+/// What one msgpack value may take once decoded: its `rmpv` form (as a map entry, the largest
+/// case) and the OTLP attribute it becomes.
+const PER_VALUE: usize =
+    std::mem::size_of::<(Value, Value)>() + std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>();
 
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
@@ -205,7 +228,7 @@ pub async fn start(
     // Heartbeats come over UDP on the same address and port.
     let udp = tokio::net::UdpSocket::bind(local).await.map_err(|e| format!("{local} (UDP, heartbeats): {e}"))?;
     Ok(vec![
-        tokio::spawn(serve(listener, cfg.max_message_size, intake, shutdown.clone())),
+        tokio::spawn(serve(listener, cfg.limits(), cfg.max_message_size, intake, shutdown.clone())),
         tokio::spawn(heartbeats(udp, shutdown)),
     ])
 }
@@ -223,25 +246,24 @@ async fn heartbeats(socket: tokio::net::UdpSocket, shutdown: CancellationToken) 
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, limit: usize, intake: Arc<Intake>, shutdown: CancellationToken) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    limits: crate::net::StreamLimits,
+    limit: usize,
+    intake: Arc<Intake>,
+    shutdown: CancellationToken,
+) {
     let bad = Arc::new(BadInput::new(intake.clone(), "tcp"));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-            _ = shutdown.cancelled() => break,
-        };
-        let (intake, bad, stop) = (intake.clone(), bad.clone(), shutdown.clone());
-        connections.spawn(async move { connection(stream, limit, &intake, &bad, stop).await });
-        while connections.try_join_next().is_some() {}
-    }
-    let _ =
-        tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
-    connections.abort_all();
+    let stop = shutdown.clone();
+    let serve_one = move |stream: crate::net::IdleStream| {
+        let (intake, bad, stop) = (intake.clone(), bad.clone(), stop.clone());
+        async move { connection(stream, limit, &intake, &bad, stop).await }
+    };
+    crate::net::serve_streams(listener, limits, shutdown, Duration::from_secs(2), serve_one).await;
 }
 
 async fn connection(
-    mut stream: tokio::net::TcpStream,
+    mut stream: crate::net::IdleStream,
     limit: usize,
     intake: &Intake,
     bad: &BadInput,
@@ -258,10 +280,11 @@ async fn connection(
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
-            let len = match scanner.feed(&buf) {
+            let (len, values) = match scanner.feed(&buf) {
                 Scan::Complete(len) => {
+                    let values = scanner.values();
                     scanner = frame::Scanner::new(limit);
-                    len
+                    (len, values)
                 }
                 Scan::Incomplete => break,
                 Scan::Invalid(m) => {
@@ -269,6 +292,28 @@ async fn connection(
                     bad.report("malformed", &format!("closed a Fluent Forward connection: {m}"));
                     return;
                 }
+            };
+            // The message's decoded size, claimed before anything is built. (A compressed
+            // PackedForward's entries are bounded by the same value budget as they decompress.)
+            let estimate = len.saturating_add(values.saturating_mul(PER_VALUE));
+            let claimed = loop {
+                match intake.claim_decode(estimate) {
+                    Ok(claims) => break Some(claims),
+                    Err(crate::pipeline::DecodeRefusal::Busy(_)) if stop.is_cancelled() => return,
+                    Err(crate::pipeline::DecodeRefusal::Busy(_)) => {
+                        // Not read on meanwhile: the sender waits (TCP backpressure).
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Err(refusal) => {
+                        // No ack: a sender that asked for one will not see this chunk taken.
+                        bad.report("too_large", &format!("dropped a Fluent Forward message: {}", refusal.message()));
+                        break None;
+                    }
+                }
+            };
+            let Some(_decoding) = claimed else {
+                buf.drain(..len);
+                continue;
             };
             let message = rmpv::decode::read_value(&mut &buf[..len]);
             buf.drain(..len);
@@ -288,8 +333,9 @@ async fn connection(
                     }],
                 };
                 // Wait for room (the sender waits for its ack meanwhile) rather than drop.
+                let batch = Batch::from_request(Request::Logs(request));
                 loop {
-                    match intake.submit("tcp", Batch::from_request(Request::Logs(request.clone()))).await {
+                    match intake.submit("tcp", batch.clone()).await {
                         Ok(()) => break,
                         Err(r) if r.retryable && !stop.is_cancelled() => {
                             tokio::time::sleep(Duration::from_millis(200)).await

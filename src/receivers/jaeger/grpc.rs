@@ -15,9 +15,6 @@ use tonic::{Code, Status};
 
 const POST_SPANS: &str = "/jaeger.api_v2.CollectorService/PostSpans";
 
-/// How long a client is asked to wait before retrying a refused request.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
-
 pub async fn serve(
     cfg: GrpcConfig,
     listener: TcpListener,
@@ -26,46 +23,42 @@ pub async fn serve(
     grace: Duration,
 ) {
     let route_intake = intake.clone();
-    let route = move |path: &str| (path == POST_SPANS).then(|| PostSpans { intake: route_intake.clone() });
-    crate::grpc::serve_unary(listener, cfg.max_bytes(), intake, route, shutdown, grace).await;
-}
-
-#[derive(Clone)]
-struct PostSpans {
-    intake: Arc<Intake>,
-}
-
-impl tonic::server::UnaryService<Bytes> for PostSpans {
-    type Response = Bytes;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let intake = self.intake.clone();
-        Box::pin(async move {
-            let batch = match decode_post_spans(&request.into_inner()) {
-                Ok(b) => b,
-                Err(message) => {
-                    let status = RpcStatus {
-                        code: code::INVALID_ARGUMENT,
-                        message: message.clone(),
-                        details: vec![rpc_status::bad_request_detail(&message)],
-                    };
-                    return Err(Status::with_details(Code::InvalidArgument, message, status.encode_to_vec().into()));
-                }
-            };
-            if !batch.spans.is_empty() {
-                match intake.submit("grpc", super::to_batch(batch)).await {
-                    Ok(()) => {}
-                    Err(refusal) if refusal.retryable => {
-                        let details =
-                            rpc_status::status_with_retry_info(code::UNAVAILABLE, &refusal.message, RETRY_DELAY);
-                        return Err(Status::with_details(Code::Unavailable, refusal.message, details.into()));
-                    }
-                    Err(refusal) => return Err(Status::internal(refusal.message)),
-                }
-            }
-            // PostSpansResponse has no fields: its encoding is empty.
-            Ok(tonic::Response::new(Bytes::new()))
+    let route = move |path: &str| -> Option<crate::grpc::UnaryService> {
+        let intake = route_intake.clone();
+        (path == POST_SPANS).then(|| -> crate::grpc::UnaryService {
+            Arc::new(move |request| Box::pin(post_spans(intake.clone(), request)))
         })
+    };
+    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
+}
+
+/// One `PostSpans` call; its answer, `PostSpansResponse`, has no fields: its encoding is empty.
+async fn post_spans(intake: Arc<Intake>, request: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+    let body = request.into_inner();
+    // Each protobuf field decodes to at most one Jaeger value and one OTLP value.
+    let estimate = crate::protowire::check(&body)
+        .map(|s| s.estimate(body.len(), 2 * std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>()))
+        .unwrap_or(body.len());
+    let _decoding = intake.claim_decode(estimate).map_err(|r| crate::receivers::budget::grpc_status(&r))?;
+    let batch = match decode_post_spans(&body) {
+        Ok(b) => b,
+        Err(message) => {
+            let status = RpcStatus {
+                code: code::INVALID_ARGUMENT,
+                message: message.clone(),
+                details: vec![rpc_status::bad_request_detail(&message)],
+            };
+            return Err(Status::with_details(Code::InvalidArgument, message, status.encode_to_vec().into()));
+        }
+    };
+    if !batch.spans.is_empty() {
+        match intake.submit("grpc", super::to_batch(batch)).await {
+            Ok(()) => {}
+            Err(refusal) if refusal.retryable => {
+                return Err(crate::grpc::retryable(Code::Unavailable, &refusal.message));
+            }
+            Err(refusal) => return Err(Status::internal(refusal.message)),
+        }
     }
+    Ok(Bytes::new())
 }

@@ -59,6 +59,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
+    if crate::receivers::body::check_declared(req.headers(), limit).is_err() {
+        return crate::receivers::body::BodyError::TooLarge.text_response(limit);
+    }
     let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
         Ok(claims) => claims,
         Err(response) => return *response,
@@ -67,10 +70,18 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let body = match read_decoded(req.into_body(), &encoding, limit).await {
+    let deadline = net::read_deadline(&req);
+    let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large()),
         Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return e.text_response(limit),
+    };
+    // A Thrift tag takes as little as five bytes and decodes to a Jaeger tag and an OTLP
+    // attribute: 32 bytes of memory per byte received bounds it.
+    let _decoding = match crate::receivers::budget::claim_or_text(intake, body.len().saturating_mul(32)) {
+        Ok(claims) => claims,
+        Err(response) => return *response,
     };
     let batch = match decode_batch(&body) {
         Ok(b) => b,

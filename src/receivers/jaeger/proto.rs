@@ -8,6 +8,7 @@ use prost::Message;
 /// Decodes a `PostSpansRequest`. A span whose ids have the wrong length fails the whole request,
 /// naming it, so that a client never hears success for spans that were dropped.
 pub fn decode_post_spans(body: &[u8]) -> Result<Batch, String> {
+    crate::protowire::check(body).map_err(|e| format!("not a PostSpansRequest: {e}"))?;
     let request = pb::PostSpansRequest::decode(body).map_err(|e| format!("not a PostSpansRequest: {e}"))?;
     let batch = request.batch.unwrap_or_default();
     let spans = batch.spans.into_iter().enumerate().map(|(i, s)| span(s).map_err(|e| format!("span {i}: {e}")));

@@ -20,18 +20,69 @@ pub struct Decoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub String);
 
-pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid> {
+/// A protobuf request that passed the scan and is not decoded yet.
+pub struct Scanned {
+    signal: Signal,
+    bytes: Bytes,
+    scan: super::scan::Scan,
+}
+
+/// Requests up to this size whose every item is invalid are decoded anyway, to tell the client
+/// exactly which id is wrong; larger ones are refused from the scan alone.
+const EXPLAIN_BYTES: usize = 64 * 1024;
+
+/// Scans a protobuf request without building it: refuses bad wire format, and a request whose
+/// every item would be rejected for its ids (when it is large, without decoding it).
+pub fn scan_protobuf(signal: Signal, bytes: Bytes) -> Result<Scanned, Invalid> {
     let invalid = |reason: String| Invalid(format!("cannot decode OTLP/protobuf {signal} request: {reason}"));
-    let scanned = super::scan::scan(signal, &bytes).map_err(invalid)?;
-    if scanned.ids_ok {
-        // The common case: keep the wire form, decode only if a processor needs the fields;
-        // exporters that speak OTLP send these bytes as they are.
-        return Ok(Decoded { batch: Batch::from_encoded(signal, bytes, scanned.items), rejected: 0, message: None });
+    let scan = super::scan::scan(signal, &bytes).map_err(invalid)?;
+    if scan.items > 0 && scan.invalid_items == scan.items && bytes.len() > EXPLAIN_BYTES {
+        return Err(Invalid(format!(
+            "every one of the {} {} in the request has an invalid trace or span id",
+            scan.items,
+            signal.item_name()
+        )));
     }
-    // Some ids are malformed: decode, drop those items, and carry the rest decoded.
-    let mut request = Request::decode(signal, &bytes).map_err(|e| invalid(e.reason))?;
-    let (rejected, message) = drop_invalid(&mut request)?;
-    Ok(Decoded { batch: Batch::from_request(request), rejected, message })
+    Ok(Scanned { signal, bytes, scan })
+}
+
+impl Scanned {
+    /// An upper bound of what decoding the request allocates.
+    pub fn decoded_bytes(&self) -> usize {
+        self.scan.decoded_bytes
+    }
+
+    /// The batch: still encoded when every id is valid; else decoded, without the invalid items.
+    pub fn decode(self) -> Result<Decoded, Invalid> {
+        let Scanned { signal, bytes, scan: scanned } = self;
+        let invalid = |reason: String| Invalid(format!("cannot decode OTLP/protobuf {signal} request: {reason}"));
+        if scanned.ids_ok {
+            // The common case: keep the wire form, decode only if a processor needs the fields;
+            // exporters that speak OTLP send these bytes as they are.
+            return Ok(Decoded {
+                batch: Batch::from_encoded(signal, bytes, scanned.items),
+                rejected: 0,
+                message: None,
+            });
+        }
+        // Some ids are malformed: decode, drop those items, and carry the rest decoded.
+        let mut request = Request::decode(signal, &bytes).map_err(|e| invalid(e.reason))?;
+        let (rejected, message) = drop_invalid(&mut request)?;
+        Ok(Decoded { batch: Batch::from_request(request), rejected, message })
+    }
+}
+
+/// Scans and decodes a protobuf request (`scan_protobuf`, then `Scanned::decode`).
+pub fn decode_protobuf(signal: Signal, bytes: Bytes) -> Result<Decoded, Invalid> {
+    scan_protobuf(signal, bytes)?.decode()
+}
+
+/// An upper bound of what decoding an OTLP/JSON request allocates: each JSON object becomes at
+/// most one struct of the request (a span, an attribute, a value), counted at the size of the
+/// largest of them.
+pub fn json_decoded_bytes(body: &[u8]) -> usize {
+    const PER_OBJECT: usize = 2 * std::mem::size_of::<opentelemetry_proto::tonic::trace::v1::Span>();
+    crate::receivers::budget::json_estimate(body, PER_OBJECT)
 }
 
 pub fn decode_json(signal: Signal, body: &[u8]) -> Result<Decoded, Invalid> {

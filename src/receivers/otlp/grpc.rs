@@ -2,7 +2,7 @@
 //! travel on without being re-encoded. gzip, zstd and deflate request compression are accepted.
 
 use super::GrpcConfig;
-use super::decode::decode_protobuf;
+use super::decode::scan_protobuf;
 use super::response;
 use crate::grpc::export_path;
 use crate::pipeline::{Intake, Signal};
@@ -15,9 +15,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-/// How long a client is asked to wait before retrying a refused request.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
-
 pub async fn serve(
     cfg: GrpcConfig,
     listener: TcpListener,
@@ -26,57 +23,42 @@ pub async fn serve(
     grace: Duration,
 ) {
     let route_intake = intake.clone();
-    let route = move |path: &str| {
+    let route = move |path: &str| -> Option<crate::grpc::UnaryService> {
         let signal = Signal::ALL.into_iter().find(|s| export_path(*s) == path)?;
-        Some(ExportService { intake: route_intake.clone(), signal })
+        let intake = route_intake.clone();
+        Some(Arc::new(move |request| Box::pin(export(intake.clone(), signal, request))))
     };
-    crate::grpc::serve_unary(listener, cfg.max_bytes(), intake, route, shutdown, grace).await;
+    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
-#[derive(Clone)]
-struct ExportService {
-    intake: Arc<Intake>,
-    signal: Signal,
-}
-
-impl tonic::server::UnaryService<Bytes> for ExportService {
-    type Response = Bytes;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let (intake, signal) = (self.intake.clone(), self.signal);
-        Box::pin(async move {
-            if !intake.accepts(signal) {
-                return Err(Status::unimplemented(format!(
-                    "receiver {} is in no {signal} pipeline",
-                    intake.receiver()
-                )));
-            }
-            let context = crate::pipeline::context_from_headers(&request.metadata().clone().into_headers());
-            let decoded = match decode_protobuf(signal, request.into_inner()) {
-                Ok(d) => d,
-                Err(invalid) => {
-                    let status = RpcStatus {
-                        code: code::INVALID_ARGUMENT,
-                        message: invalid.0.clone(),
-                        details: vec![rpc_status::bad_request_detail(&invalid.0)],
-                    };
-                    return Err(Status::with_details(Code::InvalidArgument, invalid.0, status.encode_to_vec().into()));
-                }
+/// One `Export` call: decode, admit, answer.
+async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+    if !intake.accepts(signal) {
+        return Err(Status::unimplemented(format!("receiver {} is in no {signal} pipeline", intake.receiver())));
+    }
+    let context = crate::pipeline::context_from_headers(&request.metadata().clone().into_headers());
+    let checked = scan_protobuf(signal, request.into_inner())
+        .map(|scanned| (intake.claim_decode(scanned.decoded_bytes()), scanned));
+    let decoded = match checked {
+        Ok((Err(refusal), _)) => return Err(crate::receivers::budget::grpc_status(&refusal)),
+        Ok((Ok(claims), scanned)) => scanned.decode().map(|d| (d, claims)),
+        Err(invalid) => Err(invalid),
+    };
+    let (decoded, _decoding) = match decoded {
+        Ok(d) => d,
+        Err(invalid) => {
+            let status = RpcStatus {
+                code: code::INVALID_ARGUMENT,
+                message: invalid.0.clone(),
+                details: vec![rpc_status::bad_request_detail(&invalid.0)],
             };
-            intake.rejected("grpc", signal, decoded.rejected);
-            match intake.submit("grpc", decoded.batch.with_context(context)).await {
-                Ok(()) => Ok(tonic::Response::new(Bytes::from(response::protobuf(
-                    signal,
-                    decoded.rejected,
-                    decoded.message.as_deref(),
-                )))),
-                Err(refusal) if refusal.retryable => {
-                    let details = rpc_status::status_with_retry_info(code::UNAVAILABLE, &refusal.message, RETRY_DELAY);
-                    Err(Status::with_details(Code::Unavailable, refusal.message, details.into()))
-                }
-                Err(refusal) => Err(Status::internal(refusal.message)),
-            }
-        })
+            return Err(Status::with_details(Code::InvalidArgument, invalid.0, status.encode_to_vec().into()));
+        }
+    };
+    intake.rejected("grpc", signal, decoded.rejected);
+    match intake.submit("grpc", decoded.batch.with_context(context)).await {
+        Ok(()) => Ok(Bytes::from(response::protobuf(signal, decoded.rejected, decoded.message.as_deref()))),
+        Err(refusal) if refusal.retryable => Err(crate::grpc::retryable(Code::Unavailable, &refusal.message)),
+        Err(refusal) => Err(Status::internal(refusal.message)),
     }
 }

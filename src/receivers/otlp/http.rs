@@ -3,10 +3,10 @@
 //! decompression bomb stops at the limit instead of filling memory.
 
 use super::HttpConfig;
-use super::decode::{Decoded, Invalid, decode_json, decode_protobuf};
+use super::decode::{Decoded, Invalid, Scanned, decode_json, json_decoded_bytes, scan_protobuf};
 use super::response;
 use crate::net::{self, BoxBody};
-use crate::pipeline::{Intake, Signal};
+use crate::pipeline::{DecodeRefusal, Intake, Signal};
 use crate::receivers::body::{BodyError, content_encoding, decompress, read_body};
 use crate::rpc_status::{self, RpcStatus, code};
 use bytes::Bytes;
@@ -89,6 +89,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let msg = format!("receiver {} is in no {signal} pipeline", intake.receiver());
         return error(StatusCode::NOT_FOUND, format, code::UNIMPLEMENTED, &msg);
     }
+    if crate::receivers::body::check_declared(req.headers(), routes.limit).is_err() {
+        return crate::receivers::body::too_large_close(too_large(format, routes.limit));
+    }
     let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
         Ok(claims) => claims,
         Err(refusal) => {
@@ -99,9 +102,19 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
     };
     let encoding = content_encoding(req.headers());
     let context = crate::pipeline::context_from_headers(req.headers());
-    let raw = match read_body(req.into_body(), routes.limit).await {
+    let deadline = net::read_deadline(&req);
+    let raw = match read_body(req.into_body(), routes.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(format, routes.limit),
+        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large(format, routes.limit)),
+        Err(BodyError::Timeout) => {
+            let msg = "request body not received within the read timeout";
+            return crate::receivers::body::timeout_close(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format,
+                code::DEADLINE_EXCEEDED,
+                msg,
+            ));
+        }
         Err(BodyError::Io(e)) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -112,34 +125,51 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         }
     };
     let (limit, raw_len) = (routes.limit, raw.len());
-    let work = move || -> Result<Decoded, Box<http::Response<BoxBody>>> {
+    // First a look that builds nothing: decompress, check the wire format, estimate what
+    // decoding will allocate. Then that memory is claimed, and only then is anything built.
+    let look = move || -> Result<Prepared, Box<http::Response<BoxBody>>> {
         let body = match decompress(&encoding, raw, limit) {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return Err(Box::new(too_large(format, limit))),
             Err(BodyError::Io(e)) => {
                 return Err(Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e)));
             }
+            Err(BodyError::Timeout) => return Err(Box::new(too_large(format, limit))),
         };
-        let decoded = match format {
-            Format::Protobuf => decode_protobuf(signal, body),
-            Format::Json => decode_json(signal, &body),
+        let bad = |Invalid(msg)| Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg));
+        match format {
+            Format::Protobuf => scan_protobuf(signal, body).map(Prepared::Protobuf).map_err(bad),
+            Format::Json => {
+                let estimate = json_decoded_bytes(&body);
+                Ok(Prepared::Json(body, estimate))
+            }
+        }
+    };
+    let prepared = match offload(raw_len, format, look).await {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    let _decoding = match intake.claim_decode(prepared.estimate()) {
+        Ok(claims) => claims,
+        Err(DecodeRefusal::TooLarge { bytes, bound }) => {
+            let msg = DecodeRefusal::TooLarge { bytes, bound }.message();
+            let r = error(StatusCode::PAYLOAD_TOO_LARGE, format, code::RESOURCE_EXHAUSTED, &msg);
+            return crate::receivers::body::too_large_close(r);
+        }
+        Err(DecodeRefusal::Busy(refusal)) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
+    let decode = move || -> Result<Decoded, Box<http::Response<BoxBody>>> {
+        let decoded = match prepared {
+            Prepared::Protobuf(scanned) => scanned.decode(),
+            Prepared::Json(body, _) => decode_json(signal, &body),
         };
         decoded.map_err(|Invalid(msg)| Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg)))
     };
-    // Large bodies are decompressed and decoded on the blocking pool, so that a 20 MiB JSON
-    // request does not hold up every other connection on a small machine.
-    let outcome = if raw_len >= OFFLOAD_BYTES {
-        match tokio::task::spawn_blocking(work).await {
-            Ok(o) => o,
-            Err(e) => {
-                let msg = format!("decoding failed: {e}");
-                Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &msg)))
-            }
-        }
-    } else {
-        work()
-    };
-    let decoded = match outcome {
+    let decoded = match offload(raw_len, format, decode).await {
         Ok(d) => d,
         Err(response) => return *response,
     };
@@ -158,6 +188,41 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
             r
         }
         Err(refusal) => error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &refusal.message),
+    }
+}
+
+/// A request body checked and measured, not yet decoded.
+enum Prepared {
+    Protobuf(Scanned),
+    Json(Bytes, usize),
+}
+
+impl Prepared {
+    /// An upper bound of what decoding it allocates.
+    fn estimate(&self) -> usize {
+        match self {
+            Prepared::Protobuf(s) => s.decoded_bytes(),
+            Prepared::Json(_, estimate) => *estimate,
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool when the body is large (so that decoding a 20 MiB JSON
+/// request does not hold up every other connection on a small machine), else right here.
+async fn offload<T: Send + 'static>(
+    raw_len: usize,
+    format: Format,
+    work: impl FnOnce() -> Result<T, Box<http::Response<BoxBody>>> + Send + 'static,
+) -> Result<T, Box<http::Response<BoxBody>>> {
+    if raw_len < OFFLOAD_BYTES {
+        return work();
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let msg = format!("decoding failed: {e}");
+            Err(Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, format, code::INTERNAL, &msg)))
+        }
     }
 }
 

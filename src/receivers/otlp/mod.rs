@@ -7,7 +7,7 @@ mod json;
 mod response;
 mod scan;
 
-pub use decode::{Decoded, Invalid, decode_json, decode_protobuf};
+pub use decode::{Decoded, Invalid, Scanned, decode_json, decode_protobuf, json_decoded_bytes, scan_protobuf};
 
 use crate::pipeline::Intake;
 use serde::Deserialize;

@@ -15,6 +15,13 @@ pub struct Scan {
     pub items: usize,
     /// False when some span, link or log record has an id of the wrong length.
     pub ids_ok: bool,
+    /// Spans and log records the receiver will reject for their ids (a span with a bad link
+    /// counts once).
+    pub invalid_items: usize,
+    /// An upper bound of the bytes a full decode allocates: every message's struct twice (a
+    /// repeated field's vector may have doubled past its length), every string and bytes value,
+    /// every packed number.
+    pub decoded_bytes: usize,
 }
 
 /// Scans an `Export{Trace,Metrics,Logs}ServiceRequest`.
@@ -24,16 +31,62 @@ pub fn scan(signal: Signal, bytes: &[u8]) -> Result<Scan, String> {
         Signal::Metrics => M::MetricsRequest,
         Signal::Logs => M::LogsRequest,
     };
-    let mut state = State { ids_ok: true };
+    let mut state = State { ids_ok: true, invalid_items: 0, bad_link: false, heap: size_of_message(root) };
     let items = walk(root, bytes, MAX_DEPTH, &mut state)?;
-    Ok(Scan { items, ids_ok: state.ids_ok })
+    Ok(Scan { items, ids_ok: state.ids_ok, invalid_items: state.invalid_items, decoded_bytes: state.heap })
 }
 
-/// Nesting the decoder allows (prost's default recursion limit is 100).
-const MAX_DEPTH: u32 = 100;
+/// Nesting of messages taken: an `AnyValue` array nested 96 levels deep still decodes (the Go
+/// collector takes deep values; prost's own limit of 100 is lifted, see `Cargo.toml`, so this
+/// scan is what keeps the decoder's recursion, and its stack, bounded).
+pub const MAX_DEPTH: u32 = 200;
 
 struct State {
     ids_ok: bool,
+    invalid_items: usize,
+    /// Set when a link of the span being walked has a bad id.
+    bad_link: bool,
+    heap: usize,
+}
+
+/// The in-memory size of message `m`'s struct once decoded.
+fn size_of_message(m: M) -> usize {
+    use opentelemetry_proto::tonic::collector::{logs::v1 as cl, metrics::v1 as cm, trace::v1 as ct};
+    use opentelemetry_proto::tonic::trace::v1 as t;
+    use opentelemetry_proto::tonic::{common::v1 as c, logs::v1 as l, metrics::v1 as me, resource::v1 as r};
+    use std::mem::size_of;
+    match m {
+        M::TraceRequest => size_of::<ct::ExportTraceServiceRequest>(),
+        M::ResourceSpans => size_of::<t::ResourceSpans>(),
+        M::ScopeSpans => size_of::<t::ScopeSpans>(),
+        M::Span => size_of::<t::Span>(),
+        M::Event => size_of::<t::span::Event>(),
+        M::Link => size_of::<t::span::Link>(),
+        M::Status => size_of::<t::Status>(),
+        M::MetricsRequest => size_of::<cm::ExportMetricsServiceRequest>(),
+        M::ResourceMetrics => size_of::<me::ResourceMetrics>(),
+        M::ScopeMetrics => size_of::<me::ScopeMetrics>(),
+        M::Metric => size_of::<me::Metric>(),
+        M::Points(_) => size_of::<me::ExponentialHistogram>().max(size_of::<me::Sum>()),
+        M::NumberPoint => size_of::<me::NumberDataPoint>(),
+        M::HistogramPoint => size_of::<me::HistogramDataPoint>(),
+        M::ExpHistogramPoint => size_of::<me::ExponentialHistogramDataPoint>(),
+        M::Buckets => size_of::<me::exponential_histogram_data_point::Buckets>(),
+        M::SummaryPoint => size_of::<me::SummaryDataPoint>(),
+        M::ValueAtQuantile => size_of::<me::summary_data_point::ValueAtQuantile>(),
+        M::Exemplar => size_of::<me::Exemplar>(),
+        M::LogsRequest => size_of::<cl::ExportLogsServiceRequest>(),
+        M::ResourceLogs => size_of::<l::ResourceLogs>(),
+        M::ScopeLogs => size_of::<l::ScopeLogs>(),
+        M::LogRecord => size_of::<l::LogRecord>(),
+        M::Resource => size_of::<r::Resource>(),
+        M::Scope => size_of::<c::InstrumentationScope>(),
+        M::EntityRef => size_of::<c::EntityRef>(),
+        M::KeyValue => size_of::<c::KeyValue>(),
+        M::AnyValue => size_of::<c::AnyValue>(),
+        M::ArrayValue => size_of::<c::ArrayValue>(),
+        M::KeyValueList => size_of::<c::KeyValueList>(),
+    }
 }
 
 /// The message types of the three requests.
@@ -291,6 +344,9 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
     let mut id_lens = [None::<usize>; 3];
     // Metric data is a oneof: the last kind wins; repeats of the same kind merge.
     let mut metric_data: Option<(u32, usize)> = None;
+    if m == M::Span {
+        st.bad_link = false;
+    }
     while pos < buf.len() {
         let (number, wire) = key(buf, &mut pos)?;
         let Some(f) = field(m, number) else {
@@ -315,6 +371,7 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
                 expect(LEN)?;
                 let len = varint(buf, &mut pos)?;
                 let value = take(buf, &mut pos, len)?;
+                st.heap = st.heap.saturating_add(value.len());
                 if f == F::Str {
                     std::str::from_utf8(value).map_err(|_| "invalid string value: data is not UTF-8 encoded")?;
                 } else if let Some(slot) = id_slot(m, number) {
@@ -328,9 +385,11 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
                     if packed.len() % 8 != 0 {
                         return Err("buffer underflow".into());
                     }
+                    st.heap = st.heap.saturating_add(packed.len() * 2);
                 } else {
                     expect(FIXED64)?;
                     take(buf, &mut pos, 8)?;
+                    st.heap = st.heap.saturating_add(16);
                 }
             }
             F::RepeatedVarint => {
@@ -340,10 +399,12 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
                     let mut p = 0;
                     while p < packed.len() {
                         varint(packed, &mut p)?;
+                        st.heap = st.heap.saturating_add(16);
                     }
                 } else {
                     expect(VARINT)?;
                     varint(buf, &mut pos)?;
+                    st.heap = st.heap.saturating_add(16);
                 }
             }
             F::Msg(inner) => {
@@ -353,6 +414,7 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
                 if depth == 0 {
                     return Err("recursion limit reached".into());
                 }
+                st.heap = st.heap.saturating_add(2 * size_of_message(inner));
                 let below = walk(inner, body, depth - 1, st)?;
                 match (m, inner) {
                     (M::ScopeSpans, M::Span) | (M::ScopeLogs, M::LogRecord) => items += 1,
@@ -371,8 +433,15 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
     if let Some((_, count)) = metric_data {
         items += count;
     }
-    if !ids_valid(m, &id_lens) {
+    let valid = ids_valid(m, &id_lens);
+    if !valid {
         st.ids_ok = false;
+    }
+    match m {
+        M::Link if !valid => st.bad_link = true,
+        M::Span if !valid || st.bad_link => st.invalid_items += 1,
+        M::LogRecord if !valid => st.invalid_items += 1,
+        _ => {}
     }
     Ok(items)
 }
@@ -657,7 +726,9 @@ mod tests {
     #[test]
     fn nesting_limit_matches_the_decoder() {
         use any_value::Value as V;
-        for depth in [90usize, 96, 97, 98, 99, 100, 101] {
+        // prost's own limit is lifted (Cargo.toml): the scan's MAX_DEPTH is the bound, and an
+        // AnyValue array nested 64 levels deep (the Go collector takes it) is well inside it.
+        for depth in [48usize, 64, 90, 96] {
             let mut value = AnyValue { value: Some(V::IntValue(1)) };
             for _ in 0..depth {
                 value = AnyValue { value: Some(V::ArrayValue(ArrayValue { values: vec![value] })) };
@@ -678,9 +749,34 @@ mod tests {
     fn valid_requests_scan_like_they_decode() {
         for (signal, bytes) in seeds() {
             let (items, ids_ok) = decoder(signal, &bytes).unwrap();
-            assert_eq!(scan(signal, &bytes), Ok(Scan { items, ids_ok }));
+            let s = scan(signal, &bytes).unwrap();
+            assert_eq!((s.items, s.ids_ok, s.invalid_items), (items, ids_ok, 0));
+            assert!(s.decoded_bytes > bytes.len(), "decoded structs take more than the wire");
         }
-        assert_eq!(scan(Signal::Traces, &[]), Ok(Scan { items: 0, ids_ok: true }));
+        let empty = scan(Signal::Traces, &[]).unwrap();
+        assert_eq!((empty.items, empty.ids_ok), (0, true));
+    }
+
+    #[test]
+    fn the_decoded_size_bounds_what_decoding_allocates() {
+        // One span with 100,000 empty attributes: two bytes each on the wire, a whole KeyValue
+        // (and its vector slot) in memory.
+        let mut t = traces(1);
+        t.resource_spans[0].scope_spans[0].spans[0].attributes = vec![KeyValue::default(); 100_000];
+        let bytes = t.encode_to_vec();
+        let s = scan(Signal::Traces, &bytes).unwrap();
+        assert!(s.decoded_bytes >= 100_000 * std::mem::size_of::<KeyValue>(), "{}", s.decoded_bytes);
+        assert!(s.decoded_bytes > 20 * bytes.len());
+    }
+
+    #[test]
+    fn spans_with_bad_ids_are_counted_without_decoding() {
+        let mut t = traces(3);
+        t.resource_spans[0].scope_spans[0].spans[0].trace_id.clear();
+        t.resource_spans[0].scope_spans[0].spans[1].links =
+            vec![opentelemetry_proto::tonic::trace::v1::span::Link::default()];
+        let s = scan(Signal::Traces, &t.encode_to_vec()).unwrap();
+        assert_eq!((s.items, s.invalid_items, s.ids_ok), (3, 2, false));
     }
 
     #[test]

@@ -168,12 +168,14 @@ async fn fetch(job: &Job, target: &Target) -> Result<(Bytes, Format), String> {
     let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let encoding = crate::receivers::body::content_encoding(resp.headers());
     let too_large = || format!("body over body_size_limit ({} bytes)", job.body_limit);
-    let raw = read_body(resp.into_body(), job.body_limit).await.map_err(|e| match e {
+    let raw = read_body(resp.into_body(), job.body_limit, None).await.map_err(|e| match e {
         BodyError::TooLarge => too_large(),
+        BodyError::Timeout => "the body did not arrive in time".to_string(),
         BodyError::Io(e) => format!("cannot read the body: {e}"),
     })?;
     let body = decompress(&encoding, raw, job.body_limit).map_err(|e| match e {
         BodyError::TooLarge => too_large(),
+        BodyError::Timeout => "the body did not arrive in time".to_string(),
         BodyError::Io(e) => e,
     })?;
     let format = if content_type.to_ascii_lowercase().starts_with("application/openmetrics-text") {

@@ -97,6 +97,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
+    if crate::receivers::body::check_declared(req.headers(), s.limit).is_err() {
+        return crate::receivers::body::too_large_close(too_large(s.limit));
+    }
     let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
         Ok(claims) => claims,
         Err(response) => return *response,
@@ -109,10 +112,11 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
             &format!("unsupported content encoding \"{given}\": use snappy"),
         );
     }
-    let compressed = match read_body(req.into_body(), s.limit).await {
+    let deadline = net::read_deadline(&req);
+    let compressed = match read_body(req.into_body(), s.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(s.limit),
-        Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}")),
+        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large(s.limit)),
+        Err(e) => return e.text_response(s.limit),
     };
     // The decompressed size is in the block header: check it before allocating.
     match snap::raw::decompress_len(&compressed) {
@@ -123,6 +127,16 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
     let raw = match snap::raw::Decoder::new().decompress_vec(&compressed) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("corrupt snappy body: {e}")),
+    };
+    // Each protobuf field decodes to at most one label, sample or series, and then to an OTLP
+    // point or attribute.
+    let estimate = match crate::protowire::check(&raw) {
+        Ok(shape) => shape.estimate(raw.len(), PER_FIELD),
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("not a {kind}: {e}")),
+    };
+    let _decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
+        Ok(claims) => claims,
+        Err(response) => return *response,
     };
     let decoded = if kind == V1 {
         v1::WriteRequest::decode(&raw[..])
@@ -170,6 +184,11 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
     }
     r
 }
+
+/// Memory one decoded remote-write field may take: a series' label or sample, and the OTLP
+/// data point or attribute it becomes.
+const PER_FIELD: usize = std::mem::size_of::<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>()
+    + std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>();
 
 fn too_large(limit: usize) -> http::Response<BoxBody> {
     text(

@@ -41,6 +41,20 @@ pub struct TcpConfig {
     /// TLS (RFC 5425): the frames are the same, inside TLS.
     #[serde(default)]
     pub tls: Option<crate::receivers::tls::TlsServerConfig>,
+    /// Connections served at once (switchyard's key); more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (switchyard's key).
+    #[serde(default = "default_idle_timeout", deserialize_with = "crate::config::deserialize_duration")]
+    pub idle_timeout: Duration,
+}
+
+fn default_max_connections() -> usize {
+    crate::net::StreamLimits::default().max_connections
+}
+
+fn default_idle_timeout() -> Duration {
+    crate::net::StreamLimits::default().idle_timeout
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,7 +198,8 @@ pub async fn start(
         let acceptor = t.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
         let listener = crate::net::bind(&t.listen_address).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "syslog TCP listening");
-        tasks.push(tokio::spawn(serve_tcp(listener, acceptor, parser, cfg.max_log_size, intake, shutdown)));
+        let limits = crate::net::StreamLimits { max_connections: t.max_connections, idle_timeout: t.idle_timeout };
+        tasks.push(tokio::spawn(serve_tcp(listener, limits, acceptor, parser, cfg.max_log_size, intake, shutdown)));
     }
     Ok(tasks)
 }
@@ -217,6 +232,7 @@ async fn serve_udp(
 
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
+    limits: crate::net::StreamLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
     parser: Arc<Parser>,
     max: usize,
@@ -224,15 +240,11 @@ async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let bad = Arc::new(BadInput::new(intake.clone(), "tcp"));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-            _ = shutdown.cancelled() => break,
-        };
+    let shutdown_for_connections = shutdown.clone();
+    let serve_one = move |stream: crate::net::IdleStream| {
         let (parser, intake, bad, stop, tls) =
-            (parser.clone(), intake.clone(), bad.clone(), shutdown.clone(), tls.clone());
-        connections.spawn(async move {
+            (parser.clone(), intake.clone(), bad.clone(), shutdown_for_connections.clone(), tls.clone());
+        async move {
             match tls {
                 None => connection(stream, &parser, max, &intake, &bad, stop).await,
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
@@ -241,13 +253,10 @@ async fn serve_tcp(
                     Err(_) => bad.report("tls", "TLS handshake not finished within 10 s"),
                 },
             }
-        });
-        while connections.try_join_next().is_some() {}
-    }
+        }
+    };
     // Connections finish what they have read; those still open after a moment are closed.
-    let _ =
-        tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
-    connections.abort_all();
+    crate::net::serve_streams(listener, limits, shutdown, Duration::from_secs(2), serve_one).await;
 }
 
 /// Reads frames from one TCP connection: octet-counted when a frame starts with a digit, else

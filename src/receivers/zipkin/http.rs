@@ -45,6 +45,11 @@ pub async fn serve(
     net::serve(listener, handler, shutdown, grace).await;
 }
 
+/// The memory one decoded span takes at most (its Zipkin form and its OTLP form are both
+/// counted through `2 *` at the call), and one decoded field or tag value.
+const PER_SPAN: usize = std::mem::size_of::<opentelemetry_proto::tonic::trace::v1::Span>();
+const PER_VALUE: usize = std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>();
+
 async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settings) -> http::Response<BoxBody> {
     let path = req.uri().path();
     if path != PATH {
@@ -59,6 +64,9 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let protobuf = content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-protobuf");
     // With a memory_limiter: the declared body reserved before it is read.
+    if crate::receivers::body::check_declared(req.headers(), settings.limit).is_err() {
+        return crate::receivers::body::BodyError::TooLarge.text_response(settings.limit);
+    }
     let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
         Ok(claims) => claims,
         Err(response) => return *response,
@@ -68,10 +76,25 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let body = match read_decoded(req.into_body(), &encoding, limit).await {
+    let deadline = net::read_deadline(&req);
+    let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large()),
         Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return e.text_response(limit),
+    };
+    // Each JSON object or protobuf field becomes at most one Zipkin value and one OTLP one.
+    let estimate = if protobuf {
+        match crate::protowire::check(&body) {
+            Ok(shape) => shape.estimate(body.len(), 2 * PER_VALUE),
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("not a Zipkin ListOfSpans: {e}")),
+        }
+    } else {
+        crate::receivers::budget::json_estimate(&body, 2 * PER_SPAN)
+    };
+    let _decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
+        Ok(claims) => claims,
+        Err(response) => return *response,
     };
     let decoded = if protobuf { super::proto::decode(&body) } else { super::json::decode(&body) };
     let spans = match decoded {

@@ -7,6 +7,7 @@ use prost::Message;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub fn decode(body: &[u8]) -> Result<Vec<Span>, String> {
+    crate::protowire::check(body).map_err(|e| format!("not a Zipkin ListOfSpans: {e}"))?;
     let list = pb::ListOfSpans::decode(body).map_err(|e| format!("not a Zipkin ListOfSpans: {e}"))?;
     list.spans.into_iter().enumerate().map(|(i, s)| span(s).map_err(|e| format!("span {i}: {e}"))).collect()
 }
