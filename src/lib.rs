@@ -14,5 +14,6 @@ pub mod processors;
 pub mod proto;
 pub mod receivers;
 pub mod rpc_status;
+pub mod secret;
 pub mod telemetry;
 pub mod timefmt;

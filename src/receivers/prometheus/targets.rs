@@ -62,6 +62,12 @@ pub fn resolve(cfg: &ScrapeConfig, global: &GlobalConfig, rules: &[Rule], groups
                 tracing::warn!(job = %cfg.job_name, "a target has no __address__ after relabeling; skipped");
                 continue;
             };
+            if address.contains('@') {
+                // Credentials belong in basic_auth; an address with user info would put them in
+                // the `instance` label and in logs.
+                tracing::warn!(job = %cfg.job_name, "a target address holds user info (user:password@); skipped");
+                continue;
+            }
             let scheme = get(&labels, "__scheme__").unwrap_or("http").to_string();
             let address = if address.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
                 address
