@@ -283,8 +283,11 @@ fn no_secret_reaches_any_output() {
         401,
         vec![("authorization", basic("s3cr-prw-user", "s3cr-prw-pass")), ("x-api-key", "s3cr-prw-apikey".into())],
     );
-    let scrape_basic =
-        auth_server("prometheus scrape basic_auth", 401, vec![("authorization", basic("s3cr-scrape-user", "s3cr-scrape-pass"))]);
+    let scrape_basic = auth_server(
+        "prometheus scrape basic_auth",
+        401,
+        vec![("authorization", basic("s3cr-scrape-user", "s3cr-scrape-pass"))],
+    );
     let scrape_bearer =
         auth_server("prometheus scrape bearer_token", 403, vec![("authorization", "Bearer s3cr-scrape-bearer".into())]);
     let servers = [&oh, &ohx, &loki, &es, &esurl, &ch, &churl, &prw, &scrape_basic, &scrape_bearer];
@@ -308,7 +311,8 @@ fn no_secret_reaches_any_output() {
     let mut leaks = Vec::new();
 
     // The Debug form of the loaded configuration.
-    let loaded = switchyard::config::load_sources(&[("secrets.yaml".into(), cfg.clone())]).expect("valid configuration");
+    let loaded =
+        switchyard::config::load_sources(&[("secrets.yaml".into(), cfg.clone())]).expect("valid configuration");
     find_secrets(&mut leaks, "the Debug output of the configuration", &format!("{loaded:?}"));
 
     // `validate`: the valid configuration, then variants that fail on a secret-bearing key.
@@ -318,7 +322,10 @@ fn no_secret_reaches_any_output() {
     let invalid = [
         ("http://s3cr-oh-user:s3cr-oh-pass%2F1@127.0.0.1", "http://s3cr-oh-user:s3cr-oh-pass%2F1@127.0.0 .1"),
         ("http://s3cr-ohx-user:s3cr-ohx-pass@127.0.0.1", "ftp://s3cr-ohx-user:s3cr-ohx-pass@127.0.0.1"),
-        ("endpoint: http://s3cr-grpc-user", "tls: {server_name_override: example.com}\n    endpoint: http://s3cr-grpc-user"),
+        (
+            "endpoint: http://s3cr-grpc-user",
+            "tls: {server_name_override: example.com}\n    endpoint: http://s3cr-grpc-user",
+        ),
         ("http://s3cr-loki-user:s3cr-loki-pass%402@127.0.0.1", "http://s3cr-loki-user:s3cr-loki-pass%402@127 .0.0.1"),
         ("http://s3cr-esurl-user:s3cr-esurl-pass@127.0.0.1", "ftp://s3cr-esurl-user:s3cr-esurl-pass@127.0.0.1"),
         ("http://s3cr-churl-user:s3cr-churl-pass@127.0.0.1", "http://s3cr-churl-user:s3cr-churl-pass@127 .0.0.1"),
@@ -355,13 +362,25 @@ fn no_secret_reaches_any_output() {
         let _ = child.kill();
         panic!("switchyard did not start:\n{}", stderr());
     }
-    post(ports.http, "/v1/traces", &serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+    post(
+        ports.http,
+        "/v1/traces",
+        &serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "s",
-        "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]}));
-    post(ports.http, "/v1/metrics", &serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
-        "name": "m", "gauge": {"dataPoints": [{"asDouble": 1.5, "timeUnixNano": "1000000000"}]}}]}]}]}));
-    post(ports.http, "/v1/logs", &serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
-        "timeUnixNano": "1000000000", "body": {"stringValue": "hello"}}]}]}]}));
+        "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]}),
+    );
+    post(
+        ports.http,
+        "/v1/metrics",
+        &serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "m", "gauge": {"dataPoints": [{"asDouble": 1.5, "timeUnixNano": "1000000000"}]}}]}]}]}),
+    );
+    post(
+        ports.http,
+        "/v1/logs",
+        &serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "timeUnixNano": "1000000000", "body": {"stringValue": "hello"}}]}]}]}),
+    );
     let all_asked = eventually(Duration::from_secs(20), || servers.iter().all(|s| *s.seen.lock().unwrap() > 0));
     // Let the retries against the dead port run out, so their last errors are logged too.
     let dropped = eventually(Duration::from_secs(20), || {

@@ -37,8 +37,8 @@ impl HttpPoster {
         body: Bytes,
         limit: usize,
     ) -> Result<(http::response::Parts, Bytes), ExportError> {
-        let (uri, userinfo_auth) = crate::secret::basic_auth_from_userinfo(uri)
-            .map_err(|reason| ExportError::Permanent { reason })?;
+        let (uri, userinfo_auth) =
+            crate::secret::basic_auth_from_userinfo(uri).map_err(|reason| ExportError::Permanent { reason })?;
         let mut req = http::Request::builder()
             .method(Method::POST)
             .uri(uri.clone())

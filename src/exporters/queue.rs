@@ -161,7 +161,12 @@ async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &
     let (signal, items) = (batch.signal(), batch.items() as u64);
     let mut backoff = Backoff::new(retry);
     loop {
-        let reason = match exporter.export(batch).await {
+        // Exporters print URLs redacted; this also catches a URL quoted by a library or a backend.
+        let redacted = |reason: String| crate::secret::redact_urls(&reason).into_owned();
+        let reason = match exporter.export(batch).await.map_err(|e| match e {
+            ExportError::Permanent { reason } => ExportError::Permanent { reason: redacted(reason) },
+            ExportError::Retryable { after, reason } => ExportError::Retryable { after, reason: redacted(reason) },
+        }) {
             Ok(()) => {
                 METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
                 return;

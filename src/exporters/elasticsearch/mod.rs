@@ -152,7 +152,8 @@ impl ElasticsearchConfig {
             return Err(("endpoints".into(), "list at least one, such as http://elasticsearch:9200".into()));
         }
         for (i, e) in self.endpoints.iter().enumerate() {
-            let uri: Uri = e.expose().parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
+            let uri: Uri =
+                e.expose().parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) {
                 return Err((format!("endpoints.{i}"), format!("\"{e}\" must be http:// or https://")));
             }
@@ -358,7 +359,11 @@ impl ElasticsearchExporter {
         } else if !cfg.user.is_empty() {
             Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", cfg.user.expose(), cfg.password.expose()))
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    cfg.user.expose(),
+                    cfg.password.expose()
+                ))
             ))
         } else {
             None

@@ -198,6 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn userinfo_becomes_authorization_metadata_unless_one_is_configured() {
+        let from_url = OtlpGrpcExporter::new("x".into(), &cfg("http://me:p%40ss@vendor:4317", false)).unwrap();
+        assert_eq!(from_url.base, "http://vendor:4317", "no user info in :authority");
+        let auth: Vec<_> = from_url.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].1.to_str().unwrap(), "Basic bWU6cEBzcw==", "base64 of me:p@ss");
+        let explicit: OtlpGrpcConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "http://me:pw@vendor:4317", "headers": {"authorization": "Bearer t"}
+        }))
+        .unwrap();
+        let explicit = OtlpGrpcExporter::new("x".into(), &explicit).unwrap();
+        let auth: Vec<_> = explicit.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].1.to_str().unwrap(), "Bearer t");
+        assert!(!format!("{:?}", explicit.metadata).contains("Bearer"), "header values are sensitive");
+        let e = cfg("http://me:pw@vendor:4317", false).validate();
+        assert!(e.is_ok(), "{e:?}");
+        assert_eq!(
+            cfg("me:pw@vendor", true).uri().unwrap_err(),
+            "invalid endpoint \"xxxxx@vendor\": expected host:port"
+        );
+    }
+
+    #[test]
     fn grpc_codes_are_retried_as_otlp_says() {
         use tonic::{Code, Status};
         for code in [
