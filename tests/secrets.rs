@@ -8,7 +8,7 @@
 //! output does, so a partial leak is caught too; the Basic credentials switchyard builds are
 //! checked in their base64 form as well.
 //!
-//! The in-test servers also check what arrived: URL user info as a correct
+//! The in-test servers (HTTP/1.1, and HTTP/2 for gRPC) also check what arrived: URL user info as a correct
 //! `Authorization: Basic` header (percent-decoded, as Go's HTTP client sends it for the
 //! collector) and never in the request line, an explicitly configured Authorization header
 //! winning over URL user info, and the configured credentials of each exporter.
@@ -36,6 +36,7 @@ const BASIC_PAIRS: &[(&str, &str)] = &[
     ("s3cr-ohx-user", "s3cr-ohx-pass"),
     ("s3cr-ohdead-user", "s3cr-ohdead-pass"),
     ("s3cr-grpc-user", "s3cr-grpc-pass"),
+    ("s3cr-grpcauth-user", "s3cr-grpcauth-pass"),
     ("s3cr-loki-user", "s3cr-loki-pass@2"),
     ("s3cr-es-user", "s3cr-es-pass"),
     ("s3cr-esurl-user", "s3cr-esurl-pass"),
@@ -97,6 +98,51 @@ fn auth_server(name: &'static str, status: u16, expect: Vec<(&'static str, Strin
     AuthServer { port, seen, problems }
 }
 
+/// An in-test gRPC backend (cleartext HTTP/2) that refuses every export with UNAUTHENTICATED,
+/// after checking `:authority` and the metadata as `auth_server` checks a request.
+fn grpc_auth_server(name: &'static str, expect: Vec<(&'static str, String)>) -> AuthServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(0));
+    let problems = Arc::new(Mutex::new(Vec::new()));
+    let (s2, p2) = (seen.clone(), problems.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s3, p3, expect) = (s2.clone(), p2.clone(), expect.clone());
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let mut p = p3.lock().unwrap();
+                    let uri = req.uri().to_string();
+                    if uri.contains(MARK) || uri.contains('@') {
+                        p.push(format!("{name}: credentials in :authority or :path {uri:?}"));
+                    }
+                    for (header, want) in &expect {
+                        let got = req.headers().get(*header).and_then(|v| v.to_str().ok());
+                        if got != Some(want.as_str()) {
+                            p.push(format!("{name}: metadata {header} was {got:?}, expected {want:?}"));
+                        }
+                    }
+                    *s3.lock().unwrap() += 1;
+                    let answer = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", "16")
+                        .header("grpc-message", "bad credentials")
+                        .body(http_body_util::Empty::<bytes::Bytes>::new());
+                    async move { answer }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+    });
+    AuthServer { port, seen, problems }
+}
+
 /// A port nothing listens on (connection refused).
 fn dead_port() -> u16 {
     free_port()
@@ -113,6 +159,7 @@ struct Ports {
     ch: u16,
     churl: u16,
     prw: u16,
+    grpc: u16,
     scrape_basic: u16,
     scrape_bearer: u16,
     dead: u16,
@@ -160,6 +207,10 @@ exporters:
     headers: {{x-api-key: s3cr-grpc-apikey}}
     timeout: 1s
     {retry}
+  otlp/auth:
+    endpoint: http://s3cr-grpcauth-user:s3cr-grpcauth-pass@127.0.0.1:{grpc}
+    headers: {{x-api-key: s3cr-grpcauth-apikey}}
+    {retry}
   loki/auth:
     endpoint: http://s3cr-loki-user:s3cr-loki-pass%402@127.0.0.1:{loki}/loki/api/v1/push
     headers: {{x-api-key: s3cr-loki-apikey}}
@@ -199,7 +250,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      exporters: [otlphttp/auth, otlphttp/explicit, otlphttp/dead, otlp/dead]
+      exporters: [otlphttp/auth, otlphttp/explicit, otlphttp/dead, otlp/dead, otlp/auth]
     metrics:
       receivers: [otlp, prometheus]
       exporters: [otlphttp/auth, prometheusremotewrite/auth, prometheusremotewrite/dead]
@@ -217,6 +268,7 @@ service:
         ch = p.ch,
         churl = p.churl,
         prw = p.prw,
+        grpc = p.grpc,
         scrape_basic = p.scrape_basic,
         scrape_bearer = p.scrape_bearer,
         dead = p.dead,
@@ -283,6 +335,13 @@ fn no_secret_reaches_any_output() {
         401,
         vec![("authorization", basic("s3cr-prw-user", "s3cr-prw-pass")), ("x-api-key", "s3cr-prw-apikey".into())],
     );
+    let grpc = grpc_auth_server(
+        "otlp/auth",
+        vec![
+            ("authorization", basic("s3cr-grpcauth-user", "s3cr-grpcauth-pass")),
+            ("x-api-key", "s3cr-grpcauth-apikey".into()),
+        ],
+    );
     let scrape_basic = auth_server(
         "prometheus scrape basic_auth",
         401,
@@ -290,7 +349,7 @@ fn no_secret_reaches_any_output() {
     );
     let scrape_bearer =
         auth_server("prometheus scrape bearer_token", 403, vec![("authorization", "Bearer s3cr-scrape-bearer".into())]);
-    let servers = [&oh, &ohx, &loki, &es, &esurl, &ch, &churl, &prw, &scrape_basic, &scrape_bearer];
+    let servers = [&oh, &ohx, &loki, &es, &esurl, &ch, &churl, &prw, &grpc, &scrape_basic, &scrape_bearer];
     let ports = Ports {
         http: free_port(),
         metrics: free_port(),
@@ -302,6 +361,7 @@ fn no_secret_reaches_any_output() {
         ch: ch.port,
         churl: churl.port,
         prw: prw.port,
+        grpc: grpc.port,
         scrape_basic: scrape_basic.port,
         scrape_bearer: scrape_bearer.port,
         dead: dead_port(),
@@ -398,6 +458,9 @@ fn no_secret_reaches_any_output() {
 
     assert!(all_asked, "every in-test backend was asked: {:?}\n{err}", servers.map(|s| *s.seen.lock().unwrap()));
     assert!(dropped, "the exporters of dead endpoints gave up and said so:\n{err}");
+    for refusal in ["401 Unauthorized", "403 Forbidden", "gRPC Unauthenticated"] {
+        assert!(err.contains(refusal), "the auth failures were logged ({refusal}):\n{err}");
+    }
     assert!(metrics.contains("otelcol_exporter_send_failed"), "self-metrics were scraped:\n{metrics}");
     let problems: Vec<String> = servers.iter().flat_map(|s| s.problems.lock().unwrap().clone()).collect();
     find_secrets(&mut leaks, "stdout", &out);
