@@ -254,6 +254,15 @@ mod tests {
     }
 
     #[test]
+    fn an_address_with_user_info_is_skipped() {
+        // From file_sd or relabeling: its credentials would land in `instance` and in logs.
+        let group =
+            StaticConfig { targets: vec!["me:pw@10.0.0.1:9100".into(), "10.0.0.2:9100".into()], ..Default::default() };
+        let t = resolve(&cfg(), &GlobalConfig::default(), &[], &[group]);
+        assert_eq!(t.iter().map(|t| t.url.as_str()).collect::<Vec<_>>(), ["http://10.0.0.2:9100/metrics"]);
+    }
+
+    #[test]
     fn relabeling_can_drop_rewrite_the_address_and_set_params() {
         let mut c = cfg();
         c.params = [("module".to_string(), vec!["http_2xx".to_string()])].into();
