@@ -393,6 +393,7 @@ fn no_secret_reaches_any_output() {
         ("targets: [\"127.0.0.1:", "targets: [\"s3cr-target-user:s3cr-target-pass@127.0.0.1:"),
         ("x-api-key: s3cr-oh-apikey", "x-api-key: \"s3cr-oh-apikey\\n\""),
         ("password: s3cr-es-pass", "password: [s3cr-es-pass]"),
+        ("s3cr-prw-pass@127.0.0.1", "s3cr-prw-pass%zz@127.0.0.1"),
     ];
     for (from, to) in invalid {
         assert!(cfg.contains(from), "the variant's anchor {from:?} is in the configuration");

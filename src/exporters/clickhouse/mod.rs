@@ -79,6 +79,7 @@ impl ClickHouseConfig {
             .expose()
             .parse()
             .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| ("endpoint".to_string(), m))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err((
                 "endpoint".into(),

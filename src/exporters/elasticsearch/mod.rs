@@ -154,6 +154,7 @@ impl ElasticsearchConfig {
         for (i, e) in self.endpoints.iter().enumerate() {
             let uri: Uri =
                 e.expose().parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
+            crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| (format!("endpoints.{i}"), m))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) {
                 return Err((format!("endpoints.{i}"), format!("\"{e}\" must be http:// or https://")));
             }

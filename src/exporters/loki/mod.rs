@@ -123,6 +123,7 @@ impl LokiConfig {
             .expose()
             .parse()
             .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| ("endpoint".to_string(), m))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err((
                 "endpoint".into(),

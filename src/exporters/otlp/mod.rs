@@ -95,6 +95,7 @@ impl OtlpGrpcConfig {
         if bare && parsed.port_u16().is_none() {
             return Err(bad());
         }
+        crate::secret::basic_auth_from_userinfo(&parsed)?;
         Ok(uri)
     }
 }

@@ -120,6 +120,7 @@ impl OtlpHttpConfig {
 
 fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{}\"", redact_url(url)))?;
+    crate::secret::basic_auth_from_userinfo(&uri)?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(format!("invalid URL \"{}\": expected http(s)://host:port/path", redact_url(url))),
