@@ -3,6 +3,9 @@
 //! info of an exporter URL sent as HTTP basic auth ([`basic_auth_from_userinfo`]), as Go's HTTP
 //! client does it for the collector.
 //!
+//! A [`Scrubber`] holds one exporter's secret values and takes them out of the reasons its
+//! failures are logged with, since a backend may quote the credentials it refused.
+//!
 //! Redacting a URL replaces its whole user info, user name included, by `xxxxx`
 //! (`http://xxxxx@host:4318/v1/traces`): tokens are often passed as the user name.
 
@@ -151,6 +154,75 @@ pub fn redact_urls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// One component's secret values, to be taken out of text that came from elsewhere (a backend's
+/// answer quoting the credentials it refused). Values shorter than [`Scrubber::MIN_LEN`] are
+/// left alone: replacing them everywhere would garble messages more than it protects.
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    /// Longest first, so that a secret containing another is replaced whole.
+    values: std::sync::Arc<[String]>,
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} values)", self.values.len())
+    }
+}
+
+impl Scrubber {
+    pub const MIN_LEN: usize = 4;
+
+    /// A scrubber for `secrets` and the URLs of `urls`' user info: each value as configured,
+    /// its last word (the token of `Bearer <token>`), and for user info the user name and
+    /// password, raw and percent-decoded, and the Basic credentials they make.
+    pub fn new<'a>(
+        secrets: impl IntoIterator<Item = &'a Secret>,
+        urls: impl IntoIterator<Item = &'a SecretUrl>,
+    ) -> Scrubber {
+        let mut values: Vec<String> = Vec::new();
+        let mut add = |v: &str| {
+            values.push(v.to_string());
+            if let Some(word) = v.split_whitespace().last() {
+                values.push(word.to_string());
+            }
+        };
+        for s in secrets {
+            add(s.expose());
+        }
+        for u in urls {
+            let Ok(uri) = u.expose().parse::<Uri>() else { continue };
+            let Some((userinfo, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) else { continue };
+            add(userinfo);
+            for part in userinfo.split(':') {
+                add(part);
+                if let Some(decoded) = percent_decode(part) {
+                    add(&String::from_utf8_lossy(&decoded));
+                }
+            }
+            if let Ok((_, Some(basic))) = basic_auth_from_userinfo(&uri)
+                && let Ok(v) = basic.to_str()
+            {
+                add(v);
+            }
+        }
+        values.retain(|v| v.len() >= Self::MIN_LEN);
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        values.dedup();
+        Scrubber { values: values.into() }
+    }
+
+    /// `text` with URL user info redacted and every secret value replaced by `[REDACTED]`.
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = redact_urls(text);
+        for v in self.values.iter() {
+            if out.contains(v.as_str()) {
+                out = Cow::Owned(out.replace(v.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+}
+
 /// A header value that holds a secret: marked sensitive, so HTTP/2 never indexes it and its
 /// `Debug` form hides it.
 pub fn header_value(value: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
@@ -258,6 +330,18 @@ mod tests {
             redact_urls("POST http://a:b@h:1/x failed; then \"https://c@d/\" and ftp://e"),
             "POST http://xxxxx@h:1/x failed; then \"https://xxxxx@d/\" and ftp://e"
         );
+    }
+
+    #[test]
+    fn a_scrubber_takes_out_what_a_backend_quotes() {
+        let key = Secret::from("Bearer tok-123456");
+        let short = Secret::from("on");
+        let url = SecretUrl::from("http://me%40corp:pa%2Fss@host/x");
+        let s = Scrubber::new([&key, &short], [&url]);
+        assert_eq!(s.scrub("HTTP 401: bad token tok-123456 (on)"), "HTTP 401: bad token [REDACTED] (on)");
+        assert_eq!(s.scrub("user me@corp, password pa/ss"), "user [REDACTED], password [REDACTED]");
+        assert_eq!(s.scrub("got Basic bWVAY29ycDpwYS9zcw=="), "got [REDACTED]");
+        assert_eq!(s.scrub("see http://a:b@h/"), "see http://xxxxx@h/");
     }
 
     #[test]

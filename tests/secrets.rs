@@ -11,7 +11,8 @@
 //! The in-test servers (HTTP/1.1, and HTTP/2 for gRPC) also check what arrived: URL user info as a correct
 //! `Authorization: Basic` header (percent-decoded, as Go's HTTP client sends it for the
 //! collector) and never in the request line, an explicitly configured Authorization header
-//! winning over URL user info, and the configured credentials of each exporter.
+//! winning over URL user info, and the configured credentials of each exporter. Their refusals
+//! quote the credentials they got, as some backends do, so the logged reasons must not.
 
 mod common;
 
@@ -83,7 +84,9 @@ fn auth_server(name: &'static str, status: u16, expect: Vec<(&'static str, Strin
                     drop(p);
                     *s3.lock().unwrap() += 1;
                     let reason = if status == 401 { "Unauthorized" } else { "Forbidden" };
-                    let body = "access denied\n";
+                    // As some backends do: the refusal quotes the credentials it refused.
+                    let quoted: Vec<String> = expect.iter().filter_map(|(h, _)| req.header(h)).collect();
+                    let body = format!("access denied for {}\n", quoted.join(" and "));
                     let answer = format!(
                         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
@@ -126,10 +129,12 @@ fn grpc_auth_server(name: &'static str, expect: Vec<(&'static str, String)>) -> 
                         }
                     }
                     *s3.lock().unwrap() += 1;
+                    let quoted: Vec<&str> =
+                        expect.iter().filter_map(|(h, _)| req.headers().get(*h)?.to_str().ok()).collect();
                     let answer = http::Response::builder()
                         .header("content-type", "application/grpc")
                         .header("grpc-status", "16")
-                        .header("grpc-message", "bad credentials")
+                        .header("grpc-message", format!("bad credentials {}", quoted.join(" and ")))
                         .body(http_body_util::Empty::<bytes::Bytes>::new());
                     async move { answer }
                 });
