@@ -309,6 +309,35 @@ impl ExporterConfig {
             ExporterConfig::Kafka(_) => signals_of(ComponentKind::Exporter, "kafka"),
         }
     }
+
+    /// What takes this exporter's secrets (credentials, header values, URL user info) out of
+    /// the failure reasons it logs.
+    pub fn scrubber(&self) -> crate::secret::Scrubber {
+        use crate::secret::Scrubber;
+        match self {
+            ExporterConfig::OtlpHttp(c) => Scrubber::new(
+                c.headers.values(),
+                [&c.endpoint, &c.traces_endpoint, &c.metrics_endpoint, &c.logs_endpoint].into_iter().flatten(),
+            ),
+            ExporterConfig::OtlpGrpc(c) => Scrubber::new(c.headers.values(), [&c.endpoint]),
+            ExporterConfig::PrometheusRemoteWrite(c) => Scrubber::new(c.headers.values(), [&c.endpoint]),
+            ExporterConfig::Loki(c) => Scrubber::new(c.headers.values(), [&c.endpoint]),
+            ExporterConfig::Elasticsearch(c) => {
+                let credentials = format!("{}:{}", c.user.expose(), c.password.expose());
+                let basic = crate::secret::Secret::new(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    credentials,
+                ));
+                let basic = (!c.user.is_empty()).then_some(&basic);
+                Scrubber::new([&c.user, &c.password, &c.api_key].into_iter().chain(basic), &c.endpoints)
+            }
+            ExporterConfig::ClickHouse(c) => Scrubber::new([&c.username, &c.password], [&c.endpoint]),
+            ExporterConfig::Debug(_)
+            | ExporterConfig::File(_)
+            | ExporterConfig::Prometheus(_)
+            | ExporterConfig::Kafka(_) => Scrubber::default(),
+        }
+    }
 }
 
 /// Decodes a typed config and runs its own checks, pinning their errors to the key they name.

@@ -15,5 +15,6 @@ pub mod proto;
 pub mod protowire;
 pub mod receivers;
 pub mod rpc_status;
+pub mod secret;
 pub mod telemetry;
 pub mod timefmt;

@@ -1,6 +1,7 @@
 //! One HTTP POST with a deadline, for the exporters that speak a store's own HTTP API (loki,
 //! elasticsearch, clickhouse): a connection failure or a missing answer is a retryable error,
-//! the answer comes back with its body (up to a limit) for the exporter to judge.
+//! the answer comes back with its body (up to a limit) for the exporter to judge. User info in
+//! the URL is sent as basic auth (unless the headers hold an Authorization), never in the request.
 
 use super::tls::{Protocol, TlsClientConfig};
 use crate::pipeline::ExportError;
@@ -28,6 +29,7 @@ impl HttpPoster {
     }
 
     /// POSTs `body` to `uri` with `headers`; the answer's head and up to `limit` bytes of its body.
+    /// Errors print the URL with its user info redacted.
     pub async fn post(
         &self,
         uri: &Uri,
@@ -35,12 +37,19 @@ impl HttpPoster {
         body: Bytes,
         limit: usize,
     ) -> Result<(http::response::Parts, Bytes), ExportError> {
+        let (uri, userinfo_auth) =
+            crate::secret::basic_auth_from_userinfo(uri).map_err(|reason| ExportError::Permanent { reason })?;
         let mut req = http::Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
             .header(header::USER_AGENT, concat!("switchyard/", env!("CARGO_PKG_VERSION")));
         for (k, v) in headers {
             req = req.header(k, v);
+        }
+        if let Some(auth) = userinfo_auth
+            && !crate::secret::has_authorization(headers)
+        {
+            req = req.header(header::AUTHORIZATION, auth);
         }
         let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let exchange = async {

@@ -5,6 +5,7 @@
 
 use super::retry::{Backoff, RetryConfig};
 use crate::pipeline::{Batch, Capacity, ExportError, Exporter, Sizer};
+use crate::secret::Scrubber;
 use crate::telemetry::metrics::METRICS;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct QueueSettings {
     pub sizer: Sizer,
     pub block_on_overflow: bool,
     pub retry: RetryConfig,
+    /// Takes the exporter's secrets out of the failure reasons it logs.
+    pub scrubber: crate::secret::Scrubber,
 }
 
 impl Default for QueueSettings {
@@ -30,6 +33,7 @@ impl Default for QueueSettings {
             sizer: Sizer::Requests,
             block_on_overflow: false,
             retry: RetryConfig::default(),
+            scrubber: Default::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ impl SendingQueueConfig {
             sizer: self.sizer,
             block_on_overflow: self.block_on_overflow,
             retry,
+            scrubber: Default::default(),
         }
     }
 }
@@ -104,8 +109,9 @@ impl ExporterQueue {
         let capacity =
             Capacity::build(name.clone(), settings.queue_size, settings.sizer, settings.block_on_overflow, Some(size));
         METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
-        let task =
-            tokio::spawn(consume(name.clone(), exporter, rx, settings.num_consumers.max(1), Arc::new(settings.retry)));
+        let consumers = settings.num_consumers.max(1);
+        let policy = Arc::new((settings.retry, settings.scrubber));
+        let task = tokio::spawn(consume(name.clone(), exporter, rx, consumers, policy));
         (Arc::new(ExporterQueue { name, tx, capacity }), task)
     }
 
@@ -136,7 +142,7 @@ async fn consume(
     exporter: Arc<dyn Exporter>,
     mut rx: mpsc::UnboundedReceiver<Batch>,
     consumers: usize,
-    retry: Arc<RetryConfig>,
+    policy: Arc<(RetryConfig, Scrubber)>,
 ) {
     let permits = Arc::new(Semaphore::new(consumers));
     let name: Arc<str> = Arc::from(name);
@@ -144,9 +150,10 @@ async fn consume(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (exporter, name, retry) = (exporter.clone(), name.clone(), retry.clone());
+        let (exporter, name, policy) = (exporter.clone(), name.clone(), policy.clone());
         tokio::spawn(async move {
-            export_one(&name, exporter.as_ref(), &batch, &retry).await;
+            let (retry, scrubber) = &*policy;
+            export_one(&name, exporter.as_ref(), &batch, retry, scrubber).await;
             drop(permit);
         });
     }
@@ -156,12 +163,19 @@ async fn consume(
     tracing::debug!(exporter = %name, "exporter drained");
 }
 
-/// Delivers one batch, retrying retryable failures as `retry` says, and counts the outcome.
-async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &RetryConfig) {
+/// Delivers one batch, retrying retryable failures as `retry` says, and counts the outcome;
+/// failure reasons are logged through `scrubber`.
+async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &RetryConfig, scrubber: &Scrubber) {
     let (signal, items) = (batch.signal(), batch.items() as u64);
     let mut backoff = Backoff::new(retry);
     loop {
-        let reason = match exporter.export(batch).await {
+        // Exporters print URLs redacted; this also catches a URL or a credential quoted by a
+        // library or a backend.
+        let redacted = |reason: String| scrubber.scrub(&reason).into_owned();
+        let reason = match exporter.export(batch).await.map_err(|e| match e {
+            ExportError::Permanent { reason } => ExportError::Permanent { reason: redacted(reason) },
+            ExportError::Retryable { after, reason } => ExportError::Retryable { after, reason: redacted(reason) },
+        }) {
             Ok(()) => {
                 METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
                 return;
@@ -273,7 +287,7 @@ mod tests {
             Flaky { script: std::sync::Mutex::new(vec![retryable(), retryable()]), attempts: AtomicUsize::new(0) };
         let batch = Batch::from_request(Request::Traces(traces(3)));
         let started = std::time::Instant::now();
-        export_one("flaky-q", &flaky, &batch, &fast_retry()).await;
+        export_one("flaky-q", &flaky, &batch, &fast_retry(), &Scrubber::default()).await;
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() >= std::time::Duration::from_millis(60), "Retry-After is honoured");
         assert_eq!(METRICS.exporter_sent[0].with_label_values(&["flaky-q"]).get(), 3);
@@ -282,7 +296,7 @@ mod tests {
             script: std::sync::Mutex::new(vec![ExportError::Permanent { reason: "400".into() }]),
             attempts: AtomicUsize::new(0),
         };
-        export_one("broken-q", &broken, &batch, &fast_retry()).await;
+        export_one("broken-q", &broken, &batch, &fast_retry(), &Scrubber::default()).await;
         assert_eq!(broken.attempts.load(Ordering::SeqCst), 1, "permanent errors are not retried");
         assert_eq!(METRICS.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
         assert_eq!(METRICS.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);

@@ -220,6 +220,7 @@ impl RunningService {
                     cfg.queue_settings(),
                 ),
             };
+            let settings = QueueSettings { scrubber: config.exporters[id].scrubber(), ..settings };
             let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);
             queues.insert(id.clone(), queue);
             exporters.push((id.to_string(), task));

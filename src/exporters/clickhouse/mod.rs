@@ -14,6 +14,7 @@ use super::retry::RetryConfig;
 use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
+use crate::secret::{Secret, SecretUrl};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
 use schema::Schema;
@@ -25,10 +26,11 @@ use tokio::sync::OnceCell;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// The HTTP interface, such as `http://clickhouse:8123`.
-    pub endpoint: String,
-    pub username: String,
-    pub password: String,
+    /// The HTTP interface, such as `http://clickhouse:8123`. User info is sent as basic auth
+    /// unless `username` is set.
+    pub endpoint: SecretUrl,
+    pub username: Secret,
+    pub password: Secret,
     pub database: String,
     pub logs_table_name: String,
     /// Run `CREATE DATABASE/TABLE IF NOT EXISTS` before the first insert.
@@ -49,9 +51,9 @@ pub struct ClickHouseConfig {
 impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
-            endpoint: String::new(),
-            username: String::new(),
-            password: String::new(),
+            endpoint: SecretUrl::default(),
+            username: Secret::default(),
+            password: Secret::default(),
             database: "default".into(),
             logs_table_name: "otel_logs".into(),
             create_schema: true,
@@ -74,8 +76,10 @@ impl ClickHouseConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let uri: Uri = self
             .endpoint
+            .expose()
             .parse()
             .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| ("endpoint".to_string(), m))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err((
                 "endpoint".into(),
@@ -154,14 +158,23 @@ fn encode(s: &str) -> String {
 
 impl ClickHouseExporter {
     pub fn new(cfg: &ClickHouseConfig) -> Result<ClickHouseExporter, String> {
-        let base = cfg.endpoint.trim_end_matches('/').to_string();
+        // With `username` set, the X-ClickHouse headers carry the credentials and any user info
+        // is dropped (ClickHouse refuses a request with both).
+        let mut base = cfg.endpoint.expose().trim_end_matches('/').to_string();
+        if !cfg.username.is_empty() {
+            let uri: Uri = base.parse().map_err(|e| format!("endpoint: {e}"))?;
+            let (stripped, _) = crate::secret::basic_auth_from_userinfo(&uri)?;
+            base = stripped.to_string().trim_end_matches('/').to_string();
+        }
         let mut params = cfg.connection_params.clone();
         params.insert("database".into(), cfg.database.clone());
         let insert = query_uri(&base, &params, &format!("INSERT INTO `{}` FORMAT JSONEachRow", cfg.logs_table_name))?;
         let mut headers = Vec::new();
         if !cfg.username.is_empty() {
-            let value =
-                |v: &str| HeaderValue::try_from(v).map_err(|_| "username and password must be header-safe".to_string());
+            let value = |v: &Secret| {
+                crate::secret::header_value(v.expose())
+                    .map_err(|_| "username and password must be header-safe".to_string())
+            };
             headers.push((HeaderName::from_static("x-clickhouse-user"), value(&cfg.username)?));
             headers.push((HeaderName::from_static("x-clickhouse-key"), value(&cfg.password)?));
         }

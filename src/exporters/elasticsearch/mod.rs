@@ -12,6 +12,7 @@ use super::values::{json, object as map};
 use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
+use crate::secret::{Secret, SecretUrl};
 use crate::timefmt::rfc3339;
 use base64::Engine;
 use bytes::Bytes;
@@ -107,13 +108,14 @@ pub struct Document {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
-    pub endpoints: Vec<String>,
+    /// User info in an endpoint is sent as basic auth unless `api_key` or `user` is set.
+    pub endpoints: Vec<SecretUrl>,
     /// Index name; `%{attr}` takes a resource or record attribute, `%Y`, `%m`, `%d` the record's date.
     pub logs_index: String,
     pub mapping: Mapping,
-    pub user: String,
-    pub password: String,
-    pub api_key: String,
+    pub user: Secret,
+    pub password: Secret,
+    pub api_key: Secret,
     #[serde(deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
     pub tls: TlsClientConfig,
@@ -130,9 +132,9 @@ impl Default for ElasticsearchConfig {
             endpoints: Vec::new(),
             logs_index: "logs-generic-default".into(),
             mapping: Mapping::default(),
-            user: String::new(),
-            password: String::new(),
-            api_key: String::new(),
+            user: Secret::default(),
+            password: Secret::default(),
+            api_key: Secret::default(),
             timeout: Duration::from_secs(90),
             tls: TlsClientConfig::default(),
             flush: Flush::default(),
@@ -150,7 +152,9 @@ impl ElasticsearchConfig {
             return Err(("endpoints".into(), "list at least one, such as http://elasticsearch:9200".into()));
         }
         for (i, e) in self.endpoints.iter().enumerate() {
-            let uri: Uri = e.parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
+            let uri: Uri =
+                e.expose().parse().map_err(|_| (format!("endpoints.{i}"), format!("\"{e}\" is not a URL")))?;
+            crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| (format!("endpoints.{i}"), m))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) {
                 return Err((format!("endpoints.{i}"), format!("\"{e}\" must be http:// or https://")));
             }
@@ -346,24 +350,29 @@ impl ElasticsearchExporter {
             .endpoints
             .iter()
             .map(|e| {
-                format!("{}/_bulk?{BULK_FILTER}", e.trim_end_matches('/'))
+                format!("{}/_bulk?{BULK_FILTER}", e.expose().trim_end_matches('/'))
                     .parse::<Uri>()
                     .map_err(|e| format!("endpoints: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let auth = if !cfg.api_key.is_empty() {
-            Some(format!("ApiKey {}", cfg.api_key))
+            Some(format!("ApiKey {}", cfg.api_key.expose()))
         } else if !cfg.user.is_empty() {
             Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", cfg.user, cfg.password))
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    cfg.user.expose(),
+                    cfg.password.expose()
+                ))
             ))
         } else {
             None
         };
         let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))];
         if let Some(a) = auth {
-            let value = HeaderValue::try_from(a).map_err(|_| "credentials are not a valid header".to_string())?;
+            let value =
+                crate::secret::header_value(&a).map_err(|_| "credentials are not a valid header".to_string())?;
             headers.push((header::AUTHORIZATION, value));
         }
         let poster = HttpPoster::new(&cfg.tls, cfg.timeout)?;

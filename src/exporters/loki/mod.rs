@@ -15,6 +15,7 @@ use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use crate::proto::loki as pb;
+use crate::secret::{Secret, SecretUrl};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -71,12 +72,12 @@ impl Default for DefaultLabels {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LokiConfig {
-    /// The push URL, e.g. `http://loki:3100/loki/api/v1/push`.
-    pub endpoint: String,
+    /// The push URL, e.g. `http://loki:3100/loki/api/v1/push`; user info is sent as basic auth.
+    pub endpoint: SecretUrl,
     pub encoding: Encoding,
     /// Sent as `X-Scope-OrgID` (multi-tenant Loki).
     pub tenant_id: String,
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     pub labels: Labels,
     pub default_labels_enabled: DefaultLabels,
     /// `body` or `json`; a resource's `loki.format` attribute (`json` or `raw`) overrides it.
@@ -91,7 +92,7 @@ pub struct LokiConfig {
 impl Default for LokiConfig {
     fn default() -> Self {
         LokiConfig {
-            endpoint: String::new(),
+            endpoint: SecretUrl::default(),
             encoding: Encoding::Protobuf,
             tenant_id: String::new(),
             headers: BTreeMap::new(),
@@ -119,20 +120,17 @@ impl LokiConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let uri: Uri = self
             .endpoint
+            .expose()
             .parse()
             .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| ("endpoint".to_string(), m))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err((
                 "endpoint".into(),
                 "is required: the push URL, such as http://loki:3100/loki/api/v1/push".into(),
             ));
         }
-        for (name, value) in &self.headers {
-            HeaderName::try_from(name.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
-            HeaderValue::try_from(value.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
-        }
+        crate::secret::check_headers(&self.headers)?;
         HeaderValue::try_from(self.tenant_id.as_str())
             .map_err(|_| ("tenant_id".to_string(), "invalid header value".to_string()))?;
         if self.timeout.is_zero() {
@@ -315,14 +313,8 @@ pub struct LokiExporter {
 
 impl LokiExporter {
     pub fn new(cfg: &LokiConfig) -> Result<LokiExporter, String> {
-        let uri: Uri = cfg.endpoint.parse().map_err(|e| format!("endpoint: {e}"))?;
-        let mut headers = Vec::new();
-        for (k, v) in &cfg.headers {
-            headers.push((
-                HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?,
-                HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?,
-            ));
-        }
+        let uri: Uri = cfg.endpoint.expose().parse().map_err(|e| format!("endpoint: {e}"))?;
+        let mut headers = crate::secret::headers(&cfg.headers)?;
         if !cfg.tenant_id.is_empty() {
             headers.push((
                 HeaderName::from_static("x-scope-orgid"),

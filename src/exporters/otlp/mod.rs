@@ -2,6 +2,8 @@
 //! of 1.35 or later on port 4317. Batches that nothing changed are sent as the bytes they arrived
 //! in. gRPC statuses are retried as OTLP says (UNAVAILABLE and the other transient codes, and
 //! RESOURCE_EXHAUSTED with RetryInfo, waiting at least the delay it asks); others drop the batch.
+//! User info in the endpoint is sent as basic auth metadata unless `headers` hold an
+//! Authorization, and never in `:authority` (see `crate::secret`).
 
 mod call;
 
@@ -12,6 +14,7 @@ use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::grpc::{export_path, retry_verdict};
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
+use crate::secret::{Secret, SecretUrl, redact_url};
 use call::H2Client;
 use http::{HeaderName, HeaderValue, Uri};
 use hyper_util::client::legacy::Client;
@@ -24,12 +27,12 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct OtlpGrpcConfig {
     /// `host:port` or `http://host:port`.
-    pub endpoint: String,
+    pub endpoint: SecretUrl,
     #[serde(default)]
     pub tls: TlsClientConfig,
-    /// Sent as gRPC metadata with every request (how vendors take API keys).
+    /// Sent as gRPC metadata with every request (how vendors take API keys); never printed.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default)]
@@ -63,11 +66,7 @@ impl OtlpGrpcConfig {
                 ),
             ));
         }
-        for (name, value) in &self.headers {
-            let bad = || (format!("headers.{name}"), "invalid gRPC metadata name or value".to_string());
-            HeaderName::try_from(name.as_str()).map_err(|_| bad())?;
-            HeaderValue::try_from(value.as_str()).map_err(|_| bad())?;
-        }
+        crate::secret::check_headers(&self.headers)?;
         Compressor::validate(self.compression, &self.compression_params)?;
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be greater than 0".into()));
@@ -79,7 +78,7 @@ impl OtlpGrpcConfig {
     /// The URI to dial: as in the collector, `https://` and a bare `host:port` use TLS, unless
     /// `tls.insecure` is set; `http://` is plaintext.
     fn uri(&self) -> Result<String, String> {
-        let e = self.endpoint.trim();
+        let e = self.endpoint.expose().trim();
         let bare = !(e.starts_with("http://") || e.starts_with("https://"));
         let uri = if !bare {
             e.to_string()
@@ -88,13 +87,15 @@ impl OtlpGrpcConfig {
         } else {
             format!("https://{e}")
         };
-        let parsed: http::Uri = uri.parse().map_err(|_| format!("invalid endpoint \"{e}\": expected host:port"))?;
+        let bad = || format!("invalid endpoint \"{}\": expected host:port", redact_url(e));
+        let parsed: http::Uri = uri.parse().map_err(|_| bad())?;
         if parsed.host().is_none() {
-            return Err(format!("invalid endpoint \"{e}\": expected host:port"));
+            return Err(bad());
         }
         if bare && parsed.port_u16().is_none() {
-            return Err(format!("invalid endpoint \"{e}\": expected host:port"));
+            return Err(bad());
         }
+        crate::secret::basic_auth_from_userinfo(&parsed)?;
         Ok(uri)
     }
 }
@@ -117,6 +118,7 @@ impl OtlpGrpcExporter {
             tracing::warn!(exporter = %name, balancer_name = %b, "balancer_name is ignored: switchyard keeps one connection pool per exporter");
         }
         let uri: Uri = cfg.uri()?.parse().map_err(|_| format!("invalid endpoint \"{}\"", cfg.endpoint))?;
+        let (uri, userinfo_auth) = crate::secret::basic_auth_from_userinfo(&uri)?;
         let base = format!(
             "{}://{}",
             uri.scheme_str().unwrap_or("http"),
@@ -132,11 +134,11 @@ impl OtlpGrpcExporter {
             .http2_keep_alive_timeout(Duration::from_secs(10))
             .http2_keep_alive_while_idle(true)
             .build(connector);
-        let mut metadata = Vec::new();
-        for (k, v) in &cfg.headers {
-            let key = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            metadata.push((key, value));
+        let mut metadata = crate::secret::headers(&cfg.headers)?;
+        if let Some(auth) = userinfo_auth
+            && !crate::secret::has_authorization(&metadata)
+        {
+            metadata.push((http::header::AUTHORIZATION, auth));
         }
         let compression = Compressor::new(cfg.compression, &cfg.compression_params);
         Ok(OtlpGrpcExporter { name, base, client, metadata, compression, timeout: cfg.timeout })
@@ -194,6 +196,30 @@ mod tests {
         assert_eq!(cfg("http://jaeger:4317", false).uri().unwrap(), "http://jaeger:4317");
         assert_eq!(cfg("https://vendor.example", false).uri().unwrap(), "https://vendor.example");
         assert!(cfg("jaeger", true).uri().is_err());
+    }
+
+    #[test]
+    fn userinfo_becomes_authorization_metadata_unless_one_is_configured() {
+        let from_url = OtlpGrpcExporter::new("x".into(), &cfg("http://me:p%40ss@vendor:4317", false)).unwrap();
+        assert_eq!(from_url.base, "http://vendor:4317", "no user info in :authority");
+        let auth: Vec<_> = from_url.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].1.to_str().unwrap(), "Basic bWU6cEBzcw==", "base64 of me:p@ss");
+        let explicit: OtlpGrpcConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "http://me:pw@vendor:4317", "headers": {"authorization": "Bearer t"}
+        }))
+        .unwrap();
+        let explicit = OtlpGrpcExporter::new("x".into(), &explicit).unwrap();
+        let auth: Vec<_> = explicit.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(auth[0].1.to_str().unwrap(), "Bearer t");
+        assert!(!format!("{:?}", explicit.metadata).contains("Bearer"), "header values are sensitive");
+        let e = cfg("http://me:pw@vendor:4317", false).validate();
+        assert!(e.is_ok(), "{e:?}");
+        assert_eq!(
+            cfg("me:pw@vendor", true).uri().unwrap_err(),
+            "invalid endpoint \"xxxxx@vendor\": expected host:port"
+        );
     }
 
     #[test]

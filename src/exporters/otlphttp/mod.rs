@@ -2,7 +2,8 @@
 //! Jaeger of 1.35 or later on port 4318. Batches that nothing changed are sent as the bytes they
 //! arrived in. Answers are classified as OTLP says: 429/502/503/504 and network failures are
 //! retried (honouring `Retry-After`), other errors drop the batch, and a partial success is
-//! logged, not retried.
+//! logged, not retried. User info in an endpoint URL is sent as basic auth unless `headers`
+//! hold an Authorization (see `crate::secret`).
 
 use super::compression::{Compression, CompressionParams, Compressor};
 use super::queue::SendingQueueConfig;
@@ -10,6 +11,7 @@ use super::retry::RetryConfig;
 use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Signal};
+use crate::secret::{Secret, SecretUrl, redact_url};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -25,17 +27,17 @@ use std::time::{Duration, SystemTime};
 pub struct OtlpHttpConfig {
     /// Base URL; `/v1/traces`, `/v1/metrics` and `/v1/logs` are appended.
     #[serde(default)]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<SecretUrl>,
     /// Full URLs per signal, overriding `endpoint`.
     #[serde(default)]
-    pub traces_endpoint: Option<String>,
+    pub traces_endpoint: Option<SecretUrl>,
     #[serde(default)]
-    pub metrics_endpoint: Option<String>,
+    pub metrics_endpoint: Option<SecretUrl>,
     #[serde(default)]
-    pub logs_endpoint: Option<String>,
-    /// Sent with every request (how vendors take API keys).
+    pub logs_endpoint: Option<SecretUrl>,
+    /// Sent with every request (how vendors take API keys); never printed.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default)]
@@ -83,12 +85,7 @@ impl OtlpHttpConfig {
                 parse_url(&url).map_err(|m| (key.to_string(), m))?;
             }
         }
-        for (name, value) in &self.headers {
-            HeaderName::try_from(name.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
-            HeaderValue::try_from(value.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
-        }
+        crate::secret::check_headers(&self.headers)?;
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be greater than 0".into()));
         }
@@ -114,24 +111,27 @@ impl OtlpHttpConfig {
             Signal::Logs => ("logs_endpoint", &self.logs_endpoint),
         };
         if let (key, Some(url)) = own {
-            return Some((key, url.clone()));
+            return Some((key, url.expose().to_string()));
         }
-        let base = self.endpoint.as_ref()?;
+        let base = self.endpoint.as_ref()?.expose();
         Some(("endpoint", format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str())))
     }
 }
 
 fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
+    let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{}\"", redact_url(url)))?;
+    crate::secret::basic_auth_from_userinfo(&uri)?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
-        _ => Err(format!("invalid URL \"{url}\": expected http(s)://host:port/path")),
+        _ => Err(format!("invalid URL \"{}\": expected http(s)://host:port/path", redact_url(url))),
     }
 }
 
 pub struct OtlpHttpExporter {
     name: String,
-    urls: [Option<Uri>; 3],
+    /// Per signal: the URL without user info, and the basic auth its user info stands for
+    /// (`None` when there is none, or when `headers` hold an Authorization).
+    urls: [Option<(Uri, Option<HeaderValue>)>; 3],
     headers: Vec<(HeaderName, HeaderValue)>,
     compression: Compressor,
     encoding: Encoding,
@@ -141,17 +141,14 @@ pub struct OtlpHttpExporter {
 
 impl OtlpHttpExporter {
     pub fn new(name: String, cfg: &OtlpHttpConfig) -> Result<OtlpHttpExporter, String> {
-        let mut urls: [Option<Uri>; 3] = Default::default();
+        let headers = crate::secret::headers(&cfg.headers)?;
+        let explicit = crate::secret::has_authorization(&headers);
+        let mut urls: [Option<(Uri, Option<HeaderValue>)>; 3] = Default::default();
         for signal in Signal::ALL {
             if let Some((_, url)) = cfg.url_source(signal) {
-                urls[signal.index()] = Some(parse_url(&url)?);
+                let (uri, auth) = crate::secret::basic_auth_from_userinfo(&parse_url(&url)?)?;
+                urls[signal.index()] = Some((uri, auth.filter(|_| !explicit)));
             }
-        }
-        let mut headers = Vec::new();
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            headers.push((name, value));
         }
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
@@ -183,7 +180,7 @@ impl OtlpHttpExporter {
 
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
         let signal = batch.signal();
-        let Some(uri) = self.urls[signal.index()].clone() else {
+        let Some((uri, auth)) = self.urls[signal.index()].clone() else {
             return Err(ExportError::Permanent { reason: format!("no endpoint configured for {signal}") });
         };
         let body = self.body(batch)?;
@@ -200,6 +197,9 @@ impl OtlpHttpExporter {
         }
         for (k, v) in &self.headers {
             req = req.header(k, v);
+        }
+        if let Some(auth) = auth {
+            req = req.header(header::AUTHORIZATION, auth);
         }
         let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let exchange = async {

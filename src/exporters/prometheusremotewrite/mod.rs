@@ -14,6 +14,7 @@ use crate::exporters::queue::QueueSettings;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use crate::proto::prometheus as pb;
 use crate::proto::prometheus_v2 as v2;
+use crate::secret::{Secret, SecretUrl};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -32,9 +33,10 @@ const V2_MESSAGE: &str = "io.prometheus.write.v2.Request";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusRemoteWriteConfig {
-    /// The remote-write URL, e.g. `http://victoria:8428/api/v1/write`.
-    pub endpoint: String,
-    pub headers: BTreeMap<String, String>,
+    /// The remote-write URL, e.g. `http://victoria:8428/api/v1/write`; user info is sent as
+    /// basic auth unless `headers` hold an Authorization.
+    pub endpoint: SecretUrl,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
     pub tls: TlsClientConfig,
@@ -55,7 +57,7 @@ pub struct PrometheusRemoteWriteConfig {
 impl Default for PrometheusRemoteWriteConfig {
     fn default() -> Self {
         PrometheusRemoteWriteConfig {
-            endpoint: String::new(),
+            endpoint: SecretUrl::default(),
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(5),
             tls: TlsClientConfig::default(),
@@ -116,17 +118,14 @@ impl PrometheusRemoteWriteConfig {
         }
         let uri: Uri = self
             .endpoint
+            .expose()
             .parse()
             .map_err(|_| ("endpoint".to_string(), format!("\"{}\" is not a URL", self.endpoint)))?;
+        crate::secret::basic_auth_from_userinfo(&uri).map_err(|m| ("endpoint".to_string(), m))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(("endpoint".into(), format!("\"{}\" must be an http:// or https:// URL", self.endpoint)));
         }
-        for (name, value) in &self.headers {
-            HeaderName::try_from(name.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header name".into()))?;
-            HeaderValue::try_from(value.as_str())
-                .map_err(|_| (format!("headers.{name}"), "invalid header value".into()))?;
-        }
+        crate::secret::check_headers(&self.headers)?;
         for (k, v) in &self.external_labels {
             if k.is_empty() || v.is_empty() {
                 return Err(("external_labels".into(), "label names and values must not be empty".into()));
@@ -188,12 +187,13 @@ pub struct PrometheusRemoteWriteExporter {
 
 impl PrometheusRemoteWriteExporter {
     pub fn new(name: String, cfg: &PrometheusRemoteWriteConfig) -> Result<Self, String> {
-        let uri: Uri = cfg.endpoint.parse().map_err(|e| format!("endpoint: {e}"))?;
-        let mut headers = Vec::new();
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k}: {e}"))?;
-            headers.push((name, value));
+        let uri: Uri = cfg.endpoint.expose().parse().map_err(|e| format!("endpoint: {e}"))?;
+        let (uri, userinfo_auth) = crate::secret::basic_auth_from_userinfo(&uri)?;
+        let mut headers = crate::secret::headers(&cfg.headers)?;
+        if let Some(auth) = userinfo_auth
+            && !crate::secret::has_authorization(&headers)
+        {
+            headers.push((header::AUTHORIZATION, auth));
         }
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         Ok(PrometheusRemoteWriteExporter {

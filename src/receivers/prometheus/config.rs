@@ -3,6 +3,7 @@
 
 use super::relabel::{RelabelConfig, Rule};
 use crate::config::deserialize_duration;
+use crate::secret::Secret;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,7 +61,7 @@ pub struct ScrapeConfig {
     pub file_sd_configs: Vec<FileSdConfig>,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     pub bearer_token_file: Option<PathBuf>,
     pub tls_config: TlsConfig,
     pub relabel_configs: Vec<RelabelConfig>,
@@ -151,8 +152,8 @@ impl Default for FileSdConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicAuth {
-    pub username: String,
-    pub password: Option<String>,
+    pub username: Secret,
+    pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
 }
 
@@ -161,7 +162,7 @@ pub struct BasicAuth {
 pub struct Authorization {
     #[serde(rename = "type")]
     pub kind: String,
-    pub credentials: Option<String>,
+    pub credentials: Option<Secret>,
     pub credentials_file: Option<PathBuf>,
 }
 
@@ -263,6 +264,12 @@ impl PrometheusReceiverConfig {
             }
             for (j, sc) in s.static_configs.iter().enumerate() {
                 for t in &sc.targets {
+                    if t.contains('@') {
+                        return Err((
+                            at(&format!("static_configs.{j}.targets")),
+                            "a target must be host:port without user info: put credentials in basic_auth".into(),
+                        ));
+                    }
                     if t.contains("://") || t.contains('/') {
                         return Err((
                             at(&format!("static_configs.{j}.targets")),

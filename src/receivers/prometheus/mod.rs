@@ -12,6 +12,7 @@ pub use config::PrometheusReceiverConfig;
 
 use crate::pipeline::Intake;
 use crate::receivers::bad_input::BadInput;
+use crate::secret::Secret;
 use base64::Engine;
 use config::{GlobalConfig, ScrapeConfig};
 use http::HeaderValue;
@@ -28,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// How often `file_sd_configs` files are checked for changes.
 const FILE_CHECK: Duration = Duration::from_secs(1);
 
-fn read_secret(inline: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -> Result<String, String> {
+fn read_secret(inline: &Option<Secret>, file: &Option<std::path::PathBuf>, what: &str) -> Result<String, String> {
     match (inline, file) {
-        (Some(s), _) => Ok(s.clone()),
+        (Some(s), _) => Ok(s.expose().to_string()),
         (None, Some(f)) => std::fs::read_to_string(f)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
             .map_err(|e| format!("cannot read {what} {}: {e}", f.display())),
@@ -42,7 +43,7 @@ fn read_secret(inline: &Option<String>, file: &Option<std::path::PathBuf>, what:
 fn authorization(cfg: &ScrapeConfig) -> Result<Option<HeaderValue>, String> {
     let value = if let Some(b) = &cfg.basic_auth {
         let password = read_secret(&b.password, &b.password_file, "basic_auth.password_file")?;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username.expose()));
         format!("Basic {token}")
     } else if let Some(a) = &cfg.authorization {
         format!("{} {}", a.kind, read_secret(&a.credentials, &a.credentials_file, "authorization.credentials_file")?)

@@ -62,6 +62,12 @@ pub fn resolve(cfg: &ScrapeConfig, global: &GlobalConfig, rules: &[Rule], groups
                 tracing::warn!(job = %cfg.job_name, "a target has no __address__ after relabeling; skipped");
                 continue;
             };
+            if address.contains('@') {
+                // Credentials belong in basic_auth; an address with user info would put them in
+                // the `instance` label and in logs.
+                tracing::warn!(job = %cfg.job_name, "a target address holds user info (user:password@); skipped");
+                continue;
+            }
             let scheme = get(&labels, "__scheme__").unwrap_or("http").to_string();
             let address = if address.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
                 address
@@ -245,6 +251,15 @@ mod tests {
         ];
         assert_eq!(t[0].labels, want);
         assert_eq!(t[0].interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_address_with_user_info_is_skipped() {
+        // From file_sd or relabeling: its credentials would land in `instance` and in logs.
+        let group =
+            StaticConfig { targets: vec!["me:pw@10.0.0.1:9100".into(), "10.0.0.2:9100".into()], ..Default::default() };
+        let t = resolve(&cfg(), &GlobalConfig::default(), &[], &[group]);
+        assert_eq!(t.iter().map(|t| t.url.as_str()).collect::<Vec<_>>(), ["http://10.0.0.2:9100/metrics"]);
     }
 
     #[test]
