@@ -24,6 +24,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    let limits = cfg.limits();
     let limit = usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX);
     let handler = move |req: http::Request<Incoming>| {
         let intake = intake.clone();
@@ -35,7 +36,7 @@ pub async fn serve(
             response
         }
     };
-    net::serve(listener, handler, shutdown, grace).await;
+    net::serve_with(listener, limits, handler, shutdown, grace).await;
 }
 
 async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> http::Response<BoxBody> {

@@ -48,6 +48,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    let limits = cfg.limits();
     let routes = Arc::new(Routes {
         paths: [cfg.traces_url_path, cfg.metrics_url_path, cfg.logs_url_path],
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
@@ -62,7 +63,7 @@ pub async fn serve(
             response
         }
     };
-    net::serve(listener, handler, shutdown, grace).await;
+    net::serve_with(listener, limits, handler, shutdown, grace).await;
 }
 
 async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) -> http::Response<BoxBody> {

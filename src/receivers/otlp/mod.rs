@@ -50,6 +50,32 @@ pub struct HttpConfig {
     pub logs_url_path: String,
     /// Largest request body accepted, after decompression, in bytes.
     pub max_request_body_size: u64,
+    /// How long a client may take to send a whole request (a stalled body is answered 408),
+    /// its headers, and to take the answer; an idle connection is closed after idle_timeout.
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
+    pub read_timeout: std::time::Duration,
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
+    pub read_header_timeout: std::time::Duration,
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
+    pub write_timeout: std::time::Duration,
+    #[serde(deserialize_with = "crate::config::deserialize_duration")]
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once (switchyard's key); more are closed at once and counted.
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    /// The connection limits of the listener.
+    pub fn limits(&self) -> crate::net::ConnLimits {
+        crate::net::ConnLimits {
+            read_timeout: self.read_timeout,
+            read_header_timeout: self.read_header_timeout,
+            write_timeout: self.write_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            ..crate::net::ConnLimits::default()
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -60,6 +86,11 @@ impl Default for HttpConfig {
             metrics_url_path: "/v1/metrics".to_string(),
             logs_url_path: "/v1/logs".to_string(),
             max_request_body_size: 20 * 1024 * 1024,
+            read_timeout: crate::net::ConnLimits::default().read_timeout,
+            read_header_timeout: crate::net::ConnLimits::default().read_header_timeout,
+            write_timeout: crate::net::ConnLimits::default().write_timeout,
+            idle_timeout: crate::net::ConnLimits::default().idle_timeout,
+            max_connections: crate::net::ConnLimits::default().max_connections,
         }
     }
 }

@@ -37,6 +37,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    let limits = cfg.limits();
     let settings = Arc::new(Settings {
         accept_v1: cfg.accepted_protobuf_messages.iter().any(|m| m == V1),
         accept_v2: cfg.accepted_protobuf_messages.iter().any(|m| m == V2),
@@ -54,7 +55,7 @@ pub async fn serve(
             response
         }
     };
-    net::serve(listener, handler, shutdown, grace).await;
+    net::serve_with(listener, limits, handler, shutdown, grace).await;
 }
 
 /// Which message a request says it carries, from its Content-Type.

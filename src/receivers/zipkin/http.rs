@@ -28,6 +28,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    let limits = cfg.limits();
     let settings = Arc::new(Settings {
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         parse_string_tags: cfg.parse_string_tags,
@@ -42,7 +43,7 @@ pub async fn serve(
             response
         }
     };
-    net::serve(listener, handler, shutdown, grace).await;
+    net::serve_with(listener, limits, handler, shutdown, grace).await;
 }
 
 /// The memory one decoded span takes at most (its Zipkin form and its OTLP form are both
