@@ -65,9 +65,10 @@ impl FluentForwardConfig {
 }
 
 /// What one msgpack value may take once decoded: its `rmpv` form (as a map entry, the largest
-/// case) and the OTLP attribute it becomes.
-const PER_VALUE: usize =
-    std::mem::size_of::<(Value, Value)>() + std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>();
+/// case), the OTLP attribute it becomes, and its share of a log record.
+const PER_VALUE: usize = std::mem::size_of::<(Value, Value)>()
+    + std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>()
+    + std::mem::size_of::<opentelemetry_proto::tonic::logs::v1::LogRecord>() / 4;
 
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
@@ -295,7 +296,8 @@ async fn connection(
             };
             // The message's decoded size, claimed before anything is built. (A compressed
             // PackedForward's entries are bounded by the same value budget as they decompress.)
-            let estimate = len.saturating_add(values.saturating_mul(PER_VALUE));
+            // Strings are copied twice (into the msgpack values, then into the records).
+            let estimate = len.saturating_mul(2).saturating_add(values.saturating_mul(PER_VALUE));
             let claimed = loop {
                 match intake.claim_decode(estimate) {
                     Ok(claims) => break Some(claims),
