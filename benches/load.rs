@@ -196,7 +196,9 @@ fn main() {
     let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sink_port))).expect("sink port");
     runtime.spawn(run_sink(listener, received.clone(), stop.clone()));
 
-    let bin = env!("CARGO_BIN_EXE_switchyard");
+    // SWITCHYARD_BIN runs another build (an older commit's, for a before/after in one run).
+    let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
+    let bin = bin.as_str();
     let pinned = args.full && Command::new("taskset").arg("--version").output().is_ok();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");

@@ -281,8 +281,11 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
     let deadline = net::read_deadline(&req);
     let (parts, mut body) = req.into_parts();
     let encoding = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok()).unwrap_or("identity").to_string();
-    let too_large =
-        |n: usize| Status::resource_exhausted(format!("message of {n} bytes is larger than the limit of {max} bytes"));
+    let too_large = |n: usize| {
+        Status::resource_exhausted(format!(
+            "message of {n} bytes is larger than the size limit of {max} bytes (max_recv_msg_size_mib)"
+        ))
+    };
     let mut buf = bytes::BytesMut::new();
     let mut declared: Option<(bool, usize)> = None;
     loop {
@@ -347,7 +350,7 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
             Ok(m) => m,
             Err(crate::receivers::body::BodyError::TooLarge) => {
                 return Err(Status::resource_exhausted(format!(
-                    "message is larger than the limit of {max} bytes when decompressed"
+                    "message is larger than the size limit of {max} bytes when decompressed (max_recv_msg_size_mib)"
                 )));
             }
             Err(crate::receivers::body::BodyError::Io(e)) => {

@@ -211,7 +211,7 @@ pub async fn serve_with<H, F>(
             .initial_connection_window_size(limits.connection_window)
             .max_send_buf_size(limits.write_buffer_size.max(16 * 1024))
             .max_header_list_size(64 * 1024);
-        let io = Watched::new(stream, activity.clone(), limits.write_timeout);
+        let io = Watched::new(stream, limits.write_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
         let (limits, shutdown) = (limits.clone(), shutdown.clone());
         connections.spawn(async move {
@@ -303,7 +303,9 @@ where
     }
 }
 
-/// When a connection last moved bytes, and how many requests it is serving.
+/// When a connection last started or finished a request, and how many it is serving. Bytes
+/// alone do not count: HTTP/2 pings (ours every `keepalive_time`) would keep an unused
+/// connection from ever being idle.
 struct Activity {
     started: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
@@ -334,6 +336,7 @@ impl Activity {
     }
 
     fn begin(self: &std::sync::Arc<Self>) -> Busy {
+        self.touch();
         self.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Busy(self.clone())
     }
@@ -349,12 +352,11 @@ impl Drop for Busy {
     }
 }
 
-/// A stream that records when bytes last moved, fails a write the peer has not taken within
+/// A stream that fails a write the peer has not taken within
 /// `write_timeout` (a client that stops reading cannot hold a response forever), and, for
 /// stream listeners, fails a read that has waited `read_idle` for data.
 pub struct Watched<T> {
     inner: T,
-    activity: std::sync::Arc<Activity>,
     write_timeout: Duration,
     write_stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     read_idle: Duration,
@@ -362,9 +364,8 @@ pub struct Watched<T> {
 }
 
 impl<T> Watched<T> {
-    fn new(inner: T, activity: std::sync::Arc<Activity>, write_timeout: Duration) -> Watched<T> {
-        activity.touch();
-        Watched { inner, activity, write_timeout, write_stall: None, read_idle: Duration::ZERO, read_stall: None }
+    fn new(inner: T, write_timeout: Duration) -> Watched<T> {
+        Watched { inner, write_timeout, write_stall: None, read_idle: Duration::ZERO, read_stall: None }
     }
 
     fn with_read_idle(mut self, idle: Duration) -> Watched<T> {
@@ -384,11 +385,7 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
         if r.is_ready() {
             // The next wait starts its own clock (time spent elsewhere is not idleness).
             self.read_stall = None;
@@ -416,9 +413,6 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
         match std::pin::Pin::new(&mut self.inner).poll_write(cx, data) {
             Poll::Ready(r) => {
                 self.write_stall = None;
-                if matches!(r, Ok(n) if n > 0) {
-                    self.activity.touch();
-                }
                 Poll::Ready(r)
             }
             Poll::Pending if self.write_timeout.is_zero() => Poll::Pending,
@@ -507,8 +501,7 @@ pub async fn serve_streams<F, Fut>(
             }
             continue;
         };
-        let stream = Watched::new(stream, std::sync::Arc::new(Activity::new()), Duration::ZERO)
-            .with_read_idle(limits.idle_timeout);
+        let stream = Watched::new(stream, Duration::ZERO).with_read_idle(limits.idle_timeout);
         let served = connection(stream);
         connections.spawn(async move {
             let _slot = slot;

@@ -21,6 +21,8 @@ receivers:
         keepalive:
           server_parameters:
             max_connection_idle: 1s
+            # Pings from the server are not requests: they do not keep a connection busy.
+            time: 300ms
       http:
         endpoint: 127.0.0.1:{http}
         read_timeout: 2s
