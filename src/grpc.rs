@@ -286,23 +286,24 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
             "message of {n} bytes is larger than the size limit of {max} bytes (max_recv_msg_size_mib)"
         ))
     };
-    let mut buf = bytes::BytesMut::new();
+    let mut buf = Gathered::default();
     let mut declared: Option<(bool, usize)> = None;
     loop {
-        if declared.is_none() && buf.len() >= 5 {
-            let compressed = match buf[0] {
+        if declared.is_none() && buf.bytes().len() >= 5 {
+            let head = buf.bytes();
+            let compressed = match head[0] {
                 0 => false,
                 1 => true,
                 flag => return Err(Status::invalid_argument(format!("invalid gRPC frame: compression flag {flag}"))),
             };
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
             if len > max {
                 return Err(too_large(len));
             }
             declared = Some((compressed, len));
         }
         if let Some((_, len)) = declared
-            && buf.len() > 5 + len
+            && buf.bytes().len() > 5 + len
         {
             return Err(Status::invalid_argument("more than one message in a unary gRPC request"));
         }
@@ -315,22 +316,22 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
         let Some(frame) = next else { break };
         let frame = frame.map_err(|e| Status::invalid_argument(format!("cannot read request: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > max.saturating_add(5) + 1 {
-                return Err(too_large(buf.len() + data.len()));
+            if buf.bytes().len() + data.len() > max.saturating_add(5) + 1 {
+                return Err(too_large(buf.bytes().len() + data.len()));
             }
-            buf.extend_from_slice(&data);
+            buf.push(data);
         }
     }
     let Some((compressed, len)) = declared else {
-        if buf.is_empty() {
+        if buf.bytes().is_empty() {
             return Err(Status::invalid_argument("empty gRPC request: no message"));
         }
-        return Err(Status::invalid_argument(format!("truncated gRPC frame: {} of 5 header bytes", buf.len())));
+        return Err(Status::invalid_argument(format!("truncated gRPC frame: {} of 5 header bytes", buf.bytes().len())));
     };
-    if buf.len() < 5 + len {
+    if buf.bytes().len() < 5 + len {
         return Err(Status::invalid_argument(format!(
             "truncated gRPC message: {} of the {len} bytes its frame declares",
-            buf.len() - 5
+            buf.bytes().len() - 5
         )));
     }
     let raw = buf.freeze().slice(5..5 + len);
@@ -362,6 +363,37 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
         }
     };
     Ok(tonic::Request::from_http(http::Request::from_parts(parts, message)))
+}
+
+/// A body's bytes as they arrive: the first frame kept as it is (most unary requests come in
+/// one, so their message is never copied), later ones appended to a copy.
+#[derive(Default)]
+struct Gathered {
+    first: Bytes,
+    rest: Option<bytes::BytesMut>,
+}
+
+impl Gathered {
+    fn push(&mut self, data: Bytes) {
+        match &mut self.rest {
+            Some(rest) => rest.extend_from_slice(&data),
+            None if self.first.is_empty() => self.first = data,
+            None => {
+                let mut rest = bytes::BytesMut::with_capacity(self.first.len() + data.len());
+                rest.extend_from_slice(&self.first);
+                rest.extend_from_slice(&data);
+                self.rest = Some(rest);
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.rest.as_deref().unwrap_or(&self.first)
+    }
+
+    fn freeze(self) -> Bytes {
+        self.rest.map(|r| r.freeze()).unwrap_or(self.first)
+    }
 }
 
 /// A successful unary answer: the message in one frame, then `grpc-status: 0` as a trailer.

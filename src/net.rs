@@ -373,6 +373,33 @@ impl<T> Watched<T> {
         self
     }
 
+    /// A write's outcome, or `TimedOut` once writes have waited `write_timeout` for the peer.
+    fn stalled_write(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<usize>>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match r {
+            Poll::Ready(r) => {
+                self.write_stall = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.write_timeout.is_zero() => Poll::Pending,
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let stall = self.write_stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not take the response within write_timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     /// The stream inside (for a TLS handshake on it, say).
     pub fn get_ref(&self) -> &T {
         &self.inner
@@ -409,25 +436,21 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
         cx: &mut std::task::Context<'_>,
         data: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        use std::task::Poll;
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Ready(r) => {
-                self.write_stall = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.write_timeout.is_zero() => Poll::Pending,
-            Poll::Pending => {
-                let timeout = self.write_timeout;
-                let stall = self.write_stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if stall.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the client did not take the response within write_timeout",
-                    )));
-                }
-                Poll::Pending
-            }
-        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        self.stalled_write(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.stalled_write(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(

@@ -67,7 +67,9 @@ impl Gateway {
         let cfg_path = dir.path().join("config.yaml");
         std::fs::write(&cfg_path, config).expect("write config");
         let log = dir.path().join("switchyard.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        // SWITCHYARD_BIN runs another build (the release one, for figures in docs/BENCHMARKS.md).
+        let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
+        let child = Command::new(bin)
             .arg("--config")
             .arg(&cfg_path)
             .envs(env.iter().copied())
