@@ -94,6 +94,7 @@ fn print_pipelines(cfg: &Config) {
 
 fn run(cfg: Config, default: bool) -> ExitCode {
     switchyard::telemetry::logs::init(&cfg.telemetry);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -130,6 +131,23 @@ fn run(cfg: Config, default: bool) -> ExitCode {
         }
         if service.shutdown().await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
+}
+
+/// Raises the soft limit on open files to the hard one, as the Go runtime does for the
+/// collector: every listener may hold `max_connections` (1024 by default) connections, more
+/// than a soft limit of 1024 allows for the whole process.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum)
+        && current < max
+    {
+        let raised = rustix::process::Rlimit { current: Some(max), maximum: Some(max) };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(from = current, to = max, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, current, "cannot raise the open-file limit"),
+        }
+    }
 }
 
 /// The signals switchyard acts on: SIGTERM and SIGINT stop it (draining queues within the

@@ -154,13 +154,17 @@ pub async fn serve_with<H, F>(
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let refusals = crate::telemetry::log_limit::LogLimit::default();
+    let accept_errors = crate::telemetry::log_limit::LogLimit::default();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors, say: wait a moment, warn at most once a second.
+                    if let Some(held_back) = accept_errors.allow() {
+                        tracing::warn!(listener = %local, error = %e, suppressed_since_last_warning = held_back, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -502,13 +506,16 @@ pub async fn serve_streams<F, Fut>(
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let refusals = crate::telemetry::log_limit::LogLimit::default();
+    let accept_errors = crate::telemetry::log_limit::LogLimit::default();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::debug!(error = %e, "accept failed");
+                    if let Some(held_back) = accept_errors.allow() {
+                        tracing::warn!(listener = %local, error = %e, suppressed_since_last_warning = held_back, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
