@@ -51,11 +51,11 @@ impl DecodeRefusal {
     }
 }
 
-/// What one request may take of a memory budget of `limit` bytes: a quarter, but at least
-/// 32 MiB (so that a small budget still takes a full 4 MiB gRPC request), and never more than
-/// the budget.
+/// What one request may take of a memory budget of `limit` bytes: half, but at least 64 MiB
+/// (so that a small budget still takes a full-size request of realistic data: a 20 MiB OTLP
+/// body decodes to about 100 MiB), and never more than the budget.
 pub fn per_request_bound(limit: usize) -> usize {
-    (limit / 4).max(32 << 20).min(limit)
+    (limit / 2).max(64 << 20).min(limit)
 }
 
 /// One pipeline as seen from a receiver: its input, and the queues of its exporters.
@@ -264,18 +264,19 @@ mod tests {
 
     #[test]
     fn decode_claims_refuse_too_large_for_good_and_busy_for_now() {
-        let budget = Capacity::memory_budget("budget".into(), 256 << 20);
+        let budget = Capacity::memory_budget("budget".into(), 512 << 20);
         let (tx, _rx) = mpsc::unbounded_channel();
         let route = Route { input: tx, queues: vec![budget.clone()] };
         let intake = Intake::new("otlp".into(), [vec![route], Vec::new(), Vec::new()]);
-        assert_eq!(per_request_bound(256 << 20), 64 << 20);
-        assert!(matches!(intake.claim_decode(65 << 20), Err(DecodeRefusal::TooLarge { .. })));
-        let held = intake.claim_decode(64 << 20).unwrap();
-        let _more: Vec<_> = (0..3).map(|_| intake.claim_decode(64 << 20).unwrap()).collect();
-        assert_eq!(budget.held(), 256 << 20);
+        assert_eq!(per_request_bound(512 << 20), 256 << 20);
+        assert!(matches!(intake.claim_decode(257 << 20), Err(DecodeRefusal::TooLarge { .. })));
+        let held = intake.claim_decode(256 << 20).unwrap();
+        let _more = intake.claim_decode(256 << 20).unwrap();
+        assert_eq!(budget.held(), 512 << 20);
         assert!(matches!(intake.claim_decode(1 << 20), Err(DecodeRefusal::Busy(r)) if r.retryable));
         drop(held);
         assert!(intake.claim_decode(1 << 20).is_ok(), "room again once a decode is done");
-        assert_eq!(per_request_bound(40 << 20), 32 << 20, "a small budget still takes 32 MiB requests");
+        assert_eq!(per_request_bound(100 << 20), 64 << 20, "a small budget still takes 64 MiB requests");
+        assert_eq!(per_request_bound(40 << 20), 40 << 20, "never more than the budget");
     }
 }

@@ -57,8 +57,8 @@ fn total_memory() -> Option<u64> {
 
 /// The memory budget of pipelines without a `memory_limiter`: half the cgroup's limit where
 /// there is one, else a quarter of the machine's memory; between 64 MiB and 512 MiB either way.
-/// One request may take a quarter of it (`pipeline::per_request_bound`), so with 512 MiB a
-/// request that would decode to more than 128 MiB is refused as too large.
+/// One request may take half of it (`pipeline::per_request_bound`), so with 512 MiB a request
+/// that would decode to more than 256 MiB is refused as too large.
 pub fn default_budget() -> usize {
     let share = match cgroup_limit() {
         Some(limit) => limit / 2,

@@ -313,7 +313,7 @@ async fn connection(
                     }
                 }
             };
-            let Some(_decoding) = claimed else {
+            let Some(decoding) = claimed else {
                 buf.drain(..len);
                 continue;
             };
@@ -336,6 +336,7 @@ async fn connection(
                 };
                 // Wait for room (the sender waits for its ack meanwhile) rather than drop.
                 let batch = Batch::from_request(Request::Logs(request));
+                drop(decoding);
                 loop {
                     match intake.submit("tcp", batch.clone()).await {
                         Ok(()) => break,

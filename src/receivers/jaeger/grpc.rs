@@ -39,7 +39,7 @@ async fn post_spans(intake: Arc<Intake>, request: tonic::Request<Bytes>) -> Resu
     let estimate = crate::protowire::check(&body)
         .map(|s| s.estimate(body.len(), 2 * std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>()))
         .unwrap_or(body.len());
-    let _decoding = intake.claim_decode(estimate).map_err(|r| crate::receivers::budget::grpc_status(&r))?;
+    let decoding = intake.claim_decode(estimate).map_err(|r| crate::receivers::budget::grpc_status(&r))?;
     let batch = match decode_post_spans(&body) {
         Ok(b) => b,
         Err(message) => {
@@ -52,7 +52,10 @@ async fn post_spans(intake: Arc<Intake>, request: tonic::Request<Bytes>) -> Resu
         }
     };
     if !batch.spans.is_empty() {
-        match intake.submit("grpc", super::to_batch(batch)).await {
+        let batch = super::to_batch(batch);
+        // Decoded: what decoding took is the batch's own now (held by admission until exported).
+        drop(decoding);
+        match intake.submit("grpc", batch).await {
             Ok(()) => {}
             Err(refusal) if refusal.retryable => {
                 return Err(crate::grpc::retryable(Code::Unavailable, &refusal.message));

@@ -80,7 +80,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     };
     // A Thrift tag takes as little as five bytes and decodes to a Jaeger tag and an OTLP
     // attribute: 32 bytes of memory per byte received bounds it.
-    let _decoding = match crate::receivers::budget::claim_or_text(intake, body.len().saturating_mul(32)) {
+    let decoding = match crate::receivers::budget::claim_or_text(intake, body.len().saturating_mul(32)) {
         Ok(claims) => claims,
         Err(response) => return *response,
     };
@@ -96,7 +96,10 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     if batch.spans.is_empty() {
         return net::response(StatusCode::ACCEPTED, "text/plain", "");
     }
-    match intake.submit(TRANSPORT, super::to_batch(batch)).await {
+    let batch = super::to_batch(batch);
+    // Decoded: what decoding took is the batch's own now (held by admission until exported).
+    drop(decoding);
+    match intake.submit(TRANSPORT, batch).await {
         Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
         Err(refusal) if refusal.retryable => {
             let mut r =

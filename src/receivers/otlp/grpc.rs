@@ -44,7 +44,7 @@ async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Byt
         Ok((Ok(claims), scanned)) => scanned.decode().map(|d| (d, claims)),
         Err(invalid) => Err(invalid),
     };
-    let (decoded, _decoding) = match decoded {
+    let (decoded, decoding) = match decoded {
         Ok(d) => d,
         Err(invalid) => {
             let status = RpcStatus {
@@ -55,6 +55,8 @@ async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Byt
             return Err(Status::with_details(Code::InvalidArgument, invalid.0, status.encode_to_vec().into()));
         }
     };
+    // Decoded: what decoding took is the batch's own now (held by admission until exported).
+    drop(decoding);
     intake.rejected("grpc", signal, decoded.rejected);
     match intake.submit("grpc", decoded.batch.with_context(context)).await {
         Ok(()) => Ok(Bytes::from(response::protobuf(signal, decoded.rejected, decoded.message.as_deref()))),

@@ -150,7 +150,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Ok(p) => p,
         Err(response) => return *response,
     };
-    let _decoding = match intake.claim_decode(prepared.estimate()) {
+    let decoding = match intake.claim_decode(prepared.estimate()) {
         Ok(claims) => claims,
         Err(DecodeRefusal::TooLarge { bytes, bound }) => {
             let msg = DecodeRefusal::TooLarge { bytes, bound }.message();
@@ -174,6 +174,8 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Ok(d) => d,
         Err(response) => return *response,
     };
+    // Decoded: what decoding took is the batch's own now (held by admission until exported).
+    drop(decoding);
     intake.rejected("http", signal, decoded.rejected);
     match intake.submit("http", decoded.batch.with_context(context)).await {
         Ok(()) => {

@@ -18,9 +18,9 @@ pub struct Scan {
     /// Spans and log records the receiver will reject for their ids (a span with a bad link
     /// counts once).
     pub invalid_items: usize,
-    /// An upper bound of the bytes a full decode allocates: every message's struct twice (a
-    /// repeated field's vector may have doubled past its length), every string and bytes value,
-    /// every packed number.
+    /// An upper bound of the bytes a full decode allocates: every element of a repeated
+    /// message field twice (its vector may have doubled past its length; singular messages live
+    /// inside their parent's struct), every string and bytes value, every packed number.
     pub decoded_bytes: usize,
 }
 
@@ -47,6 +47,16 @@ struct State {
     /// Set when a link of the span being walked has a bad id.
     bad_link: bool,
     heap: usize,
+}
+
+/// Whether `inner` is an element of a repeated field of `m` (a vector slot of its own, which
+/// may have doubled past its length) rather than a singular field held inside `m`'s struct.
+fn repeated(m: M, inner: M) -> bool {
+    match inner {
+        M::Resource | M::Scope | M::Status | M::Points(_) | M::Buckets | M::ArrayValue | M::KeyValueList => false,
+        M::AnyValue => m == M::ArrayValue,
+        _ => true,
+    }
 }
 
 /// The in-memory size of message `m`'s struct once decoded.
@@ -414,7 +424,9 @@ fn walk(m: M, buf: &[u8], depth: u32, st: &mut State) -> Result<usize, String> {
                 if depth == 0 {
                     return Err("recursion limit reached".into());
                 }
-                st.heap = st.heap.saturating_add(2 * size_of_message(inner));
+                if repeated(m, inner) {
+                    st.heap = st.heap.saturating_add(2 * size_of_message(inner));
+                }
                 let below = walk(inner, body, depth - 1, st)?;
                 match (m, inner) {
                     (M::ScopeSpans, M::Span) | (M::ScopeLogs, M::LogRecord) => items += 1,

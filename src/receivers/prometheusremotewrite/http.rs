@@ -135,7 +135,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         Ok(shape) => shape.estimate(raw.len(), PER_FIELD),
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("not a {kind}: {e}")),
     };
-    let _decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
+    let decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
         Ok(claims) => claims,
         Err(response) => return *response,
     };
@@ -164,6 +164,8 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
             request.resource_metrics.extend(part.resource_metrics);
         }
     }
+    // Decoded: what decoding took is the batch's own now (held by admission until exported).
+    drop(decoding);
     let batch = Batch::from_request(Request::Metrics(request));
     if batch.items() > 0 {
         match intake.submit("http", batch).await {

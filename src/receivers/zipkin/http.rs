@@ -93,7 +93,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     } else {
         crate::receivers::budget::json_estimate(&body, 2 * PER_SPAN)
     };
-    let _decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
+    let decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
         Ok(claims) => claims,
         Err(response) => return *response,
     };
@@ -106,6 +106,8 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
         return net::response(StatusCode::ACCEPTED, "text/plain", "");
     }
     let request = super::translate::to_otlp(spans, settings.parse_string_tags);
+    // Decoded: what decoding took is the batch's own now (held by admission until exported).
+    drop(decoding);
     match intake.submit(TRANSPORT, Batch::from_request(Request::Traces(request))).await {
         Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
         Err(refusal) if refusal.retryable => {
