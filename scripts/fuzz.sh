@@ -7,7 +7,8 @@
 # Each run starts from the seeds in fuzz/corpus/<target>/ only, and writes what it discovers to
 # a scratch directory, so the repository's corpus is never changed. Set FUZZ_KEEP_CORPUS=<dir>
 # to keep the discovered inputs in <dir>/<target>/ (and to start from them next time), and
-# FUZZ_TARGETS="a b" to run only some targets.
+# FUZZ_TARGETS="a b" to run only some targets, FUZZ_SANITIZER=none to build without
+# AddressSanitizer (faster to build and run; it matters only for the unsafe code in dependencies).
 #
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
@@ -31,10 +32,13 @@ max_len() {
 }
 
 targets="${FUZZ_TARGETS:-$(cargo "+$toolchain" fuzz list)}"
+# Optimised, with overflow checks (an arithmetic overflow is a finding too). The runs below use
+# the same options, or cargo fuzz would build again.
+build=(-O --debug-assertions --sanitizer "${FUZZ_SANITIZER:-address}")
 
-echo "== cargo fuzz build (release, debug assertions)"
+echo "== cargo fuzz build ${build[*]}"
 start=$(date +%s)
-nice -n 10 cargo "+$toolchain" fuzz build -O --debug-assertions
+nice -n 10 cargo "+$toolchain" fuzz build "${build[@]}"
 echo "fuzz build: $(($(date +%s) - start)) s"
 
 scratch="$(mktemp -d)"
@@ -50,7 +54,7 @@ for t in $targets; do
     log="$scratch/$t.log"
     echo "== $t: ${seconds} s"
     status=0
-    nice -n 10 cargo "+$toolchain" fuzz run -O --debug-assertions "$t" "$work" "corpus/$t" -- \
+    nice -n 10 cargo "+$toolchain" fuzz run "${build[@]}" "$t" "$work" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
