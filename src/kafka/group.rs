@@ -269,3 +269,29 @@ pub fn read_offset_commit(body: &[u8], topic: &str) -> Result<(), GroupError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_answers_are_read_whole_or_refused() {
+        let mut w = Writer::default();
+        w.i32(0).i16(MEMBER_ID_REQUIRED).i32(-1).string("").string("").string("m-7").i32(0);
+        assert!(matches!(read_join(&w.0), Ok(JoinAnswer::MemberIdRequired(id)) if id == "m-7"));
+        let mut w = Writer::default();
+        w.i32(0).i16(0).i32(3).string("range").string("m-1").string("m-1").i32(1).string("m-1").bytes(b"sub");
+        match read_join(&w.0) {
+            Ok(JoinAnswer::Joined(j)) => {
+                assert_eq!((j.generation, j.members), (3, vec![("m-1".into(), b"sub".to_vec())]))
+            }
+            _ => panic!("a leader's JoinGroup answer"),
+        }
+        // A member count the message cannot hold is an error, not an allocation.
+        let mut w = Writer::default();
+        w.i32(0).i16(0).i32(3).string("range").string("m-1").string("m-1").i32(i32::MAX);
+        assert!(read_join(&w.0).is_err());
+        assert_eq!(read_ack(&[0, 0, 0, 0, 0, 27], "Heartbeat").unwrap_err().code, Some(27));
+        assert!(read_offset_fetch(&[0, 0, 0, 1], "t").is_err(), "truncated");
+    }
+}
