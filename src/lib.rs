@@ -5,6 +5,8 @@ pub mod components;
 pub mod config;
 pub mod exporters;
 pub mod extensions;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod hexfmt;
 pub mod kafka;

@@ -70,19 +70,8 @@ impl GroupClient {
             };
             let mut w = Writer::default();
             w.string(group);
-            let answer = async {
-                let body = conn.call(FIND_COORDINATOR, 0, &w.0).await?;
-                let mut r = Reader(&body);
-                let code = r.i16()?;
-                if code != 0 {
-                    return Err(format!("FindCoordinator for group {group}: {}", error_name(code)));
-                }
-                let _node = r.i32()?;
-                let host = r.string()?;
-                let port = r.i32()?;
-                Ok((host, port))
-            };
-            let (host, port) = match answer.await {
+            let answer = conn.call(FIND_COORDINATOR, 0, &w.0).await.and_then(|b| read_find_coordinator(&b, group));
+            let (host, port) = match answer {
                 Ok(a) => a,
                 Err(e) => {
                     last = format!("{b}: {e}");
@@ -121,24 +110,10 @@ impl GroupClient {
             }
             // The coordinator may hold the answer until every member has joined.
             let body = self.conn.call_within(JOIN_GROUP, 2, &w.0, rebalance_timeout + Duration::from_secs(15)).await?;
-            let mut r = Reader(&body);
-            let _throttle = r.i32()?;
-            let code = r.i16()?;
-            let generation = r.i32()?;
-            let protocol = r.string()?;
-            let leader = r.string()?;
-            let assigned_id = r.string()?;
-            if code == MEMBER_ID_REQUIRED && !assigned_id.is_empty() {
-                member_id = assigned_id;
-                continue;
+            match read_join(&body)? {
+                JoinAnswer::Joined(joined) => return Ok(joined),
+                JoinAnswer::MemberIdRequired(assigned) => member_id = assigned,
             }
-            check(code, "JoinGroup")?;
-            let mut members = Vec::new();
-            for _ in 0..r.count(6)? {
-                let id = r.string()?;
-                members.push((id, r.bytes()?.to_vec()));
-            }
-            return Ok(Joined { generation, protocol, leader, member_id: assigned_id, members });
         }
         Err(GroupError { code: Some(MEMBER_ID_REQUIRED), message: "JoinGroup: MEMBER_ID_REQUIRED twice".into() })
     }
@@ -156,28 +131,21 @@ impl GroupClient {
             w.string(member).bytes(assignment);
         }
         let body = self.conn.call(SYNC_GROUP, 1, &w.0).await?;
-        let mut r = Reader(&body);
-        let _throttle = r.i32()?;
-        check(r.i16()?, "SyncGroup")?;
-        Ok(r.bytes()?.to_vec())
+        read_sync(&body)
     }
 
     pub async fn heartbeat(&mut self, generation: i32, member_id: &str) -> Result<(), GroupError> {
         let mut w = Writer::default();
         w.string(&self.group).i32(generation).string(member_id);
         let body = self.conn.call(HEARTBEAT, 1, &w.0).await?;
-        let mut r = Reader(&body);
-        let _throttle = r.i32()?;
-        check(r.i16()?, "Heartbeat")
+        read_ack(&body, "Heartbeat")
     }
 
     pub async fn leave(&mut self, member_id: &str) -> Result<(), GroupError> {
         let mut w = Writer::default();
         w.string(&self.group).string(member_id);
         let body = self.conn.call(LEAVE_GROUP, 1, &w.0).await?;
-        let mut r = Reader(&body);
-        let _throttle = r.i32()?;
-        check(r.i16()?, "LeaveGroup")
+        read_ack(&body, "LeaveGroup")
     }
 
     /// The committed offsets of `partitions` of `topic` (absent: none committed).
@@ -188,24 +156,7 @@ impl GroupClient {
             w.i32(*p);
         }
         let body = self.conn.call(OFFSET_FETCH, 1, &w.0).await?;
-        let mut r = Reader(&body);
-        let mut out = BTreeMap::new();
-        for _ in 0..r.count(2)? {
-            let _name = r.string()?;
-            for _ in 0..r.count(16)? {
-                let partition = r.i32()?;
-                let offset = r.i64()?;
-                let _metadata = r.string()?;
-                let code = r.i16()?;
-                if code != 0 && code != 3 {
-                    return Err(format!("OffsetFetch {topic}/{partition}: {}", error_name(code)));
-                }
-                if offset >= 0 {
-                    out.insert(partition, offset);
-                }
-            }
-        }
-        Ok(out)
+        read_offset_fetch(&body, topic)
     }
 
     /// Commits `offsets` (partition → next offset to read) of `topic` as `member_id` of
@@ -224,14 +175,123 @@ impl GroupClient {
             w.i32(*p).i64(*o).i16(-1);
         }
         let body = self.conn.call(OFFSET_COMMIT, 2, &w.0).await?;
-        let mut r = Reader(&body);
-        for _ in 0..r.count(2)? {
-            let _name = r.string()?;
-            for _ in 0..r.count(6)? {
-                let partition = r.i32()?;
-                check(r.i16()?, &format!("OffsetCommit {topic}/{partition}"))?;
+        read_offset_commit(&body, topic)
+    }
+}
+
+// The responses, read apart from the connection so that they can be tested (and fuzzed) alone.
+
+/// FindCoordinator v0: the coordinator's host and port.
+pub fn read_find_coordinator(body: &[u8], group: &str) -> Result<(String, i32), String> {
+    let mut r = Reader(body);
+    let code = r.i16()?;
+    if code != 0 {
+        return Err(format!("FindCoordinator for group {group}: {}", error_name(code)));
+    }
+    let _node = r.i32()?;
+    let host = r.string()?;
+    let port = r.i32()?;
+    Ok((host, port))
+}
+
+/// What a JoinGroup v2 response says: joined, or ask again with the member id it gave.
+pub enum JoinAnswer {
+    Joined(Joined),
+    MemberIdRequired(String),
+}
+
+pub fn read_join(body: &[u8]) -> Result<JoinAnswer, GroupError> {
+    let mut r = Reader(body);
+    let _throttle = r.i32()?;
+    let code = r.i16()?;
+    let generation = r.i32()?;
+    let protocol = r.string()?;
+    let leader = r.string()?;
+    let assigned_id = r.string()?;
+    if code == MEMBER_ID_REQUIRED && !assigned_id.is_empty() {
+        return Ok(JoinAnswer::MemberIdRequired(assigned_id));
+    }
+    check(code, "JoinGroup")?;
+    let mut members = Vec::new();
+    for _ in 0..r.count(6)? {
+        let id = r.string()?;
+        members.push((id, r.bytes()?.to_vec()));
+    }
+    Ok(JoinAnswer::Joined(Joined { generation, protocol, leader, member_id: assigned_id, members }))
+}
+
+/// SyncGroup v1: this member's assignment.
+pub fn read_sync(body: &[u8]) -> Result<Vec<u8>, GroupError> {
+    let mut r = Reader(body);
+    let _throttle = r.i32()?;
+    check(r.i16()?, "SyncGroup")?;
+    Ok(r.bytes()?.to_vec())
+}
+
+/// Heartbeat v1 and LeaveGroup v1: throttle time and error code.
+pub fn read_ack(body: &[u8], what: &str) -> Result<(), GroupError> {
+    let mut r = Reader(body);
+    let _throttle = r.i32()?;
+    check(r.i16()?, what)
+}
+
+/// OffsetFetch v1: the committed offsets of `topic` (absent: none committed).
+pub fn read_offset_fetch(body: &[u8], topic: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let mut r = Reader(body);
+    let mut out = BTreeMap::new();
+    for _ in 0..r.count(2)? {
+        let _name = r.string()?;
+        for _ in 0..r.count(16)? {
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            let _metadata = r.string()?;
+            let code = r.i16()?;
+            if code != 0 && code != 3 {
+                return Err(format!("OffsetFetch {topic}/{partition}: {}", error_name(code)));
+            }
+            if offset >= 0 {
+                out.insert(partition, offset);
             }
         }
-        Ok(())
+    }
+    Ok(out)
+}
+
+/// OffsetCommit v2: an error code per partition.
+pub fn read_offset_commit(body: &[u8], topic: &str) -> Result<(), GroupError> {
+    let mut r = Reader(body);
+    for _ in 0..r.count(2)? {
+        let _name = r.string()?;
+        for _ in 0..r.count(6)? {
+            let partition = r.i32()?;
+            check(r.i16()?, &format!("OffsetCommit {topic}/{partition}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_answers_are_read_whole_or_refused() {
+        let mut w = Writer::default();
+        w.i32(0).i16(MEMBER_ID_REQUIRED).i32(-1).string("").string("").string("m-7").i32(0);
+        assert!(matches!(read_join(&w.0), Ok(JoinAnswer::MemberIdRequired(id)) if id == "m-7"));
+        let mut w = Writer::default();
+        w.i32(0).i16(0).i32(3).string("range").string("m-1").string("m-1").i32(1).string("m-1").bytes(b"sub");
+        match read_join(&w.0) {
+            Ok(JoinAnswer::Joined(j)) => {
+                assert_eq!((j.generation, j.members), (3, vec![("m-1".into(), b"sub".to_vec())]))
+            }
+            _ => panic!("a leader's JoinGroup answer"),
+        }
+        // A member count the message cannot hold is an error, not an allocation.
+        let mut w = Writer::default();
+        w.i32(0).i16(0).i32(3).string("range").string("m-1").string("m-1").i32(i32::MAX);
+        assert!(read_join(&w.0).is_err());
+        assert_eq!(read_ack(&[0, 0, 0, 0, 0, 27], "Heartbeat").unwrap_err().code, Some(27));
+        assert!(read_offset_fetch(&[0, 0, 0, 1], "t").is_err(), "truncated");
     }
 }

@@ -4,7 +4,7 @@
 //! only once the events are handed on, and UDP heartbeats on the same port. One log record per
 //! event: `fluent.tag`, `message` or `log` as the body, the other record keys as attributes.
 
-mod frame;
+pub(crate) mod frame;
 
 use crate::pipeline::{Batch, Intake, Request};
 use crate::receivers::attributes::{kv, string};

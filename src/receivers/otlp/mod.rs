@@ -5,7 +5,7 @@ mod grpc;
 mod http;
 mod json;
 mod response;
-mod scan;
+pub(crate) mod scan;
 
 pub use decode::{Decoded, Invalid, Scanned, decode_json, decode_protobuf, json_decoded_bytes, scan_protobuf};
 

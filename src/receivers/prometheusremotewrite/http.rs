@@ -119,51 +119,26 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large(s.limit)),
         Err(e) => return e.text_response(s.limit),
     };
-    // The decompressed size is in the block header: check it before allocating.
-    match snap::raw::decompress_len(&compressed) {
-        Ok(n) if n > s.limit => return too_large(s.limit),
-        Ok(_) => {}
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("body is not snappy block-compressed: {e}")),
-    }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&compressed) {
+    let (raw, estimate) = match unpack(kind, &compressed, s.limit) {
         Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("corrupt snappy body: {e}")),
+        Err(BodyFault::TooLarge) => return too_large(s.limit),
+        Err(BodyFault::Bad(e)) => return text(StatusCode::BAD_REQUEST, &e),
     };
-    // Each protobuf field decodes to at most one label, sample or series, and then to an OTLP
-    // point or attribute.
-    let estimate = match crate::protowire::check(&raw) {
-        Ok(shape) => shape.estimate(raw.len(), PER_FIELD),
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("not a {kind}: {e}")),
-    };
+    drop(compressed);
     let decoding = match crate::receivers::budget::claim_or_text(intake, estimate) {
         Ok(claims) => claims,
         Err(response) => return *response,
     };
-    let decoded = if kind == V1 {
-        v1::WriteRequest::decode(&raw[..])
-            .map_err(|e| format!("not a {V1}: {e}"))
-            .and_then(|r| decode::from_v1(r, &s.meta))
-    } else {
-        v2::Request::decode(&raw[..]).map_err(|e| format!("not a {V2}: {e}")).and_then(decode::from_v2)
-    };
-    let decoded = match decoded {
+    let decoded = match decode_raw(kind, &raw, &s.meta) {
         Ok(d) => d,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+        Err(BodyFault::TooLarge) => return too_large(s.limit),
+        Err(BodyFault::Bad(e)) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let samples = decoded.samples;
-    // One request for the whole body, so that a refusal takes none of it.
-    let mut request = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::default();
-    {
+    let request = {
         let mut states = s.series.lock().unwrap_or_else(|e| e.into_inner());
-        for group in &decoded.groups {
-            let target = translate::Target { labels: &group.target, scheme: "" };
-            // Start times carry over between requests (a series' first sample starts it, unless a
-            // 2.0 start timestamp says otherwise); absence from a request ends nothing.
-            let state = states.entry(group.target.clone()).or_insert_with(SeriesState::without_staleness);
-            let part = translate::to_otlp(&group.families, &target, 0, true, state, &[]);
-            request.resource_metrics.extend(part.resource_metrics);
-        }
-    }
+        to_request(&decoded, &mut states)
+    };
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
     let batch = Batch::from_request(Request::Metrics(request));
@@ -192,6 +167,75 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
 /// data point or attribute it becomes.
 const PER_FIELD: usize = std::mem::size_of::<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>()
     + std::mem::size_of::<opentelemetry_proto::tonic::common::v1::KeyValue>();
+
+/// Why a body was not taken.
+pub(crate) enum BodyFault {
+    /// Over the limit once decompressed.
+    TooLarge,
+    /// Not snappy, or not the message it claims to be.
+    Bad(String),
+}
+
+/// A snappy-compressed body of message `kind` (`V1` or `V2`), decoded into series; at most
+/// `limit` bytes once decompressed.
+pub(crate) fn decode_body(
+    kind: &str,
+    compressed: &[u8],
+    limit: usize,
+    meta: &MetaCache,
+) -> Result<decode::Decoded, BodyFault> {
+    let (raw, _estimate) = unpack(kind, compressed, limit)?;
+    decode_raw(kind, &raw, meta)
+}
+
+/// Undoes snappy (at most `limit` bytes, checked from the block header before allocating) and
+/// looks at the protobuf without building it: its nesting is bounded, and the estimate of what
+/// decoding it takes is returned with it.
+pub(crate) fn unpack(kind: &str, compressed: &[u8], limit: usize) -> Result<(Vec<u8>, usize), BodyFault> {
+    match snap::raw::decompress_len(compressed) {
+        Ok(n) if n > limit => return Err(BodyFault::TooLarge),
+        Ok(_) => {}
+        Err(e) => return Err(BodyFault::Bad(format!("body is not snappy block-compressed: {e}"))),
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(compressed)
+        .map_err(|e| BodyFault::Bad(format!("corrupt snappy body: {e}")))?;
+    // Each protobuf field decodes to at most one label, sample or series, and then to an OTLP
+    // point or attribute.
+    let shape = crate::protowire::check(&raw).map_err(|e| BodyFault::Bad(format!("not a {kind}: {e}")))?;
+    let estimate = shape.estimate(raw.len(), PER_FIELD);
+    Ok((raw, estimate))
+}
+
+/// Decodes an unpacked body (see `unpack`) into series.
+pub(crate) fn decode_raw(kind: &str, raw: &[u8], meta: &MetaCache) -> Result<decode::Decoded, BodyFault> {
+    let decoded = if kind == V1 {
+        v1::WriteRequest::decode(&raw[..])
+            .map_err(|e| format!("not a {V1}: {e}"))
+            .and_then(|r| decode::from_v1(r, meta))
+    } else {
+        v2::Request::decode(&raw[..]).map_err(|e| format!("not a {V2}: {e}")).and_then(decode::from_v2)
+    };
+    decoded.map_err(BodyFault::Bad)
+}
+
+/// The series as one OTLP request (so that a refusal takes none of it), with start times kept
+/// per (job, instance) in `states` across requests.
+pub(crate) fn to_request(
+    decoded: &decode::Decoded,
+    states: &mut std::collections::HashMap<Vec<(String, String)>, SeriesState>,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    let mut request = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::default();
+    for group in &decoded.groups {
+        let target = translate::Target { labels: &group.target, scheme: "" };
+        // Start times carry over between requests (a series' first sample starts it, unless a
+        // 2.0 start timestamp says otherwise); absence from a request ends nothing.
+        let state = states.entry(group.target.clone()).or_insert_with(SeriesState::without_staleness);
+        let part = translate::to_otlp(&group.families, &target, 0, true, state, &[]);
+        request.resource_metrics.extend(part.resource_metrics);
+    }
+    request
+}
 
 fn too_large(limit: usize) -> http::Response<BoxBody> {
     text(

@@ -1,8 +1,8 @@
 //! The `prometheusremotewrite` receiver: Prometheus Remote Write 1.0 and 2.0 (PROTOCOLS.md
 //! §4.4–4.5) on POST /api/v1/write, translated to OTLP metrics as the scraper translates them.
 
-mod decode;
-mod http;
+pub(crate) mod decode;
+pub(crate) mod http;
 
 use crate::pipeline::Intake;
 use serde::Deserialize;

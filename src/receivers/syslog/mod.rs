@@ -3,7 +3,7 @@
 //! log records per PROTOCOLS.md §5.4: `host.name`/`service.name` on the resource, severity
 //! numbers, `syslog.*` attributes and structured data.
 
-mod location;
+pub(crate) mod location;
 pub mod parse;
 
 use crate::pipeline::{Batch, Intake, Request};
@@ -163,9 +163,9 @@ pub fn to_otlp(messages: Vec<Message>) -> ExportLogsServiceRequest {
     request
 }
 
-struct Parser {
-    protocol: Protocol,
-    location: location::Location,
+pub(crate) struct Parser {
+    pub(crate) protocol: Protocol,
+    pub(crate) location: location::Location,
 }
 
 impl Parser {
@@ -262,7 +262,7 @@ async fn serve_tcp(
 /// Reads frames from one TCP connection: octet-counted when a frame starts with a digit, else
 /// one message per line. What was read is submitted before reading on, so a full pipeline
 /// slows the sender down (TCP backpressure) instead of losing messages.
-async fn connection<S: tokio::io::AsyncRead + Unpin>(
+pub(crate) async fn connection<S: tokio::io::AsyncRead + Unpin>(
     mut stream: S,
     parser: &Parser,
     max: usize,

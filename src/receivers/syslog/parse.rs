@@ -85,7 +85,9 @@ pub fn rfc3339(ts: &str) -> Option<u64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo as u32, d as u32) * 86400 + h * 3600 + mi * 60 + s - offset_s;
-    u64::try_from(secs * 1_000_000_000 + frac_ns).ok()
+    // Nanoseconds since the epoch, counted in an i64, end in April 2262: later is refused.
+    let ns = secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)?;
+    u64::try_from(ns).ok()
 }
 
 /// Structured data: `-` or one or more `[ID name="value" …]`; returns them and the rest.
@@ -236,6 +238,17 @@ mod tests {
 
     /// 2025-12-01T00:00:00Z: the examples below are of 2025.
     const NOW: i64 = 1_764_547_200;
+
+    #[test]
+    fn a_timestamp_past_what_nanoseconds_hold_is_refused_not_wrapped() {
+        // Found by the syslog fuzz target: the year 4052 overflowed the nanosecond product.
+        let input = b"<134>1 4052-12-06T20:00:00Z web - - - - paid";
+        let line = std::str::from_utf8(input).unwrap();
+        assert!(rfc5424(line).unwrap_err().contains("invalid TIMESTAMP"));
+        assert_eq!(rfc3339("2262-04-11T23:47:16Z"), Some(9_223_372_036_000_000_000));
+        assert_eq!(rfc3339("2262-04-11T23:47:17Z"), None);
+        assert_eq!(rfc3339("9999-12-31T23:59:59.999999999-23:59"), None);
+    }
 
     #[test]
     fn any_text_after_a_valid_start_is_parsed_or_refused_never_a_panic() {

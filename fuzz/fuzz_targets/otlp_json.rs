@@ -1,0 +1,11 @@
+//! OTLP/JSON request bodies, as the HTTP receiver decodes them. The first byte picks the signal.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchyard::pipeline::Signal;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((first, body)) = data.split_first() else { return };
+    let signal = Signal::ALL[usize::from(*first) % 3];
+    let _ = switchyard::fuzzing::otlp_json(signal, body);
+});
