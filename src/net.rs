@@ -279,7 +279,9 @@ async fn watch_connection<C>(
                 if idle {
                     tracing::debug!(idle_timeout = ?limits.idle_timeout, "closing an idle connection");
                     conn.as_mut().close_gracefully();
-                    closing_by = Some(now + Duration::from_secs(1));
+                    // A request that crossed the close still finishes (HTTP/2 GOAWAY names the
+                    // last stream taken); only a connection that never closes is dropped.
+                    closing_by = Some(now + limits.max_connection_age_grace.max(Duration::from_secs(10)));
                 } else if old {
                     tracing::debug!(max_connection_age = ?limits.max_connection_age, "closing a connection for its age");
                     conn.as_mut().close_gracefully();
@@ -531,7 +533,8 @@ pub async fn serve_streams<F, Fut>(
             }
             continue;
         };
-        let stream = Watched::new(stream, Duration::ZERO).with_read_idle(limits.idle_timeout);
+        // A client that stops taking its answers (Fluent Forward acks) is cut off like an idle one.
+        let stream = Watched::new(stream, limits.idle_timeout).with_read_idle(limits.idle_timeout);
         let served = connection(stream);
         connections.spawn(async move {
             let _slot = slot;

@@ -144,6 +144,20 @@ fn hostile_bodies_are_answered_within_200_mib() {
     assert_eq!(status, 413, "{text}");
     eprintln!("VmHWM after 32 MB remote write of 16,000,000 empty series: {} MiB", vm_hwm_mib(pid));
 
+    // Remote write, 1 MiB: one series whose 1 MiB label would be copied into each of its
+    // 10,000 empty samples (10 GB).
+    let label = wrap(1, &[wrap(1, b"__name__"), wrap(2, &vec![b'x'; 1 << 20])].concat());
+    let series = wrap(1, &[label, [0x12, 0x00].repeat(10_000)].concat());
+    let compressed = snap::raw::Encoder::new().compress_vec(&series).unwrap();
+    let (status, text) = post(
+        gw.port("rw"),
+        "/api/v1/write",
+        &[PB, ("Content-Encoding", "snappy"), ("X-Prometheus-Remote-Write-Version", "0.1.0")],
+        &compressed,
+    );
+    assert_eq!(status, 413, "{text}");
+    eprintln!("VmHWM after 1 MiB remote write of a 1 MiB label on 10,000 samples: {} MiB", vm_hwm_mib(pid));
+
     // Fluent Forward, 8 MB: one Forward-mode message of 2,600,000 tiny entries (refused for its
     // number of values, the connection closed), then one of 78,000 entries of 100-byte strings
     // (taken and acknowledged).

@@ -143,6 +143,18 @@ impl Intake {
         Ok(claims)
     }
 
+    /// The most one request may take of the memory budgets this receiver's data meets.
+    pub fn decode_bound(&self) -> usize {
+        self.routes
+            .iter()
+            .flatten()
+            .flat_map(|r| &r.queues)
+            .filter(|q| q.is_memory())
+            .map(|q| per_request_bound(q.limit()))
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
     /// Whether this receiver's data meets a memory budget that refuses everything right now.
     pub fn memory_paused(&self) -> bool {
         self.routes.iter().flatten().flat_map(|r| &r.queues).any(|q| q.is_memory() && q.is_paused())

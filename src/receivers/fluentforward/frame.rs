@@ -146,6 +146,25 @@ impl Scanner {
 }
 
 /// Where the value at the start of `b` ends, allowing at most `limit` bytes for it.
+/// The length of a forward message's tag (its first element, a msgpack string), read from the
+/// headers alone; 0 when the message does not start that way.
+pub fn tag_len(message: &[u8]) -> usize {
+    let at = match message.first() {
+        Some(0x90..=0x9f) => 1,
+        Some(0xdc) => 3,
+        Some(0xdd) => 5,
+        _ => return 0,
+    };
+    let byte = |i: usize| message.get(i).copied().map(usize::from);
+    match message.get(at) {
+        Some(&b @ 0xa0..=0xbf) => usize::from(b & 0x1f),
+        Some(0xd9) => byte(at + 1).unwrap_or(0),
+        Some(0xda) => byte(at + 1).zip(byte(at + 2)).map(|(h, l)| (h << 8) | l).unwrap_or(0),
+        Some(0xdb) => (1..=4).map(|k| byte(at + k).unwrap_or(0)).fold(0, |acc, b| (acc << 8) | b),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 pub fn scan(b: &[u8], limit: usize) -> Scan {
     Scanner::new(limit).feed(b)
@@ -226,5 +245,15 @@ mod tests {
         let frame = [0x93, 0xa1, b't', 0xc6, 0x40, 0x00, 0x00, 0x00, 1, 2, 3];
         assert!(matches!(scan(&frame, 16 << 20), Scan::Invalid(m) if m.contains("1073741829 bytes")));
         assert!(matches!(scan(&[0xc1], 100), Scan::Invalid(_)));
+    }
+
+    #[test]
+    fn the_tag_length_is_read_from_the_headers() {
+        let message = rmpv::Value::Array(vec![rmpv::Value::from("app.web"), rmpv::Value::from(1)]);
+        assert_eq!(tag_len(&encode(&message)), 7);
+        let long = rmpv::Value::Array(vec![rmpv::Value::from("t".repeat(70_000)), rmpv::Value::from(1)]);
+        assert_eq!(tag_len(&encode(&long)), 70_000);
+        assert_eq!(tag_len(b""), 0);
+        assert_eq!(tag_len(&[0x92, 0x01]), 0, "no string first");
     }
 }

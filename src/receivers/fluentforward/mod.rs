@@ -64,6 +64,9 @@ impl FluentForwardConfig {
     }
 }
 
+/// The longest tag taken (tags are dotted names such as `app.web.access`).
+const MAX_TAG: usize = 1024;
+
 /// What one msgpack value may take once decoded: its `rmpv` form (as a map entry, the largest
 /// case), the OTLP attribute it becomes, and its share of a log record.
 const PER_VALUE: usize = std::mem::size_of::<(Value, Value)>()
@@ -142,6 +145,10 @@ pub fn decode(message: &Value, limit: usize) -> Result<(Vec<LogRecord>, Option<V
         Some(Value::String(s)) => s.as_str().unwrap_or("").to_string(),
         _ => return Err("a forward message starts with its tag (a string)".into()),
     };
+    // Every record carries the tag: a long one would be copied into each.
+    if tag.len() > MAX_TAG {
+        return Err(format!("a tag of {} bytes (at most {MAX_TAG})", tag.len()));
+    }
     let second = parts.get(1).ok_or("a forward message needs its events")?;
     let observed = now_ns();
     let option_at = |i: usize| parts.get(i).and_then(|o| if let Value::Map(m) = o { Some(m.clone()) } else { None });
@@ -296,8 +303,10 @@ async fn connection(
             };
             // The message's decoded size, claimed before anything is built. (A compressed
             // PackedForward's entries are bounded by the same value budget as they decompress.)
-            // Strings are copied twice (into the msgpack values, then into the records).
-            let estimate = len.saturating_mul(2).saturating_add(values.saturating_mul(PER_VALUE));
+            // Strings are copied twice (into the msgpack values, then into the records), and
+            // each record (three values at least) gets a copy of the tag.
+            let per_value = PER_VALUE + frame::tag_len(&buf[..len]).min(MAX_TAG) / 3;
+            let estimate = len.saturating_mul(2).saturating_add(values.saturating_mul(per_value));
             let claimed = loop {
                 match intake.claim_decode(estimate) {
                     Ok(claims) => break Some(claims),

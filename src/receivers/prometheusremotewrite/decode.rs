@@ -194,6 +194,24 @@ impl Builder {
     }
 }
 
+/// The bytes of label text a 1.0 request expands to: each series' labels once per sample (and
+/// once for the series).
+pub fn expanded_v1(req: &v1::WriteRequest) -> usize {
+    req.timeseries.iter().fold(0usize, |sum, ts| {
+        let labels: usize = ts.labels.iter().map(|l| l.name.len() + l.value.len() + 48).sum();
+        sum.saturating_add(labels.saturating_mul(ts.samples.len() + 1))
+    })
+}
+
+/// The same for 2.0: a series' referenced symbols, once per sample.
+pub fn expanded_v2(req: &v2::Request) -> usize {
+    let symbol = |i: &u32| req.symbols.get(*i as usize).map_or(0, |s| s.len() + 24);
+    req.timeseries.iter().fold(0usize, |sum, ts| {
+        let labels: usize = ts.labels_refs.iter().map(symbol).sum();
+        sum.saturating_add(labels.saturating_mul(ts.samples.len() + 1))
+    })
+}
+
 /// A Remote Write 1.0 request. Its metadata (if any) is remembered for later requests.
 pub fn from_v1(req: v1::WriteRequest, cache: &MetaCache) -> Result<Decoded, String> {
     for m in req.metadata {

@@ -129,7 +129,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         Ok(claims) => claims,
         Err(response) => return *response,
     };
-    let decoded = match decode_raw(kind, &raw, &s.meta) {
+    let decoded = match decode_raw(kind, &raw, &s.meta, intake.decode_bound()) {
         Ok(d) => d,
         Err(BodyFault::TooLarge) => return too_large(s.limit),
         Err(BodyFault::Bad(e)) => return text(StatusCode::BAD_REQUEST, &e),
@@ -185,7 +185,7 @@ pub(crate) fn decode_body(
     meta: &MetaCache,
 ) -> Result<decode::Decoded, BodyFault> {
     let (raw, _estimate) = unpack(kind, compressed, limit)?;
-    decode_raw(kind, &raw, meta)
+    decode_raw(kind, &raw, meta, limit.saturating_mul(8))
 }
 
 /// Undoes snappy (at most `limit` bytes, checked from the block header before allocating) and
@@ -207,14 +207,24 @@ pub(crate) fn unpack(kind: &str, compressed: &[u8], limit: usize) -> Result<(Vec
     Ok((raw, estimate))
 }
 
-/// Decodes an unpacked body (see `unpack`) into series.
-pub(crate) fn decode_raw(kind: &str, raw: &[u8], meta: &MetaCache) -> Result<decode::Decoded, BodyFault> {
+/// Decodes an unpacked body (see `unpack`) into series. Every sample gets its own copy of its
+/// series' labels, so before that the copies' size is added up: over `max_expanded` bytes (a
+/// long label on many samples, or a 2.0 symbol referenced many times) the body is too large.
+pub(crate) fn decode_raw(
+    kind: &str,
+    raw: &[u8],
+    meta: &MetaCache,
+    max_expanded: usize,
+) -> Result<decode::Decoded, BodyFault> {
+    let too_large = |n: usize| if n > max_expanded { Err(BodyFault::TooLarge) } else { Ok(()) };
     let decoded = if kind == V1 {
-        v1::WriteRequest::decode(&raw[..])
-            .map_err(|e| format!("not a {V1}: {e}"))
-            .and_then(|r| decode::from_v1(r, meta))
+        let r = v1::WriteRequest::decode(raw).map_err(|e| BodyFault::Bad(format!("not a {V1}: {e}")))?;
+        too_large(decode::expanded_v1(&r))?;
+        decode::from_v1(r, meta)
     } else {
-        v2::Request::decode(&raw[..]).map_err(|e| format!("not a {V2}: {e}")).and_then(decode::from_v2)
+        let r = v2::Request::decode(raw).map_err(|e| BodyFault::Bad(format!("not a {V2}: {e}")))?;
+        too_large(decode::expanded_v2(&r))?;
+        decode::from_v2(r)
     };
     decoded.map_err(BodyFault::Bad)
 }
