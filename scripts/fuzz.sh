@@ -17,6 +17,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 seconds="${1:-30}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 
+if ! cargo "+$toolchain" --version >/dev/null 2>&1; then
+    echo "== installing the $toolchain toolchain (cargo-fuzz needs it)"
+    rustup toolchain install "$toolchain" --profile minimal ||
+        { echo "fuzz.sh: the $toolchain toolchain is missing and cannot be installed" >&2; exit 1; }
+fi
 if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     cargo install cargo-fuzz --locked
