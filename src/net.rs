@@ -151,37 +151,10 @@ pub async fn serve_with<H, F>(
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
     let limits = std::sync::Arc::new(limits);
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let refusals = crate::telemetry::log_limit::LogLimit::default();
-    let accept_errors = crate::telemetry::log_limit::LogLimit::default();
+    let gate = Gate::new(&listener, limits.max_connections);
     let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors, say: wait a moment, warn at most once a second.
-                    if let Some(held_back) = accept_errors.allow() {
-                        tracing::warn!(listener = %local, error = %e, suppressed_since_last_warning = held_back, "accept failed");
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
+    while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Closed at once rather than left in the backlog: the client sees the refusal.
-            crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&local]).inc();
-            if let Some(held_back) = refusals.allow() {
-                tracing::warn!(listener = %local, %peer, max_connections = limits.max_connections,
-                    suppressed_since_last_warning = held_back, "too many connections; closing a new one");
-            }
-            drop(stream);
-            continue;
-        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let activity = std::sync::Arc::new(Activity::new());
@@ -252,6 +225,7 @@ async fn watch_connection<C>(
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing_by: Option<tokio::time::Instant> = None;
+    let mut idle_close_until: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -268,7 +242,10 @@ async fn watch_connection<C>(
             _ = ticks.tick() => {
                 let now = tokio::time::Instant::now();
                 if let Some(by) = closing_by {
-                    if now >= by {
+                    // Past the deadline the connection is dropped, unless an idle close is
+                    // still serving a request that crossed it (those get the age grace).
+                    let serving = idle_close_until.is_some_and(|until| now < until) && activity.busy() > 0;
+                    if now >= by && !serving {
                         tracing::debug!("connection did not close within its grace period; dropping it");
                         return;
                     }
@@ -279,9 +256,10 @@ async fn watch_connection<C>(
                 if idle {
                     tracing::debug!(idle_timeout = ?limits.idle_timeout, "closing an idle connection");
                     conn.as_mut().close_gracefully();
-                    // A request that crossed the close still finishes (HTTP/2 GOAWAY names the
-                    // last stream taken); only a connection that never closes is dropped.
-                    closing_by = Some(now + limits.max_connection_age_grace.max(Duration::from_secs(10)));
+                    // A client that does not answer the close (HTTP/2 GOAWAY and its ping) is
+                    // dropped soon; a request that crossed the close still finishes.
+                    closing_by = Some(now + Duration::from_secs(1));
+                    idle_close_until = Some(now + limits.max_connection_age_grace.max(Duration::from_secs(10)));
                 } else if old {
                     tracing::debug!(max_connection_age = ?limits.max_connection_age, "closing a connection for its age");
                     conn.as_mut().close_gracefully();
@@ -339,6 +317,11 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Requests in progress.
+    fn busy(&self) -> usize {
+        self.busy.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn begin(self: &std::sync::Arc<Self>) -> Busy {
@@ -474,6 +457,63 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
     }
 }
 
+/// Accepts a listener's connections within its `max_connections`: one over it is closed at once
+/// (the client sees the refusal rather than waiting in the backlog) and counted; accept errors
+/// (out of file descriptors, say) are warned at most once a second.
+struct Gate {
+    local: String,
+    max: usize,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    refusals: crate::telemetry::log_limit::LogLimit,
+    accept_errors: crate::telemetry::log_limit::LogLimit,
+}
+
+impl Gate {
+    fn new(listener: &TcpListener, max: usize) -> Gate {
+        Gate {
+            local: listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            max,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            refusals: Default::default(),
+            accept_errors: Default::default(),
+        }
+    }
+
+    /// The next connection with its slot (held until the connection ends), or `None` once
+    /// `shutdown` fires.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+        shutdown: &CancellationToken,
+    ) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if let Some(held_back) = self.accept_errors.allow() {
+                            tracing::warn!(listener = %self.local, error = %e, suppressed_since_last_warning = held_back, "accept failed");
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.cancelled() => return None,
+            };
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => return Some((stream, slot)),
+                Err(_) => {
+                    crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&self.local]).inc();
+                    if let Some(held_back) = self.refusals.allow() {
+                        tracing::warn!(listener = %self.local, %peer, max_connections = self.max,
+                            suppressed_since_last_warning = held_back, "too many connections; closing a new one");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Limits of a listener of plain TCP streams (syslog, Fluent Forward).
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
@@ -505,34 +545,10 @@ pub async fn serve_streams<F, Fut>(
     F: Fn(IdleStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let refusals = crate::telemetry::log_limit::LogLimit::default();
-    let accept_errors = crate::telemetry::log_limit::LogLimit::default();
+    let gate = Gate::new(&listener, limits.max_connections);
     let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    if let Some(held_back) = accept_errors.allow() {
-                        tracing::warn!(listener = %local, error = %e, suppressed_since_last_warning = held_back, "accept failed");
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
+    while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&local]).inc();
-            if let Some(held_back) = refusals.allow() {
-                tracing::warn!(listener = %local, %peer, max_connections = limits.max_connections,
-                    suppressed_since_last_warning = held_back, "too many connections; closing a new one");
-            }
-            continue;
-        };
         // A client that stops taking its answers (Fluent Forward acks) is cut off like an idle one.
         let stream = Watched::new(stream, limits.idle_timeout).with_read_idle(limits.idle_timeout);
         let served = connection(stream);

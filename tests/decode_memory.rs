@@ -44,19 +44,6 @@ service:
 const PB: (&str, &str) = ("Content-Type", "application/x-protobuf");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
-/// A length-delimited protobuf field `number` holding `inner`.
-fn wrap(number: u8, inner: &[u8]) -> Vec<u8> {
-    let mut out = vec![(number << 3) | 2];
-    let mut len = inner.len();
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(inner);
-    out
-}
-
 /// A traces request of one resource and scope holding `spans` (encoded spans, concatenated).
 fn traces_request(spans: &[u8]) -> Vec<u8> {
     wrap(1, &wrap(2, spans))

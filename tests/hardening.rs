@@ -248,19 +248,6 @@ fn values_nested_64_levels_deep_are_taken() {
     assert_eq!(r.status, 400, "{}", r.text());
 }
 
-/// A length-delimited protobuf field `number` holding `inner`.
-fn wrap(number: u8, inner: &[u8]) -> Vec<u8> {
-    let mut out = vec![(number << 3) | 2];
-    let mut len = inner.len();
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(inner);
-    out
-}
-
 /// Opens a connection and sends `head` (no body).
 fn send_head(port: u16, head: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -347,6 +347,20 @@ pub fn span(name: &str, trace_id: Vec<u8>) -> Span {
     }
 }
 
+/// A length-delimited protobuf field `number` holding `inner` (for requests no encoder would
+/// write: millions of empty items, nesting deeper than any real value).
+pub fn wrap(number: u8, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut len = inner.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(inner);
+    out
+}
+
 /// An OTLP/protobuf traces request holding `spans` under one resource and scope.
 pub fn traces_body(spans: Vec<Span>) -> Vec<u8> {
     ExportTraceServiceRequest {
