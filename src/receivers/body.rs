@@ -20,11 +20,11 @@ impl BodyError {
     pub fn text_response(&self, limit: usize) -> http::Response<crate::net::BoxBody> {
         use http::StatusCode;
         match self {
-            BodyError::TooLarge => too_large_close(crate::net::text(
+            BodyError::TooLarge => closing(crate::net::text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body too large: over the limit of {limit} bytes"),
+                &format!("request body over the max_request_body_size of {limit} bytes"),
             )),
-            BodyError::Timeout => timeout_close(crate::net::text(
+            BodyError::Timeout => closing(crate::net::text(
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received within the read timeout",
             )),
@@ -33,15 +33,10 @@ impl BodyError {
     }
 }
 
-/// Marks a 413 answer as the connection's last: the rest of the body is never read.
-pub fn too_large_close(mut r: http::Response<crate::net::BoxBody>) -> http::Response<crate::net::BoxBody> {
+/// Marks an answer as the connection's last (a 413 or 408: the rest of the body is never read).
+pub fn closing(mut r: http::Response<crate::net::BoxBody>) -> http::Response<crate::net::BoxBody> {
     r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     r
-}
-
-/// Marks a 408 answer as the connection's last.
-pub fn timeout_close(r: http::Response<crate::net::BoxBody>) -> http::Response<crate::net::BoxBody> {
-    too_large_close(r)
 }
 
 /// The body size the client declared (`Content-Length`), if any.
@@ -49,38 +44,65 @@ pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-/// Refuses a request whose declared body is over `limit` before a byte of it is read.
-pub fn check_declared(headers: &http::HeaderMap, limit: usize) -> Result<(), BodyError> {
-    match declared_length(headers) {
-        Some(n) if n > limit as u64 => Err(BodyError::TooLarge),
-        _ => Ok(()),
-    }
+/// After a refusal sent before the body was read: up to 256 KiB more of it, for at most 2 s,
+/// read and thrown away (as Go's server does), so that a client still sending reads the answer
+/// rather than a connection reset; then the connection closes.
+pub fn linger(mut body: Incoming) {
+    tokio::spawn(async move {
+        let mut left: usize = 256 * 1024;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            left = match left.checked_sub(n) {
+                Some(l) if l > 0 => l,
+                _ => break,
+            };
+        }
+    });
 }
 
-/// Before a body is read: its declared size reserved in the memory budgets its data will meet
-/// (`memory_limiter`), or, without a Content-Length, a check that none is refusing everything.
-/// The claims are held until the data is admitted.
+/// Why a body was not reserved before reading it.
+pub enum NotReserved {
+    /// Its declared length is over the receiver's limit: refused before a byte is read.
+    TooLarge,
+    /// The memory budget cannot take it now.
+    Busy(crate::pipeline::Refusal),
+}
+
+/// Before a body is read: a declared length over `limit` refused, else the declared size
+/// reserved in the memory budgets its data will meet, or, without a Content-Length, a check
+/// that none is refusing everything. The claims are held until the data is admitted.
 pub fn reserve_memory(
     intake: &crate::pipeline::Intake,
     headers: &http::HeaderMap,
-) -> Result<Vec<crate::pipeline::Claim>, crate::pipeline::Refusal> {
-    match declared_length(headers).map(|n| usize::try_from(n).unwrap_or(usize::MAX)) {
-        Some(n) => intake.reserve_memory(n),
-        None if intake.memory_paused() => Err(crate::pipeline::Refusal::retryable("memory limit reached; retry later")),
+    limit: usize,
+) -> Result<Vec<crate::pipeline::Claim>, NotReserved> {
+    match declared_length(headers) {
+        Some(n) if n > limit as u64 => Err(NotReserved::TooLarge),
+        Some(n) => intake.reserve_memory(n as usize).map_err(NotReserved::Busy),
+        None if intake.memory_paused() => {
+            Err(NotReserved::Busy(crate::pipeline::Refusal::retryable("memory limit reached; retry later")))
+        }
         None => Ok(Vec::new()),
     }
 }
 
-/// `reserve_memory`, or the plain-text 503 (with `Retry-After: 1`) the Jaeger, Zipkin and
-/// remote-write HTTP receivers answer when the memory budget is full.
-pub fn reserve_memory_or_503(
+/// `reserve_memory` for the Jaeger, Zipkin and remote-write HTTP receivers, which answer in
+/// plain text: `too_large` (made the connection's last) past the limit, 503 with
+/// `Retry-After: 1` when the memory budget is full.
+pub fn reserve_memory_or_text(
     intake: &crate::pipeline::Intake,
     headers: &http::HeaderMap,
+    limit: usize,
+    too_large: impl FnOnce() -> http::Response<crate::net::BoxBody>,
 ) -> Result<Vec<crate::pipeline::Claim>, Box<http::Response<crate::net::BoxBody>>> {
-    reserve_memory(intake, headers).map_err(|refusal| {
-        let mut r = crate::net::text(http::StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
-        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-        Box::new(r)
+    reserve_memory(intake, headers, limit).map_err(|not| match not {
+        NotReserved::TooLarge => Box::new(closing(too_large())),
+        NotReserved::Busy(refusal) => {
+            let mut r = crate::net::text(http::StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
+            r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            Box::new(r)
+        }
     })
 }
 

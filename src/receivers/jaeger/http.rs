@@ -60,21 +60,21 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
-    if crate::receivers::body::check_declared(req.headers(), limit).is_err() {
-        return crate::receivers::body::BodyError::TooLarge.text_response(limit);
-    }
-    let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
-        Ok(claims) => claims,
-        Err(response) => return *response,
-    };
-    let encoding = content_encoding(req.headers());
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
+    let _reserved = match crate::receivers::body::reserve_memory_or_text(intake, req.headers(), limit, too_large) {
+        Ok(claims) => claims,
+        Err(response) => {
+            crate::receivers::body::linger(req.into_body());
+            return *response;
+        }
+    };
+    let encoding = content_encoding(req.headers());
     let deadline = net::read_deadline(&req);
     let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large()),
+        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large()),
         Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
         Err(e) => return e.text_response(limit),
     };

@@ -7,7 +7,7 @@ use super::decode::{Decoded, Invalid, Scanned, decode_json, json_decoded_bytes, 
 use super::response;
 use crate::net::{self, BoxBody};
 use crate::pipeline::{DecodeRefusal, Intake, Signal};
-use crate::receivers::body::{BodyError, content_encoding, decompress, read_body};
+use crate::receivers::body::{BodyError, NotReserved, content_encoding, decompress, read_body};
 use crate::rpc_status::{self, RpcStatus, code};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -90,12 +90,13 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let msg = format!("receiver {} is in no {signal} pipeline", intake.receiver());
         return error(StatusCode::NOT_FOUND, format, code::UNIMPLEMENTED, &msg);
     }
-    if crate::receivers::body::check_declared(req.headers(), routes.limit).is_err() {
-        return crate::receivers::body::too_large_close(too_large(format, routes.limit));
-    }
-    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers()) {
+    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers(), routes.limit) {
         Ok(claims) => claims,
-        Err(refusal) => {
+        Err(NotReserved::TooLarge) => {
+            crate::receivers::body::linger(req.into_body());
+            return crate::receivers::body::closing(too_large(format, routes.limit));
+        }
+        Err(NotReserved::Busy(refusal)) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
@@ -106,10 +107,10 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
     let deadline = net::read_deadline(&req);
     let raw = match read_body(req.into_body(), routes.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large(format, routes.limit)),
+        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large(format, routes.limit)),
         Err(BodyError::Timeout) => {
             let msg = "request body not received within the read timeout";
-            return crate::receivers::body::timeout_close(error(
+            return crate::receivers::body::closing(error(
                 StatusCode::REQUEST_TIMEOUT,
                 format,
                 code::DEADLINE_EXCEEDED,
@@ -132,10 +133,13 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let body = match decompress(&encoding, raw, limit) {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return Err(Box::new(too_large(format, limit))),
-            Err(BodyError::Io(e)) => {
-                return Err(Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &e)));
+            Err(e) => {
+                let msg = match e {
+                    BodyError::Io(e) => e,
+                    _ => "cannot decompress the request body".to_string(),
+                };
+                return Err(Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg)));
             }
-            Err(BodyError::Timeout) => return Err(Box::new(too_large(format, limit))),
         };
         let bad = |Invalid(msg)| Box::new(error(StatusCode::BAD_REQUEST, format, code::INVALID_ARGUMENT, &msg));
         match format {
@@ -155,7 +159,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Err(DecodeRefusal::TooLarge { bytes, bound }) => {
             let msg = DecodeRefusal::TooLarge { bytes, bound }.message();
             let r = error(StatusCode::PAYLOAD_TOO_LARGE, format, code::RESOURCE_EXHAUSTED, &msg);
-            return crate::receivers::body::too_large_close(r);
+            return crate::receivers::body::closing(r);
         }
         Err(DecodeRefusal::Busy(refusal)) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);

@@ -98,13 +98,14 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
-    if crate::receivers::body::check_declared(req.headers(), s.limit).is_err() {
-        return crate::receivers::body::too_large_close(too_large(s.limit));
-    }
-    let _reserved = match crate::receivers::body::reserve_memory_or_503(intake, req.headers()) {
-        Ok(claims) => claims,
-        Err(response) => return *response,
-    };
+    let _reserved =
+        match crate::receivers::body::reserve_memory_or_text(intake, req.headers(), s.limit, || too_large(s.limit)) {
+            Ok(claims) => claims,
+            Err(response) => {
+                crate::receivers::body::linger(req.into_body());
+                return *response;
+            }
+        };
     let encoding = crate::receivers::body::content_encoding(req.headers());
     if encoding != "snappy" {
         let given = if encoding.is_empty() { "none" } else { &encoding };
@@ -116,7 +117,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
     let deadline = net::read_deadline(&req);
     let compressed = match read_body(req.into_body(), s.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::too_large_close(too_large(s.limit)),
+        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large(s.limit)),
         Err(e) => return e.text_response(s.limit),
     };
     let (raw, estimate) = match unpack(kind, &compressed, s.limit) {
