@@ -6,13 +6,13 @@ use crate::exporters::prometheus::PrometheusExporterConfig;
 use crate::exporters::prometheusremotewrite::PrometheusRemoteWriteConfig;
 use crate::exporters::{debug::DebugConfig, file::FileConfig, otlp::OtlpGrpcConfig, otlphttp::OtlpHttpConfig};
 use crate::extensions::health_check::HealthCheckConfig;
-use crate::pipeline::Signal;
 use crate::processors::batch::BatchConfig;
 use crate::receivers::jaeger::JaegerReceiverConfig;
 use crate::receivers::otlp::OtlpReceiverConfig;
 use crate::receivers::prometheus::PrometheusReceiverConfig;
 use crate::receivers::prometheusremotewrite::PrometheusRemoteWriteReceiverConfig;
 use crate::receivers::zipkin::ZipkinReceiverConfig;
+use crate::signal::Signal;
 use serde::de::DeserializeOwned;
 
 /// One component type as `switchyard components` lists it.

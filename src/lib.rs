@@ -1,6 +1,7 @@
 //! switchyard: a telemetry gateway. Receivers take OTLP (and more) from services, pipelines of
 //! processors batch and transform it, and exporters fan it out to backends.
 
+pub mod attributes;
 pub mod components;
 pub mod config;
 pub mod exporters;
@@ -10,6 +11,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod hexfmt;
 pub mod kafka;
+pub mod md5;
 pub mod net;
 pub mod pipeline;
 pub mod processors;
@@ -18,5 +20,8 @@ pub mod protowire;
 pub mod receivers;
 pub mod rpc_status;
 pub mod secret;
+pub mod service;
+pub mod signal;
 pub mod telemetry;
 pub mod timefmt;
+pub mod tls;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchyard::config::{self, Config, ConfigError};
-use switchyard::pipeline::RunningService;
+use switchyard::service::RunningService;
 
 #[derive(Parser)]
 #[command(

@@ -1,4 +1,5 @@
-//! Times written out as dates for the formats that want them (RFC 3339 for Elasticsearch,
+//! Times as dates: parsed from RFC 3339 (syslog, container logs), and written out for the formats
+//! that want them (RFC 3339 for Elasticsearch,
 //! `YYYY-MM-DD hh:mm:ss.nnnnnnnnn` for ClickHouse), from nanoseconds since the epoch, in UTC.
 
 /// (year, month, day, hour, minute, second, nanosecond) of `ns` since the epoch.
@@ -28,6 +29,59 @@ pub fn rfc3339(ns: u64) -> String {
 pub fn datetime(ns: u64) -> String {
     let (y, mo, d, h, mi, s, n) = civil(ns);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{n:09}")
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// An RFC 3339 timestamp (`2003-10-11T22:14:15.003Z`, `…+02:00`) as nanoseconds since the epoch.
+pub fn parse_rfc3339(ts: &str) -> Option<u64> {
+    let b = ts.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b'T' && b[10] != b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &ts[19..];
+    let mut frac_ns = 0i64;
+    if let Some(f) = rest.strip_prefix('.') {
+        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let padded = format!("{:0<9}", &f[..digits]);
+        frac_ns = padded.parse().ok()?;
+        rest = &f[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && o.is_ascii() && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo as u32, d as u32) * 86400 + h * 3600 + mi * 60 + s - offset_s;
+    // Nanoseconds since the epoch, counted in an i64, end in April 2262: later is refused.
+    let ns = secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)?;
+    u64::try_from(ns).ok()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::de::from_node;
 use super::error::{ConfigError, Loc, nearest, unknown_key_message};
 use super::yaml::{Node, NodeKind};
 use crate::components::{self, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -3,8 +3,8 @@
 //! the answer comes back with its body (up to a limit) for the exporter to judge. User info in
 //! the URL is sent as basic auth (unless the headers hold an Authorization), never in the request.
 
-use super::tls::{Protocol, TlsClientConfig};
 use crate::pipeline::ExportError;
+use crate::tls::client::{Protocol, TlsClientConfig};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::{BodyExt, Full};

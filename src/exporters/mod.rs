@@ -13,7 +13,4 @@ pub mod otlphttp;
 pub mod partial;
 pub mod prometheus;
 pub mod prometheusremotewrite;
-pub mod queue;
-pub mod retry;
-pub mod tls;
 pub mod values;

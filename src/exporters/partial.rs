@@ -1,7 +1,7 @@
 //! Reading the `partial_success` of an OTLP export response, which backends use to say that
 //! part of a batch was rejected (counted and logged, never retried).
 
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
 use prost::Message;
 

@@ -37,7 +37,7 @@ pub fn text(v: Option<&AnyValue>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::{int, kv, string};
+    use crate::attributes::{int, kv, string};
 
     #[test]
     fn values_follow_the_collectors_as_string() {

@@ -9,7 +9,7 @@ pub mod assign;
 pub mod group;
 pub mod wire;
 
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

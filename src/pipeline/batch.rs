@@ -4,7 +4,7 @@
 
 use super::admission::{Capacity, Claim};
 use super::delivery::Delivery;
-use super::signal::Signal;
+use crate::signal::Signal;
 use bytes::{Bytes, BytesMut};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

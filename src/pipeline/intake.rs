@@ -5,7 +5,7 @@
 
 use super::admission::{BLOCK_LIMIT, Capacity, Claim};
 use super::batch::Batch;
-use super::signal::Signal;
+use crate::signal::Signal;
 use crate::telemetry::metrics::METRICS;
 use std::sync::Arc;
 use tokio::sync::mpsc;

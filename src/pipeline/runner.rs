@@ -3,7 +3,7 @@
 //! exporter's queue (fan-out).
 
 use super::batch::Batch;
-use crate::exporters::queue::ExporterQueue;
+use crate::pipeline::queue::ExporterQueue;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

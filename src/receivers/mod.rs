@@ -1,6 +1,5 @@
 //! Receivers: one module per receiver type, named as in configuration, plus what they share.
 
-pub mod attributes;
 pub mod bad_input;
 pub mod body;
 pub mod budget;
@@ -12,5 +11,4 @@ pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod syslog;
-pub mod tls;
 pub mod zipkin;

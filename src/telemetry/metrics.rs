@@ -2,7 +2,7 @@
 //! dashboards and alerts keep working. Counters carry the `_total` suffix, as the collector's
 //! Prometheus endpoint shows them (`otelcol_receiver_accepted_spans_total`).
 
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::LazyLock;
 use std::time::Instant;

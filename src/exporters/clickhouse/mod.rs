@@ -9,12 +9,12 @@ pub mod schema;
 
 use super::compression::{Compression, CompressionParams, Compressor};
 use super::http_post::HttpPoster;
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
-use super::tls::TlsClientConfig;
 use crate::config::deserialize_duration;
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use crate::secret::{Secret, SecretUrl};
+use crate::tls::client::TlsClientConfig;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
 use schema::Schema;

@@ -135,7 +135,7 @@ pub fn rows(request: &ExportLogsServiceRequest, schema: Schema) -> (String, usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::{int, kv, string};
+    use crate::attributes::{int, kv, string};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
 

@@ -67,7 +67,7 @@ impl DebugExporter {
             || (n - self.cfg.sampling_initial).is_multiple_of(self.cfg.sampling_thereafter.max(1))
     }
 
-    fn emit(&self, signal: crate::pipeline::Signal, items: usize, text: &str) {
+    fn emit(&self, signal: crate::signal::Signal, items: usize, text: &str) {
         if self.cfg.use_internal_logger {
             tracing::info!(exporter = %self.name, %signal, items, "{text}");
         } else {
@@ -99,9 +99,9 @@ impl DebugExporter {
 
 fn signal_title(batch: &Batch) -> &'static str {
     match batch.signal() {
-        crate::pipeline::Signal::Traces => "Traces",
-        crate::pipeline::Signal::Metrics => "Metrics",
-        crate::pipeline::Signal::Logs => "Logs",
+        crate::signal::Signal::Traces => "Traces",
+        crate::signal::Signal::Metrics => "Metrics",
+        crate::signal::Signal::Logs => "Logs",
     }
 }
 

@@ -5,15 +5,15 @@
 //! while nothing of it is stored, only the documents without an outcome afterwards.
 
 use super::http_post::HttpPoster;
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
-use super::tls::TlsClientConfig;
 use super::values::{json, object as map};
 use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use crate::secret::{Secret, SecretUrl};
 use crate::timefmt::rfc3339;
+use crate::tls::client::TlsClientConfig;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
@@ -509,7 +509,7 @@ impl ElasticsearchExporter {
     async fn send(&self, mut pending: Vec<Document>) -> Result<(), ExportError> {
         let mut wait = self.cfg.retry.initial_interval;
         let retries = if self.cfg.retry.enabled { self.cfg.retry.max_retries } else { 0 };
-        let mut backoff = super::retry::Backoff::new(&self.cfg.retry_on_failure);
+        let mut backoff = crate::pipeline::retry::Backoff::new(&self.cfg.retry_on_failure);
         let (mut settled_any, mut dropped, mut first_reason) = (false, 0usize, String::new());
         let mut refuse = |status: String, kind: &str, text: &str, n: usize| {
             crate::telemetry::metrics::METRICS
@@ -605,7 +605,7 @@ impl Exporter for ElasticsearchExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::{int, kv, string};
+    use crate::attributes::{int, kv, string};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;

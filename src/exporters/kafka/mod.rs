@@ -3,10 +3,10 @@
 //! so that one trace's spans stay in one partition, in order. Connections are made on first use,
 //! so switchyard starts while the brokers are still down; failures are retried by the queue.
 
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
 use crate::config::deserialize_duration;
 use crate::kafka::{Encoding, check_brokers, default_topic};
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};

@@ -7,15 +7,15 @@
 //! the batch.
 
 use super::http_post::HttpPoster;
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
-use super::tls::TlsClientConfig;
 use super::values::text;
 use crate::config::deserialize_duration;
 use crate::hexfmt::hex;
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use crate::proto::loki as pb;
 use crate::secret::{Secret, SecretUrl};
+use crate::tls::client::TlsClientConfig;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Uri, header};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -403,7 +403,7 @@ impl Exporter for LokiExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::{kv, string};
+    use crate::attributes::{kv, string};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -417,7 +417,7 @@ mod tests {
                     time_unix_nano: 5,
                     severity_text: "WARN".into(),
                     body: Some(string("disk almost full")),
-                    attributes: vec![kv("free", crate::receivers::attributes::int(3))],
+                    attributes: vec![kv("free", crate::attributes::int(3))],
                     span_id: vec![0xcd; 8],
                     ..Default::default()
                 }],

@@ -8,13 +8,13 @@
 mod call;
 
 use super::compression::{Compression, CompressionParams, Compressor};
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
-use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
 use crate::grpc::{export_path, retry_verdict};
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
 use crate::secret::{Secret, SecretUrl, redact_url};
+use crate::tls::client::{Protocol, TlsClientConfig};
 use call::H2Client;
 use http::{HeaderName, HeaderValue, Uri};
 use hyper_util::client::legacy::Client;

@@ -6,12 +6,12 @@
 //! hold an Authorization (see `crate::secret`).
 
 use super::compression::{Compression, CompressionParams, Compressor};
-use super::queue::SendingQueueConfig;
-use super::retry::RetryConfig;
-use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
+use crate::pipeline::queue::SendingQueueConfig;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Signal};
 use crate::secret::{Secret, SecretUrl, redact_url};
+use crate::tls::client::{Protocol, TlsClientConfig};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};

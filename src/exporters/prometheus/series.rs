@@ -404,7 +404,7 @@ fn number(v: Option<&number_data_point::Value>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::{kv, string};
+    use crate::attributes::{kv, string};
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,

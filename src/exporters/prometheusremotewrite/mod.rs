@@ -7,14 +7,14 @@
 //! arrive in order. 5xx and 429 answers are retried; other 4xx drop the batch.
 
 use super::prometheus::series::{FamilyKind, Series, Settings, to_series};
-use super::retry::RetryConfig;
-use super::tls::{Protocol, TlsClientConfig};
 use crate::config::deserialize_duration;
-use crate::exporters::queue::QueueSettings;
+use crate::pipeline::queue::QueueSettings;
+use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request, Signal};
 use crate::proto::prometheus as pb;
 use crate::proto::prometheus_v2 as v2;
 use crate::secret::{Secret, SecretUrl};
+use crate::tls::client::{Protocol, TlsClientConfig};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};

@@ -86,7 +86,7 @@ impl RedactionProcessor {
         let hex = crate::hexfmt::hex;
         match self.cfg.hash_function {
             None => MASK.to_string(),
-            Some(HashFunction::Md5) => hex(&crate::receivers::prometheus::relabel::md5(text.as_bytes())),
+            Some(HashFunction::Md5) => hex(&crate::md5::md5(text.as_bytes())),
             Some(HashFunction::Sha1) => {
                 use sha1::Digest;
                 hex(&sha1::Sha1::digest(text.as_bytes()))

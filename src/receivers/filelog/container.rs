@@ -3,7 +3,7 @@
 //! identity read from the `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log` path.
 
 use super::config::ContainerFormat;
-use crate::receivers::attributes::{kv, string};
+use crate::attributes::{kv, string};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 /// One parsed line: its text, whether it ends the log entry (not a partial line), its stream
@@ -35,7 +35,7 @@ fn parse_docker(line: &str) -> Result<Line, String> {
         time: String,
     }
     let d: Docker = serde_json::from_str(line).map_err(|e| format!("not a Docker JSON log line: {e}"))?;
-    let time = crate::receivers::syslog::parse::rfc3339(&d.time).ok_or_else(|| format!("bad time \"{}\"", d.time))?;
+    let time = crate::timefmt::parse_rfc3339(&d.time).ok_or_else(|| format!("bad time \"{}\"", d.time))?;
     let complete = d.log.ends_with('\n');
     let text = d.log.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&d.log).to_string();
     Ok(Line { text, complete, stream: d.stream, time })
@@ -46,7 +46,7 @@ fn parse_cri(line: &str) -> Result<Line, String> {
     let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
         return Err("not a CRI log line (<time> <stream> <P|F> <log>)".into());
     };
-    let time = crate::receivers::syslog::parse::rfc3339(time).ok_or_else(|| format!("bad time \"{time}\""))?;
+    let time = crate::timefmt::parse_rfc3339(time).ok_or_else(|| format!("bad time \"{time}\""))?;
     if stream != "stdout" && stream != "stderr" {
         return Err(format!("bad stream \"{stream}\""));
     }
@@ -124,10 +124,7 @@ mod tests {
     fn pod_identity_from_the_path() {
         let m = path_metadata("/var/log/pods/shop_checkout-7d9f_0c1f7f7e-2b1a-4d7e-9d61-1c2b3a4d5e6f/server/2.log");
         let get = |k: &str| {
-            m.iter()
-                .find(|a| a.key == k)
-                .and_then(|a| crate::receivers::attributes::as_str(a.value.as_ref()?))
-                .map(str::to_string)
+            m.iter().find(|a| a.key == k).and_then(|a| crate::attributes::as_str(a.value.as_ref()?)).map(str::to_string)
         };
         assert_eq!(get("k8s.namespace.name").as_deref(), Some("shop"));
         assert_eq!(get("k8s.pod.name").as_deref(), Some("checkout-7d9f"));

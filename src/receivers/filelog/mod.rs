@@ -8,8 +8,8 @@ pub mod config;
 mod container;
 mod reader;
 
+use crate::attributes::{kv, string};
 use crate::pipeline::{Batch, Delivery, Intake, Request};
-use crate::receivers::attributes::{kv, string};
 use crate::receivers::bad_input::BadInput;
 use checkpoint::Checkpoints;
 pub use config::FileLogConfig;

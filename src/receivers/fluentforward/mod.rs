@@ -6,8 +6,8 @@
 
 pub(crate) mod frame;
 
+use crate::attributes::{kv, string};
 use crate::pipeline::{Batch, Intake, Request};
-use crate::receivers::attributes::{kv, string};
 use crate::receivers::bad_input::BadInput;
 use frame::Scan;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

@@ -4,7 +4,7 @@
 //! this one translation, so a span means the same whichever way it arrived.
 
 use super::model::{self, Batch, Process, RefType};
-use crate::receivers::attributes::{as_str, get, kv, put, string, take, take_scope};
+use crate::attributes::{as_str, get, kv, put, string, take, take_scope};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;

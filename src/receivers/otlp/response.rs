@@ -1,7 +1,7 @@
 //! The OTLP export responses: empty on full success, `partial_success` when items were rejected;
 //! in protobuf or in JSON, matching the request.
 
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};

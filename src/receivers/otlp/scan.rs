@@ -7,7 +7,7 @@
 //! The schema below follows the `opentelemetry-proto` messages field by field; a test compares
 //! the scan with the real decoder on many thousands of mutated requests.
 
-use crate::pipeline::Signal;
+use crate::signal::Signal;
 
 /// What the scan learned about a valid request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -183,8 +183,8 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    pub fn client(&self) -> crate::exporters::tls::TlsClientConfig {
-        crate::exporters::tls::TlsClientConfig {
+    pub fn client(&self) -> crate::tls::client::TlsClientConfig {
+        crate::tls::client::TlsClientConfig {
             insecure: false,
             insecure_skip_verify: self.insecure_skip_verify,
             ca_file: self.ca_file.clone(),

@@ -72,11 +72,8 @@ pub async fn start(
             list.iter().map(|r| Rule::new(r.clone()).map_err(|(k, m)| at(format!("{k}: {m}")))).collect()
         };
         let target_rules = rules(&sc.relabel_configs)?;
-        let connector = sc
-            .tls_config
-            .client()
-            .connector(crate::exporters::tls::Protocol::Http1, sc.timeout(&global))
-            .map_err(at)?;
+        let connector =
+            sc.tls_config.client().connector(crate::tls::client::Protocol::Http1, sc.timeout(&global)).map_err(at)?;
         let job = Arc::new(scrape::Job {
             name: sc.job_name.clone(),
             client: Client::builder(TokioExecutor::new()).build(connector),

@@ -6,7 +6,7 @@
 //! reset); a series that vanishes gets one point flagged "no recorded value", then no more.
 
 use super::parse::{Family, Kind, Sample};
-use crate::receivers::attributes::{kv, string};
+use crate::attributes::{kv, string};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{

@@ -6,8 +6,8 @@
 pub(crate) mod location;
 pub mod parse;
 
+use crate::attributes::{int, kv, string};
 use crate::pipeline::{Batch, Intake, Request};
-use crate::receivers::attributes::{int, kv, string};
 use crate::receivers::bad_input::BadInput;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -40,7 +40,7 @@ pub struct TcpConfig {
     pub listen_address: String,
     /// TLS (RFC 5425): the frames are the same, inside TLS.
     #[serde(default)]
-    pub tls: Option<crate::receivers::tls::TlsServerConfig>,
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
     /// Connections served at once (switchyard's key); more are closed at once and counted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,

@@ -37,59 +37,6 @@ fn pri(line: &str) -> Result<(u8, u8, &str), String> {
     Ok(((value / 8) as u8, (value % 8) as u8, &rest[end + 1..]))
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// An RFC 3339 timestamp (`2003-10-11T22:14:15.003Z`, `…+02:00`) as nanoseconds since the epoch.
-pub fn rfc3339(ts: &str) -> Option<u64> {
-    let b = ts.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b'T' && b[10] != b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &ts[19..];
-    let mut frac_ns = 0i64;
-    if let Some(f) = rest.strip_prefix('.') {
-        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        let padded = format!("{:0<9}", &f[..digits]);
-        frac_ns = padded.parse().ok()?;
-        rest = &f[digits..];
-    }
-    let offset_s = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && o.is_ascii() && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo as u32, d as u32) * 86400 + h * 3600 + mi * 60 + s - offset_s;
-    // Nanoseconds since the epoch, counted in an i64, end in April 2262: later is refused.
-    let ns = secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)?;
-    u64::try_from(ns).ok()
-}
-
 /// Structured data: `-` or one or more `[ID name="value" …]`; returns them and the rest.
 fn structured_data(s: &str) -> Result<(StructuredData, &str), String> {
     if let Some(rest) = s.strip_prefix('-') {
@@ -150,8 +97,11 @@ pub fn rfc5424(line: &str) -> Result<Message, String> {
     let mut next = |what: &str| parts.next().ok_or_else(|| format!("missing {what}"));
     let version: u8 = next("VERSION")?.parse().map_err(|_| "VERSION is not a number (not RFC 5424)".to_string())?;
     let ts = next("TIMESTAMP")?;
-    let time_ns =
-        if ts == "-" { None } else { Some(rfc3339(ts).ok_or_else(|| format!("invalid TIMESTAMP \"{ts}\""))?) };
+    let time_ns = if ts == "-" {
+        None
+    } else {
+        Some(crate::timefmt::parse_rfc3339(ts).ok_or_else(|| format!("invalid TIMESTAMP \"{ts}\""))?)
+    };
     let hostname = nil(next("HOSTNAME")?);
     let app_name = nil(next("APP-NAME")?);
     let proc_id = nil(next("PROCID")?);
@@ -245,9 +195,9 @@ mod tests {
         let input = b"<134>1 4052-12-06T20:00:00Z web - - - - paid";
         let line = std::str::from_utf8(input).unwrap();
         assert!(rfc5424(line).unwrap_err().contains("invalid TIMESTAMP"));
-        assert_eq!(rfc3339("2262-04-11T23:47:16Z"), Some(9_223_372_036_000_000_000));
-        assert_eq!(rfc3339("2262-04-11T23:47:17Z"), None);
-        assert_eq!(rfc3339("9999-12-31T23:59:59.999999999-23:59"), None);
+        assert_eq!(crate::timefmt::parse_rfc3339("2262-04-11T23:47:16Z"), Some(9_223_372_036_000_000_000));
+        assert_eq!(crate::timefmt::parse_rfc3339("2262-04-11T23:47:17Z"), None);
+        assert_eq!(crate::timefmt::parse_rfc3339("9999-12-31T23:59:59.999999999-23:59"), None);
     }
 
     #[test]
@@ -272,7 +222,7 @@ mod tests {
                     let text: String = format!("{head}{}", tail.chars().take(cut).collect::<String>());
                     let _ = rfc5424(&text);
                     let _ = rfc3164(&text, &Location::Fixed(0), NOW);
-                    let _ = rfc3339(text.get(8..).unwrap_or(""));
+                    let _ = crate::timefmt::parse_rfc3339(text.get(8..).unwrap_or(""));
                 }
             }
             // And random characters, multi-byte ones among them.
@@ -290,10 +240,10 @@ mod tests {
                 );
                 let _ = rfc5424(&text);
                 let _ = rfc3164(&text, &Location::Fixed(0), NOW);
-                let _ = rfc3339(text.get(8..).unwrap_or(""));
+                let _ = crate::timefmt::parse_rfc3339(text.get(8..).unwrap_or(""));
             }
         }
-        assert!(rfc3339("2003-10-11T22:14:15+\u{e9}0").is_none());
+        assert!(crate::timefmt::parse_rfc3339("2003-10-11T22:14:15+\u{e9}0").is_none());
         assert!(rfc3164("<13>Привет мир", &Location::Fixed(0), NOW).is_err());
     }
 

@@ -4,7 +4,7 @@
 //! events, `w3c.tracestate`, and the `otlp.link.N` tags OTLP → Zipkin writes → links.
 
 use super::model::{self, Endpoint, Kind};
-use crate::receivers::attributes::{as_str, kv, put, string, take, take_scope};
+use crate::attributes::{as_str, kv, put, string, take, take_scope};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -269,14 +269,14 @@ fn endpoint_attributes(attributes: &mut Vec<KeyValue>, e: &Endpoint, prefix: &st
         put(attributes, &format!("{prefix}.address"), string(&ip.to_string()));
     }
     if let Some(port) = e.port {
-        put(attributes, &format!("{prefix}.port"), crate::receivers::attributes::int(i64::from(port)));
+        put(attributes, &format!("{prefix}.port"), crate::attributes::int(i64::from(port)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receivers::attributes::get;
+    use crate::attributes::get;
     use crate::receivers::zipkin::model::Annotation;
 
     fn span() -> model::Span {
