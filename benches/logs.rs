@@ -9,8 +9,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use rmpv::Value;
 use std::hint::black_box;
+use switchyard::attributes::{int, kv, string};
 use switchyard::exporters::{clickhouse, elasticsearch, loki};
-use switchyard::receivers::attributes::{int, kv, string};
 use switchyard::receivers::{fluentforward, syslog};
 
 /// 100 application log records of one pod, as the filelog receiver makes them (body ~110 bytes,

@@ -13,13 +13,17 @@ use switchyard::pipeline::{Batch, Processor, Signal};
 fn processor(kind: &str, yaml: serde_json::Value) -> Box<dyn Processor> {
     use switchyard::processors::*;
     match kind {
-        "filter" => Box::new(filter::FilterProcessor::new("f".into(), &serde_json::from_value(yaml).unwrap()).unwrap()),
+        "filter" => Box::new(
+            filter::FilterProcessor::new("f".into(), &serde_json::from_value(yaml).unwrap(), Default::default())
+                .unwrap(),
+        ),
         "attributes" => Box::new(attributes::AttributesProcessor::new(&serde_json::from_value(yaml).unwrap()).unwrap()),
         "transform" => Box::new(transform::TransformProcessor::new(&serde_json::from_value(yaml).unwrap()).unwrap()),
         "redaction" => Box::new(redaction::RedactionProcessor::new(&serde_json::from_value(yaml).unwrap()).unwrap()),
         "probabilistic_sampler" => Box::new(probabilistic_sampler::ProbabilisticSampler::new(
             "p".into(),
             serde_json::from_value(yaml).unwrap(),
+            Default::default(),
         )),
         _ => unreachable!(),
     }

@@ -221,7 +221,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 fn intake() -> (Arc<Intake>, mpsc::UnboundedReceiver<Batch>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let route = || vec![Route { input: tx.clone(), queues: Vec::new() }];
-    (Arc::new(Intake::new("fuzz".into(), [route(), route(), route()])), rx)
+    (Arc::new(Intake::standalone("fuzz".into(), [route(), route(), route()])), rx)
 }
 
 fn count(rx: &mut mpsc::UnboundedReceiver<Batch>) -> usize {

@@ -18,6 +18,7 @@ pub mod processors;
 pub mod proto;
 pub mod protowire;
 pub mod receivers;
+pub mod registry;
 pub mod rpc_status;
 pub mod secret;
 pub mod service;

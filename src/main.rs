@@ -17,6 +17,11 @@ struct Cli {
     /// Without any, switchyard runs its embedded default configuration.
     #[arg(long = "config", short = 'c', global = true, value_name = "FILE")]
     config: Vec<PathBuf>,
+    /// Reload the configuration when a file given with --config changes (checked every second;
+    /// a change is applied once the files have been still for half a second). SIGHUP reloads
+    /// with or without this.
+    #[arg(long)]
+    watch: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
             Err(e) => config_failure(&e),
         },
         Some(Command::Run) | None => match load(&cli) {
-            Ok((cfg, default)) => run(cfg, default),
+            Ok((cfg, default)) => run(&cli, cfg, default),
             Err(e) => config_failure(&e),
         },
     }
@@ -70,7 +75,7 @@ fn print_components() {
     use switchyard::config::ComponentKind;
     for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Extension] {
         println!("{}:", kind.section());
-        for t in switchyard::components::TYPES.iter().filter(|t| t.kind == kind) {
+        for t in switchyard::components::ALL.iter().filter(|t| t.kind == kind) {
             let signals: Vec<String> = t.signals.iter().map(|s| s.to_string()).collect();
             let signals = if signals.is_empty() { "-".to_string() } else { signals.join(", ") };
             println!("  {:<14} {:<24} {}", t.name, signals, t.description);
@@ -92,7 +97,7 @@ fn print_pipelines(cfg: &Config) {
     }
 }
 
-fn run(cfg: Config, default: bool) -> ExitCode {
+fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
     switchyard::telemetry::logs::init(&cfg.telemetry);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -105,7 +110,7 @@ fn run(cfg: Config, default: bool) -> ExitCode {
     runtime.block_on(async move {
         // Signals are caught before anything starts, so that a SIGHUP during start-up does not
         // kill the process with the default action either.
-        let signals = match Signals::listen() {
+        let mut signals = match Signals::listen() {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen for signals; stop with SIGKILL");
@@ -117,7 +122,7 @@ fn run(cfg: Config, default: bool) -> ExitCode {
                 "no --config given: using the embedded default configuration (OTLP gRPC on localhost:4317 and HTTP on localhost:4318 -> batch -> debug)"
             );
         }
-        let service = match RunningService::start(&cfg).await {
+        let mut service = match RunningService::start(&cfg).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -125,9 +130,37 @@ fn run(cfg: Config, default: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match signals {
-            Some(mut s) => s.wait_for_stop().await,
-            None => std::future::pending().await,
+        let mut watcher = (cli.watch && !default).then(|| Watcher::new(&cli.config));
+        if cli.watch && default {
+            tracing::warn!("--watch has nothing to watch without --config; only SIGHUP reloads");
+        }
+        loop {
+            let event = tokio::select! {
+                e = async {
+                    match signals.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => e,
+                _ = async {
+                    match watcher.as_mut() {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => Event::Reload("a configuration file changed"),
+            };
+            match event {
+                Event::Stop => break,
+                Event::Reload(why) => {
+                    tracing::info!("{why}: reloading the configuration");
+                    match load(cli) {
+                        Ok((cfg, _)) => {
+                            let _ = service.reload(cfg).await;
+                        }
+                        Err(e) => service.reload_refused(&e),
+                    }
+                }
+            }
         }
         if service.shutdown().await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
@@ -150,9 +183,58 @@ fn raise_open_file_limit() {
     }
 }
 
+/// What the running process is asked to do.
+enum Event {
+    Stop,
+    Reload(&'static str),
+}
+
+/// Watches the configuration files for changes by polling their contents (which also sees a
+/// file replaced through a symlink swap, as a Kubernetes ConfigMap is).
+struct Watcher {
+    paths: Vec<PathBuf>,
+    seen: Vec<Option<Vec<u8>>>,
+}
+
+impl Watcher {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+    const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn new(paths: &[PathBuf]) -> Watcher {
+        let paths = paths.to_vec();
+        let seen = Watcher::read(&paths);
+        Watcher { paths, seen }
+    }
+
+    fn read(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+        paths.iter().map(|p| std::fs::read(p).ok()).collect()
+    }
+
+    /// Returns once the files differ from what was last seen and have stayed the same for
+    /// `SETTLE` (an editor writing in several steps causes one reload).
+    async fn changed(&mut self) {
+        loop {
+            tokio::time::sleep(Watcher::EVERY).await;
+            let mut now = Watcher::read(&self.paths);
+            if now == self.seen {
+                continue;
+            }
+            loop {
+                tokio::time::sleep(Watcher::SETTLE).await;
+                let again = Watcher::read(&self.paths);
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
+            self.seen = now;
+            return;
+        }
+    }
+}
+
 /// The signals switchyard acts on: SIGTERM and SIGINT stop it (draining queues within the
-/// deadline); SIGHUP, which would kill the process by default, is caught and only logged until
-/// configuration reload exists.
+/// deadline); SIGHUP reloads the configuration.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -169,16 +251,18 @@ impl Signals {
         })
     }
 
-    /// Returns at SIGTERM or SIGINT; SIGHUP is answered with a warning and the wait goes on.
-    async fn wait_for_stop(&mut self) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return tracing::info!("SIGTERM received"),
-                _ = self.int.recv() => return tracing::info!("SIGINT received"),
-                _ = self.hup.recv() => tracing::warn!(
-                    "SIGHUP received: configuration reload is not supported yet; still running with the configuration loaded at start (restart to apply changes)"
-                ),
+    /// The next signal: SIGTERM or SIGINT stop, SIGHUP reloads.
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.term.recv() => {
+                tracing::info!("SIGTERM received");
+                Event::Stop
             }
+            _ = self.int.recv() => {
+                tracing::info!("SIGINT received");
+                Event::Stop
+            }
+            _ = self.hup.recv() => Event::Reload("SIGHUP received"),
         }
     }
 }

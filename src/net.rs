@@ -96,6 +96,9 @@ pub struct ConnLimits {
     /// HTTP/1 read buffer (the largest header block) and the write buffer, in bytes.
     pub read_buffer_size: usize,
     pub write_buffer_size: usize,
+    /// Where connections refused over `max_connections` are counted, by listener address
+    /// (`switchyard_listener_refused_connections_total`); see `Metrics::refused_connections`.
+    pub refused: Option<prometheus::IntCounterVec>,
 }
 
 impl Default for ConnLimits {
@@ -115,7 +118,15 @@ impl Default for ConnLimits {
             connection_window: 1024 * 1024,
             read_buffer_size: 64 * 1024,
             write_buffer_size: 64 * 1024,
+            refused: None,
         }
+    }
+}
+
+impl ConnLimits {
+    /// The same limits, counting refused connections into `metrics`.
+    pub fn counted(self, metrics: &crate::telemetry::metrics::Metrics) -> ConnLimits {
+        ConnLimits { refused: Some(metrics.refused_connections.clone()), ..self }
     }
 }
 
@@ -151,7 +162,7 @@ pub async fn serve_with<H, F>(
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
     let limits = std::sync::Arc::new(limits);
-    let gate = Gate::new(&listener, limits.max_connections);
+    let gate = Gate::new(&listener, limits.max_connections, limits.refused.clone());
     let mut connections = tokio::task::JoinSet::new();
     while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
@@ -462,6 +473,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
 /// (out of file descriptors, say) are warned at most once a second.
 struct Gate {
     local: String,
+    refused: Option<prometheus::IntCounterVec>,
     max: usize,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
     refusals: crate::telemetry::log_limit::LogLimit,
@@ -469,9 +481,10 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(listener: &TcpListener, max: usize) -> Gate {
+    fn new(listener: &TcpListener, max: usize, refused: Option<prometheus::IntCounterVec>) -> Gate {
         Gate {
             local: listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            refused,
             max,
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
             refusals: Default::default(),
@@ -503,7 +516,9 @@ impl Gate {
             match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => return Some((stream, slot)),
                 Err(_) => {
-                    crate::telemetry::metrics::METRICS.refused_connections.with_label_values(&[&self.local]).inc();
+                    if let Some(refused) = &self.refused {
+                        refused.with_label_values(&[&self.local]).inc();
+                    }
                     if let Some(held_back) = self.refusals.allow() {
                         tracing::warn!(listener = %self.local, %peer, max_connections = self.max,
                             suppressed_since_last_warning = held_back, "too many connections; closing a new one");
@@ -515,17 +530,26 @@ impl Gate {
 }
 
 /// Limits of a listener of plain TCP streams (syslog, Fluent Forward).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamLimits {
     /// Connections served at once; more are accepted and closed at once (and counted).
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Where refused connections are counted (see `ConnLimits::refused`).
+    pub refused: Option<prometheus::IntCounterVec>,
+}
+
+impl StreamLimits {
+    /// The same limits, counting refused connections into `metrics`.
+    pub fn counted(self, metrics: &crate::telemetry::metrics::Metrics) -> StreamLimits {
+        StreamLimits { refused: Some(metrics.refused_connections.clone()), ..self }
+    }
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { max_connections: 1024, idle_timeout: Duration::from_secs(300) }
+        StreamLimits { max_connections: 1024, idle_timeout: Duration::from_secs(300), refused: None }
     }
 }
 
@@ -545,7 +569,7 @@ pub async fn serve_streams<F, Fut>(
     F: Fn(IdleStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let gate = Gate::new(&listener, limits.max_connections);
+    let gate = Gate::new(&listener, limits.max_connections, limits.refused.clone());
     let mut connections = tokio::task::JoinSet::new();
     while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}

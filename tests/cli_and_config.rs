@@ -118,7 +118,7 @@ fn unknown_component_type_lists_the_known_ones() {
         "{err}"
     );
     // Every receiver type is listed.
-    for t in switchyard::components::TYPES.iter().filter(|t| t.kind == switchyard::config::ComponentKind::Receiver) {
+    for t in switchyard::components::ALL.iter().filter(|t| t.kind == switchyard::config::ComponentKind::Receiver) {
         assert!(err.contains(t.name), "{} missing from: {err}", t.name);
     }
 }

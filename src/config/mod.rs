@@ -11,7 +11,7 @@ mod yaml;
 pub use de::from_node;
 pub use duration::{deserialize_duration, deserialize_opt_duration, serialize_duration};
 pub use error::{ConfigError, Loc};
-pub use model::{ComponentId, ComponentKind, Config, PipelineConfig, PipelineId, TelemetryConfig};
+pub use model::{ComponentId, ComponentKind, Config, Defined, PipelineConfig, PipelineId, TelemetryConfig};
 
 /// The enums inside `service.telemetry`.
 pub mod model_types {

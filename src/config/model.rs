@@ -4,11 +4,14 @@
 use super::de::from_node;
 use super::error::{ConfigError, Loc, nearest, unknown_key_message};
 use super::yaml::{Node, NodeKind};
-use crate::components::{self, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
+use crate::components;
+use crate::pipeline::component::{ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings};
+use crate::registry::{Registration, Settings};
 use crate::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The five kinds of component a configuration can define.
@@ -164,13 +167,45 @@ impl Default for MetricsTelemetry {
     }
 }
 
+/// One component the configuration defines: its checked settings, its type, and the tree they
+/// were decoded from, which tells a reload whether the component changed.
+pub struct Defined<S: ?Sized> {
+    pub settings: Arc<S>,
+    pub registration: &'static Registration,
+    source: Node,
+}
+
+impl<S: ?Sized> Clone for Defined<S> {
+    fn clone(&self) -> Self {
+        Defined { settings: self.settings.clone(), registration: self.registration, source: self.source.clone() }
+    }
+}
+
+impl<S: ?Sized> Defined<S> {
+    /// The signals its type carries.
+    pub fn signals(&self) -> &'static [Signal] {
+        self.registration.signals
+    }
+
+    /// Whether `other` is the same type with the same settings, wherever they were written.
+    pub fn same_as(&self, other: &Defined<S>) -> bool {
+        std::ptr::eq(self.registration, other.registration) && self.source.same(&other.source)
+    }
+}
+
+impl<S: ?Sized + fmt::Debug> fmt::Debug for Defined<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.registration.name, self.settings)
+    }
+}
+
 /// A whole, validated configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
-    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
-    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
-    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
+    pub receivers: BTreeMap<ComponentId, Defined<dyn ReceiverSettings>>,
+    pub processors: BTreeMap<ComponentId, Defined<dyn ProcessorSettings>>,
+    pub exporters: BTreeMap<ComponentId, Defined<dyn ExporterSettings>>,
+    pub extensions: BTreeMap<ComponentId, Defined<dyn ExtensionSettings>>,
     pub pipelines: BTreeMap<PipelineId, PipelineConfig>,
     pub service_extensions: Vec<ComponentId>,
     pub telemetry: TelemetryConfig,
@@ -199,12 +234,13 @@ fn check_keys(node: &Node, path: &str, known: &[&str]) -> Result<(), ConfigError
     Ok(())
 }
 
-/// Decodes one `receivers:`/`exporters:`/… section with `decode` for each entry.
-fn section<T>(
+/// Decodes one `receivers:`/`exporters:`/… section through the registry; `pick` takes the
+/// settings of that section's kind out of what the registration decoded.
+fn section<S: ?Sized>(
     root: &Node,
     kind: ComponentKind,
-    decode: impl Fn(&ComponentId, &Node, &str) -> Result<Option<T>, ConfigError>,
-) -> Result<BTreeMap<ComponentId, T>, ConfigError> {
+    pick: fn(Settings) -> Option<Arc<S>>,
+) -> Result<BTreeMap<ComponentId, Defined<S>>, ConfigError> {
     let mut out = BTreeMap::new();
     let Some(node) = root.get(kind.section()) else {
         return Ok(out);
@@ -212,9 +248,11 @@ fn section<T>(
     for (k, v) in map_entries(node, kind.section())? {
         let path = format!("{}.{}", kind.section(), k.name);
         let id = ComponentId::parse(&k.name).map_err(|m| ConfigError::new(&k.loc, &path, m))?;
-        match decode(&id, v, &path)? {
-            Some(cfg) => {
-                out.insert(id, cfg);
+        match components::find(kind, &id.type_name) {
+            Some(registration) => {
+                let settings = (registration.decode)(v, &path)?;
+                let settings = pick(settings).expect("a registration decodes settings of its own kind");
+                out.insert(id, Defined { settings, registration, source: v.clone() });
             }
             None => {
                 let known = components::type_names(kind);
@@ -238,11 +276,23 @@ impl Config {
     /// Builds and checks the model from a merged tree.
     pub fn from_node(root: &Node) -> Result<Config, ConfigError> {
         check_keys(root, "", TOP_LEVEL)?;
-        let receivers = section(root, ComponentKind::Receiver, components::decode_receiver)?;
-        let processors = section(root, ComponentKind::Processor, components::decode_processor)?;
-        let exporters = section(root, ComponentKind::Exporter, components::decode_exporter)?;
-        let extensions = section(root, ComponentKind::Extension, components::decode_extension)?;
-        let _connectors: BTreeMap<ComponentId, ()> = section(root, ComponentKind::Connector, |_, _, _| Ok(None))?;
+        let receivers = section(root, ComponentKind::Receiver, |s| match s {
+            Settings::Receiver(r) => Some(r),
+            _ => None,
+        })?;
+        let processors = section(root, ComponentKind::Processor, |s| match s {
+            Settings::Processor(p) => Some(p),
+            _ => None,
+        })?;
+        let exporters = section(root, ComponentKind::Exporter, |s| match s {
+            Settings::Exporter(e) => Some(e),
+            _ => None,
+        })?;
+        let extensions = section(root, ComponentKind::Extension, |s| match s {
+            Settings::Extension(e) => Some(e),
+            _ => None,
+        })?;
+        let _connectors = section(root, ComponentKind::Connector, |_| None::<Arc<()>>)?;
 
         let service = root
             .get("service")
@@ -328,9 +378,9 @@ impl Config {
                 }
                 for (id, loc) in entries {
                     let supported = match kind {
-                        ComponentKind::Receiver => receivers.get(&id).map(ReceiverConfig::signals),
-                        ComponentKind::Processor => processors.get(&id).map(ProcessorConfig::signals),
-                        _ => exporters.get(&id).map(ExporterConfig::signals),
+                        ComponentKind::Receiver => receivers.get(&id).map(Defined::signals),
+                        ComponentKind::Processor => processors.get(&id).map(Defined::signals),
+                        _ => exporters.get(&id).map(Defined::signals),
                     };
                     let Some(supported) = supported else {
                         let defined: Vec<&ComponentId> = match kind {

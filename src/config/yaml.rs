@@ -39,6 +39,19 @@ impl Node {
         Node { kind: NodeKind::Null, loc }
     }
 
+    /// The same value, wherever each was written (locations are not compared).
+    pub fn same(&self, other: &Node) -> bool {
+        match (&self.kind, &other.kind) {
+            (NodeKind::Null, NodeKind::Null) => true,
+            (NodeKind::Scalar { value: a, plain: pa }, NodeKind::Scalar { value: b, plain: pb }) => a == b && pa == pb,
+            (NodeKind::Seq(a), NodeKind::Seq(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y)),
+            (NodeKind::Map(a), NodeKind::Map(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka.name == kb.name && va.same(vb))
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self.kind, NodeKind::Null)
     }

@@ -26,14 +26,17 @@ pub fn from_protobuf(signal: Signal, body: &[u8]) -> Option<(i64, String)> {
 
 /// Counts and logs a partial success; nothing to do for a full one. Never retried: the backend
 /// has decided about those items.
-pub fn report(exporter: &str, signal: Signal, partial: Option<(i64, String)>) {
+pub fn report(
+    telemetry: &crate::telemetry::metrics::Metrics,
+    exporter: &str,
+    signal: Signal,
+    partial: Option<(i64, String)>,
+) {
     if let Some((rejected, message)) = partial
         && (rejected > 0 || !message.is_empty())
     {
         if rejected > 0 {
-            crate::telemetry::metrics::METRICS.exporter_rejected[signal.index()]
-                .with_label_values(&[exporter])
-                .inc_by(rejected as u64);
+            telemetry.exporter_rejected[signal.index()].with_label_values(&[exporter]).inc_by(rejected as u64);
         }
         tracing::warn!(exporter, %signal, rejected, %message, "backend accepted the batch only in part");
     }
@@ -42,7 +45,7 @@ pub fn report(exporter: &str, signal: Signal, partial: Option<(i64, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::metrics::METRICS;
+    use crate::telemetry::metrics::Metrics;
     use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
     #[test]
@@ -53,8 +56,9 @@ mod tests {
         .encode_to_vec();
         let partial = from_protobuf(Signal::Traces, &body);
         assert_eq!(partial, Some((3, "too old".to_string())));
-        report("partial-test", Signal::Traces, partial);
-        assert_eq!(METRICS.exporter_rejected[0].with_label_values(&["partial-test"]).get(), 3);
+        let metrics = Metrics::new();
+        report(&metrics, "partial-test", Signal::Traces, partial);
+        assert_eq!(metrics.exporter_rejected[0].with_label_values(&["partial-test"]).get(), 3);
         assert_eq!(from_protobuf(Signal::Traces, &[]), None, "an empty answer is a full success");
     }
 }

@@ -68,9 +68,6 @@ impl Capacity {
         block: bool,
         gauge: Option<prometheus::IntGauge>,
     ) -> Arc<Capacity> {
-        if let Some(g) = &gauge {
-            g.set(0);
-        }
         Arc::new(Capacity {
             name,
             held: AtomicUsize::new(0),

@@ -2,18 +2,27 @@
 //! checkpoint, a message offset to commit) attaches a `Delivery` to the batch it submits. The
 //! notice travels with the data through batching, merging and splitting, like the queue claims
 //! of `admission`, and runs once every copy and part of it is gone: exported, or given up on
-//! after the retries (counted as failed). Data still queued when the shutdown deadline passes
-//! is lost and is *not* reported as done, so a checkpoint never moves past it.
+//! after the retries (counted as failed). Data still queued when its service's shutdown
+//! deadline passes is lost and is *not* reported as done, so a checkpoint never moves past it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-static ABANDONED: AtomicBool = AtomicBool::new(false);
+/// Whether one service gave up on what it still held (its shutdown deadline passed). Each
+/// service has its own, so another service in the process (a test, say) is not affected.
+#[derive(Debug, Clone, Default)]
+pub struct Abandoned(Arc<AtomicBool>);
 
-/// Called when the shutdown deadline cut the drain short: notices dropped from now on are
-/// for lost data and do not run.
-pub fn abandon() {
-    ABANDONED.store(true, Ordering::SeqCst);
+impl Abandoned {
+    /// Called when the shutdown deadline cut the drain short: notices dropped from now on are
+    /// for lost data and do not run.
+    pub fn abandon(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 type Notice = Box<dyn FnOnce() + Send>;
@@ -21,11 +30,13 @@ type Notice = Box<dyn FnOnce() + Send>;
 /// Runs its notice when the last reference to it is dropped (see the module comment).
 pub struct Delivery {
     notice: Mutex<Option<Notice>>,
+    abandoned: Abandoned,
 }
 
 impl Delivery {
-    pub fn new(notice: impl FnOnce() + Send + 'static) -> Delivery {
-        Delivery { notice: Mutex::new(Some(Box::new(notice))) }
+    /// A notice for data of the service whose state `abandoned` is (see `Intake::delivery`).
+    pub fn new(abandoned: Abandoned, notice: impl FnOnce() + Send + 'static) -> Delivery {
+        Delivery { notice: Mutex::new(Some(Box::new(notice))), abandoned }
     }
 }
 
@@ -44,7 +55,7 @@ impl std::fmt::Debug for Delivery {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        if ABANDONED.load(Ordering::SeqCst) {
+        if self.abandoned.is_set() {
             return;
         }
         let notice = self.notice.get_mut().map(Option::take).unwrap_or_else(|p| p.into_inner().take());
@@ -65,9 +76,12 @@ mod tests {
     fn the_notice_runs_when_every_copy_and_part_is_gone() {
         let done = Arc::new(AtomicUsize::new(0));
         let d = done.clone();
-        let batch = Batch::from_request(Request::Traces(traces(10))).on_delivered(Delivery::new(move || {
-            d.fetch_add(1, Ordering::SeqCst);
-        }));
+        let batch = Batch::from_request(Request::Traces(traces(10))).on_delivered(Delivery::new(
+            Abandoned::default(),
+            move || {
+                d.fetch_add(1, Ordering::SeqCst);
+            },
+        ));
         let other = Batch::from_request(Request::Traces(traces(2)));
         let copy = batch.clone();
         let merged = Batch::merge(vec![batch, other]).unwrap();
@@ -79,5 +93,22 @@ mod tests {
         assert_eq!(done.load(Ordering::SeqCst), 0, "one part is still in flight");
         drop(parts);
         assert_eq!(done.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_abandoned_service_runs_no_notices_and_another_is_not_affected() {
+        let (one, other) = (Abandoned::default(), Abandoned::default());
+        let done = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (done.clone(), done.clone());
+        let lost = Delivery::new(one.clone(), move || {
+            a.fetch_add(1, Ordering::SeqCst);
+        });
+        let delivered = Delivery::new(other, move || {
+            b.fetch_add(10, Ordering::SeqCst);
+        });
+        one.abandon();
+        drop(lost);
+        drop(delivered);
+        assert_eq!(done.load(Ordering::SeqCst), 10);
     }
 }

@@ -5,9 +5,10 @@
 
 use super::admission::{BLOCK_LIMIT, Capacity, Claim};
 use super::batch::Batch;
+use super::delivery::{Abandoned, Delivery};
 use crate::signal::Signal;
-use crate::telemetry::metrics::METRICS;
-use std::sync::Arc;
+use crate::telemetry::metrics::Metrics;
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 /// Why data was not taken: the answer a receiver turns into its protocol's refusal.
@@ -65,25 +66,57 @@ pub struct Route {
     pub queues: Vec<Arc<Capacity>>,
 }
 
-/// One receiver's routes into pipelines, per signal.
+/// A receiver's routes, per signal.
+pub type Routes = [Vec<Route>; 3];
+
+/// One receiver's routes into pipelines, per signal, and what its service hands it: the
+/// self-telemetry its counts go to, and the state its delivery notices depend on. A reload
+/// swaps the routes at once; a request already submitting keeps the routes it started with.
 pub struct Intake {
     receiver: String,
-    routes: [Vec<Route>; 3],
+    routes: RwLock<Arc<Routes>>,
+    telemetry: Arc<Metrics>,
+    abandoned: Abandoned,
 }
 
 impl Intake {
-    pub fn new(receiver: String, routes: [Vec<Route>; 3]) -> Intake {
-        Intake { receiver, routes }
+    pub fn new(receiver: String, routes: Routes, telemetry: Arc<Metrics>, abandoned: Abandoned) -> Intake {
+        Intake { receiver, routes: RwLock::new(Arc::new(routes)), telemetry, abandoned }
+    }
+
+    /// An intake of its own, for tests and benchmarks: fresh metrics.
+    pub fn standalone(receiver: String, routes: Routes) -> Intake {
+        Intake::new(receiver, routes, Arc::new(Metrics::new()), Abandoned::default())
     }
 
     pub fn receiver(&self) -> &str {
         &self.receiver
     }
 
+    /// The self-telemetry of this receiver's service.
+    pub fn telemetry(&self) -> &Arc<Metrics> {
+        &self.telemetry
+    }
+
+    /// A delivery notice for data this receiver submits (see `Delivery`).
+    pub fn delivery(&self, notice: impl FnOnce() + Send + 'static) -> Delivery {
+        Delivery::new(self.abandoned.clone(), notice)
+    }
+
+    /// The routes as they are now.
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, data goes this way (a reload re-wired the pipelines).
+    pub fn set_routes(&self, routes: Routes) {
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
     /// Counts items the receiver dropped as invalid before submitting the rest.
     pub fn rejected(&self, transport: &str, signal: Signal, items: usize) {
         if items > 0 {
-            METRICS.receiver_refused[signal.index()]
+            self.telemetry.receiver_refused[signal.index()]
                 .with_label_values(&[self.receiver.as_str(), transport])
                 .inc_by(items as u64);
         }
@@ -91,7 +124,7 @@ impl Intake {
 
     /// Counts a request answered with a client error.
     pub fn invalid_request(&self, transport: &str, code: &str) {
-        METRICS.receiver_invalid_requests.with_label_values(&[self.receiver.as_str(), transport, code]).inc();
+        self.telemetry.receiver_invalid_requests.with_label_values(&[self.receiver.as_str(), transport, code]).inc();
     }
 
     /// Before a request is read: room for `bytes` more in every memory budget this receiver's
@@ -100,7 +133,8 @@ impl Intake {
     pub fn reserve_memory(&self, bytes: usize) -> Result<Vec<Claim>, Refusal> {
         let mut claims = Vec::new();
         let mut seen: Vec<&Arc<Capacity>> = Vec::new();
-        for q in self.routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
+        let routes = self.routes();
+        for q in routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
             if seen.iter().any(|s| Arc::ptr_eq(s, q)) {
                 continue;
             }
@@ -121,7 +155,8 @@ impl Intake {
     pub fn claim_decode(&self, bytes: usize) -> Result<Vec<Claim>, DecodeRefusal> {
         let mut claims = Vec::new();
         let mut seen: Vec<&Arc<Capacity>> = Vec::new();
-        for q in self.routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
+        let routes = self.routes();
+        for q in routes.iter().flatten().flat_map(|r| &r.queues).filter(|q| q.is_memory()) {
             if seen.iter().any(|s| Arc::ptr_eq(s, q)) {
                 continue;
             }
@@ -145,7 +180,7 @@ impl Intake {
 
     /// The most one request may take of the memory budgets this receiver's data meets.
     pub fn decode_bound(&self) -> usize {
-        self.routes
+        self.routes()
             .iter()
             .flatten()
             .flat_map(|r| &r.queues)
@@ -157,12 +192,12 @@ impl Intake {
 
     /// Whether this receiver's data meets a memory budget that refuses everything right now.
     pub fn memory_paused(&self) -> bool {
-        self.routes.iter().flatten().flat_map(|r| &r.queues).any(|q| q.is_memory() && q.is_paused())
+        self.routes().iter().flatten().flat_map(|r| &r.queues).any(|q| q.is_memory() && q.is_paused())
     }
 
     /// Whether any pipeline takes this signal from this receiver.
     pub fn accepts(&self, signal: Signal) -> bool {
-        !self.routes[signal.index()].is_empty()
+        !self.routes()[signal.index()].is_empty()
     }
 
     /// Hands `batch` to every pipeline of its signal, or refuses it whole: data is taken only
@@ -179,15 +214,16 @@ impl Intake {
         }
         let labels = [self.receiver.as_str(), transport];
         match &result {
-            Ok(()) => METRICS.receiver_accepted[signal.index()].with_label_values(&labels).inc_by(items),
-            Err(_) => METRICS.receiver_refused[signal.index()].with_label_values(&labels).inc_by(items),
+            Ok(()) => self.telemetry.receiver_accepted[signal.index()].with_label_values(&labels).inc_by(items),
+            Err(_) => self.telemetry.receiver_refused[signal.index()].with_label_values(&labels).inc_by(items),
         }
         result
     }
 
     async fn admit(&self, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
-        let routes = &self.routes[signal.index()];
+        let all = self.routes();
+        let routes = &all[signal.index()];
         if routes.is_empty() {
             return Err(Refusal::permanent(format!("no {signal} pipeline takes data from receiver {}", self.receiver)));
         }
@@ -218,7 +254,7 @@ impl Intake {
                     return Err(Refusal::retryable(format!("memory limit of {} reached; retry later", queue.name())));
                 }
                 None => {
-                    METRICS.exporter_enqueue_failed[signal.index()]
+                    self.telemetry.exporter_enqueue_failed[signal.index()]
                         .with_label_values(&[queue.name()])
                         .inc_by(batch.items() as u64);
                     if let Some(held_back) = queue.full_warning() {
@@ -260,7 +296,7 @@ mod tests {
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         let routes =
             vec![Route { input: tx1, queues: vec![queue.clone()] }, Route { input: tx2, queues: vec![queue.clone()] }];
-        let intake = Intake::new("otlp".into(), [routes, Vec::new(), Vec::new()]);
+        let intake = Intake::standalone("otlp".into(), [routes, Vec::new(), Vec::new()]);
         let batch = Batch::from_request(Request::Traces(traces(2)));
         // One claim covers both copies (two requests' worth); an empty queue takes it whole.
         assert_eq!(intake.submit("test", batch).await, Ok(()), "not refused for its own first copy");
@@ -279,7 +315,7 @@ mod tests {
         let budget = Capacity::memory_budget("budget".into(), 512 << 20);
         let (tx, _rx) = mpsc::unbounded_channel();
         let route = Route { input: tx, queues: vec![budget.clone()] };
-        let intake = Intake::new("otlp".into(), [vec![route], Vec::new(), Vec::new()]);
+        let intake = Intake::standalone("otlp".into(), [vec![route], Vec::new(), Vec::new()]);
         assert_eq!(per_request_bound(512 << 20), 256 << 20);
         assert!(matches!(intake.claim_decode(257 << 20), Err(DecodeRefusal::TooLarge { .. })));
         let held = intake.claim_decode(256 << 20).unwrap();

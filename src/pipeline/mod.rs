@@ -5,6 +5,7 @@
 
 mod admission;
 mod batch;
+pub mod component;
 mod delivery;
 mod intake;
 pub mod queue;
@@ -18,7 +19,7 @@ pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{Batch, Context, DecodeError, Request, context_from_headers, metric_points};
-pub use delivery::{Delivery, abandon};
+pub use delivery::{Abandoned, Delivery};
 pub use intake::{DecodeRefusal, Intake, Refusal, Route, per_request_bound};
-pub use runner::{BoxFuture, ExportError, Exporter, PipelineRunner, Processor};
+pub use runner::{BoxFuture, ExportError, Exporter, PipelineRunner, Processor, Rewire, Slot};
 pub use status::{Status, StatusCell, guarded, panics_of};

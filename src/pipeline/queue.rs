@@ -6,7 +6,7 @@
 use super::retry::{Backoff, RetryConfig};
 use crate::pipeline::{Batch, Capacity, ExportError, Exporter, Sizer};
 use crate::secret::Scrubber;
-use crate::telemetry::metrics::METRICS;
+use crate::telemetry::metrics::Metrics;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
@@ -94,6 +94,7 @@ pub struct ExporterQueue {
     name: String,
     tx: mpsc::UnboundedSender<Batch>,
     capacity: Arc<Capacity>,
+    telemetry: Arc<Metrics>,
 }
 
 impl ExporterQueue {
@@ -103,16 +104,17 @@ impl ExporterQueue {
         name: String,
         exporter: Arc<dyn Exporter>,
         settings: QueueSettings,
+        telemetry: Arc<Metrics>,
     ) -> (Arc<ExporterQueue>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let size = METRICS.exporter_queue_size.with_label_values(&[&name]);
+        let size = telemetry.exporter_queue_size.with_label_values(&[&name]);
         let capacity =
             Capacity::build(name.clone(), settings.queue_size, settings.sizer, settings.block_on_overflow, Some(size));
-        METRICS.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
+        telemetry.exporter_queue_capacity.with_label_values(&[&name]).set(capacity.limit() as i64);
         let consumers = settings.num_consumers.max(1);
-        let policy = Arc::new((settings.retry, settings.scrubber));
+        let policy = Arc::new((settings.retry, settings.scrubber, telemetry.clone()));
         let task = tokio::spawn(consume(name.clone(), exporter, rx, consumers, policy));
-        (Arc::new(ExporterQueue { name, tx, capacity }), task)
+        (Arc::new(ExporterQueue { name, tx, capacity, telemetry }), task)
     }
 
     pub fn name(&self) -> &str {
@@ -131,7 +133,9 @@ impl ExporterQueue {
         let (signal, items) = (batch.signal(), batch.items());
         if self.tx.send(batch).is_err() {
             // Only possible once the consumers are gone, after shutdown has drained the queue.
-            METRICS.exporter_enqueue_failed[signal.index()].with_label_values(&[&self.name]).inc_by(items as u64);
+            self.telemetry.exporter_enqueue_failed[signal.index()]
+                .with_label_values(&[&self.name])
+                .inc_by(items as u64);
             tracing::error!(exporter = %self.name, %signal, items, "exporter already stopped; data dropped");
         }
     }
@@ -142,7 +146,7 @@ async fn consume(
     exporter: Arc<dyn Exporter>,
     mut rx: mpsc::UnboundedReceiver<Batch>,
     consumers: usize,
-    policy: Arc<(RetryConfig, Scrubber)>,
+    policy: Arc<(RetryConfig, Scrubber, Arc<Metrics>)>,
 ) {
     let permits = Arc::new(Semaphore::new(consumers));
     let name: Arc<str> = Arc::from(name);
@@ -152,8 +156,8 @@ async fn consume(
         };
         let (exporter, name, policy) = (exporter.clone(), name.clone(), policy.clone());
         tokio::spawn(async move {
-            let (retry, scrubber) = &*policy;
-            export_one(&name, exporter.as_ref(), &batch, retry, scrubber).await;
+            let (retry, scrubber, telemetry) = &*policy;
+            export_one(&name, exporter.as_ref(), &batch, retry, scrubber, telemetry).await;
             drop(permit);
         });
     }
@@ -165,7 +169,14 @@ async fn consume(
 
 /// Delivers one batch, retrying retryable failures as `retry` says, and counts the outcome;
 /// failure reasons are logged through `scrubber`.
-async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &RetryConfig, scrubber: &Scrubber) {
+async fn export_one(
+    name: &str,
+    exporter: &dyn Exporter,
+    batch: &Batch,
+    retry: &RetryConfig,
+    scrubber: &Scrubber,
+    telemetry: &Metrics,
+) {
     let (signal, items) = (batch.signal(), batch.items() as u64);
     let mut backoff = Backoff::new(retry);
     loop {
@@ -177,7 +188,7 @@ async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &
             ExportError::Retryable { after, reason } => ExportError::Retryable { after, reason: redacted(reason) },
         }) {
             Ok(()) => {
-                METRICS.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
+                telemetry.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
                 return;
             }
             Err(ExportError::Permanent { reason }) => format!("permanent error: {reason}"),
@@ -191,7 +202,7 @@ async fn export_one(name: &str, exporter: &dyn Exporter, batch: &Batch, retry: &
                 None => format!("{reason}; retry_on_failure is disabled"),
             },
         };
-        METRICS.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
+        telemetry.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
         tracing::error!(exporter = %name, %signal, items, %reason, "export failed; data dropped");
         return;
     }
@@ -230,6 +241,7 @@ mod tests {
             "gated".into(),
             exporter,
             QueueSettings { queue_size: 2, num_consumers: 1, ..Default::default() },
+            Arc::new(Metrics::new()),
         );
         let capacity = queue.capacity();
         for _ in 0..2 {
@@ -287,18 +299,19 @@ mod tests {
             Flaky { script: std::sync::Mutex::new(vec![retryable(), retryable()]), attempts: AtomicUsize::new(0) };
         let batch = Batch::from_request(Request::Traces(traces(3)));
         let started = std::time::Instant::now();
-        export_one("flaky-q", &flaky, &batch, &fast_retry(), &Scrubber::default()).await;
+        let metrics = Metrics::new();
+        export_one("flaky-q", &flaky, &batch, &fast_retry(), &Scrubber::default(), &metrics).await;
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() >= std::time::Duration::from_millis(60), "Retry-After is honoured");
-        assert_eq!(METRICS.exporter_sent[0].with_label_values(&["flaky-q"]).get(), 3);
+        assert_eq!(metrics.exporter_sent[0].with_label_values(&["flaky-q"]).get(), 3);
 
         let broken = Flaky {
             script: std::sync::Mutex::new(vec![ExportError::Permanent { reason: "400".into() }]),
             attempts: AtomicUsize::new(0),
         };
-        export_one("broken-q", &broken, &batch, &fast_retry(), &Scrubber::default()).await;
+        export_one("broken-q", &broken, &batch, &fast_retry(), &Scrubber::default(), &metrics).await;
         assert_eq!(broken.attempts.load(Ordering::SeqCst), 1, "permanent errors are not retried");
-        assert_eq!(METRICS.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
-        assert_eq!(METRICS.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);
+        assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
+        assert_eq!(metrics.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);
     }
 }

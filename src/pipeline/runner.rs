@@ -53,6 +53,20 @@ pub struct PipelineRunner {
     pub exporters: Vec<Arc<ExporterQueue>>,
 }
 
+/// One place in a pipeline's new chain of processors, at a reload.
+pub enum Slot {
+    /// The processor at this index of the running chain, kept with everything it holds.
+    Keep(usize),
+    /// A processor new to the pipeline (or one whose settings changed).
+    New(Box<dyn Processor>),
+}
+
+/// A new shape for a running pipeline: its processors and exporters from now on.
+pub struct Rewire {
+    pub processors: Vec<Slot>,
+    pub exporters: Vec<Arc<ExporterQueue>>,
+}
+
 impl PipelineRunner {
     /// Runs until every sender of `input` is gone or `close` fires. Once `drain` fires, nothing
     /// is held any more: processors are flushed after every batch, so what arrives while the
@@ -61,6 +75,7 @@ impl PipelineRunner {
     pub async fn run(
         mut self,
         mut input: mpsc::UnboundedReceiver<Batch>,
+        mut rewires: mpsc::UnboundedReceiver<Rewire>,
         drain: CancellationToken,
         close: CancellationToken,
     ) {
@@ -84,6 +99,7 @@ impl PipelineRunner {
                     None => break,
                 },
                 _ = sleep => self.deadline(Instant::now()),
+                Some(rewire) = rewires.recv() => self.rewire(rewire),
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
                     self.flush();
@@ -97,6 +113,39 @@ impl PipelineRunner {
         }
         self.flush();
         tracing::debug!(pipeline = %self.name, "pipeline drained");
+    }
+
+    /// Takes a new shape at a reload. Processors leaving the chain (removed, or replaced because
+    /// their settings changed) first release what they hold, which goes on through the old chain
+    /// to the old exporters; kept processors move to their new places with their state.
+    fn rewire(&mut self, rewire: Rewire) {
+        let mut kept: Vec<bool> = vec![false; self.processors.len()];
+        for slot in &rewire.processors {
+            if let Slot::Keep(i) = slot
+                && let Some(k) = kept.get_mut(*i)
+            {
+                *k = true;
+            }
+        }
+        for i in 0..self.processors.len() {
+            if !kept[i] {
+                let mut out = Vec::new();
+                self.processors[i].flush(&mut out);
+                self.push(i + 1, out);
+            }
+        }
+        let mut old: Vec<Option<Box<dyn Processor>>> =
+            std::mem::take(&mut self.processors).into_iter().map(Some).collect();
+        self.processors = rewire
+            .processors
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Keep(i) => old.get_mut(i).and_then(Option::take),
+                Slot::New(p) => Some(p),
+            })
+            .collect();
+        self.exporters = rewire.exporters;
+        tracing::debug!(pipeline = %self.name, processors = self.processors.len(), exporters = self.exporters.len(), "pipeline rewired");
     }
 
     /// Makes every processor release what it holds, in order.

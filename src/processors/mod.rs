@@ -18,6 +18,7 @@ use crate::pipeline::Batch;
 /// the batch on unless nothing is left in it (its queue room is then released at once). A batch
 /// that cannot be decoded is passed on whole, with a warning.
 pub(crate) fn drop_items(
+    telemetry: &crate::telemetry::metrics::Metrics,
     name: &str,
     mut batch: Batch,
     out: &mut Vec<Batch>,
@@ -33,9 +34,7 @@ pub(crate) fn drop_items(
         }
     };
     if dropped > 0 {
-        crate::telemetry::metrics::METRICS.processor_dropped[signal.index()]
-            .with_label_values(&[name])
-            .inc_by(dropped as u64);
+        telemetry.processor_dropped[signal.index()].with_label_values(&[name]).inc_by(dropped as u64);
         batch.recount();
     }
     if batch.items() > 0 {

@@ -1,13 +1,22 @@
 //! The running service: builds exporters, pipelines and receivers from a validated
-//! configuration, starts them in that order (receivers last, so nothing arrives before it can be
-//! delivered), and stops them in reverse within the shutdown deadline.
+//! configuration through the registry, starts them in that order (receivers last, so nothing
+//! arrives before it can be delivered), changes them in place at a reload (see `apply`), and
+//! stops them in reverse within the shutdown deadline.
 
-use crate::components::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
-use crate::config::{ComponentId, Config, model_types::MetricsLevel};
-use crate::exporters::{debug::DebugExporter, file::FileExporter, otlp::OtlpGrpcExporter, otlphttp::OtlpHttpExporter};
-use crate::pipeline::queue::{ExporterQueue, QueueSettings};
-use crate::pipeline::{Exporter, Intake, PipelineRunner, Processor, Route, Status, StatusCell, guarded, panics_of};
-use crate::processors::batch::BatchProcessor;
+mod plan;
+
+use crate::config::{ComponentId, Config, Defined, PipelineId, model_types::MetricsLevel};
+use crate::pipeline::component::{
+    ExporterContext, ExporterSettings, ExtensionContext, ProcessorContext, ProcessorSettings, ReceiverContext,
+    ReceiverSettings, Tasks,
+};
+use crate::pipeline::queue::ExporterQueue;
+use crate::pipeline::{
+    Abandoned, Batch, Capacity, Intake, PipelineRunner, Processor, Rewire, Route, Slot, Status, StatusCell, guarded,
+    panics_of,
+};
+use crate::telemetry::metrics::Metrics;
+use plan::Changes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,302 +24,567 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Why the service could not start, or a reload could not be applied in full.
 #[derive(Debug, thiserror::Error)]
-#[error("{component}: {message}")]
-pub struct ServiceError {
-    pub component: String,
-    pub message: String,
+pub enum ServiceError {
+    /// A component could not be built or started.
+    #[error("{component}: {message}")]
+    Component { component: String, message: String },
+    /// The new configuration could not be read or is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 fn fail(kind: &str, id: &ComponentId, message: String) -> ServiceError {
-    ServiceError { component: format!("{kind} {id}"), message }
+    ServiceError::Component { component: format!("{kind} {id}"), message }
+}
+
+/// Tasks that run until their own stop signal.
+struct Running {
+    stop: CancellationToken,
+    tasks: Tasks,
+}
+
+struct RunningExporter {
+    defined: Defined<dyn ExporterSettings>,
+    queue: Arc<ExporterQueue>,
+    task: JoinHandle<()>,
+}
+
+struct RunningPipeline {
+    /// The processors in order, with the settings each instance was built from.
+    processors: Vec<(ComponentId, Defined<dyn ProcessorSettings>)>,
+    /// The exporter queues it hands batches to, as its runner has them.
+    queues: Vec<Arc<ExporterQueue>>,
+    input: mpsc::UnboundedSender<Batch>,
+    rewire: mpsc::UnboundedSender<Rewire>,
+    task: JoinHandle<()>,
+}
+
+struct RunningReceiver {
+    defined: Defined<dyn ReceiverSettings>,
+    intake: Arc<Intake>,
+    run: Running,
+}
+
+struct Budget {
+    defined: Defined<dyn ProcessorSettings>,
+    capacity: Arc<Capacity>,
+    stop: CancellationToken,
+}
+
+/// Components on their way out after a reload: they finish what they hold in the background,
+/// and shutdown waits for them with the rest.
+#[derive(Default)]
+struct Retiring {
+    receivers: Vec<JoinHandle<()>>,
+    pipelines: Vec<JoinHandle<()>>,
+    exporters: Vec<(String, JoinHandle<()>)>,
 }
 
 pub struct RunningService {
     status: StatusCell,
+    telemetry: Arc<Metrics>,
+    abandoned: Abandoned,
+    config: Option<Config>,
+    extensions: BTreeMap<ComponentId, Running>,
+    self_metrics: Option<(String, Running)>,
+    budgets: BTreeMap<ComponentId, Budget>,
+    default_budget: Option<Arc<Capacity>>,
+    exporters: BTreeMap<ComponentId, RunningExporter>,
+    pipelines: BTreeMap<PipelineId, RunningPipeline>,
+    receivers: BTreeMap<ComponentId, RunningReceiver>,
+    retiring: Retiring,
     stop_receivers: CancellationToken,
     drain_pipelines: CancellationToken,
     close_pipelines: CancellationToken,
     stop_auxiliary: CancellationToken,
-    receivers: Vec<JoinHandle<()>>,
-    pipelines: Vec<JoinHandle<()>>,
-    exporters: Vec<(String, JoinHandle<()>)>,
-    auxiliary: Vec<JoinHandle<()>>,
-    shutdown_timeout: Duration,
 }
 
 impl RunningService {
+    /// Builds and starts everything `config` describes, with self-metrics of its own.
     pub async fn start(config: &Config) -> Result<RunningService, ServiceError> {
-        let status = StatusCell::default();
-        let stop_auxiliary = CancellationToken::new();
-        let mut auxiliary = Vec::new();
-        let grace = (config.shutdown_timeout / 2).min(Duration::from_secs(5));
+        RunningService::start_with(config, Arc::new(Metrics::new())).await
+    }
 
-        for id in &config.service_extensions {
-            match &config.extensions[id] {
-                ExtensionConfig::FileStorage(cfg) => {
-                    let dir = cfg.prepare().map_err(|m| fail("extension", id, m))?;
-                    tracing::info!(extension = %id, directory = %dir.display(), "file storage ready");
-                }
-                ExtensionConfig::HealthCheck(cfg) => {
-                    let listener = crate::net::bind(&cfg.endpoint).await.map_err(|m| fail("extension", id, m))?;
-                    tracing::info!(extension = %id, endpoint = %local(&listener), "health check listening");
-                    auxiliary.push(tokio::spawn(crate::extensions::health_check::serve(
-                        cfg.clone(),
-                        listener,
-                        status.clone(),
-                        stop_auxiliary.clone(),
-                    )));
-                }
+    /// Like `start`, counting into `telemetry`.
+    pub async fn start_with(config: &Config, telemetry: Arc<Metrics>) -> Result<RunningService, ServiceError> {
+        let mut service = RunningService {
+            status: StatusCell::default(),
+            telemetry,
+            abandoned: Abandoned::default(),
+            config: None,
+            extensions: BTreeMap::new(),
+            self_metrics: None,
+            budgets: BTreeMap::new(),
+            default_budget: None,
+            exporters: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            retiring: Retiring::default(),
+            stop_receivers: CancellationToken::new(),
+            drain_pipelines: CancellationToken::new(),
+            close_pipelines: CancellationToken::new(),
+            stop_auxiliary: CancellationToken::new(),
+        };
+        match service.apply(config.clone()).await {
+            Ok(_) => {}
+            Err(e) => {
+                service.shutdown().await;
+                return Err(e);
             }
         }
-        if config.telemetry.metrics.level != MetricsLevel::None {
-            let listener = crate::net::bind(&config.telemetry.metrics.address)
-                .await
-                .map_err(|m| ServiceError { component: "service.telemetry.metrics".into(), message: m })?;
-            tracing::info!(endpoint = %local(&listener), "self-metrics at http://{}/metrics", local(&listener));
-            auxiliary.push(tokio::spawn(crate::telemetry::server::serve(listener, stop_auxiliary.clone())));
-        }
-
-        // Exporters first: every exporter named by some pipeline gets one queue.
-        let mut queues: BTreeMap<ComponentId, Arc<ExporterQueue>> = BTreeMap::new();
-        let mut exporters = Vec::new();
-        for id in config.pipelines.values().flat_map(|p| &p.exporters) {
-            if queues.contains_key(id) {
-                continue;
-            }
-            let (exporter, settings): (Arc<dyn Exporter>, QueueSettings) = match &config.exporters[id] {
-                ExporterConfig::Debug(cfg) => (
-                    Arc::new(DebugExporter::new(id.to_string(), cfg.clone())),
-                    QueueSettings { num_consumers: 1, ..Default::default() },
-                ),
-                ExporterConfig::File(cfg) => (
-                    Arc::new(FileExporter::open(cfg.clone()).map_err(|m| fail("exporter", id, m))?),
-                    QueueSettings { num_consumers: 1, ..Default::default() },
-                ),
-                ExporterConfig::OtlpGrpc(cfg) => (
-                    Arc::new(OtlpGrpcExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::OtlpHttp(cfg) => (
-                    Arc::new(OtlpHttpExporter::new(id.to_string(), cfg).map_err(|m| fail("exporter", id, m))?),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::Loki(cfg) => (
-                    Arc::new(crate::exporters::loki::LokiExporter::new(cfg).map_err(|m| fail("exporter", id, m))?),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::Kafka(cfg) => (
-                    Arc::new(crate::exporters::kafka::KafkaExporter::new(id.to_string(), cfg)),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::ClickHouse(cfg) => (
-                    Arc::new(
-                        crate::exporters::clickhouse::ClickHouseExporter::new(cfg)
-                            .map_err(|m| fail("exporter", id, m))?,
-                    ),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::Elasticsearch(cfg) => (
-                    Arc::new(
-                        crate::exporters::elasticsearch::ElasticsearchExporter::new(id.to_string(), cfg)
-                            .map_err(|m| fail("exporter", id, m))?,
-                    ),
-                    cfg.sending_queue.settings(cfg.retry_on_failure.clone()),
-                ),
-                ExporterConfig::Prometheus(cfg) => (
-                    Arc::new(
-                        crate::exporters::prometheus::PrometheusExporter::start(id.to_string(), cfg)
-                            .await
-                            .map_err(|m| fail("exporter", id, m))?,
-                    ),
-                    QueueSettings { num_consumers: 1, ..Default::default() },
-                ),
-                ExporterConfig::PrometheusRemoteWrite(cfg) => (
-                    Arc::new(
-                        crate::exporters::prometheusremotewrite::PrometheusRemoteWriteExporter::new(
-                            id.to_string(),
-                            cfg,
-                        )
-                        .map_err(|m| fail("exporter", id, m))?,
-                    ),
-                    cfg.queue_settings(),
-                ),
-            };
-            let settings = QueueSettings { scrubber: config.exporters[id].scrubber(), ..settings };
-            let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings);
-            queues.insert(id.clone(), queue);
-            exporters.push((id.to_string(), task));
-        }
-
-        // Then pipelines, each a task fed by a bounded channel.
-        let drain_pipelines = CancellationToken::new();
-        let close_pipelines = CancellationToken::new();
-        let mut routes: BTreeMap<ComponentId, [Vec<Route>; 3]> = BTreeMap::new();
-        let mut pipelines = Vec::new();
-        // One memory budget per memory_limiter, shared by every pipeline that lists it.
-        let mut budgets: BTreeMap<ComponentId, Arc<crate::pipeline::Capacity>> = BTreeMap::new();
-        for id in config.pipelines.values().flat_map(|p| &p.processors) {
-            if let ProcessorConfig::MemoryLimiter(cfg) = &config.processors[id]
-                && !budgets.contains_key(id)
-            {
-                let budget =
-                    crate::processors::memory_limiter::MemoryBudget::start(id.to_string(), cfg, stop_auxiliary.clone())
-                        .map_err(|m| fail("processor", id, m))?;
-                budgets.insert(id.clone(), budget.capacity);
-            }
-        }
-        // Pipelines without a memory_limiter share a default budget, so that a plain
-        // configuration bounds what it decodes and holds too (see `default_memory_budget`).
-        let default_budget =
-            config.pipelines.values().any(|p| !p.processors.iter().any(|id| budgets.contains_key(id))).then(|| {
-                let limit = crate::processors::memory_limiter::default_budget();
-                tracing::debug!(
-                    budget_mib = limit >> 20,
-                    "default memory budget for pipelines without a memory_limiter"
-                );
-                crate::pipeline::Capacity::memory_budget("default memory budget".to_string(), limit)
-            });
-        for (pid, p) in &config.pipelines {
-            // Unbounded: what waits here is bounded by the room claimed in the exporter queues
-            // and the memory budget (a memory_limiter's or the default one).
-            let (tx, rx) = mpsc::unbounded_channel();
-            let mut claimed: Vec<Arc<crate::pipeline::Capacity>> =
-                p.exporters.iter().map(|id| queues[id].capacity()).collect();
-            let before = claimed.len();
-            claimed.extend(p.processors.iter().filter_map(|id| budgets.get(id).cloned()));
-            if claimed.len() == before
-                && let Some(b) = &default_budget
-            {
-                claimed.push(b.clone());
-            }
-            let route = Route { input: tx, queues: claimed };
-            for r in &p.receivers {
-                routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());
-            }
-            let processors: Vec<Box<dyn Processor>> = p
-                .processors
-                .iter()
-                .map(|id| -> Result<Box<dyn Processor>, ServiceError> {
-                    Ok(match &config.processors[id] {
-                        ProcessorConfig::Batch(cfg) => Box::new(BatchProcessor::new(id.to_string(), cfg.clone())),
-                        ProcessorConfig::Attributes(cfg) => Box::new(
-                            crate::processors::attributes::AttributesProcessor::new(cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                        ProcessorConfig::Resource(cfg) => Box::new(
-                            crate::processors::resource::ResourceProcessor::new(cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                        ProcessorConfig::ProbabilisticSampler(cfg) => {
-                            Box::new(crate::processors::probabilistic_sampler::ProbabilisticSampler::new(
-                                id.to_string(),
-                                cfg.clone(),
-                            ))
-                        }
-                        ProcessorConfig::Transform(cfg) => Box::new(
-                            crate::processors::transform::TransformProcessor::new(cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                        ProcessorConfig::Redaction(cfg) => Box::new(
-                            crate::processors::redaction::RedactionProcessor::new(cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                        ProcessorConfig::MemoryLimiter(_) => {
-                            Box::new(crate::processors::memory_limiter::MemoryLimiterProcessor)
-                        }
-                        ProcessorConfig::TailSampling(cfg) => Box::new(
-                            crate::processors::tail_sampling::TailSamplingProcessor::new(id.to_string(), cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                        ProcessorConfig::Filter(cfg) => Box::new(
-                            crate::processors::filter::FilterProcessor::new(id.to_string(), cfg)
-                                .map_err(|m| fail("processor", id, m))?,
-                        ),
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            let runner = PipelineRunner {
-                name: pid.to_string(),
-                processors,
-                exporters: p.exporters.iter().map(|id| queues[id].clone()).collect(),
-            };
-            let run = runner.run(rx, drain_pipelines.clone(), close_pipelines.clone());
-            pipelines.push(tokio::spawn(guarded(status.clone(), format!("pipeline {pid}"), run)));
-        }
-        drop(queues);
-
-        // Receivers last.
-        let stop_receivers = CancellationToken::new();
-        let mut receivers = Vec::new();
-        for (id, routes) in routes {
-            let intake = Arc::new(Intake::new(id.to_string(), routes));
-            let stop = stop_receivers.clone();
-            let tasks = match &config.receivers[&id] {
-                ReceiverConfig::Otlp(cfg) => crate::receivers::otlp::start(cfg.clone(), intake, stop, grace).await,
-                ReceiverConfig::Jaeger(cfg) => crate::receivers::jaeger::start(cfg.clone(), intake, stop, grace).await,
-                ReceiverConfig::Zipkin(cfg) => crate::receivers::zipkin::start(cfg.clone(), intake, stop, grace).await,
-                ReceiverConfig::Prometheus(cfg) => {
-                    crate::receivers::prometheus::start((**cfg).clone(), intake, stop).await
-                }
-                ReceiverConfig::FluentForward(cfg) => {
-                    crate::receivers::fluentforward::start(cfg.clone(), intake, stop).await
-                }
-                ReceiverConfig::Syslog(cfg) => crate::receivers::syslog::start(cfg.clone(), intake, stop).await,
-                ReceiverConfig::Kafka(cfg) => crate::receivers::kafka::start((**cfg).clone(), intake, stop).await,
-                ReceiverConfig::FileLog(cfg) => match storage_directory(config, cfg.storage.as_deref()) {
-                    Ok(dir) => crate::receivers::filelog::start((**cfg).clone(), dir, intake, stop).await,
-                    Err(m) => Err(m),
-                },
-                ReceiverConfig::PrometheusRemoteWrite(cfg) => {
-                    crate::receivers::prometheusremotewrite::start(cfg.clone(), intake, stop, grace).await
-                }
-            };
-            // A receiver task that panics (a bug on some input) must not vanish quietly: the
-            // watcher logs it and marks the service failed, so health checks report it.
-            for task in tasks.map_err(|m| fail("receiver", &id, m))? {
-                receivers.push(tokio::spawn(guarded(status.clone(), format!("receiver {id}"), panics_of(task))));
-            }
-        }
-        status.set(Status::Running);
+        service.status.set(Status::Running);
         tracing::info!(pipelines = config.pipelines.len(), "switchyard is running");
-        Ok(RunningService {
-            status,
-            stop_receivers,
-            drain_pipelines,
-            close_pipelines,
-            stop_auxiliary,
-            receivers,
-            pipelines,
-            exporters,
-            auxiliary,
-            shutdown_timeout: config.shutdown_timeout,
-        })
+        Ok(service)
     }
 
     pub fn status(&self) -> StatusCell {
         self.status.clone()
     }
 
+    /// The self-metrics this service counts into.
+    pub fn telemetry(&self) -> &Arc<Metrics> {
+        &self.telemetry
+    }
+
+    /// Changes the running service into what `config` describes, touching only what changed:
+    /// components whose settings are the same keep running with their state (queues, held
+    /// batches, tail-sampling decisions, file offsets, listeners and connections); changed and
+    /// removed ones finish what they hold in the background; pipelines are re-wired in place,
+    /// so a request in flight is neither refused nor lost. Counted in
+    /// `switchyard_config_reloads_total{result}`.
+    pub async fn reload(&mut self, config: Config) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let result = self.apply(config).await;
+        let label = match &result {
+            Ok(changes) if changes.is_empty() => {
+                tracing::info!("configuration reloaded: nothing changed");
+                "success"
+            }
+            Ok(changes) => {
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, %changes, "configuration reloaded");
+                "success"
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; what could not change keeps running as before");
+                "failure"
+            }
+        };
+        self.telemetry.config_reloads.with_label_values(&[label]).inc();
+        result.map(|_| ())
+    }
+
+    /// Counts a reload that never reached the service (the files were unreadable or invalid).
+    pub fn reload_refused(&self, error: &crate::config::ConfigError) {
+        tracing::error!(
+            error = %error,
+            "configuration reload refused: the new configuration is invalid; still running the previous one"
+        );
+        self.telemetry.config_reloads.with_label_values(&["failure"]).inc();
+    }
+
+    fn grace(config: &Config) -> Duration {
+        (config.shutdown_timeout / 2).min(Duration::from_secs(5))
+    }
+
+    /// Makes the running graph match `new` (everything is new at start).
+    async fn apply(&mut self, new: Config) -> Result<Changes, ServiceError> {
+        let changes = Changes::between(self.config.as_ref(), &new);
+
+        // 1. Prepare what is new, changing nothing yet: a failure here leaves the service as it was.
+        let mut built: BTreeMap<ComponentId, (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>)> =
+            BTreeMap::new();
+        for id in new.pipelines.values().flat_map(|p| &p.exporters) {
+            let defined = &new.exporters[id];
+            let kept = self.exporters.get(id).is_some_and(|e| e.defined.same_as(defined));
+            if kept || built.contains_key(id) {
+                continue;
+            }
+            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone() };
+            let exporter = defined.settings.build(&ctx).await.map_err(|m| fail("exporter", id, m))?;
+            built.insert(id.clone(), (defined.clone(), exporter));
+        }
+        let mut budgets: BTreeMap<ComponentId, Budget> = BTreeMap::new();
+        for id in new.pipelines.values().flat_map(|p| &p.processors) {
+            let defined = &new.processors[id];
+            if budgets.contains_key(id) {
+                continue;
+            }
+            if let Some(old) = self.budgets.get(id)
+                && old.defined.same_as(defined)
+            {
+                continue;
+            }
+            let stop = self.stop_auxiliary.child_token();
+            let ctx = ProcessorContext { name: id.to_string(), telemetry: self.telemetry.clone(), stop: stop.clone() };
+            if let Some(capacity) = defined.settings.memory_budget(&ctx) {
+                let capacity = capacity.map_err(|m| fail("processor", id, m))?;
+                budgets.insert(id.clone(), Budget { defined: defined.clone(), capacity, stop });
+            }
+        }
+        let mut chains: BTreeMap<PipelineId, Vec<Slot>> = BTreeMap::new();
+        for (pid, p) in &new.pipelines {
+            let old = self.pipelines.get(pid);
+            let mut slots = Vec::new();
+            for id in &p.processors {
+                let defined = &new.processors[id];
+                let keep = old.and_then(|o| o.processors.iter().position(|(oid, od)| oid == id && od.same_as(defined)));
+                slots.push(match keep {
+                    Some(i) => Slot::Keep(i),
+                    None => {
+                        let ctx = ProcessorContext {
+                            name: id.to_string(),
+                            telemetry: self.telemetry.clone(),
+                            stop: self.stop_auxiliary.child_token(),
+                        };
+                        Slot::New(defined.settings.build(&ctx).map_err(|m| fail("processor", id, m))?)
+                    }
+                });
+            }
+            chains.insert(pid.clone(), slots);
+        }
+
+        // 2. Exporters: start the new ones; the replaced ones retire once the pipelines let go.
+        let mut retired_exporters = Vec::new();
+        for (id, (defined, exporter)) in built {
+            let settings = crate::pipeline::queue::QueueSettings {
+                scrubber: defined.settings.scrubber(),
+                ..defined.settings.queue()
+            };
+            let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings, self.telemetry.clone());
+            if let Some(old) = self.exporters.insert(id, RunningExporter { defined, queue, task }) {
+                retired_exporters.push(old);
+            }
+        }
+        let used: Vec<&ComponentId> = new.pipelines.values().flat_map(|p| &p.exporters).collect();
+        let unused: Vec<ComponentId> = self.exporters.keys().filter(|id| !used.contains(id)).cloned().collect();
+        for id in unused {
+            retired_exporters.extend(self.exporters.remove(&id));
+        }
+
+        // Memory budgets: one per memory_limiter, shared by every pipeline listing it.
+        for (id, budget) in budgets {
+            if let Some(old) = self.budgets.insert(id, budget) {
+                old.stop.cancel();
+            }
+        }
+        let limiters: Vec<&ComponentId> = new.pipelines.values().flat_map(|p| &p.processors).collect();
+        self.budgets.retain(|id, b| {
+            let keep = limiters.contains(&id);
+            if !keep {
+                b.stop.cancel();
+            }
+            keep
+        });
+
+        // 3. Pipelines: new ones start, changed ones are re-wired in place, removed ones finish
+        // what they hold once their receivers let go of them.
+        let mut routes: BTreeMap<ComponentId, [Vec<Route>; 3]> = BTreeMap::new();
+        for (pid, p) in &new.pipelines {
+            let queues: Vec<Arc<ExporterQueue>> =
+                p.exporters.iter().map(|id| self.exporters[id].queue.clone()).collect();
+            let slots = chains.remove(pid).unwrap_or_default();
+            let processors: Vec<(ComponentId, Defined<dyn ProcessorSettings>)> =
+                p.processors.iter().map(|id| (id.clone(), new.processors[id].clone())).collect();
+            let input = match self.pipelines.get_mut(pid) {
+                Some(running) => {
+                    let same_chain = slots.len() == running.processors.len()
+                        && slots.iter().enumerate().all(|(i, s)| matches!(s, Slot::Keep(k) if *k == i));
+                    let same_exporters = queues.len() == running.queues.len()
+                        && queues.iter().zip(&running.queues).all(|(a, b)| Arc::ptr_eq(a, b));
+                    if !same_chain || !same_exporters {
+                        let _ = running.rewire.send(Rewire { processors: slots, exporters: queues.clone() });
+                    }
+                    running.processors = processors;
+                    running.queues = queues;
+                    running.input.clone()
+                }
+                None => {
+                    let (input, rx) = mpsc::unbounded_channel();
+                    let (rewire, rewires) = mpsc::unbounded_channel();
+                    let runner = PipelineRunner {
+                        name: pid.to_string(),
+                        processors: slots
+                            .into_iter()
+                            .filter_map(|s| match s {
+                                Slot::New(p) => Some(p),
+                                Slot::Keep(_) => None,
+                            })
+                            .collect::<Vec<Box<dyn Processor>>>(),
+                        exporters: queues.clone(),
+                    };
+                    let run = runner.run(rx, rewires, self.drain_pipelines.clone(), self.close_pipelines.clone());
+                    let task = tokio::spawn(guarded(self.status.clone(), format!("pipeline {pid}"), run));
+                    self.pipelines.insert(
+                        pid.clone(),
+                        RunningPipeline { processors, queues, input: input.clone(), rewire, task },
+                    );
+                    input
+                }
+            };
+            // What receivers claim before data goes this way: room in every exporter's queue,
+            // and in the pipeline's memory budget (its memory_limiter's, or the default one).
+            let mut claimed: Vec<Arc<Capacity>> =
+                p.exporters.iter().map(|id| self.exporters[id].queue.capacity()).collect();
+            let before = claimed.len();
+            claimed.extend(p.processors.iter().filter_map(|id| self.budgets.get(id).map(|b| b.capacity.clone())));
+            if claimed.len() == before {
+                claimed.push(self.default_budget().clone());
+            }
+            let route = Route { input, queues: claimed };
+            for r in &p.receivers {
+                routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());
+            }
+        }
+        let removed: Vec<PipelineId> =
+            self.pipelines.keys().filter(|id| !new.pipelines.contains_key(id)).cloned().collect();
+        for pid in removed {
+            if let Some(p) = self.pipelines.remove(&pid) {
+                // Its input closes once the receivers' old routes are gone; the runner then
+                // flushes what it holds to its exporters and ends.
+                self.retiring.pipelines.push(p.task);
+            }
+        }
+        // The replaced exporters' queues end once no pipeline holds them and they are drained.
+        for old in retired_exporters {
+            tracing::info!(exporter = %old.queue.name(), "exporter retiring: delivering what its queue holds");
+            self.retiring.exporters.push((old.queue.name().to_string(), old.task));
+        }
+
+        // 4. Extensions and the self-metrics endpoint.
+        let mut errors: Vec<ServiceError> = Vec::new();
+        self.apply_extensions(&new, &mut errors).await;
+        if let Err(e) = self.apply_self_metrics(&new).await {
+            errors.push(e);
+        }
+
+        // 5. Receivers: kept ones take the new routes at once; the others stop and start.
+        let grace = RunningService::grace(&new);
+        let gone: Vec<ComponentId> = self.receivers.keys().filter(|id| !routes.contains_key(id)).cloned().collect();
+        for id in gone {
+            if let Some(r) = self.receivers.remove(&id) {
+                tracing::info!(receiver = %id, "receiver removed: stopping");
+                r.run.stop.cancel();
+                self.retiring.receivers.extend(r.run.tasks);
+            }
+        }
+        for (id, routes) in routes {
+            let defined = new.receivers[&id].clone();
+            if let Some(running) = self.receivers.get(&id)
+                && running.defined.same_as(&defined)
+            {
+                running.intake.set_routes(routes);
+                continue;
+            }
+            if let Err(e) = self.replace_receiver(&new, id, defined, routes, grace).await {
+                errors.push(e);
+            }
+        }
+        self.config = Some(new);
+        match errors.into_iter().next() {
+            None => Ok(changes),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The budget of pipelines without a memory_limiter (see `memory_limiter::default_budget`).
+    fn default_budget(&mut self) -> &Arc<Capacity> {
+        self.default_budget.get_or_insert_with(|| {
+            let limit = crate::processors::memory_limiter::default_budget();
+            tracing::debug!(budget_mib = limit >> 20, "default memory budget for pipelines without a memory_limiter");
+            Capacity::memory_budget("default memory budget".to_string(), limit)
+        })
+    }
+
+    /// Starts receiver `id` as `defined`, in place of the one running under that id if any. A
+    /// replacement that may overlap its predecessor (its own listeners) starts first, so a
+    /// moved port is open before the old one closes; one that may not (a file tailer, a Kafka
+    /// group member), or one whose port is still held, starts once the old one has stopped. If
+    /// the new one cannot start, the old settings are started again.
+    async fn replace_receiver(
+        &mut self,
+        config: &Config,
+        id: ComponentId,
+        defined: Defined<dyn ReceiverSettings>,
+        routes: [Vec<Route>; 3],
+        grace: Duration,
+    ) -> Result<(), ServiceError> {
+        let old = self.receivers.remove(&id);
+        let intake = Arc::new(Intake::new(id.to_string(), routes, self.telemetry.clone(), self.abandoned.clone()));
+        let storage = storage_directory(config, defined.settings.storage()).map_err(|m| fail("receiver", &id, m))?;
+        let overlap = old.as_ref().is_none_or(|o| o.defined.settings.overlaps() && defined.settings.overlaps());
+        let mut old = old;
+        let mut first = None;
+        if overlap {
+            match self.start_receiver(&id, &defined, intake.clone(), storage.clone(), grace).await {
+                Ok(run) => first = Some(run),
+                Err(m) if old.is_none() => return Err(fail("receiver", &id, m)),
+                Err(m) => {
+                    tracing::debug!(receiver = %id, error = %m, "the replacement cannot start beside the old one; stopping the old one first")
+                }
+            }
+        }
+        let run = match first {
+            Some(run) => run,
+            None => {
+                if let Some(o) = old.take() {
+                    o.run.stop.cancel();
+                    let wait = async {
+                        for t in o.run.tasks {
+                            let _ = t.await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(grace + Duration::from_secs(1), wait).await;
+                    match self.start_receiver(&id, &defined, intake.clone(), storage, grace).await {
+                        Ok(run) => run,
+                        Err(m) => {
+                            // Back to the old settings, with the new routes.
+                            let again = self
+                                .start_receiver(
+                                    &id,
+                                    &o.defined,
+                                    intake.clone(),
+                                    storage_directory(config, o.defined.settings.storage()).ok().flatten(),
+                                    grace,
+                                )
+                                .await;
+                            if let Ok(run) = again {
+                                self.receivers.insert(id.clone(), RunningReceiver { defined: o.defined, intake, run });
+                            }
+                            return Err(fail("receiver", &id, m));
+                        }
+                    }
+                } else {
+                    let run = self.start_receiver(&id, &defined, intake.clone(), storage, grace).await;
+                    run.map_err(|m| fail("receiver", &id, m))?
+                }
+            }
+        };
+        if let Some(o) = old {
+            tracing::info!(receiver = %id, "receiver changed: the new one is up; stopping the old one");
+            o.run.stop.cancel();
+            self.retiring.receivers.extend(o.run.tasks);
+        }
+        self.receivers.insert(id, RunningReceiver { defined, intake, run });
+        Ok(())
+    }
+
+    async fn start_receiver(
+        &self,
+        id: &ComponentId,
+        defined: &Defined<dyn ReceiverSettings>,
+        intake: Arc<Intake>,
+        storage: Option<(std::path::PathBuf, bool)>,
+        grace: Duration,
+    ) -> Result<Running, String> {
+        let stop = self.stop_receivers.child_token();
+        let ctx = ReceiverContext { intake, stop: stop.clone(), grace, storage };
+        let tasks = defined.settings.start(ctx).await?;
+        // A receiver task that panics (a bug on some input) must not vanish quietly: the
+        // watcher logs it and marks the service failed, so health checks report it.
+        let tasks = tasks
+            .into_iter()
+            .map(|task| tokio::spawn(guarded(self.status.clone(), format!("receiver {id}"), panics_of(task))))
+            .collect();
+        Ok(Running { stop, tasks })
+    }
+
+    async fn apply_extensions(&mut self, new: &Config, errors: &mut Vec<ServiceError>) {
+        let old = self.config.as_ref();
+        let gone: Vec<ComponentId> = self
+            .extensions
+            .keys()
+            .filter(|id| {
+                let now = new.service_extensions.contains(id).then(|| &new.extensions[*id]);
+                let before = old.map(|o| &o.extensions[*id]);
+                !matches!((before, now), (Some(b), Some(n)) if b.same_as(n))
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(run) = self.extensions.remove(&id) {
+                run.stop.cancel();
+                for t in run.tasks {
+                    let _ = t.await;
+                }
+            }
+        }
+        for id in &new.service_extensions {
+            if self.extensions.contains_key(id) {
+                continue;
+            }
+            let stop = self.stop_auxiliary.child_token();
+            let ctx = ExtensionContext { name: id.to_string(), status: self.status.clone(), stop: stop.clone() };
+            match new.extensions[id].settings.start(ctx).await {
+                Ok(tasks) => {
+                    self.extensions.insert(id.clone(), Running { stop, tasks });
+                }
+                Err(m) => errors.push(fail("extension", id, m)),
+            }
+        }
+    }
+
+    async fn apply_self_metrics(&mut self, new: &Config) -> Result<(), ServiceError> {
+        let metrics = &new.telemetry.metrics;
+        let wanted = (metrics.level != MetricsLevel::None).then(|| metrics.address.clone());
+        if self.self_metrics.as_ref().map(|(a, _)| a) == wanted.as_ref() {
+            return Ok(());
+        }
+        if let Some((_, run)) = self.self_metrics.take() {
+            run.stop.cancel();
+            for t in run.tasks {
+                let _ = t.await;
+            }
+        }
+        let Some(address) = wanted else { return Ok(()) };
+        let listener = crate::net::bind(&address)
+            .await
+            .map_err(|m| ServiceError::Component { component: "service.telemetry.metrics".into(), message: m })?;
+        tracing::info!(endpoint = %local(&listener), "self-metrics at http://{}/metrics", local(&listener));
+        let stop = self.stop_auxiliary.child_token();
+        let task = tokio::spawn(crate::telemetry::server::serve(listener, self.telemetry.clone(), stop.clone()));
+        self.self_metrics = Some((address, Running { stop, tasks: vec![task] }));
+        Ok(())
+    }
+
     /// Stops intake, flushes the pipelines and drains the exporter queues, all within
     /// `service.shutdown_timeout`. Returns false if the deadline cut the drain short.
-    pub async fn shutdown(self) -> bool {
+    pub async fn shutdown(mut self) -> bool {
         let started = Instant::now();
+        let timeout = self.config.as_ref().map_or(Duration::from_secs(10), |c| c.shutdown_timeout);
         self.status.set(Status::Stopping);
         tracing::info!("shutting down: stopping receivers");
         self.stop_receivers.cancel();
         // Release held batches now, while the receivers finish their last requests.
         self.drain_pipelines.cancel();
-        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
-        let in_time = tokio::time::timeout_at(deadline, async {
-            for t in self.receivers {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let receivers: Vec<JoinHandle<()>> = std::mem::take(&mut self.receivers)
+            .into_values()
+            .flat_map(|r| r.run.tasks)
+            .chain(std::mem::take(&mut self.retiring.receivers))
+            .collect();
+        let pipelines: Vec<JoinHandle<()>> = std::mem::take(&mut self.pipelines)
+            .into_values()
+            .map(|p| p.task)
+            .chain(std::mem::take(&mut self.retiring.pipelines))
+            .collect();
+        // Only the pipelines hold the queues from now on: each ends once they are done.
+        let exporters: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut self.exporters)
+            .into_iter()
+            .map(|(id, e)| (id.to_string(), e.task))
+            .chain(std::mem::take(&mut self.retiring.exporters))
+            .collect();
+        let close = self.close_pipelines.clone();
+        let in_time = tokio::time::timeout_at(deadline, async move {
+            for t in receivers {
                 let _ = t.await;
             }
-            self.close_pipelines.cancel();
-            for t in self.pipelines {
+            close.cancel();
+            for t in pipelines {
                 let _ = t.await;
             }
-            for (name, t) in self.exporters {
+            for (name, t) in exporters {
                 let _ = t.await;
                 tracing::debug!(exporter = %name, "exporter stopped");
             }
@@ -321,10 +595,9 @@ impl RunningService {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
         } else {
             // What is still queued is lost: its receivers must not record it as delivered.
-            crate::pipeline::abandon();
+            self.abandoned.abandon();
             // One line per exporter that still held data: what it was and how much.
-            for family in prometheus::core::Collector::collect(&crate::telemetry::metrics::METRICS.exporter_queue_size)
-            {
+            for family in prometheus::core::Collector::collect(&self.telemetry.exporter_queue_size) {
                 for m in family.get_metric() {
                     let left = m.get_gauge().get_value() as i64;
                     let exporter = m.get_label().iter().find(|l| l.name() == "exporter").map(|l| l.value().to_string());
@@ -333,7 +606,7 @@ impl RunningService {
                             exporter = exporter.unwrap_or_default(),
                             left,
                             unit = "sending_queue.sizer units (requests by default)",
-                            timeout = ?self.shutdown_timeout,
+                            timeout = ?timeout,
                             "shutdown deadline passed with data still queued; it is lost"
                         );
                     }
@@ -341,21 +614,26 @@ impl RunningService {
             }
         }
         self.stop_auxiliary.cancel();
-        for t in self.auxiliary {
+        let auxiliary: Vec<JoinHandle<()>> = std::mem::take(&mut self.extensions)
+            .into_values()
+            .flat_map(|r| r.tasks)
+            .chain(self.self_metrics.take().into_iter().flat_map(|(_, r)| r.tasks))
+            .collect();
+        for t in auxiliary {
             let _ = t.await;
         }
         in_time
     }
 }
 
-/// The directory of the `file_storage` extension a receiver names in its `storage` key.
-/// Its directory and whether state files are synced to disk.
+/// The directory of the `file_storage` extension a receiver names in its `storage` key, and
+/// whether state files are synced to disk.
 fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<(std::path::PathBuf, bool)>, String> {
     let Some(name) = storage else { return Ok(None) };
     let enabled = config.service_extensions.iter().find(|id| id.to_string() == name);
-    match enabled.map(|id| &config.extensions[id]) {
-        Some(ExtensionConfig::FileStorage(cfg)) => cfg.prepare().map(|dir| Some((dir, cfg.fsync))),
-        Some(_) => Err(format!("storage: extension {name} is not a file_storage extension")),
+    match enabled.map(|id| config.extensions[id].settings.storage()) {
+        Some(Some(dir)) => dir.map(Some),
+        Some(None) => Err(format!("storage: extension {name} is not a file_storage extension")),
         None => Err(format!("storage: no extension {name} is defined and listed in service.extensions")),
     }
 }

@@ -4,10 +4,10 @@
 
 use crate::signal::Signal;
 use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use std::sync::LazyLock;
 use std::time::Instant;
 
-/// Every self-metric, registered once per process.
+/// Every self-metric of one service, in its own registry. A service builds one and hands it
+/// to each component it builds; a reloaded service keeps its predecessor's, so counters go on.
 pub struct Metrics {
     pub registry: Registry,
     /// Per signal (traces, metrics, logs), labels `receiver`, `transport`.
@@ -26,6 +26,8 @@ pub struct Metrics {
     pub receiver_invalid_requests: IntCounterVec,
     /// Connections a listener closed at once because it had `max_connections` open.
     pub refused_connections: IntCounterVec,
+    /// Configuration reloads (SIGHUP, `--watch`), by `result`: success or failure.
+    pub config_reloads: IntCounterVec,
     /// Items a backend refused one by one and that are not retried (Elasticsearch `_bulk`
     /// item errors); labels `exporter`, `status`, `reason` (the backend's error type).
     pub exporter_items_refused: IntCounterVec,
@@ -64,17 +66,24 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     c
 }
 
-/// The process-wide metrics. Definitions are constants, so a failure here is a programming
-/// error caught by every test, never something input can cause.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let r = Registry::new();
-    let rl = &["receiver", "transport"];
-    let el = &["exporter"];
-    let batch_buckets = vec![
-        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
-        8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
-    ];
-    Metrics {
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics. Definitions are constants, so a failure here is a programming
+    /// error caught by every test, never something input can cause.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let rl = &["receiver", "transport"];
+        let el = &["exporter"];
+        let batch_buckets = vec![
+            10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
+            8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+        ];
+        Metrics {
         receiver_accepted: per_signal(
             &r,
             "receiver_accepted",
@@ -119,6 +128,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
                     "Requests refused as invalid (client errors), by answer code.",
                 ),
                 &["receiver", "transport", "code"],
+            )
+            .expect("valid metric"),
+        ),
+        config_reloads: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_config_reloads_total",
+                    "Configuration reloads, by result (success, or failure: the previous configuration kept running).",
+                ),
+                &["result"],
             )
             .expect("valid metric"),
         ),
@@ -212,7 +232,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         started: Instant::now(),
         registry: r,
     }
-});
+    }
+}
 
 impl Metrics {
     /// Refreshes the process metrics and renders everything in the Prometheus text format.
@@ -262,8 +283,9 @@ mod tests {
 
     #[test]
     fn renders_collector_names() {
-        METRICS.receiver_accepted[0].with_label_values(&["otlp", "grpc"]).inc_by(3);
-        let text = METRICS.render();
+        let metrics = Metrics::new();
+        metrics.receiver_accepted[0].with_label_values(&["otlp", "grpc"]).inc_by(3);
+        let text = metrics.render();
         assert!(text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"), "{text}");
         assert!(text.contains("otelcol_process_memory_rss_bytes "));
         assert!(text.contains("# TYPE otelcol_process_uptime_seconds_total counter"));

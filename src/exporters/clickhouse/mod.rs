@@ -267,6 +267,34 @@ impl Exporter for ClickHouseExporter {
     }
 }
 
+/// The `clickhouse` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<ClickHouseConfig>(
+    "clickhouse",
+    &[crate::signal::Signal::Logs],
+    "ClickHouse over its HTTP interface (JSONEachRow inserts)",
+);
+
+impl crate::pipeline::component::ExporterSettings for ClickHouseConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        ClickHouseConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        _ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(ClickHouseExporter::new(self)?) as _) })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        crate::secret::Scrubber::new([&self.username, &self.password], [&self.endpoint])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

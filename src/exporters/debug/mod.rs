@@ -153,6 +153,22 @@ impl Exporter for DebugExporter {
     }
 }
 
+/// The `debug` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<DebugConfig>(
+    "debug",
+    crate::registry::ALL_SIGNALS,
+    "writes data to switchyard's log",
+);
+
+impl crate::pipeline::component::ExporterSettings for DebugConfig {
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(DebugExporter::new(ctx.name.clone(), self.clone())) as _) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

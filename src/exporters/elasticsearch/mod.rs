@@ -321,6 +321,7 @@ fn index_name(pattern: &str, resource: &[KeyValue], attrs: &[KeyValue], ts: &str
 
 pub struct ElasticsearchExporter {
     name: String,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     cfg: ElasticsearchConfig,
     /// `<endpoint>/_bulk?filter_path=…` for every endpoint; requests go to `current`, the next on a connection failure.
     uris: Vec<Uri>,
@@ -345,6 +346,12 @@ struct Gathered {
 }
 
 impl ElasticsearchExporter {
+    /// Counts what backends reject into `telemetry` (its service's self-metrics).
+    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     pub fn new(name: String, cfg: &ElasticsearchConfig) -> Result<Self, String> {
         let uris = cfg
             .endpoints
@@ -378,6 +385,7 @@ impl ElasticsearchExporter {
         let poster = HttpPoster::new(&cfg.tls, cfg.timeout)?;
         Ok(ElasticsearchExporter {
             name,
+            telemetry: Default::default(),
             cfg: cfg.clone(),
             uris,
             current: Default::default(),
@@ -512,10 +520,7 @@ impl ElasticsearchExporter {
         let mut backoff = crate::pipeline::retry::Backoff::new(&self.cfg.retry_on_failure);
         let (mut settled_any, mut dropped, mut first_reason) = (false, 0usize, String::new());
         let mut refuse = |status: String, kind: &str, text: &str, n: usize| {
-            crate::telemetry::metrics::METRICS
-                .exporter_items_refused
-                .with_label_values(&[&self.name, &status, kind])
-                .inc_by(n as u64);
+            self.telemetry.exporter_items_refused.with_label_values(&[&self.name, &status, kind]).inc_by(n as u64);
             if dropped == 0 {
                 first_reason = format!("{status} {kind}: {text}");
             }
@@ -573,6 +578,7 @@ impl ElasticsearchExporter {
         }
         if dropped > 0 {
             super::partial::report(
+                &self.telemetry,
                 &self.name,
                 Signal::Logs,
                 Some((dropped as i64, format!("Elasticsearch refused {dropped} documents, first: {first_reason}"))),
@@ -599,6 +605,44 @@ impl Exporter for ElasticsearchExporter {
     fn closing(&self) {
         self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         self.flush_now.notify_waiters();
+    }
+}
+
+/// The `elasticsearch` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<ElasticsearchConfig>(
+    "elasticsearch",
+    &[crate::signal::Signal::Logs],
+    "Elasticsearch / OpenSearch _bulk API",
+);
+
+impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        ElasticsearchConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(ElasticsearchExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone()))
+                as _)
+        })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        let credentials = format!("{}:{}", self.user.expose(), self.password.expose());
+        let basic =
+            crate::secret::Secret::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, credentials));
+        let basic = (!self.user.is_empty()).then_some(&basic);
+        crate::secret::Scrubber::new(
+            [&self.user, &self.password, &self.api_key].into_iter().chain(basic),
+            &self.endpoints,
+        )
     }
 }
 

@@ -227,6 +227,26 @@ impl Exporter for FileExporter {
     }
 }
 
+/// The `file` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<FileConfig>(
+    "file",
+    crate::registry::ALL_SIGNALS,
+    "appends OTLP/JSON lines to a file, with rotation",
+);
+
+impl crate::pipeline::component::ExporterSettings for FileConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        FileConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        _ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(FileExporter::open(self.clone())?) as _) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

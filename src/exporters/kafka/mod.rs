@@ -320,6 +320,30 @@ impl Exporter for KafkaExporter {
     }
 }
 
+/// The `kafka` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<KafkaExporterConfig>(
+    "kafka",
+    crate::registry::ALL_SIGNALS,
+    "OTLP messages to Kafka topics",
+);
+
+impl crate::pipeline::component::ExporterSettings for KafkaExporterConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        KafkaExporterConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(KafkaExporter::new(ctx.name.clone(), self)) as _) })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

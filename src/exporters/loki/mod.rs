@@ -400,6 +400,34 @@ impl Exporter for LokiExporter {
     }
 }
 
+/// The `loki` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<LokiConfig>(
+    "loki",
+    &[crate::signal::Signal::Logs],
+    "Grafana Loki push API (protobuf+snappy or JSON)",
+);
+
+impl crate::pipeline::component::ExporterSettings for LokiConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        LokiConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        _ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(LokiExporter::new(self)?) as _) })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,7 @@ impl OtlpGrpcConfig {
 
 pub struct OtlpGrpcExporter {
     name: String,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     /// `scheme://authority` of the backend.
     base: String,
     client: H2Client,
@@ -111,6 +112,12 @@ pub struct OtlpGrpcExporter {
 }
 
 impl OtlpGrpcExporter {
+    /// Counts what backends reject into `telemetry` (its service's self-metrics).
+    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     /// Prepares a client that connects on first use: a backend that is down at start is
     /// retried, not fatal.
     pub fn new(name: String, cfg: &OtlpGrpcConfig) -> Result<OtlpGrpcExporter, String> {
@@ -141,7 +148,15 @@ impl OtlpGrpcExporter {
             metadata.push((http::header::AUTHORIZATION, auth));
         }
         let compression = Compressor::new(cfg.compression, &cfg.compression_params);
-        Ok(OtlpGrpcExporter { name, base, client, metadata, compression, timeout: cfg.timeout })
+        Ok(OtlpGrpcExporter {
+            name,
+            telemetry: Default::default(),
+            base,
+            client,
+            metadata,
+            compression,
+            timeout: cfg.timeout,
+        })
     }
 
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
@@ -170,7 +185,7 @@ impl OtlpGrpcExporter {
                 });
             }
         };
-        super::partial::report(&self.name, signal, super::partial::from_protobuf(signal, &response));
+        super::partial::report(&self.telemetry, &self.name, signal, super::partial::from_protobuf(signal, &response));
         Ok(())
     }
 }
@@ -178,6 +193,37 @@ impl OtlpGrpcExporter {
 impl Exporter for OtlpGrpcExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send(batch))
+    }
+}
+
+/// The `otlp` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<OtlpGrpcConfig>(
+    "otlp",
+    crate::registry::ALL_SIGNALS,
+    "OTLP over gRPC to a vendor or Jaeger (alias otlp_grpc)",
+)
+.aliases(&["otlp_grpc"]);
+
+impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        OtlpGrpcConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(OtlpGrpcExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone())) as _)
+        })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
     }
 }
 

@@ -129,6 +129,7 @@ fn parse_url(url: &str) -> Result<Uri, String> {
 
 pub struct OtlpHttpExporter {
     name: String,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     /// Per signal: the URL without user info, and the basic auth its user info stands for
     /// (`None` when there is none, or when `headers` hold an Authorization).
     urls: [Option<(Uri, Option<HeaderValue>)>; 3],
@@ -140,6 +141,12 @@ pub struct OtlpHttpExporter {
 }
 
 impl OtlpHttpExporter {
+    /// Counts what backends reject into `telemetry` (its service's self-metrics).
+    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     pub fn new(name: String, cfg: &OtlpHttpConfig) -> Result<OtlpHttpExporter, String> {
         let headers = crate::secret::headers(&cfg.headers)?;
         let explicit = crate::secret::has_authorization(&headers);
@@ -153,6 +160,7 @@ impl OtlpHttpExporter {
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(OtlpHttpExporter {
+            telemetry: Default::default(),
             name,
             urls,
             headers,
@@ -212,7 +220,7 @@ impl OtlpHttpExporter {
         let (parts, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| retryable(format!("{uri}: no answer within {:?}", self.timeout)))??;
-        classify(&self.name, signal, parts.status, &parts.headers, &body)
+        classify(&self.telemetry, &self.name, signal, parts.status, &parts.headers, &body)
     }
 }
 
@@ -222,6 +230,7 @@ fn retryable(reason: String) -> ExportError {
 
 /// Turns the backend's answer into the outcome PROTOCOLS.md §1.4–1.6 describes.
 fn classify(
+    telemetry: &crate::telemetry::metrics::Metrics,
     exporter: &str,
     signal: Signal,
     status: StatusCode,
@@ -229,7 +238,7 @@ fn classify(
     body: &[u8],
 ) -> Result<(), ExportError> {
     if status.is_success() {
-        super::partial::report(exporter, signal, partial_success(signal, headers, body));
+        super::partial::report(telemetry, exporter, signal, partial_success(signal, headers, body));
         return Ok(());
     }
     let reason = format!("HTTP {status}: {}", error_message(headers, body));
@@ -295,6 +304,40 @@ impl Exporter for OtlpHttpExporter {
     }
 }
 
+/// The `otlphttp` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::exporter::<OtlpHttpConfig>(
+    "otlphttp",
+    crate::registry::ALL_SIGNALS,
+    "OTLP over HTTP to a vendor or Jaeger (alias otlp_http)",
+)
+.aliases(&["otlp_http"]);
+
+impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        OtlpHttpConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(OtlpHttpExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone())) as _)
+        })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.sending_queue.settings(self.retry_on_failure.clone())
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        crate::secret::Scrubber::new(
+            self.headers.values(),
+            [&self.endpoint, &self.traces_endpoint, &self.metrics_endpoint, &self.logs_endpoint].into_iter().flatten(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,14 +345,26 @@ mod tests {
     #[test]
     fn answers_are_classified_as_otlp_says() {
         let h = http::HeaderMap::new();
-        assert!(classify("x", Signal::Traces, StatusCode::OK, &h, b"").is_ok());
+        assert!(classify(&Default::default(), "x", Signal::Traces, StatusCode::OK, &h, b"").is_ok());
         for code in [429, 502, 503, 504] {
             let s = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify("x", Signal::Traces, s, &h, b""), Err(ExportError::Retryable { .. })), "{code}");
+            assert!(
+                matches!(
+                    classify(&Default::default(), "x", Signal::Traces, s, &h, b""),
+                    Err(ExportError::Retryable { .. })
+                ),
+                "{code}"
+            );
         }
         for code in [400, 401, 404, 413, 500] {
             let s = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(classify("x", Signal::Traces, s, &h, b""), Err(ExportError::Permanent { .. })), "{code}");
+            assert!(
+                matches!(
+                    classify(&Default::default(), "x", Signal::Traces, s, &h, b""),
+                    Err(ExportError::Permanent { .. })
+                ),
+                "{code}"
+            );
         }
     }
 

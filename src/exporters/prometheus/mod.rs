@@ -148,3 +148,24 @@ impl Exporter for PrometheusExporter {
         Box::pin(async move { self.stop.cancel() })
     }
 }
+
+/// The `prometheus` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration =
+    crate::registry::Registration::exporter::<PrometheusExporterConfig>(
+        "prometheus",
+        &[crate::signal::Signal::Metrics],
+        "serves metrics on /metrics for Prometheus to scrape",
+    );
+
+impl crate::pipeline::component::ExporterSettings for PrometheusExporterConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        PrometheusExporterConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move { Ok(std::sync::Arc::new(PrometheusExporter::start(ctx.name.clone(), self).await?) as _) })
+    }
+}

@@ -180,12 +180,19 @@ struct Inner {
 
 pub struct PrometheusRemoteWriteExporter {
     inner: Arc<Inner>,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     settings: Settings,
     shards: usize,
     max_bytes: usize,
 }
 
 impl PrometheusRemoteWriteExporter {
+    /// Counts what backends reject into `telemetry` (its service's self-metrics).
+    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     pub fn new(name: String, cfg: &PrometheusRemoteWriteConfig) -> Result<Self, String> {
         let uri: Uri = cfg.endpoint.expose().parse().map_err(|e| format!("endpoint: {e}"))?;
         let (uri, userinfo_auth) = crate::secret::basic_auth_from_userinfo(&uri)?;
@@ -197,6 +204,7 @@ impl PrometheusRemoteWriteExporter {
         }
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         Ok(PrometheusRemoteWriteExporter {
+            telemetry: Default::default(),
             inner: Arc::new(Inner {
                 name,
                 v2: cfg.protobuf_message == V2_MESSAGE,
@@ -225,6 +233,7 @@ impl PrometheusRemoteWriteExporter {
         let converted = to_series(metrics, &self.settings);
         if converted.dropped_points > 0 {
             super::partial::report(
+                &self.telemetry,
                 &self.inner.name,
                 Signal::Metrics,
                 Some((
@@ -442,6 +451,39 @@ fn split_v2(series: Vec<Series>, max: usize) -> Vec<v2::Request> {
 impl Exporter for PrometheusRemoteWriteExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.send(batch))
+    }
+}
+
+/// The `prometheusremotewrite` exporter's registration.
+pub const REGISTRATION: crate::registry::Registration =
+    crate::registry::Registration::exporter::<PrometheusRemoteWriteConfig>(
+        "prometheusremotewrite",
+        &[crate::signal::Signal::Metrics],
+        "Prometheus Remote Write 1.0 to Prometheus, VictoriaMetrics, Mimir and others",
+    );
+
+impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        PrometheusRemoteWriteConfig::validate(self)
+    }
+
+    fn build<'a>(
+        &'a self,
+        ctx: &'a crate::pipeline::component::ExporterContext,
+    ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(
+                PrometheusRemoteWriteExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone()),
+            ) as _)
+        })
+    }
+
+    fn queue(&self) -> crate::pipeline::queue::QueueSettings {
+        self.queue_settings()
+    }
+
+    fn scrubber(&self) -> crate::secret::Scrubber {
+        crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
     }
 }
 

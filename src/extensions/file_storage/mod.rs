@@ -53,3 +53,30 @@ impl FileStorageConfig {
         Ok(dir)
     }
 }
+
+/// The `file_storage` extension's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::extension::<FileStorageConfig>(
+    "file_storage",
+    "a directory for state kept across restarts (filelog offsets)",
+);
+
+impl crate::pipeline::component::ExtensionSettings for FileStorageConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        FileStorageConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ExtensionContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(async move {
+            let dir = self.prepare()?;
+            tracing::info!(extension = %ctx.name, directory = %dir.display(), "file storage ready");
+            Ok(Vec::new())
+        })
+    }
+
+    fn storage(&self) -> Option<Result<(std::path::PathBuf, bool), String>> {
+        Some(self.prepare().map(|dir| (dir, self.fsync)))
+    }
+}

@@ -52,3 +52,27 @@ pub async fn serve(cfg: HealthCheckConfig, listener: TcpListener, status: Status
     };
     net::serve(listener, handler, shutdown, Duration::from_secs(1)).await;
 }
+
+/// The `health_check` extension's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::extension::<HealthCheckConfig>(
+    "health_check",
+    "HTTP health endpoint (200 running, 503 otherwise)",
+);
+
+impl crate::pipeline::component::ExtensionSettings for HealthCheckConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        HealthCheckConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ExtensionContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(async move {
+            let listener = crate::net::bind(&self.endpoint).await?;
+            let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(extension = %ctx.name, endpoint = %local, "health check listening");
+            Ok(vec![tokio::spawn(serve(self.clone(), listener, ctx.status, ctx.stop))])
+        })
+    }
+}

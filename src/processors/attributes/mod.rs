@@ -172,6 +172,26 @@ impl Processor for AttributesProcessor {
     }
 }
 
+/// The `attributes` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<AttributesConfig>(
+    "attributes",
+    crate::registry::ALL_SIGNALS,
+    "inserts, updates, deletes, hashes, extracts and converts span, log and data point attributes",
+);
+
+impl crate::pipeline::component::ProcessorSettings for AttributesConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        AttributesConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(AttributesProcessor::new(self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

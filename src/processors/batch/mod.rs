@@ -4,8 +4,9 @@
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, ClaimSet, Processor};
-use crate::telemetry::metrics::METRICS;
+use crate::telemetry::metrics::Metrics;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +42,7 @@ impl BatchConfig {
 pub struct BatchProcessor {
     cfg: BatchConfig,
     name: String,
+    telemetry: Arc<Metrics>,
     pending: Vec<Batch>,
     pending_items: usize,
     /// The exporter-queue room of the pending batches, one claim per queue.
@@ -49,8 +51,16 @@ pub struct BatchProcessor {
 }
 
 impl BatchProcessor {
-    pub fn new(name: String, cfg: BatchConfig) -> BatchProcessor {
-        BatchProcessor { cfg, name, pending: Vec::new(), pending_items: 0, claims: ClaimSet::default(), deadline: None }
+    pub fn new(name: String, cfg: BatchConfig, telemetry: Arc<Metrics>) -> BatchProcessor {
+        BatchProcessor {
+            cfg,
+            name,
+            telemetry,
+            pending: Vec::new(),
+            pending_items: 0,
+            claims: ClaimSet::default(),
+            deadline: None,
+        }
     }
 
     fn send(&mut self, out: &mut Vec<Batch>) {
@@ -62,7 +72,7 @@ impl BatchProcessor {
         let claims = self.claims.take();
         for mut part in merged.split(self.cfg.send_batch_max_size) {
             part.hold_shared(&claims);
-            METRICS.batch_send_size.with_label_values(&[&self.name]).observe(part.items() as f64);
+            self.telemetry.batch_send_size.with_label_values(&[&self.name]).observe(part.items() as f64);
             out.push(part);
         }
     }
@@ -77,7 +87,7 @@ impl Processor for BatchProcessor {
         self.pending_items += batch.items();
         self.pending.push(batch);
         if self.pending_items >= self.cfg.send_batch_size || self.cfg.timeout.is_zero() {
-            METRICS.batch_size_trigger_send.with_label_values(&[&self.name]).inc();
+            self.telemetry.batch_size_trigger_send.with_label_values(&[&self.name]).inc();
             self.send(out);
         } else if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.cfg.timeout);
@@ -89,12 +99,32 @@ impl Processor for BatchProcessor {
     }
 
     fn on_deadline(&mut self, _now: Instant, out: &mut Vec<Batch>) {
-        METRICS.batch_timeout_trigger_send.with_label_values(&[&self.name]).inc();
+        self.telemetry.batch_timeout_trigger_send.with_label_values(&[&self.name]).inc();
         self.send(out);
     }
 
     fn flush(&mut self, out: &mut Vec<Batch>) {
         self.send(out);
+    }
+}
+
+/// The `batch` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<BatchConfig>(
+    "batch",
+    crate::registry::ALL_SIGNALS,
+    "groups data into batches by size and time",
+);
+
+impl crate::pipeline::component::ProcessorSettings for BatchConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        BatchConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(BatchProcessor::new(ctx.name.clone(), self.clone(), ctx.telemetry.clone())))
     }
 }
 
@@ -123,7 +153,7 @@ mod tests {
 
     #[test]
     fn sends_when_size_is_reached() {
-        let mut p = BatchProcessor::new("batch".into(), cfg(10, 0));
+        let mut p = BatchProcessor::new("batch".into(), cfg(10, 0), Default::default());
         let mut out = Vec::new();
         p.process(batch(4), &mut out);
         p.process(batch(4), &mut out);
@@ -138,7 +168,7 @@ mod tests {
 
     #[test]
     fn splits_above_the_max() {
-        let mut p = BatchProcessor::new("batch".into(), cfg(10, 10));
+        let mut p = BatchProcessor::new("batch".into(), cfg(10, 10), Default::default());
         let mut out = Vec::new();
         p.process(batch(25), &mut out);
         assert_eq!(out.iter().map(Batch::items).collect::<Vec<_>>(), vec![10, 10, 5]);
@@ -148,7 +178,7 @@ mod tests {
 
     #[test]
     fn timeout_and_flush_release_partial_batches() {
-        let mut p = BatchProcessor::new("batch".into(), cfg(100, 0));
+        let mut p = BatchProcessor::new("batch".into(), cfg(100, 0), Default::default());
         let mut out = Vec::new();
         p.process(batch(3), &mut out);
         let d = p.next_deadline().unwrap();

@@ -93,13 +93,18 @@ impl FilterConfig {
 
 pub struct FilterProcessor {
     name: String,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     conditions: Compiled,
 }
 
 impl FilterProcessor {
-    pub fn new(name: String, cfg: &FilterConfig) -> Result<FilterProcessor, String> {
+    pub fn new(
+        name: String,
+        cfg: &FilterConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Result<FilterProcessor, String> {
         let conditions = cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))?;
-        Ok(FilterProcessor { name, conditions })
+        Ok(FilterProcessor { name, telemetry, conditions })
     }
 
     /// Filters a request in place; returns how many items went.
@@ -210,7 +215,27 @@ impl Processor for FilterProcessor {
             out.push(batch);
             return;
         }
-        super::drop_items(&self.name, batch, out, |request| self.filter(request));
+        super::drop_items(&self.telemetry, &self.name, batch, out, |request| self.filter(request));
+    }
+}
+
+/// The `filter` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<FilterConfig>(
+    "filter",
+    crate::registry::ALL_SIGNALS,
+    "drops spans, span events, metrics, data points and log records matching OTTL conditions",
+);
+
+impl crate::pipeline::component::ProcessorSettings for FilterConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        FilterConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(FilterProcessor::new(ctx.name.clone(), self, ctx.telemetry.clone())?))
     }
 }
 
@@ -224,7 +249,7 @@ mod tests {
 
     fn processor(yaml_like: FilterConfig) -> FilterProcessor {
         yaml_like.validate().unwrap();
-        FilterProcessor::new("filter".into(), &yaml_like).unwrap()
+        FilterProcessor::new("filter".into(), &yaml_like, Default::default()).unwrap()
     }
 
     fn run(p: &mut FilterProcessor, batch: Batch) -> Vec<Batch> {

@@ -170,6 +170,33 @@ impl Processor for MemoryLimiterProcessor {
     }
 }
 
+/// The `memory_limiter` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<MemoryLimiterConfig>(
+    "memory_limiter",
+    crate::registry::ALL_SIGNALS,
+    "keeps data in flight under a memory limit; receivers refuse (retryably) above it",
+);
+
+impl crate::pipeline::component::ProcessorSettings for MemoryLimiterConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        MemoryLimiterConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(MemoryLimiterProcessor))
+    }
+
+    fn memory_budget(
+        &self,
+        ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Option<Result<std::sync::Arc<crate::pipeline::Capacity>, String>> {
+        Some(MemoryBudget::start(ctx.name.clone(), self, ctx.stop.clone()).map(|b| b.capacity))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

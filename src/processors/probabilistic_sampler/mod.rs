@@ -174,6 +174,7 @@ fn without_th(tracestate: &str) -> String {
 
 pub struct ProbabilisticSampler {
     name: String,
+    telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     cfg: ProbabilisticSamplerConfig,
     /// hash_seed mode: keep when the low 14 bits are below this.
     scaled: u32,
@@ -188,11 +189,15 @@ enum Decision {
 }
 
 impl ProbabilisticSampler {
-    pub fn new(name: String, cfg: ProbabilisticSamplerConfig) -> ProbabilisticSampler {
+    pub fn new(
+        name: String,
+        cfg: ProbabilisticSamplerConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> ProbabilisticSampler {
         let scaled = (cfg.sampling_percentage * 16384.0 / 100.0) as u32;
         let p = cfg.sampling_percentage / 100.0;
         let threshold = ((1.0 - p) * MAX_ADJUSTED as f64).round().clamp(0.0, MAX_ADJUSTED as f64) as u64;
-        ProbabilisticSampler { name, cfg, scaled, threshold }
+        ProbabilisticSampler { name, telemetry, cfg, scaled, threshold }
     }
 
     fn decide(&self, trace_id: &[u8], tracestate: &str) -> Decision {
@@ -336,7 +341,28 @@ impl Processor for ProbabilisticSampler {
             out.push(batch);
             return;
         }
-        super::drop_items(&self.name, batch, out, |request| self.sample(request));
+        super::drop_items(&self.telemetry, &self.name, batch, out, |request| self.sample(request));
+    }
+}
+
+/// The `probabilistic_sampler` processor's registration.
+pub const REGISTRATION: crate::registry::Registration =
+    crate::registry::Registration::processor::<ProbabilisticSamplerConfig>(
+        "probabilistic_sampler",
+        &[crate::signal::Signal::Traces, crate::signal::Signal::Logs],
+        "keeps a share of traces and logs, trace by trace, the same on every instance",
+    );
+
+impl crate::pipeline::component::ProcessorSettings for ProbabilisticSamplerConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        ProbabilisticSamplerConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(ProbabilisticSampler::new(ctx.name.clone(), self.clone(), ctx.telemetry.clone())))
     }
 }
 
@@ -390,7 +416,7 @@ mod tests {
     fn sampler(pct: f64, seed: u32, mode: Mode) -> ProbabilisticSampler {
         let cfg = ProbabilisticSamplerConfig { sampling_percentage: pct, hash_seed: seed, mode, ..Default::default() };
         cfg.validate().unwrap();
-        ProbabilisticSampler::new("p".into(), cfg)
+        ProbabilisticSampler::new("p".into(), cfg, Default::default())
     }
 
     #[test]

@@ -218,6 +218,26 @@ impl Processor for RedactionProcessor {
     }
 }
 
+/// The `redaction` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<RedactionConfig>(
+    "redaction",
+    crate::registry::ALL_SIGNALS,
+    "removes attributes not allowed and masks blocked values",
+);
+
+impl crate::pipeline::component::ProcessorSettings for RedactionConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        RedactionConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(RedactionProcessor::new(self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

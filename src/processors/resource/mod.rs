@@ -50,3 +50,23 @@ impl Processor for ResourceProcessor {
         out.push(batch);
     }
 }
+
+/// The `resource` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<ResourceConfig>(
+    "resource",
+    crate::registry::ALL_SIGNALS,
+    "the attributes actions on resource attributes",
+);
+
+impl crate::pipeline::component::ProcessorSettings for ResourceConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        ResourceConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(ResourceProcessor::new(self)?))
+    }
+}

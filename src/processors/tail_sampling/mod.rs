@@ -9,7 +9,7 @@ mod policy;
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, Claim, Processor, Request};
-use crate::telemetry::metrics::METRICS;
+use crate::telemetry::metrics::Metrics;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -120,6 +120,7 @@ struct Pending {
 
 pub struct TailSamplingProcessor {
     name: String,
+    telemetry: std::sync::Arc<Metrics>,
     wait: Duration,
     num_traces: usize,
     policies: Vec<Policy>,
@@ -134,10 +135,15 @@ pub struct TailSamplingProcessor {
 }
 
 impl TailSamplingProcessor {
-    pub fn new(name: String, cfg: &TailSamplingConfig) -> Result<TailSamplingProcessor, String> {
+    pub fn new(
+        name: String,
+        cfg: &TailSamplingConfig,
+        telemetry: std::sync::Arc<Metrics>,
+    ) -> Result<TailSamplingProcessor, String> {
         let policies = cfg.policies().map_err(|(k, m)| format!("{k}: {m}"))?;
         Ok(TailSamplingProcessor {
             name,
+            telemetry,
             wait: cfg.decision_wait,
             num_traces: cfg.num_traces,
             policies,
@@ -152,7 +158,7 @@ impl TailSamplingProcessor {
 
     fn dropped(&self, spans: usize) {
         if spans > 0 {
-            METRICS.processor_dropped[0].with_label_values(&[self.name.as_str()]).inc_by(spans as u64);
+            self.telemetry.processor_dropped[0].with_label_values(&[self.name.as_str()]).inc_by(spans as u64);
         }
     }
 
@@ -295,6 +301,26 @@ impl Processor for TailSamplingProcessor {
     }
 }
 
+/// The `tail_sampling` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<TailSamplingConfig>(
+    "tail_sampling",
+    &[crate::signal::Signal::Traces],
+    "decides per whole trace after decision_wait, by policies",
+);
+
+impl crate::pipeline::component::ProcessorSettings for TailSamplingConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        TailSamplingConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(TailSamplingProcessor::new(ctx.name.clone(), self, ctx.telemetry.clone())?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +368,7 @@ mod tests {
     fn processor(j: serde_json::Value) -> TailSamplingProcessor {
         let cfg: TailSamplingConfig = serde_json::from_value(j).unwrap();
         cfg.validate().unwrap();
-        TailSamplingProcessor::new("tail".into(), &cfg).unwrap()
+        TailSamplingProcessor::new("tail".into(), &cfg, Default::default()).unwrap()
     }
 
     #[test]

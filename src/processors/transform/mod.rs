@@ -420,6 +420,26 @@ impl Processor for TransformProcessor {
     }
 }
 
+/// The `transform` processor's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::processor::<TransformConfig>(
+    "transform",
+    crate::registry::ALL_SIGNALS,
+    "changes spans, metrics, data points, logs and resources with OTTL statements",
+);
+
+impl crate::pipeline::component::ProcessorSettings for TransformConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        TransformConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::pipeline::component::ProcessorContext,
+    ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
+        Ok(Box::new(TransformProcessor::new(self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

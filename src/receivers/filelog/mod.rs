@@ -9,7 +9,7 @@ mod container;
 mod reader;
 
 use crate::attributes::{kv, string};
-use crate::pipeline::{Batch, Delivery, Intake, Request};
+use crate::pipeline::{Batch, Intake, Request};
 use crate::receivers::bad_input::BadInput;
 use checkpoint::Checkpoints;
 pub use config::FileLogConfig;
@@ -369,9 +369,9 @@ impl Tailer {
         let (id, seq) = (r.id, self.checkpoints().sent(r.id, r.done_offset));
         loop {
             let checkpoints = self.checkpoints.clone();
-            let batch = base.clone().on_delivered(Delivery::new(move || {
-                checkpoints.lock().unwrap_or_else(|p| p.into_inner()).delivered(id, seq)
-            }));
+            let batch = base.clone().on_delivered(
+                self.intake.delivery(move || checkpoints.lock().unwrap_or_else(|p| p.into_inner()).delivered(id, seq)),
+            );
             match self.runtime.block_on(self.intake.submit("file", batch)) {
                 Ok(()) => return true,
                 Err(refusal) if refusal.retryable && !self.stop.is_cancelled() => {
@@ -383,5 +383,33 @@ impl Tailer {
                 }
             }
         }
+    }
+}
+
+/// The `filelog` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<FileLogConfig>(
+    "filelog",
+    &[crate::signal::Signal::Logs],
+    "tails files: plain lines, multiline, Kubernetes container logs; offsets kept",
+);
+
+impl crate::pipeline::component::ReceiverSettings for FileLogConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        FileLogConfig::validate(self)
+    }
+
+    fn storage(&self) -> Option<&str> {
+        self.storage.as_deref()
+    }
+
+    fn overlaps(&self) -> bool {
+        false
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.storage, ctx.intake, ctx.stop))
     }
 }

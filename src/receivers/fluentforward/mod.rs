@@ -60,7 +60,11 @@ impl FluentForwardConfig {
     }
 
     fn limits(&self) -> crate::net::StreamLimits {
-        crate::net::StreamLimits { max_connections: self.max_connections, idle_timeout: self.idle_timeout }
+        crate::net::StreamLimits {
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            ..Default::default()
+        }
     }
 }
 
@@ -236,7 +240,13 @@ pub async fn start(
     // Heartbeats come over UDP on the same address and port.
     let udp = tokio::net::UdpSocket::bind(local).await.map_err(|e| format!("{local} (UDP, heartbeats): {e}"))?;
     Ok(vec![
-        tokio::spawn(serve(listener, cfg.limits(), cfg.max_message_size, intake, shutdown.clone())),
+        tokio::spawn(serve(
+            listener,
+            cfg.limits().counted(intake.telemetry()),
+            cfg.max_message_size,
+            intake,
+            shutdown.clone(),
+        )),
         tokio::spawn(heartbeats(udp, shutdown)),
     ])
 }
@@ -368,6 +378,27 @@ async fn connection(
                 }
             }
         }
+    }
+}
+
+/// The `fluentforward` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<FluentForwardConfig>(
+    "fluentforward",
+    &[crate::signal::Signal::Logs],
+    "Fluent Forward protocol v1 over TCP (alias fluent_forward)",
+)
+.aliases(&["fluent_forward"]);
+
+impl crate::pipeline::component::ReceiverSettings for FluentForwardConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        FluentForwardConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits();
+    let limits = cfg.limits().counted(intake.telemetry());
     let limit = usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX);
     let handler = move |req: http::Request<Incoming>| {
         let intake = intake.clone();

@@ -207,3 +207,23 @@ pub async fn start(
     }
     Ok(tasks)
 }
+
+/// The `jaeger` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<JaegerReceiverConfig>(
+    "jaeger",
+    &[crate::signal::Signal::Traces],
+    "legacy Jaeger clients: agent UDP (Thrift compact/binary), collector Thrift HTTP and gRPC",
+);
+
+impl crate::pipeline::component::ReceiverSettings for JaegerReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        JaegerReceiverConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+    }
+}

@@ -315,3 +315,27 @@ async fn pause(stop: &CancellationToken, d: Duration) -> bool {
         _ = tokio::time::sleep(d) => false,
     }
 }
+
+/// The `kafka` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<KafkaReceiverConfig>(
+    "kafka",
+    crate::registry::ALL_SIGNALS,
+    "OTLP messages from Kafka topics, offsets committed after delivery",
+);
+
+impl crate::pipeline::component::ReceiverSettings for KafkaReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        KafkaReceiverConfig::validate(self)
+    }
+
+    fn overlaps(&self) -> bool {
+        false
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
+    }
+}

@@ -4,7 +4,7 @@
 use super::offsets::Offsets;
 use super::{InitialOffset, KafkaReceiverConfig};
 use crate::kafka::Encoding;
-use crate::pipeline::{Delivery, Intake, Signal};
+use crate::pipeline::{Intake, Signal};
 use crate::receivers::bad_input::BadInput;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use std::sync::{Arc, Mutex};
@@ -154,9 +154,9 @@ impl Partition {
         self.offsets.lock().unwrap_or_else(|e| e.into_inner()).sent(p, offset);
         loop {
             let offsets = self.offsets.clone();
-            let attempt = batch.clone().on_delivered(Delivery::new(move || {
-                offsets.lock().unwrap_or_else(|e| e.into_inner()).delivered(p, offset)
-            }));
+            let attempt = batch.clone().on_delivered(
+                self.intake.delivery(move || offsets.lock().unwrap_or_else(|e| e.into_inner()).delivered(p, offset)),
+            );
             match self.intake.submit("kafka", attempt).await {
                 Ok(()) => return true,
                 Err(r) if r.retryable && !stop.is_cancelled() => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -149,3 +149,23 @@ pub async fn start(
     }
     Ok(tasks)
 }
+
+/// The `otlp` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<OtlpReceiverConfig>(
+    "otlp",
+    crate::registry::ALL_SIGNALS,
+    "OTLP over gRPC and HTTP (protobuf and JSON)",
+);
+
+impl crate::pipeline::component::ReceiverSettings for OtlpReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        OtlpReceiverConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+    }
+}

@@ -143,3 +143,28 @@ async fn run_job(
         }
     }
 }
+
+/// The `prometheus` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration =
+    crate::registry::Registration::receiver::<PrometheusReceiverConfig>(
+        "prometheus",
+        &[crate::signal::Signal::Metrics],
+        "scrapes Prometheus targets (Prometheus scrape_configs)",
+    );
+
+impl crate::pipeline::component::ReceiverSettings for PrometheusReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        PrometheusReceiverConfig::validate(self)
+    }
+
+    fn overlaps(&self) -> bool {
+        false
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
+    }
+}

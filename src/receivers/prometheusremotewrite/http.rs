@@ -37,7 +37,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits();
+    let limits = cfg.limits().counted(intake.telemetry());
     let settings = Arc::new(Settings {
         accept_v1: cfg.accepted_protobuf_messages.iter().any(|m| m == V1),
         accept_v2: cfg.accepted_protobuf_messages.iter().any(|m| m == V2),

@@ -92,3 +92,24 @@ pub async fn start(
     tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Prometheus remote write listening");
     Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
 }
+
+/// The `prometheusremotewrite` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration =
+    crate::registry::Registration::receiver::<PrometheusRemoteWriteReceiverConfig>(
+        "prometheusremotewrite",
+        &[crate::signal::Signal::Metrics],
+        "Prometheus Remote Write 1.0 and 2.0 on /api/v1/write",
+    );
+
+impl crate::pipeline::component::ReceiverSettings for PrometheusRemoteWriteReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        PrometheusRemoteWriteReceiverConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+    }
+}

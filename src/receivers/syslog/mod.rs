@@ -198,7 +198,12 @@ pub async fn start(
         let acceptor = t.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
         let listener = crate::net::bind(&t.listen_address).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "syslog TCP listening");
-        let limits = crate::net::StreamLimits { max_connections: t.max_connections, idle_timeout: t.idle_timeout };
+        let limits = crate::net::StreamLimits {
+            max_connections: t.max_connections,
+            idle_timeout: t.idle_timeout,
+            refused: None,
+        }
+        .counted(intake.telemetry());
         tasks.push(tokio::spawn(serve_tcp(listener, limits, acceptor, parser, cfg.max_log_size, intake, shutdown)));
     }
     Ok(tasks)
@@ -366,6 +371,26 @@ fn push(parser: &Parser, frame: &[u8], messages: &mut Vec<Message>, bad: &BadInp
     match parser.parse(&String::from_utf8_lossy(frame)) {
         Ok(m) => messages.push(m),
         Err(e) => bad.report("malformed", &format!("skipped a syslog message: {e}")),
+    }
+}
+
+/// The `syslog` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<SyslogConfig>(
+    "syslog",
+    &[crate::signal::Signal::Logs],
+    "RFC 5424 and RFC 3164 syslog over UDP and TCP",
+);
+
+impl crate::pipeline::component::ReceiverSettings for SyslogConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        SyslogConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
     }
 }
 

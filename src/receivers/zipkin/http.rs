@@ -28,7 +28,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits();
+    let limits = cfg.limits().counted(intake.telemetry());
     let settings = Arc::new(Settings {
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         parse_string_tags: cfg.parse_string_tags,

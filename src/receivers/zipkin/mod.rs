@@ -87,3 +87,23 @@ pub async fn start(
     tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Zipkin listening");
     Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
 }
+
+/// The `zipkin` receiver's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::receiver::<ZipkinReceiverConfig>(
+    "zipkin",
+    &[crate::signal::Signal::Traces],
+    "Zipkin v2 spans over HTTP (JSON and protobuf)",
+);
+
+impl crate::pipeline::component::ReceiverSettings for ZipkinReceiverConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        ZipkinReceiverConfig::validate(self)
+    }
+
+    fn start(
+        &self,
+        ctx: crate::pipeline::component::ReceiverContext,
+    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+    }
+}

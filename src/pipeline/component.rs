@@ -1,0 +1,123 @@
+//! The contracts between the engine and the components: the settings of each kind of
+//! component know how to check themselves and how to build or start what they describe, given
+//! what the service hands them (their name, the service's self-telemetry, a stop signal). The
+//! engine and the service only ever see these traits, never a concrete component.
+
+use super::admission::Capacity;
+use super::intake::Intake;
+use super::queue::QueueSettings;
+use super::runner::{BoxFuture, Exporter, Processor};
+use super::status::StatusCell;
+use crate::secret::Scrubber;
+use crate::telemetry::metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A component's own checks: `Err((key, message))` names the key (dotted, relative to the
+/// component) the message is about, so the error points at its line.
+pub type Checked = Result<(), (String, String)>;
+
+/// The tasks a started receiver or extension runs until its stop signal.
+pub type Tasks = Vec<JoinHandle<()>>;
+
+/// What a receiver is started with.
+pub struct ReceiverContext {
+    /// Where it hands data: its routes into pipelines, its counters, its delivery notices.
+    pub intake: Arc<Intake>,
+    /// Fires when the receiver must stop taking data.
+    pub stop: CancellationToken,
+    /// How long requests in flight may take to finish after `stop`.
+    pub grace: Duration,
+    /// The directory (and whether to fsync) of the `file_storage` extension it names in
+    /// `storage`, if it names one.
+    pub storage: Option<(PathBuf, bool)>,
+}
+
+/// The settings of one receiver, which can start it.
+pub trait ReceiverSettings: std::fmt::Debug + Send + Sync + 'static {
+    fn validate(&self) -> Checked {
+        Ok(())
+    }
+    /// Whether a replacement (at a reload that changed its settings) may start while this one
+    /// still runs: true for receivers that only listen (the new one takes a new port before
+    /// the old one closes); false for those that would do the same work twice (a file tailer,
+    /// a Kafka group member, a scraper), which stop first.
+    fn overlaps(&self) -> bool {
+        true
+    }
+    /// The extension it keeps state in (`storage:`), if any.
+    fn storage(&self) -> Option<&str> {
+        None
+    }
+    fn start(&self, ctx: ReceiverContext) -> BoxFuture<'_, Result<Tasks, String>>;
+}
+
+/// What a processor is built with.
+pub struct ProcessorContext {
+    /// Its id, as metric labels and logs show it.
+    pub name: String,
+    pub telemetry: Arc<Metrics>,
+    /// Fires when the service stops (for a processor's own background tasks).
+    pub stop: CancellationToken,
+}
+
+/// The settings of one processor, which can build an instance of it for one pipeline.
+pub trait ProcessorSettings: std::fmt::Debug + Send + Sync + 'static {
+    fn validate(&self) -> Checked {
+        Ok(())
+    }
+    fn build(&self, ctx: &ProcessorContext) -> Result<Box<dyn Processor>, String>;
+    /// A memory budget shared by every pipeline listing this processor (the memory_limiter):
+    /// receivers claim room in it before decoding and admitting data.
+    fn memory_budget(&self, _ctx: &ProcessorContext) -> Option<Result<Arc<Capacity>, String>> {
+        None
+    }
+}
+
+/// What an exporter is built with.
+pub struct ExporterContext {
+    /// Its id, as metric labels and logs show it.
+    pub name: String,
+    pub telemetry: Arc<Metrics>,
+}
+
+/// The settings of one exporter, which can build it and say how its sending queue runs.
+pub trait ExporterSettings: std::fmt::Debug + Send + Sync + 'static {
+    fn validate(&self) -> Checked {
+        Ok(())
+    }
+    fn build<'a>(&'a self, ctx: &'a ExporterContext) -> BoxFuture<'a, Result<Arc<dyn Exporter>, String>>;
+    /// Its sending queue; by default one consumer and the default size.
+    fn queue(&self) -> QueueSettings {
+        QueueSettings { num_consumers: 1, ..Default::default() }
+    }
+    /// What takes its secrets (credentials, header values, URL user info) out of the failure
+    /// reasons its queue logs.
+    fn scrubber(&self) -> Scrubber {
+        Scrubber::default()
+    }
+}
+
+/// What an extension is started with.
+pub struct ExtensionContext {
+    pub name: String,
+    /// The service's status (for health checks).
+    pub status: StatusCell,
+    pub stop: CancellationToken,
+}
+
+/// The settings of one extension, which can start it.
+pub trait ExtensionSettings: std::fmt::Debug + Send + Sync + 'static {
+    fn validate(&self) -> Checked {
+        Ok(())
+    }
+    fn start(&self, ctx: ExtensionContext) -> BoxFuture<'_, Result<Tasks, String>>;
+    /// For a storage extension: its directory, created if need be, and whether state files
+    /// are synced to disk. `None` for extensions that keep no state for others.
+    fn storage(&self) -> Option<Result<(PathBuf, bool), String>> {
+        None
+    }
+}
