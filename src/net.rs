@@ -50,6 +50,84 @@ pub async fn bind(endpoint: &str) -> Result<TcpListener, String> {
     Err(last)
 }
 
+/// The sockets one receiver listens on, by endpoint. When a reload replaces the receiver, its
+/// successor takes over the same sockets (a duplicate of each descriptor) instead of binding
+/// anew: connections waiting to be accepted are not reset, and the port is never closed. An
+/// endpoint the successor does not bind again closes once the old receiver has stopped.
+#[derive(Clone, Default)]
+pub struct Listeners {
+    /// What this receiver bound: handed on at the next reload.
+    own: std::sync::Arc<std::sync::Mutex<Vec<(String, Shared)>>>,
+    /// What its predecessor bound, until the receiver has started (see `settle`).
+    inherited: std::sync::Arc<std::sync::Mutex<Vec<(String, Shared)>>>,
+}
+
+enum Shared {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+impl Shared {
+    fn duplicate(&self) -> std::io::Result<Shared> {
+        Ok(match self {
+            Shared::Tcp(l) => Shared::Tcp(l.try_clone()?),
+            Shared::Udp(s) => Shared::Udp(s.try_clone()?),
+        })
+    }
+}
+
+impl Listeners {
+    /// A fresh set for the successor of the receiver that bound these.
+    pub fn successor(&self) -> Listeners {
+        let own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let inherited = own.iter().filter_map(|(e, s)| Some((e.clone(), s.duplicate().ok()?))).collect();
+        Listeners { own: Default::default(), inherited: std::sync::Arc::new(std::sync::Mutex::new(inherited)) }
+    }
+
+    /// The receiver has started: the predecessor's sockets it did not take over are let go, so
+    /// that they close once the predecessor stops.
+    pub fn settle(&self) {
+        self.inherited.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn inherit(&self, key: &str) -> Option<Shared> {
+        let inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        inherited.iter().find(|(e, _)| e == key).and_then(|(_, s)| s.duplicate().ok())
+    }
+
+    fn keep(&self, key: &str, shared: Shared) {
+        self.own.lock().unwrap_or_else(|p| p.into_inner()).push((key.to_string(), shared));
+    }
+
+    /// Listens on `endpoint` (TCP): the predecessor's socket if it had one there, else a new one.
+    pub async fn tcp(&self, endpoint: &str) -> Result<TcpListener, String> {
+        let key = format!("tcp {endpoint}");
+        let std = match self.inherit(&key) {
+            Some(Shared::Tcp(l)) => l,
+            _ => bind(endpoint).await?.into_std().map_err(|e| format!("{endpoint}: {e}"))?,
+        };
+        if let Ok(copy) = std.try_clone() {
+            self.keep(&key, Shared::Tcp(copy));
+        }
+        std.set_nonblocking(true).map_err(|e| format!("{endpoint}: {e}"))?;
+        TcpListener::from_std(std).map_err(|e| format!("{endpoint}: {e}"))
+    }
+
+    /// Binds `endpoint` (UDP), as `tcp` does.
+    pub async fn udp(&self, endpoint: &str) -> Result<UdpSocket, String> {
+        let key = format!("udp {endpoint}");
+        let std = match self.inherit(&key) {
+            Some(Shared::Udp(s)) => s,
+            _ => bind_udp(endpoint).await?.into_std().map_err(|e| format!("{endpoint}: {e}"))?,
+        };
+        if let Ok(copy) = std.try_clone() {
+            self.keep(&key, Shared::Udp(copy));
+        }
+        std.set_nonblocking(true).map_err(|e| format!("{endpoint}: {e}"))?;
+        UdpSocket::from_std(std).map_err(|e| format!("{endpoint}: {e}"))
+    }
+}
+
 /// Binds a UDP socket on `endpoint`, as `bind` does for TCP.
 pub async fn bind_udp(endpoint: &str) -> Result<UdpSocket, String> {
     let mut last = format!("{endpoint} resolves to no address");

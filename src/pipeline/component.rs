@@ -34,6 +34,9 @@ pub struct ReceiverContext {
     /// The directory (and whether to fsync) of the `file_storage` extension it names in
     /// `storage`, if it names one.
     pub storage: Option<(PathBuf, bool)>,
+    /// Where it listens from (`Listeners::tcp`, `udp`): a replaced receiver's successor takes
+    /// over its sockets.
+    pub listeners: crate::net::Listeners,
 }
 
 /// The settings of one receiver, which can start it.

@@ -64,6 +64,7 @@ struct RunningPipeline {
 struct RunningReceiver {
     defined: Defined<dyn ReceiverSettings>,
     intake: Arc<Intake>,
+    listeners: crate::net::Listeners,
     run: Running,
 }
 
@@ -398,10 +399,12 @@ impl RunningService {
     }
 
     /// Starts receiver `id` as `defined`, in place of the one running under that id if any. A
-    /// replacement that may overlap its predecessor (its own listeners) starts first, so a
-    /// moved port is open before the old one closes; one that may not (a file tailer, a Kafka
-    /// group member), or one whose port is still held, starts once the old one has stopped. If
-    /// the new one cannot start, the old settings are started again.
+    /// receiver that only listens starts beside its predecessor, taking over the sockets of the
+    /// endpoints they share (so those never close and no waiting connection is reset) and
+    /// binding new ones before the old ones close; if it cannot start, the old one keeps
+    /// running. One that would do the same work twice (a file tailer, a Kafka group member, a
+    /// scraper) starts once its predecessor has stopped; if it cannot start, the old settings
+    /// are started again.
     async fn replace_receiver(
         &mut self,
         config: &Config,
@@ -410,77 +413,85 @@ impl RunningService {
         routes: [Vec<Route>; 3],
         grace: Duration,
     ) -> Result<(), ServiceError> {
-        let old = self.receivers.remove(&id);
         let intake = Arc::new(Intake::new(id.to_string(), routes, self.telemetry.clone(), self.abandoned.clone()));
         let storage = storage_directory(config, defined.settings.storage()).map_err(|m| fail("receiver", &id, m))?;
+        let old = self.receivers.remove(&id);
         let overlap = old.as_ref().is_none_or(|o| o.defined.settings.overlaps() && defined.settings.overlaps());
-        let mut old = old;
-        let mut first = None;
+        let listeners = old.as_ref().map(|o| o.listeners.successor()).unwrap_or_default();
         if overlap {
-            match self.start_receiver(&id, &defined, intake.clone(), storage.clone(), grace).await {
-                Ok(run) => first = Some(run),
-                Err(m) if old.is_none() => return Err(fail("receiver", &id, m)),
+            match self.start_receiver(&id, &defined, &intake, storage, &listeners, grace).await {
+                Ok(run) => {
+                    if let Some(o) = old {
+                        tracing::info!(receiver = %id, "receiver changed: the new one is up; stopping the old one");
+                        o.run.stop.cancel();
+                        self.retiring.receivers.extend(o.run.tasks);
+                    }
+                    self.receivers.insert(id, RunningReceiver { defined, intake, listeners, run });
+                    Ok(())
+                }
                 Err(m) => {
-                    tracing::debug!(receiver = %id, error = %m, "the replacement cannot start beside the old one; stopping the old one first")
+                    if let Some(o) = old {
+                        // Still running as before; it takes the new routes.
+                        o.intake.set_routes(intake.take_routes());
+                        self.receivers.insert(id.clone(), o);
+                    }
+                    Err(fail("receiver", &id, m))
                 }
             }
-        }
-        let run = match first {
-            Some(run) => run,
-            None => {
-                if let Some(o) = old.take() {
-                    o.run.stop.cancel();
-                    let wait = async {
-                        for t in o.run.tasks {
-                            let _ = t.await;
+        } else {
+            let Some(o) = old else { unreachable!("a receiver without a predecessor always overlaps") };
+            tracing::info!(receiver = %id, "receiver changed: stopping the old one before starting the new one");
+            o.run.stop.cancel();
+            let wait = async {
+                for t in o.run.tasks {
+                    let _ = t.await;
+                }
+            };
+            let _ = tokio::time::timeout(grace + Duration::from_secs(1), wait).await;
+            match self.start_receiver(&id, &defined, &intake, storage, &listeners, grace).await {
+                Ok(run) => {
+                    self.receivers.insert(id, RunningReceiver { defined, intake, listeners, run });
+                    Ok(())
+                }
+                Err(m) => {
+                    let storage = storage_directory(config, o.defined.settings.storage()).ok().flatten();
+                    let listeners = o.listeners.successor();
+                    match self.start_receiver(&id, &o.defined, &intake, storage, &listeners, grace).await {
+                        Ok(run) => {
+                            tracing::warn!(receiver = %id, "the changed receiver cannot start; running its previous settings again");
+                            self.receivers
+                                .insert(id.clone(), RunningReceiver { defined: o.defined, intake, listeners, run });
                         }
-                    };
-                    let _ = tokio::time::timeout(grace + Duration::from_secs(1), wait).await;
-                    match self.start_receiver(&id, &defined, intake.clone(), storage, grace).await {
-                        Ok(run) => run,
-                        Err(m) => {
-                            // Back to the old settings, with the new routes.
-                            let again = self
-                                .start_receiver(
-                                    &id,
-                                    &o.defined,
-                                    intake.clone(),
-                                    storage_directory(config, o.defined.settings.storage()).ok().flatten(),
-                                    grace,
-                                )
-                                .await;
-                            if let Ok(run) = again {
-                                self.receivers.insert(id.clone(), RunningReceiver { defined: o.defined, intake, run });
-                            }
-                            return Err(fail("receiver", &id, m));
+                        Err(again) => {
+                            tracing::error!(receiver = %id, error = %again, "the previous settings cannot start again either; the receiver is stopped")
                         }
                     }
-                } else {
-                    let run = self.start_receiver(&id, &defined, intake.clone(), storage, grace).await;
-                    run.map_err(|m| fail("receiver", &id, m))?
+                    Err(fail("receiver", &id, m))
                 }
             }
-        };
-        if let Some(o) = old {
-            tracing::info!(receiver = %id, "receiver changed: the new one is up; stopping the old one");
-            o.run.stop.cancel();
-            self.retiring.receivers.extend(o.run.tasks);
         }
-        self.receivers.insert(id, RunningReceiver { defined, intake, run });
-        Ok(())
     }
 
     async fn start_receiver(
         &self,
         id: &ComponentId,
         defined: &Defined<dyn ReceiverSettings>,
-        intake: Arc<Intake>,
+        intake: &Arc<Intake>,
         storage: Option<(std::path::PathBuf, bool)>,
+        listeners: &crate::net::Listeners,
         grace: Duration,
     ) -> Result<Running, String> {
         let stop = self.stop_receivers.child_token();
-        let ctx = ReceiverContext { intake, stop: stop.clone(), grace, storage };
-        let tasks = defined.settings.start(ctx).await?;
+        let ctx = ReceiverContext {
+            intake: intake.clone(),
+            stop: stop.clone(),
+            grace,
+            storage,
+            listeners: listeners.clone(),
+        };
+        let tasks = defined.settings.start(ctx).await;
+        listeners.settle();
+        let tasks = tasks?;
         // A receiver task that panics (a bug on some input) must not vanish quietly: the
         // watcher logs it and marks the service failed, so health checks report it.
         let tasks = tasks

@@ -48,38 +48,82 @@ impl Gateway {
 
     /// As `start`, with extra environment variables for switchyard (for `${env:…}` in configs).
     pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::launch(template, env, &[])
+    }
+
+    /// As `start`, with extra command-line arguments (`--watch`).
+    pub fn start_with_args(template: &str, args: &[&str]) -> Gateway {
+        Gateway::launch(template, &[], args)
+    }
+
+    fn launch(template: &str, env: &[(&str, &str)], args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
-        let mut ports = std::collections::HashMap::new();
-        let mut template = template.to_string();
-        while let Some(at) = template.find("{port:") {
-            let end = at + template[at..].find('}').expect("a closing } after {port:");
-            let name = template[at + 6..end].to_string();
-            let port = *ports.entry(name.clone()).or_insert_with(free_port);
-            template = template.replace(&format!("{{port:{name}}}"), &port.to_string());
-        }
-        let config = template
-            .replace("{grpc}", &grpc.to_string())
-            .replace("{http}", &http.to_string())
-            .replace("{metrics}", &metrics.to_string())
-            .replace("{health}", &health.to_string())
-            .replace("{dir}", &dir.path().display().to_string());
-        let cfg_path = dir.path().join("config.yaml");
-        std::fs::write(&cfg_path, config).expect("write config");
+        let ports = std::collections::HashMap::new();
         let log = dir.path().join("switchyard.log");
+        let mut gw = Gateway { child: None, dir, grpc, http, metrics, health, ports, log: log.clone() };
+        let cfg_path = gw.rewrite(template);
         // SWITCHYARD_BIN runs another build (the release one, for figures in docs/BENCHMARKS.md).
         let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
         let child = Command::new(bin)
             .arg("--config")
             .arg(&cfg_path)
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start switchyard");
-        let mut gw = Gateway { child: Some(child), dir, grpc, http, metrics, health, ports, log };
+        gw.child = Some(child);
         gw.wait_ready();
         gw
+    }
+
+    /// Writes `template` as the configuration file (placeholders as in `start`; a `{port:NAME}`
+    /// named before keeps its port), without telling switchyard. Returns the file's path.
+    pub fn rewrite(&mut self, template: &str) -> PathBuf {
+        let mut template = template.to_string();
+        while let Some(at) = template.find("{port:") {
+            let end = at + template[at..].find('}').expect("a closing } after {port:");
+            let name = template[at + 6..end].to_string();
+            let port = *self.ports.entry(name.clone()).or_insert_with(free_port);
+            template = template.replace(&format!("{{port:{name}}}"), &port.to_string());
+        }
+        let config = template
+            .replace("{grpc}", &self.grpc.to_string())
+            .replace("{http}", &self.http.to_string())
+            .replace("{metrics}", &self.metrics.to_string())
+            .replace("{health}", &self.health.to_string())
+            .replace("{dir}", &self.dir.path().display().to_string());
+        let cfg_path = self.dir.path().join("config.yaml");
+        // Written whole and renamed, as an editor or a ConfigMap update does, so that a reader
+        // never sees half a file.
+        let partial = self.dir.path().join("config.yaml.new");
+        std::fs::write(&partial, config).expect("write config");
+        std::fs::rename(&partial, &cfg_path).expect("replace config");
+        cfg_path
+    }
+
+    /// Reloads counted so far, by result (`success` or `failure`).
+    pub fn reloads(&self, result: &str) -> f64 {
+        self.metric("switchyard_config_reloads_total", &[("result", result)])
+    }
+
+    /// Sends SIGHUP and waits until switchyard has counted the reload; returns its result.
+    pub fn reload(&self) -> &'static str {
+        let (ok, failed) = (self.reloads("success"), self.reloads("failure"));
+        signal(self.pid(), "HUP");
+        let mut result = "";
+        let counted = eventually(Duration::from_secs(30), || {
+            if self.reloads("success") > ok {
+                result = "success";
+            } else if self.reloads("failure") > failed {
+                result = "failure";
+            }
+            !result.is_empty()
+        });
+        assert!(counted, "the reload was not counted within 30 s:\n{}", self.log());
+        result
     }
 
     fn wait_ready(&mut self) {
@@ -287,6 +331,28 @@ pub fn python_sends(python: &Path, grpc_port: u16, signal: &str, count: usize, s
         .expect("run otel_send.py");
     assert!(out.status.success(), "otel_send.py failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(&std::fs::read_to_string(summary).expect("summary")).expect("summary is JSON")
+}
+
+/// Starts the Python SDK peer tests/peers/python/otel_stream.py: `count` spans named
+/// `prefix-0…` over OTLP/gRPC to `grpc_port`, spread over `seconds`; see `stream_summary`.
+pub fn python_stream(python: &Path, grpc_port: u16, prefix: &str, count: usize, seconds: f64, out: &Path) -> Child {
+    Command::new(python)
+        .arg(repo().join("tests/peers/python/otel_stream.py"))
+        .args(["--endpoint", &format!("http://127.0.0.1:{grpc_port}"), "--prefix", prefix])
+        .args(["--count", &count.to_string(), "--seconds", &seconds.to_string(), "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run otel_stream.py")
+}
+
+/// Waits for an `otel_stream.py` run; fails the test if an export failed. Returns its summary.
+pub fn stream_summary(child: Child, out: &Path) -> serde_json::Value {
+    let done = child.wait_with_output().expect("otel_stream.py ran");
+    let summary = std::fs::read_to_string(out).unwrap_or_default();
+    assert!(done.status.success(), "otel_stream.py failed ({summary}): {}", String::from_utf8_lossy(&done.stderr));
+    serde_json::from_str(&summary).expect("summary is JSON")
 }
 
 pub fn node_peer() -> Option<PathBuf> {

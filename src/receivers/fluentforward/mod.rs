@@ -233,12 +233,13 @@ pub async fn start(
     cfg: FluentForwardConfig,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
+    listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let listener = crate::net::bind(&cfg.endpoint).await?;
+    let listener = listeners.tcp(&cfg.endpoint).await?;
     let local = listener.local_addr().map_err(|e| format!("{}: {e}", cfg.endpoint))?;
     tracing::info!(receiver = intake.receiver(), endpoint = %local, "Fluent Forward listening");
     // Heartbeats come over UDP on the same address and port.
-    let udp = tokio::net::UdpSocket::bind(local).await.map_err(|e| format!("{local} (UDP, heartbeats): {e}"))?;
+    let udp = listeners.udp(&local.to_string()).await.map_err(|e| format!("{e} (UDP, heartbeats)"))?;
     Ok(vec![
         tokio::spawn(serve(
             listener,
@@ -398,7 +399,7 @@ impl crate::pipeline::component::ReceiverSettings for FluentForwardConfig {
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.listeners))
     }
 }
 

@@ -173,6 +173,7 @@ pub async fn start(
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
+    listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut tasks = Vec::new();
     let p = cfg.protocols;
@@ -182,7 +183,7 @@ pub async fn start(
     ] {
         if let Some(u) = udp {
             let endpoint = u.endpoint.clone().unwrap_or_else(|| default.to_string());
-            let socket = crate::net::bind_udp(&endpoint).await?;
+            let socket = listeners.udp(&endpoint).await?;
             if u.socket_buffer_size > 0 {
                 let s = socket2::SockRef::from(&socket);
                 s.set_recv_buffer_size(u.socket_buffer_size)
@@ -196,12 +197,12 @@ pub async fn start(
         }
     }
     if let Some(h) = p.thrift_http {
-        let listener = crate::net::bind(&h.endpoint).await?;
+        let listener = listeners.tcp(&h.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger Thrift HTTP listening");
         tasks.push(tokio::spawn(http::serve(h, listener, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(g) = p.grpc {
-        let listener = crate::net::bind(&g.endpoint).await?;
+        let listener = listeners.tcp(&g.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger gRPC listening");
         tasks.push(tokio::spawn(grpc::serve(g, listener, intake, shutdown, grace)));
     }
@@ -224,6 +225,6 @@ impl crate::pipeline::component::ReceiverSettings for JaegerReceiverConfig {
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners))
     }
 }

@@ -135,15 +135,16 @@ pub async fn start(
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
+    listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut tasks = Vec::new();
     if let Some(g) = cfg.protocols.grpc {
-        let listener = crate::net::bind(&g.endpoint).await?;
+        let listener = listeners.tcp(&g.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
         tasks.push(tokio::spawn(grpc::serve(g, listener, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(h) = cfg.protocols.http {
-        let listener = crate::net::bind(&h.endpoint).await?;
+        let listener = listeners.tcp(&h.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/HTTP listening");
         tasks.push(tokio::spawn(http::serve(h, listener, intake, shutdown, grace)));
     }
@@ -166,6 +167,6 @@ impl crate::pipeline::component::ReceiverSettings for OtlpReceiverConfig {
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners))
     }
 }

@@ -87,8 +87,9 @@ pub async fn start(
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
+    listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let listener = crate::net::bind(&cfg.endpoint).await?;
+    let listener = listeners.tcp(&cfg.endpoint).await?;
     tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Prometheus remote write listening");
     Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
 }
@@ -110,6 +111,6 @@ impl crate::pipeline::component::ReceiverSettings for PrometheusRemoteWriteRecei
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners))
     }
 }

@@ -183,6 +183,7 @@ pub async fn start(
     cfg: SyslogConfig,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
+    listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let parser = Arc::new(Parser {
         protocol: cfg.protocol.unwrap_or(Protocol::Rfc5424),
@@ -190,13 +191,13 @@ pub async fn start(
     });
     let mut tasks = Vec::new();
     if let Some(u) = &cfg.udp {
-        let socket = crate::net::bind_udp(&u.listen_address).await?;
+        let socket = listeners.udp(&u.listen_address).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %socket.local_addr().map(|a| a.to_string()).unwrap_or_default(), "syslog UDP listening");
         tasks.push(tokio::spawn(serve_udp(socket, parser.clone(), intake.clone(), shutdown.clone())));
     }
     if let Some(t) = &cfg.tcp {
         let acceptor = t.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
-        let listener = crate::net::bind(&t.listen_address).await?;
+        let listener = listeners.tcp(&t.listen_address).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "syslog TCP listening");
         let limits = crate::net::StreamLimits {
             max_connections: t.max_connections,
@@ -390,7 +391,7 @@ impl crate::pipeline::component::ReceiverSettings for SyslogConfig {
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.listeners))
     }
 }
 
