@@ -50,7 +50,8 @@ fn points(path: &Path, name: &str) -> Vec<(Value, Value)> {
         for rm in line["resourceMetrics"].as_array().into_iter().flatten() {
             for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
                 for m in sm["metrics"].as_array().into_iter().flatten().filter(|m| m["name"] == name) {
-                    let data = ["sum", "gauge", "histogram"].iter().find_map(|k| m.get(*k)).cloned().unwrap_or_default();
+                    let data =
+                        ["sum", "gauge", "histogram"].iter().find_map(|k| m.get(*k)).cloned().unwrap_or_default();
                     for p in data["dataPoints"].as_array().into_iter().flatten() {
                         let mut p = p.clone();
                         p["_metric"] = m.clone();
@@ -156,7 +157,11 @@ service:
     for port in [sender.port("prom"), sender.metrics] {
         let text = http_request("GET", port, "/metrics", &[], b"").unwrap().text();
         assert_eq!(
-            metric_value(&text, "otelcol_receiver_accepted_spans_total", &[("receiver", "otlp"), ("transport", "http")]),
+            metric_value(
+                &text,
+                "otelcol_receiver_accepted_spans_total",
+                &[("receiver", "otlp"), ("transport", "http")]
+            ),
             3.0,
             "port {port}:\n{text}"
         );
