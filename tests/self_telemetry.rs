@@ -344,3 +344,46 @@ fn invalid_readers_are_refused_with_position_and_key_path() {
     ));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_reload_moves_the_readers() {
+    let mut gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+exporters:
+  debug:
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {port:a}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+"#,
+    );
+    let (a, b) = (gw.port("a"), free_port());
+    assert_eq!(http_request("GET", a, "/metrics", &[], b"").unwrap().status, 200);
+    let config = gw.path("config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&format!("port: {a}"), &format!("port: {b}"))).unwrap();
+    signal(gw.pid(), "HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || http_request("GET", b, "/metrics", &[], b"")
+            .is_ok_and(|r| r.text().contains("otelcol_process_uptime_seconds_total"))),
+        "{}",
+        gw.log()
+    );
+    assert!(http_request("GET", a, "/metrics", &[], b"").is_err(), "the old reader still serves");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+}
