@@ -15,7 +15,7 @@ pub use model::{ComponentId, ComponentKind, Config, Defined, PipelineConfig, Pip
 
 /// The enums inside `service.telemetry`.
 pub mod model_types {
-    pub use super::model::{LogEncoding, LogLevel, MetricsLevel};
+    pub use super::model::{LogEncoding, LogLevel, MetricsLevel, MetricsTelemetry};
 }
 pub use yaml::{Node, NodeKind};
 

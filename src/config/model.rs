@@ -140,10 +140,13 @@ pub enum LogEncoding {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsTelemetry {
-    /// none, basic, normal or detailed; `none` turns the endpoint off.
+    /// none, basic, normal or detailed; `none` turns every reader off.
     pub level: MetricsLevel,
-    /// Where the Prometheus endpoint listens.
-    pub address: String,
+    /// The older form of a Prometheus endpoint (`host:port`): one more pull reader.
+    pub address: Option<String>,
+    /// Pull (Prometheus) and periodic (OTLP push) readers; unset and without `address`, one pull
+    /// reader on 127.0.0.1:8888. See `crate::telemetry::readers::effective`.
+    pub readers: Option<Vec<crate::telemetry::readers::ReaderConfig>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -163,7 +166,7 @@ impl Default for LogsTelemetry {
 
 impl Default for MetricsTelemetry {
     fn default() -> Self {
-        MetricsTelemetry { level: MetricsLevel::Normal, address: "127.0.0.1:8888".to_string() }
+        MetricsTelemetry { level: MetricsLevel::Normal, address: None, readers: None }
     }
 }
 
@@ -303,10 +306,15 @@ impl Config {
             None => TelemetryConfig::default(),
         };
         if telemetry.metrics.level != MetricsLevel::None {
-            let n = service.get("telemetry").and_then(|t| t.get("metrics")).and_then(|m| m.get("address"));
-            crate::net::check_endpoint(&telemetry.metrics.address).map_err(|m| match n {
-                Some(n) => ConfigError::new(&n.loc, "service.telemetry.metrics.address", m),
-                None => ConfigError::new(&service.loc, "service.telemetry.metrics.address", m),
+            let metrics_node = service.get("telemetry").and_then(|t| t.get("metrics"));
+            if let (Some(address), Some(n)) = (&telemetry.metrics.address, metrics_node.and_then(|m| m.get("address")))
+            {
+                crate::net::check_endpoint(address)
+                    .map_err(|m| ConfigError::new(&n.loc, "service.telemetry.metrics.address", m))?;
+            }
+            crate::telemetry::readers::check(&telemetry.metrics).map_err(|(key, m)| {
+                let at = metrics_node.map_or(service, |n| locate(n, &key));
+                ConfigError::new(&at.loc, format!("service.telemetry.metrics.{key}"), m)
             })?;
         }
         let shutdown_timeout = match service.get("shutdown_timeout") {
@@ -427,6 +435,26 @@ impl Config {
             shutdown_timeout,
         })
     }
+}
+
+/// The node at `key` under `node` (`readers[1].periodic.interval`), or the deepest one that exists.
+fn locate<'a>(node: &'a Node, key: &str) -> &'a Node {
+    let mut at = node;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some(next) = at.get(name) else { return at };
+        at = next;
+        if let (Some(i), NodeKind::Seq(items)) = (index, &at.kind) {
+            match items.get(i) {
+                Some(item) => at = item,
+                None => return at,
+            }
+        }
+    }
+    at
 }
 
 fn id_list(node: &Node, path: &str) -> Result<Vec<(ComponentId, Loc)>, ConfigError> {

@@ -5,7 +5,7 @@
 
 mod plan;
 
-use crate::config::{ComponentId, Config, Defined, PipelineId, model_types::MetricsLevel};
+use crate::config::{ComponentId, Config, Defined, PipelineId};
 use crate::pipeline::component::{
     ExporterContext, ExporterSettings, ExtensionContext, ProcessorContext, ProcessorSettings, ReceiverContext,
     ReceiverSettings, Tasks,
@@ -89,7 +89,7 @@ pub struct RunningService {
     abandoned: Abandoned,
     config: Option<Config>,
     extensions: BTreeMap<ComponentId, Running>,
-    self_metrics: Option<(String, Running)>,
+    self_metrics: Option<(Vec<crate::telemetry::readers::ReaderConfig>, Running)>,
     budgets: BTreeMap<ComponentId, Budget>,
     default_budget: Option<Arc<Capacity>>,
     exporters: BTreeMap<ComponentId, RunningExporter>,
@@ -537,9 +537,8 @@ impl RunningService {
     }
 
     async fn apply_self_metrics(&mut self, new: &Config) -> Result<(), ServiceError> {
-        let metrics = &new.telemetry.metrics;
-        let wanted = (metrics.level != MetricsLevel::None).then(|| metrics.address.clone());
-        if self.self_metrics.as_ref().map(|(a, _)| a) == wanted.as_ref() {
+        let wanted = crate::telemetry::readers::effective(&new.telemetry.metrics);
+        if self.self_metrics.as_ref().map(|(r, _)| r) == Some(&wanted) {
             return Ok(());
         }
         if let Some((_, run)) = self.self_metrics.take() {
@@ -548,14 +547,12 @@ impl RunningService {
                 let _ = t.await;
             }
         }
-        let Some(address) = wanted else { return Ok(()) };
-        let listener = crate::net::bind(&address)
+        let stop = self.stop_auxiliary.child_token();
+        let source = crate::telemetry::readers::source_of(self.telemetry.clone());
+        let tasks = crate::telemetry::readers::start(&wanted, source, stop.clone())
             .await
             .map_err(|m| ServiceError::Component { component: "service.telemetry.metrics".into(), message: m })?;
-        tracing::info!(endpoint = %local(&listener), "self-metrics at http://{}/metrics", local(&listener));
-        let stop = self.stop_auxiliary.child_token();
-        let task = tokio::spawn(crate::telemetry::server::serve(listener, self.telemetry.clone(), stop.clone()));
-        self.self_metrics = Some((address, Running { stop, tasks: vec![task] }));
+        self.self_metrics = Some((wanted, Running { stop, tasks }));
         Ok(())
     }
 
@@ -647,8 +644,4 @@ fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<(s
         Some(None) => Err(format!("storage: extension {name} is not a file_storage extension")),
         None => Err(format!("storage: no extension {name} is defined and listed in service.extensions")),
     }
-}
-
-fn local(l: &tokio::net::TcpListener) -> String {
-    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
 }

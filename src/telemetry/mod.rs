@@ -3,4 +3,6 @@
 pub mod log_limit;
 pub mod logs;
 pub mod metrics;
+pub mod otlp_push;
+pub mod readers;
 pub mod server;

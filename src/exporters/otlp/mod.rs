@@ -5,7 +5,7 @@
 //! User info in the endpoint is sent as basic auth metadata unless `headers` hold an
 //! Authorization, and never in `:authority` (see `crate::secret`).
 
-mod call;
+pub(crate) mod call;
 
 use super::compression::{Compression, CompressionParams, Compressor};
 use crate::config::deserialize_duration;
