@@ -111,8 +111,7 @@ impl Intake {
     /// The routes as they are now, leaving none (for handing them to another intake).
     pub fn take_routes(&self) -> Routes {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        let taken = Arc::try_unwrap(std::mem::take(&mut *routes)).unwrap_or_else(|shared| (*shared).clone());
-        taken
+        Arc::try_unwrap(std::mem::take(&mut *routes)).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// From now on, data goes this way (a reload re-wired the pipelines).

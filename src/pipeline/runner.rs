@@ -127,8 +127,8 @@ impl PipelineRunner {
                 *k = true;
             }
         }
-        for i in 0..self.processors.len() {
-            if !kept[i] {
+        for (i, kept) in kept.iter().enumerate() {
+            if !kept {
                 let mut out = Vec::new();
                 self.processors[i].flush(&mut out);
                 self.push(i + 1, out);

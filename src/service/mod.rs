@@ -51,6 +51,9 @@ struct RunningExporter {
     task: JoinHandle<()>,
 }
 
+/// An exporter built at a reload, whose queue is not started yet.
+type BuiltExporter = (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>);
+
 struct RunningPipeline {
     /// The processors in order, with the settings each instance was built from.
     processors: Vec<(ComponentId, Defined<dyn ProcessorSettings>)>,
@@ -194,8 +197,7 @@ impl RunningService {
         let changes = Changes::between(self.config.as_ref(), &new);
 
         // 1. Prepare what is new, changing nothing yet: a failure here leaves the service as it was.
-        let mut built: BTreeMap<ComponentId, (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>)> =
-            BTreeMap::new();
+        let mut built: BTreeMap<ComponentId, BuiltExporter> = BTreeMap::new();
         for id in new.pipelines.values().flat_map(|p| &p.exporters) {
             let defined = &new.exporters[id];
             let kept = self.exporters.get(id).is_some_and(|e| e.defined.same_as(defined));

@@ -5,4 +5,3 @@ pub mod logs;
 pub mod metrics;
 pub mod otlp_push;
 pub mod readers;
-pub mod server;
