@@ -98,7 +98,7 @@ fn print_pipelines(cfg: &Config) {
 }
 
 fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
-    switchyard::telemetry::logs::init(&cfg.telemetry);
+    let mut logs = switchyard::telemetry::logs::init(&cfg.telemetry);
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -155,6 +155,7 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                     tracing::info!("{why}: reloading the configuration");
                     match load(cli) {
                         Ok((cfg, _)) => {
+                            logs.apply(&cfg.telemetry);
                             let _ = service.reload(cfg).await;
                         }
                         Err(e) => service.reload_refused(&e),

@@ -390,3 +390,15 @@ fn watch_reloads_when_the_file_changes() {
     send(&python, &gw, "after-broken", 5);
     assert!(eventually(Duration::from_secs(10), || span_names(&b).len() == 10), "{}", gw.log());
 }
+
+#[test]
+fn the_log_level_changes_in_place() {
+    let mut gw = Gateway::start(&traces_config("", "", "batch", "file/a"));
+    let debug = traces_config("", "  file/b:\n    path: {dir}/b.jsonl", "batch", "file/a, file/b")
+        .replace("  telemetry:\n", "  telemetry:\n    logs:\n      level: debug\n");
+    gw.rewrite(&debug);
+    assert_eq!(gw.reload(), "success", "{}", gw.log());
+    let log = gw.log();
+    assert!(log.contains("log level changed"), "{log}");
+    assert!(log.contains("DEBUG") && log.contains("pipeline rewired"), "debug lines from then on: {log}");
+}
