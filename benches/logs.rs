@@ -116,10 +116,8 @@ fn benches(c: &mut Criterion) {
     let es_cfg =
         elasticsearch::ElasticsearchConfig { endpoints: vec!["http://127.0.0.1:9200".into()], ..Default::default() };
     let es = elasticsearch::ElasticsearchExporter::new("es".into(), &es_cfg).unwrap();
-    let gzip = switchyard::exporters::compression::Compressor::new(
-        switchyard::exporters::compression::Compression::Gzip,
-        &Default::default(),
-    );
+    let gzip =
+        switchyard::compression::Compressor::new(switchyard::compression::Compression::Gzip, &Default::default());
     let mut g = c.benchmark_group("log_exporters");
     g.throughput(Throughput::Elements(100));
     g.bench_function("loki_protobuf_snappy", |b| b.iter(|| loki_pb.body(black_box(&request)).unwrap()));

@@ -201,7 +201,7 @@ pub fn kafka_response(api: u8, body: &[u8]) -> Outcome {
 /// The configuration loader: YAML parsing, `${env:…}` expansion, merging of several files
 /// (later ones override), component decoding and validation.
 pub fn config(sources: &[(String, String)]) -> Outcome {
-    let config = crate::config::load_sources(sources).map_err(|e| e.to_string())?;
+    let config = crate::model::load_sources(sources).map_err(|e| e.to_string())?;
     Ok(config.pipelines.len())
 }
 

@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod components;
+pub mod compression;
 pub mod config;
 pub mod exporters;
 pub mod extensions;
@@ -12,6 +13,7 @@ pub mod grpc;
 pub mod hexfmt;
 pub mod kafka;
 pub mod md5;
+pub mod model;
 pub mod net;
 pub mod pipeline;
 pub mod processors;

@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::config::{self, Config, ConfigError};
+use switchyard::config::ConfigError;
+use switchyard::model::{self, Config};
 use switchyard::service::RunningService;
 
 #[derive(Parser)]
@@ -38,10 +39,10 @@ enum Command {
 
 fn load(cli: &Cli) -> Result<(Config, bool), ConfigError> {
     if cli.config.is_empty() {
-        let sources = [("<embedded default>".to_string(), config::DEFAULT_CONFIG.to_string())];
-        Ok((config::load_sources(&sources)?, true))
+        let sources = [("<embedded default>".to_string(), model::DEFAULT_CONFIG.to_string())];
+        Ok((model::load_sources(&sources)?, true))
     } else {
-        Ok((config::load_files(&cli.config)?, false))
+        Ok((model::load_files(&cli.config)?, false))
     }
 }
 

@@ -376,8 +376,7 @@ fn no_secret_reaches_any_output() {
     let mut leaks = Vec::new();
 
     // The Debug form of the loaded configuration.
-    let loaded =
-        switchyard::config::load_sources(&[("secrets.yaml".into(), cfg.clone())]).expect("valid configuration");
+    let loaded = switchyard::model::load_sources(&[("secrets.yaml".into(), cfg.clone())]).expect("valid configuration");
     find_secrets(&mut leaks, "the Debug output of the configuration", &format!("{loaded:?}"));
 
     // `validate`: the valid configuration, then variants that fail on a secret-bearing key.

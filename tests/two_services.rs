@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 use switchyard::service::RunningService;
 
-fn config(dir: &Path, http: u16, backend: u16) -> switchyard::config::Config {
+fn config(dir: &Path, http: u16, backend: u16) -> switchyard::model::Config {
     let text = format!(
         r#"
 receivers:
@@ -48,7 +48,7 @@ service:
 "#,
         dir = dir.display()
     );
-    switchyard::config::load_sources(&[("two.yaml".into(), text)]).expect("valid configuration")
+    switchyard::model::load_sources(&[("two.yaml".into(), text)]).expect("valid configuration")
 }
 
 /// The delivered offset the filelog receiver saved for its one file.
@@ -87,7 +87,7 @@ async fn two_services_with_the_same_names_keep_their_metrics_and_deliveries_apar
         "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{backend_port}\nexporters:\n  file:\n    path: {}/got.jsonl\nservice:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [file]\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n",
         backend_dir.path().display()
     );
-    let backend = RunningService::start(&switchyard::config::load_sources(&[("b.yaml".into(), backend_cfg)]).unwrap())
+    let backend = RunningService::start(&switchyard::model::load_sources(&[("b.yaml".into(), backend_cfg)]).unwrap())
         .await
         .unwrap();
 

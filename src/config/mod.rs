@@ -1,23 +1,26 @@
-//! Configuration: loading the collector-format YAML files, expanding variables, merging files,
-//! and checking the whole model before anything starts.
+//! Reading configuration: the collector-format YAML files as a tree that remembers where each
+//! value was written, `${…}` expansion, merging files, decoding settings from the tree with
+//! precise errors, and the names a configuration gives things (component and pipeline ids). The
+//! model built from it, through the registry, is `crate::model`.
 
 mod de;
 mod duration;
 mod error;
 mod expand;
-mod model;
+mod ids;
 mod yaml;
 
 pub use de::from_node;
 pub use duration::{deserialize_duration, deserialize_opt_duration, serialize_duration};
 pub use error::{ConfigError, Loc};
-pub use model::{ComponentId, ComponentKind, Config, Defined, PipelineConfig, PipelineId, TelemetryConfig};
+pub use error::{nearest, unknown_key_message};
+pub use ids::{ComponentId, ComponentKind, PipelineId};
+pub use yaml::{Key, Node, NodeKind};
 
-/// The enums inside `service.telemetry`.
-pub mod model_types {
-    pub use super::model::{LogEncoding, LogLevel, MetricsLevel, MetricsTelemetry};
+/// A duration as the configuration writes it (`100ms`, `5s`, `1m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    duration::parse(text)
 }
-pub use yaml::{Node, NodeKind};
 
 /// Reads a YAML (or JSON) document other than the configuration itself, such as a file of scrape
 /// targets, with the same precise error messages.
@@ -31,23 +34,19 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: 
     T::deserialize(d).map(Some)
 }
 
-/// The configuration used when `switchyard` is started without `--config`.
-pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
-
-/// Reads, expands and merges the given files (later files override earlier ones), then builds and
-/// validates the model.
-pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Config, ConfigError> {
+/// Reads, expands and merges the given files (later files override earlier ones) into one tree.
+pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Node, ConfigError> {
     let mut sources = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(&name, e))?;
         sources.push((name, text));
     }
-    load_sources(&sources)
+    read_sources(&sources)
 }
 
-/// Like [`load_files`], for configuration held in memory as `(name, text)` pairs.
-pub fn load_sources(sources: &[(String, String)]) -> Result<Config, ConfigError> {
+/// Like [`read_files`], for configuration held in memory as `(name, text)` pairs.
+pub fn read_sources(sources: &[(String, String)]) -> Result<Node, ConfigError> {
     let mut merged: Option<Node> = None;
     for (name, text) in sources {
         let node = yaml::parse(name, text)?;
@@ -56,6 +55,5 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<Config, ConfigError>
             Some(base) => yaml::merge(base, node),
         });
     }
-    let root = merged.unwrap_or_else(|| Node::null(Loc::start("<none>")));
-    Config::from_node(&root)
+    Ok(merged.unwrap_or_else(|| Node::null(Loc::start("<none>"))))
 }

@@ -1,7 +1,6 @@
 //! Exporters: one module per exporter type, named as in configuration, plus the shared queue.
 
 pub mod clickhouse;
-pub mod compression;
 pub mod debug;
 pub mod elasticsearch;
 pub mod file;

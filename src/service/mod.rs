@@ -5,7 +5,8 @@
 
 mod plan;
 
-use crate::config::{ComponentId, Config, Defined, PipelineId};
+use crate::config::{ComponentId, PipelineId};
+use crate::model::{Config, Defined};
 use crate::pipeline::component::{
     ExporterContext, ExporterSettings, ExtensionContext, ProcessorContext, ProcessorSettings, ReceiverContext,
     ReceiverSettings, Tasks,

@@ -1,7 +1,8 @@
 //! What a reload changes: the components added, removed, changed and kept, per kind, for the
 //! log line that reports it.
 
-use crate::config::{ComponentId, Config, Defined};
+use crate::config::ComponentId;
+use crate::model::{Config, Defined};
 use std::collections::BTreeMap;
 use std::fmt;
 

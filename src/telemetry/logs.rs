@@ -2,8 +2,8 @@
 //! JSON); `RUST_LOG` overrides the level when set. A reload changes the level in place; the
 //! encoding is fixed at start.
 
-use crate::config::TelemetryConfig;
-use crate::config::model_types::{LogEncoding, LogLevel};
+use crate::telemetry::settings::TelemetryConfig;
+use crate::telemetry::settings::{LogEncoding, LogLevel};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, reload};
@@ -38,12 +38,7 @@ pub fn init(cfg: &TelemetryConfig) -> LogControl {
         LogEncoding::Console => output.boxed(),
     };
     let installed = tracing_subscriber::registry().with(filter).with(output).try_init().is_ok();
-    LogControl {
-        filter: installed.then_some(handle),
-        level: cfg.logs.level,
-        encoding: cfg.logs.encoding,
-        from_env,
-    }
+    LogControl { filter: installed.then_some(handle), level: cfg.logs.level, encoding: cfg.logs.encoding, from_env }
 }
 
 impl LogControl {

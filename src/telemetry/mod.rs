@@ -5,3 +5,4 @@ pub mod logs;
 pub mod metrics;
 pub mod otlp_push;
 pub mod readers;
+pub mod settings;

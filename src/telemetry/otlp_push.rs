@@ -11,8 +11,8 @@
 
 use super::log_limit::LogLimit;
 use super::readers::{MetricsSource, OtlpProtocol, OtlpPushConfig, PeriodicReaderConfig, PushCompression};
-use crate::exporters::compression::{Compression, CompressionParams, Compressor};
-use crate::exporters::otlp::call::{self, H2Client};
+use crate::compression::{Compression, CompressionParams, Compressor};
+use crate::grpc::client::{self as call, H2Client};
 use crate::tls::client::{Protocol, TlsClientConfig};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, header};

@@ -5,9 +5,9 @@
 //! pull reader, as in the collector.
 
 use super::otlp_push::{self, Pusher};
-use crate::config::model_types::{MetricsLevel, MetricsTelemetry};
 use crate::net;
 use crate::secret::Secret;
+use crate::telemetry::settings::{MetricsLevel, MetricsTelemetry};
 use http::{Method, StatusCode};
 use prometheus::proto::MetricFamily;
 use serde::Deserialize;

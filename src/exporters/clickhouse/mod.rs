@@ -7,8 +7,8 @@
 
 pub mod schema;
 
-use super::compression::{Compression, CompressionParams, Compressor};
 use super::http_post::HttpPoster;
+use crate::compression::{Compression, CompressionParams, Compressor};
 use crate::config::deserialize_duration;
 use crate::pipeline::queue::SendingQueueConfig;
 use crate::pipeline::retry::RetryConfig;

@@ -5,17 +5,15 @@
 //! User info in the endpoint is sent as basic auth metadata unless `headers` hold an
 //! Authorization, and never in `:authority` (see `crate::secret`).
 
-pub(crate) mod call;
-
-use super::compression::{Compression, CompressionParams, Compressor};
+use crate::compression::{Compression, CompressionParams, Compressor};
 use crate::config::deserialize_duration;
+use crate::grpc::client::{self as call, H2Client};
 use crate::grpc::{export_path, retry_verdict};
 use crate::pipeline::queue::SendingQueueConfig;
 use crate::pipeline::retry::RetryConfig;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter};
 use crate::secret::{Secret, SecretUrl, redact_url};
 use crate::tls::client::{Protocol, TlsClientConfig};
-use call::H2Client;
 use http::{HeaderName, HeaderValue, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};

@@ -5,7 +5,7 @@
 //! logged, not retried. User info in an endpoint URL is sent as basic auth unless `headers`
 //! hold an Authorization (see `crate::secret`).
 
-use super::compression::{Compression, CompressionParams, Compressor};
+use crate::compression::{Compression, CompressionParams, Compressor};
 use crate::config::deserialize_duration;
 use crate::pipeline::queue::SendingQueueConfig;
 use crate::pipeline::retry::RetryConfig;

@@ -2,6 +2,8 @@
 //! passes message bytes through untouched (so valid requests travel without re-encoding), a
 //! server for unary methods on those bytes, and the OTLP retry rules for gRPC status codes.
 
+pub mod client;
+
 use crate::net::{self, BoxBody};
 use crate::pipeline::{Intake, Signal};
 use crate::rpc_status::{RetryInfo, RpcStatus};

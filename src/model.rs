@@ -1,96 +1,20 @@
-//! The configuration model: components by id, the service section and its pipelines, and the
-//! checks that tie them together (every name defined, every component able to carry its signal).
+//! The configuration model: components by id, decoded through the registry, the service section
+//! and its pipelines, and the checks that tie them together (every name defined, every component
+//! able to carry its signal); and loading it from files. It sits above every component (the
+//! registry lists them all); the machinery it reads with is `crate::config`.
 
-use super::de::from_node;
-use super::error::{ConfigError, Loc, nearest, unknown_key_message};
-use super::yaml::{Node, NodeKind};
 use crate::components;
+use crate::config::{
+    ComponentId, ComponentKind, ConfigError, Loc, Node, NodeKind, PipelineId, from_node, nearest, unknown_key_message,
+};
 use crate::pipeline::component::{ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings};
 use crate::registry::{Registration, Settings};
 use crate::signal::Signal;
-use serde::Deserialize;
+use crate::telemetry::settings::{MetricsLevel, TelemetryConfig};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The five kinds of component a configuration can define.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ComponentKind {
-    Receiver,
-    Processor,
-    Exporter,
-    Extension,
-    Connector,
-}
-
-impl ComponentKind {
-    pub fn section(self) -> &'static str {
-        match self {
-            ComponentKind::Receiver => "receivers",
-            ComponentKind::Processor => "processors",
-            ComponentKind::Exporter => "exporters",
-            ComponentKind::Extension => "extensions",
-            ComponentKind::Connector => "connectors",
-        }
-    }
-
-    pub fn singular(self) -> &'static str {
-        match self {
-            ComponentKind::Receiver => "receiver",
-            ComponentKind::Processor => "processor",
-            ComponentKind::Exporter => "exporter",
-            ComponentKind::Extension => "extension",
-            ComponentKind::Connector => "connector",
-        }
-    }
-}
-
-/// A component id, `type[/name]`, such as `otlp` or `otlp/vendor`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ComponentId {
-    pub type_name: String,
-    pub name: Option<String>,
-}
-
-impl ComponentId {
-    pub fn parse(text: &str) -> Result<ComponentId, String> {
-        let (t, n) = match text.split_once('/') {
-            Some((t, n)) => (t, Some(n)),
-            None => (text, None),
-        };
-        let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-        if !valid(t) || n.is_some_and(|n| n.is_empty() || n.contains('/')) {
-            return Err(format!("invalid component id \"{text}\": expected type[/name], such as otlp or otlp/vendor"));
-        }
-        Ok(ComponentId { type_name: t.to_string(), name: n.map(str::to_string) })
-    }
-}
-
-impl fmt::Display for ComponentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "{}/{}", self.type_name, n),
-            None => f.write_str(&self.type_name),
-        }
-    }
-}
-
-/// A pipeline id, `signal[/name]`, such as `traces` or `traces/vendor`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PipelineId {
-    pub signal: Signal,
-    pub name: Option<String>,
-}
-
-impl fmt::Display for PipelineId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "{}/{}", self.signal, n),
-            None => write!(f, "{}", self.signal),
-        }
-    }
-}
 
 /// One pipeline: its receivers, processors in order, and exporters.
 #[derive(Debug, Clone)]
@@ -98,76 +22,6 @@ pub struct PipelineConfig {
     pub receivers: Vec<ComponentId>,
     pub processors: Vec<ComponentId>,
     pub exporters: Vec<ComponentId>,
-}
-
-/// `service.telemetry`: how switchyard reports on itself.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelemetryConfig {
-    pub logs: LogsTelemetry,
-    pub metrics: MetricsTelemetry,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogsTelemetry {
-    /// debug, info, warn or error.
-    pub level: LogLevel,
-    /// console or json.
-    pub encoding: LogEncoding,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    #[serde(alias = "DEBUG")]
-    Debug,
-    #[serde(alias = "INFO")]
-    Info,
-    #[serde(alias = "WARN")]
-    Warn,
-    #[serde(alias = "ERROR")]
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogEncoding {
-    Console,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsTelemetry {
-    /// none, basic, normal or detailed; `none` turns every reader off.
-    pub level: MetricsLevel,
-    /// The older form of a Prometheus endpoint (`host:port`): one more pull reader.
-    pub address: Option<String>,
-    /// Pull (Prometheus) and periodic (OTLP push) readers; unset and without `address`, one pull
-    /// reader on 127.0.0.1:8888. See `crate::telemetry::readers::effective`.
-    pub readers: Option<Vec<crate::telemetry::readers::ReaderConfig>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricsLevel {
-    None,
-    Basic,
-    Normal,
-    Detailed,
-}
-
-impl Default for LogsTelemetry {
-    fn default() -> Self {
-        LogsTelemetry { level: LogLevel::Info, encoding: LogEncoding::Console }
-    }
-}
-
-impl Default for MetricsTelemetry {
-    fn default() -> Self {
-        MetricsTelemetry { level: MetricsLevel::Normal, address: None, readers: None }
-    }
 }
 
 /// One component the configuration defines: its checked settings, its type, and the tree they
@@ -219,7 +73,7 @@ const TOP_LEVEL: &[&str] = &["receivers", "processors", "exporters", "extensions
 const SERVICE_KEYS: &[&str] = &["pipelines", "extensions", "telemetry", "shutdown_timeout"];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
-fn map_entries<'a>(node: &'a Node, path: &str) -> Result<&'a [(super::yaml::Key, Node)], ConfigError> {
+fn map_entries<'a>(node: &'a Node, path: &str) -> Result<&'a [(crate::config::Key, Node)], ConfigError> {
     match &node.kind {
         NodeKind::Map(e) => Ok(e),
         NodeKind::Null => Ok(&[]),
@@ -320,7 +174,8 @@ impl Config {
         let shutdown_timeout = match service.get("shutdown_timeout") {
             Some(n) => {
                 let text = n.as_str().unwrap_or_default();
-                super::duration::parse(text).map_err(|m| ConfigError::new(&n.loc, "service.shutdown_timeout", m))?
+                crate::config::parse_duration(text)
+                    .map_err(|m| ConfigError::new(&n.loc, "service.shutdown_timeout", m))?
             }
             None => Duration::from_secs(10),
         };
@@ -496,4 +351,18 @@ fn undefined<'a>(
         msg.push_str(&format!(" (defined: {})", names.join(", ")));
     }
     ConfigError::new(loc, path, msg)
+}
+
+/// The configuration used when `switchyard` is started without `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
+
+/// Reads, expands and merges the given files (later files override earlier ones), then builds and
+/// validates the model.
+pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Config, ConfigError> {
+    Config::from_node(&crate::config::read_files(paths)?)
+}
+
+/// Like [`load_files`], for configuration held in memory as `(name, text)` pairs.
+pub fn load_sources(sources: &[(String, String)]) -> Result<Config, ConfigError> {
+    Config::from_node(&crate::config::read_sources(sources)?)
 }

@@ -2,7 +2,7 @@
 //! level is ours to choose (tonic fixes gzip at level 6, which costs more CPU per span than the
 //! whole rest of the gateway). Answers come back as `tonic::Status`, trailers or trailers-only.
 
-use super::super::compression::Compressor;
+use crate::compression::Compressor;
 use base64::Engine;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn frames_and_percent_decoding() {
-        use crate::exporters::compression::{Compression, CompressionParams};
+        use crate::compression::{Compression, CompressionParams};
         let f = frame(b"abc", &Compressor::new(Compression::None, &CompressionParams::default())).unwrap();
         assert_eq!(&f[..], &[0, 0, 0, 0, 3, b'a', b'b', b'c']);
         let g = frame(&b"x".repeat(1000), &Compressor::new(Compression::Gzip, &CompressionParams::default())).unwrap();
