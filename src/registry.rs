@@ -106,7 +106,7 @@ fn decode_extension<T: ExtensionSettings + DeserializeOwned>(node: &Node, path: 
 /// Decodes typed settings and runs their own checks, pinning their errors to the key they name.
 fn typed<T: DeserializeOwned>(node: &Node, path: &str, validate: impl Fn(&T) -> Checked) -> Result<T, ConfigError> {
     let cfg: T = from_node(node, path)?;
-    validate(&cfg).map_err(|(key, message)| {
+    validate(&cfg).map_err(|crate::config::Invalid { key, message }| {
         let mut at = node;
         for part in key.split('.') {
             match at.get(part) {

@@ -53,6 +53,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A component's own check of its settings failed: the key it is about (dotted, relative to the
+/// component, so the error can point at its line) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl From<(String, String)> for Invalid {
+    fn from((key, message): (String, String)) -> Invalid {
+        Invalid { key, message }
+    }
+}
+
 /// The known name closest to `given`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;

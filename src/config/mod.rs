@@ -12,7 +12,7 @@ mod yaml;
 
 pub use de::from_node;
 pub use duration::{deserialize_duration, deserialize_opt_duration, serialize_duration};
-pub use error::{ConfigError, Loc};
+pub use error::{ConfigError, Invalid, Loc};
 pub use error::{nearest, unknown_key_message};
 pub use ids::{ComponentId, ComponentKind, PipelineId};
 pub use yaml::{Key, Node, NodeKind};

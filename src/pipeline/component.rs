@@ -16,9 +16,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A component's own checks: `Err((key, message))` names the key (dotted, relative to the
-/// component) the message is about, so the error points at its line.
-pub type Checked = Result<(), (String, String)>;
+/// A component's own checks of its settings (see `Invalid`).
+pub type Checked = Result<(), crate::config::Invalid>;
 
 /// The tasks a started receiver or extension runs until its stop signal.
 pub type Tasks = Vec<JoinHandle<()>>;

@@ -276,7 +276,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for ClickHouseConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        ClickHouseConfig::validate(self)
+        ClickHouseConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -617,7 +617,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        ElasticsearchConfig::validate(self)
+        ElasticsearchConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -236,7 +236,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for FileConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        FileConfig::validate(self)
+        FileConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -329,7 +329,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for KafkaExporterConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        KafkaExporterConfig::validate(self)
+        KafkaExporterConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -409,7 +409,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for LokiConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        LokiConfig::validate(self)
+        LokiConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

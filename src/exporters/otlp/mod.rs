@@ -204,7 +204,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        OtlpGrpcConfig::validate(self)
+        OtlpGrpcConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

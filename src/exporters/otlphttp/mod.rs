@@ -314,7 +314,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        OtlpHttpConfig::validate(self)
+        OtlpHttpConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -159,7 +159,7 @@ pub const REGISTRATION: crate::registry::Registration =
 
 impl crate::pipeline::component::ExporterSettings for PrometheusExporterConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        PrometheusExporterConfig::validate(self)
+        PrometheusExporterConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

@@ -464,7 +464,7 @@ pub const REGISTRATION: crate::registry::Registration =
 
 impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        PrometheusRemoteWriteConfig::validate(self)
+        PrometheusRemoteWriteConfig::validate(self).map_err(Into::into)
     }
 
     fn build<'a>(

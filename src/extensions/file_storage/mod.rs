@@ -62,7 +62,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExtensionSettings for FileStorageConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        FileStorageConfig::validate(self)
+        FileStorageConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

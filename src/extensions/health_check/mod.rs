@@ -61,7 +61,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ExtensionSettings for HealthCheckConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        HealthCheckConfig::validate(self)
+        HealthCheckConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

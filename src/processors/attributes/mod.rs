@@ -181,7 +181,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for AttributesConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        AttributesConfig::validate(self)
+        AttributesConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

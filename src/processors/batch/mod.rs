@@ -117,7 +117,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for BatchConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        BatchConfig::validate(self)
+        BatchConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

@@ -228,7 +228,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for FilterConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        FilterConfig::validate(self)
+        FilterConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

@@ -179,7 +179,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for MemoryLimiterConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        MemoryLimiterConfig::validate(self)
+        MemoryLimiterConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

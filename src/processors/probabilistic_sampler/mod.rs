@@ -355,7 +355,7 @@ pub const REGISTRATION: crate::registry::Registration =
 
 impl crate::pipeline::component::ProcessorSettings for ProbabilisticSamplerConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        ProbabilisticSamplerConfig::validate(self)
+        ProbabilisticSamplerConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

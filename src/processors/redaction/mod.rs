@@ -227,7 +227,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for RedactionConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        RedactionConfig::validate(self)
+        RedactionConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

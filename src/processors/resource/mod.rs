@@ -60,7 +60,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for ResourceConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        ResourceConfig::validate(self)
+        ResourceConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

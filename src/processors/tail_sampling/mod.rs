@@ -310,7 +310,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for TailSamplingConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        TailSamplingConfig::validate(self)
+        TailSamplingConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

@@ -429,7 +429,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ProcessorSettings for TransformConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        TransformConfig::validate(self)
+        TransformConfig::validate(self).map_err(Into::into)
     }
 
     fn build(

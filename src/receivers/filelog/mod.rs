@@ -395,7 +395,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for FileLogConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        FileLogConfig::validate(self)
+        FileLogConfig::validate(self).map_err(Into::into)
     }
 
     fn storage(&self) -> Option<&str> {

@@ -392,7 +392,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for FluentForwardConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        FluentForwardConfig::validate(self)
+        FluentForwardConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

@@ -218,7 +218,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for JaegerReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        JaegerReceiverConfig::validate(self)
+        JaegerReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

@@ -325,7 +325,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for KafkaReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        KafkaReceiverConfig::validate(self)
+        KafkaReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn overlaps(&self) -> bool {

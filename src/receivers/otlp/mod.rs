@@ -160,7 +160,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for OtlpReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        OtlpReceiverConfig::validate(self)
+        OtlpReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

@@ -154,7 +154,7 @@ pub const REGISTRATION: crate::registry::Registration =
 
 impl crate::pipeline::component::ReceiverSettings for PrometheusReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        PrometheusReceiverConfig::validate(self)
+        PrometheusReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn overlaps(&self) -> bool {

@@ -104,7 +104,7 @@ pub const REGISTRATION: crate::registry::Registration =
 
 impl crate::pipeline::component::ReceiverSettings for PrometheusRemoteWriteReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        PrometheusRemoteWriteReceiverConfig::validate(self)
+        PrometheusRemoteWriteReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

@@ -384,7 +384,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for SyslogConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        SyslogConfig::validate(self)
+        SyslogConfig::validate(self).map_err(Into::into)
     }
 
     fn start(

@@ -98,7 +98,7 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 
 impl crate::pipeline::component::ReceiverSettings for ZipkinReceiverConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
-        ZipkinReceiverConfig::validate(self)
+        ZipkinReceiverConfig::validate(self).map_err(Into::into)
     }
 
     fn start(
