@@ -232,11 +232,21 @@ fn ten_reloads_while_20000_spans_are_sent_lose_and_refuse_nothing() {
     let sender = python_stream(&python, gw.grpc, "load", 20_000, 8.0, &out);
     for i in 1..=10 {
         std::thread::sleep(Duration::from_millis(500));
-        // Alternately: a processor setting, an exporter added or removed, the batch timeout.
+        // Alternately: a processor setting, an exporter added or removed, the batch timeout, the
+        // receiver's settings.
         let extra = if i % 2 == 0 { "  file/b:\n    path: {dir}/b.jsonl" } else { "" };
         let exporters = if i % 2 == 0 { "file/a, file/b" } else { "file/a" };
-        let config = traces_config(&stage_processor(&i.to_string()), extra, "attributes, batch", exporters)
+        let mut config = traces_config(&stage_processor(&i.to_string()), extra, "attributes, batch", exporters)
             .replace("timeout: 100ms", if i % 3 == 0 { "timeout: 200ms" } else { "timeout: 100ms" });
+        // Every reload changes the receiver itself (a setting added, then removed): its successor
+        // takes over the sockets
+        // while the SDK's connection is open.
+        if i % 2 == 1 {
+            config = config.replace(
+                "endpoint: 127.0.0.1:{grpc}\n",
+                "endpoint: 127.0.0.1:{grpc}\n        max_recv_msg_size_mib: 8\n",
+            );
+        }
         gw.rewrite(&config);
         assert_eq!(gw.reload(), "success", "reload {i}: {}", gw.log());
     }
@@ -249,6 +259,8 @@ fn ten_reloads_while_20000_spans_are_sent_lose_and_refuse_nothing() {
     assert_eq!(span_names(&a).len(), 20_000, "none twice");
     assert_eq!(gw.metric("otelcol_receiver_refused_spans_total", &[]), 0.0, "none refused");
     assert_eq!(gw.reloads("success"), 10.0);
+    // The receiver changed at every reload (its setting was added, then taken away again).
+    assert_eq!(gw.log().matches("receiver changed: the new one is up").count(), 10, "{}", gw.log());
 }
 
 #[test]
