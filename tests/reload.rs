@@ -239,8 +239,7 @@ fn ten_reloads_while_20000_spans_are_sent_lose_and_refuse_nothing() {
         let mut config = traces_config(&stage_processor(&i.to_string()), extra, "attributes, batch", exporters)
             .replace("timeout: 100ms", if i % 3 == 0 { "timeout: 200ms" } else { "timeout: 100ms" });
         // Every reload changes the receiver itself (a setting added, then removed): its successor
-        // takes over the sockets
-        // while the SDK's connection is open.
+        // takes over the sockets while the SDK's connection is open.
         if i % 2 == 1 {
             config = config.replace(
                 "endpoint: 127.0.0.1:{grpc}\n",
