@@ -243,6 +243,7 @@ pub async fn serve_unary<R>(
 ) where
     R: Fn(&str) -> Option<UnaryService> + Clone + Send + Sync + 'static,
 {
+    let limits = limits.counted(intake.telemetry());
     let handler = move |req: http::Request<hyper::body::Incoming>| {
         let (intake, route) = (intake.clone(), route.clone());
         async move {

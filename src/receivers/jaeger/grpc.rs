@@ -29,16 +29,7 @@ pub async fn serve(
             Arc::new(move |request| Box::pin(post_spans(intake.clone(), request)))
         })
     };
-    crate::grpc::serve_unary(
-        listener,
-        cfg.limits().counted(intake.telemetry()),
-        cfg.max_bytes(),
-        intake,
-        route,
-        shutdown,
-        grace,
-    )
-    .await;
+    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
 /// One `PostSpans` call; its answer, `PostSpansResponse`, has no fields: its encoding is empty.

@@ -28,16 +28,7 @@ pub async fn serve(
         let intake = route_intake.clone();
         Some(Arc::new(move |request| Box::pin(export(intake.clone(), signal, request))))
     };
-    crate::grpc::serve_unary(
-        listener,
-        cfg.limits().counted(intake.telemetry()),
-        cfg.max_bytes(),
-        intake,
-        route,
-        shutdown,
-        grace,
-    )
-    .await;
+    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
 /// One `Export` call: decode, admit, answer.
