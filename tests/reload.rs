@@ -215,11 +215,15 @@ fn a_broken_configuration_keeps_the_running_one_and_says_why() {
     gw.rewrite(&traces_config("", "", "batch", "file/a").replace("127.0.0.1:{grpc}", &format!("127.0.0.1:{port}")));
     assert_eq!(gw.reload(), "failure");
     assert!(gw.log().contains("configuration reload failed"), "{}", gw.log());
+    // Valid but impossible: an exporter that cannot open its file.
+    gw.rewrite(&traces_config("", "  file/b:\n    path: /proc/no-such-dir/b.jsonl", "batch", "file/a, file/b"));
+    assert_eq!(gw.reload(), "failure");
+    assert!(gw.log().contains("exporter file/b"), "{}", gw.log());
     // Still running as before, on the same ports.
     send(&python, &gw, "still", 10);
     let a = gw.path("a.jsonl");
     assert!(eventually(Duration::from_secs(10), || span_names(&a).len() == 10), "{}", gw.log());
-    assert_eq!(gw.reloads("failure"), 2.0);
+    assert_eq!(gw.reloads("failure"), 3.0);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }

@@ -197,36 +197,9 @@ impl RunningService {
     async fn apply(&mut self, new: Config) -> Result<Changes, ServiceError> {
         let changes = Changes::between(self.config.as_ref(), &new);
 
-        // 1. Prepare what is new, changing nothing yet: a failure here leaves the service as it was.
-        let mut built: BTreeMap<ComponentId, BuiltExporter> = BTreeMap::new();
-        for id in new.pipelines.values().flat_map(|p| &p.exporters) {
-            let defined = &new.exporters[id];
-            let kept = self.exporters.get(id).is_some_and(|e| e.defined.same_as(defined));
-            if kept || built.contains_key(id) {
-                continue;
-            }
-            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone() };
-            let exporter = defined.settings.build(&ctx).await.map_err(|m| fail("exporter", id, m))?;
-            built.insert(id.clone(), (defined.clone(), exporter));
-        }
-        let mut budgets: BTreeMap<ComponentId, Budget> = BTreeMap::new();
-        for id in new.pipelines.values().flat_map(|p| &p.processors) {
-            let defined = &new.processors[id];
-            if budgets.contains_key(id) {
-                continue;
-            }
-            if let Some(old) = self.budgets.get(id)
-                && old.defined.same_as(defined)
-            {
-                continue;
-            }
-            let stop = self.stop_auxiliary.child_token();
-            let ctx = ProcessorContext { name: id.to_string(), telemetry: self.telemetry.clone(), stop: stop.clone() };
-            if let Some(capacity) = defined.settings.memory_budget(&ctx) {
-                let capacity = capacity.map_err(|m| fail("processor", id, m))?;
-                budgets.insert(id.clone(), Budget { defined: defined.clone(), capacity, stop });
-            }
-        }
+        // 1. Prepare what is new, changing nothing yet: a failure here leaves the service as it
+        // was. Processors first (building them has no side effects), then memory budgets, then
+        // exporters (which may connect or listen); what was prepared is let go on a failure.
         let mut chains: BTreeMap<PipelineId, Vec<Slot>> = BTreeMap::new();
         for (pid, p) in &new.pipelines {
             let old = self.pipelines.get(pid);
@@ -247,6 +220,48 @@ impl RunningService {
                 });
             }
             chains.insert(pid.clone(), slots);
+        }
+        let mut budgets: BTreeMap<ComponentId, Budget> = BTreeMap::new();
+        let let_go = |budgets: &BTreeMap<ComponentId, Budget>| budgets.values().for_each(|b| b.stop.cancel());
+        for id in new.pipelines.values().flat_map(|p| &p.processors) {
+            let defined = &new.processors[id];
+            let kept = self.budgets.get(id).is_some_and(|old| old.defined.same_as(defined));
+            if kept || budgets.contains_key(id) {
+                continue;
+            }
+            let stop = self.stop_auxiliary.child_token();
+            let ctx = ProcessorContext { name: id.to_string(), telemetry: self.telemetry.clone(), stop: stop.clone() };
+            match defined.settings.memory_budget(&ctx) {
+                None => {}
+                Some(Ok(capacity)) => {
+                    budgets.insert(id.clone(), Budget { defined: defined.clone(), capacity, stop });
+                }
+                Some(Err(m)) => {
+                    let_go(&budgets);
+                    return Err(fail("processor", id, m));
+                }
+            }
+        }
+        let mut built: BTreeMap<ComponentId, BuiltExporter> = BTreeMap::new();
+        for id in new.pipelines.values().flat_map(|p| &p.exporters) {
+            let defined = &new.exporters[id];
+            let kept = self.exporters.get(id).is_some_and(|e| e.defined.same_as(defined));
+            if kept || built.contains_key(id) {
+                continue;
+            }
+            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone() };
+            match defined.settings.build(&ctx).await {
+                Ok(exporter) => {
+                    built.insert(id.clone(), (defined.clone(), exporter));
+                }
+                Err(m) => {
+                    let_go(&budgets);
+                    for (_, exporter) in built.values() {
+                        exporter.shutdown().await;
+                    }
+                    return Err(fail("exporter", id, m));
+                }
+            }
         }
 
         // 2. Exporters: start the new ones; the replaced ones retire once the pipelines let go.
