@@ -393,8 +393,15 @@ impl RunningService {
             if let Some(running) = self.receivers.get(&id)
                 && running.defined.same_as(&defined)
             {
-                running.intake.set_routes(routes);
-                continue;
+                // A receiver may set itself up per signal (a Kafka topic per signal): one that
+                // feeds other signals now starts again, as a changed one does.
+                let signals = |r: &[Vec<Route>; 3]| r.iter().map(|p| !p.is_empty()).collect::<Vec<bool>>();
+                let before: Vec<bool> = crate::signal::Signal::ALL.iter().map(|s| running.intake.accepts(*s)).collect();
+                if before == signals(&routes) {
+                    running.intake.set_routes(routes);
+                    continue;
+                }
+                tracing::info!(receiver = %id, "receiver feeds other signals now: starting it again");
             }
             if let Err(e) = self.replace_receiver(&new, id, defined, routes, grace).await {
                 errors.push(e);
