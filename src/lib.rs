@@ -2,6 +2,7 @@
 //! processors batch and transform it, and exporters fan it out to backends.
 
 pub mod attributes;
+pub mod body;
 pub mod components;
 pub mod compression;
 pub mod config;

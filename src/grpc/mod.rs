@@ -350,17 +350,17 @@ async fn read_unary(req: http::Request<hyper::body::Incoming>, max: usize) -> Re
                 .insert("grpc-accept-encoding", tonic::metadata::MetadataValue::from_static("gzip,zstd,deflate"));
             return Err(status);
         }
-        match crate::receivers::body::decompress(&encoding, raw, max) {
+        match crate::body::decompress(&encoding, raw, max) {
             Ok(m) => m,
-            Err(crate::receivers::body::BodyError::TooLarge) => {
+            Err(crate::body::BodyError::TooLarge) => {
                 return Err(Status::resource_exhausted(format!(
                     "message is larger than the size limit of {max} bytes when decompressed (max_recv_msg_size_mib)"
                 )));
             }
-            Err(crate::receivers::body::BodyError::Io(e)) => {
+            Err(crate::body::BodyError::Io(e)) => {
                 return Err(Status::invalid_argument(format!("corrupt {encoding} message: {e}")));
             }
-            Err(crate::receivers::body::BodyError::Timeout) => {
+            Err(crate::body::BodyError::Timeout) => {
                 return Err(Status::deadline_exceeded("request not received within the read timeout"));
             }
         }

@@ -41,7 +41,7 @@ pub fn claim_or_text(intake: &Intake, estimate: usize) -> Result<Vec<Claim>, Box
         let message = refusal.message();
         Box::new(match refusal {
             DecodeRefusal::TooLarge { .. } => {
-                crate::receivers::body::closing(crate::net::text(http::StatusCode::PAYLOAD_TOO_LARGE, &message))
+                crate::body::closing(crate::net::text(http::StatusCode::PAYLOAD_TOO_LARGE, &message))
             }
             DecodeRefusal::Busy(_) => {
                 let mut r = crate::net::text(http::StatusCode::SERVICE_UNAVAILABLE, &message);

@@ -1,7 +1,6 @@
 //! Receivers: one module per receiver type, named as in configuration, plus what they share.
 
 pub mod bad_input;
-pub mod body;
 pub mod budget;
 pub mod filelog;
 pub mod fluentforward;

@@ -4,9 +4,9 @@
 
 use super::ThriftHttpConfig;
 use super::thrift::decode_batch;
+use crate::body::{BodyError, content_encoding, read_decoded};
 use crate::net::{self, BoxBody, text};
 use crate::pipeline::Intake;
-use crate::receivers::body::{BodyError, content_encoding, read_decoded};
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -63,10 +63,10 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let _reserved = match crate::receivers::body::reserve_memory_or_text(intake, req.headers(), limit, too_large) {
+    let _reserved = match crate::body::reserve_memory_or_text(intake, req.headers(), limit, too_large) {
         Ok(claims) => claims,
         Err(response) => {
-            crate::receivers::body::linger(req.into_body());
+            crate::body::linger(req.into_body());
             return *response;
         }
     };
@@ -74,7 +74,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     let deadline = net::read_deadline(&req);
     let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large()),
+        Err(BodyError::TooLarge) => return crate::body::closing(too_large()),
         Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
         Err(e) => return e.text_response(limit),
     };

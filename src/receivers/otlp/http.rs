@@ -5,9 +5,9 @@
 use super::HttpConfig;
 use super::decode::{Decoded, Invalid, Scanned, decode_json, json_decoded_bytes, scan_protobuf};
 use super::response;
+use crate::body::{BodyError, NotReserved, content_encoding, decompress, read_body};
 use crate::net::{self, BoxBody};
 use crate::pipeline::{DecodeRefusal, Intake, Signal};
-use crate::receivers::body::{BodyError, NotReserved, content_encoding, decompress, read_body};
 use crate::rpc_status::{self, RpcStatus, code};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -90,11 +90,11 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         let msg = format!("receiver {} is in no {signal} pipeline", intake.receiver());
         return error(StatusCode::NOT_FOUND, format, code::UNIMPLEMENTED, &msg);
     }
-    let _reserved = match crate::receivers::body::reserve_memory(intake, req.headers(), routes.limit) {
+    let _reserved = match crate::body::reserve_memory(intake, req.headers(), routes.limit) {
         Ok(claims) => claims,
         Err(NotReserved::TooLarge) => {
-            crate::receivers::body::linger(req.into_body());
-            return crate::receivers::body::closing(too_large(format, routes.limit));
+            crate::body::linger(req.into_body());
+            return crate::body::closing(too_large(format, routes.limit));
         }
         Err(NotReserved::Busy(refusal)) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);
@@ -107,15 +107,10 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
     let deadline = net::read_deadline(&req);
     let raw = match read_body(req.into_body(), routes.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large(format, routes.limit)),
+        Err(BodyError::TooLarge) => return crate::body::closing(too_large(format, routes.limit)),
         Err(BodyError::Timeout) => {
             let msg = "request body not received within the read timeout";
-            return crate::receivers::body::closing(error(
-                StatusCode::REQUEST_TIMEOUT,
-                format,
-                code::DEADLINE_EXCEEDED,
-                msg,
-            ));
+            return crate::body::closing(error(StatusCode::REQUEST_TIMEOUT, format, code::DEADLINE_EXCEEDED, msg));
         }
         Err(BodyError::Io(e)) => {
             return error(
@@ -159,7 +154,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         Err(DecodeRefusal::TooLarge { bytes, bound }) => {
             let msg = DecodeRefusal::TooLarge { bytes, bound }.message();
             let r = error(StatusCode::PAYLOAD_TOO_LARGE, format, code::RESOURCE_EXHAUSTED, &msg);
-            return crate::receivers::body::closing(r);
+            return crate::body::closing(r);
         }
         Err(DecodeRefusal::Busy(refusal)) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, code::UNAVAILABLE, &refusal.message);

@@ -9,9 +9,9 @@ use super::parse::{self, Family, Format};
 use super::relabel::{self, Rule};
 use super::targets::Target;
 use super::translate::{self, SeriesState};
+use crate::body::{BodyError, decompress, read_body};
 use crate::pipeline::{Batch, Intake, Request};
 use crate::receivers::bad_input::BadInput;
-use crate::receivers::body::{BodyError, decompress, read_body};
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use http_body_util::Empty;
@@ -166,7 +166,7 @@ async fn fetch(job: &Job, target: &Target) -> Result<(Bytes, Format), String> {
         return Err(format!("{} answered {}", target.url, resp.status()));
     }
     let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let encoding = crate::receivers::body::content_encoding(resp.headers());
+    let encoding = crate::body::content_encoding(resp.headers());
     let too_large = || format!("body over body_size_limit ({} bytes)", job.body_limit);
     let raw = read_body(resp.into_body(), job.body_limit, None).await.map_err(|e| match e {
         BodyError::TooLarge => too_large(),

@@ -6,10 +6,10 @@
 
 use super::decode::{self, MetaCache};
 use super::{PrometheusRemoteWriteReceiverConfig, V1, V2};
+use crate::body::{BodyError, read_body};
 use crate::net::{self, BoxBody, text};
 use crate::pipeline::{Batch, Intake, Request};
 use crate::proto::{prometheus as v1, prometheus_v2 as v2};
-use crate::receivers::body::{BodyError, read_body};
 use crate::receivers::prometheus::translate::{self, SeriesState};
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
@@ -98,15 +98,14 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         );
     }
     // With a memory_limiter: the declared body reserved before it is read.
-    let _reserved =
-        match crate::receivers::body::reserve_memory_or_text(intake, req.headers(), s.limit, || too_large(s.limit)) {
-            Ok(claims) => claims,
-            Err(response) => {
-                crate::receivers::body::linger(req.into_body());
-                return *response;
-            }
-        };
-    let encoding = crate::receivers::body::content_encoding(req.headers());
+    let _reserved = match crate::body::reserve_memory_or_text(intake, req.headers(), s.limit, || too_large(s.limit)) {
+        Ok(claims) => claims,
+        Err(response) => {
+            crate::body::linger(req.into_body());
+            return *response;
+        }
+    };
+    let encoding = crate::body::content_encoding(req.headers());
     if encoding != "snappy" {
         let given = if encoding.is_empty() { "none" } else { &encoding };
         return text(
@@ -117,7 +116,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
     let deadline = net::read_deadline(&req);
     let compressed = match read_body(req.into_body(), s.limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large(s.limit)),
+        Err(BodyError::TooLarge) => return crate::body::closing(too_large(s.limit)),
         Err(e) => return e.text_response(s.limit),
     };
     let (raw, estimate) = match unpack(kind, &compressed, s.limit) {

@@ -3,9 +3,9 @@
 //! answered 202 Accepted. Errors are plain text.
 
 use super::ZipkinReceiverConfig;
+use crate::body::{BodyError, content_encoding, read_decoded};
 use crate::net::{self, BoxBody, text};
 use crate::pipeline::{Batch, Intake, Request};
-use crate::receivers::body::{BodyError, content_encoding, read_decoded};
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -69,10 +69,10 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     let too_large = || {
         text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over the max_request_body_size of {limit} bytes"))
     };
-    let _reserved = match crate::receivers::body::reserve_memory_or_text(intake, req.headers(), limit, too_large) {
+    let _reserved = match crate::body::reserve_memory_or_text(intake, req.headers(), limit, too_large) {
         Ok(claims) => claims,
         Err(response) => {
-            crate::receivers::body::linger(req.into_body());
+            crate::body::linger(req.into_body());
             return *response;
         }
     };
@@ -80,7 +80,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     let deadline = net::read_deadline(&req);
     let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return crate::receivers::body::closing(too_large()),
+        Err(BodyError::TooLarge) => return crate::body::closing(too_large()),
         Err(BodyError::Io(e)) => return text(StatusCode::BAD_REQUEST, &e),
         Err(e) => return e.text_response(limit),
     };

@@ -1,6 +1,6 @@
-//! Request bodies for the HTTP receivers: read whole (chunked or not) within a size limit, and
-//! `Content-Encoding` undone with the limit applied to the decompressed size, so that a
-//! decompression bomb stops at the limit instead of filling memory.
+//! Request bodies for the receivers (HTTP bodies and gRPC messages): read whole (chunked or not)
+//! within a size limit, and `Content-Encoding` undone with the limit applied to the decompressed
+//! size, so that a decompression bomb stops at the limit instead of filling memory.
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
