@@ -417,3 +417,50 @@ fn the_log_level_changes_in_place() {
     assert!(log.contains("log level changed"), "{log}");
     assert!(log.contains("DEBUG") && log.contains("pipeline rewired"), "debug lines from then on: {log}");
 }
+
+#[test]
+fn a_changed_prometheus_exporter_and_health_check_keep_their_ports() {
+    let Some(python) = python_peer() else { return };
+    let config = |namespace: &str, health_path: &str| {
+        format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{{port:prom}}
+    namespace: {namespace}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{{health}}
+    path: {health_path}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheus]
+"#
+        )
+    };
+    let mut gw = Gateway::start(&config("one", "/"));
+    let port = gw.port("prom");
+    let scrape = || http_request("GET", port, "/metrics", &[], b"").map(|r| r.text()).unwrap_or_default();
+    python_sends(&python, gw.grpc, "metrics", 3, &gw.path("m1.json"));
+    assert!(eventually(Duration::from_secs(10), || scrape().contains("one_py_requests_total")), "{}", scrape());
+    // The same endpoints with other settings: the new exporter and extension take over the
+    // sockets instead of failing on a port still in use.
+    gw.rewrite(&config("two", "/healthz"));
+    assert_eq!(gw.reload(), "success", "{}", gw.log());
+    assert!(gw.log().contains("changed: exporter prometheus, extension health_check"), "{}", gw.log());
+    python_sends(&python, gw.grpc, "metrics", 3, &gw.path("m2.json"));
+    assert!(eventually(Duration::from_secs(10), || scrape().contains("two_py_requests_total")), "{}", scrape());
+    let health = http_request("GET", gw.health, "/healthz", &[], b"").expect("health check answers");
+    assert_eq!(health.status, 200);
+}

@@ -84,6 +84,9 @@ pub struct ExporterContext {
     /// Its id, as metric labels and logs show it.
     pub name: String,
     pub telemetry: Arc<Metrics>,
+    /// Where it listens from, if it listens (the prometheus exporter): a replaced exporter's
+    /// successor takes over its sockets.
+    pub listeners: crate::net::Listeners,
 }
 
 /// The settings of one exporter, which can build it and say how its sending queue runs.
@@ -109,6 +112,8 @@ pub struct ExtensionContext {
     /// The service's status (for health checks).
     pub status: StatusCell,
     pub stop: CancellationToken,
+    /// Where it listens from (see `ReceiverContext::listeners`).
+    pub listeners: crate::net::Listeners,
 }
 
 /// The settings of one extension, which can start it.

@@ -40,20 +40,31 @@ fn fail(kind: &str, id: &ComponentId, message: String) -> ServiceError {
     ServiceError::Component { component: format!("{kind} {id}"), message }
 }
 
-/// Tasks that run until their own stop signal.
+/// Tasks that run until their own stop signal, and the sockets they listen on.
 struct Running {
     stop: CancellationToken,
     tasks: Tasks,
+    listeners: crate::net::Listeners,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 struct RunningExporter {
     defined: Defined<dyn ExporterSettings>,
     queue: Arc<ExporterQueue>,
     task: JoinHandle<()>,
+    listeners: crate::net::Listeners,
 }
 
-/// An exporter built at a reload, whose queue is not started yet.
-type BuiltExporter = (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>);
+/// An exporter built at a reload, whose queue is not started yet, and its sockets.
+type BuiltExporter = (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>, crate::net::Listeners);
 
 struct RunningPipeline {
     /// The processors in order, with the settings each instance was built from.
@@ -68,7 +79,6 @@ struct RunningPipeline {
 struct RunningReceiver {
     defined: Defined<dyn ReceiverSettings>,
     intake: Arc<Intake>,
-    listeners: crate::net::Listeners,
     run: Running,
 }
 
@@ -249,14 +259,18 @@ impl RunningService {
             if kept || built.contains_key(id) {
                 continue;
             }
-            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone() };
-            match defined.settings.build(&ctx).await {
+            // A replaced exporter's successor takes over the sockets it listens on.
+            let listeners = self.exporters.get(id).map(|e| e.listeners.successor()).unwrap_or_default();
+            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone(), listeners };
+            let result = defined.settings.build(&ctx).await;
+            ctx.listeners.settle();
+            match result {
                 Ok(exporter) => {
-                    built.insert(id.clone(), (defined.clone(), exporter));
+                    built.insert(id.clone(), (defined.clone(), exporter, ctx.listeners));
                 }
                 Err(m) => {
                     let_go(&budgets);
-                    for (_, exporter) in built.values() {
+                    for (_, exporter, _) in built.values() {
                         exporter.shutdown().await;
                     }
                     return Err(fail("exporter", id, m));
@@ -266,13 +280,13 @@ impl RunningService {
 
         // 2. Exporters: start the new ones; the replaced ones retire once the pipelines let go.
         let mut retired_exporters = Vec::new();
-        for (id, (defined, exporter)) in built {
+        for (id, (defined, exporter, listeners)) in built {
             let settings = crate::pipeline::queue::QueueSettings {
                 scrubber: defined.settings.scrubber(),
                 ..defined.settings.queue()
             };
             let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings, self.telemetry.clone());
-            if let Some(old) = self.exporters.insert(id, RunningExporter { defined, queue, task }) {
+            if let Some(old) = self.exporters.insert(id, RunningExporter { defined, queue, task, listeners }) {
                 retired_exporters.push(old);
             }
         }
@@ -442,7 +456,7 @@ impl RunningService {
         let storage = storage_directory(config, defined.settings.storage()).map_err(|m| fail("receiver", &id, m))?;
         let old = self.receivers.remove(&id);
         let overlap = old.as_ref().is_none_or(|o| o.defined.settings.overlaps() && defined.settings.overlaps());
-        let listeners = old.as_ref().map(|o| o.listeners.successor()).unwrap_or_default();
+        let listeners = old.as_ref().map(|o| o.run.listeners.successor()).unwrap_or_default();
         if overlap {
             match self.start_receiver(&id, &defined, &intake, storage, &listeners, grace).await {
                 Ok(run) => {
@@ -451,7 +465,7 @@ impl RunningService {
                         o.run.stop.cancel();
                         self.retiring.receivers.extend(o.run.tasks);
                     }
-                    self.receivers.insert(id, RunningReceiver { defined, intake, listeners, run });
+                    self.receivers.insert(id, RunningReceiver { defined, intake, run });
                     Ok(())
                 }
                 Err(m) => {
@@ -475,17 +489,16 @@ impl RunningService {
             let _ = tokio::time::timeout(grace + Duration::from_secs(1), wait).await;
             match self.start_receiver(&id, &defined, &intake, storage, &listeners, grace).await {
                 Ok(run) => {
-                    self.receivers.insert(id, RunningReceiver { defined, intake, listeners, run });
+                    self.receivers.insert(id, RunningReceiver { defined, intake, run });
                     Ok(())
                 }
                 Err(m) => {
                     let storage = storage_directory(config, o.defined.settings.storage()).ok().flatten();
-                    let listeners = o.listeners.successor();
+                    let listeners = o.run.listeners.successor();
                     match self.start_receiver(&id, &o.defined, &intake, storage, &listeners, grace).await {
                         Ok(run) => {
                             tracing::warn!(receiver = %id, "the changed receiver cannot start; running its previous settings again");
-                            self.receivers
-                                .insert(id.clone(), RunningReceiver { defined: o.defined, intake, listeners, run });
+                            self.receivers.insert(id.clone(), RunningReceiver { defined: o.defined, intake, run });
                         }
                         Err(again) => {
                             tracing::error!(receiver = %id, error = %again, "the previous settings cannot start again either; the receiver is stopped")
@@ -523,61 +536,67 @@ impl RunningService {
             .into_iter()
             .map(|task| tokio::spawn(guarded(self.status.clone(), format!("receiver {id}"), panics_of(task))))
             .collect();
-        Ok(Running { stop, tasks })
+        Ok(Running { stop, tasks, listeners: listeners.clone() })
     }
 
+    /// Extensions: removed ones stop; a changed one starts beside the old one (taking over its
+    /// sockets), which then stops; if it cannot start, the old one keeps running.
     async fn apply_extensions(&mut self, new: &Config, errors: &mut Vec<ServiceError>) {
-        let old = self.config.as_ref();
-        let gone: Vec<ComponentId> = self
-            .extensions
-            .keys()
-            .filter(|id| {
-                let now = new.service_extensions.contains(id).then(|| &new.extensions[*id]);
-                let before = old.map(|o| &o.extensions[*id]);
-                !matches!((before, now), (Some(b), Some(n)) if b.same_as(n))
-            })
-            .cloned()
-            .collect();
-        for id in gone {
+        let removed: Vec<ComponentId> =
+            self.extensions.keys().filter(|id| !new.service_extensions.contains(id)).cloned().collect();
+        for id in removed {
             if let Some(run) = self.extensions.remove(&id) {
-                run.stop.cancel();
-                for t in run.tasks {
-                    let _ = t.await;
-                }
+                run.stop().await;
             }
         }
         for id in &new.service_extensions {
-            if self.extensions.contains_key(id) {
+            let defined = &new.extensions[id];
+            let old = self.extensions.get(id);
+            let unchanged = old.is_some() && self.config.as_ref().is_some_and(|c| c.extensions[id].same_as(defined));
+            if unchanged {
                 continue;
             }
+            let listeners = old.map(|o| o.listeners.successor()).unwrap_or_default();
             let stop = self.stop_auxiliary.child_token();
-            let ctx = ExtensionContext { name: id.to_string(), status: self.status.clone(), stop: stop.clone() };
-            match new.extensions[id].settings.start(ctx).await {
+            let ctx = ExtensionContext {
+                name: id.to_string(),
+                status: self.status.clone(),
+                stop: stop.clone(),
+                listeners: listeners.clone(),
+            };
+            let started = defined.settings.start(ctx).await;
+            listeners.settle();
+            match started {
                 Ok(tasks) => {
-                    self.extensions.insert(id.clone(), Running { stop, tasks });
+                    if let Some(old) = self.extensions.insert(id.clone(), Running { stop, tasks, listeners }) {
+                        old.stop().await;
+                    }
                 }
                 Err(m) => errors.push(fail("extension", id, m)),
             }
         }
     }
 
+    /// The self-metrics readers: started again when they changed, the new ones first (taking
+    /// over the pull readers' sockets), then the old ones stopped; if the new ones cannot start,
+    /// the old ones keep running.
     async fn apply_self_metrics(&mut self, new: &Config) -> Result<(), ServiceError> {
         let wanted = crate::telemetry::readers::effective(&new.telemetry.metrics);
         if self.self_metrics.as_ref().map(|(r, _)| r) == Some(&wanted) {
             return Ok(());
         }
-        if let Some((_, run)) = self.self_metrics.take() {
-            run.stop.cancel();
-            for t in run.tasks {
-                let _ = t.await;
-            }
-        }
+        let listeners = self.self_metrics.as_ref().map(|(_, r)| r.listeners.successor()).unwrap_or_default();
         let stop = self.stop_auxiliary.child_token();
         let source = crate::telemetry::readers::source_of(self.telemetry.clone());
-        let tasks = crate::telemetry::readers::start(&wanted, source, stop.clone())
-            .await
-            .map_err(|m| ServiceError::Component { component: "service.telemetry.metrics".into(), message: m })?;
-        self.self_metrics = Some((wanted, Running { stop, tasks }));
+        let started = crate::telemetry::readers::start(&wanted, source, stop.clone(), &listeners).await;
+        listeners.settle();
+        let tasks = started.map_err(|m| {
+            stop.cancel();
+            ServiceError::Component { component: "service.telemetry.metrics".into(), message: m }
+        })?;
+        if let Some((_, old)) = self.self_metrics.replace((wanted, Running { stop, tasks, listeners })) {
+            old.stop().await;
+        }
         Ok(())
     }
 

@@ -302,16 +302,19 @@ fn check_periodic(p: &PeriodicReaderConfig) -> Result<(), (String, String)> {
 /// Starts every reader: binds each pull reader's listener and prepares each periodic reader's
 /// client first, so that nothing runs when one of them cannot start. The tasks stop when `stop`
 /// fires; a periodic reader pushes once more then (within at most 2 s).
+/// Pull readers listen through `listeners`, so that readers started in place of others take
+/// over their sockets.
 pub async fn start(
     readers: &[ReaderConfig],
     source: MetricsSource,
     stop: CancellationToken,
+    sockets: &net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut listeners = Vec::new();
     let mut pushers = Vec::new();
     for (i, r) in readers.iter().enumerate() {
         if let Some(prom) = r.pull.as_ref().and_then(|p| p.exporter.prometheus.as_ref()) {
-            let listener = net::bind(&prom.address()).await.map_err(|m| format!("readers[{i}].pull: {m}"))?;
+            let listener = sockets.tcp(&prom.address()).await.map_err(|m| format!("readers[{i}].pull: {m}"))?;
             listeners.push(listener);
         }
         if let Some(periodic) = &r.periodic {

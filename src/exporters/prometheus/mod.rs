@@ -77,9 +77,14 @@ pub struct PrometheusExporter {
 }
 
 impl PrometheusExporter {
-    /// Binds `endpoint` (so that a port in use fails the start) and starts serving.
-    pub async fn start(name: String, cfg: &PrometheusExporterConfig) -> Result<PrometheusExporter, String> {
-        let listener = net::bind(&cfg.endpoint).await?;
+    /// Binds `endpoint` through `listeners` (so that a port in use fails the start, and a
+    /// replaced exporter's successor takes over its socket) and starts serving.
+    pub async fn start(
+        name: String,
+        cfg: &PrometheusExporterConfig,
+        listeners: &net::Listeners,
+    ) -> Result<PrometheusExporter, String> {
+        let listener = listeners.tcp(&cfg.endpoint).await?;
         tracing::info!(exporter = %name, endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Prometheus exporter serving /metrics");
         let registry = Arc::new(Registry::new(cfg.metric_expiration));
         let stop = CancellationToken::new();
@@ -166,6 +171,8 @@ impl crate::pipeline::component::ExporterSettings for PrometheusExporterConfig {
         &'a self,
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
-        Box::pin(async move { Ok(std::sync::Arc::new(PrometheusExporter::start(ctx.name.clone(), self).await?) as _) })
+        Box::pin(async move {
+            Ok(std::sync::Arc::new(PrometheusExporter::start(ctx.name.clone(), self, &ctx.listeners).await?) as _)
+        })
     }
 }

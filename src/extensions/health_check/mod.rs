@@ -69,7 +69,7 @@ impl crate::pipeline::component::ExtensionSettings for HealthCheckConfig {
         ctx: crate::pipeline::component::ExtensionContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
         Box::pin(async move {
-            let listener = crate::net::bind(&self.endpoint).await?;
+            let listener = ctx.listeners.tcp(&self.endpoint).await?;
             let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             tracing::info!(extension = %ctx.name, endpoint = %local, "health check listening");
             Ok(vec![tokio::spawn(serve(self.clone(), listener, ctx.status, ctx.stop))])
