@@ -8,8 +8,8 @@ mod plan;
 use crate::config::{ComponentId, PipelineId};
 use crate::model::{Config, Defined};
 use crate::pipeline::component::{
-    ExporterContext, ExporterSettings, ExtensionContext, ProcessorContext, ProcessorSettings, ReceiverContext,
-    ReceiverSettings, Tasks,
+    ExporterContext, ExporterSettings, ExtensionContext, ExtensionSettings, ProcessorContext, ProcessorSettings,
+    ReceiverContext, ReceiverSettings, Tasks,
 };
 use crate::pipeline::queue::ExporterQueue;
 use crate::pipeline::{
@@ -102,7 +102,7 @@ pub struct RunningService {
     telemetry: Arc<Metrics>,
     abandoned: Abandoned,
     config: Option<Config>,
-    extensions: BTreeMap<ComponentId, Running>,
+    extensions: BTreeMap<ComponentId, (Defined<dyn ExtensionSettings>, Running)>,
     self_metrics: Option<(Vec<crate::telemetry::readers::ReaderConfig>, Running)>,
     budgets: BTreeMap<ComponentId, Budget>,
     default_budget: Option<Arc<Capacity>>,
@@ -545,18 +545,17 @@ impl RunningService {
         let removed: Vec<ComponentId> =
             self.extensions.keys().filter(|id| !new.service_extensions.contains(id)).cloned().collect();
         for id in removed {
-            if let Some(run) = self.extensions.remove(&id) {
+            if let Some((_, run)) = self.extensions.remove(&id) {
                 run.stop().await;
             }
         }
         for id in &new.service_extensions {
             let defined = &new.extensions[id];
             let old = self.extensions.get(id);
-            let unchanged = old.is_some() && self.config.as_ref().is_some_and(|c| c.extensions[id].same_as(defined));
-            if unchanged {
+            if old.is_some_and(|(running, _)| running.same_as(defined)) {
                 continue;
             }
-            let listeners = old.map(|o| o.listeners.successor()).unwrap_or_default();
+            let listeners = old.map(|(_, o)| o.listeners.successor()).unwrap_or_default();
             let stop = self.stop_auxiliary.child_token();
             let ctx = ExtensionContext {
                 name: id.to_string(),
@@ -568,7 +567,8 @@ impl RunningService {
             listeners.settle();
             match started {
                 Ok(tasks) => {
-                    if let Some(old) = self.extensions.insert(id.clone(), Running { stop, tasks, listeners }) {
+                    let run = Running { stop, tasks, listeners };
+                    if let Some((_, old)) = self.extensions.insert(id.clone(), (defined.clone(), run)) {
                         old.stop().await;
                     }
                 }
@@ -668,7 +668,7 @@ impl RunningService {
         self.stop_auxiliary.cancel();
         let auxiliary: Vec<JoinHandle<()>> = std::mem::take(&mut self.extensions)
             .into_values()
-            .flat_map(|r| r.tasks)
+            .flat_map(|(_, r)| r.tasks)
             .chain(self.self_metrics.take().into_iter().flat_map(|(_, r)| r.tasks))
             .collect();
         for t in auxiliary {
