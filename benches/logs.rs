@@ -115,7 +115,7 @@ fn benches(c: &mut Criterion) {
     let loki_json = loki::LokiExporter::new(&loki_cfg(loki::Encoding::Json)).unwrap();
     let es_cfg =
         elasticsearch::ElasticsearchConfig { endpoints: vec!["http://127.0.0.1:9200".into()], ..Default::default() };
-    let es = elasticsearch::ElasticsearchExporter::new("es".into(), &es_cfg).unwrap();
+    let es = elasticsearch::ElasticsearchExporter::new("es".into(), &es_cfg, Default::default()).unwrap();
     let gzip =
         switchyard::compression::Compressor::new(switchyard::compression::Compression::Gzip, &Default::default());
     let mut g = c.benchmark_group("log_exporters");

@@ -346,13 +346,11 @@ struct Gathered {
 }
 
 impl ElasticsearchExporter {
-    /// Counts what backends reject into `telemetry` (its service's self-metrics).
-    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
-        self.telemetry = telemetry;
-        self
-    }
-
-    pub fn new(name: String, cfg: &ElasticsearchConfig) -> Result<Self, String> {
+    pub fn new(
+        name: String,
+        cfg: &ElasticsearchConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Result<Self, String> {
         let uris = cfg
             .endpoints
             .iter()
@@ -385,7 +383,7 @@ impl ElasticsearchExporter {
         let poster = HttpPoster::new(&cfg.tls, cfg.timeout)?;
         Ok(ElasticsearchExporter {
             name,
-            telemetry: Default::default(),
+            telemetry,
             cfg: cfg.clone(),
             uris,
             current: Default::default(),
@@ -625,8 +623,7 @@ impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(ElasticsearchExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone()))
-                as _)
+            Ok(std::sync::Arc::new(ElasticsearchExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
         })
     }
 

@@ -110,15 +110,13 @@ pub struct OtlpGrpcExporter {
 }
 
 impl OtlpGrpcExporter {
-    /// Counts what backends reject into `telemetry` (its service's self-metrics).
-    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
-        self.telemetry = telemetry;
-        self
-    }
-
     /// Prepares a client that connects on first use: a backend that is down at start is
     /// retried, not fatal.
-    pub fn new(name: String, cfg: &OtlpGrpcConfig) -> Result<OtlpGrpcExporter, String> {
+    pub fn new(
+        name: String,
+        cfg: &OtlpGrpcConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Result<OtlpGrpcExporter, String> {
         if let Some(b) = &cfg.balancer_name {
             tracing::warn!(exporter = %name, balancer_name = %b, "balancer_name is ignored: switchyard keeps one connection pool per exporter");
         }
@@ -146,15 +144,7 @@ impl OtlpGrpcExporter {
             metadata.push((http::header::AUTHORIZATION, auth));
         }
         let compression = Compressor::new(cfg.compression, &cfg.compression_params);
-        Ok(OtlpGrpcExporter {
-            name,
-            telemetry: Default::default(),
-            base,
-            client,
-            metadata,
-            compression,
-            timeout: cfg.timeout,
-        })
+        Ok(OtlpGrpcExporter { name, telemetry, base, client, metadata, compression, timeout: cfg.timeout })
     }
 
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
@@ -212,7 +202,7 @@ impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(OtlpGrpcExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone())) as _)
+            Ok(std::sync::Arc::new(OtlpGrpcExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
         })
     }
 
@@ -244,7 +234,8 @@ mod tests {
 
     #[test]
     fn userinfo_becomes_authorization_metadata_unless_one_is_configured() {
-        let from_url = OtlpGrpcExporter::new("x".into(), &cfg("http://me:p%40ss@vendor:4317", false)).unwrap();
+        let from_url =
+            OtlpGrpcExporter::new("x".into(), &cfg("http://me:p%40ss@vendor:4317", false), Default::default()).unwrap();
         assert_eq!(from_url.base, "http://vendor:4317", "no user info in :authority");
         let auth: Vec<_> = from_url.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
         assert_eq!(auth.len(), 1);
@@ -253,7 +244,7 @@ mod tests {
             "endpoint": "http://me:pw@vendor:4317", "headers": {"authorization": "Bearer t"}
         }))
         .unwrap();
-        let explicit = OtlpGrpcExporter::new("x".into(), &explicit).unwrap();
+        let explicit = OtlpGrpcExporter::new("x".into(), &explicit, Default::default()).unwrap();
         let auth: Vec<_> = explicit.metadata.iter().filter(|(k, _)| k == http::header::AUTHORIZATION).collect();
         assert_eq!(auth.len(), 1);
         assert_eq!(auth[0].1.to_str().unwrap(), "Bearer t");

@@ -141,13 +141,11 @@ pub struct OtlpHttpExporter {
 }
 
 impl OtlpHttpExporter {
-    /// Counts what backends reject into `telemetry` (its service's self-metrics).
-    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
-        self.telemetry = telemetry;
-        self
-    }
-
-    pub fn new(name: String, cfg: &OtlpHttpConfig) -> Result<OtlpHttpExporter, String> {
+    pub fn new(
+        name: String,
+        cfg: &OtlpHttpConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Result<OtlpHttpExporter, String> {
         let headers = crate::secret::headers(&cfg.headers)?;
         let explicit = crate::secret::has_authorization(&headers);
         let mut urls: [Option<(Uri, Option<HeaderValue>)>; 3] = Default::default();
@@ -160,7 +158,7 @@ impl OtlpHttpExporter {
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(OtlpHttpExporter {
-            telemetry: Default::default(),
+            telemetry,
             name,
             urls,
             headers,
@@ -322,7 +320,7 @@ impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(OtlpHttpExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone())) as _)
+            Ok(std::sync::Arc::new(OtlpHttpExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
         })
     }
 
@@ -387,11 +385,11 @@ mod tests {
         }))
         .unwrap();
         let batch = Batch::from_request(Request::Traces(traces(2)));
-        let body = OtlpHttpExporter::new("x".into(), &json).unwrap().body(&batch).ok().unwrap();
+        let body = OtlpHttpExporter::new("x".into(), &json, Default::default()).unwrap().body(&batch).ok().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"], "s1");
         let gz: OtlpHttpConfig = serde_json::from_value(serde_json::json!({"endpoint": "http://vendor:4318"})).unwrap();
-        let body = OtlpHttpExporter::new("x".into(), &gz).unwrap().body(&batch).ok().unwrap();
+        let body = OtlpHttpExporter::new("x".into(), &gz, Default::default()).unwrap().body(&batch).ok().unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut raw).unwrap();
         assert_eq!(raw, batch.to_encoded().to_vec(), "proto is the received bytes, gzipped");

@@ -187,13 +187,11 @@ pub struct PrometheusRemoteWriteExporter {
 }
 
 impl PrometheusRemoteWriteExporter {
-    /// Counts what backends reject into `telemetry` (its service's self-metrics).
-    pub fn counting(mut self, telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
-        self.telemetry = telemetry;
-        self
-    }
-
-    pub fn new(name: String, cfg: &PrometheusRemoteWriteConfig) -> Result<Self, String> {
+    pub fn new(
+        name: String,
+        cfg: &PrometheusRemoteWriteConfig,
+        telemetry: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Result<Self, String> {
         let uri: Uri = cfg.endpoint.expose().parse().map_err(|e| format!("endpoint: {e}"))?;
         let (uri, userinfo_auth) = crate::secret::basic_auth_from_userinfo(&uri)?;
         let mut headers = crate::secret::headers(&cfg.headers)?;
@@ -204,7 +202,7 @@ impl PrometheusRemoteWriteExporter {
         }
         let connector = cfg.tls.connector(Protocol::Http1, cfg.timeout)?;
         Ok(PrometheusRemoteWriteExporter {
-            telemetry: Default::default(),
+            telemetry,
             inner: Arc::new(Inner {
                 name,
                 v2: cfg.protobuf_message == V2_MESSAGE,
@@ -472,9 +470,8 @@ impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfi
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(
-                PrometheusRemoteWriteExporter::new(ctx.name.clone(), self)?.counting(ctx.telemetry.clone()),
-            ) as _)
+            Ok(std::sync::Arc::new(PrometheusRemoteWriteExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?)
+                as _)
         })
     }
 
