@@ -29,3 +29,4 @@ pub mod signal;
 pub mod telemetry;
 pub mod timefmt;
 pub mod tls;
+pub mod wal;

@@ -41,6 +41,8 @@ pub struct Capacity {
     memory: bool,
     /// Set while the process is over its memory limit: nothing is admitted, however little.
     paused: std::sync::atomic::AtomicBool,
+    /// The room of a persistent queue: a client is answered once its data is on disk.
+    durable: bool,
     /// "Full" warnings, at most one a second: a receiver retrying every 200 ms would otherwise
     /// write five a second for as long as the queue stays full.
     full_warnings: crate::telemetry::log_limit::LogLimit,
@@ -78,8 +80,33 @@ impl Capacity {
             gauge,
             memory: false,
             paused: std::sync::atomic::AtomicBool::new(false),
+            durable: false,
             full_warnings: Default::default(),
         })
+    }
+
+    /// The disk budget of a persistent queue: `limit` bytes of encoded data (see `durable`).
+    pub fn disk(name: String, limit: usize, block: bool, gauge: Option<prometheus::IntGauge>) -> Arc<Capacity> {
+        let mut capacity = Capacity::build(name, limit, Sizer::Bytes, block, gauge);
+        if let Some(c) = Arc::get_mut(&mut capacity) {
+            c.durable = true;
+        }
+        capacity
+    }
+
+    /// Whether this is a persistent queue's room: data admitted into it is answered once written.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Claims `n` units whether or not they fit: data already on disk (read again at start)
+    /// takes its room before anything new is admitted.
+    pub fn force_claim(self: &Arc<Self>, n: usize) -> Claim {
+        self.held.fetch_add(n, Ordering::AcqRel);
+        if let Some(g) = &self.gauge {
+            g.add(n as i64);
+        }
+        Claim { capacity: self.clone(), n }
     }
 
     /// A memory budget of `limit` bytes: what receivers hold in flight (until exported), by
@@ -95,6 +122,7 @@ impl Capacity {
             gauge: None,
             memory: true,
             paused: std::sync::atomic::AtomicBool::new(false),
+            durable: false,
             full_warnings: Default::default(),
         })
     }
@@ -191,6 +219,21 @@ pub struct Claim {
 impl Claim {
     pub fn is_for(&self, capacity: &Arc<Capacity>) -> bool {
         Arc::ptr_eq(&self.capacity, capacity)
+    }
+
+    /// Gives back up to `n` of the claimed units now, keeping the rest.
+    pub fn release(&mut self, n: usize) {
+        let n = n.min(self.n);
+        self.n -= n;
+        self.capacity.held.fetch_sub(n, Ordering::AcqRel);
+        if let Some(g) = &self.capacity.gauge {
+            g.sub(n as i64);
+        }
+        self.capacity.freed.notify_waiters();
+    }
+
+    pub fn units(&self) -> usize {
+        self.n
     }
 }
 

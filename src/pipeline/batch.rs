@@ -197,10 +197,10 @@ impl Batch {
         self.claims.push(Arc::new(claim));
     }
 
-    /// Keeps only the claims on `capacity`: the copy of the batch handed to that exporter's
+    /// Keeps only the claims on `capacities`: the copy of the batch handed to an exporter's
     /// queue should not hold room in the others.
-    pub fn keep_claims_for(&mut self, capacity: &Arc<Capacity>) {
-        self.claims.retain(|c| c.is_for(capacity));
+    pub fn keep_claims_for(&mut self, capacities: &[Arc<Capacity>]) {
+        self.claims.retain(|c| capacities.iter().any(|q| c.is_for(q)));
     }
 
     /// Takes the claims out, for a processor that gathers batches (see `ClaimSet`).
@@ -224,6 +224,20 @@ impl Batch {
     /// The delivery notices the batch carries.
     pub(crate) fn deliveries(&self) -> Vec<Arc<Delivery>> {
         self.deliveries.clone()
+    }
+
+    /// Lets go of the notices that wait only for the data to be persisted: an in-memory queue
+    /// taking its copy is as far as that copy goes toward a disk.
+    pub(crate) fn release_until_persisted(&mut self) {
+        self.deliveries.retain(|d| !d.is_until_persisted());
+    }
+
+    /// The data could not be kept: its notices will not run (a receiver waiting on one answers
+    /// its client with a refusal, a file offset is not checkpointed past it).
+    pub(crate) fn cancel_deliveries(&mut self) {
+        for d in self.deliveries.drain(..) {
+            d.cancel();
+        }
     }
 
     /// The client's request metadata, if the receiver recorded it.

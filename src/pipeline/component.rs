@@ -22,6 +22,15 @@ pub type Checked = Result<(), crate::config::Invalid>;
 /// The tasks a started receiver or extension runs until its stop signal.
 pub type Tasks = Vec<JoinHandle<()>>;
 
+/// Where a `file_storage` extension keeps state: its directory (created if need be), whether
+/// writes are synced to disk, and how long to wait for a lock on a file another holder has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageLocation {
+    pub directory: PathBuf,
+    pub fsync: bool,
+    pub timeout: Duration,
+}
+
 /// What a receiver is started with.
 pub struct ReceiverContext {
     /// Where it hands data: its routes into pipelines, its counters, its delivery notices.
@@ -122,9 +131,9 @@ pub trait ExtensionSettings: std::fmt::Debug + Send + Sync + 'static {
         Ok(())
     }
     fn start(&self, ctx: ExtensionContext) -> BoxFuture<'_, Result<Tasks, String>>;
-    /// For a storage extension: its directory, created if need be, and whether state files
-    /// are synced to disk. `None` for extensions that keep no state for others.
-    fn storage(&self) -> Option<Result<(PathBuf, bool), String>> {
+    /// For a storage extension: where it keeps state (see `StorageLocation`). `None` for
+    /// extensions that keep no state for others.
+    fn storage(&self) -> Option<Result<StorageLocation, String>> {
         None
     }
 }

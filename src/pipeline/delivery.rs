@@ -4,6 +4,10 @@
 //! of `admission`, and runs once every copy and part of it is gone: exported, or given up on
 //! after the retries (counted as failed). Data still queued when its service's shutdown
 //! deadline passes is lost and is *not* reported as done, so a checkpoint never moves past it.
+//!
+//! A receiver whose data goes to a persistent queue waits for a notice of the second kind,
+//! `Delivery::until_persisted`: it runs once every copy is written to its persistent queue (or
+//! exported, or dropped on purpose); copies handed to in-memory queues let go of it at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,12 +35,26 @@ type Notice = Box<dyn FnOnce() + Send>;
 pub struct Delivery {
     notice: Mutex<Option<Notice>>,
     abandoned: Abandoned,
+    /// Only until the data is written to the persistent queues it goes to (see the module comment).
+    until_persisted: bool,
 }
 
 impl Delivery {
     /// A notice for data of the service whose state `abandoned` is (see `Intake::delivery`).
     pub fn new(abandoned: Abandoned, notice: impl FnOnce() + Send + 'static) -> Delivery {
-        Delivery { notice: Mutex::new(Some(Box::new(notice))), abandoned }
+        Delivery { notice: Mutex::new(Some(Box::new(notice))), abandoned, until_persisted: false }
+    }
+
+    /// A notice that runs once the data is in every persistent queue it goes to: in-memory
+    /// queues let go of it when they take their copy.
+    pub fn until_persisted(abandoned: Abandoned, notice: impl FnOnce() + Send + 'static) -> Delivery {
+        let mut delivery = Delivery::new(abandoned, notice);
+        delivery.until_persisted = true;
+        delivery
+    }
+
+    pub fn is_until_persisted(&self) -> bool {
+        self.until_persisted
     }
 }
 

@@ -59,6 +59,10 @@ pub fn per_request_bound(limit: usize) -> usize {
     (limit / 2).max(64 << 20).min(limit)
 }
 
+/// The longest a client waits for its data to be written to a persistent queue before it is
+/// told to retry (a disk that stalls for this long is in trouble).
+pub const PERSIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One pipeline as seen from a receiver: its input, and the queues of its exporters.
 #[derive(Clone)]
 pub struct Route {
@@ -271,6 +275,17 @@ impl Intake {
                 }
             }
         }
+        // With a persistent queue on the way, the client is answered once its data is written
+        // there (and at once when it goes only to queues in memory).
+        let mut batch = batch;
+        let mut persisted = None;
+        if claims.iter().any(|(q, _)| q.is_durable()) {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            batch = batch.on_delivered(Delivery::until_persisted(self.abandoned.clone(), move || {
+                let _ = tx.send(());
+            }));
+            persisted = Some(rx);
+        }
         let send = |route: &Route, mut copy: Batch| {
             let held: Vec<Arc<Claim>> = claims
                 .iter()
@@ -286,7 +301,15 @@ impl Intake {
             }
             send(last, batch)?;
         }
-        Ok(())
+        drop(claims);
+        match persisted {
+            None => Ok(()),
+            Some(written) => match tokio::time::timeout(PERSIST_LIMIT, written).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Refusal::retryable("the data could not be written to the persistent queue; retry")),
+                Err(_) => Err(Refusal::retryable("the persistent queue did not write the data in time; retry")),
+            },
+        }
     }
 }
 

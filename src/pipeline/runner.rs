@@ -21,6 +21,10 @@ pub trait Processor: Send {
     fn on_deadline(&mut self, _now: Instant, _out: &mut Vec<Batch>) {}
     /// Releases everything held, at shutdown.
     fn flush(&mut self, _out: &mut Vec<Batch>) {}
+    /// Releases what it holds only to make bigger batches (the batch processor), in a pipeline
+    /// that feeds a persistent queue: its clients are answered once their data is on disk, and
+    /// must not wait for a batch to fill. The queue batches behind it instead.
+    fn release_batches(&mut self, _out: &mut Vec<Batch>) {}
 }
 
 /// Why one delivery attempt failed.
@@ -94,6 +98,8 @@ impl PipelineRunner {
                         self.push(0, vec![batch]);
                         if draining {
                             self.flush();
+                        } else if self.feeds_disk() {
+                            self.release_batches();
                         }
                     }
                     None => break,
@@ -146,6 +152,20 @@ impl PipelineRunner {
             .collect();
         self.exporters = rewire.exporters;
         tracing::debug!(pipeline = %self.name, processors = self.processors.len(), exporters = self.exporters.len(), "pipeline rewired");
+    }
+
+    /// Whether an exporter of this pipeline keeps its queue on disk.
+    fn feeds_disk(&self) -> bool {
+        self.exporters.iter().any(|q| q.persistent().is_some())
+    }
+
+    /// Makes the processors that hold data only to batch it let go of it, in order.
+    fn release_batches(&mut self) {
+        for i in 0..self.processors.len() {
+            let mut out = Vec::new();
+            self.processors[i].release_batches(&mut out);
+            self.push(i + 1, out);
+        }
     }
 
     /// Makes every processor release what it holds, in order.

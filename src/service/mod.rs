@@ -9,9 +9,10 @@ use crate::config::{ComponentId, PipelineId};
 use crate::model::{Config, Defined};
 use crate::pipeline::component::{
     ExporterContext, ExporterSettings, ExtensionContext, ExtensionSettings, ProcessorContext, ProcessorSettings,
-    ReceiverContext, ReceiverSettings, Tasks,
+    ReceiverContext, ReceiverSettings, StorageLocation, Tasks,
 };
 use crate::pipeline::queue::ExporterQueue;
+use crate::pipeline::queue::persistent::Persistent;
 use crate::pipeline::{
     Abandoned, Batch, Capacity, Intake, PipelineRunner, Processor, Rewire, Route, Slot, Status, StatusCell, guarded,
     panics_of,
@@ -63,8 +64,10 @@ struct RunningExporter {
     listeners: crate::net::Listeners,
 }
 
-/// An exporter built at a reload, whose queue is not started yet, and its sockets.
-type BuiltExporter = (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>, crate::net::Listeners);
+/// An exporter built at a reload, whose queue is not started yet: its sockets, and its queue
+/// on disk if it has one.
+type BuiltExporter =
+    (Defined<dyn ExporterSettings>, Arc<dyn crate::pipeline::Exporter>, crate::net::Listeners, Option<Arc<Persistent>>);
 
 struct RunningPipeline {
     /// The processors in order, with the settings each instance was built from.
@@ -264,13 +267,17 @@ impl RunningService {
             let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone(), listeners };
             let result = defined.settings.build(&ctx).await;
             ctx.listeners.settle();
+            let result = match result {
+                Ok(exporter) => self.persistent_queue(&new, id, &defined.settings.queue()).map(|p| (exporter, p)),
+                Err(m) => Err(m),
+            };
             match result {
-                Ok(exporter) => {
-                    built.insert(id.clone(), (defined.clone(), exporter, ctx.listeners));
+                Ok((exporter, persistent)) => {
+                    built.insert(id.clone(), (defined.clone(), exporter, ctx.listeners, persistent));
                 }
                 Err(m) => {
                     let_go(&budgets);
-                    for (_, exporter, _) in built.values() {
+                    for (_, exporter, _, _) in built.values() {
                         exporter.shutdown().await;
                     }
                     return Err(fail("exporter", id, m));
@@ -280,12 +287,13 @@ impl RunningService {
 
         // 2. Exporters: start the new ones; the replaced ones retire once the pipelines let go.
         let mut retired_exporters = Vec::new();
-        for (id, (defined, exporter, listeners)) in built {
+        for (id, (defined, exporter, listeners, persistent)) in built {
             let settings = crate::pipeline::queue::QueueSettings {
                 scrubber: defined.settings.scrubber(),
                 ..defined.settings.queue()
             };
-            let (queue, task) = ExporterQueue::start(id.to_string(), exporter, settings, self.telemetry.clone());
+            let (queue, task) =
+                ExporterQueue::start(id.to_string(), exporter, settings, self.telemetry.clone(), persistent);
             if let Some(old) = self.exporters.insert(id, RunningExporter { defined, queue, task, listeners }) {
                 retired_exporters.push(old);
             }
@@ -359,7 +367,7 @@ impl RunningService {
             // What receivers claim before data goes this way: room in every exporter's queue,
             // and in the pipeline's memory budget (its memory_limiter's, or the default one).
             let mut claimed: Vec<Arc<Capacity>> =
-                p.exporters.iter().map(|id| self.exporters[id].queue.capacity()).collect();
+                p.exporters.iter().flat_map(|id| self.exporters[id].queue.capacities()).collect();
             let before = claimed.len();
             claimed.extend(p.processors.iter().filter_map(|id| self.budgets.get(id).map(|b| b.capacity.clone())));
             if claimed.len() == before {
@@ -428,6 +436,28 @@ impl RunningService {
         }
     }
 
+    /// The queue on disk of exporter `id` if its settings name a storage extension: its
+    /// predecessor's when the exporter is replaced with the same storage (the queue goes on
+    /// with what it holds), else opened in the extension's directory.
+    fn persistent_queue(
+        &self,
+        config: &Config,
+        id: &ComponentId,
+        settings: &crate::pipeline::queue::QueueSettings,
+    ) -> Result<Option<Arc<Persistent>>, String> {
+        let Some(location) = storage_location(config, settings.storage.as_deref())? else { return Ok(None) };
+        let directory = crate::pipeline::queue::persistent::directory(&location, &id.to_string());
+        if let Some(old) = self.exporters.get(id).and_then(|e| e.queue.persistent())
+            && old.directory() == directory
+        {
+            return Ok(Some(old.clone()));
+        }
+        let limit = usize::try_from(settings.storage_limit).unwrap_or(usize::MAX);
+        Persistent::open(&id.to_string(), &location, limit, settings.block_on_overflow, self.telemetry.clone())
+            .map(Some)
+            .map_err(|m| format!("sending_queue.storage: {m}"))
+    }
+
     /// The budget of pipelines without a memory_limiter (see `memory_limiter::default_budget`).
     fn default_budget(&mut self) -> &Arc<Capacity> {
         self.default_budget.get_or_insert_with(|| {
@@ -453,7 +483,9 @@ impl RunningService {
         grace: Duration,
     ) -> Result<(), ServiceError> {
         let intake = Arc::new(Intake::new(id.to_string(), routes, self.telemetry.clone(), self.abandoned.clone()));
-        let storage = storage_directory(config, defined.settings.storage()).map_err(|m| fail("receiver", &id, m))?;
+        let storage = storage_location(config, defined.settings.storage())
+            .map_err(|m| fail("receiver", &id, m))?
+            .map(|l| (l.directory, l.fsync));
         let old = self.receivers.remove(&id);
         let overlap = old.as_ref().is_none_or(|o| o.defined.settings.overlaps() && defined.settings.overlaps());
         let listeners = old.as_ref().map(|o| o.run.listeners.successor()).unwrap_or_default();
@@ -493,7 +525,10 @@ impl RunningService {
                     Ok(())
                 }
                 Err(m) => {
-                    let storage = storage_directory(config, o.defined.settings.storage()).ok().flatten();
+                    let storage = storage_location(config, o.defined.settings.storage())
+                        .ok()
+                        .flatten()
+                        .map(|l| (l.directory, l.fsync));
                     let listeners = o.run.listeners.successor();
                     match self.start_receiver(&id, &o.defined, &intake, storage, &listeners, grace).await {
                         Ok(run) => {
@@ -621,6 +656,12 @@ impl RunningService {
             .map(|p| p.task)
             .chain(std::mem::take(&mut self.retiring.pipelines))
             .collect();
+        // Queues on disk lose nothing at the deadline: what they hold is sent at the next start.
+        let persistent: Vec<(String, Arc<Persistent>)> = self
+            .exporters
+            .iter()
+            .filter_map(|(id, e)| e.queue.persistent().map(|p| (id.to_string(), p.clone())))
+            .collect();
         // Only the pipelines hold the queues from now on: each ends once they are done.
         let exporters: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut self.exporters)
             .into_iter()
@@ -653,7 +694,8 @@ impl RunningService {
                 for m in family.get_metric() {
                     let left = m.get_gauge().get_value() as i64;
                     let exporter = m.get_label().iter().find(|l| l.name() == "exporter").map(|l| l.value().to_string());
-                    if left > 0 {
+                    let on_disk = persistent.iter().any(|(name, _)| Some(name) == exporter.as_ref());
+                    if left > 0 && !on_disk {
                         tracing::error!(
                             exporter = exporter.unwrap_or_default(),
                             left,
@@ -663,6 +705,13 @@ impl RunningService {
                         );
                     }
                 }
+            }
+        }
+        for (name, queue) in persistent {
+            let left = queue.pending_items();
+            if left > 0 && !in_time {
+                tracing::warn!(exporter = %name, items = left, directory = %queue.directory().display(),
+                    "shutdown deadline passed: undelivered data stays on disk and is sent at the next start");
             }
         }
         self.stop_auxiliary.cancel();
@@ -678,9 +727,8 @@ impl RunningService {
     }
 }
 
-/// The directory of the `file_storage` extension a receiver names in its `storage` key, and
-/// whether state files are synced to disk.
-fn storage_directory(config: &Config, storage: Option<&str>) -> Result<Option<(std::path::PathBuf, bool)>, String> {
+/// Where the `file_storage` extension named in a `storage` key keeps state.
+fn storage_location(config: &Config, storage: Option<&str>) -> Result<Option<StorageLocation>, String> {
     let Some(name) = storage else { return Ok(None) };
     let enabled = config.service_extensions.iter().find(|id| id.to_string() == name);
     match enabled.map(|id| config.extensions[id].settings.storage()) {

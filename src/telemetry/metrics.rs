@@ -32,6 +32,8 @@ pub struct Metrics {
     /// item errors); labels `exporter`, `status`, `reason` (the backend's error type).
     pub exporter_items_refused: IntCounterVec,
     pub exporter_queue_capacity: IntGaugeVec,
+    /// Damaged stretches of a persistent queue skipped (a torn write, flipped bytes), by exporter.
+    pub exporter_queue_damaged: IntCounterVec,
     /// Label `processor`.
     pub batch_send_size: HistogramVec,
     pub batch_size_trigger_send: IntCounterVec,
@@ -174,6 +176,17 @@ impl Metrics {
             &r,
             IntGaugeVec::new(
                 Opts::new("otelcol_exporter_queue_capacity", "Requests the exporter's sending queue can hold."),
+                el,
+            )
+            .expect("valid metric"),
+        ),
+        exporter_queue_damaged: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_exporter_queue_damaged_records_total",
+                    "Damaged stretches of a persistent sending queue skipped at start or when read (each loses the records it holds).",
+                ),
                 el,
             )
             .expect("valid metric"),

@@ -96,15 +96,26 @@ impl<const D: bool> Default for Enabled<D> {
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteWriteQueue {
     pub enabled: bool,
-    /// Batches waiting to be written.
-    pub queue_size: usize,
+    /// Batches waiting to be written; unset, the queue is bounded in bytes instead.
+    pub queue_size: Option<usize>,
     /// Parallel senders; each series always goes through the same one.
     pub num_consumers: usize,
+    /// A `file_storage` extension keeping the queue on disk (switchyard's key, as
+    /// `sending_queue.storage` on the other exporters).
+    pub storage: Option<String>,
+    /// What the queue may hold on disk, in MiB.
+    pub storage_limit_mib: u64,
 }
 
 impl Default for RemoteWriteQueue {
     fn default() -> Self {
-        RemoteWriteQueue { enabled: true, queue_size: 10_000, num_consumers: 5 }
+        RemoteWriteQueue {
+            enabled: true,
+            queue_size: None,
+            num_consumers: 5,
+            storage: None,
+            storage_limit_mib: crate::pipeline::queue::config::DEFAULT_STORAGE_LIMIT_MIB,
+        }
     }
 }
 
@@ -138,10 +149,10 @@ impl PrometheusRemoteWriteConfig {
             return Err(("max_batch_size_bytes".into(), "must be at least 1024".into()));
         }
         let q = &self.remote_write_queue;
-        if q.queue_size == 0 || !(1..=256).contains(&q.num_consumers) {
+        if q.queue_size == Some(0) || q.storage_limit_mib == 0 || !(1..=256).contains(&q.num_consumers) {
             return Err((
                 "remote_write_queue".into(),
-                "queue_size must be at least 1 and num_consumers between 1 and 256".into(),
+                "queue_size and storage_limit_mib must be at least 1 and num_consumers between 1 and 256".into(),
             ));
         }
         if self.protobuf_message != V1_MESSAGE && self.protobuf_message != V2_MESSAGE {
@@ -159,11 +170,24 @@ impl PrometheusRemoteWriteConfig {
 
     /// The exporter queue: batches in order (one consumer), sharding happens inside.
     pub fn queue_settings(&self) -> QueueSettings {
+        let q = &self.remote_write_queue;
+        let by_count = q.queue_size.map(|n| QueueSettings {
+            queue_size: n,
+            sizer: crate::pipeline::Sizer::Requests,
+            count_bound_set: true,
+            ..QueueSettings::default()
+        });
         QueueSettings {
-            queue_size: self.remote_write_queue.queue_size,
             num_consumers: 1,
             retry: self.retry_on_failure.clone(),
-            ..QueueSettings::default()
+            storage: q.storage.clone(),
+            storage_limit: q.storage_limit_mib.saturating_mul(1 << 20),
+            // Series must stay in order: on disk, each record is sent by itself.
+            batch: q
+                .storage
+                .as_ref()
+                .map(|_| crate::pipeline::queue::QueueBatchConfig { min_size: 0, ..Default::default() }),
+            ..by_count.unwrap_or_default()
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The `file_storage` extension: a directory where components keep state across restarts
-//! (the `filelog` receiver's read offsets), with the collector's keys.
+//! The `file_storage` extension: a directory where components keep state across restarts (the
+//! `filelog` receiver's read offsets, persistent sending queues), with the collector's keys.
 
+use crate::config::deserialize_duration;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -10,14 +12,43 @@ pub struct FileStorageConfig {
     pub directory: String,
     /// Create `directory` (mode 0750) when it does not exist, instead of failing.
     pub create_directory: bool,
-    /// Flush every state file to disk before it replaces the old one (survives a power loss,
-    /// not only a crash).
+    /// Sync every write to disk before it counts as done (survives a power loss, not only a
+    /// crash): state files before they replace the old ones, each group commit of a persistent
+    /// queue before its clients are answered.
     pub fsync: bool,
+    /// How long a persistent queue waits at start for another holder of its files to let go.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    /// The collector's keys for compacting its database file; accepted so that its
+    /// configurations load. switchyard has nothing to compact: a persistent queue deletes each
+    /// segment file as soon as everything in it is delivered.
+    pub compaction: Compaction,
+}
+
+/// `compaction` (see `FileStorageConfig::compaction`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compaction {
+    pub on_start: bool,
+    pub on_rebound: bool,
+    pub directory: Option<String>,
+    pub max_transaction_size: Option<u64>,
+    pub rebound_needed_threshold_mib: Option<u64>,
+    pub rebound_trigger_threshold_mib: Option<u64>,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub check_interval: Duration,
+    pub cleanup_on_start: bool,
 }
 
 impl Default for FileStorageConfig {
     fn default() -> Self {
-        FileStorageConfig { directory: "/var/lib/otelcol/file_storage".into(), create_directory: false, fsync: false }
+        FileStorageConfig {
+            directory: "/var/lib/otelcol/file_storage".into(),
+            create_directory: false,
+            fsync: false,
+            timeout: Duration::from_secs(1),
+            compaction: Compaction::default(),
+        }
     }
 }
 
@@ -57,7 +88,7 @@ impl FileStorageConfig {
 /// The `file_storage` extension's registration.
 pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::extension::<FileStorageConfig>(
     "file_storage",
-    "a directory for state kept across restarts (filelog offsets)",
+    "a directory for state kept across restarts (filelog offsets, persistent sending queues)",
 );
 
 impl crate::pipeline::component::ExtensionSettings for FileStorageConfig {
@@ -76,7 +107,11 @@ impl crate::pipeline::component::ExtensionSettings for FileStorageConfig {
         })
     }
 
-    fn storage(&self) -> Option<Result<(std::path::PathBuf, bool), String>> {
-        Some(self.prepare().map(|dir| (dir, self.fsync)))
+    fn storage(&self) -> Option<Result<crate::pipeline::component::StorageLocation, String>> {
+        Some(self.prepare().map(|directory| crate::pipeline::component::StorageLocation {
+            directory,
+            fsync: self.fsync,
+            timeout: self.timeout,
+        }))
     }
 }

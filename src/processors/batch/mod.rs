@@ -106,6 +106,10 @@ impl Processor for BatchProcessor {
     fn flush(&mut self, out: &mut Vec<Batch>) {
         self.send(out);
     }
+
+    fn release_batches(&mut self, out: &mut Vec<Batch>) {
+        self.send(out);
+    }
 }
 
 /// The `batch` processor's registration.

@@ -1,0 +1,550 @@
+//! A write-ahead log on disk: records appended in order to segment files, read back in the same
+//! order, and acknowledged (delivered or given up on) in any order. A segment file is deleted
+//! once every record in it is acknowledged; what was not acknowledged when the process ended is
+//! read again after the next `open`. The persistent sending queue keeps its data here.
+//!
+//! Files in the log's directory: `LOCK` (held while open, so two processes never share a log),
+//! `<first sequence number>.seg` segments (see `frame` for a record's layout), and `acks`, the
+//! acknowledgements: everything below a watermark plus the acknowledged records above it.
+//! Damaged bytes found at `open` (a torn write at the tail, flipped bytes anywhere) cost only the
+//! records they hit: the scan resumes at the next good record, and a damaged tail is cut off.
+
+mod acks;
+pub mod frame;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How a log writes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Flush every append (group) and every acknowledgement to the disk itself before it
+    /// counts as written, so that it survives a power loss and not only a crash.
+    pub fsync: bool,
+    /// A new segment file is started once the current one holds this many bytes.
+    pub segment_bytes: u64,
+    /// How long `open` waits for another holder of the directory to let go of it.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { fsync: false, segment_bytes: 8 << 20, lock_timeout: Duration::from_secs(1) }
+    }
+}
+
+/// What `open` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records written before and not acknowledged: they will be read again.
+    pub pending_records: u64,
+    /// Their payload bytes.
+    pub pending_bytes: u64,
+    /// What the caller's weight function makes of them (items, say).
+    pub pending_weight: u64,
+    /// Damaged byte ranges skipped (each may have held one record or more).
+    pub damaged_ranges: u64,
+    /// Bytes in those ranges.
+    pub damaged_bytes: u64,
+    /// Damaged or torn tails cut off their segment files.
+    pub tails_cut: u64,
+}
+
+struct Segment {
+    first: u64,
+    path: PathBuf,
+    /// The highest sequence number in it, if it holds any record.
+    last: Option<u64>,
+    /// Bytes of it that hold records (or skipped damage).
+    len: u64,
+    damaged: Vec<(u64, u64)>,
+}
+
+struct State {
+    segments: VecDeque<Segment>,
+    /// The segment appends go to (the last of `segments`), once one is started.
+    writer: Option<File>,
+    next_seq: u64,
+    /// Records with a lower sequence number are written (and synced, with `fsync`).
+    readable: u64,
+    /// Where the next read starts: a segment (by its first sequence number) and an offset.
+    read_at: (u64, u64),
+    /// Every record below this has been read.
+    cursor: u64,
+    in_flight: BTreeSet<u64>,
+    /// Acknowledged records at or above the watermark.
+    done: BTreeSet<u64>,
+    /// Records acknowledged before the last `open`, to skip when read.
+    skip_below: u64,
+    skip: BTreeSet<u64>,
+    acks_changed: bool,
+    /// Records found damaged while reading (after `open`).
+    damaged_on_read: u64,
+}
+
+impl State {
+    fn watermark(&self) -> u64 {
+        self.in_flight.first().copied().unwrap_or(self.cursor).min(self.cursor)
+    }
+}
+
+/// See the module comment.
+pub struct Wal {
+    dir: PathBuf,
+    options: Options,
+    state: Mutex<State>,
+    _lock: File,
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, which must exist. `weigh` tells what a pending
+    /// record's payload counts for `Recovery::pending_weight`.
+    pub fn open(dir: &Path, options: Options, weigh: impl Fn(&[u8]) -> u64) -> Result<(Wal, Recovery), String> {
+        let lock = lock(dir, options.lock_timeout)?;
+        let acks = acks::read(&dir.join(acks::FILE));
+        let mut recovery = Recovery::default();
+        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| io_error("cannot read", dir, e))?
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let first = path.file_name()?.to_str()?.strip_suffix(".seg")?.parse::<u64>().ok()?;
+                Some((first, path))
+            })
+            .collect();
+        names.sort();
+        let skipped = |seq: u64| seq < acks.watermark || acks.done.contains(&seq);
+        let mut segments = VecDeque::new();
+        let mut max_seq: Option<u64> = None;
+        for (first, path) in names {
+            let bytes = std::fs::read(&path).map_err(|e| io_error("cannot read", &path, e))?;
+            let mut scan = frame::scan(&bytes);
+            if let Some(&(start, end)) = scan.damaged.last()
+                && end == bytes.len() as u64
+            {
+                // A torn write or damage at the end: cut it off, so that the segment ends with
+                // its last good record.
+                tracing::warn!(segment = %path.display(), offset = start, bytes = end - start,
+                    "persistent queue: damaged or torn tail cut off at the last good record");
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_error("cannot open", &path, e))?;
+                file.set_len(start).map_err(|e| io_error("cannot truncate", &path, e))?;
+                recovery.tails_cut += 1;
+            }
+            for &(start, end) in &scan.damaged {
+                recovery.damaged_ranges += 1;
+                recovery.damaged_bytes += end - start;
+                if end != bytes.len() as u64 {
+                    tracing::warn!(segment = %path.display(), offset = start, bytes = end - start,
+                        "persistent queue: damaged records skipped");
+                }
+            }
+            scan.damaged.retain(|&(_, end)| end != bytes.len() as u64);
+            let mut last = None;
+            for &(seq, offset, len) in &scan.records {
+                last = Some(last.map_or(seq, |l: u64| l.max(seq)));
+                if !skipped(seq) {
+                    recovery.pending_records += 1;
+                    recovery.pending_bytes += len as u64;
+                    let start = offset as usize + frame::HEADER;
+                    recovery.pending_weight += weigh(&bytes[start..start + len]);
+                }
+            }
+            max_seq = max_seq.max(last);
+            let all_done = scan.records.iter().all(|&(seq, _, _)| skipped(seq));
+            if all_done {
+                // Everything in it was delivered before: nothing to read again.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            segments.push_back(Segment { first, path, last, len: scan.good_end, damaged: scan.damaged });
+        }
+        let next_seq = max_seq.map_or(0, |m| m + 1).max(acks.watermark);
+        let read_at = segments.front().map_or((next_seq, 0), |s| (s.first, 0));
+        let state = State {
+            segments,
+            writer: None,
+            next_seq,
+            readable: next_seq,
+            read_at,
+            cursor: acks.watermark,
+            in_flight: BTreeSet::new(),
+            done: BTreeSet::new(),
+            skip_below: acks.watermark,
+            skip: acks.done,
+            acks_changed: false,
+            damaged_on_read: 0,
+        };
+        let wal = Wal { dir: dir.to_path_buf(), options, state: Mutex::new(state), _lock: lock };
+        Ok((wal, recovery))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `payloads` in order, as one write (and one sync, with `fsync`); returns the
+    /// sequence number of the first. They can be read once this returns.
+    pub fn append(&self, payloads: &[&[u8]]) -> Result<u64, String> {
+        if payloads.is_empty() {
+            return Ok(self.state().next_seq);
+        }
+        let (first, end, file) = {
+            let mut state = self.state();
+            let first = state.next_seq;
+            let full = state.segments.back().is_none_or(|s| s.len >= self.options.segment_bytes);
+            if state.writer.is_none() || full {
+                self.start_segment(&mut state, first)?;
+            }
+            let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + frame::HEADER).sum());
+            for (i, p) in payloads.iter().enumerate() {
+                frame::encode(first + i as u64, p, &mut buf);
+            }
+            let segment = state.segments.back().map(|s| s.path.clone()).unwrap_or_default();
+            let writer = state.writer.as_mut().ok_or("no segment open")?;
+            writer.write_all(&buf).map_err(|e| io_error("cannot write", &segment, e))?;
+            let end = first + payloads.len() as u64;
+            state.next_seq = end;
+            if let Some(s) = state.segments.back_mut() {
+                s.len += buf.len() as u64;
+                s.last = Some(end - 1);
+            }
+            let file = match self.options.fsync {
+                true => Some(state.writer.as_ref().map(File::try_clone).transpose().map_err(|e| e.to_string())?),
+                false => None,
+            };
+            if file.is_none() {
+                state.readable = state.readable.max(end);
+            }
+            (first, end, file)
+        };
+        if let Some(Some(file)) = file {
+            // Synced outside the lock: readers and acknowledgements go on meanwhile, and the
+            // appends that arrive during the sync form the next group.
+            file.sync_data().map_err(|e| format!("cannot sync the persistent queue in {}: {e}", self.dir.display()))?;
+            let mut state = self.state();
+            state.readable = state.readable.max(end);
+        }
+        Ok(first)
+    }
+
+    fn start_segment(&self, state: &mut State, first: u64) -> Result<(), String> {
+        if let Some(old) = state.writer.take()
+            && self.options.fsync
+        {
+            old.sync_data().map_err(|e| format!("cannot sync a segment in {}: {e}", self.dir.display()))?;
+        }
+        let path = self.dir.join(segment_name(first));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("cannot create", &path, e))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if self.options.fsync {
+            sync_dir(&self.dir)?;
+        }
+        state.segments.push_back(Segment { first, path, last: None, len, damaged: Vec::new() });
+        state.writer = Some(file);
+        Ok(())
+    }
+
+    /// The next record not read yet, in order: its sequence number and payload; `None` when
+    /// everything written has been read. A record read stays in the log until acknowledged.
+    pub fn read(&self) -> Result<Option<(u64, Vec<u8>)>, String> {
+        let mut state = self.state();
+        loop {
+            let (seg_first, offset) = state.read_at;
+            let Some(index) = state.segments.iter().position(|s| s.first == seg_first) else {
+                // The segment read from is gone (or none was started): continue with the next.
+                match state.segments.iter().find(|s| s.first > seg_first) {
+                    Some(s) => {
+                        state.read_at = (s.first, 0);
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            };
+            let segment = &state.segments[index];
+            if offset >= segment.len {
+                match state.segments.get(index + 1) {
+                    Some(next) => {
+                        state.read_at = (next.first, 0);
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            if let Some(&(_, end)) = segment.damaged.iter().find(|(start, _)| *start == offset) {
+                state.read_at.1 = end;
+                continue;
+            }
+            let path = segment.path.clone();
+            let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
+            let mut head = [0u8; frame::HEADER];
+            let header = file.read_exact_at(&mut head, offset).ok().and_then(|()| frame::Header::parse(&head));
+            let Some(header) = header else {
+                // Damaged since it was written or scanned: the rest of the segment is lost.
+                tracing::error!(segment = %path.display(), offset, "persistent queue: damaged record; skipping the rest of the segment");
+                state.damaged_on_read += 1;
+                state.read_at.1 = state.segments[index].len;
+                continue;
+            };
+            if header.seq >= state.readable {
+                return Ok(None);
+            }
+            let mut payload = vec![0u8; header.len];
+            let good =
+                file.read_exact_at(&mut payload, offset + frame::HEADER as u64).is_ok() && header.matches(&payload);
+            state.read_at.1 = offset + (frame::HEADER + header.len) as u64;
+            if !good {
+                tracing::error!(segment = %path.display(), offset, seq = header.seq, "persistent queue: damaged record skipped");
+                state.damaged_on_read += 1;
+                continue;
+            }
+            let seq = header.seq;
+            state.cursor = state.cursor.max(seq + 1);
+            if seq < state.skip_below || state.skip.remove(&seq) {
+                continue;
+            }
+            state.in_flight.insert(seq);
+            return Ok(Some((seq, payload)));
+        }
+    }
+
+    /// Records found damaged by `read` so far.
+    pub fn damaged_on_read(&self) -> u64 {
+        self.state().damaged_on_read
+    }
+
+    /// Record `seq` (returned by `read`) is done with: delivered, or given up on.
+    pub fn ack(&self, seq: u64) {
+        let mut state = self.state();
+        if state.in_flight.remove(&seq) {
+            state.done.insert(seq);
+            let watermark = state.watermark();
+            state.done.retain(|s| *s >= watermark);
+            state.acks_changed = true;
+        }
+    }
+
+    /// Writes the acknowledgements to disk (if they changed) and deletes the segment files
+    /// whose records are all acknowledged. Returns the bytes of records freed.
+    pub fn checkpoint(&self) -> Result<u64, String> {
+        let (watermark, done, removable) = {
+            let mut state = self.state();
+            if !state.acks_changed {
+                return Ok(0);
+            }
+            state.acks_changed = false;
+            let watermark = state.watermark();
+            let (read_first, read_offset) = state.read_at;
+            let writing = state.writer.as_ref().and(state.segments.back().map(|s| s.first));
+            let mut removable = Vec::new();
+            // Never the segment being written, nor one not read to its end.
+            while let Some(front) = state.segments.front()
+                && Some(front.first) != writing
+                && front.last.is_none_or(|l| l < watermark)
+                && (front.first < read_first || (front.first == read_first && read_offset >= front.len))
+            {
+                removable.extend(state.segments.pop_front());
+            }
+            (watermark, state.done.iter().copied().collect::<Vec<u64>>(), removable)
+        };
+        acks::write(&self.dir, watermark, &done, self.options.fsync)?;
+        let mut freed = 0;
+        for segment in removable {
+            freed += segment.len;
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(segment = %segment.path.display(), error = %e, "persistent queue: cannot delete a delivered segment");
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Records read but not acknowledged yet.
+    pub fn in_flight(&self) -> usize {
+        self.state().in_flight.len()
+    }
+
+    /// Segment files on disk now.
+    pub fn segments(&self) -> usize {
+        self.state().segments.len()
+    }
+}
+
+/// Takes `dir/LOCK`, waiting up to `timeout` for another holder to let go.
+fn lock(dir: &Path, timeout: Duration) -> Result<File, String> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error("cannot open", &path, e))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                return Err(format!(
+                    "{} is in use by another process (or another queue) and was not released within {timeout:?}: {e}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("cannot sync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (Wal, Recovery) {
+        let options = Options { segment_bytes: 200, ..Default::default() };
+        Wal::open(dir, options, |p| p.len() as u64).expect("open")
+    }
+
+    fn read_all(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+        std::iter::from_fn(|| wal.read().unwrap()).collect()
+    }
+
+    #[test]
+    fn what_is_not_acknowledged_is_read_again_in_order_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, recovery) = open(dir.path());
+            assert_eq!(recovery, Recovery::default());
+            let payloads: Vec<Vec<u8>> =
+                (0..20).map(|i| format!("record {i:02} {}", "x".repeat(30)).into_bytes()).collect();
+            for p in &payloads {
+                wal.append(&[p]).unwrap();
+            }
+            assert!(wal.segments() > 3, "small segments rotate");
+            let read = read_all(&wal);
+            assert_eq!(read.len(), 20);
+            // Delivered: the first 10 and record 12; 10, 11 and 13.. are not.
+            for (seq, _) in &read[..10] {
+                wal.ack(*seq);
+            }
+            wal.ack(read[12].0);
+            wal.checkpoint().unwrap();
+        }
+        let (wal, recovery) = open(dir.path());
+        assert_eq!(recovery.pending_records, 9);
+        let again: Vec<u64> = read_all(&wal).iter().map(|r| r.0).collect();
+        let mut expected: Vec<u64> = (10..20).collect();
+        expected.retain(|s| *s != 12);
+        assert_eq!(again, expected);
+        let next = wal.append(&[b"new"]).unwrap();
+        assert_eq!(next, 20, "sequence numbers go on from where they were");
+    }
+
+    #[test]
+    fn delivered_segments_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for i in 0..50u32 {
+            wal.append(&[&[i as u8; 40]]).unwrap();
+        }
+        let files = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        };
+        let before = files();
+        for (seq, _) in read_all(&wal) {
+            wal.ack(seq);
+        }
+        let freed = wal.checkpoint().unwrap();
+        assert!(freed > 0);
+        assert_eq!(files(), 1, "only the segment being written stays (was {before})");
+        drop(wal);
+        let (_, recovery) = open(dir.path());
+        assert_eq!(recovery.pending_records, 0);
+        assert_eq!(files(), 0, "a segment with nothing pending is deleted at open");
+    }
+
+    #[test]
+    fn segments_left_by_an_earlier_run_are_deleted_once_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = open(dir.path());
+            for i in 0..10u8 {
+                wal.append(&[&[i; 40]]).unwrap();
+            }
+        }
+        let (wal, recovery) = open(dir.path());
+        assert_eq!(recovery.pending_records, 10);
+        for (seq, _) in read_all(&wal) {
+            wal.ack(seq);
+        }
+        wal.checkpoint().unwrap();
+        assert_eq!(wal.segments(), 0, "nothing is being written: every delivered segment goes");
+        assert_eq!(wal.append(&[b"more"]).unwrap(), 10);
+        assert_eq!(read_all(&wal).len(), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_and_flipped_bytes_cost_only_the_records_they_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let options = Options { segment_bytes: 1 << 20, ..Default::default() };
+            let (wal, _) = Wal::open(dir.path(), options, |_| 1).unwrap();
+            for i in 0..10u8 {
+                wal.append(&[&[i; 100]]).unwrap();
+            }
+        }
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let record = frame::HEADER + 100;
+        bytes[3 * record + frame::HEADER + 50] ^= 0xff; // record 3's payload
+        bytes.truncate(bytes.len() - 30); // record 9 torn
+        std::fs::write(&segment, &bytes).unwrap();
+        let (wal, recovery) = Wal::open(dir.path(), Options::default(), |_| 1).unwrap();
+        assert_eq!(recovery.pending_records, 8);
+        assert_eq!(recovery.damaged_ranges, 2);
+        assert_eq!(recovery.tails_cut, 1);
+        let seqs: Vec<u64> = read_all(&wal).iter().map(|r| r.0).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 4, 5, 6, 7, 8]);
+        assert_eq!(std::fs::metadata(&segment).unwrap().len(), 9 * record as u64, "the torn tail is cut");
+        assert_eq!(wal.append(&[b"after"]).unwrap(), 9, "the torn record's number is used again");
+    }
+
+    #[test]
+    fn a_second_opener_of_the_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path());
+        let options = Options { lock_timeout: Duration::from_millis(50), ..Default::default() };
+        let second = Wal::open(dir.path(), options, |_| 0);
+        assert!(second.err().is_some_and(|e| e.contains("in use")));
+    }
+}
