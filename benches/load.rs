@@ -4,8 +4,12 @@
 //! received, switchyard's CPU-seconds per million spans and CPU use, throughput, and peak RSS.
 //!
 //! `cargo bench --bench load -- [--protocol grpc|http] [--spans N] [--rate SPANS_PER_S]
-//! [--compression gzip|zstd|none] [--concurrency N]`; `benches/load.sh` runs the standard set.
-//! Under `cargo test` it sends a few thousand spans only, as a smoke test.
+//! [--compression gzip|zstd|none] [--concurrency N] [--sink-rate SPANS_PER_S]
+//! [--queue memory|disk]`; `benches/load.sh` runs the standard set. `--sink-rate` makes the sink
+//! take at most that many spans a second (a destination slower than intake); `--queue disk` puts
+//! the exporter's queue on disk (`sending_queue.storage`, `fsync: true`). Over gRPC it also
+//! prints the client's latency percentiles. Under `cargo test` it sends a few thousand spans
+//! only, as a smoke test.
 
 #[path = "support/realistic.rs"]
 mod realistic;
@@ -70,6 +74,8 @@ struct Args {
     rate: usize,
     compression: String,
     concurrency: usize,
+    sink_rate: usize,
+    disk: bool,
     full: bool,
 }
 
@@ -83,13 +89,22 @@ fn args() -> Args {
         rate: get("--rate").and_then(|v| v.parse().ok()).unwrap_or(0),
         compression: get("--compression").unwrap_or_else(|| "gzip".into()),
         concurrency: get("--concurrency").and_then(|v| v.parse().ok()).unwrap_or(8),
+        sink_rate: get("--sink-rate").and_then(|v| v.parse().ok()).unwrap_or(0),
+        disk: get("--queue").is_some_and(|q| q == "disk"),
         full,
     }
 }
 
-/// The counting sink: an OTLP/gRPC server that validates and counts the spans it is sent.
+/// The counting sink: an OTLP/gRPC server that validates and counts the spans it is sent; with
+/// a pace, it takes at most that many spans a second (one request at a time).
 #[derive(Clone)]
-struct Sink(Arc<AtomicUsize>);
+struct Sink(Arc<AtomicUsize>, Option<Arc<Pace>>);
+
+/// A destination's speed: spans per second, and the next moment it is free.
+struct Pace {
+    rate: usize,
+    free_at: tokio::sync::Mutex<tokio::time::Instant>,
+}
 
 impl tonic::server::UnaryService<bytes::Bytes> for Sink {
     type Response = bytes::Bytes;
@@ -98,11 +113,20 @@ impl tonic::server::UnaryService<bytes::Bytes> for Sink {
     >;
 
     fn call(&mut self, request: tonic::Request<bytes::Bytes>) -> Self::Future {
-        let counter = self.0.clone();
+        let (counter, pace) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
             let decoded = switchyard::receivers::otlp::decode_protobuf(Signal::Traces, request.into_inner())
                 .map_err(|e| tonic::Status::invalid_argument(e.0))?;
-            counter.fetch_add(decoded.batch.items(), Ordering::Relaxed);
+            let items = decoded.batch.items();
+            if let Some(pace) = pace {
+                let mut free_at = pace.free_at.lock().await;
+                let start = (*free_at).max(tokio::time::Instant::now());
+                *free_at = start + Duration::from_secs_f64(items as f64 / pace.rate as f64);
+                let done = *free_at;
+                drop(free_at);
+                tokio::time::sleep_until(done).await;
+            }
+            counter.fetch_add(items, Ordering::Relaxed);
             Ok(tonic::Response::new(bytes::Bytes::new()))
         })
     }
@@ -111,11 +135,14 @@ impl tonic::server::UnaryService<bytes::Bytes> for Sink {
 async fn run_sink(
     listener: tokio::net::TcpListener,
     counter: Arc<AtomicUsize>,
+    rate: usize,
     stop: tokio_util::sync::CancellationToken,
 ) {
     use http_body_util::BodyExt;
+    let pace =
+        (rate > 0).then(|| Arc::new(Pace { rate, free_at: tokio::sync::Mutex::new(tokio::time::Instant::now()) }));
     let handler = move |req: http::Request<hyper::body::Incoming>| {
-        let sink = Sink(counter.clone());
+        let sink = Sink(counter.clone(), pace.clone());
         async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -129,14 +156,15 @@ async fn run_sink(
 }
 
 /// Sends `requests` requests over gRPC from `concurrency` tasks on one channel, paced to `rate`
-/// spans per second when it is not 0; returns how many were answered OK.
+/// spans per second when it is not 0; returns how many were answered OK and each answer's
+/// latency (from the moment the request was due).
 async fn grpc_load(
     port: u16,
     bodies: Arc<Vec<bytes::Bytes>>,
     requests: usize,
     concurrency: usize,
     rate: usize,
-) -> usize {
+) -> (usize, Vec<Duration>) {
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy();
     let next = Arc::new(AtomicUsize::new(0));
@@ -145,14 +173,15 @@ async fn grpc_load(
         .map(|_| {
             let (channel, bodies, next) = (channel.clone(), bodies.clone(), next.clone());
             tokio::spawn(async move {
-                let mut ok = 0;
+                let (mut ok, mut latencies) = (0, Vec::new());
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= requests {
-                        return ok;
+                        return (ok, latencies);
                     }
+                    let mut due = Instant::now();
                     if rate > 0 {
-                        let due = started + Duration::from_secs_f64((i * SPANS_PER_REQUEST) as f64 / rate as f64);
+                        due = started + Duration::from_secs_f64((i * SPANS_PER_REQUEST) as f64 / rate as f64);
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let mut grpc = tonic::client::Grpc::new(channel.clone());
@@ -164,15 +193,28 @@ async fn grpc_load(
                     if grpc.unary::<bytes::Bytes, bytes::Bytes, _>(request, path, RawCodec).await.is_ok() {
                         ok += 1;
                     }
+                    latencies.push(due.elapsed());
                 }
             })
         })
         .collect();
-    let mut ok = 0;
+    let (mut ok, mut latencies) = (0, Vec::new());
     for t in tasks {
-        ok += t.await.unwrap_or(0);
+        let (n, l) = t.await.unwrap_or_default();
+        ok += n;
+        latencies.extend(l);
     }
-    ok
+    (ok, latencies)
+}
+
+/// The `q` quantile (0..1) of `latencies`, in milliseconds.
+fn quantile_ms(latencies: &mut [Duration], q: f64) -> f64 {
+    if latencies.is_empty() {
+        return 0.0;
+    }
+    latencies.sort();
+    let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+    latencies[i].as_secs_f64() * 1000.0
 }
 
 fn main() {
@@ -181,11 +223,21 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("load.yaml");
     let protocol_block = if args.protocol == "http" { "http" } else { "grpc" };
+    // With the queue on disk: the log in the scratch directory, synced per group commit.
+    let (storage, queue) = if args.disk {
+        (
+            format!("extensions:\n  file_storage:\n    directory: {}\n    fsync: true\n", dir.path().display()),
+            "    sending_queue:\n      storage: file_storage\n",
+        )
+    } else {
+        (String::new(), "")
+    };
     std::fs::write(
         &cfg,
         format!(
-            "receivers:\n  otlp:\n    protocols:\n      {protocol_block}:\n        endpoint: 127.0.0.1:{receiver_port}\nprocessors:\n  batch:\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{sink_port}\n    tls:\n      insecure: true\n    compression: {}\nservice:\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n",
-            args.compression
+            "{storage}receivers:\n  otlp:\n    protocols:\n      {protocol_block}:\n        endpoint: 127.0.0.1:{receiver_port}\nprocessors:\n  batch:\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{sink_port}\n    tls:\n      insecure: true\n    compression: {}\n{queue}service:\n  extensions: [{}]\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n",
+            args.compression,
+            if args.disk { "file_storage" } else { "" },
         ),
     )
     .expect("config");
@@ -194,7 +246,7 @@ fn main() {
     let received = Arc::new(AtomicUsize::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
     let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sink_port))).expect("sink port");
-    runtime.spawn(run_sink(listener, received.clone(), stop.clone()));
+    runtime.spawn(run_sink(listener, received.clone(), args.sink_rate, stop.clone()));
 
     // SWITCHYARD_BIN runs another build (an older commit's, for a before/after in one run).
     let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
@@ -220,6 +272,7 @@ fn main() {
     let requests = args.spans.div_ceil(SPANS_PER_REQUEST);
     let (cpu0, _) = proc::usage(pid);
     let t0 = Instant::now();
+    let mut latencies = Vec::new();
     let (ok, expected) = if args.protocol == "http" {
         let per_client = requests.div_ceil(args.concurrency);
         let threads: Vec<_> = (0..args.concurrency)
@@ -231,11 +284,13 @@ fn main() {
         (threads.into_iter().map(|t| t.join().expect("client")).sum::<usize>(), per_client * args.concurrency)
     } else {
         let shared = Arc::new(bodies.iter().map(|b| bytes::Bytes::from(b.clone())).collect::<Vec<_>>());
-        (runtime.block_on(grpc_load(receiver_port, shared, requests, args.concurrency, args.rate)), requests)
+        let (ok, l) = runtime.block_on(grpc_load(receiver_port, shared, requests, args.concurrency, args.rate));
+        latencies = l;
+        (ok, requests)
     };
     let sent = ok * SPANS_PER_REQUEST;
     let delivered = Instant::now();
-    while received.load(Ordering::Relaxed) < sent && delivered.elapsed() < Duration::from_secs(60) {
+    while received.load(Ordering::Relaxed) < sent && delivered.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let wall = t0.elapsed().as_secs_f64();
@@ -246,12 +301,18 @@ fn main() {
     let got = received.load(Ordering::Relaxed);
     let cpu = cpu1 - cpu0;
     println!(
-        "load: {} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, switchyard pinned to one core: {pinned}",
+        "load: {} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, sink {}, queue {}, switchyard pinned to one core: {pinned}",
         args.protocol,
         args.compression,
         SPANS_PER_REQUEST,
         args.concurrency,
-        if args.rate == 0 { "flat out".to_string() } else { format!("{} spans/s", args.rate) }
+        if args.rate == 0 { "flat out".to_string() } else { format!("{} spans/s", args.rate) },
+        if args.sink_rate == 0 {
+            "as fast as it can".to_string()
+        } else {
+            format!("at most {} spans/s", args.sink_rate)
+        },
+        if args.disk { "on disk (fsync per group commit)" } else { "in memory" },
     );
     println!("load: spans sent {sent}, received by the sink {got}");
     println!("load: {:.0} spans/s over {wall:.2} s", got as f64 / wall);
@@ -261,6 +322,14 @@ fn main() {
         cpu / wall * 100.0
     );
     println!("load: switchyard peak RSS {:.1} MiB", peak_rss as f64 / (1024.0 * 1024.0));
+    if !latencies.is_empty() {
+        println!(
+            "load: client latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            quantile_ms(&mut latencies, 0.5),
+            quantile_ms(&mut latencies, 0.99),
+            quantile_ms(&mut latencies, 1.0)
+        );
+    }
     assert_eq!(got, sent, "every span sent arrived at the sink");
     assert_eq!(ok, expected, "every request was accepted");
 }

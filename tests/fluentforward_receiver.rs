@@ -191,6 +191,7 @@ exporters:
     endpoint: http://127.0.0.1:{port:backend}
     sending_queue:
       queue_size: 1
+      block_on_overflow: false
     retry_on_failure:
       initial_interval: 100ms
       max_interval: 200ms

@@ -12,7 +12,7 @@
 mod acks;
 pub mod frame;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -76,7 +76,10 @@ struct State {
     read_at: (u64, u64),
     /// Every record below this has been read.
     cursor: u64,
-    in_flight: BTreeSet<u64>,
+    /// Records read and not acknowledged, with where they are (segment, offset).
+    in_flight: BTreeMap<u64, (u64, u64)>,
+    /// Records given back unsent (`give_back`), read again before anything new.
+    returned: BTreeMap<u64, (u64, u64)>,
     /// Acknowledged records at or above the watermark.
     done: BTreeSet<u64>,
     /// Records acknowledged before the last `open`, to skip when read.
@@ -89,7 +92,8 @@ struct State {
 
 impl State {
     fn watermark(&self) -> u64 {
-        self.in_flight.first().copied().unwrap_or(self.cursor).min(self.cursor)
+        let first = |m: &BTreeMap<u64, (u64, u64)>| m.keys().next().copied().unwrap_or(u64::MAX);
+        first(&self.in_flight).min(first(&self.returned)).min(self.cursor)
     }
 }
 
@@ -182,7 +186,8 @@ impl Wal {
             readable: next_seq,
             read_at,
             cursor: acks.watermark,
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+            returned: BTreeMap::new(),
             done: BTreeSet::new(),
             skip_below: acks.watermark,
             skip: acks.done,
@@ -271,6 +276,29 @@ impl Wal {
     /// everything written has been read. A record read stays in the log until acknowledged.
     pub fn read(&self) -> Result<Option<(u64, Vec<u8>)>, String> {
         let mut state = self.state();
+        while let Some((seq, (seg_first, offset))) = state.returned.pop_first() {
+            let Some(segment) = state.segments.iter().find(|s| s.first == seg_first) else { continue };
+            let path = segment.path.clone();
+            let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
+            let mut head = [0u8; frame::HEADER];
+            let header = file.read_exact_at(&mut head, offset).ok().and_then(|()| frame::Header::parse(&head));
+            let payload = header.filter(|h| h.seq == seq).and_then(|h| {
+                let mut payload = vec![0u8; h.len];
+                let good =
+                    file.read_exact_at(&mut payload, offset + frame::HEADER as u64).is_ok() && h.matches(&payload);
+                good.then_some(payload)
+            });
+            match payload {
+                Some(payload) => {
+                    state.in_flight.insert(seq, (seg_first, offset));
+                    return Ok(Some((seq, payload)));
+                }
+                None => {
+                    tracing::error!(segment = %path.display(), offset, seq, "persistent queue: damaged record skipped");
+                    state.damaged_on_read += 1;
+                }
+            }
+        }
         loop {
             let (seg_first, offset) = state.read_at;
             let Some(index) = state.segments.iter().position(|s| s.first == seg_first) else {
@@ -325,7 +353,7 @@ impl Wal {
             if seq < state.skip_below || state.skip.remove(&seq) {
                 continue;
             }
-            state.in_flight.insert(seq);
+            state.in_flight.insert(seq, (seg_first, offset));
             return Ok(Some((seq, payload)));
         }
     }
@@ -338,11 +366,20 @@ impl Wal {
     /// Record `seq` (returned by `read`) is done with: delivered, or given up on.
     pub fn ack(&self, seq: u64) {
         let mut state = self.state();
-        if state.in_flight.remove(&seq) {
+        if state.in_flight.remove(&seq).is_some() {
             state.done.insert(seq);
             let watermark = state.watermark();
             state.done.retain(|s| *s >= watermark);
             state.acks_changed = true;
+        }
+    }
+
+    /// Record `seq` (returned by `read`) was not sent after all (its consumer stopped): it is
+    /// read again, before anything not read yet.
+    pub fn give_back(&self, seq: u64) {
+        let mut state = self.state();
+        if let Some(at) = state.in_flight.remove(&seq) {
+            state.returned.insert(seq, at);
         }
     }
 
@@ -487,6 +524,35 @@ mod tests {
         let (_, recovery) = open(dir.path());
         assert_eq!(recovery.pending_records, 0);
         assert_eq!(files(), 0, "a segment with nothing pending is deleted at open");
+    }
+
+    #[test]
+    fn records_given_back_are_read_again_first_and_keep_their_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for i in 0..20u32 {
+            wal.append(&[&[i as u8; 40]]).unwrap();
+        }
+        let first: Vec<u64> = (0..3).map(|_| wal.read().unwrap().unwrap().0).collect();
+        assert_eq!(first, [0, 1, 2]);
+        // 0 is delivered; 1 and 2 come back unsent; later records are acknowledged meanwhile.
+        wal.ack(0);
+        wal.give_back(2);
+        wal.give_back(1);
+        let (seq, payload) = wal.read().unwrap().unwrap();
+        assert_eq!((seq, payload), (1, vec![1u8; 40]));
+        assert_eq!(wal.read().unwrap().unwrap().0, 2);
+        assert_eq!(wal.read().unwrap().unwrap().0, 3);
+        wal.give_back(1);
+        for seq in 2..4 {
+            wal.ack(seq);
+        }
+        // Record 1 is still owed: its segment is kept, and a restart reads it again.
+        wal.checkpoint().unwrap();
+        drop(wal);
+        let (wal, recovery) = open(dir.path());
+        assert_eq!(recovery.pending_records, 17, "1 and 4..20");
+        assert_eq!(read_all(&wal).first().map(|r| r.0), Some(1));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Gateway {
     /// The ports given to `{port:NAME}` placeholders, by name.
     pub ports: std::collections::HashMap<String, u16>,
     log: PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    /// Runs started so far (`restart` starts another, with a log of its own).
+    runs: usize,
 }
 
 impl Gateway {
@@ -61,22 +65,47 @@ impl Gateway {
         let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
         let ports = std::collections::HashMap::new();
         let log = dir.path().join("switchyard.log");
-        let mut gw = Gateway { child: None, dir, grpc, http, metrics, health, ports, log: log.clone() };
-        let cfg_path = gw.rewrite(template);
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut gw = Gateway { child: None, dir, grpc, http, metrics, health, ports, log, env, args, runs: 0 };
+        gw.rewrite(template);
+        gw.spawn();
+        gw
+    }
+
+    /// Starts switchyard on the configuration file as it is now, and waits until it is ready.
+    fn spawn(&mut self) {
+        self.runs += 1;
+        if self.runs > 1 {
+            self.log = self.dir.path().join(format!("switchyard.{}.log", self.runs));
+        }
         // SWITCHYARD_BIN runs another build (the release one, for figures in docs/BENCHMARKS.md).
         let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
         let child = Command::new(bin)
             .arg("--config")
-            .arg(&cfg_path)
-            .args(args)
-            .envs(env.iter().copied())
+            .arg(self.dir.path().join("config.yaml"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(&self.log).expect("log file"))
             .spawn()
             .expect("start switchyard");
-        gw.child = Some(child);
-        gw.wait_ready();
-        gw
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kills switchyard with SIGKILL, as a crash or the OOM killer would, and waits for it to die.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts switchyard again after `kill` or `stop`, with the same configuration file, ports
+    /// and directory; `log` reads this run's log from now on.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after kill or stop");
+        self.spawn();
     }
 
     /// Writes `template` as the configuration file (placeholders as in `start`; a `{port:NAME}`

@@ -18,7 +18,12 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(python: &Path, dir: &Path, args: &[&str]) -> Sink {
-        let port = free_port();
+        Sink::start_on(python, dir, free_port(), args)
+    }
+
+    /// As `start`, on `port`: a sink started again on the port of one stopped before appends to
+    /// the same record, so that its `lines` hold what both received.
+    pub fn start_on(python: &Path, dir: &Path, port: u16, args: &[&str]) -> Sink {
         let out = dir.join(format!("sink-{port}.jsonl"));
         let mut child = Command::new(python)
             .arg(repo().join("tests/peers/python/otlp_sink.py"))
@@ -47,6 +52,24 @@ impl Sink {
             .collect();
         v.sort();
         v
+    }
+
+    /// The ids (hex) of every span received, in the order received, repeats included.
+    pub fn span_ids(&self) -> Vec<String> {
+        self.lines()
+            .iter()
+            .flat_map(|l| l["span_ids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The bodies of every log record received (as strings), in the order received.
+    pub fn log_bodies(&self) -> Vec<String> {
+        self.lines()
+            .iter()
+            .flat_map(|l| l["logs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
     }
 }
 

@@ -118,16 +118,18 @@ impl ExporterQueue {
                     capacities.push(bound);
                 }
                 let cfg = settings.batch.clone().unwrap_or_default();
-                let generation = store.take_over();
-                let task = tokio::spawn(consume_persistent(
-                    store.clone(),
-                    generation,
-                    exporter,
-                    consumers,
-                    policy,
-                    cfg,
-                    closed.clone(),
-                ));
+                // This consumer stops when the queue closes or when a successor takes the log
+                // over (a reload that changed the exporter), whichever comes first.
+                let (generation, turn) = store.take_over();
+                let (queue_closed, stop) = (closed.clone(), turn.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = queue_closed.cancelled() => stop.cancel(),
+                        _ = stop.cancelled() => {}
+                    }
+                });
+                let task =
+                    tokio::spawn(consume_persistent(store.clone(), generation, exporter, consumers, policy, cfg, turn));
                 (Sink::Disk(store), capacities, task)
             }
         };
@@ -306,6 +308,10 @@ async fn consume_persistent(
                 let acked: Vec<(u64, usize, usize)> =
                     records.iter().map(|r| (r.seq, r.bytes, r.batch.items())).collect();
                 store.ack(signal, &acked);
+            } else {
+                // Stopped before delivering: the records stay in the log, read again by a
+                // successor now or by the next start.
+                store.give_back(signal, &records.iter().map(|r| r.seq).collect::<Vec<u64>>());
             }
             drop(permit);
         });

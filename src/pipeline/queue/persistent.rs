@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// A record read back: one batch as it was appended, with what acknowledging it needs.
 pub struct Record {
@@ -58,6 +59,8 @@ pub struct Persistent {
     commits: Mutex<std::sync::mpsc::Sender<Message>>,
     /// Raised when a successor takes the queue over: older consumers stop reading.
     generation: AtomicU64,
+    /// Fired when the current consumer's turn ends (a successor took over).
+    turn_over: Mutex<CancellationToken>,
 }
 
 /// A record's payload: the item count, then the OTLP export request.
@@ -139,7 +142,13 @@ impl Persistent {
             .name(format!("queue-{name}"))
             .spawn(move || commit(committer, rx))
             .map_err(|e| format!("cannot start the persistent queue's writer: {e}"))?;
-        Ok(Arc::new(Persistent { shared, capacity, commits: Mutex::new(tx), generation: AtomicU64::new(0) }))
+        Ok(Arc::new(Persistent {
+            shared,
+            capacity,
+            commits: Mutex::new(tx),
+            generation: AtomicU64::new(0),
+            turn_over: Mutex::new(CancellationToken::new()),
+        }))
     }
 
     /// The disk budget receivers claim before data goes this way.
@@ -174,9 +183,13 @@ impl Persistent {
         &self.shared.dir
     }
 
-    /// A consumer's turn: from now on, consumers of earlier turns stop reading.
-    pub fn take_over(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    /// A consumer's turn: from now on, consumers of earlier turns stop reading, and their
+    /// token (returned when they took over) fires, so that what they are sending is given back.
+    pub fn take_over(&self) -> (u64, CancellationToken) {
+        let mut turn = self.turn_over.lock().unwrap_or_else(|p| p.into_inner());
+        turn.cancel();
+        *turn = CancellationToken::new();
+        (self.generation.fetch_add(1, Ordering::AcqRel) + 1, turn.clone())
     }
 
     pub fn is_current(&self, generation: u64) -> bool {
@@ -205,6 +218,15 @@ impl Persistent {
             }
         }
         Ok(None)
+    }
+
+    /// `seqs` of `signal` were read but not sent (their consumer stopped): they are read again
+    /// first, by whichever consumer reads next.
+    pub fn give_back(&self, signal: Signal, seqs: &[u64]) {
+        for &seq in seqs {
+            self.shared.logs[signal.index()].give_back(seq);
+        }
+        self.shared.appended.notify_one();
     }
 
     /// `records` are done with (delivered, or dropped for good): their room is given back and

@@ -9,7 +9,10 @@
 # Usage (after scripts/install-peers.sh):
 #   target/peers/venv/bin/python tests/peers/python/otel_stream.py \
 #       --endpoint http://127.0.0.1:PORT --prefix p --count N --out SUMMARY.json \
-#       [--batch 200] [--seconds 0] [--attribute key=value]
+#       [--batch 200] [--seconds 0] [--attribute key=value] [--acked IDS.txt]
+#
+# With --acked, the span ids (hex) of every export switchyard answered OK are appended to that
+# file, one per line, as the answer arrives: the spans switchyard acknowledged.
 
 import argparse
 import json
@@ -38,8 +41,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 class Counting(SpanExporter):
     """Passes spans to the OTLP exporter and counts what it reports."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, acked=None):
         self.inner = inner
+        self.acked = open(acked, "a") if acked else None
         self.lock = threading.Lock()
         self.exported = 0
         self.failed_exports = 0
@@ -50,6 +54,9 @@ class Counting(SpanExporter):
         with self.lock:
             if res == SpanExportResult.SUCCESS:
                 self.exported += len(spans)
+                if self.acked:
+                    self.acked.write("".join(f"{s.context.span_id:016x}\n" for s in spans))
+                    self.acked.flush()
             else:
                 self.failed_exports += 1
                 self.failed_spans += len(spans)
@@ -71,12 +78,13 @@ def main():
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=0.0, help="spread the spans over this long")
     ap.add_argument("--attribute", action="append", default=[], help="key=value on every span")
+    ap.add_argument("--acked", help="append the span ids of acknowledged exports to this file")
     args = ap.parse_args()
     if args.count < 1 or args.batch < 1:
         print("otel_stream.py: --count and --batch must be >= 1", file=sys.stderr)
         sys.exit(2)
 
-    exporter = Counting(OTLPSpanExporter(endpoint=args.endpoint, insecure=True, timeout=10))
+    exporter = Counting(OTLPSpanExporter(endpoint=args.endpoint, insecure=True, timeout=10), args.acked)
     provider = TracerProvider(resource=Resource.create({"service.name": "py-stream"}), shutdown_on_exit=False)
     provider.add_span_processor(
         BatchSpanProcessor(

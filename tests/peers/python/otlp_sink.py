@@ -1,7 +1,8 @@
 """An independent OTLP/gRPC backend for switchyard's exporter tests, standing in for Jaeger
 (which takes OTLP on 4317 but cannot be installed here): grpcio with the opentelemetry-proto
 package's TraceService servicer. Every Export it answers OK is appended to --out as one JSON
-line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}, "request_hex": hex}. With --fail-first N it
+line: {"spans": [names], "span_ids": [hex], "metadata": {key: value}, "request_hex": hex}; it
+takes logs too (LogsService), recorded as {"logs": [bodies as strings], "metadata": {...}}. With --fail-first N it
 answers the first N calls with --fail-code instead (and records nothing for them).
 
 Usage: otlp_sink.py --port PORT --out FILE [--fail-first N --fail-code UNAVAILABLE]
@@ -16,6 +17,7 @@ import threading
 from concurrent import futures
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -44,6 +46,26 @@ class Sink(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class LogSink(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, traces):
+        self.traces = traces
+
+    def Export(self, request, context):
+        t = self.traces
+        with t.lock:
+            if t.fail_left > 0:
+                t.fail_left -= 1
+                context.abort(t.fail_code, "sink told to fail")
+            records = [r for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+            line = {
+                "logs": [r.body.string_value for r in records],
+                "metadata": {k: v for k, v in context.invocation_metadata()},
+            }
+            with open(t.out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -55,7 +77,9 @@ def main():
     p.add_argument("--client-ca")
     a = p.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(a.out, a.fail_first, grpc.StatusCode[a.fail_code]), server)
+    traces = Sink(a.out, a.fail_first, grpc.StatusCode[a.fail_code])
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces, server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogSink(traces), server)
     if a.tls_cert:
         read = lambda path: open(path, "rb").read()
         creds = grpc.ssl_server_credentials(
