@@ -122,6 +122,31 @@ fn unavailable_is_retried_and_invalid_argument_drops_only_its_batch() {
 }
 
 #[test]
+fn sending_queue_batch_gathers_requests_into_exports_behind_the_queue() {
+    let Some(python) = python_peer() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (gathered, defaults) = (Sink::start(&python, scratch.path(), &[]), Sink::start(&python, scratch.path(), &[]));
+    // One exporter gathers 1000 spans per export and has 60 s to get them; the other has
+    // `batch:` with no value, as the OpenTelemetry demo writes it: the defaults (200 ms).
+    let exporters = format!(
+        "  otlp/gathered:\n    endpoint: 127.0.0.1:{}\n    tls:\n      insecure: true\n    sending_queue:\n      batch:\n        min_size: 1000\n        max_size: 1000\n        flush_timeout: 60s\n  otlp/defaults:\n    endpoint: 127.0.0.1:{}\n    tls:\n      insecure: true\n    sending_queue:\n      batch:\n",
+        gathered.port, defaults.port
+    );
+    let mut gw = Gateway::start(&config(&exporters, "otlp/gathered, otlp/defaults"));
+    for r in 0..15 {
+        post_spans(&gw, &format!("r{r}-"), 100);
+    }
+    assert!(eventually(Duration::from_secs(20), || gathered.spans().len() == 1000), "{}", gw.log());
+    let sizes = |sink: &Sink| sink.lines().iter().map(|l| l["spans"].as_array().unwrap().len()).collect::<Vec<_>>();
+    assert_eq!(sizes(&gathered), vec![1000], "one export of max_size; the rest waits for more");
+    assert!(eventually(Duration::from_secs(20), || defaults.spans().len() == 1500), "{}", gw.log());
+    // The rest of the gathered exporter's batch leaves at shutdown.
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(sizes(&gathered), vec![1000, 500], "{log}");
+}
+
+#[test]
 fn a_hanging_backend_stalls_only_its_own_queue() {
     let Some(python) = python_peer() else { return };
     let scratch = tempfile::tempdir().unwrap();

@@ -280,14 +280,7 @@ impl Wal {
             let Some(segment) = state.segments.iter().find(|s| s.first == seg_first) else { continue };
             let path = segment.path.clone();
             let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
-            let mut head = [0u8; frame::HEADER];
-            let header = file.read_exact_at(&mut head, offset).ok().and_then(|()| frame::Header::parse(&head));
-            let payload = header.filter(|h| h.seq == seq).and_then(|h| {
-                let mut payload = vec![0u8; h.len];
-                let good =
-                    file.read_exact_at(&mut payload, offset + frame::HEADER as u64).is_ok() && h.matches(&payload);
-                good.then_some(payload)
-            });
+            let payload = header_at(&file, offset).filter(|h| h.seq == seq).and_then(|h| payload_at(&file, offset, &h));
             match payload {
                 Some(payload) => {
                     state.in_flight.insert(seq, (seg_first, offset));
@@ -327,9 +320,7 @@ impl Wal {
             }
             let path = segment.path.clone();
             let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
-            let mut head = [0u8; frame::HEADER];
-            let header = file.read_exact_at(&mut head, offset).ok().and_then(|()| frame::Header::parse(&head));
-            let Some(header) = header else {
+            let Some(header) = header_at(&file, offset) else {
                 // Damaged since it was written or scanned: the rest of the segment is lost.
                 tracing::error!(segment = %path.display(), offset, "persistent queue: damaged record; skipping the rest of the segment");
                 state.damaged_on_read += 1;
@@ -339,15 +330,13 @@ impl Wal {
             if header.seq >= state.readable {
                 return Ok(None);
             }
-            let mut payload = vec![0u8; header.len];
-            let good =
-                file.read_exact_at(&mut payload, offset + frame::HEADER as u64).is_ok() && header.matches(&payload);
+            let payload = payload_at(&file, offset, &header);
             state.read_at.1 = offset + (frame::HEADER + header.len) as u64;
-            if !good {
+            let Some(payload) = payload else {
                 tracing::error!(segment = %path.display(), offset, seq = header.seq, "persistent queue: damaged record skipped");
                 state.damaged_on_read += 1;
                 continue;
-            }
+            };
             let seq = header.seq;
             state.cursor = state.cursor.max(seq + 1);
             if seq < state.skip_below || state.skip.remove(&seq) {
@@ -426,6 +415,19 @@ impl Wal {
     pub fn segments(&self) -> usize {
         self.state().segments.len()
     }
+}
+
+/// The header of the record at `offset` of a segment file, if one is there.
+fn header_at(file: &File, offset: u64) -> Option<frame::Header> {
+    let mut head = [0u8; frame::HEADER];
+    file.read_exact_at(&mut head, offset).ok().and_then(|()| frame::Header::parse(&head))
+}
+
+/// The payload of the record at `offset` with `header`, if it matches its checksum.
+fn payload_at(file: &File, offset: u64, header: &frame::Header) -> Option<Vec<u8>> {
+    let mut payload = vec![0u8; header.len];
+    let good = file.read_exact_at(&mut payload, offset + frame::HEADER as u64).is_ok() && header.matches(&payload);
+    good.then_some(payload)
 }
 
 /// Takes `dir/LOCK`, waiting up to `timeout` for another holder to let go.

@@ -31,7 +31,8 @@ pub struct SendingQueueConfig {
     pub storage: Option<String>,
     /// What a persistent queue may hold on disk, in MiB (switchyard's own key).
     pub storage_limit_mib: u64,
-    /// Batching behind the queue; `batch:` with no keys means the defaults.
+    /// Batching behind the queue; `batch:` with no keys (or no value) means the defaults.
+    #[serde(deserialize_with = "batch_or_defaults")]
     pub batch: Option<QueueBatchConfig>,
 }
 
@@ -48,6 +49,12 @@ impl Default for SendingQueueConfig {
             batch: None,
         }
     }
+}
+
+/// `batch:` written with no value (as in the OpenTelemetry demo's configuration) means the
+/// defaults, as `batch: {}` does; left out, there is no batching behind the queue.
+fn batch_or_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<QueueBatchConfig>, D::Error> {
+    Ok(Some(Option::<QueueBatchConfig>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// `sending_queue.batch`: what the queue's consumers gather into one export.
@@ -162,6 +169,7 @@ mod tests {
     fn an_empty_batch_means_the_defaults_and_storage_batches_by_default() {
         let q = parse(r#"{"batch": {}}"#);
         assert_eq!(q.batch, Some(QueueBatchConfig::default()));
+        assert_eq!(parse(r#"{"batch": null}"#).batch, Some(QueueBatchConfig::default()), "`batch:` alone");
         assert!(parse("{}").settings(RetryConfig::default()).batch.is_none());
         let stored = parse(r#"{"storage": "file_storage"}"#).settings(RetryConfig::default());
         assert_eq!(stored.batch, Some(QueueBatchConfig::default()));

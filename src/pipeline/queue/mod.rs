@@ -246,6 +246,11 @@ async fn consume(
 /// the queue closes (shutdown), exports under way finish their attempt and the rest stays on
 /// disk for the next start; when a successor takes the queue over (a reload changed the
 /// exporter), these consumers stop reading and finish what they hold.
+/// What the consumers of a persistent queue hold in memory at once, in bytes of records read
+/// and not yet acknowledged (an export merges them, so about twice this is in use): it keeps
+/// memory flat when the backend is slower than intake and the log grows instead.
+const READ_AHEAD_BYTES: usize = 8 << 20;
+
 async fn consume_persistent(
     store: Arc<Persistent>,
     generation: u64,
@@ -257,6 +262,7 @@ async fn consume_persistent(
 ) {
     let cfg = Arc::new(cfg);
     let permits = Arc::new(Semaphore::new(consumers));
+    let read_ahead = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
     let mut carried: Option<persistent::Record> = None;
     let mut turn = 0usize;
     'reading: while store.is_current(generation) && !closed.is_cancelled() {
@@ -295,9 +301,20 @@ async fn consume_persistent(
                 continue;
             }
         };
+        // What the consumers hold in memory is bounded however far the backend is behind.
+        let bytes: usize = records.iter().map(|r| r.bytes).sum();
+        let held = tokio::select! {
+            p = read_ahead.clone().acquire_many_owned(bytes.clamp(1, READ_AHEAD_BYTES) as u32) => p.ok(),
+            _ = closed.cancelled() => None,
+        };
+        let Some(held) = held else {
+            store.give_back(records[0].batch.signal(), &records.iter().map(|r| r.seq).collect::<Vec<u64>>());
+            break;
+        };
         let (exporter, policy, store, closed, cfg) =
             (exporter.clone(), policy.clone(), store.clone(), closed.clone(), cfg.clone());
         tokio::spawn(async move {
+            let _held = held;
             let signal = records[0].batch.signal();
             let exports = persistent::exports(&records, &cfg);
             let mut done = true;
@@ -315,6 +332,10 @@ async fn consume_persistent(
             }
             drop(permit);
         });
+    }
+    // A record read ahead for the next export goes back to the log too.
+    if let Some(r) = carried.take() {
+        store.give_back(r.batch.signal(), &[r.seq]);
     }
     exporter.closing();
     let _ = permits.acquire_many(consumers as u32).await;
