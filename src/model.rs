@@ -279,6 +279,30 @@ impl Config {
         if pipelines.is_empty() {
             return Err(ConfigError::new(&pipelines_node.loc, "service.pipelines", "define at least one pipeline"));
         }
+        // A `storage` key names a file_storage extension that service.extensions lists.
+        let storage_refs = receivers
+            .iter()
+            .map(|(id, d)| {
+                (ComponentKind::Receiver, id, &d.source, d.settings.storage().map(str::to_string), "storage")
+            })
+            .chain(exporters.iter().map(|(id, d)| {
+                let key = match id.type_name.as_str() {
+                    "prometheusremotewrite" => "remote_write_queue.storage",
+                    _ => "sending_queue.storage",
+                };
+                (ComponentKind::Exporter, id, &d.source, d.settings.queue().storage, key)
+            }));
+        for (kind, id, source, storage, key) in storage_refs {
+            let Some(name) = storage else { continue };
+            let listed = service_extensions.iter().find(|e| e.to_string() == name);
+            let problem = match listed {
+                None => format!("no extension {name} is defined and listed in service.extensions"),
+                Some(e) if e.type_name != "file_storage" => format!("extension {name} is not a file_storage extension"),
+                Some(_) => continue,
+            };
+            let node = locate(source, key);
+            return Err(ConfigError::new(&node.loc, format!("{}.{id}.{key}", kind.section()), problem));
+        }
         Ok(Config {
             receivers,
             processors,

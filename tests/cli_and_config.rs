@@ -296,3 +296,25 @@ fn a_kafka_receiver_with_one_topic_in_two_signals_pipelines_refuses_to_start() {
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("can serve one signal") && err.contains("traces and logs"), "{err}");
 }
+
+#[test]
+fn a_storage_key_must_name_a_listed_file_storage_extension() {
+    let exporter =
+        "exporters:\n  otlp:\n    endpoint: 127.0.0.1:4317\n    sending_queue:\n      storage: file_storage\n";
+    let pipelines = "  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp]\n";
+    let receivers = "receivers:\n  otlp:\n    protocols:\n      grpc:\n";
+    let (code, err) = validate(&format!(
+        "{receivers}{exporter}extensions:\n  file_storage:\n    directory: /tmp\nservice:\n{pipelines}"
+    ));
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "switchyard: invalid configuration: DIR/bad.yaml:9:16: exporters.otlp.sending_queue.storage: no extension file_storage is defined and listed in service.extensions"
+    );
+    let (code, err) = validate(&format!(
+        "{receivers}{}extensions:\n  health_check:\nservice:\n  extensions: [health_check]\n{pipelines}",
+        exporter.replace("storage: file_storage", "storage: health_check")
+    ));
+    assert_eq!(code, 2);
+    assert!(err.contains("sending_queue.storage: extension health_check is not a file_storage extension"), "{err}");
+}

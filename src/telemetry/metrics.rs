@@ -166,7 +166,7 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "otelcol_exporter_queue_size",
-                    "Requests held for the exporter: admitted and not yet exported (merged batches count once).",
+                    "What is held for the exporter, in its sending queue's sizer units (bytes by default; bytes on disk for a persistent queue): admitted and not yet exported.",
                 ),
                 el,
             )
@@ -175,7 +175,7 @@ impl Metrics {
         exporter_queue_capacity: register(
             &r,
             IntGaugeVec::new(
-                Opts::new("otelcol_exporter_queue_capacity", "Requests the exporter's sending queue can hold."),
+                Opts::new("otelcol_exporter_queue_capacity", "What the exporter's sending queue can hold, in its sizer units."),
                 el,
             )
             .expect("valid metric"),

@@ -86,6 +86,9 @@ struct State {
     skip_below: u64,
     skip: BTreeSet<u64>,
     acks_changed: bool,
+    /// The last write failed (a full disk): the segment being written may be deleted too once
+    /// delivered, so that its space comes back.
+    write_failed: bool,
     /// Records found damaged while reading (after `open`).
     damaged_on_read: u64,
 }
@@ -177,7 +180,10 @@ impl Wal {
             }
             segments.push_back(Segment { first, path, last, len: scan.good_end, damaged: scan.damaged });
         }
-        let next_seq = max_seq.map_or(0, |m| m + 1).max(acks.watermark);
+        // Never a number used before: not one still in a segment, nor one the acknowledgements
+        // name (a record cut off with a torn tail, or in a segment deleted since).
+        let acked_max = acks.done.last().map_or(0, |d| d + 1);
+        let next_seq = max_seq.map_or(0, |m| m + 1).max(acks.watermark).max(acked_max);
         let read_at = segments.front().map_or((next_seq, 0), |s| (s.first, 0));
         let state = State {
             segments,
@@ -188,10 +194,12 @@ impl Wal {
             cursor: acks.watermark,
             in_flight: BTreeMap::new(),
             returned: BTreeMap::new(),
-            done: BTreeSet::new(),
+            // Kept, so that the next acknowledgements file still names them.
+            done: acks.done.clone(),
             skip_below: acks.watermark,
             skip: acks.done,
             acks_changed: false,
+            write_failed: false,
             damaged_on_read: 0,
         };
         let wal = Wal { dir: dir.to_path_buf(), options, state: Mutex::new(state), _lock: lock };
@@ -206,13 +214,25 @@ impl Wal {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `payloads` in order, as one write (and one sync, with `fsync`); returns the
-    /// sequence number of the first. They can be read once this returns.
+    /// Appends `payloads` in order and makes them readable: `write` then `publish`.
     pub fn append(&self, payloads: &[&[u8]]) -> Result<u64, String> {
+        let first = self.write(payloads)?;
+        self.publish(first + payloads.len() as u64);
+        Ok(first)
+    }
+
+    /// Writes `payloads` in order, as one write (and one sync, with `fsync`); returns the
+    /// sequence number of the first. Readers see them only once `publish`ed, so that what must
+    /// be recorded about them first (the room they hold) is in place before anyone sends them.
+    /// On failure nothing of them stays in the log. One writer at a time.
+    pub fn write(&self, payloads: &[&[u8]]) -> Result<u64, String> {
         if payloads.is_empty() {
             return Ok(self.state().next_seq);
         }
-        let (first, end, file) = {
+        if let Some(p) = payloads.iter().find(|p| p.len() > frame::MAX_PAYLOAD) {
+            return Err(format!("a record of {} bytes is larger than a persistent queue takes", p.len()));
+        }
+        let (first, end, before, file) = {
             let mut state = self.state();
             let first = state.next_seq;
             let full = state.segments.back().is_none_or(|s| s.len >= self.options.segment_bytes);
@@ -223,11 +243,15 @@ impl Wal {
             for (i, p) in payloads.iter().enumerate() {
                 frame::encode(first + i as u64, p, &mut buf);
             }
-            let segment = state.segments.back().map(|s| s.path.clone()).unwrap_or_default();
+            let before = state.segments.back().map(|s| (s.path.clone(), s.len, s.last)).unwrap_or_default();
             let writer = state.writer.as_mut().ok_or("no segment open")?;
-            writer.write_all(&buf).map_err(|e| io_error("cannot write", &segment, e))?;
+            if let Err(e) = writer.write_all(&buf) {
+                self.undo(&mut state, first, &before);
+                return Err(io_error("cannot write", &before.0, e));
+            }
             let end = first + payloads.len() as u64;
             state.next_seq = end;
+            state.write_failed = false;
             if let Some(s) = state.segments.back_mut() {
                 s.len += buf.len() as u64;
                 s.last = Some(end - 1);
@@ -236,19 +260,46 @@ impl Wal {
                 true => Some(state.writer.as_ref().map(File::try_clone).transpose().map_err(|e| e.to_string())?),
                 false => None,
             };
-            if file.is_none() {
-                state.readable = state.readable.max(end);
-            }
-            (first, end, file)
+            (first, end, before, file)
         };
-        if let Some(Some(file)) = file {
-            // Synced outside the lock: readers and acknowledgements go on meanwhile, and the
-            // appends that arrive during the sync form the next group.
-            file.sync_data().map_err(|e| format!("cannot sync the persistent queue in {}: {e}", self.dir.display()))?;
+        if let Some(Some(file)) = file
+            && let Err(e) = file.sync_data()
+        {
+            // Synced outside the lock (readers and acknowledgements go on meanwhile, and what
+            // arrives during the sync forms the next group). Not known to be on disk: undone,
+            // and its clients are told to retry.
             let mut state = self.state();
-            state.readable = state.readable.max(end);
+            if state.next_seq == end {
+                self.undo(&mut state, first, &before);
+            }
+            return Err(format!("cannot sync the persistent queue in {}: {e}", self.dir.display()));
         }
         Ok(first)
+    }
+
+    /// Takes back a write that failed: the segment is cut back to `before` (its path, length
+    /// and last record), so that the next record starts where the readers expect it.
+    fn undo(&self, state: &mut State, first: u64, before: &(PathBuf, u64, Option<u64>)) {
+        let (segment, len, last) = before;
+        state.next_seq = first;
+        state.write_failed = true;
+        state.acks_changed = true;
+        if let Some(s) = state.segments.back_mut() {
+            (s.len, s.last) = (*len, *last);
+        }
+        if let Some(writer) = state.writer.as_mut()
+            && let Err(e) = writer.set_len(*len)
+        {
+            tracing::error!(segment = %segment.display(), error = %e,
+                "persistent queue: cannot cut off a failed write; the next start skips it");
+            state.writer = None;
+        }
+    }
+
+    /// Makes every record written below `end` readable.
+    pub fn publish(&self, end: u64) {
+        let mut state = self.state();
+        state.readable = state.readable.max(end);
     }
 
     fn start_segment(&self, state: &mut State, first: u64) -> Result<(), String> {
@@ -263,6 +314,11 @@ impl Wal {
             .append(true)
             .open(&path)
             .map_err(|e| io_error("cannot create", &path, e))?;
+        // The segment given up on after a failed write, with no record in it: start it afresh.
+        if state.segments.back().is_some_and(|s| s.first == first) {
+            state.segments.pop_back();
+            file.set_len(0).map_err(|e| io_error("cannot truncate", &path, e))?;
+        }
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if self.options.fsync {
             sync_dir(&self.dir)?;
@@ -279,7 +335,14 @@ impl Wal {
         while let Some((seq, (seg_first, offset))) = state.returned.pop_first() {
             let Some(segment) = state.segments.iter().find(|s| s.first == seg_first) else { continue };
             let path = segment.path.clone();
-            let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Still owed: read again next time.
+                    state.returned.insert(seq, (seg_first, offset));
+                    return Err(io_error("cannot open", &path, e));
+                }
+            };
             let payload = header_at(&file, offset).filter(|h| h.seq == seq).and_then(|h| payload_at(&file, offset, &h));
             match payload {
                 Some(payload) => {
@@ -321,10 +384,13 @@ impl Wal {
             let path = segment.path.clone();
             let file = File::open(&path).map_err(|e| io_error("cannot open", &path, e))?;
             let Some(header) = header_at(&file, offset) else {
-                // Damaged since it was written or scanned: the rest of the segment is lost.
-                tracing::error!(segment = %path.display(), offset, "persistent queue: damaged record; skipping the rest of the segment");
+                // Damaged since it was written or scanned: go on at the next good record.
+                let end = state.segments[index].len;
+                let next = resync(&file, offset + 1, end);
+                tracing::error!(segment = %path.display(), offset, bytes = next - offset,
+                    "persistent queue: damaged record skipped");
                 state.damaged_on_read += 1;
-                state.read_at.1 = state.segments[index].len;
+                state.read_at.1 = next;
                 continue;
             };
             if header.seq >= state.readable {
@@ -383,7 +449,12 @@ impl Wal {
             state.acks_changed = false;
             let watermark = state.watermark();
             let (read_first, read_offset) = state.read_at;
-            let writing = state.writer.as_ref().and(state.segments.back().map(|s| s.first));
+            // After a failed write, the segment being written goes too once it is delivered:
+            // the next append starts a new one in the space that frees.
+            let writing = match state.write_failed {
+                true => None,
+                false => state.writer.as_ref().and(state.segments.back().map(|s| s.first)),
+            };
             let mut removable = Vec::new();
             // Never the segment being written, nor one not read to its end.
             while let Some(front) = state.segments.front()
@@ -392,6 +463,9 @@ impl Wal {
                 && (front.first < read_first || (front.first == read_first && read_offset >= front.len))
             {
                 removable.extend(state.segments.pop_front());
+            }
+            if state.segments.is_empty() {
+                state.writer = None;
             }
             (watermark, state.done.iter().copied().collect::<Vec<u64>>(), removable)
         };
@@ -415,6 +489,15 @@ impl Wal {
     pub fn segments(&self) -> usize {
         self.state().segments.len()
     }
+}
+
+/// Where the next good record after `from` starts in a segment file (`end` if none does).
+fn resync(file: &File, from: u64, end: u64) -> u64 {
+    let mut rest = vec![0u8; end.saturating_sub(from) as usize];
+    if file.read_exact_at(&mut rest, from).is_err() {
+        return end;
+    }
+    frame::scan(&rest).records.first().map_or(end, |&(_, at, _)| from + at)
 }
 
 /// The header of the record at `offset` of a segment file, if one is there.
@@ -555,6 +638,53 @@ mod tests {
         let (wal, recovery) = open(dir.path());
         assert_eq!(recovery.pending_records, 17, "1 and 4..20");
         assert_eq!(read_all(&wal).first().map(|r| r.0), Some(1));
+    }
+
+    #[test]
+    fn sequence_numbers_are_never_reused_after_segments_the_acks_name_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = open(dir.path());
+            for i in 0..10u32 {
+                wal.append(&[&[i as u8; 40]]).unwrap();
+            }
+            for (seq, _) in read_all(&wal) {
+                if seq != 1 {
+                    wal.ack(seq);
+                }
+            }
+            wal.checkpoint().unwrap();
+        }
+        // A run that deletes the delivered segments at open and acknowledges nothing.
+        drop(open(dir.path()));
+        let (wal, recovery) = open(dir.path());
+        assert_eq!(recovery.pending_records, 1);
+        let new = wal.append(&[b"new"]).unwrap();
+        assert!(new >= 10, "a fresh number, not one the acknowledgements name: {new}");
+        let read: Vec<u64> = read_all(&wal).into_iter().map(|r| r.0).collect();
+        assert_eq!(read, vec![1, new]);
+    }
+
+    #[test]
+    fn damage_found_while_reading_skips_only_to_the_next_good_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default();
+        let (wal, _) = Wal::open(dir.path(), options, |p| p.len() as u64).unwrap();
+        for i in 0..5u8 {
+            wal.append(&[&[i; 40]]).unwrap();
+        }
+        // The third record's header is damaged after it was written.
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[2 * (frame::HEADER + 40)] ^= 0xff;
+        std::fs::write(&segment, &bytes).unwrap();
+        let read: Vec<u64> = read_all(&wal).into_iter().map(|r| r.0).collect();
+        assert_eq!(read, vec![0, 1, 3, 4]);
+        assert_eq!(wal.damaged_on_read(), 1);
     }
 
     #[test]

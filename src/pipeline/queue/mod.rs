@@ -291,16 +291,8 @@ async fn consume_persistent(
                 }
             },
         };
-        let records = match persistent::gather(&store, first, &cfg).await {
-            Ok((records, next)) => {
-                carried = next;
-                records
-            }
-            Err(e) => {
-                tracing::error!(exporter = %policy.name, error = %e, "persistent queue: cannot read");
-                continue;
-            }
-        };
+        let (records, next) = persistent::gather(&store, first, &cfg).await;
+        carried = next;
         // What the consumers hold in memory is bounded however far the backend is behind.
         let bytes: usize = records.iter().map(|r| r.bytes).sum();
         let held = tokio::select! {

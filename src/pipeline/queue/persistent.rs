@@ -27,8 +27,31 @@ pub struct Record {
     pub batch: Batch,
 }
 
+/// A batch on its way to the log. Dropped before it is written (the writer thread died), its
+/// clients are told to retry rather than that it was taken.
+struct Unwritten(Option<Batch>);
+
+impl Unwritten {
+    fn batch(&self) -> &Batch {
+        self.0.as_ref().expect("a batch not yet taken")
+    }
+
+    /// Written: the batch goes on its way (its notices run when it is dropped).
+    fn written(mut self) -> Batch {
+        self.0.take().expect("a batch not yet taken")
+    }
+}
+
+impl Drop for Unwritten {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.as_mut() {
+            batch.cancel_deliveries();
+        }
+    }
+}
+
 enum Message {
-    Append(Batch),
+    Append(Unwritten),
     /// Write the acknowledgements and delete delivered segments.
     Checkpoint,
     /// Answer once everything sent before is written.
@@ -163,7 +186,7 @@ impl Persistent {
     /// Appends `batch` (its claims kept until it is delivered); its notices run once it is
     /// written. `false` if the writer is gone.
     pub fn append(&self, batch: Batch) -> bool {
-        self.send(Message::Append(batch))
+        self.send(Message::Append(Unwritten(Some(batch))))
     }
 
     /// Waits until everything appended so far is written.
@@ -273,13 +296,15 @@ impl Shared {
 /// The committer thread: writes what arrives in groups, then lets the batches go (their
 /// notices run: the clients are answered); checkpoints acknowledgements.
 fn commit(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Message>) {
+    // Failed writes are logged at most once a second, with how many were not.
+    let (mut last_logged, mut suppressed) = (None::<std::time::Instant>, 0u64);
     while let Ok(first) = rx.recv() {
-        let mut groups: [Vec<Batch>; 3] = Default::default();
+        let mut groups: [Vec<Unwritten>; 3] = Default::default();
         let mut checkpoint = false;
         let mut flushed = Vec::new();
         for message in std::iter::once(first).chain(rx.try_iter()) {
             match message {
-                Message::Append(b) => groups[b.signal().index()].push(b),
+                Message::Append(b) => groups[b.batch().signal().index()].push(b),
                 Message::Checkpoint => checkpoint = true,
                 Message::Flush(done) => flushed.push(done),
             }
@@ -288,28 +313,43 @@ fn commit(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Message>) {
             if group.is_empty() {
                 continue;
             }
-            let payloads: Vec<Vec<u8>> = group.iter().map(encode).collect();
+            let payloads: Vec<Vec<u8>> = group.iter().map(|u| encode(u.batch())).collect();
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            match shared.logs[i].append(&refs) {
+            match shared.logs[i].write(&refs) {
                 Ok(first) => {
+                    // The room moves to the records before anyone can read (and acknowledge)
+                    // them; then they are published, and the clients answered.
                     let mut held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
-                    for (k, mut batch) in group.into_iter().enumerate() {
+                    let mut written = Vec::with_capacity(group.len());
+                    for (k, unwritten) in group.into_iter().enumerate() {
+                        let mut batch = unwritten.written();
                         shared.pending_items.fetch_add(batch.items() as i64, Ordering::AcqRel);
                         held.insert((i, first + k as u64), batch.take_claims());
-                        // Written: the notices waiting for it run as the batch goes.
-                        drop(batch);
+                        written.push(batch);
                     }
                     drop(held);
+                    shared.logs[i].publish(first + written.len() as u64);
+                    // Written: the notices waiting for it run as the batches go.
+                    drop(written);
                     shared.appended.notify_one();
                 }
                 Err(e) => {
-                    let items: usize = group.iter().map(Batch::items).sum();
+                    let items: usize = group.iter().map(|u| u.batch().items()).sum();
                     shared.telemetry.exporter_enqueue_failed[i].with_label_values(&[&shared.name]).inc_by(items as u64);
-                    tracing::error!(exporter = %shared.name, signal = %Signal::ALL[i], items, error = %e,
-                        "persistent queue: cannot write; the clients are told to retry");
-                    for mut batch in group {
-                        batch.cancel_deliveries();
+                    if last_logged.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                        tracing::error!(exporter = %shared.name, signal = %Signal::ALL[i], items, error = %e,
+                            suppressed_since_last_error = suppressed,
+                            "persistent queue: cannot write; the clients are told to retry");
+                        (last_logged, suppressed) = (Some(std::time::Instant::now()), 0);
+                    } else {
+                        suppressed += 1;
                     }
+                    // What was delivered may already free the space the write needs.
+                    if let Err(e) = shared.logs[i].checkpoint() {
+                        tracing::error!(exporter = %shared.name, error = %e, "persistent queue: cannot record deliveries");
+                    }
+                    // Dropped unwritten: the clients are told to retry.
+                    drop(group);
                 }
             }
         }
@@ -331,11 +371,7 @@ fn commit(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Message>) {
 
 /// Gathers records of one signal into one export, starting with `first`, as `cfg` says; a
 /// record that does not fit is handed back for the next export.
-pub async fn gather(
-    store: &Persistent,
-    first: Record,
-    cfg: &QueueBatchConfig,
-) -> Result<(Vec<Record>, Option<Record>), String> {
+pub async fn gather(store: &Persistent, first: Record, cfg: &QueueBatchConfig) -> (Vec<Record>, Option<Record>) {
     let signal = first.batch.signal();
     let deadline = tokio::time::Instant::now() + cfg.flush_timeout;
     let mut sizes = Gathering::new(cfg);
@@ -343,12 +379,20 @@ pub async fn gather(
     let mut records = vec![first];
     while !sizes.is_full() {
         let appended = store.appended();
-        match store.read(signal).await? {
+        let next = match store.read(signal).await {
+            Ok(next) => next,
+            Err(e) => {
+                // Send what is gathered; the record that failed is read again later.
+                tracing::error!(exporter = %store.shared.name, error = %e, "persistent queue: cannot read");
+                break;
+            }
+        };
+        match next {
             Some(r) if sizes.fits(&r.batch) => {
                 sizes.push(r.batch.clone());
                 records.push(r);
             }
-            Some(r) => return Ok((records, Some(r))),
+            Some(r) => return (records, Some(r)),
             None => {
                 if tokio::time::timeout_at(deadline, appended).await.is_err() {
                     break;
@@ -356,7 +400,7 @@ pub async fn gather(
             }
         }
     }
-    Ok((records, None))
+    (records, None)
 }
 
 /// What was gathered, as the batches to export (split at `max_size` items where needed).
