@@ -3,8 +3,9 @@
 //! was told was taken arrives; damaged segment files lose only their damaged records; a full disk
 //! budget refuses (retryably) and loses nothing; SIGTERM with the destination down leaves the data
 //! on disk for the next start; filelog lines survive a kill; a reload that changes the exporter
-//! keeps what is on disk. The destination is tests/peers/python/otlp_sink.py (grpcio with the
-//! opentelemetry-proto servicers), standing in for Jaeger, which cannot be installed here.
+//! keeps what is on disk; remote write keeps its queue too (VictoriaMetrics). The destination is
+//! otherwise tests/peers/python/otlp_sink.py (grpcio with the opentelemetry-proto servicers),
+//! standing in for Jaeger, which cannot be installed here.
 
 mod common;
 
@@ -375,4 +376,55 @@ fn a_reload_that_moves_the_exporter_takes_its_disk_queue_along() {
     assert_eq!(sink.spans().len(), 210, "each once");
     let (status, log) = gw.stop();
     assert!(status.success() && !log.contains("undelivered data left on disk"), "{log}");
+}
+
+#[test]
+fn remote_write_keeps_its_queue_on_disk_across_kill_9() {
+    let Some(python) = python_peer() else { return };
+    let Some(vm) = common::prom::VictoriaMetrics::start() else { return };
+    let config = |endpoint: &str| {
+        format!(
+            r#"
+extensions:
+  file_storage:
+    directory: {{dir}}/queue
+    create_directory: true
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+exporters:
+  prometheusremotewrite:
+    endpoint: {endpoint}
+    remote_write_queue:
+      storage: file_storage
+service:
+  extensions: [file_storage]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheusremotewrite]
+"#
+        )
+    };
+    // The store is unreachable while the SDK's metrics are acknowledged, and switchyard is killed.
+    let mut gw = Gateway::start(&config("http://127.0.0.1:{port:down}/api/v1/write"));
+    python_sends(&python, gw.grpc, "metrics", 3, &gw.path("metrics.json"));
+    assert!(gw.metric("otelcol_exporter_queue_size", &[("exporter", "prometheusremotewrite")]) > 0.0);
+    gw.kill();
+    // Started again towards the store: what was on disk is written there.
+    gw.rewrite(&config(&vm.write_url()));
+    gw.restart();
+    assert!(
+        eventually(Duration::from_secs(30), || !vm.export("py_requests_total").is_empty()),
+        "nothing arrived:\n{}",
+        gw.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || gw
+        .metric("otelcol_exporter_queue_size", &[("exporter", "prometheusremotewrite")])
+        == 0.0));
 }
