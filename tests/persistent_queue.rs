@@ -428,3 +428,30 @@ service:
         .metric("otelcol_exporter_queue_size", &[("exporter", "prometheusremotewrite")])
         == 0.0));
 }
+
+#[test]
+fn large_records_are_gathered_into_exports_a_grpc_server_takes() {
+    let Some(python) = python_peer() else { return };
+    let mut gw = Gateway::start(&config("      num_consumers: 1", OTLP, "traces"));
+    // Ten requests of about 1.1 MB each wait on disk; gathered to the default min_size (8192
+    // spans) they would make exports over the 4 MiB grpcio (like most gRPC servers) takes.
+    let padding = "x".repeat(500);
+    for r in 0..10 {
+        let big: Vec<_> = (0..2000).map(|i| span(&format!("b{r}-{i}-{padding}"), vec![1; 16])).collect();
+        let body = traces_body(big);
+        assert!(body.len() > 1_000_000);
+        let answer =
+            http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let sink = Sink::start_on(&python, gw.dir.path(), gw.port("sink"), &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || sink.spans().len() >= 20_000),
+        "{} of 20000 arrived:\n{}",
+        sink.spans().len(),
+        gw.log()
+    );
+    assert_eq!(gw.metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlp")]), 0.0);
+    let (status, log) = gw.stop();
+    assert!(status.success() && !log.contains("data dropped"), "{log}");
+}
