@@ -550,6 +550,17 @@ mod tests {
         Wal::open(dir, options, |p| p.len() as u64).expect("open")
     }
 
+    /// The first segment file in `dir`.
+    fn first_segment(dir: &Path) -> PathBuf {
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segments.sort();
+        segments.remove(0)
+    }
+
     fn read_all(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
         std::iter::from_fn(|| wal.read().unwrap()).collect()
     }
@@ -674,11 +685,7 @@ mod tests {
             wal.append(&[&[i; 40]]).unwrap();
         }
         // The third record's header is damaged after it was written.
-        let segment = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "seg"))
-            .unwrap();
+        let segment = first_segment(dir.path());
         let mut bytes = std::fs::read(&segment).unwrap();
         bytes[2 * (frame::HEADER + 40)] ^= 0xff;
         std::fs::write(&segment, &bytes).unwrap();
@@ -717,11 +724,7 @@ mod tests {
                 wal.append(&[&[i; 100]]).unwrap();
             }
         }
-        let segment = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "seg"))
-            .unwrap();
+        let segment = first_segment(dir.path());
         let mut bytes = std::fs::read(&segment).unwrap();
         let record = frame::HEADER + 100;
         bytes[3 * record + frame::HEADER + 50] ^= 0xff; // record 3's payload
