@@ -177,6 +177,10 @@ pub struct ConnLimits {
     /// Where connections refused over `max_connections` are counted, by listener address
     /// (`switchyard_listener_refused_connections_total`); see `Metrics::refused_connections`.
     pub refused: Option<prometheus::IntCounterVec>,
+    /// TLS on every connection (the receiver's `tls` key), and where failed handshakes are
+    /// counted (`switchyard_listener_tls_handshake_failures_total`).
+    pub tls: Option<std::sync::Arc<crate::tls::server::ServerTls>>,
+    pub tls_failed: Option<prometheus::IntCounterVec>,
 }
 
 impl Default for ConnLimits {
@@ -197,6 +201,8 @@ impl Default for ConnLimits {
             read_buffer_size: 64 * 1024,
             write_buffer_size: 64 * 1024,
             refused: None,
+            tls: None,
+            tls_failed: None,
         }
     }
 }
@@ -204,7 +210,18 @@ impl Default for ConnLimits {
 impl ConnLimits {
     /// The same limits, counting refused connections into `metrics`.
     pub fn counted(self, metrics: &crate::telemetry::metrics::Metrics) -> ConnLimits {
-        ConnLimits { refused: Some(metrics.refused_connections.clone()), ..self }
+        ConnLimits {
+            refused: Some(metrics.refused_connections.clone()),
+            tls_failed: Some(metrics.tls_handshake_failures.clone()),
+            ..self
+        }
+    }
+
+    /// The same limits, serving TLS as `tls` says (none: plaintext). A certificate or key that
+    /// cannot be read is an error here, so the receiver does not start.
+    pub fn with_tls(self, tls: Option<&crate::tls::server::TlsServerConfig>) -> Result<ConnLimits, String> {
+        let tls = tls.map(|t| t.server(crate::tls::server::Alpn::Http)).transpose()?;
+        Ok(ConnLimits { tls, ..self })
     }
 }
 
@@ -240,48 +257,51 @@ pub async fn serve_with<H, F>(
     F: Future<Output = Response<BoxBody>> + Send + 'static,
 {
     let limits = std::sync::Arc::new(limits);
-    let gate = Gate::new(&listener, limits.max_connections, limits.refused.clone());
+    let gate = std::sync::Arc::new(Gate::new(&listener, limits.max_connections, limits.refused.clone()));
     let mut connections = tokio::task::JoinSet::new();
     while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let activity = std::sync::Arc::new(Activity::new());
-        let in_service = activity.clone();
-        let read_timeout = limits.read_timeout;
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            if !read_timeout.is_zero() {
-                req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
-            }
-            let busy = in_service.begin();
-            let fut = handler(req);
-            async move {
-                let response = fut.await;
-                drop(busy);
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.read_header_timeout)
-            .max_buf_size(limits.read_buffer_size.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval((!limits.keepalive_time.is_zero()).then_some(limits.keepalive_time))
-            .keep_alive_timeout(limits.keepalive_timeout)
-            .max_concurrent_streams(limits.max_concurrent_streams.max(1))
-            .initial_stream_window_size(limits.stream_window)
-            .initial_connection_window_size(limits.connection_window)
-            .max_send_buf_size(limits.write_buffer_size.max(16 * 1024))
-            .max_header_list_size(64 * 1024);
-        let io = Watched::new(stream, limits.write_timeout);
-        let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-        let (limits, shutdown) = (limits.clone(), shutdown.clone());
+        let (limits, shutdown, gate) = (limits.clone(), shutdown.clone(), gate.clone());
         connections.spawn(async move {
             let _slot = slot;
+            let tls = (limits.tls.as_ref(), limits.tls_failed.as_ref());
+            let io = Watched::new(stream, limits.write_timeout);
+            // The handshake has the time a client has for its request headers.
+            let Some(io) = gate.secure(io, tls, limits.read_header_timeout).await else { return };
+            let activity = std::sync::Arc::new(Activity::new());
+            let in_service = activity.clone();
+            let read_timeout = limits.read_timeout;
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                if !read_timeout.is_zero() {
+                    req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
+                }
+                let busy = in_service.begin();
+                let fut = handler(req);
+                async move {
+                    let response = fut.await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.read_header_timeout)
+                .max_buf_size(limits.read_buffer_size.max(8192));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval((!limits.keepalive_time.is_zero()).then_some(limits.keepalive_time))
+                .keep_alive_timeout(limits.keepalive_timeout)
+                .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+                .initial_stream_window_size(limits.stream_window)
+                .initial_connection_window_size(limits.connection_window)
+                .max_send_buf_size(limits.write_buffer_size.max(16 * 1024))
+                .max_header_list_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
             watch_connection(conn, activity, &limits, shutdown).await;
         });
     }
@@ -546,6 +566,77 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
     }
 }
 
+/// A connection a listener serves: plain TCP, or TLS over it (the listener's `tls`). Both are
+/// `Watched`, the TLS one beneath the encryption, so stalls are seen on the socket itself.
+pub enum Conn {
+    Plain(Watched<tokio::net::TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<Watched<tokio::net::TcpStream>>>),
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, data),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Accepts a listener's connections within its `max_connections`: one over it is closed at once
 /// (the client sees the refusal rather than waiting in the backlog) and counted; accept errors
 /// (out of file descriptors, say) are warned at most once a second.
@@ -556,6 +647,7 @@ struct Gate {
     slots: std::sync::Arc<tokio::sync::Semaphore>,
     refusals: crate::telemetry::log_limit::LogLimit,
     accept_errors: crate::telemetry::log_limit::LogLimit,
+    tls_errors: crate::telemetry::log_limit::LogLimit,
 }
 
 impl Gate {
@@ -567,6 +659,33 @@ impl Gate {
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
             refusals: Default::default(),
             accept_errors: Default::default(),
+            tls_errors: Default::default(),
+        }
+    }
+
+    /// The connection as the listener serves it: the TLS handshake first when `tls` has a
+    /// server (within `limit`). A failed handshake is counted and logged (at most once a
+    /// second, with the client's address and the reason) and gives `None`.
+    async fn secure(
+        &self,
+        io: Watched<tokio::net::TcpStream>,
+        (tls, failed): (Option<&std::sync::Arc<crate::tls::server::ServerTls>>, Option<&prometheus::IntCounterVec>),
+        limit: Duration,
+    ) -> Option<Conn> {
+        let Some(tls) = tls else { return Some(Conn::Plain(io)) };
+        let peer = io.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        match tls.accept(io, limit.max(Duration::from_secs(1))).await {
+            Ok(stream) => Some(Conn::Tls(Box::new(stream))),
+            Err(reason) => {
+                if let Some(failed) = failed {
+                    failed.with_label_values(&[&self.local]).inc();
+                }
+                if let Some(held_back) = self.tls_errors.allow() {
+                    tracing::warn!(listener = %self.local, %peer, error = %reason,
+                        suppressed_since_last_warning = held_back, "refused a connection: TLS handshake failed");
+                }
+                None
+            }
         }
     }
 
@@ -616,24 +735,43 @@ pub struct StreamLimits {
     pub idle_timeout: Duration,
     /// Where refused connections are counted (see `ConnLimits::refused`).
     pub refused: Option<prometheus::IntCounterVec>,
+    /// TLS on every connection, and where failed handshakes are counted (as `ConnLimits`).
+    pub tls: Option<std::sync::Arc<crate::tls::server::ServerTls>>,
+    pub tls_failed: Option<prometheus::IntCounterVec>,
 }
 
 impl StreamLimits {
     /// The same limits, counting refused connections into `metrics`.
     pub fn counted(self, metrics: &crate::telemetry::metrics::Metrics) -> StreamLimits {
-        StreamLimits { refused: Some(metrics.refused_connections.clone()), ..self }
+        StreamLimits {
+            refused: Some(metrics.refused_connections.clone()),
+            tls_failed: Some(metrics.tls_handshake_failures.clone()),
+            ..self
+        }
+    }
+
+    /// The same limits, serving TLS as `tls` says (see `ConnLimits::with_tls`).
+    pub fn with_tls(self, tls: Option<&crate::tls::server::TlsServerConfig>) -> Result<StreamLimits, String> {
+        let tls = tls.map(|t| t.server(crate::tls::server::Alpn::None)).transpose()?;
+        Ok(StreamLimits { tls, ..self })
     }
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { max_connections: 1024, idle_timeout: Duration::from_secs(300), refused: None }
+        StreamLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            refused: None,
+            tls: None,
+            tls_failed: None,
+        }
     }
 }
 
-/// A TCP stream whose reads fail with `TimedOut` once nothing has arrived for the listener's
-/// idle timeout while a read waits.
-pub type IdleStream = Watched<tokio::net::TcpStream>;
+/// A stream listener's connection (TLS when the listener has it), whose reads fail with
+/// `TimedOut` once nothing has arrived for the listener's idle timeout while a read waits.
+pub type IdleStream = Conn;
 
 /// Accepts connections on `listener` until `shutdown`, handing each to `connection` within
 /// `limits`; then gives open connections `grace` to finish before closing them.
@@ -644,19 +782,24 @@ pub async fn serve_streams<F, Fut>(
     grace: Duration,
     connection: F,
 ) where
-    F: Fn(IdleStream) -> Fut,
+    F: Fn(IdleStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let gate = Gate::new(&listener, limits.max_connections, limits.refused.clone());
+    let gate = std::sync::Arc::new(Gate::new(&listener, limits.max_connections, limits.refused.clone()));
+    let limits = std::sync::Arc::new(limits);
+    let connection = std::sync::Arc::new(connection);
     let mut connections = tokio::task::JoinSet::new();
     while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
         // A client that stops taking its answers (Fluent Forward acks) is cut off like an idle one.
         let stream = Watched::new(stream, limits.idle_timeout).with_read_idle(limits.idle_timeout);
-        let served = connection(stream);
+        let (gate, limits, connection) = (gate.clone(), limits.clone(), connection.clone());
         connections.spawn(async move {
             let _slot = slot;
-            served.await
+            let tls = (limits.tls.as_ref(), limits.tls_failed.as_ref());
+            if let Some(stream) = gate.secure(stream, tls, Duration::from_secs(10)).await {
+                connection(stream).await
+            }
         });
     }
     drop(listener);

@@ -383,6 +383,18 @@ fn no_secret_reaches_any_output() {
     let (code, out) = validate(dir.path(), &cfg);
     assert_eq!(code, 0, "{out}");
     find_secrets(&mut leaks, "validate of the valid configuration", &out);
+    let certs = common::certs::generate(dir.path());
+    let tls_with_key = |key: &str| {
+        format!(
+            "      http:\n        tls: {{cert_file: \"{}\", key_pem: \"{key}\"}}\n        endpoint: 127.0.0.1:",
+            certs.server_cert.display()
+        )
+    };
+    let bad_key_pem = tls_with_key("-----BEGIN PRIVATE KEY-----\\ns3cr-tls-key-pem\\n-----END PRIVATE KEY-----\\n");
+    // A real key with a secret in a PEM header line (which parsers skip), not this certificate's.
+    let other_key = std::fs::read_to_string(&certs.client_key).unwrap();
+    let wrong_key_pem =
+        tls_with_key(&other_key.replacen("-----\n", "-----\ns3cr-tls-key-pem: x\n", 1).replace('\n', "\\n"));
     let invalid = [
         ("http://s3cr-oh-user:s3cr-oh-pass%2F1@127.0.0.1", "http://s3cr-oh-user:s3cr-oh-pass%2F1@127.0.0 .1"),
         ("http://s3cr-ohx-user:s3cr-ohx-pass@127.0.0.1", "ftp://s3cr-ohx-user:s3cr-ohx-pass@127.0.0.1"),
@@ -398,8 +410,13 @@ fn no_secret_reaches_any_output() {
         ("x-api-key: s3cr-oh-apikey", "x-api-key: \"s3cr-oh-apikey\\n\""),
         ("password: s3cr-es-pass", "password: [s3cr-es-pass]"),
         ("s3cr-prw-pass@127.0.0.1", "s3cr-prw-pass%zz@127.0.0.1"),
+        // A receiver's inline TLS key that does not parse, and one that parses but is not the
+        // certificate's.
+        ("      http:\n        endpoint: 127.0.0.1:", &bad_key_pem),
+        ("      http:\n        endpoint: 127.0.0.1:", &wrong_key_pem),
     ];
     for (from, to) in invalid {
+        let to: &str = to;
         assert!(cfg.contains(from), "the variant's anchor {from:?} is in the configuration");
         let (code, out) = validate(dir.path(), &cfg.replacen(from, to, 1));
         if code == 0 {

@@ -351,8 +351,8 @@ service:
     let mut plain = std::net::TcpStream::connect(("127.0.0.1", gw.port("tls"))).unwrap();
     std::io::Write::write_all(&mut plain, b"21 <13>1 - - - - - - x").unwrap();
     drop(plain);
-    let refused =
-        || gw.metric("switchyard_receiver_invalid_requests_total", &[("receiver", "syslog"), ("code", "tls")]);
+    let listener = format!("127.0.0.1:{}", gw.port("tls"));
+    let refused = || gw.metric("switchyard_listener_tls_handshake_failures_total", &[("listener", &listener)]);
     assert!(eventually(Duration::from_secs(10), || refused() == 1.0), "{}", gw.log());
     assert_eq!(records(&path).len(), 1);
 }

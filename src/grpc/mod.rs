@@ -115,6 +115,8 @@ pub struct GrpcServerConfig<P: DefaultEndpoint> {
     /// Connections served at once (switchyard's key; the collector has none).
     pub max_connections: usize,
     pub keepalive: Keepalive,
+    /// Serve gRPC over TLS (see `tls::server`).
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
     #[serde(skip)]
     default: std::marker::PhantomData<P>,
 }
@@ -170,6 +172,7 @@ impl<P: DefaultEndpoint> Default for GrpcServerConfig<P> {
             write_buffer_size: d.write_buffer_size,
             max_connections: d.max_connections,
             keepalive: Keepalive::default(),
+            tls: None,
             default: std::marker::PhantomData,
         }
     }
@@ -179,6 +182,9 @@ impl<P: DefaultEndpoint> GrpcServerConfig<P> {
     /// Checks the settings; `at` is the key path of this section, for the message.
     pub fn validate(&self, at: &str) -> Result<(), (String, String)> {
         crate::net::check_endpoint(&self.endpoint).map_err(|m| (format!("{at}.endpoint"), m))?;
+        if let Some(tls) = &self.tls {
+            tls.validate().map_err(|(k, m)| (format!("{at}.{k}"), m))?;
+        }
         if !(1..=1024).contains(&self.max_recv_msg_size_mib) {
             return Err((format!("{at}.max_recv_msg_size_mib"), "must be between 1 and 1024".into()));
         }

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub receiver_invalid_requests: IntCounterVec,
     /// Connections a listener closed at once because it had `max_connections` open.
     pub refused_connections: IntCounterVec,
+    /// Connections a TLS listener closed because the handshake failed (no client certificate,
+    /// an untrusted one, a plaintext client, a protocol version or suite not allowed).
+    pub tls_handshake_failures: IntCounterVec,
     /// Configuration reloads (SIGHUP, `--watch`), by `result`: success or failure.
     pub config_reloads: IntCounterVec,
     /// Items a backend refused one by one and that are not retried (Elasticsearch `_bulk`
@@ -150,6 +153,17 @@ impl Metrics {
                 Opts::new(
                     "switchyard_listener_refused_connections_total",
                     "Connections closed as soon as they were accepted because the listener had max_connections open.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric"),
+        ),
+        tls_handshake_failures: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_listener_tls_handshake_failures_total",
+                    "Connections closed because their TLS handshake failed (the reason is logged).",
                 ),
                 &["listener"],
             )

@@ -33,6 +33,8 @@ pub struct FluentForwardConfig {
     /// A connection that sends nothing for this long is closed (switchyard's key).
     #[serde(deserialize_with = "crate::config::deserialize_duration")]
     pub idle_timeout: Duration,
+    /// Serve TLS (Fluent Bit's `tls on`, Fluentd's `transport tls`); see `tls::server`.
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
 }
 
 impl Default for FluentForwardConfig {
@@ -43,6 +45,7 @@ impl Default for FluentForwardConfig {
             max_message_size: 64 * 1024 * 1024,
             max_connections: limits.max_connections,
             idle_timeout: limits.idle_timeout,
+            tls: None,
         }
     }
 }
@@ -55,6 +58,9 @@ impl FluentForwardConfig {
         }
         if self.max_connections == 0 {
             return Err(("max_connections".into(), "must be at least 1".into()));
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         Ok(())
     }
@@ -235,19 +241,14 @@ pub async fn start(
     shutdown: CancellationToken,
     listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
+    let limits = cfg.limits().counted(intake.telemetry()).with_tls(cfg.tls.as_ref())?;
     let listener = listeners.tcp(&cfg.endpoint).await?;
     let local = listener.local_addr().map_err(|e| format!("{}: {e}", cfg.endpoint))?;
-    tracing::info!(receiver = intake.receiver(), endpoint = %local, "Fluent Forward listening");
+    tracing::info!(receiver = intake.receiver(), endpoint = %local, tls = limits.tls.is_some(), "Fluent Forward listening");
     // Heartbeats come over UDP on the same address and port.
     let udp = listeners.udp(&local.to_string()).await.map_err(|e| format!("{e} (UDP, heartbeats)"))?;
     Ok(vec![
-        tokio::spawn(serve(
-            listener,
-            cfg.limits().counted(intake.telemetry()),
-            cfg.max_message_size,
-            intake,
-            shutdown.clone(),
-        )),
+        tokio::spawn(serve(listener, limits, cfg.max_message_size, intake, shutdown.clone())),
         tokio::spawn(heartbeats(udp, shutdown)),
     ])
 }

@@ -18,6 +18,7 @@ const POST_SPANS: &str = "/jaeger.api_v2.CollectorService/PostSpans";
 pub async fn serve(
     cfg: GrpcConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -29,7 +30,7 @@ pub async fn serve(
             Arc::new(move |request| Box::pin(post_spans(intake.clone(), request)))
         })
     };
-    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
+    crate::grpc::serve_unary(listener, limits, cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
 /// One `PostSpans` call; its answer, `PostSpansResponse`, has no fields: its encoding is empty.

@@ -20,11 +20,12 @@ const TRANSPORT: &str = "collector_http";
 pub async fn serve(
     cfg: ThriftHttpConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits().counted(intake.telemetry());
+    let limits = limits.counted(intake.telemetry());
     let limit = usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX);
     let handler = move |req: http::Request<Incoming>| {
         let intake = intake.clone();

@@ -65,6 +65,8 @@ pub struct ThriftHttpConfig {
     pub idle_timeout: std::time::Duration,
     /// Connections served at once (switchyard's key); more are closed at once and counted.
     pub max_connections: usize,
+    /// Serve HTTPS (see `tls::server`).
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
 }
 
 impl ThriftHttpConfig {
@@ -91,6 +93,7 @@ impl Default for ThriftHttpConfig {
             write_timeout: crate::net::ConnLimits::default().write_timeout,
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
+            tls: None,
         }
     }
 }
@@ -135,6 +138,9 @@ impl JaegerReceiverConfig {
         }
         if let Some(h) = &p.thrift_http {
             crate::net::check_endpoint(&h.endpoint).map_err(|m| ("protocols.thrift_http.endpoint".into(), m))?;
+            if let Some(tls) = &h.tls {
+                tls.validate().map_err(|(k, m)| (format!("protocols.thrift_http.{k}"), m))?;
+            }
             if !(1..=MAX_SIZE).contains(&h.max_request_body_size) {
                 return Err((
                     "protocols.thrift_http.max_request_body_size".into(),
@@ -197,14 +203,16 @@ pub async fn start(
         }
     }
     if let Some(h) = p.thrift_http {
+        let limits = h.limits().with_tls(h.tls.as_ref())?;
         let listener = listeners.tcp(&h.endpoint).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger Thrift HTTP listening");
-        tasks.push(tokio::spawn(http::serve(h, listener, intake.clone(), shutdown.clone(), grace)));
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "Jaeger Thrift HTTP listening");
+        tasks.push(tokio::spawn(http::serve(h, listener, limits, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(g) = p.grpc {
+        let limits = g.limits().with_tls(g.tls.as_ref())?;
         let listener = listeners.tcp(&g.endpoint).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Jaeger gRPC listening");
-        tasks.push(tokio::spawn(grpc::serve(g, listener, intake, shutdown, grace)));
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "Jaeger gRPC listening");
+        tasks.push(tokio::spawn(grpc::serve(g, listener, limits, intake, shutdown, grace)));
     }
     Ok(tasks)
 }

@@ -18,6 +18,7 @@ use tonic::{Code, Status};
 pub async fn serve(
     cfg: GrpcConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -28,7 +29,7 @@ pub async fn serve(
         let intake = route_intake.clone();
         Some(Arc::new(move |request| Box::pin(export(intake.clone(), signal, request))))
     };
-    crate::grpc::serve_unary(listener, cfg.limits(), cfg.max_bytes(), intake, route, shutdown, grace).await;
+    crate::grpc::serve_unary(listener, limits, cfg.max_bytes(), intake, route, shutdown, grace).await;
 }
 
 /// One `Export` call: decode, admit, answer.

@@ -44,11 +44,12 @@ struct Routes {
 pub async fn serve(
     cfg: HttpConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits().counted(intake.telemetry());
+    let limits = limits.counted(intake.telemetry());
     let routes = Arc::new(Routes {
         paths: [cfg.traces_url_path, cfg.metrics_url_path, cfg.logs_url_path],
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),

@@ -62,6 +62,8 @@ pub struct HttpConfig {
     pub idle_timeout: std::time::Duration,
     /// Connections served at once (switchyard's key); more are closed at once and counted.
     pub max_connections: usize,
+    /// Serve HTTPS (see `tls::server`).
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
 }
 
 impl HttpConfig {
@@ -91,6 +93,7 @@ impl Default for HttpConfig {
             write_timeout: crate::net::ConnLimits::default().write_timeout,
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
+            tls: None,
         }
     }
 }
@@ -118,6 +121,9 @@ impl OtlpReceiverConfig {
                     return Err((format!("protocols.http.{key}"), format!("\"{p}\" must start with /")));
                 }
             }
+            if let Some(tls) = &h.tls {
+                tls.validate().map_err(|(k, m)| (format!("protocols.http.{k}"), m))?;
+            }
             if !(1..=MAX_BODY).contains(&h.max_request_body_size) {
                 return Err((
                     "protocols.http.max_request_body_size".into(),
@@ -139,14 +145,16 @@ pub async fn start(
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut tasks = Vec::new();
     if let Some(g) = cfg.protocols.grpc {
+        let limits = g.limits().with_tls(g.tls.as_ref())?;
         let listener = listeners.tcp(&g.endpoint).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
-        tasks.push(tokio::spawn(grpc::serve(g, listener, intake.clone(), shutdown.clone(), grace)));
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "OTLP/gRPC listening");
+        tasks.push(tokio::spawn(grpc::serve(g, listener, limits, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(h) = cfg.protocols.http {
+        let limits = h.limits().with_tls(h.tls.as_ref())?;
         let listener = listeners.tcp(&h.endpoint).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/HTTP listening");
-        tasks.push(tokio::spawn(http::serve(h, listener, intake, shutdown, grace)));
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "OTLP/HTTP listening");
+        tasks.push(tokio::spawn(http::serve(h, listener, limits, intake, shutdown, grace)));
     }
     Ok(tasks)
 }

@@ -33,11 +33,12 @@ struct Settings {
 pub async fn serve(
     cfg: PrometheusRemoteWriteReceiverConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits().counted(intake.telemetry());
+    let limits = limits.counted(intake.telemetry());
     let settings = Arc::new(Settings {
         accept_v1: cfg.accepted_protobuf_messages.iter().any(|m| m == V1),
         accept_v2: cfg.accepted_protobuf_messages.iter().any(|m| m == V2),

@@ -34,6 +34,8 @@ pub struct PrometheusRemoteWriteReceiverConfig {
     pub idle_timeout: std::time::Duration,
     /// Connections served at once (switchyard's key); more are closed at once and counted.
     pub max_connections: usize,
+    /// Serve HTTPS (see `tls::server`).
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
 }
 
 impl Default for PrometheusRemoteWriteReceiverConfig {
@@ -47,6 +49,7 @@ impl Default for PrometheusRemoteWriteReceiverConfig {
             write_timeout: crate::net::ConnLimits::default().write_timeout,
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
+            tls: None,
         }
     }
 }
@@ -66,6 +69,9 @@ impl PrometheusRemoteWriteReceiverConfig {
 
     pub fn validate(&self) -> Result<(), (String, String)> {
         crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         if self.accepted_protobuf_messages.is_empty() {
             return Err(("accepted_protobuf_messages".into(), format!("list at least one of {V1} and {V2}")));
         }
@@ -89,9 +95,10 @@ pub async fn start(
     grace: Duration,
     listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
+    let limits = cfg.limits().with_tls(cfg.tls.as_ref())?;
     let listener = listeners.tcp(&cfg.endpoint).await?;
-    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Prometheus remote write listening");
-    Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
+    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "Prometheus remote write listening");
+    Ok(vec![tokio::spawn(http::serve(cfg, listener, limits, intake, shutdown, grace))])
 }
 
 /// The `prometheusremotewrite` receiver's registration.

@@ -196,16 +196,16 @@ pub async fn start(
         tasks.push(tokio::spawn(serve_udp(socket, parser.clone(), intake.clone(), shutdown.clone())));
     }
     if let Some(t) = &cfg.tcp {
-        let acceptor = t.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
-        let listener = listeners.tcp(&t.listen_address).await?;
-        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = acceptor.is_some(), "syslog TCP listening");
         let limits = crate::net::StreamLimits {
             max_connections: t.max_connections,
             idle_timeout: t.idle_timeout,
-            refused: None,
+            ..Default::default()
         }
-        .counted(intake.telemetry());
-        tasks.push(tokio::spawn(serve_tcp(listener, limits, acceptor, parser, cfg.max_log_size, intake, shutdown)));
+        .counted(intake.telemetry())
+        .with_tls(t.tls.as_ref())?;
+        let listener = listeners.tcp(&t.listen_address).await?;
+        tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "syslog TCP listening");
+        tasks.push(tokio::spawn(serve_tcp(listener, limits, parser, cfg.max_log_size, intake, shutdown)));
     }
     Ok(tasks)
 }
@@ -239,7 +239,6 @@ async fn serve_udp(
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
     limits: crate::net::StreamLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     parser: Arc<Parser>,
     max: usize,
     intake: Arc<Intake>,
@@ -248,18 +247,9 @@ async fn serve_tcp(
     let bad = Arc::new(BadInput::new(intake.clone(), "tcp"));
     let shutdown_for_connections = shutdown.clone();
     let serve_one = move |stream: crate::net::IdleStream| {
-        let (parser, intake, bad, stop, tls) =
-            (parser.clone(), intake.clone(), bad.clone(), shutdown_for_connections.clone(), tls.clone());
-        async move {
-            match tls {
-                None => connection(stream, &parser, max, &intake, &bad, stop).await,
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => connection(tls_stream, &parser, max, &intake, &bad, stop).await,
-                    Ok(Err(e)) => bad.report("tls", &format!("TLS handshake failed: {e}")),
-                    Err(_) => bad.report("tls", "TLS handshake not finished within 10 s"),
-                },
-            }
-        }
+        let (parser, intake, bad, stop) =
+            (parser.clone(), intake.clone(), bad.clone(), shutdown_for_connections.clone());
+        async move { connection(stream, &parser, max, &intake, &bad, stop).await }
     };
     // Connections finish what they have read; those still open after a moment are closed.
     crate::net::serve_streams(listener, limits, shutdown, Duration::from_secs(2), serve_one).await;

@@ -24,11 +24,12 @@ struct Settings {
 pub async fn serve(
     cfg: ZipkinReceiverConfig,
     listener: TcpListener,
+    limits: crate::net::ConnLimits,
     intake: Arc<Intake>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let limits = cfg.limits().counted(intake.telemetry());
+    let limits = limits.counted(intake.telemetry());
     let settings = Arc::new(Settings {
         limit: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         parse_string_tags: cfg.parse_string_tags,

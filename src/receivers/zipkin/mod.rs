@@ -34,6 +34,8 @@ pub struct ZipkinReceiverConfig {
     pub idle_timeout: std::time::Duration,
     /// Connections served at once (switchyard's key); more are closed at once and counted.
     pub max_connections: usize,
+    /// Serve HTTPS (see `tls::server`).
+    pub tls: Option<crate::tls::server::TlsServerConfig>,
 }
 
 impl Default for ZipkinReceiverConfig {
@@ -47,6 +49,7 @@ impl Default for ZipkinReceiverConfig {
             write_timeout: crate::net::ConnLimits::default().write_timeout,
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
+            tls: None,
         }
     }
 }
@@ -69,6 +72,9 @@ impl ZipkinReceiverConfig {
     /// Checks what serde cannot: returns the offending key (relative) and the message.
     pub fn validate(&self) -> Result<(), (String, String)> {
         crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         if !(1..=MAX_BODY).contains(&self.max_request_body_size) {
             return Err(("max_request_body_size".into(), format!("must be between 1 and {MAX_BODY} (1 GiB)")));
         }
@@ -84,9 +90,10 @@ pub async fn start(
     grace: Duration,
     listeners: crate::net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
+    let limits = cfg.limits().with_tls(cfg.tls.as_ref())?;
     let listener = listeners.tcp(&cfg.endpoint).await?;
-    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "Zipkin listening");
-    Ok(vec![tokio::spawn(http::serve(cfg, listener, intake, shutdown, grace))])
+    tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "Zipkin listening");
+    Ok(vec![tokio::spawn(http::serve(cfg, listener, limits, intake, shutdown, grace))])
 }
 
 /// The `zipkin` receiver's registration.

@@ -9,6 +9,8 @@
 #   target/peers/venv/bin/python tests/peers/python/otel_send.py \
 #       --signal traces|metrics|logs --protocol grpc|grpc-gzip|http-protobuf \
 #       --endpoint http://127.0.0.1:PORT --out SUMMARY.json [--count N] [--timeout SECS]
+#       [--ca-file CA.pem [--client-cert C.pem --client-key K.pem]] [--header KEY=VALUE ...]
+# With --ca-file the exporter speaks TLS (gRPC channel credentials; HTTP certificate_file).
 
 import argparse
 import json
@@ -25,6 +27,9 @@ def _sanitize_env():
     test environment, and never route loopback traffic through an HTTP proxy."""
     for key in [k for k in os.environ if k.startswith("OTEL_")]:
         del os.environ[key]
+    # requests lets these override a session's own CA (certificate_file): --ca-file must win.
+    for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(key, None)
     for key in ("no_proxy", "NO_PROXY", "no_grpc_proxy"):
         cur = os.environ.get(key, "")
         os.environ[key] = ",".join(x for x in (cur, "127.0.0.1,localhost,::1") if x)
@@ -83,16 +88,31 @@ def int_or_zero(v):
 # --------------------------------------------------------------------------
 
 
-def make_otlp_exporter(signal, protocol, endpoint, timeout):
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_otlp_exporter(signal, protocol, endpoint, timeout, tls=None, headers=None):
+    """tls: None (plaintext) or dict(ca_file, client_cert, client_key); headers: dict."""
     if protocol in ("grpc", "grpc-gzip"):
+        import grpc
         from grpc import Compression
 
         kw = dict(
             endpoint=endpoint,
-            insecure=True,
+            insecure=tls is None,
             timeout=timeout,
             compression=Compression.Gzip if protocol == "grpc-gzip" else Compression.NoCompression,
         )
+        if tls is not None:
+            kw["credentials"] = grpc.ssl_channel_credentials(
+                root_certificates=read(tls["ca_file"]),
+                private_key=read(tls["client_key"]) if tls.get("client_key") else None,
+                certificate_chain=read(tls["client_cert"]) if tls.get("client_cert") else None,
+            )
+        if headers:
+            kw["headers"] = headers
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as E
         elif signal == "metrics":
@@ -108,6 +128,13 @@ def make_otlp_exporter(signal, protocol, endpoint, timeout):
         timeout=timeout,
         compression=Compression.Gzip if protocol == "http-protobuf-gzip" else Compression.NoCompression,
     )
+    if tls is not None:
+        kw["certificate_file"] = tls["ca_file"]
+        if tls.get("client_cert"):
+            kw["client_certificate_file"] = tls["client_cert"]
+            kw["client_key_file"] = tls["client_key"]
+    if headers:
+        kw["headers"] = headers
     if signal == "traces":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as E
     elif signal == "metrics":
@@ -173,7 +200,7 @@ def send_traces(args, resource, ledger):
     # One batch, exported on force_flush -> one OTLP request for all spans.
     provider.add_span_processor(
         BatchSpanProcessor(
-            CheckedSpanExporter(make_otlp_exporter("traces", args.protocol, args.endpoint, args.timeout)),
+            CheckedSpanExporter(make_otlp_exporter("traces", args.protocol, args.endpoint, args.timeout, *security(args))),
             schedule_delay_millis=3_600_000,
             max_export_batch_size=max(512, args.count + 1),
             max_queue_size=max(2048, args.count + 1),
@@ -279,7 +306,7 @@ def send_metrics(args, resource, ledger):
     # math.inf interval: no background thread, so exactly one export happens,
     # when we call force_flush (shutdown does not collect again).
     reader = PeriodicExportingMetricReader(
-        CheckedMetricExporter(make_otlp_exporter("metrics", args.protocol, args.endpoint, args.timeout)),
+        CheckedMetricExporter(make_otlp_exporter("metrics", args.protocol, args.endpoint, args.timeout, *security(args))),
         export_interval_millis=math.inf,
         export_timeout_millis=args.timeout * 1000 + 5000,
     )
@@ -393,7 +420,7 @@ def send_logs(args, resource, ledger):
     provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
     provider.add_log_record_processor(
         BatchLogRecordProcessor(
-            CheckedLogExporter(make_otlp_exporter("logs", args.protocol, args.endpoint, args.timeout)),
+            CheckedLogExporter(make_otlp_exporter("logs", args.protocol, args.endpoint, args.timeout, *security(args))),
             schedule_delay_millis=3_600_000,
             max_export_batch_size=max(512, args.count + 1),
             max_queue_size=max(2048, args.count + 1),
@@ -447,6 +474,20 @@ def send_logs(args, resource, ledger):
 # --------------------------------------------------------------------------
 
 
+def security(args):
+    """The exporter's TLS settings and headers from the command line."""
+    tls = None
+    if args.ca_file:
+        tls = dict(ca_file=args.ca_file, client_cert=args.client_cert, client_key=args.client_key)
+    headers = {}
+    for h in args.header:
+        key, sep, value = h.partition("=")
+        if not sep:
+            die(f"--header {h!r}: expected KEY=VALUE", 2)
+        headers[key.strip().lower()] = value
+    return tls, headers or None
+
+
 def main():
     ap = argparse.ArgumentParser(description="OpenTelemetry Python SDK test peer for switchyard")
     ap.add_argument("--signal", required=True, choices=sorted(SIGNAL_PATHS))
@@ -455,6 +496,10 @@ def main():
     ap.add_argument("--out", required=True, help="where to write the JSON summary")
     ap.add_argument("--count", type=int, default=3, help="spans / log records / counter increments (default 3)")
     ap.add_argument("--timeout", type=float, default=10.0, help="exporter timeout in seconds (default 10)")
+    ap.add_argument("--ca-file", help="speak TLS, trusting this CA (PEM)")
+    ap.add_argument("--client-cert", help="client certificate (PEM) for mutual TLS")
+    ap.add_argument("--client-key", help="client key (PEM) for mutual TLS")
+    ap.add_argument("--header", action="append", default=[], help="KEY=VALUE sent with every export")
     args = ap.parse_args()
     if args.count < 1:
         die("--count must be >= 1", 2)
