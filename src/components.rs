@@ -36,6 +36,9 @@ pub const ALL: &[&Registration] = &[
     &exporters::prometheusremotewrite::REGISTRATION,
     &extensions::file_storage::REGISTRATION,
     &extensions::health_check::REGISTRATION,
+    &crate::auth::bearer::REGISTRATION,
+    &crate::auth::basic::REGISTRATION,
+    &crate::auth::oidc::REGISTRATION,
 ];
 
 /// The registration of the `kind` type called `type_name` (or one of its aliases).

@@ -2,6 +2,7 @@
 //! processors batch and transform it, and exporters fan it out to backends.
 
 pub mod attributes;
+pub mod auth;
 pub mod body;
 pub mod components;
 pub mod compression;

@@ -303,6 +303,21 @@ impl Config {
             let node = locate(source, key);
             return Err(ConfigError::new(&node.loc, format!("{}.{id}.{key}", kind.section()), problem));
         }
+        // An `auth.authenticator` names a server authenticator extension that service.extensions lists.
+        for (id, d) in &receivers {
+            for (key, name) in d.settings.authenticators() {
+                let listed = service_extensions.iter().find(|e| e.to_string() == name);
+                let problem = match listed {
+                    None => format!("no extension {name} is defined and listed in service.extensions"),
+                    Some(e) if extensions[e].settings.server_authenticator().is_none() => format!(
+                        "extension {name} does not authenticate requests (use bearertokenauth, basicauth with htpasswd, or oidc)"
+                    ),
+                    Some(_) => continue,
+                };
+                let node = locate(&d.source, &key);
+                return Err(ConfigError::new(&node.loc, format!("receivers.{id}.{key}.authenticator"), problem));
+            }
+        }
         Ok(Config {
             receivers,
             processors,

@@ -181,6 +181,9 @@ pub struct ConnLimits {
     /// counted (`switchyard_listener_tls_handshake_failures_total`).
     pub tls: Option<std::sync::Arc<crate::tls::server::ServerTls>>,
     pub tls_failed: Option<prometheus::IntCounterVec>,
+    /// Who may send: every request is authenticated before its handler runs (the receiver's
+    /// `auth` key); see `auth::Guard`.
+    pub auth: Option<std::sync::Arc<crate::auth::Guard>>,
 }
 
 impl Default for ConnLimits {
@@ -203,6 +206,7 @@ impl Default for ConnLimits {
             refused: None,
             tls: None,
             tls_failed: None,
+            auth: None,
         }
     }
 }
@@ -222,6 +226,18 @@ impl ConnLimits {
     pub fn with_tls(self, tls: Option<&crate::tls::server::TlsServerConfig>) -> Result<ConnLimits, String> {
         let tls = tls.map(|t| t.server(crate::tls::server::Alpn::Http)).transpose()?;
         Ok(ConnLimits { tls, ..self })
+    }
+
+    /// The same limits, authenticating every request of `receiver` with the extension `auth`
+    /// names (none: no authentication).
+    pub fn with_auth(
+        self,
+        auth: Option<&crate::auth::AuthSettings>,
+        authenticators: &crate::auth::Authenticators,
+        intake: &crate::pipeline::Intake,
+    ) -> Result<ConnLimits, String> {
+        let auth = authenticators.guard(auth, intake.receiver(), intake.telemetry())?;
+        Ok(ConnLimits { auth, ..self })
     }
 }
 
@@ -273,14 +289,23 @@ pub async fn serve_with<H, F>(
             let activity = std::sync::Arc::new(Activity::new());
             let in_service = activity.clone();
             let read_timeout = limits.read_timeout;
+            let guard = limits.auth.clone();
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if !read_timeout.is_zero() {
                     req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
                 }
                 let busy = in_service.begin();
-                let fut = handler(req);
+                let (handler, guard) = (handler.clone(), guard.clone());
                 async move {
-                    let response = fut.await;
+                    // Credentials are checked before the handler reads a byte of the body.
+                    let checked = match &guard {
+                        Some(g) => g.check(&mut req).await,
+                        None => Ok(()),
+                    };
+                    let response = match checked {
+                        Ok(()) => handler(req).await,
+                        Err(refusal) => refusal,
+                    };
                     drop(busy);
                     Ok::<_, Infallible>(response)
                 }

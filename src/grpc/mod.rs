@@ -117,6 +117,8 @@ pub struct GrpcServerConfig<P: DefaultEndpoint> {
     pub keepalive: Keepalive,
     /// Serve gRPC over TLS (see `tls::server`).
     pub tls: Option<crate::tls::server::TlsServerConfig>,
+    /// Authenticate every request with this authenticator extension (see `auth`).
+    pub auth: Option<crate::auth::AuthSettings>,
     #[serde(skip)]
     default: std::marker::PhantomData<P>,
 }
@@ -173,6 +175,7 @@ impl<P: DefaultEndpoint> Default for GrpcServerConfig<P> {
             max_connections: d.max_connections,
             keepalive: Keepalive::default(),
             tls: None,
+            auth: None,
             default: std::marker::PhantomData,
         }
     }

@@ -130,14 +130,16 @@ pub struct Batch {
 /// Client request metadata, as receivers attach it to what they admit.
 pub type Context = Arc<Vec<(String, String)>>;
 
-/// A request's headers (gRPC metadata) as a batch's context, names lower-cased.
-pub fn context_from_headers(headers: &http::HeaderMap) -> Context {
-    Arc::new(
-        headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
-            .collect(),
-    )
+/// A request's headers (gRPC metadata) as a batch's context, names lower-cased, followed by
+/// who it was authenticated as (`auth.<name>`, from `auth::Identity` in its extensions). A
+/// client's own headers named `auth.…` are left out, so that none can pass for an identity.
+pub fn request_context(headers: &http::HeaderMap, extensions: &http::Extensions) -> Context {
+    let sent = headers
+        .iter()
+        .filter(|(k, _)| !k.as_str().starts_with("auth."))
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())));
+    let identity = extensions.get::<crate::auth::Identity>().into_iter().flat_map(|i| &i.0);
+    Arc::new(sent.chain(identity.map(|(k, v)| (format!("auth.{k}"), v.clone()))).collect())
 }
 
 impl Batch {

@@ -45,6 +45,8 @@ pub struct ReceiverContext {
     /// Where it listens from (`Listeners::tcp`, `udp`): a replaced receiver's successor takes
     /// over its sockets.
     pub listeners: crate::net::Listeners,
+    /// The running authenticator extensions, for its listeners' `auth` keys.
+    pub auth: crate::auth::Authenticators,
 }
 
 /// The settings of one receiver, which can start it.
@@ -62,6 +64,11 @@ pub trait ReceiverSettings: std::fmt::Debug + Send + Sync + 'static {
     /// The extension it keeps state in (`storage:`), if any.
     fn storage(&self) -> Option<&str> {
         None
+    }
+    /// The authenticator extensions its listeners name (`auth.authenticator`), with the key
+    /// that names each.
+    fn authenticators(&self) -> Vec<(String, &str)> {
+        Vec::new()
     }
     fn start(&self, ctx: ReceiverContext) -> BoxFuture<'_, Result<Tasks, String>>;
 }
@@ -134,6 +141,11 @@ pub trait ExtensionSettings: std::fmt::Debug + Send + Sync + 'static {
     /// For a storage extension: where it keeps state (see `StorageLocation`). `None` for
     /// extensions that keep no state for others.
     fn storage(&self) -> Option<Result<StorageLocation, String>> {
+        None
+    }
+    /// For an authenticator extension with a server side (`bearertokenauth`, `basicauth` with
+    /// `htpasswd`, `oidc`): what checks requests. `None` for other extensions.
+    fn server_authenticator(&self) -> Option<Result<Arc<dyn crate::auth::ServerAuthenticator>, String>> {
         None
     }
 }

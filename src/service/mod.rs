@@ -106,6 +106,8 @@ pub struct RunningService {
     abandoned: Abandoned,
     config: Option<Config>,
     extensions: BTreeMap<ComponentId, (Defined<dyn ExtensionSettings>, Running)>,
+    /// The authenticators of the running extensions, which receivers look up per request.
+    authenticators: crate::auth::Authenticators,
     self_metrics: Option<(Vec<crate::telemetry::readers::ReaderConfig>, Running)>,
     budgets: BTreeMap<ComponentId, Budget>,
     default_budget: Option<Arc<Capacity>>,
@@ -133,6 +135,7 @@ impl RunningService {
             abandoned: Abandoned::default(),
             config: None,
             extensions: BTreeMap::new(),
+            authenticators: Default::default(),
             self_metrics: None,
             budgets: BTreeMap::new(),
             default_budget: None,
@@ -561,6 +564,7 @@ impl RunningService {
             grace,
             storage,
             listeners: listeners.clone(),
+            auth: self.authenticators.clone(),
         };
         let tasks = defined.settings.start(ctx).await;
         listeners.settle();
@@ -583,6 +587,7 @@ impl RunningService {
             if let Some((_, run)) = self.extensions.remove(&id) {
                 run.stop().await;
             }
+            self.authenticators.remove(&id.to_string());
         }
         for id in &new.service_extensions {
             let defined = &new.extensions[id];
@@ -598,7 +603,18 @@ impl RunningService {
                 stop: stop.clone(),
                 listeners: listeners.clone(),
             };
-            let started = defined.settings.start(ctx).await;
+            let started = match defined.settings.server_authenticator() {
+                // An authenticator is ready before the extension counts as started.
+                Some(Err(m)) => Err(m),
+                Some(Ok(auth)) => {
+                    let started = defined.settings.start(ctx).await;
+                    if started.is_ok() {
+                        self.authenticators.set_server(&id.to_string(), auth);
+                    }
+                    started
+                }
+                None => defined.settings.start(ctx).await,
+            };
             listeners.settle();
             match started {
                 Ok(tasks) => {

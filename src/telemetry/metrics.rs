@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Connections a TLS listener closed because the handshake failed (no client certificate,
     /// an untrusted one, a plaintext client, a protocol version or suite not allowed).
     pub tls_handshake_failures: IntCounterVec,
+    /// Requests refused because their credentials did not authenticate, by receiver and
+    /// authenticator extension.
+    pub auth_failures: IntCounterVec,
     /// Configuration reloads (SIGHUP, `--watch`), by `result`: success or failure.
     pub config_reloads: IntCounterVec,
     /// Items a backend refused one by one and that are not retried (Elasticsearch `_bulk`
@@ -166,6 +169,17 @@ impl Metrics {
                     "Connections closed because their TLS handshake failed (the reason is logged).",
                 ),
                 &["listener"],
+            )
+            .expect("valid metric"),
+        ),
+        auth_failures: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_receiver_auth_failures_total",
+                    "Requests refused (401, UNAUTHENTICATED) because their credentials did not authenticate.",
+                ),
+                &["receiver", "authenticator"],
             )
             .expect("valid metric"),
         ),

@@ -119,10 +119,17 @@ impl Action {
             (Some(v), None, None) if upsert_like => Source::Value(v.any()),
             (None, Some(a), None) if upsert_like => Source::Attribute(a.clone()),
             (None, None, Some(c)) if upsert_like => {
-                // `metadata.<header>` as in the collector, or the bare header name.
-                let key = c.strip_prefix("metadata.").unwrap_or(c).to_ascii_lowercase();
-                if key.is_empty() || c.starts_with("auth.") {
-                    return Err(("from_context".into(), format!("\"{c}\": use metadata.<request header name>")));
+                // `metadata.<header>` as in the collector, or the bare header name; `auth.<name>`
+                // for who the request was authenticated as (`auth.subject`, `auth.username`).
+                let key = match c.strip_prefix("auth.") {
+                    Some(name) => format!("auth.{name}"),
+                    None => c.strip_prefix("metadata.").unwrap_or(c).to_ascii_lowercase(),
+                };
+                if key.is_empty() || key == "auth." {
+                    return Err((
+                        "from_context".into(),
+                        format!("\"{c}\": use metadata.<request header name> or auth.<attribute>"),
+                    ));
                 }
                 Source::Context(key)
             }
@@ -332,10 +339,7 @@ mod tests {
             err(serde_json::json!({"key": "a", "action": "convert", "converted_type": "float"})).0,
             "converted_type"
         );
-        assert_eq!(
-            err(serde_json::json!({"key": "a", "from_context": "auth.subject", "action": "upsert"})).0,
-            "from_context"
-        );
+        assert_eq!(err(serde_json::json!({"key": "a", "from_context": "auth.", "action": "upsert"})).0, "from_context");
     }
 
     #[test]

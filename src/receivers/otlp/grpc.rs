@@ -37,7 +37,7 @@ async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Byt
     if !intake.accepts(signal) {
         return Err(Status::unimplemented(format!("receiver {} is in no {signal} pipeline", intake.receiver())));
     }
-    let context = crate::pipeline::context_from_headers(&request.metadata().clone().into_headers());
+    let context = crate::pipeline::request_context(&request.metadata().clone().into_headers(), request.extensions());
     let checked = scan_protobuf(signal, request.into_inner())
         .map(|scanned| (intake.claim_decode(scanned.decoded_bytes()), scanned));
     let decoded = match checked {

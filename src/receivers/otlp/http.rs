@@ -104,7 +104,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         }
     };
     let encoding = content_encoding(req.headers());
-    let context = crate::pipeline::context_from_headers(req.headers());
+    let context = crate::pipeline::request_context(req.headers(), req.extensions());
     let deadline = net::read_deadline(&req);
     let raw = match read_body(req.into_body(), routes.limit, deadline).await {
         Ok(b) => b,

@@ -64,6 +64,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Serve HTTPS (see `tls::server`).
     pub tls: Option<crate::tls::server::TlsServerConfig>,
+    /// Authenticate every request with this authenticator extension (see `auth`).
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl HttpConfig {
@@ -94,6 +96,7 @@ impl Default for HttpConfig {
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -142,16 +145,17 @@ pub async fn start(
     shutdown: CancellationToken,
     grace: Duration,
     listeners: crate::net::Listeners,
+    auth: crate::auth::Authenticators,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut tasks = Vec::new();
     if let Some(g) = cfg.protocols.grpc {
-        let limits = g.limits().with_tls(g.tls.as_ref())?;
+        let limits = g.limits().with_tls(g.tls.as_ref())?.with_auth(g.auth.as_ref(), &auth, &intake)?;
         let listener = listeners.tcp(&g.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "OTLP/gRPC listening");
         tasks.push(tokio::spawn(grpc::serve(g, listener, limits, intake.clone(), shutdown.clone(), grace)));
     }
     if let Some(h) = cfg.protocols.http {
-        let limits = h.limits().with_tls(h.tls.as_ref())?;
+        let limits = h.limits().with_tls(h.tls.as_ref())?.with_auth(h.auth.as_ref(), &auth, &intake)?;
         let listener = listeners.tcp(&h.endpoint).await?;
         tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "OTLP/HTTP listening");
         tasks.push(tokio::spawn(http::serve(h, listener, limits, intake, shutdown, grace)));
@@ -167,6 +171,13 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 );
 
 impl crate::pipeline::component::ReceiverSettings for OtlpReceiverConfig {
+    fn authenticators(&self) -> Vec<(String, &str)> {
+        let p = &self.protocols;
+        let grpc = p.grpc.as_ref().and_then(|g| g.auth.as_ref()).map(|a| ("protocols.grpc.auth".to_string(), a));
+        let http = p.http.as_ref().and_then(|h| h.auth.as_ref()).map(|a| ("protocols.http.auth".to_string(), a));
+        grpc.into_iter().chain(http).map(|(k, a)| (k, a.authenticator.as_str())).collect()
+    }
+
     fn validate(&self) -> crate::pipeline::component::Checked {
         OtlpReceiverConfig::validate(self).map_err(Into::into)
     }
@@ -175,6 +186,6 @@ impl crate::pipeline::component::ReceiverSettings for OtlpReceiverConfig {
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners, ctx.auth))
     }
 }

@@ -36,6 +36,8 @@ pub struct PrometheusRemoteWriteReceiverConfig {
     pub max_connections: usize,
     /// Serve HTTPS (see `tls::server`).
     pub tls: Option<crate::tls::server::TlsServerConfig>,
+    /// Authenticate every request with this authenticator extension (see `auth`).
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl Default for PrometheusRemoteWriteReceiverConfig {
@@ -50,6 +52,7 @@ impl Default for PrometheusRemoteWriteReceiverConfig {
             idle_timeout: crate::net::ConnLimits::default().idle_timeout,
             max_connections: crate::net::ConnLimits::default().max_connections,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -94,8 +97,9 @@ pub async fn start(
     shutdown: CancellationToken,
     grace: Duration,
     listeners: crate::net::Listeners,
+    auth: crate::auth::Authenticators,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let limits = cfg.limits().with_tls(cfg.tls.as_ref())?;
+    let limits = cfg.limits().with_tls(cfg.tls.as_ref())?.with_auth(cfg.auth.as_ref(), &auth, &intake)?;
     let listener = listeners.tcp(&cfg.endpoint).await?;
     tracing::info!(receiver = intake.receiver(), endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = limits.tls.is_some(), "Prometheus remote write listening");
     Ok(vec![tokio::spawn(http::serve(cfg, listener, limits, intake, shutdown, grace))])
@@ -110,6 +114,10 @@ pub const REGISTRATION: crate::registry::Registration =
     );
 
 impl crate::pipeline::component::ReceiverSettings for PrometheusRemoteWriteReceiverConfig {
+    fn authenticators(&self) -> Vec<(String, &str)> {
+        self.auth.iter().map(|a| ("auth".to_string(), a.authenticator.as_str())).collect()
+    }
+
     fn validate(&self) -> crate::pipeline::component::Checked {
         PrometheusRemoteWriteReceiverConfig::validate(self).map_err(Into::into)
     }
@@ -118,6 +126,6 @@ impl crate::pipeline::component::ReceiverSettings for PrometheusRemoteWriteRecei
         &self,
         ctx: crate::pipeline::component::ReceiverContext,
     ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners))
+        Box::pin(start(self.clone(), ctx.intake, ctx.stop, ctx.grace, ctx.listeners, ctx.auth))
     }
 }
