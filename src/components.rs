@@ -39,6 +39,8 @@ pub const ALL: &[&Registration] = &[
     &crate::auth::bearer::REGISTRATION,
     &crate::auth::basic::REGISTRATION,
     &crate::auth::oidc::REGISTRATION,
+    &crate::auth::oauth2client::REGISTRATION,
+    &crate::auth::headers_setter::REGISTRATION,
 ];
 
 /// The registration of the `kind` type called `type_name` (or one of its aliases).

@@ -318,6 +318,20 @@ impl Config {
                 return Err(ConfigError::new(&node.loc, format!("receivers.{id}.{key}.authenticator"), problem));
             }
         }
+        // An exporter's `auth.authenticator` names a client authenticator extension.
+        for (id, d) in &exporters {
+            let Some(name) = d.settings.authenticator() else { continue };
+            let listed = service_extensions.iter().find(|e| e.to_string() == name);
+            let problem = match listed {
+                None => format!("no extension {name} is defined and listed in service.extensions"),
+                Some(e) if extensions[e].settings.client_authenticator().is_none() => format!(
+                    "extension {name} does not authenticate exporters (use bearertokenauth, basicauth with client_auth, oauth2client or headers_setter)"
+                ),
+                Some(_) => continue,
+            };
+            let node = locate(&d.source, "auth");
+            return Err(ConfigError::new(&node.loc, format!("exporters.{id}.auth.authenticator"), problem));
+        }
         Ok(Config {
             receivers,
             processors,

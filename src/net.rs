@@ -184,6 +184,10 @@ pub struct ConnLimits {
     /// Who may send: every request is authenticated before its handler runs (the receiver's
     /// `auth` key); see `auth::Guard`.
     pub auth: Option<std::sync::Arc<crate::auth::Guard>>,
+    /// Keep each request's headers (gRPC metadata) as the context of its data (the
+    /// receiver's `include_metadata`), for processors, the batch processor's `metadata_keys`
+    /// and exporters' `headers_setter`.
+    pub include_metadata: bool,
 }
 
 impl Default for ConnLimits {
@@ -207,6 +211,7 @@ impl Default for ConnLimits {
             tls: None,
             tls_failed: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }
@@ -289,7 +294,7 @@ pub async fn serve_with<H, F>(
             let activity = std::sync::Arc::new(Activity::new());
             let in_service = activity.clone();
             let read_timeout = limits.read_timeout;
-            let guard = limits.auth.clone();
+            let (guard, include_metadata) = (limits.auth.clone(), limits.include_metadata);
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if !read_timeout.is_zero() {
                     req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
@@ -302,6 +307,13 @@ pub async fn serve_with<H, F>(
                         Some(g) => g.check(&mut req).await,
                         None => Ok(()),
                     };
+                    if include_metadata || guard.is_some() {
+                        let context =
+                            crate::pipeline::request_context(req.headers(), req.extensions(), include_metadata);
+                        if let Some(c) = context {
+                            req.extensions_mut().insert(crate::pipeline::RequestContext(c));
+                        }
+                    }
                     let response = match checked {
                         Ok(()) => handler(req).await,
                         Err(refusal) => refusal,

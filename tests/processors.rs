@@ -352,6 +352,7 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:{http}
+        include_metadata: true
 processors:
   attributes:
     actions:

@@ -245,6 +245,40 @@ fn dummy_bcrypt() -> &'static str {
     })
 }
 
+/// The client side: the `Authorization` value `client_auth` gives.
+pub struct BasicAuthClient {
+    value: Secret,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for BasicAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BasicAuthClient")
+    }
+}
+
+impl super::client::ClientAuthenticator for BasicAuthClient {
+    fn apply<'a>(
+        &'a self,
+        headers: &'a mut http::HeaderMap,
+        _context: Option<&'a [(String, String)]>,
+    ) -> BoxFuture<'a, Result<(), crate::pipeline::ExportError>> {
+        Box::pin(async move {
+            let mut value = http::HeaderValue::from_str(self.value.expose()).map_err(|_| {
+                crate::pipeline::ExportError::Permanent { reason: "client_auth does not fit in a header".into() }
+            })?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let encoded = self.value.expose().trim_start_matches("Basic ").to_string();
+        [Some(encoded), self.password.clone()].into_iter().flatten().collect()
+    }
+}
+
 /// The `basicauth` extension's registration.
 pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::extension::<BasicAuthConfig>(
     "basicauth",
@@ -270,6 +304,12 @@ impl crate::pipeline::component::ExtensionSettings for BasicAuthConfig {
                 .map(|users| std::sync::Arc::new(BasicAuthServer { users }) as std::sync::Arc<dyn ServerAuthenticator>)
                 .map_err(|(k, m)| format!("htpasswd.{k}: {m}")),
         )
+    }
+
+    fn client_authenticator(&self) -> Option<Result<std::sync::Arc<dyn super::client::ClientAuthenticator>, String>> {
+        let value = self.client_header()?;
+        let password = self.client_auth.as_ref().map(|c| c.password.expose().to_string());
+        Some(Ok(std::sync::Arc::new(BasicAuthClient { value, password })))
     }
 }
 

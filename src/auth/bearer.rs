@@ -1,6 +1,6 @@
 //! The `bearertokenauth` extension: a static token (or several, or a file of them) that
 //! receivers require in a header (`Authorization: Bearer <token>` by default) and exporters
-//! send. A token file is read again when it changes, so a rotated token takes effect without a
+//! send (the first one). A token file is read again when it changes, so a rotated token takes effect without a
 //! restart.
 
 use super::{Denied, Identity, ServerAuthenticator, same_secret};
@@ -136,6 +136,30 @@ impl BearerTokenServer {
     }
 }
 
+impl super::client::ClientAuthenticator for BearerTokenServer {
+    fn apply<'a>(
+        &'a self,
+        headers: &'a mut http::HeaderMap,
+        _context: Option<&'a [(String, String)]>,
+    ) -> BoxFuture<'a, Result<(), crate::pipeline::ExportError>> {
+        Box::pin(async move {
+            let permanent = |reason: String| crate::pipeline::ExportError::Permanent { reason };
+            let tokens = self.tokens().map_err(permanent)?;
+            let token = tokens.first().ok_or_else(|| permanent("bearertokenauth has no token".into()))?;
+            let name = http::HeaderName::try_from(self.config.header.as_str()).map_err(|e| permanent(e.to_string()))?;
+            let mut value = http::HeaderValue::from_str(&self.config.value_for(token.expose()))
+                .map_err(|_| permanent("the token does not fit in a header".into()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+            Ok(())
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.tokens().unwrap_or_default().iter().map(|t| t.expose().to_string()).collect()
+    }
+}
+
 impl ServerAuthenticator for BearerTokenServer {
     fn authenticate<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, Result<Identity, Denied>> {
         Box::pin(async move {
@@ -177,6 +201,10 @@ impl crate::pipeline::component::ExtensionSettings for BearerTokenConfig {
 
     fn server_authenticator(&self) -> Option<Result<std::sync::Arc<dyn ServerAuthenticator>, String>> {
         Some(self.server().map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn ServerAuthenticator>))
+    }
+
+    fn client_authenticator(&self) -> Option<Result<std::sync::Arc<dyn super::client::ClientAuthenticator>, String>> {
+        Some(self.server().map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn super::client::ClientAuthenticator>))
     }
 }
 

@@ -1,6 +1,7 @@
-//! Authentication at the front door: the authenticator extensions (`bearertokenauth`,
-//! `basicauth`, `oidc`), what a receiver's `auth: {authenticator: <id>}` resolves to, and the
-//! guard every HTTP and gRPC listener runs before a request's body is read.
+//! Authentication: the authenticator extensions (`bearertokenauth`, `basicauth`, `oidc` for
+//! receivers; `bearertokenauth`, `basicauth`, `oauth2client`, `headers_setter` for exporters, see
+//! `client`), what a receiver's `auth: {authenticator: <id>}` resolves to, and the guard every
+//! HTTP and gRPC listener runs before a request's body is read.
 //!
 //! A request that fails is answered 401 (HTTP, with `WWW-Authenticate`) or `UNAUTHENTICATED`
 //! (gRPC), counted in `switchyard_receiver_auth_failures_total{receiver,authenticator}`, and
@@ -10,7 +11,10 @@
 
 pub mod basic;
 pub mod bearer;
+pub mod client;
+pub mod headers_setter;
 pub mod jwt;
+pub mod oauth2client;
 pub mod oidc;
 
 use crate::net::BoxBody;
@@ -50,6 +54,7 @@ pub trait ServerAuthenticator: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Default)]
 pub struct Authenticators {
     server: Arc<RwLock<BTreeMap<String, Arc<dyn ServerAuthenticator>>>>,
+    client: Arc<RwLock<BTreeMap<String, Arc<dyn client::ClientAuthenticator>>>>,
 }
 
 impl std::fmt::Debug for Authenticators {
@@ -65,9 +70,19 @@ impl Authenticators {
         self.server.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), auth);
     }
 
+    /// Sets (or replaces) extension `id`'s client authenticator.
+    pub fn set_client(&self, id: &str, auth: Arc<dyn client::ClientAuthenticator>) {
+        self.client.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), auth);
+    }
+
     /// Forgets extension `id` (it was removed).
     pub fn remove(&self, id: &str) {
         self.server.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.client.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    fn client(&self, id: &str) -> Option<Arc<dyn client::ClientAuthenticator>> {
+        self.client.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     fn server(&self, id: &str) -> Option<Arc<dyn ServerAuthenticator>> {

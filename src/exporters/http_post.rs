@@ -20,23 +20,39 @@ fn retryable(reason: String) -> ExportError {
 pub struct HttpPoster {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// The exporter's authenticator, which sets each request's credentials.
+    auth: Option<crate::auth::client::ClientAuth>,
 }
 
 impl HttpPoster {
     pub fn new(tls: &TlsClientConfig, timeout: Duration) -> Result<HttpPoster, String> {
         let connector = tls.connector(Protocol::Http1, timeout)?;
-        Ok(HttpPoster { client: Client::builder(TokioExecutor::new()).build(connector), timeout })
+        Ok(HttpPoster { client: Client::builder(TokioExecutor::new()).build(connector), timeout, auth: None })
     }
 
-    /// POSTs `body` to `uri` with `headers`; the answer's head and up to `limit` bytes of its body.
-    /// Errors print the URL with its user info redacted.
+    /// The same poster, with the exporter's authenticator (its `auth` key).
+    pub fn authenticated(self, auth: Option<crate::auth::client::ClientAuth>) -> HttpPoster {
+        HttpPoster { auth, ..self }
+    }
+
+    /// The authenticator, to take its secrets out of failure reasons.
+    pub fn auth(&self) -> Option<&crate::auth::client::ClientAuth> {
+        self.auth.as_ref()
+    }
+
+    /// POSTs `body` to `uri` with `headers` (and the authenticator's, for data of `context`);
+    /// the answer's head and up to `limit` bytes of its body. Errors print the URL with its
+    /// user info redacted.
     pub async fn post(
         &self,
         uri: &Uri,
         headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
         limit: usize,
+        context: Option<&[(String, String)]>,
     ) -> Result<(http::response::Parts, Bytes), ExportError> {
+        let headers = crate::auth::client::with_auth(self.auth.as_ref(), headers, context).await?;
+        let headers = &headers[..];
         let (uri, userinfo_auth) =
             crate::secret::basic_auth_from_userinfo(uri).map_err(|reason| ExportError::Permanent { reason })?;
         let mut req = http::Request::builder()

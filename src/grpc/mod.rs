@@ -119,6 +119,8 @@ pub struct GrpcServerConfig<P: DefaultEndpoint> {
     pub tls: Option<crate::tls::server::TlsServerConfig>,
     /// Authenticate every request with this authenticator extension (see `auth`).
     pub auth: Option<crate::auth::AuthSettings>,
+    /// Keep each request's headers as its data's context (see `net::ConnLimits`).
+    pub include_metadata: bool,
     #[serde(skip)]
     default: std::marker::PhantomData<P>,
 }
@@ -176,6 +178,7 @@ impl<P: DefaultEndpoint> Default for GrpcServerConfig<P> {
             keepalive: Keepalive::default(),
             tls: None,
             auth: None,
+            include_metadata: false,
             default: std::marker::PhantomData,
         }
     }
@@ -223,6 +226,7 @@ impl<P: DefaultEndpoint> GrpcServerConfig<P> {
             stream_window: u32::try_from(self.read_buffer_size).unwrap_or(u32::MAX),
             connection_window: u32::try_from(self.read_buffer_size.saturating_mul(4)).unwrap_or(u32::MAX),
             write_buffer_size: self.write_buffer_size,
+            include_metadata: self.include_metadata,
             ..net::ConnLimits::default()
         }
     }

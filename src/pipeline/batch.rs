@@ -130,16 +130,32 @@ pub struct Batch {
 /// Client request metadata, as receivers attach it to what they admit.
 pub type Context = Arc<Vec<(String, String)>>;
 
-/// A request's headers (gRPC metadata) as a batch's context, names lower-cased, followed by
-/// who it was authenticated as (`auth.<name>`, from `auth::Identity` in its extensions). A
-/// client's own headers named `auth.…` are left out, so that none can pass for an identity.
-pub fn request_context(headers: &http::HeaderMap, extensions: &http::Extensions) -> Context {
+/// A request's context as a batch carries it: its headers (gRPC metadata) when the receiver
+/// has `include_metadata`, names lower-cased, followed by who it was authenticated as
+/// (`auth.<name>`, from `auth::Identity` in its extensions). A client's own headers named
+/// `auth.…` are left out, so that none can pass for an identity. `None` when there is nothing.
+pub fn request_context(
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    include_metadata: bool,
+) -> Option<Context> {
     let sent = headers
         .iter()
+        .filter(|_| include_metadata)
         .filter(|(k, _)| !k.as_str().starts_with("auth."))
         .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())));
     let identity = extensions.get::<crate::auth::Identity>().into_iter().flat_map(|i| &i.0);
-    Arc::new(sent.chain(identity.map(|(k, v)| (format!("auth.{k}"), v.clone()))).collect())
+    let all: Vec<(String, String)> = sent.chain(identity.map(|(k, v)| (format!("auth.{k}"), v.clone()))).collect();
+    (!all.is_empty()).then(|| Arc::new(all))
+}
+
+/// The context `net::serve_with` left in a request's extensions (see `request_context`).
+#[derive(Clone, Debug)]
+pub struct RequestContext(pub Context);
+
+/// The request context in `extensions`, if the listener recorded one.
+pub fn context_of(extensions: &http::Extensions) -> Option<Context> {
+    extensions.get::<RequestContext>().map(|c| c.0.clone())
 }
 
 impl Batch {
@@ -214,6 +230,14 @@ impl Batch {
     /// Attaches the client's request metadata.
     pub fn with_context(mut self, context: Context) -> Batch {
         self.context = Some(context);
+        self
+    }
+
+    /// The batch with its request's context, if there is one (see `context_of`).
+    pub fn with_request_context(mut self, context: Option<Context>) -> Batch {
+        if context.is_some() {
+            self.context = context;
+        }
         self
     }
 

@@ -103,6 +103,8 @@ pub struct ExporterContext {
     /// Where it listens from, if it listens (the prometheus exporter): a replaced exporter's
     /// successor takes over its sockets.
     pub listeners: crate::net::Listeners,
+    /// The running authenticator extensions, for its `auth` key (see `auth::client`).
+    pub auth: crate::auth::Authenticators,
 }
 
 /// The settings of one exporter, which can build it and say how its sending queue runs.
@@ -119,6 +121,10 @@ pub trait ExporterSettings: std::fmt::Debug + Send + Sync + 'static {
     /// reasons its queue logs.
     fn scrubber(&self) -> Scrubber {
         Scrubber::default()
+    }
+    /// The authenticator extension its `auth.authenticator` names, if any.
+    fn authenticator(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -146,6 +152,11 @@ pub trait ExtensionSettings: std::fmt::Debug + Send + Sync + 'static {
     /// For an authenticator extension with a server side (`bearertokenauth`, `basicauth` with
     /// `htpasswd`, `oidc`): what checks requests. `None` for other extensions.
     fn server_authenticator(&self) -> Option<Result<Arc<dyn crate::auth::ServerAuthenticator>, String>> {
+        None
+    }
+    /// For an authenticator extension with a client side (`bearertokenauth`, `basicauth` with
+    /// `client_auth`, `oauth2client`, `headers_setter`): what sets an exporter's credentials.
+    fn client_authenticator(&self) -> Option<Result<Arc<dyn crate::auth::client::ClientAuthenticator>, String>> {
         None
     }
 }

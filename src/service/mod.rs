@@ -267,7 +267,12 @@ impl RunningService {
             }
             // A replaced exporter's successor takes over the sockets it listens on.
             let listeners = self.exporters.get(id).map(|e| e.listeners.successor()).unwrap_or_default();
-            let ctx = ExporterContext { name: id.to_string(), telemetry: self.telemetry.clone(), listeners };
+            let ctx = ExporterContext {
+                name: id.to_string(),
+                telemetry: self.telemetry.clone(),
+                listeners,
+                auth: self.authenticators.clone(),
+            };
             let result = defined.settings.build(&ctx).await;
             ctx.listeners.settle();
             let result = match result {
@@ -603,17 +608,25 @@ impl RunningService {
                 stop: stop.clone(),
                 listeners: listeners.clone(),
             };
-            let started = match defined.settings.server_authenticator() {
-                // An authenticator is ready before the extension counts as started.
-                Some(Err(m)) => Err(m),
-                Some(Ok(auth)) => {
+            // An authenticator is ready before the extension counts as started.
+            let server = defined.settings.server_authenticator().transpose();
+            let client = defined.settings.client_authenticator().transpose();
+            let started = match (server, client) {
+                (Err(m), _) | (_, Err(m)) => Err(m),
+                (Ok(server), Ok(client)) => {
                     let started = defined.settings.start(ctx).await;
                     if started.is_ok() {
-                        self.authenticators.set_server(&id.to_string(), auth);
+                        let name = id.to_string();
+                        self.authenticators.remove(&name);
+                        if let Some(a) = server {
+                            self.authenticators.set_server(&name, a);
+                        }
+                        if let Some(a) = client {
+                            self.authenticators.set_client(&name, a);
+                        }
                     }
                     started
                 }
-                None => defined.settings.start(ctx).await,
             };
             listeners.settle();
             match started {

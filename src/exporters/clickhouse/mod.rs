@@ -46,6 +46,9 @@ pub struct ClickHouseConfig {
     pub tls: TlsClientConfig,
     pub sending_queue: SendingQueueConfig,
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl Default for ClickHouseConfig {
@@ -64,6 +67,7 @@ impl Default for ClickHouseConfig {
             tls: TlsClientConfig::default(),
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
+            auth: None,
         }
     }
 }
@@ -197,7 +201,7 @@ impl ClickHouseExporter {
         if compressed {
             headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
         }
-        let (parts, answer) = self.poster.post(uri, &headers, body, 64 * 1024).await?;
+        let (parts, answer) = self.poster.post(uri, &headers, body, 64 * 1024, None).await?;
         let code = exception_code(&parts.headers, &answer);
         // An error raised after the answer started streaming comes under a 200, with the header.
         let failed = !parts.status.is_success() || parts.headers.contains_key("x-clickhouse-exception-code");
@@ -263,7 +267,7 @@ impl ClickHouseExporter {
 
 impl Exporter for ClickHouseExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move { crate::auth::client::scrubbed(self.poster.auth(), self.send(batch).await) })
     }
 }
 
@@ -281,9 +285,14 @@ impl crate::pipeline::component::ExporterSettings for ClickHouseConfig {
 
     fn build<'a>(
         &'a self,
-        _ctx: &'a crate::pipeline::component::ExporterContext,
+        ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
-        Box::pin(async move { Ok(std::sync::Arc::new(ClickHouseExporter::new(self)?) as _) })
+        Box::pin(async move {
+            let mut exporter = ClickHouseExporter::new(self)?;
+            exporter.poster =
+                exporter.poster.authenticated(crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth));
+            Ok(std::sync::Arc::new(exporter) as _)
+        })
     }
 
     fn queue(&self) -> crate::pipeline::queue::QueueSettings {
@@ -292,6 +301,9 @@ impl crate::pipeline::component::ExporterSettings for ClickHouseConfig {
 
     fn scrubber(&self) -> crate::secret::Scrubber {
         crate::secret::Scrubber::new([&self.username, &self.password], [&self.endpoint])
+    }
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

@@ -124,6 +124,9 @@ pub struct ElasticsearchConfig {
     pub retry: DocumentRetry,
     pub sending_queue: SendingQueueConfig,
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl Default for ElasticsearchConfig {
@@ -142,6 +145,7 @@ impl Default for ElasticsearchConfig {
             retry: DocumentRetry::default(),
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
+            auth: None,
         }
     }
 }
@@ -429,7 +433,7 @@ impl ElasticsearchExporter {
         let at = self.current.load(Ordering::Relaxed) % self.uris.len();
         let uri = &self.uris[at];
         let (parts, body) =
-            self.poster.post(uri, &self.headers, Bytes::from(body), 64 << 20).await.inspect_err(|_| {
+            self.poster.post(uri, &self.headers, Bytes::from(body), 64 << 20, None).await.inspect_err(|_| {
                 // Connection trouble: the next attempt goes to the next endpoint.
                 self.current.store(at + 1, Ordering::Relaxed);
             })?;
@@ -593,10 +597,11 @@ impl Exporter for ElasticsearchExporter {
                 return Err(ExportError::Permanent { reason: "the elasticsearch exporter takes logs only".into() });
             };
             let docs = documents(logs, &self.cfg);
-            match self.cfg.flush.interval {
+            let sent = match self.cfg.flush.interval {
                 Some(interval) => self.gather(docs, interval).await,
                 None => self.send(docs).await,
-            }
+            };
+            crate::auth::client::scrubbed(self.poster.auth(), sent)
         })
     }
 
@@ -623,7 +628,10 @@ impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(ElasticsearchExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
+            let mut exporter = ElasticsearchExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?;
+            exporter.poster =
+                exporter.poster.authenticated(crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth));
+            Ok(std::sync::Arc::new(exporter) as _)
         })
     }
 
@@ -640,6 +648,9 @@ impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
             [&self.user, &self.password, &self.api_key].into_iter().chain(basic),
             &self.endpoints,
         )
+    }
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

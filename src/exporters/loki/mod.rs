@@ -87,6 +87,9 @@ pub struct LokiConfig {
     pub tls: TlsClientConfig,
     pub sending_queue: SendingQueueConfig,
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 impl Default for LokiConfig {
@@ -103,6 +106,7 @@ impl Default for LokiConfig {
             tls: TlsClientConfig::default(),
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
+            auth: None,
         }
     }
 }
@@ -386,7 +390,7 @@ impl LokiExporter {
         let (body, content_type) = self.body(logs)?;
         let mut headers = self.headers.clone();
         headers.push((header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
-        let (parts, answer) = self.poster.post(&self.uri, &headers, body, 4096).await?;
+        let (parts, answer) = self.poster.post(&self.uri, &headers, body, 4096, batch.context()).await?;
         if parts.status.is_success() {
             return Ok(());
         }
@@ -396,7 +400,7 @@ impl LokiExporter {
 
 impl Exporter for LokiExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move { crate::auth::client::scrubbed(self.poster.auth(), self.send(batch).await) })
     }
 }
 
@@ -414,9 +418,14 @@ impl crate::pipeline::component::ExporterSettings for LokiConfig {
 
     fn build<'a>(
         &'a self,
-        _ctx: &'a crate::pipeline::component::ExporterContext,
+        ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
-        Box::pin(async move { Ok(std::sync::Arc::new(LokiExporter::new(self)?) as _) })
+        Box::pin(async move {
+            let mut exporter = LokiExporter::new(self)?;
+            exporter.poster =
+                exporter.poster.authenticated(crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth));
+            Ok(std::sync::Arc::new(exporter) as _)
+        })
     }
 
     fn queue(&self) -> crate::pipeline::queue::QueueSettings {
@@ -425,6 +434,9 @@ impl crate::pipeline::component::ExporterSettings for LokiConfig {
 
     fn scrubber(&self) -> crate::secret::Scrubber {
         crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
+    }
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

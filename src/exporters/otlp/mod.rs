@@ -45,6 +45,9 @@ pub struct OtlpGrpcConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 fn default_timeout() -> Duration {
@@ -107,6 +110,7 @@ pub struct OtlpGrpcExporter {
     metadata: Vec<(HeaderName, HeaderValue)>,
     compression: Compressor,
     timeout: Duration,
+    auth: Option<crate::auth::client::ClientAuth>,
 }
 
 impl OtlpGrpcExporter {
@@ -144,7 +148,7 @@ impl OtlpGrpcExporter {
             metadata.push((http::header::AUTHORIZATION, auth));
         }
         let compression = Compressor::new(cfg.compression, &cfg.compression_params);
-        Ok(OtlpGrpcExporter { name, telemetry, base, client, metadata, compression, timeout: cfg.timeout })
+        Ok(OtlpGrpcExporter { name, telemetry, base, client, metadata, compression, timeout: cfg.timeout, auth: None })
     }
 
     async fn send(&self, batch: &Batch) -> Result<(), ExportError> {
@@ -154,7 +158,8 @@ impl OtlpGrpcExporter {
             .map_err(|_| ExportError::Permanent { reason: format!("invalid URI {}", self.base) })?;
         let framed =
             call::frame(&batch.to_encoded(), &self.compression).map_err(|reason| ExportError::Permanent { reason })?;
-        let answer = call::unary(&self.client, uri, framed, &self.compression, &self.metadata, self.timeout);
+        let metadata = crate::auth::client::with_auth(self.auth.as_ref(), &self.metadata, batch.context()).await?;
+        let answer = call::unary(&self.client, uri, framed, &self.compression, &metadata, self.timeout);
         let response = match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => {
                 return Err(ExportError::Retryable {
@@ -180,7 +185,7 @@ impl OtlpGrpcExporter {
 
 impl Exporter for OtlpGrpcExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move { crate::auth::client::scrubbed(self.auth.as_ref(), self.send(batch).await) })
     }
 }
 
@@ -202,7 +207,9 @@ impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(OtlpGrpcExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
+            let mut exporter = OtlpGrpcExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?;
+            exporter.auth = crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth);
+            Ok(std::sync::Arc::new(exporter) as _)
         })
     }
 
@@ -212,6 +219,10 @@ impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
 
     fn scrubber(&self) -> crate::secret::Scrubber {
         crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
+    }
+
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

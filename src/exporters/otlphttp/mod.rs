@@ -54,6 +54,9 @@ pub struct OtlpHttpConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 fn default_timeout() -> Duration {
@@ -138,6 +141,7 @@ pub struct OtlpHttpExporter {
     encoding: Encoding,
     timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    auth: Option<crate::auth::client::ClientAuth>,
 }
 
 impl OtlpHttpExporter {
@@ -166,6 +170,7 @@ impl OtlpHttpExporter {
             encoding: cfg.encoding,
             timeout: cfg.timeout,
             client,
+            auth: None,
         })
     }
 
@@ -201,11 +206,11 @@ impl OtlpHttpExporter {
         if let Some(encoding) = self.compression.encoding() {
             req = req.header(header::CONTENT_ENCODING, encoding);
         }
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
         if let Some(auth) = auth {
             req = req.header(header::AUTHORIZATION, auth);
+        }
+        for (k, v) in crate::auth::client::with_auth(self.auth.as_ref(), &self.headers, batch.context()).await?.iter() {
+            req = req.header(k, v);
         }
         let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let exchange = async {
@@ -298,7 +303,7 @@ fn partial_success(signal: Signal, headers: &http::HeaderMap, body: &[u8]) -> Op
 
 impl Exporter for OtlpHttpExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move { crate::auth::client::scrubbed(self.auth.as_ref(), self.send(batch).await) })
     }
 }
 
@@ -320,7 +325,9 @@ impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(OtlpHttpExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?) as _)
+            let mut exporter = OtlpHttpExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?;
+            exporter.auth = crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth);
+            Ok(std::sync::Arc::new(exporter) as _)
         })
     }
 
@@ -333,6 +340,10 @@ impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
             self.headers.values(),
             [&self.endpoint, &self.traces_endpoint, &self.metrics_endpoint, &self.logs_endpoint].into_iter().flatten(),
         )
+    }
+
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

@@ -51,6 +51,9 @@ pub struct PrometheusRemoteWriteConfig {
     pub max_batch_size_bytes: usize,
     pub remote_write_queue: RemoteWriteQueue,
     pub retry_on_failure: RetryConfig,
+    /// An authenticator extension that sets each request's credentials (see `auth::client`).
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthSettings>,
     pub protobuf_message: String,
 }
 
@@ -69,6 +72,7 @@ impl Default for PrometheusRemoteWriteConfig {
             max_batch_size_bytes: 3_000_000,
             remote_write_queue: RemoteWriteQueue::default(),
             retry_on_failure: RetryConfig { initial_interval: Duration::from_millis(50), ..RetryConfig::default() },
+            auth: None,
             protobuf_message: V1_MESSAGE.into(),
         }
     }
@@ -200,6 +204,7 @@ struct Inner {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    auth: Option<crate::auth::client::ClientAuth>,
 }
 
 pub struct PrometheusRemoteWriteExporter {
@@ -234,6 +239,7 @@ impl PrometheusRemoteWriteExporter {
                 headers,
                 timeout: cfg.timeout,
                 client: Client::builder(TokioExecutor::new()).build(connector),
+                auth: None,
             }),
             settings: Settings {
                 namespace: cfg.namespace.clone(),
@@ -270,8 +276,9 @@ impl PrometheusRemoteWriteExporter {
             shards[shard].push(s);
         }
         let mut senders = tokio::task::JoinSet::new();
+        let context: Option<Arc<[(String, String)]>> = batch.context().map(Arc::from);
         for series in shards.into_iter().filter(|s| !s.is_empty()) {
-            let (inner, max) = (self.inner.clone(), self.max_bytes);
+            let (inner, max, context) = (self.inner.clone(), self.max_bytes, context.clone());
             senders.spawn(async move {
                 let requests = if inner.v2 {
                     split_v2(series, max).iter().map(Message::encode_to_vec).collect::<Vec<_>>()
@@ -279,7 +286,7 @@ impl PrometheusRemoteWriteExporter {
                     split(series.into_iter().map(to_proto).collect(), max).iter().map(Message::encode_to_vec).collect()
                 };
                 for raw in requests {
-                    inner.post(raw).await?;
+                    inner.post(raw, context.as_deref()).await?;
                 }
                 Ok::<(), ExportError>(())
             });
@@ -304,7 +311,7 @@ impl PrometheusRemoteWriteExporter {
 }
 
 impl Inner {
-    async fn post(&self, raw: Vec<u8>) -> Result<(), ExportError> {
+    async fn post(&self, raw: Vec<u8>, context: Option<&[(String, String)]>) -> Result<(), ExportError> {
         let body = snap::raw::Encoder::new()
             .compress_vec(&raw)
             .map_err(|e| ExportError::Permanent { reason: format!("snappy: {e}") })?;
@@ -320,7 +327,7 @@ impl Inner {
             req.header(header::CONTENT_TYPE, "application/x-protobuf")
                 .header("X-Prometheus-Remote-Write-Version", "0.1.0")
         };
-        for (k, v) in &self.headers {
+        for (k, v) in crate::auth::client::with_auth(self.auth.as_ref(), &self.headers, context).await?.iter() {
             if !matches!(k.as_str(), "content-encoding" | "content-type" | "x-prometheus-remote-write-version") {
                 req = req.header(k, v);
             }
@@ -472,7 +479,7 @@ fn split_v2(series: Vec<Series>, max: usize) -> Vec<v2::Request> {
 
 impl Exporter for PrometheusRemoteWriteExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.send(batch))
+        Box::pin(async move { crate::auth::client::scrubbed(self.inner.auth.as_ref(), self.send(batch).await) })
     }
 }
 
@@ -494,8 +501,11 @@ impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfi
         ctx: &'a crate::pipeline::component::ExporterContext,
     ) -> crate::pipeline::BoxFuture<'a, Result<std::sync::Arc<dyn crate::pipeline::Exporter>, String>> {
         Box::pin(async move {
-            Ok(std::sync::Arc::new(PrometheusRemoteWriteExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?)
-                as _)
+            let mut exporter = PrometheusRemoteWriteExporter::new(ctx.name.clone(), self, ctx.telemetry.clone())?;
+            if let Some(inner) = Arc::get_mut(&mut exporter.inner) {
+                inner.auth = crate::auth::client::ClientAuth::new(self.auth.as_ref(), &ctx.auth);
+            }
+            Ok(std::sync::Arc::new(exporter) as _)
         })
     }
 
@@ -505,6 +515,9 @@ impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfi
 
     fn scrubber(&self) -> crate::secret::Scrubber {
         crate::secret::Scrubber::new(self.headers.values(), [&self.endpoint])
+    }
+    fn authenticator(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
 }
 

@@ -66,6 +66,8 @@ pub struct HttpConfig {
     pub tls: Option<crate::tls::server::TlsServerConfig>,
     /// Authenticate every request with this authenticator extension (see `auth`).
     pub auth: Option<crate::auth::AuthSettings>,
+    /// Keep each request's headers as its data's context (see `net::ConnLimits`).
+    pub include_metadata: bool,
 }
 
 impl HttpConfig {
@@ -77,6 +79,7 @@ impl HttpConfig {
             write_timeout: self.write_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            include_metadata: self.include_metadata,
             ..crate::net::ConnLimits::default()
         }
     }
@@ -97,6 +100,7 @@ impl Default for HttpConfig {
             max_connections: crate::net::ConnLimits::default().max_connections,
             tls: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }

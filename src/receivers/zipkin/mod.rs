@@ -38,6 +38,8 @@ pub struct ZipkinReceiverConfig {
     pub tls: Option<crate::tls::server::TlsServerConfig>,
     /// Authenticate every request with this authenticator extension (see `auth`).
     pub auth: Option<crate::auth::AuthSettings>,
+    /// Keep each request's headers as its data's context (see `net::ConnLimits`).
+    pub include_metadata: bool,
 }
 
 impl Default for ZipkinReceiverConfig {
@@ -53,6 +55,7 @@ impl Default for ZipkinReceiverConfig {
             max_connections: crate::net::ConnLimits::default().max_connections,
             tls: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }
@@ -68,6 +71,7 @@ impl ZipkinReceiverConfig {
             write_timeout: self.write_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            include_metadata: self.include_metadata,
             ..crate::net::ConnLimits::default()
         }
     }
