@@ -5,6 +5,7 @@
 #   - tansu 0.6.0 (a Kafka-compatible broker, cargo install from crates.io into target/peers/tansu)
 #   - clickhouse-server 18.16 and rsyslog 8.2302 with rsyslog-gnutls (Debian apt packages; the tests run their own
 #     instances on loopback), logger (bsdutils)
+#   - chromium (Debian apt package; headless, for the CORS test in a real browser)
 #   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
 #     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
 #   - OpenTelemetry Python SDK 1.21 + Jaeger Thrift and Zipkin v2 exporters in
@@ -92,6 +93,10 @@ if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd
     apt_install rsyslog rsyslog-gnutls
     stop_service rsyslog
 fi
+
+# ---------------------------------------------------------------- headless Chromium (a real browser)
+# tests/cors_browser.rs loads a page that sends OTLP/JSON with fetch across origins.
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 # ---------------------------------------------------------------- ClickHouse 18.16 (log store)
 # The tests start their own clickhouse-server with a config in a scratch directory.

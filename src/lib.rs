@@ -7,6 +7,7 @@ pub mod body;
 pub mod components;
 pub mod compression;
 pub mod config;
+pub mod cors;
 pub mod exporters;
 pub mod extensions;
 #[doc(hidden)]

@@ -188,6 +188,9 @@ pub struct ConnLimits {
     /// receiver's `include_metadata`), for processors, the batch processor's `metadata_keys`
     /// and exporters' `headers_setter`.
     pub include_metadata: bool,
+    /// Answer browsers' preflights and mark answers for allowed origins (the receiver's
+    /// `cors`); see `cors`.
+    pub cors: Option<std::sync::Arc<crate::cors::CorsConfig>>,
 }
 
 impl Default for ConnLimits {
@@ -212,6 +215,7 @@ impl Default for ConnLimits {
             tls_failed: None,
             auth: None,
             include_metadata: false,
+            cors: None,
         }
     }
 }
@@ -294,14 +298,20 @@ pub async fn serve_with<H, F>(
             let activity = std::sync::Arc::new(Activity::new());
             let in_service = activity.clone();
             let read_timeout = limits.read_timeout;
-            let (guard, include_metadata) = (limits.auth.clone(), limits.include_metadata);
+            let (guard, include_metadata, cors) = (limits.auth.clone(), limits.include_metadata, limits.cors.clone());
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if !read_timeout.is_zero() {
                     req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
                 }
                 let busy = in_service.begin();
-                let (handler, guard) = (handler.clone(), guard.clone());
+                let (handler, guard, cors) = (handler.clone(), guard.clone(), cors.clone());
                 async move {
+                    // A browser's preflight is answered before authentication: it has no credentials.
+                    if let Some(preflight) = cors.as_ref().and_then(|c| c.preflight(&req)) {
+                        drop(busy);
+                        return Ok::<_, Infallible>(preflight);
+                    }
+                    let origin = cors.as_ref().and_then(|c| c.allowed_origin(&req));
                     // Credentials are checked before the handler reads a byte of the body.
                     let checked = match &guard {
                         Some(g) => g.check(&mut req).await,
@@ -314,10 +324,13 @@ pub async fn serve_with<H, F>(
                             req.extensions_mut().insert(crate::pipeline::RequestContext(c));
                         }
                     }
-                    let response = match checked {
+                    let mut response = match checked {
                         Ok(()) => handler(req).await,
                         Err(refusal) => refusal,
                     };
+                    if cors.is_some() {
+                        crate::cors::CorsConfig::decorate(origin, &mut response);
+                    }
                     drop(busy);
                     Ok::<_, Infallible>(response)
                 }

@@ -68,6 +68,8 @@ pub struct HttpConfig {
     pub auth: Option<crate::auth::AuthSettings>,
     /// Keep each request's headers as its data's context (see `net::ConnLimits`).
     pub include_metadata: bool,
+    /// Answer browsers' CORS preflights and mark answers for allowed origins (see `cors`).
+    pub cors: Option<crate::cors::CorsConfig>,
 }
 
 impl HttpConfig {
@@ -80,6 +82,7 @@ impl HttpConfig {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             include_metadata: self.include_metadata,
+            cors: self.cors.clone().map(std::sync::Arc::new),
             ..crate::net::ConnLimits::default()
         }
     }
@@ -101,6 +104,7 @@ impl Default for HttpConfig {
             tls: None,
             auth: None,
             include_metadata: false,
+            cors: None,
         }
     }
 }
@@ -130,6 +134,9 @@ impl OtlpReceiverConfig {
             }
             if let Some(tls) = &h.tls {
                 tls.validate().map_err(|(k, m)| (format!("protocols.http.{k}"), m))?;
+            }
+            if let Some(cors) = &h.cors {
+                cors.validate().map_err(|(k, m)| (format!("protocols.http.{k}"), m))?;
             }
             if !(1..=MAX_BODY).contains(&h.max_request_body_size) {
                 return Err((

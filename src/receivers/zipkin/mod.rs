@@ -40,6 +40,8 @@ pub struct ZipkinReceiverConfig {
     pub auth: Option<crate::auth::AuthSettings>,
     /// Keep each request's headers as its data's context (see `net::ConnLimits`).
     pub include_metadata: bool,
+    /// Answer browsers' CORS preflights and mark answers for allowed origins (see `cors`).
+    pub cors: Option<crate::cors::CorsConfig>,
 }
 
 impl Default for ZipkinReceiverConfig {
@@ -56,6 +58,7 @@ impl Default for ZipkinReceiverConfig {
             tls: None,
             auth: None,
             include_metadata: false,
+            cors: None,
         }
     }
 }
@@ -72,6 +75,7 @@ impl ZipkinReceiverConfig {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             include_metadata: self.include_metadata,
+            cors: self.cors.clone().map(std::sync::Arc::new),
             ..crate::net::ConnLimits::default()
         }
     }
@@ -81,6 +85,9 @@ impl ZipkinReceiverConfig {
         crate::net::check_endpoint(&self.endpoint).map_err(|m| ("endpoint".into(), m))?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
+        }
+        if let Some(cors) = &self.cors {
+            cors.validate()?;
         }
         if !(1..=MAX_BODY).contains(&self.max_request_body_size) {
             return Err(("max_request_body_size".into(), format!("must be between 1 and {MAX_BODY} (1 GiB)")));
