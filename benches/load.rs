@@ -5,7 +5,9 @@
 //!
 //! `cargo bench --bench load -- [--protocol grpc|http] [--spans N] [--rate SPANS_PER_S]
 //! [--compression gzip|zstd|none] [--concurrency N] [--sink-rate SPANS_PER_S]
-//! [--queue memory|disk]`; `benches/load.sh` runs the standard set. `--sink-rate` makes the sink
+//! [--queue memory|disk] [--tls]`; `benches/load.sh` runs the standard set. `--tls` serves the
+//! OTLP/gRPC receiver over TLS (a certificate made at start; the client verifies it).
+//! `benches/load.sh` runs the standard set. `--sink-rate` makes the sink
 //! take at most that many spans a second (a destination slower than intake); `--queue disk` puts
 //! the exporter's queue on disk (`sending_queue.storage`, `fsync: true`). Over gRPC it also
 //! prints the client's latency percentiles. Under `cargo test` it sends a few thousand spans
@@ -76,6 +78,7 @@ struct Args {
     concurrency: usize,
     sink_rate: usize,
     disk: bool,
+    tls: bool,
     full: bool,
 }
 
@@ -91,6 +94,7 @@ fn args() -> Args {
         concurrency: get("--concurrency").and_then(|v| v.parse().ok()).unwrap_or(8),
         sink_rate: get("--sink-rate").and_then(|v| v.parse().ok()).unwrap_or(0),
         disk: get("--queue").is_some_and(|q| q == "disk"),
+        tls: argv.iter().any(|a| a == "--tls"),
         full,
     }
 }
@@ -164,9 +168,13 @@ async fn grpc_load(
     requests: usize,
     concurrency: usize,
     rate: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> (usize, Vec<Duration>) {
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect_lazy();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
+    let channel = match tls {
+        None => endpoint.connect_lazy(),
+        Some(config) => endpoint.connect_with_connector_lazy(TlsConnector { port, config }),
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -207,6 +215,59 @@ async fn grpc_load(
     (ok, latencies)
 }
 
+/// Dials the receiver over TLS (offering HTTP/2), checking its certificate against the CA.
+#[derive(Clone)]
+struct TlsConnector {
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl tower_service::Service<http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (port, config) = (self.port, self.config.clone());
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
+}
+
+/// A CA and a certificate for localhost signed by it (PEM files in `dir`), and a client
+/// configuration that trusts the CA and offers HTTP/2.
+fn tls_setup(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Arc<rustls::ClientConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let cert =
+        CertificateParams::new(vec!["localhost".to_string()]).expect("params").signed_by(&key, &ca).expect("cert");
+    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&c, cert.pem()).expect("cert");
+    std::fs::write(&k, key.serialize_pem()).expect("key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("CA");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    (c, k, Arc::new(config))
+}
+
 /// The `q` quantile (0..1) of `latencies`, in milliseconds.
 fn quantile_ms(latencies: &mut [Duration], q: f64) -> f64 {
     if latencies.is_empty() {
@@ -223,6 +284,15 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("load.yaml");
     let protocol_block = if args.protocol == "http" { "http" } else { "grpc" };
+    let (receiver_tls, client_tls) = if args.tls {
+        let (c, k, client) = tls_setup(dir.path());
+        (
+            format!("        tls:\n          cert_file: {}\n          key_file: {}\n", c.display(), k.display()),
+            Some(client),
+        )
+    } else {
+        (String::new(), None)
+    };
     // With the queue on disk: the log in the scratch directory, synced per group commit.
     let (storage, queue) = if args.disk {
         (
@@ -235,7 +305,7 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "{storage}receivers:\n  otlp:\n    protocols:\n      {protocol_block}:\n        endpoint: 127.0.0.1:{receiver_port}\nprocessors:\n  batch:\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{sink_port}\n    tls:\n      insecure: true\n    compression: {}\n{queue}service:\n  extensions: [{}]\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n",
+            "{storage}receivers:\n  otlp:\n    protocols:\n      {protocol_block}:\n        endpoint: 127.0.0.1:{receiver_port}\n{receiver_tls}processors:\n  batch:\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{sink_port}\n    tls:\n      insecure: true\n    compression: {}\n{queue}service:\n  extensions: [{}]\n  telemetry:\n    logs:\n      level: warn\n    metrics:\n      address: 127.0.0.1:{metrics}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [otlp]\n",
             args.compression,
             if args.disk { "file_storage" } else { "" },
         ),
@@ -284,7 +354,8 @@ fn main() {
         (threads.into_iter().map(|t| t.join().expect("client")).sum::<usize>(), per_client * args.concurrency)
     } else {
         let shared = Arc::new(bodies.iter().map(|b| bytes::Bytes::from(b.clone())).collect::<Vec<_>>());
-        let (ok, l) = runtime.block_on(grpc_load(receiver_port, shared, requests, args.concurrency, args.rate));
+        let (ok, l) =
+            runtime.block_on(grpc_load(receiver_port, shared, requests, args.concurrency, args.rate, client_tls));
         latencies = l;
         (ok, requests)
     };
@@ -301,8 +372,9 @@ fn main() {
     let got = received.load(Ordering::Relaxed);
     let cpu = cpu1 - cpu0;
     println!(
-        "load: {} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, sink {}, queue {}, switchyard pinned to one core: {pinned}",
+        "load: {}{} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, sink {}, queue {}, switchyard pinned to one core: {pinned}",
         args.protocol,
+        if args.tls { " over TLS" } else { "" },
         args.compression,
         SPANS_PER_REQUEST,
         args.concurrency,

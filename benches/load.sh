@@ -15,6 +15,7 @@ run() {
 run --protocol grpc --compression gzip            # OTLP/gRPC in, OTLP/gRPC out (gzip, level 1)
 run --protocol grpc --compression zstd
 run --protocol grpc --compression none
+run --protocol grpc --tls                         # the OTLP/gRPC receiver over TLS (issue 15)
 run --protocol http --compression gzip            # OTLP/HTTP protobuf in
 run --protocol grpc --rate 10000 --spans 200000   # the collector testbed's standard load
 run --protocol grpc --queue disk                  # the exporter's queue on disk (fsync per group commit)

@@ -322,12 +322,17 @@ impl Config {
         for (id, d) in &exporters {
             let Some(name) = d.settings.authenticator() else { continue };
             let listed = service_extensions.iter().find(|e| e.to_string() == name);
-            let problem = match listed {
-                None => format!("no extension {name} is defined and listed in service.extensions"),
-                Some(e) if extensions[e].settings.client_authenticator().is_none() => format!(
+            let client = listed.and_then(|e| extensions[e].settings.client_authenticator());
+            let persistent = d.settings.queue().storage.is_some();
+            let problem = match (listed, client) {
+                (None, _) => format!("no extension {name} is defined and listed in service.extensions"),
+                (Some(_), None) => format!(
                     "extension {name} does not authenticate exporters (use bearertokenauth, basicauth with client_auth, oauth2client or headers_setter)"
                 ),
-                Some(_) => continue,
+                (Some(_), Some(Ok(c))) if persistent && c.reads_context() => format!(
+                    "{name} sets headers from the request context, which data read back from a persistent sending queue does not keep: tenants would mix; use a memory queue for this exporter"
+                ),
+                (Some(_), Some(_)) => continue,
             };
             let node = locate(&d.source, "auth");
             return Err(ConfigError::new(&node.loc, format!("exporters.{id}.auth.authenticator"), problem));

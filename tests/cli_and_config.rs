@@ -90,7 +90,7 @@ fn unknown_key_is_reported_with_position_and_suggestion() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
-        "switchyard: invalid configuration: DIR/bad.yaml:5:9: receivers.otlp.protocols.grpc.endpiont: unknown key \"endpiont\"; did you mean \"endpoint\"? (expected one of: endpoint, max_recv_msg_size_mib, max_concurrent_streams, read_buffer_size, write_buffer_size, max_connections, keepalive, tls, auth)"
+        "switchyard: invalid configuration: DIR/bad.yaml:5:9: receivers.otlp.protocols.grpc.endpiont: unknown key \"endpiont\"; did you mean \"endpoint\"? (expected one of: endpoint, max_recv_msg_size_mib, max_concurrent_streams, read_buffer_size, write_buffer_size, max_connections, keepalive, tls, auth, include_metadata)"
     );
 }
 

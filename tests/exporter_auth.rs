@@ -256,3 +256,41 @@ service:
     assert!(tokens.problems.lock().unwrap().is_empty(), "{:?}", tokens.problems.lock().unwrap());
     assert!(!gw.log().contains("s3cr"), "{}", gw.log());
 }
+
+#[test]
+fn headers_from_the_context_and_a_persistent_queue_are_refused_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+extensions:
+  file_storage: {{directory: {dir}}}
+  headers_setter:
+    headers: [{{key: X-Scope-OrgID, from_context: x-tenant}}]
+receivers:
+  otlp:
+    protocols:
+      grpc: {{include_metadata: true}}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:4317
+    tls: {{insecure: true}}
+    sending_queue: {{storage: file_storage}}
+    auth: {{authenticator: headers_setter}}
+service:
+  extensions: [file_storage, headers_setter]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp]}}
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["validate", "--config"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("exporters.otlp.auth.authenticator") && text.contains("tenants would mix"), "{text}");
+}

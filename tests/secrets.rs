@@ -38,6 +38,7 @@ const BASIC_PAIRS: &[(&str, &str)] = &[
     ("s3cr-ohdead-user", "s3cr-ohdead-pass"),
     ("s3cr-grpc-user", "s3cr-grpc-pass"),
     ("s3cr-grpcauth-user", "s3cr-grpcauth-pass"),
+    ("s3cr-bo-user", "s3cr-bo-pass"),
     ("s3cr-loki-user", "s3cr-loki-pass@2"),
     ("s3cr-es-user", "s3cr-es-pass"),
     ("s3cr-esurl-user", "s3cr-esurl-pass"),
@@ -168,6 +169,10 @@ struct Ports {
     scrape_basic: u16,
     scrape_bearer: u16,
     dead: u16,
+    secured: u16,
+    bt_out: u16,
+    bo_out: u16,
+    hs_out: u16,
 }
 
 fn config(p: &Ports) -> String {
@@ -194,7 +199,46 @@ receivers:
           scrape_interval: 1s
           bearer_token: s3cr-scrape-bearer
           static_configs: [{{targets: ["127.0.0.1:{scrape_bearer}"]}}]
+  otlp/secured:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{secured}
+        auth: {{authenticator: bearertokenauth/in}}
+extensions:
+  bearertokenauth/in:
+    tokens: [s3cr-in-token, s3cr-in-token2]
+  basicauth/in:
+    htpasswd: {{inline: "s3cr-in-user:{{SHA}}W6ph5Mm5Pz8GgiULbPgzG37mj9g="}}
+  bearertokenauth/out:
+    token: s3cr-bt-out
+  basicauth/out:
+    client_auth: {{username: s3cr-bo-user, password: s3cr-bo-pass}}
+  headers_setter:
+    headers:
+      - {{key: x-api, value: s3cr-hs-value}}
+      - {{key: x-tenant, from_context: tenant, default_value: s3cr-hs-default}}
+  oauth2client:
+    client_id: oauth-id
+    client_secret: s3cr-oauth-secret
+    token_url: http://127.0.0.1:{dead}/token
+    timeout: 1s
 exporters:
+  otlphttp/bearer-ext:
+    endpoint: http://127.0.0.1:{bt_out}
+    auth: {{authenticator: bearertokenauth/out}}
+    {retry}
+  otlphttp/basic-ext:
+    endpoint: http://127.0.0.1:{bo_out}
+    auth: {{authenticator: basicauth/out}}
+    {retry}
+  otlphttp/headers-ext:
+    endpoint: http://127.0.0.1:{hs_out}
+    auth: {{authenticator: headers_setter}}
+    {retry}
+  otlphttp/oauth-ext:
+    endpoint: http://127.0.0.1:{dead}
+    auth: {{authenticator: oauth2client}}
+    {retry}
   otlphttp/auth:
     endpoint: http://s3cr-oh-user:s3cr-oh-pass%2F1@127.0.0.1:{oh}
     headers: {{x-api-key: s3cr-oh-apikey}}
@@ -249,13 +293,14 @@ exporters:
     headers: {{Authorization: "Bearer s3cr-prwdead-bearer"}}
     {retry}
 service:
+  extensions: [bearertokenauth/in, basicauth/in, bearertokenauth/out, basicauth/out, headers_setter, oauth2client]
   telemetry:
     logs: {{level: debug}}
     metrics: {{address: 127.0.0.1:{metrics}}}
   pipelines:
     traces:
-      receivers: [otlp]
-      exporters: [otlphttp/auth, otlphttp/explicit, otlphttp/dead, otlp/dead, otlp/auth]
+      receivers: [otlp, otlp/secured]
+      exporters: [otlphttp/auth, otlphttp/explicit, otlphttp/dead, otlp/dead, otlp/auth, otlphttp/bearer-ext, otlphttp/basic-ext, otlphttp/headers-ext, otlphttp/oauth-ext]
     metrics:
       receivers: [otlp, prometheus]
       exporters: [otlphttp/auth, prometheusremotewrite/auth, prometheusremotewrite/dead]
@@ -277,6 +322,10 @@ service:
         scrape_basic = p.scrape_basic,
         scrape_bearer = p.scrape_bearer,
         dead = p.dead,
+        secured = p.secured,
+        bt_out = p.bt_out,
+        bo_out = p.bo_out,
+        hs_out = p.hs_out,
     )
 }
 
@@ -354,7 +403,29 @@ fn no_secret_reaches_any_output() {
     );
     let scrape_bearer =
         auth_server("prometheus scrape bearer_token", 403, vec![("authorization", "Bearer s3cr-scrape-bearer".into())]);
-    let servers = [&oh, &ohx, &loki, &es, &esurl, &ch, &churl, &prw, &grpc, &scrape_basic, &scrape_bearer];
+    let bt_out = auth_server("otlphttp/bearer-ext", 401, vec![("authorization", "Bearer s3cr-bt-out".into())]);
+    let bo_out = auth_server("otlphttp/basic-ext", 401, vec![("authorization", basic("s3cr-bo-user", "s3cr-bo-pass"))]);
+    let hs_out = auth_server(
+        "otlphttp/headers-ext",
+        403,
+        vec![("x-api", "s3cr-hs-value".into()), ("x-tenant", "s3cr-hs-default".into())],
+    );
+    let servers = [
+        &oh,
+        &ohx,
+        &loki,
+        &es,
+        &esurl,
+        &ch,
+        &churl,
+        &prw,
+        &grpc,
+        &scrape_basic,
+        &scrape_bearer,
+        &bt_out,
+        &bo_out,
+        &hs_out,
+    ];
     let ports = Ports {
         http: free_port(),
         metrics: free_port(),
@@ -370,6 +441,10 @@ fn no_secret_reaches_any_output() {
         scrape_basic: scrape_basic.port,
         scrape_bearer: scrape_bearer.port,
         dead: dead_port(),
+        secured: free_port(),
+        bt_out: bt_out.port,
+        bo_out: bo_out.port,
+        hs_out: hs_out.port,
     };
     let cfg = config(&ports);
     // Every stage runs before anything is asserted, so a failure lists every leak at once.
@@ -463,11 +538,21 @@ fn no_secret_reaches_any_output() {
         &serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
         "timeUnixNano": "1000000000", "body": {"stringValue": "hello"}}]}]}]}),
     );
+    // A wrong token at the secured receiver: refused (401), and the log never holds it.
+    let refused = http_request(
+        "POST",
+        ports.secured,
+        "/v1/traces",
+        &[("Content-Type", "application/json"), ("Authorization", "Bearer s3cr-in-wrong")],
+        b"{}",
+    )
+    .map(|r| r.status)
+    .unwrap_or(0);
     let all_asked = eventually(Duration::from_secs(20), || servers.iter().all(|s| *s.seen.lock().unwrap() > 0));
     // Let the retries against the dead port run out, so their last errors are logged too.
     let dropped = eventually(Duration::from_secs(20), || {
         let log = stderr();
-        ["otlphttp/dead", "otlp/dead", "prometheusremotewrite/dead", "elasticsearch/apikey"]
+        ["otlphttp/dead", "otlp/dead", "prometheusremotewrite/dead", "elasticsearch/apikey", "otlphttp/oauth-ext"]
             .iter()
             .all(|e| log.lines().any(|l| l.contains(e) && l.contains("data dropped")))
     });
@@ -480,6 +565,7 @@ fn no_secret_reaches_any_output() {
 
     assert!(all_asked, "every in-test backend was asked: {:?}\n{err}", servers.map(|s| *s.seen.lock().unwrap()));
     assert!(dropped, "the exporters of dead endpoints gave up and said so:\n{err}");
+    assert_eq!(refused, 401, "a wrong token is refused");
     for refusal in ["401 Unauthorized", "403 Forbidden", "gRPC Unauthenticated"] {
         assert!(err.contains(refusal), "the auth failures were logged ({refusal}):\n{err}");
     }

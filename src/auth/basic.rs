@@ -9,6 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,7 +32,8 @@ pub struct Htpasswd {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientAuth {
-    pub username: String,
+    /// Never printed either: tokens are often passed as the user name.
+    pub username: Secret,
     pub password: Secret,
 }
 
@@ -47,7 +49,7 @@ impl BasicAuthConfig {
             h.users().map_err(|(k, m)| (format!("htpasswd.{k}"), m))?;
         }
         if let Some(c) = &self.client_auth
-            && (c.username.is_empty() || c.username.contains(':'))
+            && (c.username.expose().is_empty() || c.username.expose().contains(':'))
         {
             return Err(("client_auth.username".into(), "must be non-empty, without ':'".into()));
         }
@@ -57,7 +59,7 @@ impl BasicAuthConfig {
     /// The `Authorization` value of `client_auth`.
     pub fn client_header(&self) -> Option<Secret> {
         let c = self.client_auth.as_ref()?;
-        let pair = format!("{}:{}", c.username, c.password.expose());
+        let pair = format!("{}:{}", c.username.expose(), c.password.expose());
         Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))))
     }
 }
@@ -186,7 +188,63 @@ fn apr1(password: &[u8], salt: &[u8]) -> String {
 
 /// The server side: the users, read at start.
 pub struct BasicAuthServer {
-    users: HashMap<String, Hash>,
+    users: Arc<HashMap<String, Hash>>,
+    /// What an unknown user's password is checked against: a real entry's hash, so that the
+    /// answer takes as long as for a known user (no telling which names exist).
+    decoy: Option<Hash>,
+    /// Credentials checked recently and found good, by user and SHA-256 of the password: a
+    /// client sending the same credentials with every request pays for bcrypt once a minute.
+    good: std::sync::Mutex<HashMap<(String, [u8; 32]), std::time::Instant>>,
+    /// Hash checks run off the async workers, at most this many at once (bcrypt costs
+    /// tens of milliseconds of CPU: a flood of bad credentials cannot stall the gateway).
+    checks: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long good credentials are remembered.
+const REMEMBER_GOOD: std::time::Duration = std::time::Duration::from_secs(60);
+/// Entries kept in that memory at most.
+const REMEMBER_AT_MOST: usize = 10_000;
+
+impl BasicAuthServer {
+    fn new(users: HashMap<String, Hash>) -> BasicAuthServer {
+        let mut names: Vec<&String> = users.keys().collect();
+        names.sort();
+        let decoy = names.first().and_then(|n| users.get(*n)).cloned();
+        let checks = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).div_ceil(2).max(1);
+        BasicAuthServer {
+            users: Arc::new(users),
+            decoy,
+            good: Default::default(),
+            checks: Arc::new(tokio::sync::Semaphore::new(checks)),
+        }
+    }
+
+    /// Whether `password` is `user`'s: remembered, or checked on a blocking thread.
+    async fn check(&self, user: &str, password: &str) -> bool {
+        use sha2::Digest;
+        let key = (user.to_string(), <[u8; 32]>::from(sha2::Sha256::digest(password.as_bytes())));
+        let remembered = self.good.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        if remembered.is_some_and(|t| t.elapsed() < REMEMBER_GOOD) {
+            return true;
+        }
+        let Ok(_permit) = self.checks.acquire().await else { return false };
+        let hash = self.users.get(user).cloned();
+        let known = hash.is_some();
+        let Some(hash) = hash.or_else(|| self.decoy.clone()) else { return false };
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || hash.matches(&password)).await.unwrap_or(false) && known;
+        if ok {
+            let mut good = self.good.lock().unwrap_or_else(|p| p.into_inner());
+            if good.len() >= REMEMBER_AT_MOST {
+                good.retain(|_, t| t.elapsed() < REMEMBER_GOOD);
+                if good.len() >= REMEMBER_AT_MOST {
+                    good.clear();
+                }
+            }
+            good.insert(key, std::time::Instant::now());
+        }
+        ok
+    }
 }
 
 impl std::fmt::Debug for BasicAuthServer {
@@ -212,16 +270,7 @@ impl ServerAuthenticator for BasicAuthServer {
             let (user, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| Denied("the Basic credentials are not base64 of user:password".into()))?;
-            // An unknown user costs as much as a wrong password (a bcrypt of a fixed hash).
-            let known = self.users.get(user);
-            let ok = match known {
-                Some(hash) => hash.matches(password),
-                None => {
-                    let _ = bcrypt::verify(password, dummy_bcrypt());
-                    false
-                }
-            };
-            if ok {
+            if self.check(user, password).await {
                 Ok(Identity(vec![("username".into(), user.to_string())]))
             } else {
                 Err(Denied("user name or password not accepted".into()))
@@ -234,21 +283,11 @@ impl ServerAuthenticator for BasicAuthServer {
     }
 }
 
-/// A bcrypt hash (cost 10, as `htpasswd -B` makes them) to spend time on for users that do not
-/// exist.
-fn dummy_bcrypt() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        bcrypt::hash_with_salt("unknown user", 10, [7u8; 16])
-            .map(|h| h.format_for_version(bcrypt::Version::TwoY))
-            .unwrap_or_default()
-    })
-}
-
 /// The client side: the `Authorization` value `client_auth` gives.
 pub struct BasicAuthClient {
     value: Secret,
-    password: Option<String>,
+    /// The user name and password, to take out of failure reasons.
+    parts: Vec<String>,
 }
 
 impl std::fmt::Debug for BasicAuthClient {
@@ -275,7 +314,9 @@ impl super::client::ClientAuthenticator for BasicAuthClient {
 
     fn secrets(&self) -> Vec<String> {
         let encoded = self.value.expose().trim_start_matches("Basic ").to_string();
-        [Some(encoded), self.password.clone()].into_iter().flatten().collect()
+        let mut out = vec![encoded];
+        out.extend(self.parts.iter().cloned());
+        out
     }
 }
 
@@ -301,15 +342,19 @@ impl crate::pipeline::component::ExtensionSettings for BasicAuthConfig {
         let h = self.htpasswd.as_ref()?;
         Some(
             h.users()
-                .map(|users| std::sync::Arc::new(BasicAuthServer { users }) as std::sync::Arc<dyn ServerAuthenticator>)
+                .map(|users| {
+                    std::sync::Arc::new(BasicAuthServer::new(users)) as std::sync::Arc<dyn ServerAuthenticator>
+                })
                 .map_err(|(k, m)| format!("htpasswd.{k}: {m}")),
         )
     }
 
     fn client_authenticator(&self) -> Option<Result<std::sync::Arc<dyn super::client::ClientAuthenticator>, String>> {
         let value = self.client_header()?;
-        let password = self.client_auth.as_ref().map(|c| c.password.expose().to_string());
-        Some(Ok(std::sync::Arc::new(BasicAuthClient { value, password })))
+        let parts =
+            self.client_auth.iter().flat_map(|c| [c.username.expose().to_string(), c.password.expose().to_string()]);
+        let parts: Vec<String> = parts.collect();
+        Some(Ok(std::sync::Arc::new(BasicAuthClient { value, parts })))
     }
 }
 
@@ -341,7 +386,7 @@ mod tests {
             client_auth: None,
         };
         cfg.validate().unwrap();
-        let server = BasicAuthServer { users: cfg.htpasswd.as_ref().unwrap().users().unwrap() };
+        let server = BasicAuthServer::new(cfg.htpasswd.as_ref().unwrap().users().unwrap());
         for (user, pass) in [("ann", "password"), ("bob", "password"), ("cid", "b-pass")] {
             let id = server.authenticate(&basic(user, pass)).await.unwrap();
             assert_eq!(id.0, vec![("username".to_string(), user.to_string())]);

@@ -179,6 +179,10 @@ impl ServerAuthenticator for BearerTokenServer {
     fn challenge(&self) -> &str {
         if self.config.scheme.is_empty() { "Bearer" } else { &self.config.scheme }
     }
+
+    fn credential_header(&self) -> &str {
+        &self.config.header
+    }
 }
 
 /// The `bearertokenauth` extension's registration.

@@ -20,6 +20,11 @@ pub trait ClientAuthenticator: Send + Sync + std::fmt::Debug {
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether what it sets depends on the data's request context (which data read back from
+    /// a persistent queue does not have).
+    fn reads_context(&self) -> bool {
+        false
+    }
 }
 
 /// An exporter's authenticator: its id, looked up among the running ones for every request.

@@ -129,15 +129,24 @@ impl ClientAuthenticator for HeadersSetter {
                 let Some(value) = rule.value(context) else { continue };
                 // A value from the context that cannot be a header value is left out.
                 let Ok(mut value) = http::HeaderValue::from_str(&value) else { continue };
-                value.set_sensitive(rule.value.is_some());
+                value.set_sensitive(rule.value.is_some() || rule.default_value.is_some());
                 headers.insert(name, value);
             }
             Ok(())
         })
     }
 
+    fn reads_context(&self) -> bool {
+        self.config.headers.iter().any(|h| h.from_context.is_some() || h.from_attribute.is_some())
+    }
+
     fn secrets(&self) -> Vec<String> {
-        self.config.headers.iter().filter_map(|h| h.value.as_ref()).map(|v| v.expose().to_string()).collect()
+        self.config
+            .headers
+            .iter()
+            .flat_map(|h| h.value.iter().chain(&h.default_value))
+            .map(|v| v.expose().to_string())
+            .collect()
     }
 }
 

@@ -46,47 +46,61 @@ pub trait ServerAuthenticator: Send + Sync + std::fmt::Debug {
     fn authenticate<'a>(&'a self, headers: &'a http::HeaderMap) -> BoxFuture<'a, Result<Identity, Denied>>;
     /// The scheme named in `WWW-Authenticate` on a 401 (`Bearer`, `Basic`).
     fn challenge(&self) -> &str;
+    /// The header that carries the credential: left out of the request context, so that
+    /// `include_metadata` never hands a client's secret to processors or exporters.
+    fn credential_header(&self) -> &str {
+        "authorization"
+    }
 }
+
+/// How long authenticating one request may take (an identity provider that does not answer).
+const AUTHENTICATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The authenticators of the running configuration, by extension id. A receiver looks its
 /// authenticator up for every request, so an extension changed by a reload takes effect at
 /// once, without restarting the receivers that use it.
 #[derive(Clone, Default)]
 pub struct Authenticators {
-    server: Arc<RwLock<BTreeMap<String, Arc<dyn ServerAuthenticator>>>>,
-    client: Arc<RwLock<BTreeMap<String, Arc<dyn client::ClientAuthenticator>>>>,
+    running: Arc<RwLock<BTreeMap<String, Sides>>>,
+}
+
+/// The two sides an authenticator extension may have.
+#[derive(Clone, Default)]
+struct Sides {
+    server: Option<Arc<dyn ServerAuthenticator>>,
+    client: Option<Arc<dyn client::ClientAuthenticator>>,
 }
 
 impl std::fmt::Debug for Authenticators {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.server.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
-        f.debug_struct("Authenticators").field("server", &names).finish()
+        let names: Vec<String> = self.running.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        f.debug_struct("Authenticators").field("running", &names).finish()
     }
 }
 
 impl Authenticators {
-    /// Sets (or replaces) extension `id`'s server authenticator.
-    pub fn set_server(&self, id: &str, auth: Arc<dyn ServerAuthenticator>) {
-        self.server.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), auth);
+    /// Sets (or replaces, both sides at once) extension `id`'s authenticators.
+    pub fn set(
+        &self,
+        id: &str,
+        server: Option<Arc<dyn ServerAuthenticator>>,
+        client: Option<Arc<dyn client::ClientAuthenticator>>,
+    ) {
+        self.running.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), Sides { server, client });
     }
 
-    /// Sets (or replaces) extension `id`'s client authenticator.
-    pub fn set_client(&self, id: &str, auth: Arc<dyn client::ClientAuthenticator>) {
-        self.client.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), auth);
-    }
-
-    /// Forgets extension `id` (it was removed).
+    /// Forgets extension `id` (it was removed). Guards that used it keep the last one they
+    /// saw, so a receiver retiring at a reload still answers its last requests.
     pub fn remove(&self, id: &str) {
-        self.server.write().unwrap_or_else(|p| p.into_inner()).remove(id);
-        self.client.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.running.write().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     fn client(&self, id: &str) -> Option<Arc<dyn client::ClientAuthenticator>> {
-        self.client.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.running.read().unwrap_or_else(|p| p.into_inner()).get(id).and_then(|s| s.client.clone())
     }
 
     fn server(&self, id: &str) -> Option<Arc<dyn ServerAuthenticator>> {
-        self.server.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.running.read().unwrap_or_else(|p| p.into_inner()).get(id).and_then(|s| s.server.clone())
     }
 
     /// The guard for a listener of `receiver` whose `auth` names `settings` (none: no guard).
@@ -98,13 +112,14 @@ impl Authenticators {
         metrics: &crate::telemetry::metrics::Metrics,
     ) -> Result<Option<Arc<Guard>>, String> {
         let Some(settings) = settings else { return Ok(None) };
-        if self.server(&settings.authenticator).is_none() {
+        let Some(current) = self.server(&settings.authenticator) else {
             return Err(format!(
                 "auth.authenticator: {} is not a running server authenticator (bearertokenauth, basicauth or oidc listed in service.extensions)",
                 settings.authenticator
             ));
-        }
+        };
         Ok(Some(Arc::new(Guard {
+            last: std::sync::Mutex::new(current),
             authenticators: self.clone(),
             name: settings.authenticator.clone(),
             failures: metrics.auth_failures.with_label_values(&[receiver, &settings.authenticator]),
@@ -117,6 +132,8 @@ impl Authenticators {
 /// Checks every request of one listener with its authenticator (see the module comment).
 pub struct Guard {
     authenticators: Authenticators,
+    /// The authenticator seen last, used when the extension is gone (see `Authenticators::remove`).
+    last: std::sync::Mutex<Arc<dyn ServerAuthenticator>>,
     name: String,
     failures: prometheus::IntCounter,
     receiver: String,
@@ -137,12 +154,20 @@ impl Guard {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/grpc"));
-        let Some(auth) = self.authenticators.server(&self.name) else {
-            return Err(refusal(grpc, "Bearer", "the authenticator is not running"));
+        let auth = match self.authenticators.server(&self.name) {
+            Some(a) => {
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = a.clone();
+                a
+            }
+            None => self.last.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
-        match auth.authenticate(req.headers()).await {
+        let outcome = tokio::time::timeout(AUTHENTICATE_WITHIN, auth.authenticate(req.headers()))
+            .await
+            .unwrap_or_else(|_| Err(Denied("authentication did not finish in time".into())));
+        match outcome {
             Ok(identity) => {
                 req.extensions_mut().insert(identity);
+                req.extensions_mut().insert(CredentialHeader(auth.credential_header().to_ascii_lowercase()));
                 Ok(())
             }
             Err(Denied(reason)) => {
@@ -156,6 +181,10 @@ impl Guard {
         }
     }
 }
+
+/// The header that carried a request's credential (see `ServerAuthenticator::credential_header`).
+#[derive(Debug, Clone)]
+pub struct CredentialHeader(pub String);
 
 /// The answer to a request that failed authentication.
 fn refusal(grpc: bool, scheme: &str, reason: &str) -> http::Response<BoxBody> {

@@ -211,7 +211,10 @@ impl OAuth2Client {
                 .and_then(|v| v.as_str())
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| format!("token endpoint {url}: no access_token in the answer"))?;
-            let lifetime = json.get("expires_in").and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+            let lifetime = json
+                .get("expires_in")
+                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+                .filter(|s| s.is_finite());
             // Without expires_in the token is kept for an hour.
             let lifetime = Duration::from_secs_f64(lifetime.unwrap_or(3600.0).clamp(1.0, 365.0 * 86400.0));
             let early = c.expiry_buffer.min(lifetime / 2);
@@ -233,8 +236,13 @@ impl OAuth2Client {
                     *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.value.clone());
                     *slot = Some(token);
                 }
-                Err(e) => match slot.as_ref() {
+                Err(e) => match slot.as_mut() {
                     Some(t) if Instant::now() < t.expires_at => {
+                        // Exports go on with it; the next refresh is tried in a while, not by
+                        // every export.
+                        let left = t.expires_at.saturating_duration_since(Instant::now());
+                        t.refresh_at =
+                            Instant::now() + (left / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
                         tracing::warn!(error = %e, "cannot refresh the OAuth2 token; using the current one until it expires");
                     }
                     _ => return Err(ExportError::Retryable { after: None, reason: e }),

@@ -76,7 +76,7 @@ impl OidcConfig {
         let tls = crate::tls::client::TlsClientConfig { ca_file: self.issuer_ca_path.clone(), ..Default::default() };
         let connector = tls.connector(crate::tls::client::Protocol::Http1, FETCH_TIMEOUT)?;
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        Ok(OidcServer { config: self.clone(), client, keys: tokio::sync::Mutex::new(Keys::default()) })
+        Ok(OidcServer { config: self.clone(), client, keys: std::sync::Mutex::new(Keys::default()) })
     }
 }
 
@@ -85,13 +85,37 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
 /// And always once they are this old.
 const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// And every this often while there are none.
+const RETRY_EMPTY: Duration = Duration::from_secs(2);
 /// Clock skew allowed for `nbf` and `iat`.
 const LEEWAY: u64 = 60;
 
 #[derive(Default)]
 struct Keys {
     jwks: Vec<Jwk>,
+    /// When the keys were last fetched, and last tried; whether a fetch is under way.
     fetched: Option<Instant>,
+    attempted: Option<Instant>,
+    fetching: bool,
+}
+
+/// A fetch of the keys under way: `Keys::fetching` until it is dropped.
+struct Fetching<'a>(&'a std::sync::Mutex<Keys>);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).fetching = false;
+    }
+}
+
+/// What a signature check means for the client (the details of a failed fetch are logged).
+fn verdict(result: Result<(), Option<String>>, no_keys: bool) -> Result<(), Denied> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(None) if no_keys => Err(Denied("the provider's keys are not available".into())),
+        Err(None) => Err(Denied("the token is signed with a key the provider does not publish".into())),
+        Err(Some(reason)) => Err(Denied(reason)),
+    }
 }
 
 type Client = hyper_util::client::legacy::Client<
@@ -102,7 +126,7 @@ type Client = hyper_util::client::legacy::Client<
 pub struct OidcServer {
     config: OidcConfig,
     client: Client,
-    keys: tokio::sync::Mutex<Keys>,
+    keys: std::sync::Mutex<Keys>,
 }
 
 impl std::fmt::Debug for OidcServer {
@@ -150,31 +174,36 @@ impl OidcServer {
     }
 
     /// Checks `token`'s signature, fetching the keys when there are none yet, when they are
-    /// old, or (at most every 10 s) when the token names a key they do not have.
+    /// old, or when the token names a key they do not have (at most every 10 s; every 2 s
+    /// while there are none). One fetch runs at a time, without holding up other requests:
+    /// they are checked against the keys there are meanwhile.
     async fn verify(&self, token: &jwt::Token) -> Result<(), Denied> {
-        let mut keys = self.keys.lock().await;
-        let stale = keys.fetched.is_none_or(|t| t.elapsed() >= KEYS_MAX_AGE);
-        let mut result = if stale { Err(None) } else { token.verify(&keys.jwks) };
-        if matches!(result, Err(None)) && keys.fetched.is_none_or(|t| t.elapsed() >= REFETCH_AFTER) {
-            keys.fetched = Some(Instant::now());
-            match self.fetch_keys().await {
-                Ok(jwks) => keys.jwks = jwks,
-                Err(e) => {
-                    tracing::warn!(issuer_url = %self.config.issuer_url, error = %e, "cannot fetch the OIDC provider's keys");
-                    if keys.jwks.is_empty() {
-                        // Try again at the next request rather than in 10 s.
-                        keys.fetched = None;
-                        return Err(Denied(format!("the provider's keys are not available: {e}")));
-                    }
-                }
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = keys.fetched.is_some_and(|t| t.elapsed() < KEYS_MAX_AGE);
+            let result = token.verify(&keys.jwks);
+            let backoff = if keys.jwks.is_empty() { RETRY_EMPTY } else { REFETCH_AFTER };
+            let may_fetch = !keys.fetching && keys.attempted.is_none_or(|t| t.elapsed() >= backoff);
+            if (fresh && !matches!(result, Err(None))) || !may_fetch {
+                return verdict(result, keys.jwks.is_empty());
             }
-            result = token.verify(&keys.jwks);
+            keys.fetching = true;
+            keys.attempted = Some(Instant::now());
         }
-        match result {
-            Ok(()) => Ok(()),
-            Err(None) => Err(Denied("the token is signed with a key the provider does not publish".into())),
-            Err(Some(reason)) => Err(Denied(reason)),
+        // Cleared however this ends, even if the request is dropped while fetching.
+        let _fetching = Fetching(&self.keys);
+        let fetched = self.fetch_keys().await;
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        match fetched {
+            Ok(jwks) => {
+                keys.jwks = jwks;
+                keys.fetched = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(issuer_url = %self.config.issuer_url, error = %e, "cannot fetch the OIDC provider's keys")
+            }
         }
+        verdict(token.verify(&keys.jwks), keys.jwks.is_empty())
     }
 
     /// Checks the claims and turns them into the identity.
@@ -239,6 +268,10 @@ impl ServerAuthenticator for OidcServer {
 
     fn challenge(&self) -> &str {
         "Bearer"
+    }
+
+    fn credential_header(&self) -> &str {
+        &self.config.attribute
     }
 }
 

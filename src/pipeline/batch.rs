@@ -139,10 +139,13 @@ pub fn request_context(
     extensions: &http::Extensions,
     include_metadata: bool,
 ) -> Option<Context> {
+    // Credentials stay behind: the authenticator's header, and these wherever they are.
+    let credential = extensions.get::<crate::auth::CredentialHeader>().map(|c| c.0.as_str());
+    let secret = |k: &str| matches!(k, "authorization" | "proxy-authorization" | "cookie") || Some(k) == credential;
     let sent = headers
         .iter()
         .filter(|_| include_metadata)
-        .filter(|(k, _)| !k.as_str().starts_with("auth."))
+        .filter(|(k, _)| !k.as_str().starts_with("auth.") && !secret(k.as_str()))
         .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())));
     let identity = extensions.get::<crate::auth::Identity>().into_iter().flat_map(|i| &i.0);
     let all: Vec<(String, String)> = sent.chain(identity.map(|(k, v)| (format!("auth.{k}"), v.clone()))).collect();
@@ -434,6 +437,26 @@ pub mod tests_support {
 mod tests {
     use super::tests_support::traces;
     use super::*;
+
+    #[test]
+    fn a_request_context_keeps_metadata_and_identity_but_never_credentials() {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in
+            [("x-tenant", "acme"), ("authorization", "Bearer t"), ("x-api-key", "k"), ("auth.subject", "root")]
+        {
+            headers.insert(http::HeaderName::from_static(k), http::HeaderValue::from_static(v));
+        }
+        let mut ext = http::Extensions::new();
+        ext.insert(crate::auth::Identity(vec![("subject".into(), "svc".into())]));
+        ext.insert(crate::auth::CredentialHeader("x-api-key".into()));
+        let c = request_context(&headers, &ext, true).unwrap();
+        let keys: Vec<&str> = c.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["x-tenant", "auth.subject"]);
+        assert_eq!(c[1].1, "svc", "the identity, not the client's forged header");
+        let without = request_context(&headers, &ext, false).unwrap();
+        assert_eq!(without.len(), 1, "without include_metadata only the identity");
+        assert!(request_context(&headers, &http::Extensions::new(), false).is_none());
+    }
 
     #[test]
     fn encoded_batches_merge_by_concatenation() {

@@ -509,10 +509,26 @@ impl RunningService {
                     Ok(())
                 }
                 Err(m) => {
+                    // New settings that authenticate clients the old ones let in must not leave
+                    // the old, open receiver running (fail closed): it stops.
+                    let tightened = old.as_ref().is_some_and(|o| {
+                        let names = |d: &Defined<dyn ReceiverSettings>| -> Vec<String> {
+                            d.settings.authenticators().into_iter().map(|(k, n)| format!("{k}={n}")).collect()
+                        };
+                        let (before, after) = (names(&o.defined), names(&defined));
+                        after.iter().any(|a| !before.contains(a))
+                    });
                     if let Some(o) = old {
-                        // Still running as before; it takes the new routes.
-                        o.intake.set_routes(intake.take_routes());
-                        self.receivers.insert(id.clone(), o);
+                        if tightened {
+                            tracing::error!(receiver = %id, error = %m,
+                                "the changed receiver requires authentication but cannot start; stopping the old one rather than leaving it open");
+                            o.run.stop.cancel();
+                            self.retiring.receivers.extend(o.run.tasks);
+                        } else {
+                            // Still running as before; it takes the new routes.
+                            o.intake.set_routes(intake.take_routes());
+                            self.receivers.insert(id.clone(), o);
+                        }
                     }
                     Err(fail("receiver", &id, m))
                 }
@@ -615,15 +631,8 @@ impl RunningService {
                 (Err(m), _) | (_, Err(m)) => Err(m),
                 (Ok(server), Ok(client)) => {
                     let started = defined.settings.start(ctx).await;
-                    if started.is_ok() {
-                        let name = id.to_string();
-                        self.authenticators.remove(&name);
-                        if let Some(a) = server {
-                            self.authenticators.set_server(&name, a);
-                        }
-                        if let Some(a) = client {
-                            self.authenticators.set_client(&name, a);
-                        }
+                    if started.is_ok() && (server.is_some() || client.is_some()) {
+                        self.authenticators.set(&id.to_string(), server, client);
                     }
                     started
                 }

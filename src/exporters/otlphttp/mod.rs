@@ -206,10 +206,12 @@ impl OtlpHttpExporter {
         if let Some(encoding) = self.compression.encoding() {
             req = req.header(header::CONTENT_ENCODING, encoding);
         }
+        // URL user info goes in as a header the authenticator may replace (never both).
+        let mut base = std::borrow::Cow::Borrowed(&self.headers[..]);
         if let Some(auth) = auth {
-            req = req.header(header::AUTHORIZATION, auth);
+            base.to_mut().push((header::AUTHORIZATION, auth));
         }
-        for (k, v) in crate::auth::client::with_auth(self.auth.as_ref(), &self.headers, batch.context()).await?.iter() {
+        for (k, v) in crate::auth::client::with_auth(self.auth.as_ref(), &base, batch.context()).await?.iter() {
             req = req.header(k, v);
         }
         let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;

@@ -39,11 +39,13 @@ impl<'a> Gathering<'a> {
         }
     }
 
-    /// Whether `batch` (of the gathered signal) joins without going over `max_size` or the
-    /// byte bound; the first always does.
+    /// Whether `batch` (of the gathered signal, and the same request context: data of two
+    /// tenants never goes out in one request) joins without going over `max_size` or the byte
+    /// bound; the first always does.
     pub fn fits(&self, batch: &Batch) -> bool {
         self.parts.is_empty()
             || (self.parts[0].signal() == batch.signal()
+                && self.parts[0].context() == batch.context()
                 && (self.cfg.max_size == 0 || self.size + self.weight(batch) <= self.cfg.max_size)
                 && self.bytes + batch.wire_size() <= self.byte_cap())
     }
