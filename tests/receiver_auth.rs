@@ -350,3 +350,51 @@ fn an_auth_key_must_name_a_listed_authenticator() {
     let (ok, out) = check(&base("  bearertokenauth: {}", "bearertokenauth"));
     assert!(!ok && out.contains("exactly one of token, tokens and filename"), "{out}");
 }
+
+#[test]
+fn a_reload_that_adds_auth_but_cannot_start_it_closes_the_door_instead_of_leaving_it_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_ca = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad_ca, "this is not PEM\n").unwrap();
+    let open = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:{http}"}
+exporters:
+  file: {path: "{dir}/out.jsonl"}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file]}
+"#;
+    let mut gw = Gateway::start(open);
+    post_spans(&gw, "open-", 1);
+    let closed = open
+        .replacen(
+            "receivers:",
+            &format!(
+                "extensions:\n  oidc: {{issuer_url: \"https://idp.example.com\", audience: a, issuer_ca_path: \"{}\"}}\nreceivers:",
+                p(&bad_ca)
+            ),
+            1,
+        )
+        .replace(r#"http: {endpoint: "127.0.0.1:{http}"}"#, r#"http: {endpoint: "127.0.0.1:{http}", auth: {authenticator: oidc}}"#)
+        .replace("  pipelines:", "  extensions: [oidc]\n  pipelines:");
+    gw.rewrite(&closed);
+    assert_eq!(gw.reload(), "failure", "{}", gw.log());
+    assert!(gw.log().contains("requires authentication but cannot start"), "{}", gw.log());
+    // Nobody gets in unauthenticated: the port is closed rather than open without auth.
+    let after = eventually(Duration::from_secs(10), || {
+        http_request(
+            "POST",
+            gw.http,
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &traces_body(spans("late-", 1)),
+        )
+        .is_err()
+    });
+    assert!(after, "the old, open receiver must not keep taking data\n{}", gw.log());
+    assert_eq!(span_names(&gw.path("out.jsonl")), ["open-0"]);
+}
