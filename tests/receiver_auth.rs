@@ -22,19 +22,6 @@ fn p(x: &Path) -> String {
     x.display().to_string()
 }
 
-/// The Python SDK sends two spans over `protocol`; whether every export succeeded.
-fn python_send(python: &Path, protocol: &str, endpoint: &str, extra: &[String], out: &Path) -> (bool, String) {
-    let done = Command::new(python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", protocol, "--count", "2", "--timeout", "3"])
-        .args(["--endpoint", endpoint, "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run otel_send.py");
-    (done.status.success(), String::from_utf8_lossy(&done.stderr).into_owned())
-}
-
 fn spans_written(gw: &Gateway) -> usize {
     span_names(&gw.path("out.jsonl")).len()
 }
@@ -97,13 +84,13 @@ service:
     ];
 
     for (protocol, endpoint) in &endpoints {
-        let (ok, err) = python_send(&python, protocol, endpoint, &with("s3cr-first-token"), &out);
+        let (ok, err) = python_try_send(&python, protocol, endpoint, &with("s3cr-first-token"), &out);
         assert!(ok, "{protocol} with the token: {err}\n{}", gw.log());
-        let (ok, err) = python_send(&python, protocol, endpoint, &with("s3cr-wrong-token"), &out);
+        let (ok, err) = python_try_send(&python, protocol, endpoint, &with("s3cr-wrong-token"), &out);
         assert!(!ok, "{protocol} with a wrong token must fail");
         let expect = if *protocol == "grpc" { "UNAUTHENTICATED" } else { "401" };
         assert!(err.contains(expect), "{protocol}: the client sees {expect}: {err}");
-        let (ok, _) = python_send(&python, protocol, endpoint, &tls, &out);
+        let (ok, _) = python_try_send(&python, protocol, endpoint, &tls, &out);
         assert!(!ok, "{protocol} without a token must fail");
     }
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 4), "{}", gw.log());
@@ -117,9 +104,9 @@ service:
     gw.rewrite(&template("s3cr-second-token"));
     assert_eq!(gw.reload(), "success", "{}", gw.log());
     let (grpc_protocol, grpc_endpoint) = &endpoints[0];
-    let (ok, _) = python_send(&python, grpc_protocol, grpc_endpoint, &with("s3cr-first-token"), &out);
+    let (ok, _) = python_try_send(&python, grpc_protocol, grpc_endpoint, &with("s3cr-first-token"), &out);
     assert!(!ok, "the old token is refused after the reload");
-    let (ok, err) = python_send(&python, grpc_protocol, grpc_endpoint, &with("s3cr-second-token"), &out);
+    let (ok, err) = python_try_send(&python, grpc_protocol, grpc_endpoint, &with("s3cr-second-token"), &out);
     assert!(ok, "the new token is accepted after the reload: {err}\n{}", gw.log());
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 6), "{}", gw.log());
     assert!(!gw.log().contains("receiver changed"), "the receiver kept running:\n{}", gw.log());
@@ -162,14 +149,14 @@ service:
     let endpoint = format!("http://127.0.0.1:{}", gw.http);
     let basic =
         |u: &str, pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{pw}")));
-    let (ok, err) = python_send(&python, "http-protobuf", &endpoint, &header(&basic("ann", "ann-pass")), &out);
+    let (ok, err) = python_try_send(&python, "http-protobuf", &endpoint, &header(&basic("ann", "ann-pass")), &out);
     assert!(ok, "ann ($apr1$ from the file): {err}\n{}", gw.log());
     // bob tries to pass for ann with an `auth.username` header of his own.
     let mut forged = header(&basic("bob", "password"));
     forged.extend(["--header".into(), "auth.username=ann".into()]);
-    let (ok, err) = python_send(&python, "http-protobuf", &endpoint, &forged, &out);
+    let (ok, err) = python_try_send(&python, "http-protobuf", &endpoint, &forged, &out);
     assert!(ok, "bob ({{SHA}} inline): {err}");
-    let (ok, _) = python_send(&python, "http-protobuf", &endpoint, &header(&basic("ann", "bob-guess")), &out);
+    let (ok, _) = python_try_send(&python, "http-protobuf", &endpoint, &header(&basic("ann", "bob-guess")), &out);
     assert!(!ok, "a wrong password is refused");
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 4), "{}", gw.log());
     let mut users = span_attribute(&gw, "enduser.id");
@@ -293,7 +280,7 @@ service:
     };
     let bearer = |t: String| header(&format!("Bearer {t}"));
     let (ok, err) =
-        python_send(&python, "grpc", &endpoint, &bearer(provider.token(claims(serde_json::json!({})))), &out);
+        python_try_send(&python, "grpc", &endpoint, &bearer(provider.token(claims(serde_json::json!({})))), &out);
     assert!(ok, "a valid token: {err}\n{}", gw.log());
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 2), "{}", gw.log());
     assert_eq!(span_attribute(&gw, "enduser.id"), ["svc-checkout", "svc-checkout"]);
@@ -309,7 +296,7 @@ service:
         ("not a JWT", "s3cr-not-a-jwt".to_string()),
     ];
     for (why, token) in &refused {
-        let (ok, err) = python_send(&python, "grpc", &endpoint, &bearer(token.clone()), &out);
+        let (ok, err) = python_try_send(&python, "grpc", &endpoint, &bearer(token.clone()), &out);
         assert!(!ok, "{why}: must be refused");
         assert!(err.contains("UNAUTHENTICATED") && err.contains(why), "{why}: {err}");
     }

@@ -20,20 +20,6 @@ fn p(x: &Path) -> String {
     x.display().to_string()
 }
 
-/// Runs the Python SDK peer: `count` spans over `protocol` to `endpoint` with `extra` arguments
-/// (TLS, headers). Returns whether every export succeeded, and what it printed.
-fn python_send(python: &Path, protocol: &str, endpoint: &str, extra: &[String], out: &Path) -> (bool, String) {
-    let done = Command::new(python)
-        .arg(repo().join("tests/peers/python/otel_send.py"))
-        .args(["--signal", "traces", "--protocol", protocol, "--count", "2", "--timeout", "3"])
-        .args(["--endpoint", endpoint, "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run otel_send.py");
-    (done.status.success(), String::from_utf8_lossy(&done.stderr).into_owned())
-}
-
 fn trusting(ca: &Path) -> Vec<String> {
     vec!["--ca-file".into(), p(ca)]
 }
@@ -78,19 +64,19 @@ service:
     let http = format!("https://localhost:{}", gw.http);
     let out = dir.path().join("summary.json");
 
-    let (ok, err) = python_send(&python, "grpc", &grpc, &trusting(&first.ca), &out);
+    let (ok, err) = python_try_send(&python, "grpc", &grpc, &trusting(&first.ca), &out);
     assert!(ok, "gRPC over TLS: {err}\n{}", gw.log());
-    let (ok, err) = python_send(&python, "http-protobuf", &http, &trusting(&first.ca), &out);
+    let (ok, err) = python_try_send(&python, "http-protobuf", &http, &trusting(&first.ca), &out);
     assert!(ok, "HTTP over TLS: {err}\n{}", gw.log());
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 4), "{}", gw.log());
 
     // A client trusting another CA, and one speaking plaintext, deliver nothing.
     let before = handshake_failures(&gw, gw.grpc);
-    let (ok, _) = python_send(&python, "grpc", &grpc, &trusting(&first.other_ca), &out);
+    let (ok, _) = python_try_send(&python, "grpc", &grpc, &trusting(&first.other_ca), &out);
     assert!(!ok, "a client that does not trust the server's CA must fail");
-    let (ok, _) = python_send(&python, "grpc", &format!("http://127.0.0.1:{}", gw.grpc), &[], &out);
+    let (ok, _) = python_try_send(&python, "grpc", &format!("http://127.0.0.1:{}", gw.grpc), &[], &out);
     assert!(!ok, "a plaintext client must fail");
-    let (ok, _) = python_send(&python, "http-protobuf", &format!("http://127.0.0.1:{}", gw.http), &[], &out);
+    let (ok, _) = python_try_send(&python, "http-protobuf", &format!("http://127.0.0.1:{}", gw.http), &[], &out);
     assert!(!ok, "a plaintext HTTP client must fail");
     assert!(handshake_failures(&gw, gw.grpc) >= before + 2.0, "failed handshakes are counted");
     assert!(handshake_failures(&gw, gw.http) >= 1.0);
@@ -100,12 +86,12 @@ service:
     std::fs::copy(&second.server_cert, &live_cert).unwrap();
     std::fs::copy(&second.server_key, &live_key).unwrap();
     let rotated = eventually(Duration::from_secs(15), || {
-        python_send(&python, "http-protobuf", &http, &trusting(&second.ca), &out).0
+        python_try_send(&python, "http-protobuf", &http, &trusting(&second.ca), &out).0
     });
     assert!(rotated, "the rotated certificate is served without a restart\n{}", gw.log());
-    let (ok, err) = python_send(&python, "grpc", &grpc, &trusting(&second.ca), &out);
+    let (ok, err) = python_try_send(&python, "grpc", &grpc, &trusting(&second.ca), &out);
     assert!(ok, "gRPC after rotation: {err}");
-    let (ok, _) = python_send(&python, "grpc", &grpc, &trusting(&first.ca), &out);
+    let (ok, _) = python_try_send(&python, "grpc", &grpc, &trusting(&first.ca), &out);
     assert!(!ok, "the old CA no longer matches");
     assert!(eventually(Duration::from_secs(10), || spans_written(&gw) == 8), "{}", gw.log());
 }
@@ -141,9 +127,9 @@ service:
     with_cert.extend(["--client-cert".into(), p(&c.client_cert), "--client-key".into(), p(&c.client_key)]);
     for (protocol, port) in [("grpc", gw.grpc), ("http-protobuf", gw.http)] {
         let endpoint = format!("https://localhost:{port}");
-        let (ok, err) = python_send(&python, protocol, &endpoint, &with_cert, &out);
+        let (ok, err) = python_try_send(&python, protocol, &endpoint, &with_cert, &out);
         assert!(ok, "{protocol} with a client certificate: {err}\n{}", gw.log());
-        let (ok, _) = python_send(&python, protocol, &endpoint, &trusting(&c.ca), &out);
+        let (ok, _) = python_try_send(&python, protocol, &endpoint, &trusting(&c.ca), &out);
         assert!(!ok, "{protocol} without a client certificate must fail");
         assert!(handshake_failures(&gw, port) >= 1.0, "{}", gw.log());
     }

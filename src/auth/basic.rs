@@ -331,13 +331,6 @@ impl crate::pipeline::component::ExtensionSettings for BasicAuthConfig {
         BasicAuthConfig::validate(self).map_err(Into::into)
     }
 
-    fn start(
-        &self,
-        _ctx: crate::pipeline::component::ExtensionContext,
-    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
     fn server_authenticator(&self) -> Option<Result<std::sync::Arc<dyn ServerAuthenticator>, String>> {
         let h = self.htpasswd.as_ref()?;
         Some(

@@ -161,13 +161,6 @@ impl crate::pipeline::component::ExtensionSettings for HeadersSetterConfig {
         HeadersSetterConfig::validate(self).map_err(Into::into)
     }
 
-    fn start(
-        &self,
-        _ctx: crate::pipeline::component::ExtensionContext,
-    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
     fn client_authenticator(&self) -> Option<Result<std::sync::Arc<dyn ClientAuthenticator>, String>> {
         Some(Ok(std::sync::Arc::new(HeadersSetter { config: self.clone() })))
     }

@@ -289,13 +289,6 @@ impl crate::pipeline::component::ExtensionSettings for OAuth2ClientConfig {
         OAuth2ClientConfig::validate(self).map_err(Into::into)
     }
 
-    fn start(
-        &self,
-        _ctx: crate::pipeline::component::ExtensionContext,
-    ) -> crate::pipeline::BoxFuture<'_, Result<crate::pipeline::component::Tasks, String>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
     fn client_authenticator(&self) -> Option<Result<std::sync::Arc<dyn ClientAuthenticator>, String>> {
         Some(self.client().map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn ClientAuthenticator>))
     }

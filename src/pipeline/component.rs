@@ -143,7 +143,10 @@ pub trait ExtensionSettings: std::fmt::Debug + Send + Sync + 'static {
     fn validate(&self) -> Checked {
         Ok(())
     }
-    fn start(&self, ctx: ExtensionContext) -> BoxFuture<'_, Result<Tasks, String>>;
+    /// Starts what it runs; by default nothing (an authenticator has no task of its own).
+    fn start(&self, _ctx: ExtensionContext) -> BoxFuture<'_, Result<Tasks, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// For a storage extension: where it keeps state (see `StorageLocation`). `None` for
     /// extensions that keep no state for others.
     fn storage(&self) -> Option<Result<StorageLocation, String>> {

@@ -374,6 +374,21 @@ pub fn python_sends(python: &Path, grpc_port: u16, signal: &str, count: usize, s
     serde_json::from_str(&std::fs::read_to_string(summary).expect("summary")).expect("summary is JSON")
 }
 
+/// Runs the Python SDK peer: two spans over `protocol` (`grpc`, `http-protobuf`) to `endpoint`,
+/// with `extra` arguments (`--ca-file`, `--header`…) and a 3 s export timeout. Returns whether
+/// every export succeeded, and what it printed (its failures).
+pub fn python_try_send(python: &Path, protocol: &str, endpoint: &str, extra: &[String], out: &Path) -> (bool, String) {
+    let done = Command::new(python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", protocol, "--count", "2", "--timeout", "3"])
+        .args(["--endpoint", endpoint, "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run otel_send.py");
+    (done.status.success(), String::from_utf8_lossy(&done.stderr).into_owned())
+}
+
 /// Starts the Python SDK peer tests/peers/python/otel_stream.py: `count` spans named
 /// `prefix-0…` over OTLP/gRPC to `grpc_port`, spread over `seconds`; see `stream_summary`.
 pub fn python_stream(python: &Path, grpc_port: u16, prefix: &str, count: usize, seconds: f64, out: &Path) -> Child {
