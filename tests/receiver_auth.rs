@@ -385,3 +385,53 @@ service:
     assert!(after, "the old, open receiver must not keep taking data\n{}", gw.log());
     assert_eq!(span_names(&gw.path("out.jsonl")), ["open-0"]);
 }
+
+#[test]
+fn every_http_receiver_takes_auth_from_the_same_key() {
+    let gw = Gateway::start(
+        r#"
+extensions:
+  bearertokenauth: {token: s3cr-shared-token}
+receivers:
+  jaeger:
+    protocols:
+      thrift_http: {endpoint: "127.0.0.1:{port:jaeger}", auth: {authenticator: bearertokenauth}}
+  zipkin: {endpoint: "127.0.0.1:{port:zipkin}", auth: {authenticator: bearertokenauth}}
+  prometheusremotewrite: {endpoint: "127.0.0.1:{port:prw}", auth: {authenticator: bearertokenauth}}
+exporters:
+  file: {path: "{dir}/out.jsonl"}
+  file/metrics: {path: "{dir}/metrics.jsonl"}
+service:
+  extensions: [bearertokenauth]
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [jaeger, zipkin], exporters: [file]}
+    metrics: {receivers: [prometheusremotewrite], exporters: [file/metrics]}
+"#,
+    );
+    let zipkin = br#"[{"traceId":"0123456789abcdef0123456789abcdef","id":"0123456789abcdef","name":"with-token","timestamp":1700000000000000,"duration":5}]"#;
+    for (name, path, ctype) in [
+        ("jaeger", "/api/traces", "application/x-thrift"),
+        ("zipkin", "/api/v2/spans", "application/json"),
+        ("prw", "/api/v1/write", "application/x-protobuf"),
+    ] {
+        let r = http_request("POST", gw.port(name), path, &[("Content-Type", ctype)], zipkin).unwrap();
+        assert_eq!(r.status, 401, "{name} without a token");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"switchyard\""), "{name}");
+        let wrong = [("Content-Type", ctype), ("Authorization", "Bearer nope")];
+        assert_eq!(http_request("POST", gw.port(name), path, &wrong, zipkin).unwrap().status, 401, "{name}");
+    }
+    let good = [("Content-Type", "application/json"), ("Authorization", "Bearer s3cr-shared-token")];
+    let r = http_request("POST", gw.port("zipkin"), "/api/v2/spans", &good, zipkin).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(
+        eventually(Duration::from_secs(10), || span_names(&gw.path("out.jsonl")) == ["with-token"]),
+        "{}",
+        gw.log()
+    );
+    for receiver in ["jaeger", "zipkin", "prometheusremotewrite"] {
+        let n = gw.metric("switchyard_receiver_auth_failures_total", &[("receiver", receiver)]);
+        assert_eq!(n, 2.0, "{receiver}");
+    }
+    assert!(!gw.log().contains("s3cr"));
+}
