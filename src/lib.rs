@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod auth;
 pub mod body;
+pub mod cause;
 pub mod components;
 pub mod compression;
 pub mod config;

@@ -208,7 +208,7 @@ fn a_table_that_does_not_fit_is_a_permanent_error_with_the_exception_code() {
     assert_eq!(status, 200, "{text}");
     let gw = Gateway::start(&config(ch.http, "    create_schema: false"));
     python_sends(&python, gw.grpc, "logs", 3, &gw.path("sent.json"));
-    let failed = || gw.metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "clickhouse")]);
+    let failed = || gw.metric("switchyard_exporter_dropped_log_records_total", &[("exporter", "clickhouse")]);
     assert!(eventually(Duration::from_secs(15), || failed() == 3.0), "{}\n{}", failed(), gw.log());
     let log = gw.log();
     assert!(log.contains("code 117"), "ClickHouse's exception code (unknown field) is in the log:\n{log}");
@@ -221,7 +221,7 @@ fn a_wrong_password_is_not_retried() {
     let Some(ch) = ClickHouse::start(None) else { return };
     let gw = Gateway::start(&config(ch.http, "").replace("password: s3cret", "password: wrong"));
     python_sends(&python, gw.grpc, "logs", 2, &gw.path("sent.json"));
-    let failed = || gw.metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "clickhouse")]);
+    let failed = || gw.metric("switchyard_exporter_dropped_log_records_total", &[("exporter", "clickhouse")]);
     assert!(eventually(Duration::from_secs(15), || failed() == 2.0), "{}", gw.log());
     assert!(gw.log().contains("code 193"), "{}", gw.log());
 }

@@ -46,7 +46,7 @@ fn delivers(exporter: &str, delivered: impl Fn() -> bool) -> bool {
     let mut gw = Gateway::start(&config(exporter));
     post_spans(&gw, "tls-", 2);
     // Either it arrives, or the exporter gives up (after 1 s of retries) and counts the failure.
-    let failed = |gw: &Gateway| gw.metric("otelcol_exporter_send_failed_spans_total", &[]) == 2.0;
+    let failed = |gw: &Gateway| gw.metric("switchyard_exporter_dropped_spans_total", &[]) == 2.0;
     assert!(eventually(Duration::from_secs(15), || delivered() || failed(&gw)), "{}", gw.log());
     let ok = delivered();
     let (status, log) = gw.stop();

@@ -258,7 +258,7 @@ service:
     assert!(eventually(Duration::from_secs(10), || names() == want), "{:?}\n{}", names(), gw.log());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(names(), want, "each event once");
-    assert_eq!(gw.metric("otelcol_exporter_send_failed_log_records_total", &[]), 0.0);
+    assert_eq!(gw.metric("switchyard_exporter_dropped_log_records_total", &[]), 0.0);
 }
 
 /// Fluentd, the sender of UDP heartbeats (`heartbeat_type udp`), cannot be installed here (not in

@@ -239,7 +239,7 @@ fn a_500_and_a_503_are_retried_and_every_entry_is_stored_once() {
     let mut lines: Vec<&str> = s.entries.iter().map(|(_, line, _)| line.as_str()).collect();
     lines.sort();
     assert_eq!(lines, ["log-0", "log-1", "log-2"], "every entry once");
-    assert_eq!(gw.metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "loki")]), 0.0);
+    assert_eq!(gw.metric("switchyard_exporter_dropped_log_records_total", &[("exporter", "loki")]), 0.0);
     assert!(gw.log().contains("HTTP 503"), "the retry is logged with the status: {}", gw.log());
 }
 
@@ -253,7 +253,7 @@ fn a_400_drops_the_batch_without_retrying_and_says_why() {
     let sent = records(&python_sends(&python, gw.grpc, "logs", 2, &gw.path("sent.json")));
     assert!(
         eventually(Duration::from_secs(15), || gw
-            .metric("otelcol_exporter_send_failed_log_records_total", &[("exporter", "loki")])
+            .metric("switchyard_exporter_dropped_log_records_total", &[("exporter", "loki")])
             == sent as f64),
         "answered {:?}\n{}",
         state.lock().unwrap().answered,

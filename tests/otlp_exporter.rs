@@ -111,7 +111,7 @@ fn unavailable_is_retried_and_invalid_argument_drops_only_its_batch() {
     let mut gw = Gateway::start(&config(&grpc_exporter(strict.port), "otlp/jaeger"));
     post_spans(&gw, "rejected-", 2);
     assert!(eventually(Duration::from_secs(10), || gw
-        .metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlp/jaeger")])
+        .metric("switchyard_exporter_dropped_spans_total", &[("exporter", "otlp/jaeger")])
         == 2.0));
     post_spans(&gw, "next-", 2);
     assert!(eventually(Duration::from_secs(10), || strict.spans().len() == 2));

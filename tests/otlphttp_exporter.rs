@@ -105,7 +105,7 @@ fn retry_after_is_honoured_and_a_400_drops_only_its_batch() {
     vendor.script(&[(400, &[])]);
     post_spans(&gw, "bad-", 2);
     assert!(eventually(Duration::from_secs(10), || gw
-        .metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlphttp/vendor")])
+        .metric("switchyard_exporter_dropped_spans_total", &[("exporter", "otlphttp/vendor")])
         == 2.0));
     post_spans(&gw, "next-", 4);
     assert!(eventually(Duration::from_secs(10), || vendor.accepted_spans().len() == 7));
@@ -135,7 +135,7 @@ fn a_backend_down_for_20_seconds_gets_everything_once_it_is_back() {
     sent.sort();
     assert!(eventually(Duration::from_secs(20), || vendor.accepted_spans().len() >= sent.len()), "{}", gw.log());
     assert_eq!(vendor.accepted_spans(), sent, "every span arrived, and once");
-    assert_eq!(gw.metric("otelcol_exporter_send_failed_spans_total", &[]), 0.0);
+    assert_eq!(gw.metric("switchyard_exporter_dropped_spans_total", &[]), 0.0);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("retrying"), "{log}");

@@ -451,7 +451,7 @@ fn large_records_are_gathered_into_exports_a_grpc_server_takes() {
         sink.spans().len(),
         gw.log()
     );
-    assert_eq!(gw.metric("otelcol_exporter_send_failed_spans_total", &[("exporter", "otlp")]), 0.0);
+    assert_eq!(gw.metric("switchyard_exporter_dropped_spans_total", &[("exporter", "otlp")]), 0.0);
     let (status, log) = gw.stop();
     assert!(status.success() && !log.contains("data dropped"), "{log}");
 }

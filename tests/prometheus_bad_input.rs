@@ -331,7 +331,7 @@ service:
         );
     }
     assert_eq!(
-        gw.metric("otelcol_exporter_send_failed_metric_points_total", &[("exporter", "prometheusremotewrite")]),
+        gw.metric("switchyard_exporter_dropped_metric_points_total", &[("exporter", "prometheusremotewrite")]),
         0.0
     );
 }

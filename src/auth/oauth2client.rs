@@ -185,7 +185,11 @@ impl OAuth2Client {
             .map_err(|e| e.to_string())?;
         let url = crate::secret::redact_url(&c.token_url);
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| format!("token request to {url}: {e}"))?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| format!("token request to {url}: {}", crate::cause::chain(&e)))?;
             let status = resp.status();
             let bytes = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
                 .collect()

@@ -141,7 +141,7 @@ impl OidcServer {
         let req = http::Request::get(url)
             .header(http::header::ACCEPT, "application/json")
             .body(http_body_util::Full::new(Bytes::new()))
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{url}: {}", crate::cause::chain(&e)))?;
         let fetch = async {
             let resp = self.client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
             if !resp.status().is_success() {

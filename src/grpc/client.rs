@@ -53,7 +53,10 @@ pub async fn unary(
         req = req.header(k, v);
     }
     let req = req.body(Full::new(framed)).map_err(|e| Status::internal(e.to_string()))?;
-    let resp = client.request(req).await.map_err(|e| Status::unavailable(format!("connection: {e}")))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| Status::unavailable(format!("connection: {}", crate::cause::chain(&e))))?;
     let (parts, body) = resp.into_parts();
     if parts.status != http::StatusCode::OK {
         // gRPC's HTTP-to-status mapping for answers that are not gRPC at all.
@@ -75,7 +78,7 @@ pub async fn unary(
     let collected = http_body_util::Limited::new(body, MAX_ANSWER)
         .collect()
         .await
-        .map_err(|e| Status::unavailable(format!("reading the answer: {e}")))?;
+        .map_err(|e| Status::unavailable(format!("reading the answer: {}", crate::cause::chain(e.as_ref()))))?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
     let data = collected.to_bytes();
     match status_from(&trailers) {

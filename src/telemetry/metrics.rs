@@ -16,6 +16,13 @@ pub struct Metrics {
     /// Per signal, label `exporter`.
     pub exporter_sent: [IntCounterVec; 3],
     pub exporter_send_failed: [IntCounterVec; 3],
+    /// Items given up on: a permanent error, or retries exhausted (switchyard's own metric;
+    /// `send_failed` counts every failed attempt, as the collector does).
+    pub exporter_dropped: [IntCounterVec; 3],
+    /// Failed attempts that will be tried again, by exporter.
+    pub exporter_retries: IntCounterVec,
+    /// 1 while an exporter delivers, 0 while its attempts fail (see `queue::health`).
+    pub exporter_up: IntGaugeVec,
     pub exporter_enqueue_failed: [IntCounterVec; 3],
     /// Items a backend reported as rejected in a `partial_success` (switchyard's own metric).
     pub exporter_rejected: [IntCounterVec; 3],
@@ -110,6 +117,33 @@ impl Metrics {
             "exporter_send_failed",
             "Number of {items} in failed attempts to send to destination.",
             el,
+        ),
+        exporter_dropped: std::array::from_fn(|i| {
+            let name = format!("switchyard_exporter_dropped_{}_total", Signal::ALL[i].item_name());
+            let help = format!(
+                "Number of {} given up on: a permanent error, or retries exhausted.",
+                SIGNAL_WORDS[i]
+            );
+            register(&r, IntCounterVec::new(Opts::new(name, help), el).expect("valid metric"))
+        }),
+        exporter_retries: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new("switchyard_exporter_retries_total", "Failed export attempts that will be tried again."),
+                el,
+            )
+            .expect("valid metric"),
+        ),
+        exporter_up: register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "switchyard_exporter_up",
+                    "1 while the exporter delivers; 0 while its attempts fail (an outage of its destination).",
+                ),
+                el,
+            )
+            .expect("valid metric"),
         ),
         exporter_enqueue_failed: per_signal(
             &r,

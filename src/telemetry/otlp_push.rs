@@ -442,7 +442,7 @@ impl Pusher {
                     req = req.header(k, v);
                 }
                 let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-                let resp = client.request(req).await.map_err(|e| format!("connection: {e}"))?;
+                let resp = client.request(req).await.map_err(|e| format!("connection: {}", crate::cause::chain(&e)))?;
                 let status = resp.status();
                 let body = http_body_util::Limited::new(resp.into_body(), 16 * 1024)
                     .collect()

@@ -170,7 +170,7 @@ impl OtlpGrpcExporter {
             Ok(Ok(response)) => response,
             Ok(Err(status)) => {
                 let (retryable, after) = retry_verdict(&status);
-                let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+                let reason = format!("{}: gRPC {:?}: {}", self.base, status.code(), status.message());
                 return Err(if retryable {
                     ExportError::Retryable { after, reason }
                 } else {

@@ -216,7 +216,8 @@ impl OtlpHttpExporter {
         }
         let req = req.body(Full::new(body)).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| retryable(format!("{uri}: {e}")))?;
+            let resp =
+                self.client.request(req).await.map_err(|e| retryable(format!("{uri}: {}", crate::cause::chain(&e))))?;
             let (parts, body) = resp.into_parts();
             let body =
                 http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -336,11 +336,10 @@ impl Inner {
             req.body(Full::new(Bytes::from(body))).map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
         let uri = &self.uri;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| ExportError::Retryable { after: None, reason: format!("{uri}: {e}") })?;
+            let resp = self.client.request(req).await.map_err(|e| ExportError::Retryable {
+                after: None,
+                reason: format!("{uri}: {}", crate::cause::chain(&e)),
+            })?;
             let (parts, body) = resp.into_parts();
             let body =
                 http_body_util::Limited::new(body, 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -7,6 +7,7 @@
 
 pub mod config;
 mod gather;
+pub mod health;
 pub mod persistent;
 
 use super::retry::{Backoff, RetryConfig};
@@ -94,10 +95,10 @@ impl ExporterQueue {
             Capacity::build(name.clone(), settings.queue_size, settings.sizer, settings.block_on_overflow, Some(size))
         };
         let policy = Arc::new(Policy {
-            name: Arc::from(name.as_str()),
             retry: settings.retry.clone(),
             scrubber: settings.scrubber.clone(),
-            telemetry: telemetry.clone(),
+            health: Arc::new(health::ExporterHealth::new(Arc::from(name.as_str()), settings.sizer, telemetry.clone())),
+            name: Arc::from(name.as_str()),
         });
         let (sink, capacities, task) = match persistent {
             None => {
@@ -183,7 +184,8 @@ struct Policy {
     name: Arc<str>,
     retry: RetryConfig,
     scrubber: Scrubber,
-    telemetry: Arc<Metrics>,
+    /// Where attempts are counted and outages logged, once per state change.
+    health: Arc<health::ExporterHealth>,
 }
 
 /// The consumers of an in-memory queue.
@@ -348,8 +350,7 @@ async fn consume_persistent(
 /// closing it is), retryable failures are retried until delivered or until `keep` fires.
 /// Returns whether the batch is done with: delivered or dropped (false: left for later).
 async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, keep: Option<&CancellationToken>) -> bool {
-    let Policy { name, retry, scrubber, telemetry } = policy;
-    let name: &str = name;
+    let Policy { retry, scrubber, health, .. } = policy;
     let (signal, items) = (batch.signal(), batch.items() as u64);
     let mut backoff = Backoff::new(retry);
     loop {
@@ -361,7 +362,7 @@ async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, kee
             ExportError::Retryable { after, reason } => ExportError::Retryable { after, reason: redacted(reason) },
         }) {
             Ok(()) => {
-                telemetry.exporter_sent[signal.index()].with_label_values(&[name]).inc_by(items);
+                health.delivered(signal, items);
                 return true;
             }
             Err(ExportError::Permanent { reason }) => format!("permanent error: {reason}"),
@@ -374,7 +375,7 @@ async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, kee
                 };
                 match delay {
                     Some(delay) => {
-                        tracing::warn!(exporter = %name, %signal, items, %reason, delay = ?delay, "export failed; retrying");
+                        health.failed(signal, items, &reason, true);
                         match keep {
                             Some(closed) => tokio::select! {
                                 _ = tokio::time::sleep(delay) => {}
@@ -391,8 +392,8 @@ async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, kee
                 }
             }
         };
-        telemetry.exporter_send_failed[signal.index()].with_label_values(&[name]).inc_by(items);
-        tracing::error!(exporter = %name, %signal, items, %reason, "export failed; data dropped");
+        health.failed(signal, items, &reason, false);
+        health.dropped(signal, items, &reason);
         return true;
     }
 }
@@ -500,7 +501,7 @@ mod tests {
             name: Arc::from(name),
             retry: fast_retry(),
             scrubber: Scrubber::default(),
-            telemetry: metrics.clone(),
+            health: Arc::new(health::ExporterHealth::new(Arc::from(name), Sizer::Items, metrics.clone())),
         };
         export_one(&flaky, &batch, &policy("flaky-q"), None).await;
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
@@ -514,6 +515,8 @@ mod tests {
         export_one(&broken, &batch, &policy("broken-q"), None).await;
         assert_eq!(broken.attempts.load(Ordering::SeqCst), 1, "permanent errors are not retried");
         assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
+        assert_eq!(metrics.exporter_dropped[0].with_label_values(&["broken-q"]).get(), 3);
+        assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["flaky-q"]).get(), 6, "per failed attempt");
         assert_eq!(metrics.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);
     }
 }

@@ -160,8 +160,11 @@ async fn fetch(job: &Job, target: &Target) -> Result<(Bytes, Format), String> {
     if let Some(auth) = &job.authorization {
         req.headers_mut().insert(header::AUTHORIZATION, auth.clone());
     }
-    let resp =
-        job.client.request(req).await.map_err(|e| format!("cannot reach {}: {}", target.url, error_chain(&e)))?;
+    let resp = job
+        .client
+        .request(req)
+        .await
+        .map_err(|e| format!("cannot reach {}: {}", target.url, crate::cause::chain(&e)))?;
     if resp.status() != http::StatusCode::OK {
         return Err(format!("{} answered {}", target.url, resp.status()));
     }
@@ -184,17 +187,6 @@ async fn fetch(job: &Job, target: &Target) -> Result<(Bytes, Format), String> {
         Format::Text
     };
     Ok((body, format))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// Puts the target's labels on every sample (`honor_labels`), applies `metric_relabel_configs`
