@@ -2,7 +2,9 @@
 //! the cause (the refused address), keeps retrying quietly, shows it in its metrics
 //! (`switchyard_exporter_up` 0, retries counted, every failed attempt in `send_failed`), and says
 //! once when the destination is back (the grpcio OTLP sink started on the dead port), after
-//! which everything queued is delivered.
+//! which everything queued is delivered. The health check's component status (the collector's
+//! v2 shape) names the failing exporter and why, and with `component_health` the process is
+//! unhealthy while the outage lasts longer than `recovery_duration`.
 
 mod common;
 
@@ -26,12 +28,24 @@ exporters:
     endpoint: 127.0.0.1:{dead}
     tls: {{insecure: true}}
     retry_on_failure: {{initial_interval: 50ms, max_interval: 100ms, max_elapsed_time: 60s}}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{{health}}
+    component_health: {{include_recoverable_errors: true, recovery_duration: 1s}}
 service:
+  extensions: [health_check]
   telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
   pipelines:
     traces: {{receivers: [otlp], exporters: [otlp/jaeger]}}
 "#
     ));
+    let health = |path: &str| {
+        let r = http_request("GET", gw.health, path, &[], b"").unwrap();
+        (r.status, serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default())
+    };
+    let (code, status) = health("/health/status");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["components"]["pipeline:traces"]["components"]["exporter:otlp/jaeger"]["status"], "StatusOK");
     for i in 0..3 {
         post_spans(&gw, &format!("r{i}-"), 5);
     }
@@ -50,6 +64,17 @@ service:
     assert!(metric("otelcol_exporter_send_failed_spans_total") >= 15.0, "every failed attempt counts");
     assert_eq!(metric("switchyard_exporter_dropped_spans_total"), 0.0, "nothing given up on");
 
+    // The health check: the exporter's error, and (past recovery_duration) 503 on both paths.
+    assert!(eventually(Duration::from_secs(5), || health("/health/status").0 == 503), "{}", health("/health/status").1);
+    let (_, status) = health("/health/status");
+    let exporter = &status["components"]["pipeline:traces"]["components"]["exporter:otlp/jaeger"];
+    assert_eq!(exporter["status"], "StatusRecoverableError", "{status}");
+    assert!(exporter["error"].as_str().unwrap_or_default().contains("Connection refused"), "{status}");
+    assert_eq!(status["healthy"], false);
+    assert_eq!(status["components"]["pipeline:traces"]["components"]["receiver:otlp"]["status"], "StatusOK");
+    assert_eq!(health("/").0, 503, "the classic endpoint follows the rule");
+    assert_eq!(health("/health/status?pipeline=traces").1["status"], "StatusRecoverableError");
+
     // The destination comes back on the same port: one recovery line, and everything arrives.
     let sink = Sink::start_on(&python, dir.path(), dead, &[]);
     assert!(eventually(Duration::from_secs(15), || sink.spans().len() == 15), "{}", gw.log());
@@ -58,4 +83,6 @@ service:
     assert_eq!(log.lines().filter(|l| l.contains("delivering again after")).count(), 1, "{log}");
     assert_eq!(log.lines().filter(|l| l.contains("failing since")).count(), 1, "{log}");
     assert_eq!(metric("otelcol_exporter_sent_spans_total"), 15.0);
+    assert_eq!(health("/").0, 200);
+    assert_eq!(health("/health/status").0, 200);
 }

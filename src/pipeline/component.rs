@@ -136,6 +136,8 @@ pub struct ExtensionContext {
     pub stop: CancellationToken,
     /// Where it listens from (see `ReceiverContext::listeners`).
     pub listeners: crate::net::Listeners,
+    /// The running pipelines and their exporters' states (for health checks).
+    pub board: crate::pipeline::board::Board,
 }
 
 /// The settings of one extension, which can start it.

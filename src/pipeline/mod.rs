@@ -5,6 +5,7 @@
 
 mod admission;
 mod batch;
+pub mod board;
 pub mod component;
 mod delivery;
 mod intake;

@@ -102,6 +102,8 @@ struct Retiring {
 
 pub struct RunningService {
     status: StatusCell,
+    /// What runs, for the health check (set after every start and reload).
+    board: crate::pipeline::board::Board,
     telemetry: Arc<Metrics>,
     abandoned: Abandoned,
     config: Option<Config>,
@@ -131,6 +133,7 @@ impl RunningService {
     pub async fn start_with(config: &Config, telemetry: Arc<Metrics>) -> Result<RunningService, ServiceError> {
         let mut service = RunningService {
             status: StatusCell::default(),
+            board: Default::default(),
             telemetry,
             abandoned: Abandoned::default(),
             config: None,
@@ -437,6 +440,21 @@ impl RunningService {
                 errors.push(e);
             }
         }
+        self.board.set(
+            new.pipelines
+                .iter()
+                .map(|(id, p)| crate::pipeline::board::PipelineView {
+                    id: id.to_string(),
+                    receivers: p.receivers.iter().map(|r| r.to_string()).collect(),
+                    processors: p.processors.iter().map(|r| r.to_string()).collect(),
+                    exporters: p
+                        .exporters
+                        .iter()
+                        .filter_map(|e| self.exporters.get(e).map(|x| (e.to_string(), x.queue.health().clone())))
+                        .collect(),
+                })
+                .collect(),
+        );
         self.config = Some(new);
         match errors.into_iter().next() {
             None => Ok(changes),
@@ -623,6 +641,7 @@ impl RunningService {
                 status: self.status.clone(),
                 stop: stop.clone(),
                 listeners: listeners.clone(),
+                board: self.board.clone(),
             };
             // An authenticator is ready before the extension counts as started.
             let server = defined.settings.server_authenticator().transpose();

@@ -11,6 +11,23 @@ use crate::telemetry::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// What a health check says of an exporter (the collector's component statuses).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Ok,
+    /// Its attempts fail and are retried.
+    Recoverable {
+        since_wall: SystemTime,
+        lasted: Duration,
+        reason: String,
+    },
+    /// It gave data up (a permanent error, or retries exhausted) recently.
+    Permanent {
+        since_wall: SystemTime,
+        reason: String,
+    },
+}
+
 /// How often a lasting outage is logged again.
 const REMIND_EVERY: Duration = Duration::from_secs(300);
 
@@ -20,6 +37,8 @@ pub struct ExporterHealth {
     unit: &'static str,
     telemetry: Arc<Metrics>,
     state: Mutex<State>,
+    /// The last time data was given up on, and why.
+    dropped: Mutex<Option<(SystemTime, Instant, String)>>,
 }
 
 enum State {
@@ -50,7 +69,7 @@ impl ExporterHealth {
             Sizer::Items => "items",
             Sizer::Requests => "requests",
         };
-        ExporterHealth { name, unit, telemetry, state: Mutex::new(State::Up) }
+        ExporterHealth { name, unit, telemetry, state: Mutex::new(State::Up), dropped: Mutex::new(None) }
     }
 
     /// What waits in the exporter's queue now, with its unit (`2.1 MB`, `340 items`).
@@ -119,6 +138,23 @@ impl ExporterHealth {
     pub fn dropped(&self, signal: Signal, items: u64, reason: &str) {
         self.telemetry.exporter_dropped[signal.index()].with_label_values(&[&self.name]).inc_by(items);
         tracing::error!(exporter = %self.name, %signal, items, %reason, "export failed; data dropped");
+        *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((SystemTime::now(), Instant::now(), reason.to_string()));
+    }
+
+    /// The state a health check reports: failing now (a recoverable error: retried), or
+    /// having given data up within `window` (a permanent error), with since when and why.
+    pub fn condition(&self, window: Duration) -> Condition {
+        if let State::Failing { since_wall, since, reason, .. } = &*self.state.lock().unwrap_or_else(|p| p.into_inner())
+        {
+            return Condition::Recoverable { since_wall: *since_wall, lasted: since.elapsed(), reason: reason.clone() };
+        }
+        match &*self.dropped.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((wall, at, reason)) if at.elapsed() < window => {
+                Condition::Permanent { since_wall: *wall, reason: reason.clone() }
+            }
+            _ => Condition::Ok,
+        }
     }
 
     /// Whether the exporter is failing now, and since when and why (for health and status).

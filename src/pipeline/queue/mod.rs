@@ -71,6 +71,8 @@ pub struct ExporterQueue {
     /// The room receivers claim before sending data this way.
     capacities: Vec<Arc<Capacity>>,
     telemetry: Arc<Metrics>,
+    /// Its exporter's delivery state (shared with the consumers).
+    health: Arc<health::ExporterHealth>,
     /// Tells a persistent queue's consumers that no more data will come.
     _closed: DropGuard,
 }
@@ -100,6 +102,7 @@ impl ExporterQueue {
             health: Arc::new(health::ExporterHealth::new(Arc::from(name.as_str()), settings.sizer, telemetry.clone())),
             name: Arc::from(name.as_str()),
         });
+        let policy_health = policy.health.clone();
         let (sink, capacities, task) = match persistent {
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -134,11 +137,17 @@ impl ExporterQueue {
                 (Sink::Disk(store), capacities, task)
             }
         };
-        (Arc::new(ExporterQueue { name, sink, capacities, telemetry, _closed: closed.drop_guard() }), task)
+        let health = policy_health;
+        (Arc::new(ExporterQueue { name, sink, capacities, telemetry, health, _closed: closed.drop_guard() }), task)
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its exporter's delivery state.
+    pub fn health(&self) -> &Arc<health::ExporterHealth> {
+        &self.health
     }
 
     /// The room receivers claim before sending data this way.

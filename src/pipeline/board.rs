@@ -1,0 +1,29 @@
+//! What runs, as the operator's tools see it: each pipeline's receivers, processors and
+//! exporters, and each exporter's delivery state (`queue::health`). The service sets it after
+//! every start and reload; the health check reads it.
+
+use super::queue::health::ExporterHealth;
+use std::sync::{Arc, RwLock};
+
+/// The running pipelines, shared by the service (which sets them) and their readers.
+#[derive(Clone, Default)]
+pub struct Board(Arc<RwLock<Vec<PipelineView>>>);
+
+/// One pipeline: its id (`traces/vendor`) and components in order, exporters with their state.
+#[derive(Clone)]
+pub struct PipelineView {
+    pub id: String,
+    pub receivers: Vec<String>,
+    pub processors: Vec<String>,
+    pub exporters: Vec<(String, Arc<ExporterHealth>)>,
+}
+
+impl Board {
+    pub fn set(&self, pipelines: Vec<PipelineView>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = pipelines;
+    }
+
+    pub fn get(&self) -> Vec<PipelineView> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
