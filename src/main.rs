@@ -31,8 +31,12 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Run,
-    /// Check the configuration and print the pipelines it would build.
-    Validate,
+    /// Check the configuration and print the pipelines it would build and where each exporter
+    /// sends; warnings (an unset variable without a default) are errors with --strict.
+    Validate {
+        #[arg(long)]
+        strict: bool,
+    },
     /// List every receiver, processor, exporter and extension type with its signals.
     Components,
 }
@@ -53,8 +57,15 @@ fn main() -> ExitCode {
             print_components();
             ExitCode::SUCCESS
         }
-        Some(Command::Validate) => match load(&cli) {
+        Some(Command::Validate { strict }) => match load(&cli) {
             Ok((cfg, _)) => {
+                for w in &cfg.warnings {
+                    eprintln!("switchyard: warning: {w}");
+                }
+                if strict && !cfg.warnings.is_empty() {
+                    eprintln!("switchyard: invalid configuration (--strict): {} warning(s)", cfg.warnings.len());
+                    return ExitCode::from(2);
+                }
                 print_pipelines(&cfg);
                 ExitCode::SUCCESS
             }
@@ -96,6 +107,10 @@ fn print_pipelines(cfg: &Config) {
             list(&p.exporters)
         );
     }
+    println!("exporters send to:");
+    for (id, d) in &cfg.exporters {
+        println!("  {id}: {}", d.settings.destination());
+    }
 }
 
 fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
@@ -118,6 +133,9 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                 None
             }
         };
+        for w in &cfg.warnings {
+            tracing::warn!("configuration: {w}");
+        }
         if default {
             tracing::info!(
                 "no --config given: using the embedded default configuration (OTLP gRPC on localhost:4317 and HTTP on localhost:4318 -> batch -> debug)"
@@ -157,6 +175,9 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                     match load(cli) {
                         Ok((cfg, _)) => {
                             logs.apply(&cfg.telemetry);
+                            for w in &cfg.warnings {
+                                tracing::warn!("configuration: {w}");
+                            }
                             let _ = service.reload(cfg).await;
                         }
                         Err(e) => service.reload_refused(&e),

@@ -59,6 +59,8 @@ impl<S: ?Sized + fmt::Debug> fmt::Debug for Defined<S> {
 /// A whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What is suspicious but not invalid: values naming an unset variable without a default.
+    pub warnings: Vec<String>,
     pub receivers: BTreeMap<ComponentId, Defined<dyn ReceiverSettings>>,
     pub processors: BTreeMap<ComponentId, Defined<dyn ProcessorSettings>>,
     pub exporters: BTreeMap<ComponentId, Defined<dyn ExporterSettings>>,
@@ -338,6 +340,7 @@ impl Config {
             return Err(ConfigError::new(&node.loc, format!("exporters.{id}.auth.authenticator"), problem));
         }
         Ok(Config {
+            warnings: Vec::new(),
             receivers,
             processors,
             exporters,
@@ -417,10 +420,12 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
 /// Reads, expands and merges the given files (later files override earlier ones), then builds and
 /// validates the model.
 pub fn load_files(paths: &[std::path::PathBuf]) -> Result<Config, ConfigError> {
-    Config::from_node(&crate::config::read_files(paths)?)
+    let (node, warnings) = crate::config::read_files_noting(paths)?;
+    Config::from_node(&node).map(|c| Config { warnings, ..c })
 }
 
 /// Like [`load_files`], for configuration held in memory as `(name, text)` pairs.
 pub fn load_sources(sources: &[(String, String)]) -> Result<Config, ConfigError> {
-    Config::from_node(&crate::config::read_sources(sources)?)
+    let (node, warnings) = crate::config::read_sources_noting(sources)?;
+    Config::from_node(&node).map(|c| Config { warnings, ..c })
 }

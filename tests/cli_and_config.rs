@@ -318,3 +318,29 @@ fn a_storage_key_must_name_a_listed_file_storage_extension() {
     assert_eq!(code, 2);
     assert!(err.contains("sending_queue.storage: extension health_check is not a file_storage extension"), "{err}");
 }
+
+#[test]
+fn an_unset_variable_is_a_warning_naming_the_key_and_an_error_with_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vendor.yaml");
+    std::fs::write(
+        &path,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\nexporters:\n  otlphttp/vendor:\n    endpoint: https://user:pw@otlp.vendor.example\n    headers:\n      api-key: ${env:SWITCHYARD_TEST_SURELY_UNSET_KEY}\n      region: ${env:SWITCHYARD_TEST_SURELY_UNSET_REGION:-eu}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [otlphttp/vendor]}\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let (code, out, err) = switchyard(&["validate", "--config", file]);
+    assert_eq!(code, 0, "a warning, not an error: {err}");
+    let warning = format!(
+        "warning: {file}:9:16: exporters.otlphttp/vendor.headers.api-key: ${{env:SWITCHYARD_TEST_SURELY_UNSET_KEY}} is not set and has no default"
+    );
+    assert!(err.contains(&warning), "{err}");
+    assert!(!err.contains("REGION"), "a variable with a default is fine: {err}");
+    assert!(
+        out.contains("otlphttp/vendor: https://xxxxx@otlp.vendor.example/v1/traces"),
+        "where it sends, redacted:\n{out}"
+    );
+    let (code, _, err) = switchyard(&["validate", "--strict", "--config", file]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--strict"), "{err}");
+}

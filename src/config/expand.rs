@@ -2,12 +2,9 @@
 //! collector does it; `$$` stands for a literal `$`. An unset variable without a default expands
 //! to the empty string.
 
-/// Expands every reference in `input` from the process environment.
-pub fn expand(input: &str) -> String {
-    expand_with(input, |name| std::env::var(name).ok())
-}
-
-pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+/// Expands every reference in `input`, looking variables up with `lookup`, noting in `unset` the name of every variable that is unset and has no
+/// default (it expanded to the empty string).
+pub fn expand_noting(input: &str, lookup: impl Fn(&str) -> Option<String>, unset: &mut Vec<String>) -> String {
     if !input.contains('$') {
         return input.to_string();
     }
@@ -29,6 +26,9 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
                 None => (reference, None),
             };
             let value = lookup(name.trim()).filter(|v| !(default.is_some() && v.is_empty()));
+            if value.is_none() && default.is_none() {
+                unset.push(name.trim().to_string());
+            }
             out.push_str(&value.or_else(|| default.map(str::to_string)).unwrap_or_default());
             rest = &body[end + 1..];
         } else {
@@ -43,6 +43,10 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+        expand_noting(input, lookup, &mut Vec::new())
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -59,6 +63,9 @@ mod tests {
         assert_eq!(expand_with("${env:NOPE:-localhost}:1", env), "localhost:1");
         assert_eq!(expand_with("${env:EMPTY:-x}", env), "x");
         assert_eq!(expand_with("${env:NOPE}", env), "");
+        let mut unset = Vec::new();
+        assert_eq!(expand_noting("${env:NOPE}-${env:HOST}-${env:GONE:-d}", env, &mut unset), "-db-d");
+        assert_eq!(unset, ["NOPE"], "only unset variables without a default");
         assert_eq!(expand_with("cost $$5 and $x", env), "cost $5 and $x");
         assert_eq!(expand_with("${unterminated", env), "${unterminated");
     }

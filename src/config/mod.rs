@@ -36,24 +36,36 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: 
 
 /// Reads, expands and merges the given files (later files override earlier ones) into one tree.
 pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Node, ConfigError> {
+    read_files_noting(paths).map(|(node, _)| node)
+}
+
+/// As `read_files`, with the notices of `yaml::parse_noting` (unset variables).
+pub fn read_files_noting(paths: &[std::path::PathBuf]) -> Result<(Node, Vec<String>), ConfigError> {
     let mut sources = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(&name, e))?;
         sources.push((name, text));
     }
-    read_sources(&sources)
+    read_sources_noting(&sources)
 }
 
 /// Like [`read_files`], for configuration held in memory as `(name, text)` pairs.
 pub fn read_sources(sources: &[(String, String)]) -> Result<Node, ConfigError> {
+    read_sources_noting(sources).map(|(node, _)| node)
+}
+
+/// As `read_sources`, with the notices of `yaml::parse_noting` (unset variables).
+pub fn read_sources_noting(sources: &[(String, String)]) -> Result<(Node, Vec<String>), ConfigError> {
     let mut merged: Option<Node> = None;
+    let mut notices = Vec::new();
     for (name, text) in sources {
-        let node = yaml::parse(name, text)?;
+        let (node, noted) = yaml::parse_noting(name, text)?;
+        notices.extend(noted);
         merged = Some(match merged {
             None => node,
             Some(base) => yaml::merge(base, node),
         });
     }
-    Ok(merged.unwrap_or_else(|| Node::null(Loc::start("<none>"))))
+    Ok((merged.unwrap_or_else(|| Node::null(Loc::start("<none>"))), notices))
 }

@@ -3,7 +3,7 @@
 //! the serde-level YAML crates do not expose once files are merged.
 
 use super::error::{ConfigError, Loc};
-use super::expand::expand;
+use super::expand::expand_noting;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,8 +89,15 @@ impl Node {
 
 /// Parses the first document of `text`; an empty file is an empty mapping.
 pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
+    parse_noting(file, text).map(|(node, _)| node)
+}
+
+/// As `parse`, with a notice for every value whose `${env:…}` names an unset variable without
+/// a default (`file:line:column: key.path: …`).
+pub fn parse_noting(file: &str, text: &str) -> Result<(Node, Vec<String>), ConfigError> {
     let file: Arc<str> = Arc::from(file);
-    let mut builder = Builder { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), root: None };
+    let mut builder =
+        Builder { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), root: None, unset: Vec::new() };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
@@ -104,7 +111,8 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
             break;
         }
     }
-    Ok(builder.root.unwrap_or_else(|| Node { kind: NodeKind::Map(Vec::new()), loc: Loc::start(&file) }))
+    let root = builder.root.unwrap_or_else(|| Node { kind: NodeKind::Map(Vec::new()), loc: Loc::start(&file) });
+    Ok((root, builder.unset))
 }
 
 enum Frame {
@@ -117,9 +125,27 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
+    /// Values that name an unset variable without a default (see `parse_noting`).
+    unset: Vec<String>,
 }
 
 impl Builder {
+    /// The key path of the value being placed (`exporters.otlp.headers.api-key`).
+    fn path(&self) -> String {
+        let parts: Vec<String> = self
+            .stack
+            .iter()
+            .map(|f| match f {
+                Frame::Map { key, .. } => key.as_ref().map(|k| k.name.clone()).unwrap_or_default(),
+                Frame::Seq { node, .. } => match &node.kind {
+                    NodeKind::Seq(items) => items.len().to_string(),
+                    _ => String::new(),
+                },
+            })
+            .collect();
+        parts.join(".")
+    }
+
     fn loc(&self, span: &Span) -> Loc {
         Loc { file: self.file.clone(), line: span.start.line(), column: span.start.col() + 1 }
     }
@@ -171,7 +197,16 @@ impl Builder {
             && !is_key
             && let NodeKind::Scalar { value, .. } = &mut node.kind
         {
-            *value = expand(value);
+            let mut unset = Vec::new();
+            *value = expand_noting(value, |name| std::env::var(name).ok(), &mut unset);
+            for name in unset {
+                let key = self.path();
+                let l = &node.loc;
+                self.unset.push(format!(
+                    "{}:{}:{}: {key}: ${{env:{name}}} is not set and has no default: the value is empty",
+                    l.file, l.line, l.column
+                ));
+            }
         }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());

@@ -126,6 +126,10 @@ pub trait ExporterSettings: std::fmt::Debug + Send + Sync + 'static {
     fn authenticator(&self) -> Option<&str> {
         None
     }
+    /// Where it sends, for `validate` (URLs with their user info redacted).
+    fn destination(&self) -> String {
+        "(in this process)".into()
+    }
 }
 
 /// What an extension is started with.

@@ -305,6 +305,10 @@ impl crate::pipeline::component::ExporterSettings for ClickHouseConfig {
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        format!("{} (ClickHouse HTTP)", self.endpoint)
+    }
 }
 
 #[cfg(test)]

@@ -652,6 +652,11 @@ impl crate::pipeline::component::ExporterSettings for ElasticsearchConfig {
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        let all: Vec<String> = self.endpoints.iter().map(|e| e.to_string()).collect();
+        format!("{} (Elasticsearch _bulk)", all.join(", "))
+    }
 }
 
 #[cfg(test)]

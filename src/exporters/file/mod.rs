@@ -235,6 +235,10 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 );
 
 impl crate::pipeline::component::ExporterSettings for FileConfig {
+    fn destination(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
     fn validate(&self) -> crate::pipeline::component::Checked {
         FileConfig::validate(self).map_err(Into::into)
     }

@@ -328,6 +328,10 @@ pub const REGISTRATION: crate::registry::Registration = crate::registry::Registr
 );
 
 impl crate::pipeline::component::ExporterSettings for KafkaExporterConfig {
+    fn destination(&self) -> String {
+        format!("Kafka brokers {}", self.brokers.join(", "))
+    }
+
     fn validate(&self) -> crate::pipeline::component::Checked {
         KafkaExporterConfig::validate(self).map_err(Into::into)
     }

@@ -438,6 +438,10 @@ impl crate::pipeline::component::ExporterSettings for LokiConfig {
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        format!("{} (Loki push)", self.endpoint)
+    }
 }
 
 #[cfg(test)]

@@ -224,6 +224,15 @@ impl crate::pipeline::component::ExporterSettings for OtlpGrpcConfig {
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        let uri = self.uri().unwrap_or_else(|e| e);
+        format!(
+            "{} (OTLP/gRPC{})",
+            crate::secret::redact_url(&uri),
+            if uri.starts_with("https") { ", TLS" } else { ", plaintext" }
+        )
+    }
 }
 
 #[cfg(test)]

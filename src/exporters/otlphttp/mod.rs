@@ -348,6 +348,14 @@ impl crate::pipeline::component::ExporterSettings for OtlpHttpConfig {
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        let urls: Vec<String> = crate::signal::Signal::ALL
+            .iter()
+            .filter_map(|s| self.url_source(*s).map(|(_, u)| crate::secret::redact_url(&u).into_owned()))
+            .collect();
+        format!("{} (OTLP/HTTP)", urls.join(", "))
+    }
 }
 
 #[cfg(test)]

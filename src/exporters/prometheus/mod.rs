@@ -163,6 +163,10 @@ pub const REGISTRATION: crate::registry::Registration =
     );
 
 impl crate::pipeline::component::ExporterSettings for PrometheusExporterConfig {
+    fn destination(&self) -> String {
+        format!("served for scraping at http://{}/metrics", self.endpoint)
+    }
+
     fn validate(&self) -> crate::pipeline::component::Checked {
         PrometheusExporterConfig::validate(self).map_err(Into::into)
     }

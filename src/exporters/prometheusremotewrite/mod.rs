@@ -518,6 +518,10 @@ impl crate::pipeline::component::ExporterSettings for PrometheusRemoteWriteConfi
     fn authenticator(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.authenticator.as_str())
     }
+
+    fn destination(&self) -> String {
+        format!("{} (Prometheus remote write)", self.endpoint)
+    }
 }
 
 #[cfg(test)]
