@@ -185,7 +185,18 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                 }
             }
         }
-        if service.shutdown().await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        // A second SIGINT or SIGTERM stops at once.
+        let second = async move {
+            match signals.as_mut() {
+                Some(s) => loop {
+                    if matches!(s.next().await, Event::Stop) {
+                        return;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        if service.shutdown_unless(second).await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
 }
 

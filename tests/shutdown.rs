@@ -103,3 +103,39 @@ fn sighup_keeps_running_and_loses_nothing() {
     names.sort();
     assert_eq!(names, ["after-0", "after-1", "after-2", "before-0", "before-1", "before-2"]);
 }
+
+#[test]
+fn shutdown_says_what_it_waits_for_and_a_second_signal_stops_at_once() {
+    let dead = free_port();
+    let mut gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{http}}"}}
+exporters:
+  otlp/jaeger:
+    endpoint: 127.0.0.1:{dead}
+    tls: {{insecure: true}}
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms, max_elapsed_time: 10m}}
+service:
+  shutdown_timeout: 60s
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp/jaeger]}}
+"#
+    ));
+    post_spans(&gw, "stuck-", 15);
+    signal(gw.pid(), "INT");
+    // While draining it says what it waits for, and for how much longer.
+    assert!(eventually(Duration::from_secs(10), || gw.log().contains("waiting up to")), "{}", gw.log());
+    let line = gw.log().lines().find(|l| l.contains("waiting up to")).unwrap_or_default().to_string();
+    assert!(line.contains("otlp/jaeger") && line.contains("failing"), "{line}");
+    // The second signal (Gateway::stop sends SIGTERM) stops it well before the 60 s deadline.
+    let started = std::time::Instant::now();
+    let (status, log) = gw.stop();
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped at once, not after shutdown_timeout");
+    assert!(!status.success(), "data was lost, so the exit status says so: {log}");
+    assert!(log.contains("second stop signal"), "{log}");
+    assert!(log.lines().any(|l| l.contains("otlp/jaeger") && l.contains("it is lost")), "{log}");
+}

@@ -694,7 +694,33 @@ impl RunningService {
 
     /// Stops intake, flushes the pipelines and drains the exporter queues, all within
     /// `service.shutdown_timeout`. Returns false if the deadline cut the drain short.
-    pub async fn shutdown(mut self) -> bool {
+    /// While shutting down: one line per exporter that still holds data, with the time left.
+    fn report_draining(&self, deadline: tokio::time::Instant) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let exporters: BTreeMap<String, Arc<crate::pipeline::queue::health::ExporterHealth>> =
+            self.board.get().into_iter().flat_map(|p| p.exporters).collect();
+        {
+            for (name, health) in &exporters {
+                let queued = self.telemetry.exporter_queue_size.with_label_values(&[name]).get();
+                if queued > 0 {
+                    let state = match health.failing() {
+                        Some((_, reason)) => format!("failing: {reason}"),
+                        None => "delivering".to_string(),
+                    };
+                    tracing::info!(exporter = %name, queued, "shutting down: waiting up to {left:.0?} for {name}: {queued} queued ({state}); a second Ctrl-C stops at once");
+                }
+            }
+        }
+    }
+
+    pub async fn shutdown(self) -> bool {
+        self.shutdown_unless(std::future::pending()).await
+    }
+
+    /// `shutdown`, cut short when `stop_now` completes (a second SIGINT or SIGTERM): what is
+    /// still queued is then reported as the deadline's passing reports it. While it drains,
+    /// every 2 s it says what it waits for.
+    pub async fn shutdown_unless(mut self, stop_now: impl std::future::Future<Output = ()>) -> bool {
         let started = Instant::now();
         let timeout = self.config.as_ref().map_or(Duration::from_secs(10), |c| c.shutdown_timeout);
         self.status.set(Status::Stopping);
@@ -726,7 +752,7 @@ impl RunningService {
             .chain(std::mem::take(&mut self.retiring.exporters))
             .collect();
         let close = self.close_pipelines.clone();
-        let in_time = tokio::time::timeout_at(deadline, async move {
+        let work = async move {
             for t in receivers {
                 let _ = t.await;
             }
@@ -738,9 +764,21 @@ impl RunningService {
                 let _ = t.await;
                 tracing::debug!(exporter = %name, "exporter stopped");
             }
-        })
-        .await
-        .is_ok();
+        };
+        let (mut work, mut stop_now) = (std::pin::pin!(work), std::pin::pin!(stop_now));
+        let mut progress =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(2));
+        let in_time = loop {
+            tokio::select! {
+                _ = &mut work => break true,
+                _ = tokio::time::sleep_until(deadline) => break false,
+                _ = &mut stop_now => {
+                    tracing::warn!("second stop signal: stopping now, without waiting for the queues");
+                    break false;
+                }
+                _ = progress.tick() => self.report_draining(deadline),
+            }
+        };
         if in_time {
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "shutdown complete");
         } else {
