@@ -85,12 +85,14 @@ fn config_failure(e: &ConfigError) -> ExitCode {
 
 fn print_components() {
     use switchyard::config::ComponentKind;
+    // Columns as wide as the longest name, so that every line lines up.
+    let width = switchyard::components::ALL.iter().map(|t| t.name.len()).max().unwrap_or(14);
     for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Extension] {
         println!("{}:", kind.section());
         for t in switchyard::components::ALL.iter().filter(|t| t.kind == kind) {
             let signals: Vec<String> = t.signals.iter().map(|s| s.to_string()).collect();
             let signals = if signals.is_empty() { "-".to_string() } else { signals.join(", ") };
-            println!("  {:<14} {:<24} {}", t.name, signals, t.description);
+            println!("  {:<width$} {:<22} {}", t.name, signals, t.description);
         }
     }
 }
@@ -144,8 +146,8 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
         let mut service = match RunningService::start(&cfg).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot start: {e}");
-                eprintln!("switchyard: cannot start: {e}");
+                // The log is on stderr: one line says it.
+                tracing::error!("switchyard: cannot start: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -67,9 +67,10 @@ impl DebugExporter {
             || (n - self.cfg.sampling_initial).is_multiple_of(self.cfg.sampling_thereafter.max(1))
     }
 
-    fn emit(&self, signal: crate::signal::Signal, items: usize, text: &str) {
+    fn emit(&self, signal: crate::signal::Signal, text: &str) {
         if self.cfg.use_internal_logger {
-            tracing::info!(exporter = %self.name, %signal, items, "{text}");
+            // The text says how many items (`Traces items=3`): not a field as well.
+            tracing::info!(exporter = %self.name, %signal, "{text}");
         } else {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -84,7 +85,7 @@ impl DebugExporter {
         let signal = batch.signal();
         let title = format!("{} items={}", signal_title(batch), batch.items());
         if self.cfg.verbosity == Verbosity::Basic {
-            self.emit(signal, batch.items(), &title);
+            self.emit(signal, &title);
             return Ok(());
         }
         let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
@@ -92,7 +93,7 @@ impl DebugExporter {
             Verbosity::Detailed => detailed(request).map_err(|e| ExportError::Permanent { reason: e })?,
             _ => normal_lines(request).join("\n"),
         };
-        self.emit(signal, batch.items(), &format!("{title}\n{body}"));
+        self.emit(signal, &format!("{title}\n{body}"));
         Ok(())
     }
 }

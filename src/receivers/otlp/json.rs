@@ -10,7 +10,11 @@ pub fn parse(signal: Signal, body: &[u8]) -> Result<Request, String> {
     if !tree.is_object() {
         return Err("expected a JSON object".to_string());
     }
-    normalise(&mut tree);
+    let mut bad_id = None;
+    normalise(&mut tree, &mut bad_id);
+    if let Some(why) = bad_id {
+        return Err(why);
+    }
     let r = match signal {
         Signal::Traces => Request::Traces(serde_json::from_value(tree).map_err(|e| e.to_string())?),
         Signal::Metrics => Request::Metrics(serde_json::from_value(tree).map_err(|e| e.to_string())?),
@@ -22,7 +26,8 @@ pub fn parse(signal: Signal, body: &[u8]) -> Result<Request, String> {
 /// Renames snake_case object keys to lowerCamelCase, and lowercases hex ids, everywhere.
 /// OTLP/JSON has no object with user-chosen keys (attributes are `{key, value}` lists), so every
 /// object key is a field name.
-fn normalise(v: &mut Value) {
+/// The first id that is not hex is described in `bad_id` (named, with its value).
+fn normalise(v: &mut Value, bad_id: &mut Option<String>) {
     match v {
         Value::Object(map) => {
             if map.keys().any(|k| k.contains('_')) {
@@ -36,16 +41,21 @@ fn normalise(v: &mut Value) {
                     && let Value::String(s) = val
                 {
                     s.make_ascii_lowercase();
+                    if bad_id.is_none() && (s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit())) {
+                        let shown: String = s.chars().take(40).collect();
+                        *bad_id =
+                            Some(format!("{k} \"{shown}\" is not hex: expected an even number of 0-9, a-f digits"));
+                    }
                 } else if let Value::String(name) = val
                     && let Some(n) = enum_number(k, name)
                 {
                     *val = Value::from(n);
                 } else {
-                    normalise(val);
+                    normalise(val, bad_id);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalise),
+        Value::Array(items) => items.iter_mut().for_each(|i| normalise(i, bad_id)),
         _ => {}
     }
 }
@@ -160,6 +170,8 @@ mod tests {
         assert!(
             parse(Signal::Traces, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#).is_err()
         );
+        let odd = parse(Signal::Traces, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"abc"}]}]}]}"#);
+        assert_eq!(odd.unwrap_err(), "traceId \"abc\" is not hex: expected an even number of 0-9, a-f digits");
     }
 
     #[test]
