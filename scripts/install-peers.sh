@@ -45,7 +45,14 @@ apt_install() {
         APT_UPDATED=1
     fi
     log "apt-get install $*"
+    # No service starts while the packages install (Debian's policy-rc.d: 101 = not allowed), so
+    # that nothing takes a port or runs as a daemon; a policy the machine has already is kept.
+    local policy=/usr/sbin/policy-rc.d made=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && made=1
+    fi
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+    if [ "$made" -eq 1 ]; then $SUDO rm -f "$policy"; fi
 }
 
 mkdir -p "$PEERS_DIR"
@@ -89,9 +96,13 @@ fi
 # util-linux's logger (Debian package bsdutils), usually present already; rsyslog 8.2302 as a
 # forwarding relay (the tests start their own rsyslogd with their own config; no service runs).
 [ -x /usr/bin/logger ] || apt_install bsdutils
-if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]; then
+if [ ! -x /usr/sbin/rsyslogd ]; then
+    # Installed for the tests (it never started): kept from starting at boot too.
     apt_install rsyslog rsyslog-gnutls
     stop_service rsyslog
+elif ! dpkg -s rsyslog-gnutls >/dev/null 2>&1; then
+    # The machine's own rsyslog is left as it is: only the TLS plugin is added.
+    apt_install rsyslog-gnutls
 fi
 
 # ---------------------------------------------------------------- headless Chromium (a real browser)
@@ -111,9 +122,9 @@ fi
 TANSU_VERSION=0.6.0
 TANSU="$ROOT/target/peers/tansu/bin/tansu"
 if [ ! -x "$TANSU" ] || ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    log "cargo install tansu $TANSU_VERSION --features dynostore (first time: ~10 min)"
+    log "cargo install tansu $TANSU_VERSION --features dynostore (first time: ~10 min; cargo shows its progress)"
     CARGO_TARGET_DIR="$ROOT/target/peers/tansu-build" cargo install tansu --version "$TANSU_VERSION" --locked \
-        --features dynostore --root "$ROOT/target/peers/tansu" --quiet >&2
+        --features dynostore --root "$ROOT/target/peers/tansu" >&2
 fi
 
 # ---------------------------------------------------------------- python venvs

@@ -291,9 +291,15 @@ fn rsyslog_relays_arrive_as_log_records() {
 #[test]
 fn rsyslog_over_tls_arrives_and_a_plain_client_is_refused() {
     let Some(logger) = logger() else { return };
-    if peer(std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"), "Debian's rsyslog-gnutls")
-        .is_none()
-    {
+    // The plugin's directory is the machine's multiarch triple (x86_64-linux-gnu, aarch64-linux-gnu…).
+    let plugin = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("rsyslog/lmnsd_gtls.so"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/lib/<multiarch>/rsyslog/lmnsd_gtls.so"));
+    if peer(&plugin, "Debian's rsyslog-gnutls").is_none() {
         return;
     }
     let certs_dir = tempfile::tempdir().unwrap();
