@@ -455,6 +455,8 @@ impl RunningService {
                 })
                 .collect(),
         );
+        // Its Debug form prints every secret as [REDACTED] (tests/secrets.rs checks it).
+        self.board.set_config(format!("{new:#?}"));
         self.config = Some(new);
         match errors.into_iter().next() {
             None => Ok(changes),
@@ -680,7 +682,8 @@ impl RunningService {
         let listeners = self.self_metrics.as_ref().map(|(_, r)| r.listeners.successor()).unwrap_or_default();
         let stop = self.stop_auxiliary.child_token();
         let source = crate::telemetry::readers::source_of(self.telemetry.clone());
-        let started = crate::telemetry::readers::start(&wanted, source, stop.clone(), &listeners).await;
+        let status = crate::telemetry::status_page::source(self.board.clone(), self.telemetry.clone());
+        let started = crate::telemetry::readers::start(&wanted, source, status, stop.clone(), &listeners).await;
         listeners.settle();
         let tasks = started.map_err(|m| {
             stop.cancel();
@@ -692,8 +695,6 @@ impl RunningService {
         Ok(())
     }
 
-    /// Stops intake, flushes the pipelines and drains the exporter queues, all within
-    /// `service.shutdown_timeout`. Returns false if the deadline cut the drain short.
     /// While shutting down: one line per exporter that still holds data, with the time left.
     fn report_draining(&self, deadline: tokio::time::Instant) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -713,6 +714,8 @@ impl RunningService {
         }
     }
 
+    /// Stops intake, flushes the pipelines and drains the exporter queues, all within
+    /// `service.shutdown_timeout`. Returns false if the deadline cut the drain short.
     pub async fn shutdown(self) -> bool {
         self.shutdown_unless(std::future::pending()).await
     }

@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod otlp_push;
 pub mod readers;
 pub mod settings;
+pub mod status_page;

@@ -307,6 +307,7 @@ fn check_periodic(p: &PeriodicReaderConfig) -> Result<(), (String, String)> {
 pub async fn start(
     readers: &[ReaderConfig],
     source: MetricsSource,
+    status: super::status_page::StatusSource,
     stop: CancellationToken,
     sockets: &net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
@@ -326,7 +327,7 @@ pub async fn start(
     for listener in listeners {
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(endpoint = %local, "self-metrics at http://{local}/metrics");
-        tasks.push(tokio::spawn(serve_pull(listener, source.clone(), stop.clone())));
+        tasks.push(tokio::spawn(serve_pull(listener, source.clone(), status.clone(), stop.clone())));
     }
     for pusher in pushers {
         tracing::info!(endpoint = %pusher.endpoint(), interval = ?pusher.interval(), "self-metrics pushed as OTLP");
@@ -352,17 +353,30 @@ pub fn render(families: &[MetricFamily]) -> String {
     out
 }
 
-async fn serve_pull(listener: tokio::net::TcpListener, source: MetricsSource, stop: CancellationToken) {
+async fn serve_pull(
+    listener: tokio::net::TcpListener,
+    source: MetricsSource,
+    status: super::status_page::StatusSource,
+    stop: CancellationToken,
+) {
     let handler = move |req: http::Request<hyper::body::Incoming>| {
-        let source = source.clone();
+        let (source, status) = (source.clone(), status.clone());
         async move {
             match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
                     net::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", render(&source()))
                 }
-                (&Method::GET, _) => {
-                    net::response(StatusCode::NOT_FOUND, "text/plain", "not found; metrics are at /metrics\n")
+                (&Method::GET, "/" | "/status") => {
+                    net::response(StatusCode::OK, "text/html; charset=utf-8", super::status_page::PAGE)
                 }
+                (&Method::GET, "/status.json") => {
+                    net::response(StatusCode::OK, "application/json", status().to_string())
+                }
+                (&Method::GET, _) => net::response(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "not found; metrics are at /metrics, the status page at /\n",
+                ),
                 _ => net::response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
             }
         }
