@@ -39,6 +39,15 @@ enum Command {
     },
     /// List every receiver, processor, exporter and extension type with its signals.
     Components,
+    /// Show per-component rates of a running switchyard, refreshed every second.
+    Top {
+        /// Its self-metrics address.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        address: String,
+        /// Print this many tables and exit (for scripts).
+        #[arg(long)]
+        samples: Option<usize>,
+    },
 }
 
 fn load(cli: &Cli) -> Result<(Config, bool), ConfigError> {
@@ -56,6 +65,19 @@ fn main() -> ExitCode {
         Some(Command::Components) => {
             print_components();
             ExitCode::SUCCESS
+        }
+        Some(Command::Top { address, samples }) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.block_on(switchyard::telemetry::top::run(&address, samples)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard top: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some(Command::Validate { strict }) => match load(&cli) {
             Ok((cfg, _)) => {

@@ -96,3 +96,50 @@ service:
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture: {} bytes", png.len());
     let _ = stream_summary(stream, &summary);
 }
+
+#[test]
+fn switchyard_top_shows_rates_of_a_running_switchyard() {
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:{http}"}
+exporters:
+  file: {path: "{dir}/out.jsonl"}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file]}
+"#,
+    );
+    let http = gw.http;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sending = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let body = traces_body(spans("top-", 10));
+        while !sending.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = http_request("POST", http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let address = format!("127.0.0.1:{}", gw.metrics);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["top", "--address", &address, "--samples", "2"])
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let receiver = text.lines().filter(|l| l.trim_start().starts_with("receiver otlp")).last().unwrap_or_default();
+    let rate: f64 = receiver.split_whitespace().nth(2).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(rate > 0.0, "spans per second into the receiver:\n{text}");
+    assert!(text.contains("exporter file"), "{text}");
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["top", "--address", "127.0.0.1:1", "--samples", "1"])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach switchyard"));
+}

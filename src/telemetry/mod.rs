@@ -7,3 +7,4 @@ pub mod otlp_push;
 pub mod readers;
 pub mod settings;
 pub mod status_page;
+pub mod top;
