@@ -132,7 +132,7 @@ service:
     sender.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let receiver = text.lines().filter(|l| l.trim_start().starts_with("receiver otlp")).last().unwrap_or_default();
+    let receiver = text.lines().rfind(|l| l.trim_start().starts_with("receiver otlp")).unwrap_or_default();
     let rate: f64 = receiver.split_whitespace().nth(2).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     assert!(rate > 0.0, "spans per second into the receiver:\n{text}");
     assert!(text.contains("exporter file"), "{text}");
