@@ -47,12 +47,21 @@ apt_install() {
     log "apt-get install $*"
     # No service starts while the packages install (Debian's policy-rc.d: 101 = not allowed), so
     # that nothing takes a port or runs as a daemon; a policy the machine has already is kept.
+    # Ours carries a marker line, so that one left behind by an interrupted run is removed too.
     local policy=/usr/sbin/policy-rc.d made=0
+    if [ -e "$policy" ] && grep -q '^# switchyard install-peers' "$policy" 2>/dev/null; then
+        $SUDO rm -f "$policy"
+    fi
     if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && made=1
+        printf '#!/bin/sh\n# switchyard install-peers: no service starts while test peers install\nexit 101\n' \
+            | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && made=1
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-    if [ "$made" -eq 1 ]; then $SUDO rm -f "$policy"; fi
+    if [ "$made" -eq 1 ]; then
+        $SUDO rm -f "$policy"
+        trap - EXIT
+    fi
 }
 
 mkdir -p "$PEERS_DIR"
@@ -100,7 +109,7 @@ if [ ! -x /usr/sbin/rsyslogd ]; then
     # Installed for the tests (it never started): kept from starting at boot too.
     apt_install rsyslog rsyslog-gnutls
     stop_service rsyslog
-elif ! dpkg -s rsyslog-gnutls >/dev/null 2>&1; then
+elif ! dpkg-query -W -f='${Status}' rsyslog-gnutls 2>/dev/null | grep -q 'install ok installed'; then
     # The machine's own rsyslog is left as it is: only the TLS plugin is added.
     apt_install rsyslog-gnutls
 fi

@@ -168,8 +168,8 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
         let mut service = match RunningService::start(&cfg).await {
             Ok(s) => s,
             Err(e) => {
-                // The log is on stderr: one line says it.
-                tracing::error!("switchyard: cannot start: {e}");
+                // Said once, on stderr whatever RUST_LOG filters out (the log is on stderr too).
+                eprintln!("switchyard: cannot start: {e}");
                 return ExitCode::FAILURE;
             }
         };
@@ -209,7 +209,8 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                 }
             }
         }
-        // A second SIGINT or SIGTERM stops at once.
+        // A second SIGINT or SIGTERM stops at once: the process exits as soon as the loss is
+        // reported, without waiting for blocked work (a write to a hung disk) to end.
         let second = async move {
             match signals.as_mut() {
                 Some(s) => loop {
@@ -220,7 +221,17 @@ fn run(cli: &Cli, cfg: Config, default: bool) -> ExitCode {
                 None => std::future::pending().await,
             }
         };
-        if service.shutdown_unless(second).await { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noted = cut.clone();
+        let second = async move {
+            second.await;
+            noted.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
+        let drained = service.shutdown_unless(second).await;
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(1);
+        }
+        if drained { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
 }
 

@@ -109,10 +109,33 @@ impl From<String> for SecretUrl {
 }
 
 /// `url` with its user info (everything before the last `@` of the authority) replaced by
-/// `xxxxx`; a URL without a scheme (`user:pass@host:4317`) is read as an authority. A string
+/// `xxxxx`, and the value of every query parameter too (`?dd-api-key=xxxxx`: vendors take keys
+/// there); a URL without a scheme (`user:pass@host:4317`) is read as an authority. A string
 /// that does not parse as a URI but holds an `@` is redacted up to its last `@`, since where
 /// its authority ends cannot be known.
 pub fn redact_url(url: &str) -> Cow<'_, str> {
+    match redact_userinfo(url) {
+        Cow::Borrowed(b) => mask_query(b),
+        Cow::Owned(o) => Cow::Owned(mask_query(&o).into_owned()),
+    }
+}
+
+/// `url` with the value of every query parameter replaced by `xxxxx`.
+fn mask_query(url: &str) -> Cow<'_, str> {
+    let Some(q) = url.find('?') else { return Cow::Borrowed(url) };
+    let end = url[q..].find('#').map_or(url.len(), |i| q + i);
+    let masked: Vec<String> = url[q + 1..end]
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !v.is_empty() => format!("{k}={USERINFO_MASK}"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    Cow::Owned(format!("{}?{}{}", &url[..q], masked.join("&"), &url[end..]))
+}
+
+/// `url` with its user info replaced (see `redact_url`).
+fn redact_userinfo(url: &str) -> Cow<'_, str> {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -191,6 +214,12 @@ impl Scrubber {
         }
         for u in urls {
             let Ok(uri) = u.expose().parse::<Uri>() else { continue };
+            // Query values (API keys in the URL), raw: errors quote the URL as it was sent.
+            for kv in uri.query().unwrap_or_default().split('&') {
+                if let Some((_, v)) = kv.split_once('=') {
+                    add(v);
+                }
+            }
             let Some((userinfo, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) else { continue };
             add(userinfo);
             for part in userinfo.split(':') {
@@ -320,7 +349,12 @@ mod tests {
 
     #[test]
     fn urls_lose_their_whole_userinfo() {
-        assert_eq!(redact_url("https://user:pw@host:1/p?q=a@b"), "https://xxxxx@host:1/p?q=a@b");
+        assert_eq!(redact_url("https://user:pw@host:1/p?q=a@b"), "https://xxxxx@host:1/p?q=xxxxx");
+        assert_eq!(
+            redact_url("https://http-intake.logs.example/api/v2/logs?dd-api-key=k3y&ddsource=x#f"),
+            "https://http-intake.logs.example/api/v2/logs?dd-api-key=xxxxx&ddsource=xxxxx#f",
+            "vendors take keys in the query"
+        );
         assert_eq!(redact_url("https://token@host"), "https://xxxxx@host");
         assert_eq!(redact_url("user:pw@host:4317"), "xxxxx@host:4317");
         assert_eq!(redact_url("http://host:1/p@q"), "http://host:1/p@q");

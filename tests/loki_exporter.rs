@@ -240,7 +240,11 @@ fn a_500_and_a_503_are_retried_and_every_entry_is_stored_once() {
     lines.sort();
     assert_eq!(lines, ["log-0", "log-1", "log-2"], "every entry once");
     assert_eq!(gw.metric("switchyard_exporter_dropped_log_records_total", &[("exporter", "loki")]), 0.0);
-    assert!(gw.log().contains("HTTP 503"), "the retry is logged with the status: {}", gw.log());
+    assert!(
+        gw.log().contains("failing since") && gw.log().contains("HTTP 500"),
+        "the outage is logged with the status: {}",
+        gw.log()
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn expand_noting(input: &str, lookup: impl Fn(&str) -> Option<String>, unset
             };
             let value = lookup(name.trim()).filter(|v| !(default.is_some() && v.is_empty()));
             if value.is_none() && default.is_none() {
-                unset.push(name.trim().to_string());
+                unset.push(format!("${{{inner}}}"));
             }
             out.push_str(&value.or_else(|| default.map(str::to_string)).unwrap_or_default());
             rest = &body[end + 1..];
@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(expand_with("${env:NOPE}", env), "");
         let mut unset = Vec::new();
         assert_eq!(expand_noting("${env:NOPE}-${env:HOST}-${env:GONE:-d}", env, &mut unset), "-db-d");
-        assert_eq!(unset, ["NOPE"], "only unset variables without a default");
+        assert_eq!(unset, ["${env:NOPE}"], "only unset variables without a default, as written");
         assert_eq!(expand_with("cost $$5 and $x", env), "cost $5 and $x");
         assert_eq!(expand_with("${unterminated", env), "${unterminated");
     }

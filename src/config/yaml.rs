@@ -203,7 +203,7 @@ impl Builder {
                 let key = self.path();
                 let l = &node.loc;
                 self.unset.push(format!(
-                    "{}:{}:{}: {key}: ${{env:{name}}} is not set and has no default: the value is empty",
+                    "{}:{}:{}: {key}: {name} is not set and has no default: the value is empty",
                     l.file, l.line, l.column
                 ));
             }

@@ -799,7 +799,7 @@ impl RunningService {
                             left,
                             unit = "sending_queue.sizer units (requests by default)",
                             timeout = ?timeout,
-                            "shutdown deadline passed with data still queued; it is lost"
+                            "shutdown cut short (the deadline, or a second stop signal) with data still queued; it is lost"
                         );
                     }
                 }

@@ -95,7 +95,8 @@ pub fn table(now: &Value, previous: Option<&Value>, dt: f64) -> String {
             };
             let mut state = c["state"].as_str().unwrap_or("").to_string();
             if let Some(e) = c["error"].as_str().filter(|e| !e.is_empty()) {
-                let short: String = e.chars().take(80).collect();
+                // A backend's text reaches the terminal: no control characters (escape sequences).
+                let short: String = e.chars().filter(|c| !c.is_control()).take(80).collect();
                 let _ = write!(state, ": {short}");
             }
             let _ = writeln!(
@@ -115,8 +116,21 @@ pub async fn run(address: &str, samples: Option<usize>) -> Result<(), String> {
     let mut previous: Option<(Value, Instant)> = None;
     let clear = std::io::IsTerminal::is_terminal(&std::io::stdout()) && samples.is_none();
     let mut printed = 0;
+    let mut misses = 0;
     loop {
-        let now = fetch(address).await?;
+        // A miss or two (switchyard reloading its self-metrics listener) is waited out.
+        let now = match fetch(address).await {
+            Ok(v) => {
+                misses = 0;
+                v
+            }
+            Err(e) if misses >= 3 || previous.is_none() => return Err(e),
+            Err(_) => {
+                misses += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let at = Instant::now();
         if let Some((prev, then)) = &previous {
             let t = table(&now, Some(prev), at.duration_since(*then).as_secs_f64());

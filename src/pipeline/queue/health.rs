@@ -2,9 +2,12 @@
 //! An outage is one warning when it starts ("failing since 12:01:05 (…); 340 items queued;
 //! retrying"), a reminder every five minutes while it lasts, and one line when deliveries
 //! succeed again (with how long it lasted and what it cost) — not a line per retry. The
-//! `switchyard_exporter_up` gauge follows the state; every failed attempt is counted in
-//! `otelcol_exporter_send_failed_*` (as the collector counts it) and every retry in
-//! `switchyard_exporter_retries_total`.
+//! `switchyard_exporter_up` gauge follows the state. Data given up on is counted once in
+//! `otelcol_exporter_send_failed_*` (as the collector counts it: after the retries) and in
+//! `switchyard_exporter_dropped_*`; every retry in `switchyard_exporter_retries_total`. A
+//! permanent error (a refused request, not an outage) drops its batch without changing the
+//! state. While failing, a delivery ends the outage only once no attempt has failed for
+//! `QUIET` (one good consumer among failing ones does not make it flap).
 
 use crate::pipeline::Signal;
 use crate::telemetry::metrics::Metrics;
@@ -28,6 +31,9 @@ pub enum Condition {
     },
 }
 
+/// How long attempts must have stopped failing before a delivery ends an outage.
+const QUIET: Duration = Duration::from_secs(2);
+
 /// How often a lasting outage is logged again.
 const REMIND_EVERY: Duration = Duration::from_secs(300);
 
@@ -50,6 +56,8 @@ enum State {
         reason: String,
         attempts: u64,
         reminded: Instant,
+        last_failure: Instant,
+        last_success: Option<Instant>,
     },
 }
 
@@ -82,13 +90,10 @@ impl ExporterHealth {
         }
     }
 
-    /// One failed attempt at `items` of `signal`; `retrying` when it will be tried again.
-    pub fn failed(&self, signal: Signal, items: u64, reason: &str, retrying: bool) {
+    /// One failed attempt at `items` of `signal` that will be tried again (an outage).
+    pub fn failed(&self, signal: Signal, items: u64, reason: &str) {
         let t = &self.telemetry;
-        t.exporter_send_failed[signal.index()].with_label_values(&[&self.name]).inc_by(items);
-        if retrying {
-            t.exporter_retries.with_label_values(&[&self.name]).inc();
-        }
+        t.exporter_retries.with_label_values(&[&self.name]).inc();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *state {
             State::Up => {
@@ -96,7 +101,7 @@ impl ExporterHealth {
                 tracing::warn!(exporter = %self.name, %signal, queued = self.queued(), %reason,
                     "{}: failing since {} ({reason}); {} queued; {}",
                     self.name, clock(now), self.queued(),
-                    if retrying { "retrying until it recovers" } else { "not retried" });
+                    "retrying until it recovers");
                 t.exporter_up.with_label_values(&[&self.name]).set(0);
                 *state = State::Failing {
                     since_wall: now,
@@ -104,17 +109,20 @@ impl ExporterHealth {
                     reason: reason.to_string(),
                     attempts: 1,
                     reminded: Instant::now(),
+                    last_failure: Instant::now(),
+                    last_success: None,
                 };
             }
-            State::Failing { since_wall, since, reason: last, attempts, reminded } => {
+            State::Failing { since_wall, since, reason: last, attempts, reminded, last_failure, .. } => {
                 *attempts += 1;
+                *last_failure = Instant::now();
                 if reminded.elapsed() >= REMIND_EVERY {
                     *reminded = Instant::now();
                     tracing::warn!(exporter = %self.name, %signal, attempts = *attempts, queued = self.queued(), %reason,
                         "{}: still failing since {} ({:?}; {} attempts); {} queued",
                         self.name, clock(*since_wall), since.elapsed(), attempts, self.queued());
                 } else {
-                    tracing::debug!(exporter = %self.name, %signal, items, %reason, retrying, "export attempt failed");
+                    tracing::debug!(exporter = %self.name, %signal, items, %reason, "export attempt failed; retrying");
                 }
                 *last = reason.to_string();
             }
@@ -125,7 +133,22 @@ impl ExporterHealth {
     pub fn delivered(&self, signal: Signal, items: u64) {
         self.telemetry.exporter_sent[signal.index()].with_label_values(&[&self.name]).inc_by(items);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let State::Failing { since, reason, attempts, .. } = &*state {
+        if let State::Failing { last_success, .. } = &mut *state {
+            *last_success = Some(Instant::now());
+        }
+        self.settle(&mut state);
+        if matches!(*state, State::Up) {
+            // Set at every delivery: a retired instance of the same name cannot leave it at 0.
+            self.telemetry.exporter_up.with_label_values(&[&self.name]).set(1);
+        }
+    }
+
+    /// Ends an outage once a delivery has succeeded and no attempt has failed for `QUIET`.
+    fn settle(&self, state: &mut State) {
+        if let State::Failing { since, reason, attempts, last_failure, last_success, .. } = &*state
+            && last_success.is_some_and(|s| s > *last_failure)
+            && last_failure.elapsed() >= QUIET
+        {
             tracing::info!(exporter = %self.name, outage = ?since.elapsed(), failed_attempts = *attempts, last_error = %reason,
                 "{}: delivering again after {:.0?} of failures ({} failed attempts); {} queued",
                 self.name, since.elapsed(), attempts, self.queued());
@@ -136,6 +159,7 @@ impl ExporterHealth {
 
     /// `items` of `signal` given up on (a permanent error, or retries exhausted).
     pub fn dropped(&self, signal: Signal, items: u64, reason: &str) {
+        self.telemetry.exporter_send_failed[signal.index()].with_label_values(&[&self.name]).inc_by(items);
         self.telemetry.exporter_dropped[signal.index()].with_label_values(&[&self.name]).inc_by(items);
         tracing::error!(exporter = %self.name, %signal, items, %reason, "export failed; data dropped");
         *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -145,8 +169,9 @@ impl ExporterHealth {
     /// The state a health check reports: failing now (a recoverable error: retried), or
     /// having given data up within `window` (a permanent error), with since when and why.
     pub fn condition(&self, window: Duration) -> Condition {
-        if let State::Failing { since_wall, since, reason, .. } = &*self.state.lock().unwrap_or_else(|p| p.into_inner())
-        {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle(&mut state);
+        if let State::Failing { since_wall, since, reason, .. } = &*state {
             return Condition::Recoverable { since_wall: *since_wall, lasted: since.elapsed(), reason: reason.clone() };
         }
         match &*self.dropped.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -159,7 +184,9 @@ impl ExporterHealth {
 
     /// Whether the exporter is failing now, and since when and why (for health and status).
     pub fn failing(&self) -> Option<(SystemTime, String)> {
-        match &*self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle(&mut state);
+        match &*state {
             State::Up => None,
             State::Failing { since_wall, reason, .. } => Some((*since_wall, reason.clone())),
         }
@@ -177,16 +204,28 @@ mod tests {
         let up = || telemetry.exporter_up.with_label_values(&["otlp/jaeger"]).get();
         assert_eq!(up(), 1);
         for _ in 0..5 {
-            h.failed(Signal::Traces, 10, "connection refused", true);
+            h.failed(Signal::Traces, 10, "connection refused");
         }
         assert_eq!(up(), 0);
-        assert_eq!(telemetry.exporter_send_failed[0].with_label_values(&["otlp/jaeger"]).get(), 50, "per attempt");
+        assert_eq!(
+            telemetry.exporter_send_failed[0].with_label_values(&["otlp/jaeger"]).get(),
+            0,
+            "retried, not failed"
+        );
         assert_eq!(telemetry.exporter_retries.with_label_values(&["otlp/jaeger"]).get(), 5);
         assert!(h.failing().is_some_and(|(_, r)| r == "connection refused"));
+        h.delivered(Signal::Traces, 10);
+        assert!(h.failing().is_some(), "a delivery right after a failure does not end the outage");
+        if let State::Failing { last_failure, .. } = &mut *h.state.lock().unwrap() {
+            *last_failure -= QUIET;
+        }
         h.delivered(Signal::Traces, 10);
         assert_eq!(up(), 1);
         assert!(h.failing().is_none());
         h.dropped(Signal::Traces, 3, "permanent error: HTTP 400");
         assert_eq!(telemetry.exporter_dropped[0].with_label_values(&["otlp/jaeger"]).get(), 3);
+        assert_eq!(telemetry.exporter_send_failed[0].with_label_values(&["otlp/jaeger"]).get(), 3);
+        assert!(h.failing().is_none(), "a permanent error is not an outage");
+        assert!(matches!(h.condition(Duration::from_secs(60)), Condition::Permanent { .. }));
     }
 }

@@ -384,7 +384,7 @@ async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, kee
                 };
                 match delay {
                     Some(delay) => {
-                        health.failed(signal, items, &reason, true);
+                        health.failed(signal, items, &reason);
                         match keep {
                             Some(closed) => tokio::select! {
                                 _ = tokio::time::sleep(delay) => {}
@@ -401,7 +401,6 @@ async fn export_one(exporter: &dyn Exporter, batch: &Batch, policy: &Policy, kee
                 }
             }
         };
-        health.failed(signal, items, &reason, false);
         health.dropped(signal, items, &reason);
         return true;
     }
@@ -525,7 +524,7 @@ mod tests {
         assert_eq!(broken.attempts.load(Ordering::SeqCst), 1, "permanent errors are not retried");
         assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["broken-q"]).get(), 3);
         assert_eq!(metrics.exporter_dropped[0].with_label_values(&["broken-q"]).get(), 3);
-        assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["flaky-q"]).get(), 6, "per failed attempt");
+        assert_eq!(metrics.exporter_send_failed[0].with_label_values(&["flaky-q"]).get(), 0, "delivered in the end");
         assert_eq!(metrics.exporter_sent[0].with_label_values(&["broken-q"]).get(), 0);
     }
 }
