@@ -1,6 +1,6 @@
 //! An outage as an operator sees it: an exporter whose destination is down says so once, with
 //! the cause (the refused address), keeps retrying quietly, shows it in its metrics
-//! (`switchyard_exporter_up` 0, retries counted, every failed attempt in `send_failed`), and says
+//! (`switchyard_exporter_up` 0, retries counted, nothing counted as failed while it retries), and says
 //! once when the destination is back (the grpcio OTLP sink started on the dead port), after
 //! which everything queued is delivered. The health check's component status (the collector's
 //! v2 shape) names the failing exporter and why, and with `component_health` the process is
