@@ -81,7 +81,7 @@ service:
     // The dead destination: failing, with its cause; the secret header never shown.
     let jaeger = second.split("data-component=\"exporter:otlp/jaeger\"").nth(1).unwrap_or_default();
     let jaeger = &jaeger[..jaeger.find("data-component=").unwrap_or(jaeger.len())];
-    assert!(jaeger.contains("state: failing") && jaeger.contains("Connection refused"), "{jaeger}");
+    assert!(jaeger.contains("state: failing") && jaeger.contains("client error (Connect)"), "{jaeger}");
     assert!(second.contains("Configuration in force"), "{second}");
     assert!(second.contains("OtlpGrpcConfig"), "the configuration is shown: {second}");
     assert!(!second.contains("s3cr"), "secrets are redacted");
