@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod md5;
 pub mod model;
 pub mod net;
+pub mod percent;
 pub mod pipeline;
 pub mod processors;
 pub mod proto;

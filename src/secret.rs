@@ -224,7 +224,7 @@ impl Scrubber {
             add(userinfo);
             for part in userinfo.split(':') {
                 add(part);
-                if let Some(decoded) = percent_decode(part) {
+                if let Some(decoded) = crate::percent::decode(part) {
                     add(&String::from_utf8_lossy(&decoded));
                 }
             }
@@ -302,9 +302,9 @@ pub fn basic_auth_from_userinfo(uri: &Uri) -> Result<(Uri, Option<HeaderValue>),
     let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else { return Ok((uri.clone(), None)) };
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let bad = || "the user info of the URL is not validly percent-encoded".to_string();
-    let mut credentials = percent_decode(user).ok_or_else(bad)?;
+    let mut credentials = crate::percent::decode(user).ok_or_else(bad)?;
     credentials.push(b':');
-    credentials.extend(percent_decode(password).ok_or_else(bad)?);
+    credentials.extend(crate::percent::decode(password).ok_or_else(bad)?);
     let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
     let value = header_value(&value).map_err(|_| bad())?;
     let mut parts = uri.clone().into_parts();
@@ -314,24 +314,6 @@ pub fn basic_auth_from_userinfo(uri: &Uri) -> Result<(Uri, Option<HeaderValue>),
     }
     let stripped = Uri::from_parts(parts).map_err(|_| format!("invalid URL {}", redact_url(&uri.to_string())))?;
     Ok((stripped, Some(value)))
-}
-
-/// `%XX` escapes decoded; `None` for a malformed escape (as Go's URL parser refuses it).
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -100,7 +100,8 @@ fn status_from(headers: &HeaderMap) -> Option<Result<(), Status>> {
     if code == 0 {
         return Some(Ok(()));
     }
-    let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_default();
+    let message =
+        headers.get("grpc-message").and_then(|v| v.to_str().ok()).map(crate::percent::decode_lossy).unwrap_or_default();
     // Binary metadata is base64, with or without padding.
     let details = headers.get("grpc-status-details-bin").and_then(|v| {
         let unpadded = v.as_bytes().trim_ascii_end();
@@ -151,26 +152,6 @@ fn grpc_timeout(d: Duration) -> String {
     }
 }
 
-/// `grpc-message` is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,8 +164,8 @@ mod tests {
         let g = frame(&b"x".repeat(1000), &Compressor::new(Compression::Gzip, &CompressionParams::default())).unwrap();
         assert_eq!(g[0], 1);
         assert_eq!(u32::from_be_bytes([g[1], g[2], g[3], g[4]]) as usize, g.len() - 5);
-        assert_eq!(percent_decode("sink%20told%20to%20fail"), "sink told to fail");
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(crate::percent::decode_lossy("sink%20told%20to%20fail"), "sink told to fail");
+        assert_eq!(crate::percent::decode_lossy("100%"), "100%");
         assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
     }

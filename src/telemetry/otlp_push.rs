@@ -270,7 +270,7 @@ pub fn headers(cfg: &OtlpPushConfig) -> Result<Vec<(HeaderName, HeaderValue)>, (
             let bad = || ("headers_list".to_string(), "expected name=value pairs separated by commas".to_string());
             let (name, value) = member.split_once('=').ok_or_else(bad)?;
             let name = HeaderName::try_from(name.trim()).map_err(|_| bad())?;
-            let value = percent_decode(value.trim()).ok_or_else(bad)?;
+            let value = crate::percent::decode(value.trim()).and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
             put(name, crate::secret::header_value(&value).map_err(|_| bad())?);
         }
     }
@@ -283,23 +283,6 @@ pub fn headers(cfg: &OtlpPushConfig) -> Result<Vec<(HeaderName, HeaderValue)>, (
         put(name, value);
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The TLS settings the schema's flat keys stand for.

@@ -182,9 +182,11 @@ pub async fn serve(
         async move {
             let rule = &cfg.component_health;
             if cfg.status.enabled && req.uri().path() == cfg.status.path {
-                let pipeline = req.uri().query().and_then(|q| {
-                    q.split('&').find_map(|kv| kv.strip_prefix("pipeline=")).map(|p| p.replace("%2F", "/"))
-                });
+                let pairs = crate::percent::query_pairs(req.uri().query().unwrap_or(""));
+                let pipeline = match &pairs {
+                    Ok(pairs) => pairs.iter().find(|(k, _)| k == "pipeline").map(|(_, v)| v.clone()),
+                    Err(m) => return net::text(StatusCode::BAD_REQUEST, m),
+                };
                 let (healthy, body) = component_status(&status, &board, rule, pipeline.as_deref());
                 if body.is_null() {
                     return net::response(StatusCode::NOT_FOUND, "text/plain", "no such pipeline\n");
