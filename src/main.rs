@@ -39,6 +39,26 @@ enum Command {
     },
     /// List every receiver, processor, exporter and extension type with its signals.
     Components,
+    /// Print a sample of the items passing a component of a running switchyard, one JSON
+    /// object per line (its id as in the configuration: a receiver, processor or exporter).
+    Tap {
+        /// The component's id, as in the configuration (`otlp`, `batch`, `otlp/jaeger`).
+        component: String,
+        /// Only the component of this kind with that id: receiver, processor or exporter (a
+        /// receiver and an exporter may share an id).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Items per second at most from each component tapped (the rest is skipped and
+        /// counted on stderr).
+        #[arg(long, default_value_t = switchyard::telemetry::tap::DEFAULT_LIMIT)]
+        limit: u32,
+        /// Exit after printing this many items.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Its self-metrics address.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        address: String,
+    },
     /// Show per-component rates of a running switchyard, refreshed every second.
     Top {
         /// Its self-metrics address.
@@ -65,6 +85,20 @@ fn main() -> ExitCode {
         Some(Command::Components) => {
             print_components();
             ExitCode::SUCCESS
+        }
+        Some(Command::Tap { component, kind, limit, count, address }) => {
+            let args = switchyard::telemetry::tap_client::TapArgs { address, component, kind, limit, count };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.block_on(switchyard::telemetry::tap_client::run(&args)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard tap: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some(Command::Top { address, samples }) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();

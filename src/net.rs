@@ -250,6 +250,17 @@ impl ConnLimits {
     }
 }
 
+/// The address a request's connection comes from; `serve` puts it in every request's
+/// extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Put in a response's extensions by a handler whose body streams for as long as the client
+/// listens (`switchyard tap`): the connection counts as busy until the body ends, so the idle
+/// timeout does not cut it.
+#[derive(Debug, Clone, Copy)]
+pub struct Streaming;
+
 /// When the request a handler is serving must have been read completely (`read_timeout`);
 /// `serve` puts it in every request's extensions.
 #[derive(Debug, Clone, Copy)]
@@ -287,6 +298,7 @@ pub async fn serve_with<H, F>(
     while let Some((stream, slot)) = gate.accept(&listener, &shutdown).await {
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok().map(PeerAddr);
         let handler = handler.clone();
         let (limits, shutdown, gate) = (limits.clone(), shutdown.clone(), gate.clone());
         connections.spawn(async move {
@@ -302,6 +314,9 @@ pub async fn serve_with<H, F>(
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if !read_timeout.is_zero() {
                     req.extensions_mut().insert(ReadDeadline(tokio::time::Instant::now() + read_timeout));
+                }
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(peer);
                 }
                 let busy = in_service.begin();
                 let (handler, guard, cors) = (handler.clone(), guard.clone(), cors.clone());
@@ -331,7 +346,19 @@ pub async fn serve_with<H, F>(
                     if cors.is_some() {
                         crate::cors::CorsConfig::decorate(origin, &mut response);
                     }
-                    drop(busy);
+                    if response.extensions().get::<Streaming>().is_some() {
+                        // Busy until the body ends: a long stream is not an idle connection.
+                        use http_body_util::BodyExt;
+                        response = response.map(|body| {
+                            body.map_frame(move |frame| {
+                                let _busy = &busy;
+                                frame
+                            })
+                            .boxed_unsync()
+                        });
+                    } else {
+                        drop(busy);
+                    }
                     Ok::<_, Infallible>(response)
                 }
             });

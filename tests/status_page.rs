@@ -143,3 +143,98 @@ service:
     assert!(!unreachable.status.success());
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach switchyard"));
 }
+
+/// Runs `switchyard tap` against `metrics_port` with `args`; its stdout lines as JSON, and stderr.
+/// A tap that shows nothing runs until interrupted: it is killed after 20 s (and fails).
+fn tap(metrics_port: u16, args: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("tap")
+        .args(args)
+        .args(["--address", &format!("127.0.0.1:{metrics_port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        if !watching.load(std::sync::atomic::Ordering::Relaxed) {
+            signal(pid, "KILL");
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a JSON line ({e}): {l}")))
+        .collect();
+    (out.status.success(), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn span_attribute<'a>(line: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    line["span"]["attributes"].as_array()?.iter().find(|a| a["key"] == key)?["value"]["stringValue"].as_str()
+}
+
+#[test]
+fn switchyard_tap_prints_the_items_passing_a_component_while_the_sdk_sends() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:{grpc}"}
+processors:
+  attributes/tag:
+    actions: [{key: seen.by, value: switchyard, action: insert}]
+exporters:
+  file: {path: "{dir}/out.jsonl"}
+  otlp:
+    endpoint: 127.0.0.1:{http}
+    tls: {insecure: true}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], processors: [attributes/tag], exporters: [file, otlp]}
+"#,
+    );
+    let summary = gw.dir.path().join("stream.json");
+    let stream = python_stream(&python, gw.grpc, "tapped", 3000, 8.0, &summary);
+    assert!(eventually(Duration::from_secs(10), || !span_names(&gw.path("out.jsonl")).is_empty()), "{}", gw.log());
+
+    // What the processor lets out: the SDK's spans with the attribute it added.
+    let (ok, lines, err) = tap(gw.metrics, &["attributes/tag", "--count", "5"]);
+    assert!(ok, "{err}");
+    assert_eq!(lines.len(), 5, "{err}");
+    for line in &lines {
+        assert_eq!((line["component"].as_str(), line["kind"].as_str()), (Some("attributes/tag"), Some("processor")));
+        assert_eq!((line["pipeline"].as_str(), line["signal"].as_str()), (Some("traces"), Some("traces")));
+        assert!(line["span"]["name"].as_str().is_some_and(|n| n.starts_with("tapped")), "{line}");
+        assert_eq!(line["span"]["traceId"].as_str().map(str::len), Some(32), "hex ids: {line}");
+        assert_eq!(span_attribute(line, "seen.by"), Some("switchyard"), "{line}");
+        let service =
+            line["resource"]["attributes"].as_array().and_then(|a| a.iter().find(|a| a["key"] == "service.name"));
+        assert!(service.is_some(), "the resource comes with it: {line}");
+    }
+    assert!(err.contains("tapping processor attributes/tag"), "{err}");
+
+    // `otlp` names a receiver and an exporter: before the processor, and after it.
+    let (ok, lines, err) = tap(gw.metrics, &["otlp", "--limit", "10", "--count", "30"]);
+    assert!(ok, "{err}");
+    let by_kind = |kind: &str| lines.iter().filter(|l| l["kind"] == kind).collect::<Vec<_>>();
+    let (received, exported) = (by_kind("receiver"), by_kind("exporter"));
+    assert!(!received.is_empty() && !exported.is_empty(), "both components: {err}");
+    assert!(received.iter().all(|l| span_attribute(l, "seen.by").is_none()), "the receiver shows what came in");
+    assert!(exported.iter().all(|l| span_attribute(l, "seen.by") == Some("switchyard")), "the exporter what goes out");
+    let (ok, lines, _) = tap(gw.metrics, &["otlp", "--kind", "exporter", "--count", "3"]);
+    assert!(ok && lines.iter().all(|l| l["kind"] == "exporter"));
+
+    // Clear refusals: a component that does not run, a kind that does not exist.
+    let (ok, _, err) = tap(gw.metrics, &["jaeger"]);
+    assert!(!ok && err.contains("no running component \"jaeger\"") && err.contains("exporter file"), "{err}");
+    let (ok, _, err) = tap(gw.metrics, &["otlp", "--kind", "sink"]);
+    assert!(!ok && err.contains("HTTP 400") && err.contains("receiver, processor, exporter"), "{err}");
+    let _ = stream_summary(stream, &summary);
+}

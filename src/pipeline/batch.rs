@@ -192,6 +192,30 @@ impl Batch {
         self.signal
     }
 
+    /// A copy of the data alone, for looking at it (`tap`): it shares the payload but holds no
+    /// queue room and no delivery notice, so keeping it delays nothing and counts nowhere.
+    pub fn detached(&self) -> Batch {
+        Batch {
+            signal: self.signal,
+            items: self.items,
+            payload: self.payload.clone(),
+            claims: Vec::new(),
+            context: None,
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// The decoded request without keeping the decoded form in the shared payload (for a
+    /// look that must not add the decoded size to data passing through encoded).
+    pub fn peek_request(&self) -> Result<std::borrow::Cow<'_, Request>, DecodeError> {
+        match (self.payload.decoded.get(), &self.payload.encoded) {
+            (Some(r), _) => Ok(std::borrow::Cow::Borrowed(r)),
+            (None, bytes) => {
+                Request::decode(self.signal, bytes.as_deref().unwrap_or_default()).map(std::borrow::Cow::Owned)
+            }
+        }
+    }
+
     /// Spans, data points or log records in the batch, known without decoding.
     pub fn items(&self) -> usize {
         self.items

@@ -81,11 +81,14 @@ pub struct Intake {
     routes: RwLock<Arc<Routes>>,
     telemetry: Arc<Metrics>,
     abandoned: Abandoned,
+    /// What `switchyard tap` sees of this receiver: what it admitted.
+    tap: Arc<super::tap::TapPoint>,
 }
 
 impl Intake {
     pub fn new(receiver: String, routes: Routes, telemetry: Arc<Metrics>, abandoned: Abandoned) -> Intake {
-        Intake { receiver, routes: RwLock::new(Arc::new(routes)), telemetry, abandoned }
+        let tap = telemetry.taps.point(super::tap::Kind::Receiver, &receiver);
+        Intake { receiver, routes: RwLock::new(Arc::new(routes)), telemetry, abandoned, tap }
     }
 
     /// An intake of its own, for tests and benchmarks: fresh metrics.
@@ -217,7 +220,11 @@ impl Intake {
         let signal = batch.signal();
         let items = batch.items() as u64;
         let deliveries = batch.deliveries();
+        let tapped = self.tap.is_active().then(|| batch.detached());
         let result = self.admit(batch).await;
+        if let (Some(b), Ok(())) = (&tapped, &result) {
+            self.tap.observe(None, b);
+        }
         if result.is_err() {
             // Refused data was not delivered: its receiver will offer it again.
             deliveries.iter().for_each(|d| d.cancel());

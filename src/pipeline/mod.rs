@@ -14,6 +14,7 @@ pub mod retry;
 mod runner;
 mod split;
 mod status;
+pub mod tap;
 
 pub use crate::signal::Signal;
 pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};

@@ -234,7 +234,9 @@ impl RunningService {
                             telemetry: self.telemetry.clone(),
                             stop: self.stop_auxiliary.child_token(),
                         };
-                        Slot::New(defined.settings.build(&ctx).map_err(|m| fail("processor", id, m))?)
+                        let built = defined.settings.build(&ctx).map_err(|m| fail("processor", id, m))?;
+                        let tap = self.telemetry.taps.point(crate::pipeline::tap::Kind::Processor, &id.to_string());
+                        Slot::New(crate::pipeline::tap::Tapped::wrap(built, tap, &pid.to_string()))
                     }
                 });
             }
@@ -683,7 +685,8 @@ impl RunningService {
         let stop = self.stop_auxiliary.child_token();
         let source = crate::telemetry::readers::source_of(self.telemetry.clone());
         let status = crate::telemetry::status_page::source(self.board.clone(), self.telemetry.clone());
-        let started = crate::telemetry::readers::start(&wanted, source, status, stop.clone(), &listeners).await;
+        let tap = crate::telemetry::tap::TapSource { taps: self.telemetry.taps.clone(), board: self.board.clone() };
+        let started = crate::telemetry::readers::start(&wanted, source, status, tap, stop.clone(), &listeners).await;
         listeners.settle();
         let tasks = started.map_err(|m| {
             stop.cancel();

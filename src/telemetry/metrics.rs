@@ -10,6 +10,9 @@ use std::time::Instant;
 /// to each component it builds; a reloaded service keeps its predecessor's, so counters go on.
 pub struct Metrics {
     pub registry: Registry,
+    /// Where `switchyard tap` looks at the items passing each component (not a metric, but
+    /// handed to every component with them).
+    pub taps: crate::pipeline::tap::Taps,
     /// Per signal (traces, metrics, logs), labels `receiver`, `transport`.
     pub receiver_accepted: [IntCounterVec; 3],
     pub receiver_refused: [IntCounterVec; 3],
@@ -306,6 +309,7 @@ impl Metrics {
         ),
         started: Instant::now(),
         registry: r,
+        taps: Default::default(),
     }
     }
 }

@@ -7,4 +7,6 @@ pub mod otlp_push;
 pub mod readers;
 pub mod settings;
 pub mod status_page;
+pub mod tap;
+pub mod tap_client;
 pub mod top;

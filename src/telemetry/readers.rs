@@ -308,6 +308,7 @@ pub async fn start(
     readers: &[ReaderConfig],
     source: MetricsSource,
     status: super::status_page::StatusSource,
+    tap: super::tap::TapSource,
     stop: CancellationToken,
     sockets: &net::Listeners,
 ) -> Result<Vec<JoinHandle<()>>, String> {
@@ -327,7 +328,7 @@ pub async fn start(
     for listener in listeners {
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(endpoint = %local, "self-metrics at http://{local}/metrics");
-        tasks.push(tokio::spawn(serve_pull(listener, source.clone(), status.clone(), stop.clone())));
+        tasks.push(tokio::spawn(serve_pull(listener, source.clone(), status.clone(), tap.clone(), stop.clone())));
     }
     for pusher in pushers {
         tracing::info!(endpoint = %pusher.endpoint(), interval = ?pusher.interval(), "self-metrics pushed as OTLP");
@@ -357,10 +358,11 @@ async fn serve_pull(
     listener: tokio::net::TcpListener,
     source: MetricsSource,
     status: super::status_page::StatusSource,
+    tap: super::tap::TapSource,
     stop: CancellationToken,
 ) {
     let handler = move |req: http::Request<hyper::body::Incoming>| {
-        let (source, status) = (source.clone(), status.clone());
+        let (source, status, tap) = (source.clone(), status.clone(), tap.clone());
         async move {
             match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
@@ -372,10 +374,11 @@ async fn serve_pull(
                 (&Method::GET, "/status.json") => {
                     net::response(StatusCode::OK, "application/json", status().to_string())
                 }
+                (&Method::GET, "/tap") => super::tap::serve(&req, &tap),
                 (&Method::GET, _) => net::response(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    "not found; metrics are at /metrics, the status page at /\n",
+                    "not found; metrics are at /metrics, the status page at /, samples of the data at /tap\n",
                 ),
                 _ => net::response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
             }

@@ -73,6 +73,8 @@ pub struct ExporterQueue {
     telemetry: Arc<Metrics>,
     /// Its exporter's delivery state (shared with the consumers).
     health: Arc<health::ExporterHealth>,
+    /// What `switchyard tap` sees of this exporter: what entered its queue.
+    tap: Arc<crate::pipeline::tap::TapPoint>,
     /// Tells a persistent queue's consumers that no more data will come.
     _closed: DropGuard,
 }
@@ -138,7 +140,8 @@ impl ExporterQueue {
             }
         };
         let health = policy_health;
-        (Arc::new(ExporterQueue { name, sink, capacities, telemetry, health, _closed: closed.drop_guard() }), task)
+        let tap = telemetry.taps.point(crate::pipeline::tap::Kind::Exporter, &name);
+        (Arc::new(ExporterQueue { name, sink, capacities, telemetry, health, tap, _closed: closed.drop_guard() }), task)
     }
 
     pub fn name(&self) -> &str {
@@ -166,6 +169,7 @@ impl ExporterQueue {
     /// Queues a batch whose room was claimed at admission. Only the claims on this queue stay
     /// with it, so the other exporters' room is not held by this one.
     pub fn enqueue(&self, mut batch: Batch) {
+        self.tap.observe(None, &batch);
         batch.keep_claims_for(&self.capacities);
         let (signal, items) = (batch.signal(), batch.items());
         let sent = match &self.sink {
