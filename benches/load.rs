@@ -5,8 +5,10 @@
 //!
 //! `cargo bench --bench load -- [--protocol grpc|http] [--spans N] [--rate SPANS_PER_S]
 //! [--compression gzip|zstd|none] [--concurrency N] [--sink-rate SPANS_PER_S]
-//! [--queue memory|disk] [--tls]`; `benches/load.sh` runs the standard set. `--tls` serves the
-//! OTLP/gRPC receiver over TLS (a certificate made at start; the client verifies it).
+//! [--queue memory|disk] [--tls] [--tap COMPONENT]`; `benches/load.sh` runs the standard set.
+//! `--tls` serves the OTLP/gRPC receiver over TLS (a certificate made at start; the client
+//! verifies it). `--tap batch` runs `switchyard tap batch` (its default limit, output discarded)
+//! throughout, for the cost of being tapped.
 //! `benches/load.sh` runs the standard set. `--sink-rate` makes the sink
 //! take at most that many spans a second (a destination slower than intake); `--queue disk` puts
 //! the exporter's queue on disk (`sending_queue.storage`, `fsync: true`). Over gRPC it also
@@ -79,6 +81,7 @@ struct Args {
     sink_rate: usize,
     disk: bool,
     tls: bool,
+    tap: Option<String>,
     full: bool,
 }
 
@@ -95,6 +98,7 @@ fn args() -> Args {
         sink_rate: get("--sink-rate").and_then(|v| v.parse().ok()).unwrap_or(0),
         disk: get("--queue").is_some_and(|q| q == "disk"),
         tls: argv.iter().any(|a| a == "--tls"),
+        tap: get("--tap"),
         full,
     }
 }
@@ -337,6 +341,15 @@ fn main() {
         assert!(started.elapsed() < Duration::from_secs(20), "switchyard did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let mut tap = args.tap.as_ref().map(|component| {
+        let address = format!("127.0.0.1:{metrics}");
+        Command::new(bin)
+            .args(["tap", component, "--address", &address])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start switchyard tap")
+    });
     let bodies: Vec<Vec<u8>> = (0..16).map(|seed| realistic::request(seed).encode_to_vec()).collect();
     let bytes_per_span = bodies[0].len() / SPANS_PER_REQUEST;
     let requests = args.spans.div_ceil(SPANS_PER_REQUEST);
@@ -366,15 +379,20 @@ fn main() {
     }
     let wall = t0.elapsed().as_secs_f64();
     let (cpu1, peak_rss) = proc::usage(pid);
+    if let Some(t) = tap.as_mut() {
+        let _ = t.kill();
+        let _ = t.wait();
+    }
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     stop.cancel();
     let got = received.load(Ordering::Relaxed);
     let cpu = cpu1 - cpu0;
     println!(
-        "load: {}{} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, sink {}, queue {}, switchyard pinned to one core: {pinned}",
+        "load: {}{}{} in, otlp/gRPC out (compression {}), {} spans/request ({bytes_per_span} B/span), concurrency {}, rate {}, sink {}, queue {}, switchyard pinned to one core: {pinned}",
         args.protocol,
         if args.tls { " over TLS" } else { "" },
+        args.tap.as_ref().map(|c| format!(" (tapping {c})")).unwrap_or_default(),
         args.compression,
         SPANS_PER_REQUEST,
         args.concurrency,

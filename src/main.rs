@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value_t = switchyard::telemetry::tap::DEFAULT_LIMIT)]
         limit: u32,
         /// Exit after printing this many items.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
         /// Its self-metrics address.
         #[arg(long, default_value = "127.0.0.1:8888")]
@@ -88,31 +88,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Tap { component, kind, limit, count, address }) => {
             let args = switchyard::telemetry::tap_client::TapArgs { address, component, kind, limit, count };
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match runtime
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.block_on(switchyard::telemetry::tap_client::run(&args)))
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("switchyard tap: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            client("tap", switchyard::telemetry::tap_client::run(&args))
         }
-        Some(Command::Top { address, samples }) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match runtime
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.block_on(switchyard::telemetry::top::run(&address, samples)))
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("switchyard top: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Command::Top { address, samples }) => client("top", switchyard::telemetry::top::run(&address, samples)),
         Some(Command::Validate { strict }) => match load(&cli) {
             Ok((cfg, _)) => {
                 for w in &cfg.warnings {
@@ -131,6 +109,18 @@ fn main() -> ExitCode {
             Ok((cfg, default)) => run(&cli, cfg, default),
             Err(e) => config_failure(&e),
         },
+    }
+}
+
+/// Runs a command that talks to a running switchyard (`top`, `tap`) to its end.
+fn client(name: &str, work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match runtime.map_err(|e| e.to_string()).and_then(|r| r.block_on(work)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard {name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -250,8 +250,8 @@ impl ConnLimits {
     }
 }
 
-/// The address a request's connection comes from; `serve` puts it in every request's
-/// extensions.
+/// The address a request's connection comes from; `serve` puts it in a request's extensions
+/// when the socket can tell it.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 

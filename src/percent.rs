@@ -1,5 +1,15 @@
 //! Percent-encoding (`%XX`) as URLs, query strings and gRPC's `grpc-message` use it.
 
+/// The byte two hex digits stand for (`from_str_radix` alone would take `+F`).
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    match digits {
+        [a, b] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
+            u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+        }
+        _ => None,
+    }
+}
+
 /// `%XX` escapes decoded; `None` for a malformed escape (as Go's URL parser refuses it).
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
@@ -7,8 +17,7 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            out.push(hex_byte(b.get(i + 1..i + 3)?)?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -25,7 +34,7 @@ pub fn decode_lossy(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], b.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())) {
+        match (b[i], b.get(i + 1..i + 3).and_then(hex_byte)) {
             (b'%', Some(v)) => {
                 out.push(v);
                 i += 3;
@@ -81,6 +90,8 @@ mod tests {
         assert_eq!(decode("a%2Fb%20c").unwrap(), b"a/b c");
         assert_eq!(decode("bad%zz"), None);
         assert_eq!(decode("cut%2"), None);
+        assert_eq!(decode("sign%+F"), None);
+        assert_eq!(decode_lossy("sign%+F"), "sign%+F");
         assert_eq!(decode_lossy("50%25 off %zz%2"), "50% off %zz%2");
         assert_eq!(decode_lossy("caf%C3%A9"), "café");
         assert_eq!(encode("otlp/jaeger café"), "otlp%2Fjaeger%20caf%C3%A9");

@@ -201,7 +201,7 @@ service:
 "#,
     );
     let summary = gw.dir.path().join("stream.json");
-    let stream = python_stream(&python, gw.grpc, "tapped", 3000, 8.0, &summary);
+    let stream = python_stream(&python, gw.grpc, "tapped", 3000, 12.0, &summary);
     assert!(eventually(Duration::from_secs(10), || !span_names(&gw.path("out.jsonl")).is_empty()), "{}", gw.log());
 
     // What the processor lets out: the SDK's spans with the attribute it added.

@@ -67,5 +67,39 @@ pub fn read_sources_noting(sources: &[(String, String)]) -> Result<(Node, Vec<St
             Some(base) => yaml::merge(base, node),
         });
     }
-    Ok((merged.unwrap_or_else(|| Node::null(Loc::start("<none>"))), notices))
+    let merged = merged.unwrap_or_else(|| Node::null(Loc::start("<none>")));
+    // Only values still in force: one a later file overrides is no longer a concern.
+    let mut live = Vec::new();
+    scalar_locations(&merged, &mut live);
+    let notices = notices.into_iter().filter(|(loc, _)| live.contains(&loc)).map(|(_, n)| n).collect();
+    Ok((merged, notices))
+}
+
+/// Where each scalar of `node` was written.
+fn scalar_locations<'a>(node: &'a Node, out: &mut Vec<&'a Loc>) {
+    match &node.kind {
+        yaml::NodeKind::Scalar { .. } => out.push(&node.loc),
+        yaml::NodeKind::Seq(items) => items.iter().for_each(|n| scalar_locations(n, out)),
+        yaml::NodeKind::Map(entries) => entries.iter().for_each(|(_, n)| scalar_locations(n, out)),
+        yaml::NodeKind::Null => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_variable_is_noted_only_where_its_value_stays_in_force() {
+        let base = "exporters:\n  otlp:\n    headers: {key: \"${env:SWITCHYARD_TEST_SURELY_UNSET_A}\"}\n    endpoint: \"${env:SWITCHYARD_TEST_SURELY_UNSET_B}\"\n";
+        let overlay = "exporters:\n  otlp:\n    headers: {key: literal}\n";
+        let sources = |texts: &[&str]| -> Vec<(String, String)> {
+            texts.iter().enumerate().map(|(i, t)| (format!("f{i}.yaml"), t.to_string())).collect()
+        };
+        let (_, alone) = read_sources_noting(&sources(&[base])).unwrap();
+        assert_eq!(alone.len(), 2, "{alone:?}");
+        let (_, merged) = read_sources_noting(&sources(&[base, overlay])).unwrap();
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        assert!(merged[0].starts_with("f0.yaml:4:") && merged[0].contains("UNSET_B"), "{merged:?}");
+    }
 }

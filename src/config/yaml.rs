@@ -93,8 +93,8 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
 }
 
 /// As `parse`, with a notice for every value whose `${env:…}` names an unset variable without
-/// a default (`file:line:column: key.path: …`).
-pub fn parse_noting(file: &str, text: &str) -> Result<(Node, Vec<String>), ConfigError> {
+/// a default (`file:line:column: key.path: …`), with the location of that value.
+pub fn parse_noting(file: &str, text: &str) -> Result<(Node, Vec<(Loc, String)>), ConfigError> {
     let file: Arc<str> = Arc::from(file);
     let mut builder =
         Builder { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), root: None, unset: Vec::new() };
@@ -126,7 +126,7 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
     /// Values that name an unset variable without a default (see `parse_noting`).
-    unset: Vec<String>,
+    unset: Vec<(Loc, String)>,
 }
 
 impl Builder {
@@ -202,10 +202,11 @@ impl Builder {
             for name in unset {
                 let key = self.path();
                 let l = &node.loc;
-                self.unset.push(format!(
+                let notice = format!(
                     "{}:{}:{}: {key}: {name} is not set and has no default: the value is empty",
                     l.file, l.line, l.column
-                ));
+                );
+                self.unset.push((l.clone(), notice));
             }
         }
         if anchor != 0 {

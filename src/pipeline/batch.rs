@@ -56,6 +56,15 @@ impl Request {
         }
     }
 
+    /// Bytes of its protobuf encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Request::Traces(r) => r.encoded_len(),
+            Request::Metrics(r) => r.encoded_len(),
+            Request::Logs(r) => r.encoded_len(),
+        }
+    }
+
     /// Spans, metric data points or log records.
     pub fn item_count(&self) -> usize {
         match self {
@@ -101,6 +110,29 @@ pub fn metric_points(data: Option<&Data>) -> usize {
         Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
         Some(Data::Summary(s)) => s.data_points.len(),
         None => 0,
+    }
+}
+
+/// Keeps the data points of `metric` for which `keep` (called with each point's index, in
+/// order) is true.
+pub fn retain_points(
+    metric: &mut opentelemetry_proto::tonic::metrics::v1::Metric,
+    mut keep: impl FnMut(usize) -> bool,
+) {
+    fn retain<T>(points: &mut Vec<T>, keep: &mut impl FnMut(usize) -> bool) {
+        let mut i = 0;
+        points.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+    }
+    match &mut metric.data {
+        Some(Data::Gauge(g)) => retain(&mut g.data_points, &mut keep),
+        Some(Data::Sum(s)) => retain(&mut s.data_points, &mut keep),
+        Some(Data::Histogram(h)) => retain(&mut h.data_points, &mut keep),
+        Some(Data::ExponentialHistogram(h)) => retain(&mut h.data_points, &mut keep),
+        Some(Data::Summary(s)) => retain(&mut s.data_points, &mut keep),
+        None => {}
     }
 }
 
@@ -192,28 +224,14 @@ impl Batch {
         self.signal
     }
 
-    /// A copy of the data alone, for looking at it (`tap`): it shares the payload but holds no
-    /// queue room and no delivery notice, so keeping it delays nothing and counts nowhere.
-    pub fn detached(&self) -> Batch {
-        Batch {
-            signal: self.signal,
-            items: self.items,
-            payload: self.payload.clone(),
-            claims: Vec::new(),
-            context: None,
-            deliveries: Vec::new(),
-        }
+    /// The decoded request, if the batch has been decoded (or was built decoded).
+    pub fn decoded(&self) -> Option<&Request> {
+        self.payload.decoded.get()
     }
 
-    /// The decoded request without keeping the decoded form in the shared payload (for a
-    /// look that must not add the decoded size to data passing through encoded).
-    pub fn peek_request(&self) -> Result<std::borrow::Cow<'_, Request>, DecodeError> {
-        match (self.payload.decoded.get(), &self.payload.encoded) {
-            (Some(r), _) => Ok(std::borrow::Cow::Borrowed(r)),
-            (None, bytes) => {
-                Request::decode(self.signal, bytes.as_deref().unwrap_or_default()).map(std::borrow::Cow::Owned)
-            }
-        }
+    /// The protobuf bytes as received, if the batch still has them.
+    pub fn encoded(&self) -> Option<&Bytes> {
+        self.payload.encoded.as_ref()
     }
 
     /// Spans, data points or log records in the batch, known without decoding.
@@ -225,9 +243,7 @@ impl Batch {
     pub fn wire_size(&self) -> usize {
         match (&self.payload.encoded, self.payload.decoded.get()) {
             (Some(b), _) => b.len(),
-            (None, Some(Request::Traces(r))) => r.encoded_len(),
-            (None, Some(Request::Metrics(r))) => r.encoded_len(),
-            (None, Some(Request::Logs(r))) => r.encoded_len(),
+            (None, Some(r)) => r.encoded_len(),
             (None, None) => 0,
         }
     }

@@ -220,10 +220,10 @@ impl Intake {
         let signal = batch.signal();
         let items = batch.items() as u64;
         let deliveries = batch.deliveries();
-        let tapped = self.tap.is_active().then(|| batch.detached());
+        let tapped = self.tap.prepare(None, &batch);
         let result = self.admit(batch).await;
-        if let (Some(b), Ok(())) = (&tapped, &result) {
-            self.tap.observe(None, b);
+        if result.is_ok() {
+            self.tap.deliver(tapped);
         }
         if result.is_err() {
             // Refused data was not delivered: its receiver will offer it again.

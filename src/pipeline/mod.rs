@@ -20,7 +20,9 @@ pub use crate::signal::Signal;
 pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
-pub use batch::{Batch, Context, DecodeError, Request, RequestContext, context_of, metric_points, request_context};
+pub use batch::{
+    Batch, Context, DecodeError, Request, RequestContext, context_of, metric_points, request_context, retain_points,
+};
 pub use delivery::{Abandoned, Delivery};
 pub use intake::{DecodeRefusal, Intake, Refusal, Route, per_request_bound};
 pub use runner::{BoxFuture, ExportError, Exporter, PipelineRunner, Processor, Rewire, Slot};

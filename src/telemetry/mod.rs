@@ -1,5 +1,6 @@
 //! Self-observability: the collector's self-metrics, the endpoint that serves them, and logging.
 
+pub mod local_client;
 pub mod log_limit;
 pub mod logs;
 pub mod metrics;

@@ -361,8 +361,9 @@ async fn serve_pull(
     tap: super::tap::TapSource,
     stop: CancellationToken,
 ) {
+    let streams_stop = stop.clone();
     let handler = move |req: http::Request<hyper::body::Incoming>| {
-        let (source, status, tap) = (source.clone(), status.clone(), tap.clone());
+        let (source, status, tap, stop) = (source.clone(), status.clone(), tap.clone(), streams_stop.clone());
         async move {
             match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
@@ -374,7 +375,7 @@ async fn serve_pull(
                 (&Method::GET, "/status.json") => {
                     net::response(StatusCode::OK, "application/json", status().to_string())
                 }
-                (&Method::GET, "/tap") => super::tap::serve(&req, &tap),
+                (&Method::GET, "/tap") => super::tap::serve(&req, &tap, &stop),
                 (&Method::GET, _) => net::response(
                     StatusCode::NOT_FOUND,
                     "text/plain",

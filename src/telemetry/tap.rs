@@ -5,10 +5,9 @@
 use crate::net::{self, BoxBody};
 use crate::pipeline::board::Board;
 use crate::pipeline::tap::{Kind, Sample, Subscription, Taps};
-use crate::pipeline::{Request, metric_points};
+use crate::pipeline::{Request, metric_points, retain_points};
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 use serde_json::{Value, json};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -80,13 +79,33 @@ fn running(board: &Board) -> Vec<(Kind, String)> {
     all
 }
 
-/// Answers `GET /tap`.
-pub fn serve(req: &http::Request<hyper::body::Incoming>, source: &TapSource) -> Response<BoxBody> {
-    let local = req.extensions().get::<net::PeerAddr>().is_some_and(|p| p.0.ip().is_loopback());
-    if !local {
+/// Whether `req` comes from this host and names it: a loopback peer, and a `Host` that is
+/// `localhost` or a loopback address (a web page that rebinds its own name to 127.0.0.1, or a
+/// proxy on this host passing on a request from elsewhere, names another host).
+fn local<B>(req: &http::Request<B>) -> bool {
+    let peer = req.extensions().get::<net::PeerAddr>().is_some_and(|p| p.0.ip().to_canonical().is_loopback());
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).or(req.uri().host());
+    let host_is_local = host.is_some_and(|h| {
+        let name = match h.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => h.rsplit_once(':').map_or(h, |(name, _)| name),
+        };
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
+    });
+    peer && host_is_local
+}
+
+/// Answers `GET /tap`; the stream ends when the client goes away or `stop` fires.
+pub fn serve(
+    req: &http::Request<hyper::body::Incoming>,
+    source: &TapSource,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Response<BoxBody> {
+    if !local(req) {
         return net::text(
             StatusCode::FORBIDDEN,
-            "tap answers local clients only: it shows the data itself (run switchyard tap on the same host, or through a port-forward)",
+            "tap answers local clients only (a loopback peer naming localhost): it shows the data itself; run switchyard tap on the same host, or through a port-forward",
         );
     }
     let ask = match parse(req.uri().query()) {
@@ -105,44 +124,86 @@ pub fn serve(req: &http::Request<hyper::body::Incoming>, source: &TapSource) -> 
         );
     }
     let kinds: Vec<&str> = matched.iter().map(|(k, _)| k.as_str()).collect();
-    let subscription = source.taps.subscribe(&ask.component, ask.kind, ask.limit, 16);
+    let subscription = match source.taps.subscribe(&ask.component, ask.kind, ask.limit, 16) {
+        Ok(s) => s,
+        Err(m) => return net::text(StatusCode::SERVICE_UNAVAILABLE, &m),
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let hello = json!({"notice": format!("tapping {} {} (at most {} items/s from each; Ctrl-C to stop)", kinds.join(" and "), ask.component, ask.limit)});
-    tokio::spawn(stream(subscription, hello, tx));
+    let hello = format!(
+        "tapping {} {} (at most {} items/s from each; Ctrl-C to stop)",
+        kinds.join(" and "),
+        ask.component,
+        ask.limit
+    );
+    let tap = Tap { subscription, board: source.board.clone(), component: ask.component, kind: ask.kind };
+    tokio::spawn(tap.stream(hello, tx, stop.clone()));
     let mut response = net::response(StatusCode::OK, "application/x-ndjson", Bytes::new());
     *response.body_mut() = http_body_util::BodyExt::boxed_unsync(Lines(rx));
     response.extensions_mut().insert(net::Streaming);
     response
 }
 
-/// Sends the tap's lines until the client goes away.
-async fn stream(mut subscription: Subscription, hello: Value, tx: mpsc::Sender<Bytes>) {
-    let line = |v: &Value| Bytes::from(format!("{v}\n"));
-    if tx.send(line(&hello)).await.is_err() {
-        return;
+/// A line sent after this long without one, so that a client gone without a word is noticed
+/// (the write fails, or waits out the listener's `write_timeout`).
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// One running tap, as the endpoint streams it.
+struct Tap {
+    subscription: Subscription,
+    board: Board,
+    component: String,
+    kind: Option<Kind>,
+}
+
+impl Tap {
+    /// Whether a component it watches runs (a reload may remove it, and add it back).
+    fn watched_runs(&self) -> bool {
+        running(&self.board).iter().any(|(k, id)| *id == self.component && self.kind.is_none_or(|a| a == *k))
     }
-    let mut ticks = tokio::time::interval(Duration::from_secs(5));
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            sample = subscription.next() => {
-                let Some(sample) = sample else { return };
-                for item in render(&sample) {
-                    if tx.send(line(&item)).await.is_err() {
-                        return;
+
+    /// Sends the tap's lines until the client goes away or `stop` fires.
+    async fn stream(mut self, hello: String, tx: mpsc::Sender<Bytes>, stop: tokio_util::sync::CancellationToken) {
+        let line = |v: &Value| Bytes::from(format!("{v}\n"));
+        if tx.send(line(&json!({"notice": hello}))).await.is_err() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        ticks.tick().await;
+        let mut last_sent = tokio::time::Instant::now();
+        let mut gone = false;
+        loop {
+            let mut lines = Vec::new();
+            tokio::select! {
+                sample = self.subscription.next() => {
+                    match tokio::task::spawn_blocking(move || render(&sample)).await {
+                        Ok(rendered) => lines = rendered,
+                        Err(e) => lines.push(json!({"notice": format!("cannot show a batch: {e}")})),
                     }
                 }
-            }
-            _ = ticks.tick() => {
-                let skipped = subscription.take_skipped();
-                if skipped > 0 {
-                    let notice = json!({"notice": format!("{skipped} items skipped in the last 5 s (over the limit)"), "skipped": skipped});
-                    if tx.send(line(&notice)).await.is_err() {
-                        return;
+                _ = ticks.tick() => {
+                    let skipped = self.subscription.take_skipped();
+                    if skipped > 0 {
+                        lines.push(json!({"notice": format!("{skipped} items skipped in the last 5 s (over the limit, or this tap was behind)"), "skipped": skipped}));
+                    }
+                    match (self.watched_runs(), gone) {
+                        (false, false) => lines.push(json!({"notice": format!("{} no longer runs (a reload removed it); waiting for it to come back", self.component)})),
+                        (true, true) => lines.push(json!({"notice": format!("{} runs again", self.component)})),
+                        _ => {}
+                    }
+                    gone = !self.watched_runs();
+                    if lines.is_empty() && last_sent.elapsed() >= HEARTBEAT {
+                        lines.push(json!({"heartbeat": true}));
                     }
                 }
+                _ = tx.closed() => return,
+                _ = stop.cancelled() => return,
             }
-            _ = tx.closed() => return,
+            for l in &lines {
+                if tx.send(line(l)).await.is_err() {
+                    return;
+                }
+                last_sent = tokio::time::Instant::now();
+            }
         }
     }
 }
@@ -162,45 +223,35 @@ impl http_body::Body for Lines {
     }
 }
 
-/// The indices of `take` items spread evenly over `items`.
-fn picks(items: usize, take: usize) -> Vec<usize> {
-    let take = take.min(items);
-    (0..take).map(|k| k * items / take).collect()
-}
-
-/// One JSON object per sampled item: where it was seen, its resource and scope, and the item
-/// in OTLP/JSON (a metric with only the sampled data point).
+/// One JSON object per item of a sample: where it was seen, its resource and scope, and the
+/// item in OTLP/JSON under `span`, `log` or `metric` (a metric with only the sampled point).
 pub fn render(sample: &Sample) -> Vec<Value> {
-    let request = match sample.batch.peek_request() {
+    let request = match sample.items() {
         Ok(r) => r,
         Err(e) => return vec![json!({"notice": format!("cannot show a batch: {e}")})],
     };
-    let wanted = picks(sample.batch.items(), sample.take);
-    let mut out = Vec::with_capacity(wanted.len());
     let head = |resource: Value, scope: Value| {
         let mut v = json!({"component": &*sample.component, "kind": sample.kind.as_str()});
         if let Some(p) = &sample.pipeline {
             v["pipeline"] = json!(&**p);
         }
-        v["signal"] = json!(sample.batch.signal().as_str());
+        v["signal"] = json!(request.signal().as_str());
         v["resource"] = resource;
         v["scope"] = scope;
         v
     };
-    let mut n = 0usize;
-    let mut next = wanted.iter().peekable();
-    let mut due = |n: usize| next.next_if(|&&i| i == n).is_some();
-    match &*request {
+    let mut out = Vec::new();
+    let mut item = |resource: Value, scope: Value, field: &str, value: Value| {
+        let mut v = head(resource, scope);
+        v[field] = value;
+        out.push(v);
+    };
+    match &request {
         Request::Traces(r) => {
             for rs in &r.resource_spans {
                 for ss in &rs.scope_spans {
                     for span in &ss.spans {
-                        if due(n) {
-                            let mut v = head(json!(rs.resource), json!(ss.scope));
-                            v["span"] = json!(span);
-                            out.push(v);
-                        }
-                        n += 1;
+                        item(json!(rs.resource), json!(ss.scope), "span", json!(span));
                     }
                 }
             }
@@ -209,12 +260,7 @@ pub fn render(sample: &Sample) -> Vec<Value> {
             for rl in &r.resource_logs {
                 for sl in &rl.scope_logs {
                     for record in &sl.log_records {
-                        if due(n) {
-                            let mut v = head(json!(rl.resource), json!(sl.scope));
-                            v["log"] = json!(record);
-                            out.push(v);
-                        }
-                        n += 1;
+                        item(json!(rl.resource), json!(sl.scope), "log", json!(record));
                     }
                 }
             }
@@ -224,12 +270,9 @@ pub fn render(sample: &Sample) -> Vec<Value> {
                 for sm in &rm.scope_metrics {
                     for metric in &sm.metrics {
                         for point in 0..metric_points(metric.data.as_ref()) {
-                            if due(n) {
-                                let mut v = head(json!(rm.resource), json!(sm.scope));
-                                v["metric"] = json!(one_point(metric, point));
-                                out.push(v);
-                            }
-                            n += 1;
+                            let mut one = metric.clone();
+                            retain_points(&mut one, |i| i == point);
+                            item(json!(rm.resource), json!(sm.scope), "metric", json!(one));
                         }
                     }
                 }
@@ -239,42 +282,21 @@ pub fn render(sample: &Sample) -> Vec<Value> {
     out
 }
 
-/// `metric` with only its data point at `index`.
-fn one_point(metric: &Metric, index: usize) -> Metric {
-    fn keep<T: Clone>(points: &[T], index: usize) -> Vec<T> {
-        points.get(index).cloned().into_iter().collect()
-    }
-    let mut m = Metric { data: None, ..metric.clone() };
-    m.data = metric.data.as_ref().map(|d| match d {
-        Data::Gauge(g) => {
-            Data::Gauge(opentelemetry_proto::tonic::metrics::v1::Gauge { data_points: keep(&g.data_points, index) })
-        }
-        Data::Sum(s) => Data::Sum(opentelemetry_proto::tonic::metrics::v1::Sum {
-            data_points: keep(&s.data_points, index),
-            ..s.clone()
-        }),
-        Data::Histogram(h) => Data::Histogram(opentelemetry_proto::tonic::metrics::v1::Histogram {
-            data_points: keep(&h.data_points, index),
-            ..h.clone()
-        }),
-        Data::ExponentialHistogram(h) => {
-            Data::ExponentialHistogram(opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram {
-                data_points: keep(&h.data_points, index),
-                ..h.clone()
-            })
-        }
-        Data::Summary(s) => {
-            Data::Summary(opentelemetry_proto::tonic::metrics::v1::Summary { data_points: keep(&s.data_points, index) })
-        }
-    });
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::Batch;
+    use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
     use std::sync::Arc;
+
+    /// What a tap of `limit` items per second on `component` gets of `batch`.
+    async fn one_sample(kind: Kind, component: &str, pipeline: Option<&str>, batch: Batch, limit: u32) -> Sample {
+        let taps = Taps::default();
+        let point = taps.point(kind, component);
+        let mut subscription = taps.subscribe(component, Some(kind), limit, 4).unwrap();
+        point.observe(pipeline.map(Arc::from).as_ref(), &batch);
+        subscription.next().await
+    }
 
     #[test]
     fn asks_are_checked_with_clear_messages() {
@@ -291,14 +313,42 @@ mod tests {
     }
 
     #[test]
-    fn picks_spread_over_the_batch() {
-        assert_eq!(picks(10, 3), [0, 3, 6]);
-        assert_eq!(picks(2, 5), [0, 1]);
-        assert!(picks(5, 0).is_empty());
+    fn only_a_loopback_peer_naming_this_host_may_tap() {
+        let req = |peer: &str, host: Option<&str>| {
+            let mut r = http::Request::builder().uri("/tap?component=otlp");
+            if let Some(h) = host {
+                r = r.header("host", h);
+            }
+            let mut r = r.body(()).unwrap();
+            r.extensions_mut().insert(net::PeerAddr(peer.parse().unwrap()));
+            r
+        };
+        assert!(local(&req("127.0.0.1:5000", Some("127.0.0.1:8888"))));
+        assert!(local(&req("127.0.0.1:5000", Some("localhost:8888"))));
+        assert!(local(&req("[::1]:5000", Some("[::1]:8888"))));
+        assert!(local(&req("[::ffff:127.0.0.1]:5000", Some("localhost"))), "IPv4 on a dual-stack listener");
+        assert!(!local(&req("10.1.2.3:5000", Some("127.0.0.1:8888"))), "a remote peer");
+        assert!(!local(&req("127.0.0.1:5000", Some("evil.example:8888"))), "a rebound name");
+        assert!(!local(&req("127.0.0.6:5000", Some("10.0.0.7:8888"))), "a local proxy passing on a remote request");
+        assert!(!local(&req("127.0.0.1:5000", None)));
     }
 
-    #[test]
-    fn a_metric_sample_shows_one_data_point_with_its_resource() {
+    #[tokio::test]
+    async fn a_tap_ends_when_its_client_goes_away() {
+        let taps = Taps::default();
+        let point = taps.point(Kind::Receiver, "otlp");
+        let subscription = taps.subscribe("otlp", None, 10, 4).unwrap();
+        assert!(point.is_active());
+        let tap = Tap { subscription, board: Board::default(), component: "otlp".into(), kind: None };
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(tap.stream("hello".into(), tx, Default::default()));
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("the stream ends").unwrap();
+        assert!(!point.is_active(), "nobody is subscribed any more");
+    }
+
+    #[tokio::test]
+    async fn a_metric_sample_shows_one_data_point_with_its_resource() {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
         use opentelemetry_proto::tonic::metrics::v1::{
             Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics, number_data_point::Value as V,
@@ -317,14 +367,7 @@ mod tests {
                 ..Default::default()
             }],
         });
-        let batch = Batch::from_request(request);
-        let sample = Sample {
-            component: Arc::from("batch"),
-            kind: Kind::Processor,
-            pipeline: Some(Arc::from("metrics")),
-            batch,
-            take: 2,
-        };
+        let sample = one_sample(Kind::Processor, "batch", Some("metrics"), Batch::from_request(request), 2).await;
         let lines = render(&sample);
         assert_eq!(lines.len(), 2);
         for line in &lines {
@@ -336,8 +379,8 @@ mod tests {
         assert_eq!(lines[1]["metric"]["gauge"]["dataPoints"][0]["asInt"], "2", "the second of three points");
     }
 
-    #[test]
-    fn a_span_sample_is_otlp_json_with_hex_ids_read_from_the_wire_form() {
+    #[tokio::test]
+    async fn a_span_sample_is_otlp_json_with_hex_ids_read_from_the_wire_form() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
         use prost::Message;
@@ -350,7 +393,7 @@ mod tests {
             }],
         };
         let batch = Batch::from_encoded(crate::signal::Signal::Traces, Bytes::from(request.encode_to_vec()), 4);
-        let sample = Sample { component: Arc::from("otlp"), kind: Kind::Receiver, pipeline: None, batch, take: 2 };
+        let sample = one_sample(Kind::Receiver, "otlp", None, batch, 2).await;
         let lines = render(&sample);
         let names: Vec<&str> = lines.iter().filter_map(|l| l["span"]["name"].as_str()).collect();
         assert_eq!(names, ["s1", "s3"]);

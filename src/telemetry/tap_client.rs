@@ -2,10 +2,8 @@
 //! switchyard, one JSON object per line, like `vector tap`. It reads `/tap` on the
 //! self-metrics address (local only); notices (what was skipped) go to stderr.
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::io::Write;
-use std::time::Duration;
 
 /// What to tap.
 pub struct TapArgs {
@@ -20,14 +18,9 @@ pub struct TapArgs {
     pub count: Option<u64>,
 }
 
-/// The `/tap` URL for `args`.
+/// The `/tap` path and query for `args`.
 pub fn url(args: &TapArgs) -> String {
-    let mut url = format!(
-        "http://{}/tap?component={}&limit={}",
-        args.address,
-        crate::percent::encode(&args.component),
-        args.limit
-    );
+    let mut url = format!("/tap?component={}&limit={}", crate::percent::encode(&args.component), args.limit);
     if let Some(kind) = &args.kind {
         url.push_str(&format!("&kind={}", crate::percent::encode(kind)));
     }
@@ -36,21 +29,8 @@ pub fn url(args: &TapArgs) -> String {
 
 /// Prints what the tap streams until it ends, `count` items were printed, or stdout closes.
 pub async fn run(args: &TapArgs) -> Result<(), String> {
-    let address = &args.address;
-    let uri: http::Uri = url(args).parse().map_err(|_| format!("invalid address \"{address}\""))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<Bytes>>();
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
-        .await
-        .map_err(|_| format!("{address}: no answer within 5 s"))?
-        .map_err(|e| format!("cannot reach switchyard at {address}: {}", crate::cause::chain(&e)))?;
-    let status = resp.status();
-    let mut body = resp.into_body();
-    if !status.is_success() {
-        let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text[..text.len().min(2048)]).trim().to_string();
-        return Err(format!("{address} answered HTTP {status}: {}", printable(&text)));
-    }
+    let path = url(args);
+    let mut body = super::local_client::get(&args.address, &path).await?.into_body();
     let mut printed = 0u64;
     let mut pending: Vec<u8> = Vec::new();
     let stdout = std::io::stdout();
@@ -66,15 +46,17 @@ pub async fn run(args: &TapArgs) -> Result<(), String> {
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line[..end]).into_owned();
-            let notice = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v.get("notice").and_then(|n| n.as_str()).map(str::to_string));
-            if let Some(notice) = notice {
-                eprintln!("switchyard tap: {}", printable(&notice));
+            // Only JSON objects are printed, with anything that could drive a terminal escaped.
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if let Some(notice) = value.get("notice").and_then(|n| n.as_str()) {
+                eprintln!("switchyard tap: {}", super::local_client::printable(notice));
+                continue;
+            }
+            if value.get("heartbeat").is_some() || !value.is_object() {
                 continue;
             }
             let mut out = stdout.lock();
-            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            if writeln!(out, "{}", super::local_client::printable(&line)).and_then(|_| out.flush()).is_err() {
                 return Ok(()); // stdout closed (piped into `head`)
             }
             printed += 1;
@@ -87,11 +69,6 @@ pub async fn run(args: &TapArgs) -> Result<(), String> {
         }
     }
     Err("switchyard ended the tap (it stopped, or its self-metrics listener was restarted)".into())
-}
-
-/// `text` without control characters (it comes from the server and goes to a terminal).
-fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
 }
 
 #[cfg(test)]
@@ -107,6 +84,6 @@ mod tests {
             limit: 5,
             count: None,
         };
-        assert_eq!(url(&args), "http://127.0.0.1:8888/tap?component=otlp%2Fjaeger&limit=5&kind=exporter");
+        assert_eq!(url(&args), "/tap?component=otlp%2Fjaeger&limit=5&kind=exporter");
     }
 }

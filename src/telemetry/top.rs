@@ -3,7 +3,6 @@
 //! only by default) every second and prints each pipeline's receivers, processors and
 //! exporters with items per second, totals, queue fill and exporter state.
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -12,21 +11,8 @@ use std::time::{Duration, Instant};
 
 /// GETs `/status.json` from `address` (`host:port`).
 async fn fetch(address: &str) -> Result<Value, String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<Bytes>>();
-    let uri: http::Uri =
-        format!("http://{address}/status.json").parse().map_err(|_| format!("invalid address \"{address}\""))?;
     let get = async {
-        let resp = client
-            .get(uri)
-            .await
-            .map_err(|e| format!("cannot reach switchyard at {address}: {}", crate::cause::chain(&e)))?;
-        if !resp.status().is_success() {
-            return Err(format!(
-                "{address} answered HTTP {} (is it switchyard's self-metrics address?)",
-                resp.status()
-            ));
-        }
+        let resp = super::local_client::get(address, "/status.json").await?;
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         serde_json::from_slice(&body).map_err(|e| format!("{address}: not a status answer: {e}"))
     };
@@ -96,8 +82,8 @@ pub fn table(now: &Value, previous: Option<&Value>, dt: f64) -> String {
             let mut state = c["state"].as_str().unwrap_or("").to_string();
             if let Some(e) = c["error"].as_str().filter(|e| !e.is_empty()) {
                 // A backend's text reaches the terminal: no control characters (escape sequences).
-                let short: String = e.chars().filter(|c| !c.is_control()).take(80).collect();
-                let _ = write!(state, ": {short}");
+                let short: String = e.chars().take(80).collect();
+                let _ = write!(state, ": {}", super::local_client::printable(&short));
             }
             let _ = writeln!(
                 out,
