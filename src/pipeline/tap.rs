@@ -207,13 +207,19 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn take(&mut self, wanted: usize) -> usize {
+    /// How many of a batch's `items` to show: all of them, or a full second's worth of a
+    /// bigger batch, once that much has built up; none before. Taking a few items of every
+    /// batch instead would decode every batch that arrives encoded, the whole flow.
+    fn take(&mut self, items: usize) -> usize {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.limit).min(self.limit);
         self.at = now;
-        let take = (wanted as f64).min(self.tokens.floor()).max(0.0);
-        self.tokens -= take;
-        take as usize
+        let whole = (items as f64).min(self.limit);
+        if self.tokens < whole {
+            return 0;
+        }
+        self.tokens -= whole;
+        whole as usize
     }
 }
 
@@ -571,9 +577,15 @@ mod tests {
         let first = sub.next().await;
         assert_eq!((first.kind, &*first.component), (Kind::Exporter, "otlp"));
         assert_eq!(names(&first), ["s0", "s1", "s2"]);
-        // Five a second: two of the second batch's three, spread over it; one skipped.
-        assert_eq!(names(&sub.next().await), ["s0", "s1"]);
-        assert_eq!(sub.take_skipped(), 1);
+        // Five a second: the second batch of three waits for the bucket to refill; the next
+        // batch of eight, once it has, shows five of its items spread over it.
+        assert_eq!(sub.take_skipped(), 3);
+        exporter.observe(None, &spans(8));
+        assert_eq!(sub.take_skipped(), 8);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        exporter.observe(None, &spans(8));
+        assert_eq!(names(&sub.next().await), ["s0", "s1", "s3", "s4", "s6"]);
+        assert_eq!(sub.take_skipped(), 3);
         // A point made later (a component added at a reload) is watched too.
         let later = taps.point(Kind::Receiver, "zipkin");
         assert!(!later.is_active());
@@ -590,6 +602,7 @@ mod tests {
         let taps = Taps::default();
         let point = taps.point(Kind::Processor, "batch");
         let mut sub = taps.subscribe("batch", None, 2, 1).unwrap();
+        // (A bucket of two: a second's worth of a batch of four.)
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let mut batch = spans(4).on_delivered(crate::pipeline::Delivery::new(Default::default(), move || {
             let _ = tx.send(());
