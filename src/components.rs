@@ -3,7 +3,7 @@
 
 use crate::config::ComponentKind;
 use crate::registry::Registration;
-use crate::{exporters, extensions, processors, receivers};
+use crate::{connectors, exporters, extensions, processors, receivers};
 
 pub const ALL: &[&Registration] = &[
     &receivers::otlp::REGISTRATION,
@@ -34,6 +34,8 @@ pub const ALL: &[&Registration] = &[
     &exporters::loki::REGISTRATION,
     &exporters::prometheus::REGISTRATION,
     &exporters::prometheusremotewrite::REGISTRATION,
+    &connectors::forward::REGISTRATION,
+    &connectors::routing::REGISTRATION,
     &extensions::file_storage::REGISTRATION,
     &extensions::health_check::REGISTRATION,
     &crate::auth::bearer::REGISTRATION,

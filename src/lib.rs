@@ -8,6 +8,7 @@ pub mod cause;
 pub mod components;
 pub mod compression;
 pub mod config;
+pub mod connectors;
 pub mod cors;
 pub mod exporters;
 pub mod extensions;

@@ -133,10 +133,21 @@ fn print_components() {
     use switchyard::config::ComponentKind;
     // Columns as wide as the longest name, so that every line lines up.
     let width = switchyard::components::ALL.iter().map(|t| t.name.len()).max().unwrap_or(14);
-    for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Extension] {
+    let kinds = [
+        ComponentKind::Receiver,
+        ComponentKind::Processor,
+        ComponentKind::Exporter,
+        ComponentKind::Connector,
+        ComponentKind::Extension,
+    ];
+    for kind in kinds {
         println!("{}:", kind.section());
         for t in switchyard::components::ALL.iter().filter(|t| t.kind == kind) {
-            let signals: Vec<String> = t.signals.iter().map(|s| s.to_string()).collect();
+            let signals: Vec<String> = if t.pairs.is_empty() {
+                t.signals.iter().map(|s| s.to_string()).collect()
+            } else {
+                t.pairs.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}->{b}") }).collect()
+            };
             let signals = if signals.is_empty() { "-".to_string() } else { signals.join(", ") };
             println!("  {:<width$} {:<22} {}", t.name, signals, t.description);
         }
@@ -149,10 +160,18 @@ fn print_pipelines(cfg: &Config) {
         let list =
             |v: &[switchyard::config::ComponentId]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
         let processors = if p.processors.is_empty() { "(none)".to_string() } else { list(&p.processors) };
+        let with = |own: &[switchyard::config::ComponentId], connectors: &[switchyard::config::ComponentId]| {
+            let mut all = list(own);
+            if !connectors.is_empty() {
+                let sep = if all.is_empty() { "" } else { ", " };
+                all.push_str(&format!("{sep}connector {}", list(connectors)));
+            }
+            all
+        };
         println!(
             "  {id}: receivers [{}] -> processors [{processors}] -> exporters [{}]",
-            list(&p.receivers),
-            list(&p.exporters)
+            with(&p.receivers, &p.from_connectors),
+            with(&p.exporters, &p.to_connectors)
         );
     }
     println!("exporters send to:");

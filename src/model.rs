@@ -7,7 +7,9 @@ use crate::components;
 use crate::config::{
     ComponentId, ComponentKind, ConfigError, Loc, Node, NodeKind, PipelineId, from_node, nearest, unknown_key_message,
 };
-use crate::pipeline::component::{ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings};
+use crate::pipeline::component::{
+    ConnectorSettings, ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings,
+};
 use crate::registry::{Registration, Settings};
 use crate::signal::Signal;
 use crate::telemetry::settings::{MetricsLevel, TelemetryConfig};
@@ -16,12 +18,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One pipeline: its receivers, processors in order, and exporters.
+/// One pipeline: its receivers, processors in order, and exporters; the connectors it takes
+/// data from (listed among its receivers) and hands data to (listed among its exporters).
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub receivers: Vec<ComponentId>,
     pub processors: Vec<ComponentId>,
     pub exporters: Vec<ComponentId>,
+    pub from_connectors: Vec<ComponentId>,
+    pub to_connectors: Vec<ComponentId>,
 }
 
 /// One component the configuration defines: its checked settings, its type, and the tree they
@@ -65,6 +70,7 @@ pub struct Config {
     pub processors: BTreeMap<ComponentId, Defined<dyn ProcessorSettings>>,
     pub exporters: BTreeMap<ComponentId, Defined<dyn ExporterSettings>>,
     pub extensions: BTreeMap<ComponentId, Defined<dyn ExtensionSettings>>,
+    pub connectors: BTreeMap<ComponentId, Defined<dyn ConnectorSettings>>,
     pub pipelines: BTreeMap<PipelineId, PipelineConfig>,
     pub service_extensions: Vec<ComponentId>,
     pub telemetry: TelemetryConfig,
@@ -151,7 +157,10 @@ impl Config {
             Settings::Extension(e) => Some(e),
             _ => None,
         })?;
-        let _connectors = section(root, ComponentKind::Connector, |_| None::<Arc<()>>)?;
+        let connectors = section(root, ComponentKind::Connector, |s| match s {
+            Settings::Connector(c) => Some(c),
+            _ => None,
+        })?;
 
         let service = root
             .get("service")
@@ -221,6 +230,7 @@ impl Config {
             })?;
             check_keys(v, &path, PIPELINE_KEYS)?;
             let mut lists: [Vec<ComponentId>; 3] = Default::default();
+            let (mut from_connectors, mut to_connectors) = (Vec::new(), Vec::new());
             for (i, (key, kind)) in [
                 ("receivers", ComponentKind::Receiver),
                 ("processors", ComponentKind::Processor),
@@ -242,6 +252,42 @@ impl Config {
                     ));
                 }
                 for (id, loc) in entries {
+                    // A connector, listed as an exporter or a receiver.
+                    let own = match kind {
+                        ComponentKind::Receiver => receivers.contains_key(&id),
+                        ComponentKind::Exporter => exporters.contains_key(&id),
+                        _ => true,
+                    };
+                    if let Some(c) = connectors.get(&id).filter(|_| kind != ComponentKind::Processor) {
+                        if own {
+                            return Err(ConfigError::new(
+                                &loc,
+                                &lpath,
+                                format!("\"{id}\" is both a {} and a connector: rename one", kind.singular()),
+                            ));
+                        }
+                        let (side, fits) = match kind {
+                            ComponentKind::Receiver => ("receiver", c.registration.pairs.iter().any(|p| p.1 == signal)),
+                            _ => ("exporter", c.registration.pairs.iter().any(|p| p.0 == signal)),
+                        };
+                        if !fits {
+                            return Err(ConfigError::new(
+                                &loc,
+                                &lpath,
+                                format!(
+                                    "connector \"{id}\" cannot be the {side} of a {signal} pipeline (it joins: {})",
+                                    joins(c.registration)
+                                ),
+                            ));
+                        }
+                        let list =
+                            if kind == ComponentKind::Receiver { &mut from_connectors } else { &mut to_connectors };
+                        if list.contains(&id) {
+                            return Err(ConfigError::new(&loc, &lpath, format!("\"{id}\" is listed twice")));
+                        }
+                        list.push(id);
+                        continue;
+                    }
                     let supported = match kind {
                         ComponentKind::Receiver => receivers.get(&id).map(Defined::signals),
                         ComponentKind::Processor => processors.get(&id).map(Defined::signals),
@@ -249,9 +295,9 @@ impl Config {
                     };
                     let Some(supported) = supported else {
                         let defined: Vec<&ComponentId> = match kind {
-                            ComponentKind::Receiver => receivers.keys().collect(),
+                            ComponentKind::Receiver => receivers.keys().chain(connectors.keys()).collect(),
                             ComponentKind::Processor => processors.keys().collect(),
-                            _ => exporters.keys().collect(),
+                            _ => exporters.keys().chain(connectors.keys()).collect(),
                         };
                         return Err(undefined(&loc, &lpath, kind, &id, defined.into_iter()));
                     };
@@ -275,12 +321,19 @@ impl Config {
             let [receivers_l, processors_l, exporters_l] = lists;
             pipelines.insert(
                 PipelineId { signal, name },
-                PipelineConfig { receivers: receivers_l, processors: processors_l, exporters: exporters_l },
+                PipelineConfig {
+                    receivers: receivers_l,
+                    processors: processors_l,
+                    exporters: exporters_l,
+                    from_connectors,
+                    to_connectors,
+                },
             );
         }
         if pipelines.is_empty() {
             return Err(ConfigError::new(&pipelines_node.loc, "service.pipelines", "define at least one pipeline"));
         }
+        check_connectors(&connectors, &pipelines)?;
         // A `storage` key names a file_storage extension that service.extensions lists.
         let storage_refs = receivers
             .iter()
@@ -345,12 +398,145 @@ impl Config {
             processors,
             exporters,
             extensions,
+            connectors,
             pipelines,
             service_extensions,
             telemetry,
             shutdown_timeout,
         })
     }
+}
+
+/// A connector's signal pairs, for messages: `traces → traces, traces → metrics`.
+fn joins(r: &Registration) -> String {
+    r.pairs.iter().map(|(a, b)| format!("{a} → {b}")).collect::<Vec<_>>().join(", ")
+}
+
+impl Config {
+    /// The pipelines that take data from connector `id` when it is fed `signal`, in order.
+    pub fn downstream(&self, id: &ComponentId, signal: Signal) -> Vec<&PipelineId> {
+        let Some(c) = self.connectors.get(id) else { return Vec::new() };
+        self.pipelines
+            .iter()
+            .filter(|(pid, p)| p.from_connectors.contains(id) && c.registration.joins(signal, pid.signal))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The pipelines in an order where every pipeline comes before those its connectors feed.
+    pub fn upstream_first(&self) -> Vec<PipelineId> {
+        let mut order: Vec<PipelineId> = Vec::new();
+        fn visit(config: &Config, pid: &PipelineId, order: &mut Vec<PipelineId>, seen: &mut Vec<PipelineId>) {
+            if seen.contains(pid) {
+                return;
+            }
+            seen.push(pid.clone());
+            // Everything that feeds this pipeline first.
+            for (up, p) in &config.pipelines {
+                if p.to_connectors.iter().any(|c| config.downstream(c, up.signal).contains(&pid)) {
+                    visit(config, up, order, seen);
+                }
+            }
+            order.push(pid.clone());
+        }
+        let mut seen = Vec::new();
+        for pid in self.pipelines.keys() {
+            visit(self, pid, &mut order, &mut seen);
+        }
+        order
+    }
+}
+
+/// Every connector used is used on both sides, each side can meet the other in a signal pair
+/// it joins, what it names downstream exists, and no pipeline feeds itself through connectors.
+fn check_connectors(
+    connectors: &BTreeMap<ComponentId, Defined<dyn ConnectorSettings>>,
+    pipelines: &BTreeMap<PipelineId, PipelineConfig>,
+) -> Result<(), ConfigError> {
+    for (id, c) in connectors {
+        let path = format!("connectors.{id}");
+        let feeding: Vec<&PipelineId> =
+            pipelines.iter().filter(|(_, p)| p.to_connectors.contains(id)).map(|(k, _)| k).collect();
+        let fed: Vec<&PipelineId> =
+            pipelines.iter().filter(|(_, p)| p.from_connectors.contains(id)).map(|(k, _)| k).collect();
+        let problem = |m: String| Err(ConfigError::new(&c.source.loc, &path, m));
+        match (feeding.first(), fed.first()) {
+            (None, None) => continue,
+            (Some(p), None) => {
+                return problem(format!(
+                    "connector \"{id}\" is an exporter of pipeline \"{p}\" but the receiver of no pipeline: list it among the receivers of the pipeline it should feed"
+                ));
+            }
+            (None, Some(p)) => {
+                return problem(format!(
+                    "connector \"{id}\" is a receiver of pipeline \"{p}\" but the exporter of no pipeline: list it among the exporters of the pipeline it should take data from"
+                ));
+            }
+            _ => {}
+        }
+        for p in &feeding {
+            if !fed.iter().any(|q| c.registration.joins(p.signal, q.signal)) {
+                return problem(format!(
+                    "connector \"{id}\" takes {} from pipeline \"{p}\" but feeds no pipeline it can give that to (it joins: {})",
+                    p.signal,
+                    joins(c.registration)
+                ));
+            }
+        }
+        for q in &fed {
+            if !feeding.iter().any(|p| c.registration.joins(p.signal, q.signal)) {
+                return problem(format!(
+                    "connector \"{id}\" feeds pipeline \"{q}\" but takes nothing it can turn into {} (it joins: {})",
+                    q.signal,
+                    joins(c.registration)
+                ));
+            }
+        }
+        let ids: Vec<String> = fed.iter().map(|q| q.to_string()).collect();
+        c.settings.check_downstream(&ids).map_err(|crate::config::Invalid { key, message }| {
+            ConfigError::new(&locate(&c.source, &key).loc, format!("{path}.{key}"), message)
+        })?;
+    }
+    // A cycle: a pipeline that reaches itself through connectors.
+    let next = |pid: &PipelineId| -> Vec<(&ComponentId, &PipelineId)> {
+        pipelines[pid]
+            .to_connectors
+            .iter()
+            .flat_map(|c| {
+                pipelines
+                    .iter()
+                    .filter(move |(q, qp)| {
+                        qp.from_connectors.contains(c) && connectors[c].registration.joins(pid.signal, q.signal)
+                    })
+                    .map(move |(q, _)| (c, q))
+            })
+            .collect()
+    };
+    for start in pipelines.keys() {
+        // Depth-first from `start`, with the path so far.
+        let mut stack: Vec<(PipelineId, Vec<String>)> = vec![(start.clone(), vec![start.to_string()])];
+        let mut seen: Vec<PipelineId> = Vec::new();
+        while let Some((pid, path)) = stack.pop() {
+            for (c, q) in next(&pid) {
+                let mut longer = path.clone();
+                longer.push(c.to_string());
+                longer.push(q.to_string());
+                if q == start {
+                    let d = &connectors[c];
+                    return Err(ConfigError::new(
+                        &d.source.loc,
+                        format!("connectors.{c}"),
+                        format!("connectors make a cycle: {}", longer.join(" → ")),
+                    ));
+                }
+                if !seen.contains(q) {
+                    seen.push(q.clone());
+                    stack.push((q.clone(), longer));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The node at `key` under `node` (`readers[1].periodic.interval`), or the deepest one that exists.

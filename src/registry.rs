@@ -3,7 +3,9 @@
 //! module declares one `Registration`; `crate::components::ALL` lists them.
 
 use crate::config::{ComponentKind, ConfigError, Node, from_node};
-use crate::pipeline::component::{Checked, ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings};
+use crate::pipeline::component::{
+    Checked, ConnectorSettings, ExporterSettings, ExtensionSettings, ProcessorSettings, ReceiverSettings,
+};
 use crate::signal::Signal;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ pub enum Settings {
     Processor(Arc<dyn ProcessorSettings>),
     Exporter(Arc<dyn ExporterSettings>),
     Extension(Arc<dyn ExtensionSettings>),
+    Connector(Arc<dyn ConnectorSettings>),
 }
 
 type Decode = fn(&Node, &str) -> Result<Settings, ConfigError>;
@@ -27,6 +30,8 @@ pub struct Registration {
     /// Other names the type is known by (`otlp_grpc` for `otlp`).
     pub aliases: &'static [&'static str],
     pub signals: &'static [Signal],
+    /// For a connector: the (from, to) signal pairs it joins; empty for other kinds.
+    pub pairs: &'static [(Signal, Signal)],
     pub description: &'static str,
     pub decode: Decode,
 }
@@ -42,7 +47,7 @@ impl Registration {
         description: &'static str,
         decode: Decode,
     ) -> Registration {
-        Registration { kind, name, aliases: &[], signals, description, decode }
+        Registration { kind, name, aliases: &[], signals, pairs: &[], description, decode }
     }
 
     pub const fn receiver<T: ReceiverSettings + DeserializeOwned>(
@@ -76,6 +81,30 @@ impl Registration {
         Registration::new(ComponentKind::Extension, name, &[], description, decode_extension::<T>)
     }
 
+    /// A connector joining pipelines of the signal pairs `pairs` (from, to); `signals` lists
+    /// every signal it takes or gives, for `switchyard components`.
+    pub const fn connector<T: ConnectorSettings + DeserializeOwned>(
+        name: &'static str,
+        signals: &'static [Signal],
+        pairs: &'static [(Signal, Signal)],
+        description: &'static str,
+    ) -> Registration {
+        Registration {
+            kind: ComponentKind::Connector,
+            name,
+            aliases: &[],
+            signals,
+            pairs,
+            description,
+            decode: decode_connector::<T>,
+        }
+    }
+
+    /// Whether it joins a pipeline of `from` to one of `to`.
+    pub fn joins(&self, from: Signal, to: Signal) -> bool {
+        self.pairs.contains(&(from, to))
+    }
+
     /// The same type, also known by `aliases`.
     pub const fn aliases(self, aliases: &'static [&'static str]) -> Registration {
         Registration { aliases, ..self }
@@ -97,6 +126,10 @@ fn decode_processor<T: ProcessorSettings + DeserializeOwned>(node: &Node, path: 
 
 fn decode_exporter<T: ExporterSettings + DeserializeOwned>(node: &Node, path: &str) -> Result<Settings, ConfigError> {
     Ok(Settings::Exporter(Arc::new(typed::<T>(node, path, T::validate)?)))
+}
+
+fn decode_connector<T: ConnectorSettings + DeserializeOwned>(node: &Node, path: &str) -> Result<Settings, ConfigError> {
+    Ok(Settings::Connector(Arc::new(typed::<T>(node, path, T::validate)?)))
 }
 
 fn decode_extension<T: ExtensionSettings + DeserializeOwned>(node: &Node, path: &str) -> Result<Settings, ConfigError> {

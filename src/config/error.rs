@@ -62,6 +62,12 @@ pub struct Invalid {
     pub message: String,
 }
 
+impl Invalid {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid { key: key.into(), message: message.into() }
+    }
+}
+
 impl From<(String, String)> for Invalid {
     fn from((key, message): (String, String)) -> Invalid {
         Invalid { key, message }

@@ -417,26 +417,41 @@ impl Batch {
         if max_items == 0 || self.items <= max_items {
             return vec![self];
         }
-        let claims = self.claims.clone();
-        let context = self.context.clone();
-        let deliveries = self.deliveries.clone();
         let signal = self.signal;
-        match self.into_request() {
-            Ok(request) => super::split::split(request, max_items)
-                .into_iter()
-                .map(|r| {
-                    let mut b = Batch::from_request(r);
-                    b.claims = claims.clone();
-                    b.context = context.clone();
-                    b.deliveries = deliveries.clone();
-                    b
-                })
-                .collect(),
+        match self.into_pieces() {
+            Ok((request, kin)) => super::split::split(request, max_items).into_iter().map(|r| kin.part(r)).collect(),
             Err(e) => {
                 tracing::error!(error = %e, %signal, "cannot split an undecodable batch");
                 Vec::new()
             }
         }
+    }
+
+    /// Takes the request out to be cut into pieces, with what makes each piece a part of this
+    /// batch (see `Kin`).
+    pub fn into_pieces(self) -> Result<(Request, Kin), DecodeError> {
+        let kin =
+            Kin { claims: self.claims.clone(), context: self.context.clone(), deliveries: self.deliveries.clone() };
+        Ok((self.into_request()?, kin))
+    }
+}
+
+/// What the parts of one batch share: the queue room it holds (released once every part is
+/// done), its request context and its delivery notices.
+pub struct Kin {
+    claims: Vec<Arc<Claim>>,
+    context: Option<Arc<Vec<(String, String)>>>,
+    deliveries: Vec<Arc<Delivery>>,
+}
+
+impl Kin {
+    /// A part of the batch made of `request`.
+    pub fn part(&self, request: Request) -> Batch {
+        let mut b = Batch::from_request(request);
+        b.claims = self.claims.clone();
+        b.context = self.context.clone();
+        b.deliveries = self.deliveries.clone();
+        b
     }
 }
 

@@ -10,13 +10,16 @@ use std::sync::{Arc, RwLock};
 #[derive(Clone, Default)]
 pub struct Board(Arc<RwLock<Vec<PipelineView>>>, Arc<RwLock<String>>);
 
-/// One pipeline: its id (`traces/vendor`) and components in order, exporters with their state.
+/// One pipeline: its id (`traces/vendor`) and components in order, exporters with their state,
+/// and the connectors it takes data from and hands data to (which join it to other pipelines).
 #[derive(Clone)]
 pub struct PipelineView {
     pub id: String,
     pub receivers: Vec<String>,
     pub processors: Vec<String>,
     pub exporters: Vec<(String, Arc<ExporterHealth>)>,
+    pub from_connectors: Vec<String>,
+    pub to_connectors: Vec<String>,
 }
 
 impl Board {

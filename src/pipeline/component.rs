@@ -132,6 +132,26 @@ pub trait ExporterSettings: std::fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// What a connector is built with.
+pub struct ConnectorContext {
+    /// Its id, as metric labels and logs show it.
+    pub name: String,
+    pub telemetry: Arc<Metrics>,
+}
+
+/// The settings of one connector: the exporter of some pipelines and the receiver of others.
+pub trait ConnectorSettings: std::fmt::Debug + Send + Sync + 'static {
+    fn validate(&self) -> Checked {
+        Ok(())
+    }
+    /// Checks what it names against the pipelines that take data from it (`routing` sends only
+    /// to those): the key at fault and why.
+    fn check_downstream(&self, _downstream: &[String]) -> Checked {
+        Ok(())
+    }
+    fn build(&self, ctx: &ConnectorContext) -> Result<Arc<dyn super::connector::Connector>, String>;
+}
+
 /// What an extension is started with.
 pub struct ExtensionContext {
     pub name: String,

@@ -7,6 +7,7 @@ mod admission;
 mod batch;
 pub mod board;
 pub mod component;
+pub mod connector;
 mod delivery;
 mod intake;
 pub mod queue;
@@ -21,9 +22,10 @@ pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{
-    Batch, Context, DecodeError, Request, RequestContext, context_of, metric_points, request_context, retain_points,
+    Batch, Context, DecodeError, Kin, Request, RequestContext, context_of, metric_points, request_context,
+    retain_points,
 };
 pub use delivery::{Abandoned, Delivery};
 pub use intake::{DecodeRefusal, Intake, Refusal, Route, per_request_bound};
-pub use runner::{BoxFuture, ExportError, Exporter, PipelineRunner, Processor, Rewire, Slot};
+pub use runner::{BoxFuture, ExportError, Exporter, Output, PipelineRunner, Processor, Rewire, Slot};
 pub use status::{Status, StatusCell, guarded, panics_of};

@@ -50,11 +50,45 @@ pub trait Exporter: Send + Sync + 'static {
     }
 }
 
-/// One pipeline's processors and exporters.
+/// Where a pipeline hands what its processors let out: an exporter's queue, or a connector
+/// leading to other pipelines.
+#[derive(Clone)]
+pub enum Output {
+    Queue(Arc<ExporterQueue>),
+    Connector(Arc<super::connector::Hop>),
+}
+
+impl Output {
+    fn send(&self, batch: Batch) {
+        match self {
+            Output::Queue(q) => q.enqueue(batch),
+            Output::Connector(hop) => hop.send(batch),
+        }
+    }
+
+    /// Whether data sent here reaches a queue kept on disk.
+    fn feeds_disk(&self) -> bool {
+        match self {
+            Output::Queue(q) => q.persistent().is_some(),
+            Output::Connector(hop) => hop.feeds_disk(),
+        }
+    }
+
+    /// Whether both are the same running queue or connector.
+    pub fn same(&self, other: &Output) -> bool {
+        match (self, other) {
+            (Output::Queue(a), Output::Queue(b)) => Arc::ptr_eq(a, b),
+            (Output::Connector(a), Output::Connector(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// One pipeline's processors and outputs.
 pub struct PipelineRunner {
     pub name: String,
     pub processors: Vec<Box<dyn Processor>>,
-    pub exporters: Vec<Arc<ExporterQueue>>,
+    pub exporters: Vec<Output>,
 }
 
 /// One place in a pipeline's new chain of processors, at a reload.
@@ -68,7 +102,7 @@ pub enum Slot {
 /// A new shape for a running pipeline: its processors and exporters from now on.
 pub struct Rewire {
     pub processors: Vec<Slot>,
-    pub exporters: Vec<Arc<ExporterQueue>>,
+    pub exporters: Vec<Output>,
 }
 
 impl PipelineRunner {
@@ -156,7 +190,7 @@ impl PipelineRunner {
 
     /// Whether an exporter of this pipeline keeps its queue on disk.
     fn feeds_disk(&self) -> bool {
-        self.exporters.iter().any(|q| q.persistent().is_some())
+        self.exporters.iter().any(Output::feeds_disk)
     }
 
     /// Makes the processors that hold data only to batch it let go of it, in order.
@@ -210,9 +244,9 @@ impl PipelineRunner {
         }
         if let Some((last, rest)) = self.exporters.split_last() {
             for q in rest {
-                q.enqueue(batch.clone());
+                q.send(batch.clone());
             }
-            last.enqueue(batch);
+            last.send(batch);
         }
     }
 }

@@ -31,16 +31,18 @@ pub enum Kind {
     Receiver,
     Processor,
     Exporter,
+    Connector,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Receiver, Kind::Processor, Kind::Exporter];
+    pub const ALL: [Kind; 4] = [Kind::Receiver, Kind::Processor, Kind::Exporter, Kind::Connector];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Receiver => "receiver",
             Kind::Processor => "processor",
             Kind::Exporter => "exporter",
+            Kind::Connector => "connector",
         }
     }
 

@@ -8,14 +8,15 @@ mod plan;
 use crate::config::{ComponentId, PipelineId};
 use crate::model::{Config, Defined};
 use crate::pipeline::component::{
-    ExporterContext, ExporterSettings, ExtensionContext, ExtensionSettings, ProcessorContext, ProcessorSettings,
-    ReceiverContext, ReceiverSettings, StorageLocation, Tasks,
+    ConnectorContext, ConnectorSettings, ExporterContext, ExporterSettings, ExtensionContext, ExtensionSettings,
+    ProcessorContext, ProcessorSettings, ReceiverContext, ReceiverSettings, StorageLocation, Tasks,
 };
+use crate::pipeline::connector::{Downstream, Hop};
 use crate::pipeline::queue::ExporterQueue;
 use crate::pipeline::queue::persistent::Persistent;
 use crate::pipeline::{
-    Abandoned, Batch, Capacity, Intake, PipelineRunner, Processor, Rewire, Route, Slot, Status, StatusCell, guarded,
-    panics_of,
+    Abandoned, Batch, Capacity, Intake, Output, PipelineRunner, Processor, Rewire, Route, Slot, Status, StatusCell,
+    guarded, panics_of,
 };
 use crate::telemetry::metrics::Metrics;
 use plan::Changes;
@@ -72,11 +73,18 @@ type BuiltExporter =
 struct RunningPipeline {
     /// The processors in order, with the settings each instance was built from.
     processors: Vec<(ComponentId, Defined<dyn ProcessorSettings>)>,
-    /// The exporter queues it hands batches to, as its runner has them.
-    queues: Vec<Arc<ExporterQueue>>,
+    /// The exporter queues and connectors it hands batches to, as its runner has them.
+    queues: Vec<Output>,
     input: mpsc::UnboundedSender<Batch>,
     rewire: mpsc::UnboundedSender<Rewire>,
+    /// Ends it (once what it holds is flushed): at shutdown, after the pipelines feeding it.
+    close: CancellationToken,
     task: JoinHandle<()>,
+}
+
+struct RunningConnector {
+    defined: Defined<dyn ConnectorSettings>,
+    hop: Arc<Hop>,
 }
 
 struct RunningReceiver {
@@ -96,7 +104,7 @@ struct Budget {
 #[derive(Default)]
 struct Retiring {
     receivers: Vec<JoinHandle<()>>,
-    pipelines: Vec<JoinHandle<()>>,
+    pipelines: Vec<(CancellationToken, JoinHandle<()>)>,
     exporters: Vec<(String, JoinHandle<()>)>,
 }
 
@@ -115,11 +123,11 @@ pub struct RunningService {
     default_budget: Option<Arc<Capacity>>,
     exporters: BTreeMap<ComponentId, RunningExporter>,
     pipelines: BTreeMap<PipelineId, RunningPipeline>,
+    connectors: BTreeMap<ComponentId, RunningConnector>,
     receivers: BTreeMap<ComponentId, RunningReceiver>,
     retiring: Retiring,
     stop_receivers: CancellationToken,
     drain_pipelines: CancellationToken,
-    close_pipelines: CancellationToken,
     stop_auxiliary: CancellationToken,
 }
 
@@ -144,11 +152,11 @@ impl RunningService {
             default_budget: None,
             exporters: BTreeMap::new(),
             pipelines: BTreeMap::new(),
+            connectors: BTreeMap::new(),
             receivers: BTreeMap::new(),
             retiring: Retiring::default(),
             stop_receivers: CancellationToken::new(),
             drain_pipelines: CancellationToken::new(),
-            close_pipelines: CancellationToken::new(),
             stop_auxiliary: CancellationToken::new(),
         };
         match service.apply(config.clone()).await {
@@ -242,6 +250,23 @@ impl RunningService {
             }
             chains.insert(pid.clone(), slots);
         }
+        // Connectors in use: kept when unchanged (with where they lead), else built.
+        let mut hops: BTreeMap<ComponentId, RunningConnector> = BTreeMap::new();
+        for (id, defined) in &new.connectors {
+            if !new.pipelines.values().any(|p| p.to_connectors.contains(id)) {
+                continue;
+            }
+            let hop = match self.connectors.get(id) {
+                Some(old) if old.defined.same_as(defined) => old.hop.clone(),
+                _ => {
+                    let ctx = ConnectorContext { name: id.to_string(), telemetry: self.telemetry.clone() };
+                    let connector = defined.settings.build(&ctx).map_err(|m| fail("connector", id, m))?;
+                    let tap = self.telemetry.taps.point(crate::pipeline::tap::Kind::Connector, &id.to_string());
+                    Hop::new(id.to_string(), connector, tap)
+                }
+            };
+            hops.insert(id.clone(), RunningConnector { defined: defined.clone(), hop });
+        }
         let mut budgets: BTreeMap<ComponentId, Budget> = BTreeMap::new();
         let let_go = |budgets: &BTreeMap<ComponentId, Budget>| budgets.values().for_each(|b| b.stop.cancel());
         for id in new.pipelines.values().flat_map(|p| &p.processors) {
@@ -334,29 +359,64 @@ impl RunningService {
 
         // 3. Pipelines: new ones start, changed ones are re-wired in place, removed ones finish
         // what they hold once their receivers let go of them.
+        // Every pipeline's input first (new ones get theirs now, their runners start below), so
+        // that connectors know where they lead before any pipeline hands them data.
+        let mut fresh: BTreeMap<PipelineId, (mpsc::UnboundedReceiver<Batch>, mpsc::UnboundedReceiver<Rewire>)> =
+            BTreeMap::new();
+        let mut inputs: BTreeMap<PipelineId, mpsc::UnboundedSender<Batch>> = BTreeMap::new();
+        let mut rewire_senders: BTreeMap<PipelineId, mpsc::UnboundedSender<Rewire>> = BTreeMap::new();
+        for pid in new.pipelines.keys() {
+            match self.pipelines.get(pid) {
+                Some(running) => {
+                    inputs.insert(pid.clone(), running.input.clone());
+                }
+                None => {
+                    let (input, rx) = mpsc::unbounded_channel();
+                    let (rewire, rewires) = mpsc::unbounded_channel();
+                    inputs.insert(pid.clone(), input);
+                    rewire_senders.insert(pid.clone(), rewire);
+                    fresh.insert(pid.clone(), (rx, rewires));
+                }
+            }
+        }
+        for (id, c) in &hops {
+            let mut downstream: [Downstream; 3] = Default::default();
+            for signal in crate::signal::Signal::ALL {
+                for q in new.downstream(id, signal) {
+                    downstream[signal.index()].ids.push(q.to_string());
+                    downstream[signal.index()].inputs.push(inputs[q].clone());
+                }
+            }
+            let feeds_disk = crate::signal::Signal::ALL
+                .iter()
+                .flat_map(|s| new.downstream(id, *s))
+                .any(|q| self.reaches_disk(&new, q, &hops));
+            c.hop.set_downstream(downstream, feeds_disk);
+        }
         let mut routes: BTreeMap<ComponentId, [Vec<Route>; 3]> = BTreeMap::new();
         for (pid, p) in &new.pipelines {
-            let queues: Vec<Arc<ExporterQueue>> =
-                p.exporters.iter().map(|id| self.exporters[id].queue.clone()).collect();
+            let queues: Vec<Output> = p
+                .exporters
+                .iter()
+                .map(|id| Output::Queue(self.exporters[id].queue.clone()))
+                .chain(p.to_connectors.iter().map(|id| Output::Connector(hops[id].hop.clone())))
+                .collect();
             let slots = chains.remove(pid).unwrap_or_default();
             let processors: Vec<(ComponentId, Defined<dyn ProcessorSettings>)> =
                 p.processors.iter().map(|id| (id.clone(), new.processors[id].clone())).collect();
-            let input = match self.pipelines.get_mut(pid) {
-                Some(running) => {
+            match (self.pipelines.get_mut(pid), fresh.remove(pid)) {
+                (Some(running), _) => {
                     let same_chain = slots.len() == running.processors.len()
                         && slots.iter().enumerate().all(|(i, s)| matches!(s, Slot::Keep(k) if *k == i));
                     let same_exporters = queues.len() == running.queues.len()
-                        && queues.iter().zip(&running.queues).all(|(a, b)| Arc::ptr_eq(a, b));
+                        && queues.iter().zip(&running.queues).all(|(a, b)| a.same(b));
                     if !same_chain || !same_exporters {
                         let _ = running.rewire.send(Rewire { processors: slots, exporters: queues.clone() });
                     }
                     running.processors = processors;
                     running.queues = queues;
-                    running.input.clone()
                 }
-                None => {
-                    let (input, rx) = mpsc::unbounded_channel();
-                    let (rewire, rewires) = mpsc::unbounded_channel();
+                (None, Some((rx, rewires))) => {
                     let runner = PipelineRunner {
                         name: pid.to_string(),
                         processors: slots
@@ -368,36 +428,31 @@ impl RunningService {
                             .collect::<Vec<Box<dyn Processor>>>(),
                         exporters: queues.clone(),
                     };
-                    let run = runner.run(rx, rewires, self.drain_pipelines.clone(), self.close_pipelines.clone());
+                    let close = CancellationToken::new();
+                    let run = runner.run(rx, rewires, self.drain_pipelines.clone(), close.clone());
                     let task = tokio::spawn(guarded(self.status.clone(), format!("pipeline {pid}"), run));
-                    self.pipelines.insert(
-                        pid.clone(),
-                        RunningPipeline { processors, queues, input: input.clone(), rewire, task },
-                    );
-                    input
+                    let (input, rewire) = (inputs[pid].clone(), rewire_senders[pid].clone());
+                    self.pipelines
+                        .insert(pid.clone(), RunningPipeline { processors, queues, input, rewire, close, task });
                 }
-            };
-            // What receivers claim before data goes this way: room in every exporter's queue,
-            // and in the pipeline's memory budget (its memory_limiter's, or the default one).
-            let mut claimed: Vec<Arc<Capacity>> =
-                p.exporters.iter().flat_map(|id| self.exporters[id].queue.capacities()).collect();
-            let before = claimed.len();
-            claimed.extend(p.processors.iter().filter_map(|id| self.budgets.get(id).map(|b| b.capacity.clone())));
-            if claimed.len() == before {
-                claimed.push(self.default_budget().clone());
+                (None, None) => unreachable!("every new pipeline got an input above"),
             }
-            let route = Route { input, queues: claimed };
+            // What receivers claim before data goes this way: room in every exporter's queue it
+            // reaches (through connectors too), and in the memory budgets of the pipelines on
+            // the way (a pipeline's memory_limiter's, or the default one).
+            let route = Route { input: inputs[pid].clone(), queues: self.claims(&new, pid, &hops) };
             for r in &p.receivers {
                 routes.entry(r.clone()).or_default()[pid.signal.index()].push(route.clone());
             }
         }
+        self.connectors = hops;
         let removed: Vec<PipelineId> =
             self.pipelines.keys().filter(|id| !new.pipelines.contains_key(id)).cloned().collect();
         for pid in removed {
             if let Some(p) = self.pipelines.remove(&pid) {
-                // Its input closes once the receivers' old routes are gone; the runner then
-                // flushes what it holds to its exporters and ends.
-                self.retiring.pipelines.push(p.task);
+                // Its input closes once the receivers' old routes (and connectors leading to
+                // it) are gone; the runner then flushes what it holds to its exporters and ends.
+                self.retiring.pipelines.push((p.close, p.task));
             }
         }
         // The replaced exporters' queues end once no pipeline holds them and they are drained.
@@ -454,6 +509,8 @@ impl RunningService {
                         .iter()
                         .filter_map(|e| self.exporters.get(e).map(|x| (e.to_string(), x.queue.health().clone())))
                         .collect(),
+                    from_connectors: p.from_connectors.iter().map(|c| c.to_string()).collect(),
+                    to_connectors: p.to_connectors.iter().map(|c| c.to_string()).collect(),
                 })
                 .collect(),
         );
@@ -464,6 +521,62 @@ impl RunningService {
             None => Ok(changes),
             Some(e) => Err(e),
         }
+    }
+
+    /// The room data entering pipeline `pid` must claim: every exporter queue it reaches,
+    /// through connectors too, and the memory budget of every pipeline on the way (each once).
+    fn claims(
+        &mut self,
+        config: &Config,
+        pid: &PipelineId,
+        hops: &BTreeMap<ComponentId, RunningConnector>,
+    ) -> Vec<Arc<Capacity>> {
+        let mut claimed: Vec<Arc<Capacity>> = Vec::new();
+        let mut add = |c: Arc<Capacity>| {
+            if !claimed.iter().any(|x| Arc::ptr_eq(x, &c)) {
+                claimed.push(c);
+            }
+        };
+        let mut todo = vec![pid.clone()];
+        let mut seen: Vec<PipelineId> = Vec::new();
+        while let Some(pid) = todo.pop() {
+            if seen.contains(&pid) {
+                continue;
+            }
+            seen.push(pid.clone());
+            let p = &config.pipelines[&pid];
+            p.exporters.iter().flat_map(|id| self.exporters[id].queue.capacities()).for_each(&mut add);
+            let budgets: Vec<Arc<Capacity>> =
+                p.processors.iter().filter_map(|id| self.budgets.get(id).map(|b| b.capacity.clone())).collect();
+            if budgets.is_empty() {
+                add(self.default_budget().clone());
+            }
+            budgets.into_iter().for_each(&mut add);
+            for c in p.to_connectors.iter().filter(|c| hops.contains_key(*c)) {
+                todo.extend(config.downstream(c, pid.signal).into_iter().cloned());
+            }
+        }
+        claimed
+    }
+
+    /// Whether data entering pipeline `pid` reaches an exporter whose queue is on disk.
+    fn reaches_disk(&self, config: &Config, pid: &PipelineId, hops: &BTreeMap<ComponentId, RunningConnector>) -> bool {
+        let mut todo = vec![pid.clone()];
+        let mut seen: Vec<PipelineId> = Vec::new();
+        while let Some(pid) = todo.pop() {
+            if seen.contains(&pid) {
+                continue;
+            }
+            seen.push(pid.clone());
+            let p = &config.pipelines[&pid];
+            if p.exporters.iter().any(|id| self.exporters[id].queue.persistent().is_some()) {
+                return true;
+            }
+            for c in p.to_connectors.iter().filter(|c| hops.contains_key(*c)) {
+                todo.extend(config.downstream(c, pid.signal).into_iter().cloned());
+            }
+        }
+        false
     }
 
     /// The queue on disk of exporter `id` if its settings name a storage extension: its
@@ -740,11 +853,13 @@ impl RunningService {
             .flat_map(|r| r.run.tasks)
             .chain(std::mem::take(&mut self.retiring.receivers))
             .collect();
-        let pipelines: Vec<JoinHandle<()>> = std::mem::take(&mut self.pipelines)
-            .into_values()
-            .map(|p| p.task)
-            .chain(std::mem::take(&mut self.retiring.pipelines))
-            .collect();
+        // Retiring pipelines first, then the running ones, each before those its connectors
+        // feed (which must still take what it flushes).
+        let order = self.config.as_ref().map(Config::upstream_first).unwrap_or_default();
+        let mut running = std::mem::take(&mut self.pipelines);
+        let mut pipelines: Vec<(CancellationToken, JoinHandle<()>)> = std::mem::take(&mut self.retiring.pipelines);
+        pipelines.extend(order.iter().filter_map(|pid| running.remove(pid)).map(|p| (p.close, p.task)));
+        pipelines.extend(running.into_values().map(|p| (p.close, p.task)));
         // Queues on disk lose nothing at the deadline: what they hold is sent at the next start.
         let persistent: Vec<(String, Arc<Persistent>)> = self
             .exporters
@@ -757,13 +872,12 @@ impl RunningService {
             .map(|(id, e)| (id.to_string(), e.task))
             .chain(std::mem::take(&mut self.retiring.exporters))
             .collect();
-        let close = self.close_pipelines.clone();
         let work = async move {
             for t in receivers {
                 let _ = t.await;
             }
-            close.cancel();
-            for t in pipelines {
+            for (close, t) in pipelines {
+                close.cancel();
                 let _ = t.await;
             }
             for (name, t) in exporters {

@@ -69,7 +69,8 @@ fn snapshot(board: &Board, m: &Metrics) -> Value {
                         "queue_capacity": sum(&m.exporter_queue_capacity, "exporter", id)})
                 })
                 .collect();
-            json!({"id": p.id, "receivers": receivers, "processors": processors, "exporters": exporters})
+            json!({"id": p.id, "receivers": receivers, "processors": processors, "exporters": exporters,
+                "from_connectors": p.from_connectors, "to_connectors": p.to_connectors})
         })
         .collect();
     json!({"pipelines": pipelines, "config": board.config()})
@@ -86,7 +87,7 @@ h1{font-size:1.3em;margin:0 0 .8em} h2{font-size:1.05em;margin:1.2em 0 .4em}
 .arrow{align-self:center;font-size:1.6em;color:#888}
 .box{border:1px solid #bbb;border-radius:6px;background:#fff;padding:.4em .6em;min-width:11em}
 .box .name{font-weight:600} .box .n{color:#555;font-size:.9em}
-.exporter.failing{border-color:#c33;background:#fff3f3} .exporter.up{border-color:#393}
+.exporter.failing{border-color:#c33;background:#fff3f3} .exporter.up{border-color:#393} .connector{border-style:dashed;background:#f5f7ff}
 .err{color:#b00;font-size:.85em;max-width:40em;word-break:break-word}
 .bar{height:6px;background:#eee;border-radius:3px;margin-top:.2em}.bar>div{height:6px;background:#69c;border-radius:3px}
 pre{background:#fff;border:1px solid #ddd;padding:.8em;overflow:auto;max-height:30em;font-size:12px}
@@ -122,6 +123,8 @@ function render(s, dt) {
       const inRate = rate(r.accepted, o.accepted, dt);
       rs.appendChild(box("receiver", r, ["in " + fmt(inRate) + "/s (total " + r.accepted + ")", "refused " + r.refused], "", {rateIn: inRate, accepted: r.accepted}));
     }
+    const peers = (c, side) => s.pipelines.filter(q => (q[side] || []).includes(c)).map(q => q.id).join(", ");
+    for (const c of p.from_connectors || []) rs.appendChild(box("connector", {id: c}, ["from " + peers(c, "to_connectors")], "", {}));
     row.appendChild(rs);
     for (const pr of p.processors) {
       row.appendChild(el("div", "arrow", "→"));
@@ -139,6 +142,7 @@ function render(s, dt) {
       if (e.error) b.appendChild(el("div", "err", e.error));
       es.appendChild(b);
     }
+    for (const c of p.to_connectors || []) es.appendChild(box("connector", {id: c}, ["to " + peers(c, "from_connectors")], "", {}));
     row.appendChild(es); root.appendChild(row);
   }
   document.getElementById("config").textContent = s.config;

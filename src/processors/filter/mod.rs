@@ -4,10 +4,9 @@
 //! with nothing does not go on (nothing is sent for it).
 
 use super::ottl::expr::{Context, Expr, compile, matches};
-use super::ottl::items::{DataPointItem, LogItem, MetricItem, Origin, SpanEventItem, SpanItem, metric_type};
+use super::ottl::items::{LogItem, MetricItem, Origin, SpanEventItem, SpanItem, data_points};
 use crate::pipeline::{Batch, Processor, Request, Signal};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -176,29 +175,9 @@ impl FilterProcessor {
 
 /// Drops the data points of `metric` that match a condition.
 fn filter_points(m: &mut Metric, conditions: &[Expr], origin: Origin) {
-    let (name, unit, kind) = (m.name.clone(), m.unit.clone(), metric_type(m));
-    let keep = |attributes: &[KeyValue], value: Option<&number_data_point::Value>, time: u64, start: u64| {
-        let item = DataPointItem { attributes, value, time, start, metric: (&name, &unit, kind), origin };
-        !conditions.iter().any(|e| matches(e, &item))
-    };
-    match m.data.as_mut() {
-        Some(metric::Data::Gauge(g)) => {
-            g.data_points.retain(|p| keep(&p.attributes, p.value.as_ref(), p.time_unix_nano, p.start_time_unix_nano))
-        }
-        Some(metric::Data::Sum(s)) => {
-            s.data_points.retain(|p| keep(&p.attributes, p.value.as_ref(), p.time_unix_nano, p.start_time_unix_nano))
-        }
-        Some(metric::Data::Histogram(h)) => {
-            h.data_points.retain(|p| keep(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano))
-        }
-        Some(metric::Data::ExponentialHistogram(h)) => {
-            h.data_points.retain(|p| keep(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano))
-        }
-        Some(metric::Data::Summary(s)) => {
-            s.data_points.retain(|p| keep(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano))
-        }
-        None => {}
-    }
+    let keep: Vec<bool> =
+        data_points(m, origin).iter().map(|item| !conditions.iter().any(|e| matches(e, item))).collect();
+    crate::pipeline::retain_points(m, |i| keep[i]);
 }
 
 impl Processor for FilterProcessor {
@@ -298,7 +277,7 @@ mod tests {
             && let Ok(Request::Metrics(m)) = b.request()
         {
             for metric in m.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
-                assert_ne!(metric_type(metric), 3, "histograms are gone");
+                assert_ne!(crate::processors::ottl::items::metric_type(metric), 3, "histograms are gone");
             }
         }
     }

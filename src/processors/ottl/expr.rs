@@ -56,6 +56,8 @@ pub enum Field {
     ParentAttribute(String),
     ParentKind,
     ParentMetricType,
+    /// A value of the request's metadata (`request["X-Tenant"]`, names lower-cased).
+    Request(String),
 }
 
 /// Gives a field's value for the item being evaluated.
@@ -107,6 +109,8 @@ pub enum Context {
     DataPoint,
     LogRecord,
     Resource,
+    /// The request a batch came in with: its metadata (the routing connector's `request`).
+    Request,
 }
 
 impl Context {
@@ -118,6 +122,7 @@ impl Context {
             Context::DataPoint => "datapoint",
             Context::LogRecord => "log",
             Context::Resource => "resource",
+            Context::Request => "request",
         }
     }
 
@@ -158,6 +163,7 @@ impl Context {
                 "observed_time_unix_nano",
             ],
             Context::Resource => &["attributes[\"…\"]"],
+            Context::Request => &["request[\"…\"]"],
         }
     }
 
@@ -166,6 +172,8 @@ impl Context {
         let p: Vec<&str> = parts.iter().map(String::as_str).collect();
         use Context::*;
         Some(match (self, p.as_slice(), key) {
+            (Request, ["request"], Some(k)) => Field::Request(k.to_ascii_lowercase()),
+            (Request, _, _) => return None,
             (_, ["resource", "attributes"], Some(k)) => Field::ResourceAttribute(k),
             (_, ["instrumentation_scope", "name"], None) => Field::ScopeName,
             (_, ["instrumentation_scope", "version"], None) => Field::ScopeVersion,

@@ -166,6 +166,42 @@ impl Item for DataPointItem<'_> {
     }
 }
 
+/// Each data point of `m` as conditions see it, in order (see `crate::pipeline::retain_points`).
+pub fn data_points<'a>(m: &'a Metric, origin: Origin<'a>) -> Vec<DataPointItem<'a>> {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let metric = (m.name.as_str(), m.unit.as_str(), metric_type(m));
+    let item = |attributes: &'a [KeyValue], value, time, start| DataPointItem {
+        attributes,
+        value,
+        time,
+        start,
+        metric,
+        origin,
+    };
+    match &m.data {
+        Some(Data::Gauge(g)) => g
+            .data_points
+            .iter()
+            .map(|p| item(&p.attributes, p.value.as_ref(), p.time_unix_nano, p.start_time_unix_nano))
+            .collect(),
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .map(|p| item(&p.attributes, p.value.as_ref(), p.time_unix_nano, p.start_time_unix_nano))
+            .collect(),
+        Some(Data::Histogram(h)) => {
+            h.data_points.iter().map(|p| item(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano)).collect()
+        }
+        Some(Data::ExponentialHistogram(h)) => {
+            h.data_points.iter().map(|p| item(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano)).collect()
+        }
+        Some(Data::Summary(s)) => {
+            s.data_points.iter().map(|p| item(&p.attributes, None, p.time_unix_nano, p.start_time_unix_nano)).collect()
+        }
+        None => Vec::new(),
+    }
+}
+
 pub struct LogItem<'a> {
     pub log: &'a LogRecord,
     pub origin: Origin<'a>,
@@ -183,6 +219,24 @@ impl Item for LogItem<'_> {
             Field::Attribute(k) => attribute(&self.log.attributes, k),
             Field::Time => nanos(self.log.time_unix_nano),
             Field::ObservedTime => nanos(self.log.observed_time_unix_nano),
+            _ => Value::Nil,
+        }
+    }
+}
+
+/// A request's metadata (for conditions about where a batch came from): header names
+/// lower-cased, as receivers with `include_metadata` record them, with `auth.…` identities.
+pub struct RequestItem<'a> {
+    pub context: Option<&'a [(String, String)]>,
+}
+
+impl Item for RequestItem<'_> {
+    fn get(&self, field: &Field) -> Value {
+        match field {
+            Field::Request(name) => self
+                .context
+                .and_then(|c| c.iter().find(|(k, _)| k == name))
+                .map_or(Value::Nil, |(_, v)| Value::Str(v.clone())),
             _ => Value::Nil,
         }
     }

@@ -500,13 +500,15 @@ def main():
     ap.add_argument("--client-cert", help="client certificate (PEM) for mutual TLS")
     ap.add_argument("--client-key", help="client key (PEM) for mutual TLS")
     ap.add_argument("--header", action="append", default=[], help="KEY=VALUE sent with every export")
+    ap.add_argument("--resource", action="append", default=[], help="KEY=VALUE added to the resource")
     args = ap.parse_args()
     if args.count < 1:
         die("--count must be >= 1", 2)
     if not args.endpoint.startswith(("http://", "https://")):
         die("--endpoint must be a URL like http://127.0.0.1:PORT", 2)
 
-    resource = Resource.create({"service.name": SERVICE_NAME, "test.run": str(uuid.uuid4())})
+    extra = dict(kv.split("=", 1) for kv in args.resource)
+    resource = Resource.create({"service.name": SERVICE_NAME, "test.run": str(uuid.uuid4()), **extra})
     ledger = ExportLedger()
 
     if args.signal == "traces":

@@ -1,0 +1,90 @@
+//! Connectors in the engine: a connector is an exporter of some pipelines and a receiver of
+//! others. A pipeline hands a batch to a connector's `Hop` as it hands one to an exporter's
+//! queue; the hop asks the connector where each part goes and puts it straight into those
+//! pipelines' inputs, on the same task, with everything the batch carries: the queue room
+//! its receiver claimed (admission claims room in every exporter a batch can reach through
+//! connectors, so nothing is refused after it was acknowledged) and its delivery notices.
+
+use super::batch::Batch;
+use crate::signal::Signal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// What a connector does with a batch: which of the pipelines downstream each part goes to.
+pub trait Connector: Send + Sync + 'static {
+    /// Splits or copies `batch` onto `downstream` (the ids of the pipelines of its signal that
+    /// list this connector as a receiver, in configuration order): each part in `out` with the
+    /// index of its pipeline. What it leaves out goes nowhere.
+    fn route(&self, batch: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>);
+}
+
+/// The pipelines one signal reaches through a connector: their ids and inputs.
+#[derive(Default, Clone)]
+pub struct Downstream {
+    pub ids: Vec<String>,
+    pub inputs: Vec<mpsc::UnboundedSender<Batch>>,
+}
+
+/// A running connector as pipelines see it: the connector, and where it leads, per signal
+/// (swapped at a reload).
+pub struct Hop {
+    name: String,
+    connector: Arc<dyn Connector>,
+    downstream: RwLock<Arc<[Downstream; 3]>>,
+    feeds_disk: AtomicBool,
+    tap: Arc<super::tap::TapPoint>,
+}
+
+impl Hop {
+    pub fn new(name: String, connector: Arc<dyn Connector>, tap: Arc<super::tap::TapPoint>) -> Arc<Hop> {
+        Arc::new(Hop {
+            name,
+            connector,
+            downstream: RwLock::new(Arc::default()),
+            feeds_disk: AtomicBool::new(false),
+            tap,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// From now on, data goes to these pipelines (per signal); `feeds_disk`: whether an
+    /// exporter it reaches keeps its queue on disk.
+    pub fn set_downstream(&self, downstream: [Downstream; 3], feeds_disk: bool) {
+        *self.downstream.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(downstream);
+        self.feeds_disk.store(feeds_disk, Ordering::Relaxed);
+    }
+
+    /// Whether an exporter it reaches keeps its queue on disk (see `PipelineRunner`).
+    pub fn feeds_disk(&self) -> bool {
+        self.feeds_disk.load(Ordering::Relaxed)
+    }
+
+    /// Hands `batch` on to the pipelines the connector picks.
+    pub fn send(&self, batch: Batch) {
+        let signal: Signal = batch.signal();
+        let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let to = &downstream[signal.index()];
+        let mut out = Vec::new();
+        self.connector.route(batch, &to.ids, &mut out);
+        for (i, part) in out {
+            if self.tap.is_active() {
+                self.tap.observe(to.ids.get(i).map(|id| Arc::from(id.as_str())).as_ref(), &part);
+            }
+            match to.inputs.get(i) {
+                Some(input) => {
+                    if let Err(lost) = input.send(part) {
+                        // Pipelines close downstream last (see the service's shutdown), so this
+                        // is a bug, not a case: say so loudly.
+                        tracing::error!(connector = %self.name, pipeline = %to.ids[i], items = lost.0.items(),
+                            "connector: the pipeline downstream has closed; data lost");
+                    }
+                }
+                None => tracing::error!(connector = %self.name, index = i, "connector routed to no pipeline"),
+            }
+        }
+    }
+}
