@@ -40,11 +40,12 @@ enum Command {
     /// List every receiver, processor, exporter and extension type with its signals.
     Components,
     /// Print a sample of the items passing a component of a running switchyard, one JSON
-    /// object per line (its id as in the configuration: a receiver, processor or exporter).
+    /// object per line (its id as in the configuration: a receiver, processor, exporter or
+    /// connector).
     Tap {
         /// The component's id, as in the configuration (`otlp`, `batch`, `otlp/jaeger`).
         component: String,
-        /// Only the component of this kind with that id: receiver, processor or exporter (a
+        /// Only the component of this kind with that id: receiver, processor, exporter or connector (a
         /// receiver and an exporter may share an id).
         #[arg(long)]
         kind: Option<String>,

@@ -67,3 +67,202 @@ fn fan_in_fan_out_and_shared_components() {
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Spans in file `name` of the gateway's directory whose resource has `service.name`.
+fn spans_in(gw: &Gateway, name: &str) -> usize {
+    span_names(&gw.path(name)).len()
+}
+
+#[test]
+fn a_routing_connector_splits_by_request_header_and_resource_attribute_and_forward_copies_all() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        include_metadata: true
+connectors:
+  forward:
+  routing:
+    default_pipelines: [traces/rest]
+    table:
+      - condition: request["X-Tenant"] == "acme"
+        context: request
+        pipelines: [traces/acme]
+      - statement: route() where attributes["tenant"] == "globex"
+        pipelines: [traces/globex]
+exporters:
+  file/acme: {path: "{dir}/acme.jsonl"}
+  file/globex: {path: "{dir}/globex.jsonl"}
+  file/rest: {path: "{dir}/rest.jsonl"}
+  file/all: {path: "{dir}/all.jsonl"}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces/in: {receivers: [otlp], exporters: [routing, forward]}
+    traces/acme: {receivers: [routing], exporters: [file/acme]}
+    traces/globex: {receivers: [routing], exporters: [file/globex]}
+    traces/rest: {receivers: [routing], exporters: [file/rest]}
+    traces/all: {receivers: [forward], exporters: [file/all]}
+"#,
+    );
+    let endpoint = format!("http://127.0.0.1:{}", gw.grpc);
+    let send = |extra: &[&str]| {
+        let out = gw.dir.path().join("sent.json");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (ok, err) = python_try_send(&python, "grpc", &endpoint, &extra, &out);
+        assert!(ok, "{err}");
+    };
+    send(&["--header", "X-Tenant=acme", "--count", "5"]);
+    send(&["--resource", "tenant=globex", "--count", "7"]);
+    // The request's tenant decides before the resource: the first route matches.
+    send(&["--header", "X-Tenant=acme", "--resource", "tenant=globex", "--count", "2"]);
+    send(&["--header", "X-Tenant=initech", "--count", "3"]);
+    let expected = [("acme.jsonl", 7), ("globex.jsonl", 7), ("rest.jsonl", 3), ("all.jsonl", 17)];
+    let counts = || expected.map(|(f, _)| spans_in(&gw, f));
+    assert!(
+        eventually(Duration::from_secs(10), || counts() == expected.map(|(_, n)| n)),
+        "spans per file {:?}, expected {expected:?}\n{}",
+        counts(),
+        gw.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counts(), expected.map(|(_, n)| n), "exact counts: nothing twice");
+    let accepted = gw.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp")]);
+    assert_eq!(accepted, 17.0);
+}
+
+#[test]
+fn a_full_queue_behind_a_connector_holds_the_client_instead_of_losing_its_data() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+connectors:
+  forward:
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{port:sink}
+    tls:
+      insecure: true
+    sending_queue:
+      queue_size: 1
+      num_consumers: 1
+    retry_on_failure:
+      initial_interval: 50ms
+      max_interval: 100ms
+      max_elapsed_time: 0
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces/in: {receivers: [otlp], exporters: [forward]}
+    traces/out: {receivers: [forward], exporters: [otlp]}
+"#,
+    );
+    let post = |http: u16, prefix: &str| {
+        let body = traces_body(spans(prefix, 3));
+        http_request("POST", http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap()
+    };
+    // The first request fills the queue of the exporter behind the connector (its destination
+    // is down); the second waits for room there, claimed when it was admitted.
+    assert_eq!(post(gw.http, "first-").status, 200);
+    let http = gw.http;
+    let second = std::thread::spawn(move || post(http, "second-"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!second.is_finished(), "the second request waits for room behind the connector");
+    let sink = common::sink::Sink::start_on(&python, gw.dir.path(), gw.port("sink"), &[]);
+    let answer = second.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(eventually(Duration::from_secs(20), || sink.spans().len() == 6), "{:?}", sink.spans());
+}
+
+const TENANTS: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    timeout: 30s
+connectors:
+  routing:
+    default_pipelines: [traces/rest]
+    table:
+      - condition: attributes["tenant"] == "acme"
+        pipelines: [traces/acme]
+exporters:
+  file/acme: {path: "{dir}/acme.jsonl"}
+  file/rest: {path: "{dir}/rest.jsonl"}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces/in: {receivers: [otlp], processors: [batch], exporters: [routing]}
+    traces/acme: {receivers: [routing], exporters: [file/acme]}
+    traces/rest: {receivers: [routing], exporters: [file/rest]}
+"#;
+
+/// POSTs `n` spans whose resource has `tenant`.
+fn post_tenant(gw: &Gateway, tenant: &str, n: usize) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use prost::Message;
+    let attribute = KeyValue {
+        key: "tenant".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(tenant.into())) }),
+        ..Default::default()
+    };
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![attribute], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: spans(&format!("{tenant}-"), n), ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_tenant_route_added_by_a_reload_takes_effect_and_a_stop_flushes_through_the_connector() {
+    let mut gw = Gateway::start(TENANTS);
+    post_tenant(&gw, "acme", 2);
+    post_tenant(&gw, "globex", 3);
+    // A second tenant gets its own pipeline, by a configuration edit.
+    let with_globex = TENANTS
+        .replace(
+            "        pipelines: [traces/acme]\n",
+            "        pipelines: [traces/acme]\n      - condition: attributes[\"tenant\"] == \"globex\"\n        pipelines: [traces/globex]\n",
+        )
+        .replace("  file/rest:", "  file/globex: {path: \"{dir}/globex.jsonl\"}\n  file/rest:")
+        .replace(
+            "    traces/rest: {",
+            "    traces/globex: {receivers: [routing], exporters: [file/globex]}\n    traces/rest: {",
+        );
+    gw.rewrite(&with_globex);
+    assert_eq!(gw.reload(), "success", "{}", gw.log());
+    post_tenant(&gw, "globex", 4);
+    post_tenant(&gw, "acme", 1);
+    post_tenant(&gw, "initech", 2);
+    // Everything still waits in the batch processor (30 s): what it held before the reload
+    // takes the new route too when it leaves. Stopping flushes it through the connector into
+    // pipelines that are still open.
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("changed: connector routing"), "{log}");
+    let count = |f: &str| span_names(&gw.path(f)).len();
+    assert_eq!((count("acme.jsonl"), count("globex.jsonl"), count("rest.jsonl")), (3, 7, 2), "{log}");
+    assert!(!log.contains("data lost"), "{log}");
+}

@@ -22,11 +22,18 @@ impl Changes {
         changes.compare("processor", old.map(|o| &o.processors), &new.processors);
         changes.compare("exporter", old.map(|o| &o.exporters), &new.exporters);
         changes.compare("extension", old.map(|o| &o.extensions), &new.extensions);
+        changes.compare("connector", old.map(|o| &o.connectors), &new.connectors);
         let (before, after) = (old.map(|o| &o.pipelines), &new.pipelines);
         for (pid, p) in after {
             match before.and_then(|b| b.get(pid)) {
                 None => changes.added.push(format!("pipeline {pid}")),
-                Some(b) if b.receivers != p.receivers || b.processors != p.processors || b.exporters != p.exporters => {
+                Some(b)
+                    if b.receivers != p.receivers
+                        || b.processors != p.processors
+                        || b.exporters != p.exporters
+                        || b.from_connectors != p.from_connectors
+                        || b.to_connectors != p.to_connectors =>
+                {
                     changes.changed.push(format!("pipeline {pid}"))
                 }
                 Some(_) => changes.kept += 1,

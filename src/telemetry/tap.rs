@@ -40,10 +40,10 @@ fn parse(query: Option<&str>) -> Result<Ask, String> {
         match k.as_str() {
             "component" => ask.component = v,
             "kind" => {
-                ask.kind = Some(
-                    Kind::parse(&v)
-                        .ok_or_else(|| format!("kind \"{v}\" is not one of receiver, processor, exporter"))?,
-                )
+                ask.kind =
+                    Some(Kind::parse(&v).ok_or_else(|| {
+                        format!("kind \"{v}\" is not one of receiver, processor, exporter, connector")
+                    })?)
             }
             "limit" => {
                 ask.limit =
@@ -55,7 +55,9 @@ fn parse(query: Option<&str>) -> Result<Ask, String> {
         }
     }
     if ask.component.is_empty() {
-        return Err("which component? /tap?component=<id>[&kind=receiver|processor|exporter][&limit=N]".into());
+        return Err(
+            "which component? /tap?component=<id>[&kind=receiver|processor|exporter|connector][&limit=N]".into()
+        );
     }
     Ok(ask)
 }
@@ -69,7 +71,8 @@ fn running(board: &Board) -> Vec<(Kind, String)> {
             .iter()
             .map(|r| (Kind::Receiver, r.clone()))
             .chain(p.processors.iter().map(|r| (Kind::Processor, r.clone())))
-            .chain(p.exporters.iter().map(|(r, _)| (Kind::Exporter, r.clone())));
+            .chain(p.exporters.iter().map(|(r, _)| (Kind::Exporter, r.clone())))
+            .chain(p.to_connectors.iter().map(|c| (Kind::Connector, c.clone())));
         for id in ids {
             if !all.contains(&id) {
                 all.push(id);
@@ -306,7 +309,7 @@ mod tests {
         );
         assert_eq!(parse(Some("component=batch")).unwrap().limit, DEFAULT_LIMIT);
         assert!(parse(None).unwrap_err().contains("which component"));
-        assert!(parse(Some("component=a&kind=sink")).unwrap_err().contains("receiver, processor, exporter"));
+        assert!(parse(Some("component=a&kind=sink")).unwrap_err().contains("receiver, processor, exporter, connector"));
         assert!(parse(Some("component=a&limit=0")).unwrap_err().contains("from 1 to"));
         assert!(parse(Some("component=a&limit=x")).unwrap_err().contains("from 1 to"));
         assert!(parse(Some("component=a&color=red")).unwrap_err().contains("unknown parameter \"color\""));
