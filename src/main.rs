@@ -165,7 +165,8 @@ fn print_pipelines(cfg: &Config) {
             let mut all = list(own);
             if !connectors.is_empty() {
                 let sep = if all.is_empty() { "" } else { ", " };
-                all.push_str(&format!("{sep}connector {}", list(connectors)));
+                let named: Vec<String> = connectors.iter().map(|c| format!("connector {c}")).collect();
+                all.push_str(&format!("{sep}{}", named.join(", ")));
             }
             all
         };

@@ -102,3 +102,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs {
+    /// Every YAML example of the connectors section of docs/configuration.md loads.
+    #[test]
+    fn every_connector_example_in_the_docs_loads() {
+        let docs = include_str!("../../docs/configuration.md");
+        let start = docs.find("\n## connectors\n").expect("the connectors section");
+        let section = &docs[start..];
+        let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+        let mut examples = 0;
+        for block in section.split("```yaml\n").skip(1) {
+            let yaml = &block[..block.find("```").expect("a closed block")];
+            crate::model::load_sources(&[("docs.yaml".to_string(), yaml.to_string())])
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            examples += 1;
+        }
+        assert!(examples >= 2, "found {examples} examples");
+    }
+}
