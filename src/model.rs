@@ -422,29 +422,6 @@ impl Config {
             .map(|(pid, _)| pid)
             .collect()
     }
-
-    /// The pipelines in an order where every pipeline comes before those its connectors feed.
-    pub fn upstream_first(&self) -> Vec<PipelineId> {
-        let mut order: Vec<PipelineId> = Vec::new();
-        fn visit(config: &Config, pid: &PipelineId, order: &mut Vec<PipelineId>, seen: &mut Vec<PipelineId>) {
-            if seen.contains(pid) {
-                return;
-            }
-            seen.push(pid.clone());
-            // Everything that feeds this pipeline first.
-            for (up, p) in &config.pipelines {
-                if p.to_connectors.iter().any(|c| config.downstream(c, up.signal).contains(&pid)) {
-                    visit(config, up, order, seen);
-                }
-            }
-            order.push(pid.clone());
-        }
-        let mut seen = Vec::new();
-        for pid in self.pipelines.keys() {
-            visit(self, pid, &mut order, &mut seen);
-        }
-        order
-    }
 }
 
 /// Every connector used is used on both sides, each side can meet the other in a signal pair
@@ -492,8 +469,12 @@ fn check_connectors(
                 ));
             }
         }
-        let ids: Vec<String> = fed.iter().map(|q| q.to_string()).collect();
-        c.settings.check_downstream(&ids).map_err(|crate::config::Invalid { key, message }| {
+        let mut by_signal: Vec<(Signal, Vec<String>)> = Vec::new();
+        for s in Signal::ALL.into_iter().filter(|s| feeding.iter().any(|p| p.signal == *s)) {
+            let ids = fed.iter().filter(|q| c.registration.joins(s, q.signal)).map(|q| q.to_string()).collect();
+            by_signal.push((s, ids));
+        }
+        c.settings.check_downstream(&by_signal).map_err(|crate::config::Invalid { key, message }| {
             ConfigError::new(&locate(&c.source, &key).loc, format!("{path}.{key}"), message)
         })?;
     }

@@ -266,3 +266,39 @@ fn a_tenant_route_added_by_a_reload_takes_effect_and_a_stop_flushes_through_the_
     assert_eq!((count("acme.jsonl"), count("globex.jsonl"), count("rest.jsonl")), (3, 7, 2), "{log}");
     assert!(!log.contains("data lost"), "{log}");
 }
+
+#[test]
+fn connectors_in_series_and_a_diamond_onto_one_exporter_deliver_every_copy() {
+    let mut gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    timeout: 30s
+connectors:
+  forward/first:
+  forward/second:
+  forward/split:
+exporters:
+  file/end: {path: "{dir}/end.jsonl"}
+  file/shared: {path: "{dir}/shared.jsonl"}
+service:
+  pipelines:
+    traces/in: {receivers: [otlp], exporters: [forward/first, forward/split]}
+    traces/middle: {receivers: [forward/first], processors: [batch], exporters: [forward/second]}
+    traces/end: {receivers: [forward/second], processors: [batch], exporters: [file/end]}
+    traces/left: {receivers: [forward/split], exporters: [file/shared]}
+    traces/right: {receivers: [forward/split], processors: [batch], exporters: [file/shared]}
+"#,
+    );
+    post_spans(&gw, "chain-", 4);
+    // Two batch processors in series hold the chain's copy: the stop flushes both, in order.
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let count = |f: &str| span_names(&gw.path(f)).len();
+    assert_eq!((count("end.jsonl"), count("shared.jsonl")), (4, 8), "one copy per path:\n{log}");
+}

@@ -137,36 +137,51 @@ impl ConnectorSettings for RoutingConfig {
         self.compile().map(|_| ())
     }
 
-    fn check_downstream(&self, downstream: &[String]) -> crate::pipeline::component::Checked {
-        let named = self
-            .table
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.pipelines.iter().map(move |p| (format!("table.{i}.pipelines"), p)))
-            .chain(self.default_pipelines.iter().map(|p| ("default_pipelines".to_string(), p)));
-        for (key, p) in named {
-            if !downstream.contains(p) {
-                return Err(Invalid::new(
-                    key,
-                    format!(
-                        "pipeline \"{p}\" does not take data from this connector (list the connector among its receivers); it feeds: {}",
-                        downstream.join(", ")
-                    ),
-                ));
+    fn check_downstream(&self, downstream: &[(Signal, Vec<String>)]) -> crate::pipeline::component::Checked {
+        let routes = self.compile()?;
+        for (i, r) in self.table.iter().enumerate() {
+            if let Some(p) = r.pipelines.iter().enumerate().find(|(j, p)| r.pipelines[..*j].contains(p)).map(|(_, p)| p)
+            {
+                return Err(Invalid::new(format!("table.{i}.pipelines"), format!("pipeline \"{p}\" is named twice")));
+            }
+        }
+        for (signal, ids) in downstream {
+            // Every route that applies to this signal, and the default, must lead to pipelines
+            // of it: the collector refuses the same.
+            let named = routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.signal.is_none_or(|s| s == *signal))
+                .flat_map(|(i, r)| r.pipelines.iter().map(move |p| (format!("table.{i}.pipelines"), p)))
+                .chain(self.default_pipelines.iter().map(|p| ("default_pipelines".to_string(), p)));
+            for (key, p) in named {
+                if !ids.contains(p) {
+                    return Err(Invalid::new(
+                        key,
+                        format!(
+                            "pipeline \"{p}\" does not take {signal} from this connector, which is fed {signal} (list the connector among that pipeline's receivers, or use one routing connector per signal); it feeds with {signal}: {}",
+                            if ids.is_empty() { "nothing".to_string() } else { ids.join(", ") }
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
     }
 
-    fn build(&self, _ctx: &ConnectorContext) -> Result<Arc<dyn Connector>, String> {
+    fn build(&self, ctx: &ConnectorContext) -> Result<Arc<dyn Connector>, String> {
         let routes = self.compile().map_err(|i| format!("{}: {}", i.key, i.message))?;
-        Ok(Arc::new(Routing { routes, default: self.default_pipelines.clone() }))
+        let unrouted =
+            Signal::ALL.map(|s| ctx.telemetry.connector_unrouted.with_label_values(&[&ctx.name, s.as_str()]));
+        Ok(Arc::new(Routing { routes, default: self.default_pipelines.clone(), unrouted }))
     }
 }
 
 struct Routing {
     routes: Vec<Route>,
     default: Vec<String>,
+    /// Items that matched no route where there is no default, per signal.
+    unrouted: [prometheus::IntCounter; 3],
 }
 
 /// Where an item goes: a route's index, or `DEFAULT`.
@@ -179,14 +194,20 @@ impl Routing {
         self.routes.iter().enumerate().filter(move |(_, r)| r.signal.is_none_or(|s| s == signal))
     }
 
-    /// The first route `item` matches among `routes` (those of one context are asked with
-    /// the item of that context: `pick(context)`), else `DEFAULT`.
-    fn first<'a>(&self, routes: &[(usize, &Route)], mut pick: impl FnMut(Context) -> Option<&'a dyn Item>) -> Dest {
-        for (i, r) in routes {
-            let hit = match (&r.condition, pick(r.context)) {
+    /// The first route an item matches among `routes`: a route on the request is decided
+    /// once per batch (`on_request`, by position in `routes`), the others ask `pick(context)`
+    /// for the item of their context; else `DEFAULT`.
+    fn first<'a>(
+        &self,
+        routes: &[(usize, &Route)],
+        on_request: &[bool],
+        mut pick: impl FnMut(Context) -> Option<&'a dyn Item>,
+    ) -> Dest {
+        for (k, (i, r)) in routes.iter().enumerate() {
+            let hit = match (&r.condition, r.context) {
                 (None, _) => true,
-                (Some(c), Some(item)) => matches(c, item),
-                (Some(_), None) => false,
+                (Some(_), Context::Request) => on_request[k],
+                (Some(c), context) => pick(context).is_some_and(|item| matches(c, item)),
             };
             if hit {
                 return *i;
@@ -204,41 +225,56 @@ impl Routing {
 
     /// Hands the part for `dest` to each of its pipelines (a copy for each but the last).
     fn emit(&self, dest: Dest, part: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>) {
+        if part.items() == 0 {
+            return;
+        }
         let targets: Vec<usize> =
             self.pipelines(dest).iter().filter_map(|p| downstream.iter().position(|d| d == p)).collect();
-        if let Some((last, rest)) = targets.split_last() {
-            for i in rest {
-                out.push((*i, part.clone()));
+        match targets.split_last() {
+            Some((last, rest)) => {
+                for i in rest {
+                    out.push((*i, part.clone()));
+                }
+                out.push((*last, part));
             }
-            out.push((*last, part));
+            // Matched no route and there is no default: dropped, as the collector drops it.
+            None => self.unrouted[part.signal().index()].inc_by(part.items() as u64),
         }
     }
 }
 
 impl Connector for Routing {
-    fn route(&self, batch: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>) {
+    fn route(&self, mut batch: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>) {
         let signal = batch.signal();
         let routes: Vec<(usize, &Route)> = self.applicable(signal).collect();
-        let request = RequestItem { context: batch.context() };
+        let on_request: Vec<bool> = {
+            let request = RequestItem { context: batch.context() };
+            routes
+                .iter()
+                .map(|(_, r)| {
+                    r.context == Context::Request && r.condition.as_ref().is_some_and(|c| matches(c, &request))
+                })
+                .collect()
+        };
         // Routes on the request alone decide for the whole batch, which moves undecoded.
         if routes.iter().all(|(_, r)| r.context == Context::Request) {
-            let dest = self.first(&routes, |_| Some(&request as &dyn Item));
+            let dest = self.first(&routes, &on_request, |_| None);
             self.emit(dest, batch, downstream, out);
             return;
         }
-        let context = batch.context().map(|c| c.to_vec());
-        let (whole, kin) = match batch.into_pieces() {
-            Ok(pieces) => pieces,
-            Err(e) => {
-                tracing::error!(error = %e, "routing: cannot decode a batch; dropped");
-                return;
-            }
-        };
-        let request = RequestItem { context: context.as_deref() };
+        if let Err(e) = batch.request() {
+            // Receivers validate what they take, so this is a bug upstream; the data is not
+            // reported delivered.
+            tracing::error!(error = %e, "routing: cannot decode a batch; dropped");
+            batch.cancel_deliveries();
+            return;
+        }
+        let Ok((whole, kin)) = batch.into_pieces() else { return };
+        let decide = Decide { routing: self, routes: &routes, on_request: &on_request };
         let parts = match whole {
-            Request::Traces(r) => split_traces(self, &routes, &request, r),
-            Request::Metrics(r) => split_metrics(self, &routes, &request, r),
-            Request::Logs(r) => split_logs(self, &routes, &request, r),
+            Request::Traces(r) => split_traces(&decide, r),
+            Request::Metrics(r) => split_metrics(&decide, r),
+            Request::Logs(r) => split_logs(&decide, r),
         };
         for (dest, request) in parts {
             self.emit(dest, kin.part(request), downstream, out);
@@ -246,57 +282,76 @@ impl Connector for Routing {
     }
 }
 
-/// Whether `routes` look below the resource (then single items move).
-fn per_item(routes: &[(usize, &Route)]) -> bool {
-    routes.iter().any(|(_, r)| !matches!(r.context, Context::Resource | Context::Request))
+/// What routes one batch: the routes of its signal and how its request fared with them.
+struct Decide<'a> {
+    routing: &'a Routing,
+    routes: &'a [(usize, &'a Route)],
+    on_request: &'a [bool],
 }
 
-fn split_traces(
-    routing: &Routing,
-    routes: &[(usize, &Route)],
-    request: &RequestItem,
-    r: ExportTraceServiceRequest,
-) -> Vec<(Dest, Request)> {
+impl Decide<'_> {
+    fn first<'a>(&self, pick: impl FnMut(Context) -> Option<&'a dyn Item>) -> Dest {
+        self.routing.first(self.routes, self.on_request, pick)
+    }
+
+    /// Whether routes look below the resource (then single items move).
+    fn per_item(&self) -> bool {
+        self.routes.iter().any(|(_, r)| !matches!(r.context, Context::Resource | Context::Request))
+    }
+}
+
+/// Moves `items` into groups by `dests` (one per item, in order); when all go the same way,
+/// the whole list moves at once.
+fn group<T>(items: Vec<T>, dests: &[Dest]) -> Vec<(Dest, Vec<T>)> {
+    match dests.first() {
+        None => Vec::new(),
+        Some(first) if dests.iter().all(|d| d == first) => vec![(*first, items)],
+        Some(_) => {
+            let mut groups: BTreeMap<Dest, Vec<T>> = BTreeMap::new();
+            for (item, dest) in items.into_iter().zip(dests) {
+                groups.entry(*dest).or_default().push(item);
+            }
+            groups.into_iter().collect()
+        }
+    }
+}
+
+fn split_traces(decide: &Decide, r: ExportTraceServiceRequest) -> Vec<(Dest, Request)> {
     let mut by_dest: BTreeMap<Dest, Vec<t::ResourceSpans>> = BTreeMap::new();
-    let fine = per_item(routes);
     for rs in r.resource_spans {
-        let resource = ResourceItem { origin: Origin { resource: rs.resource.as_ref(), scope: None } };
-        if !fine {
-            let dest = routing.first(routes, |c| match c {
-                Context::Request => Some(request as &dyn Item),
-                _ => Some(&resource as &dyn Item),
-            });
-            by_dest.entry(dest).or_default().push(rs);
+        let t::ResourceSpans { resource, scope_spans, schema_url } = rs;
+        let resource_item = ResourceItem { origin: Origin { resource: resource.as_ref(), scope: None } };
+        if !decide.per_item() {
+            let dest = decide.first(|_| Some(&resource_item as &dyn Item));
+            by_dest.entry(dest).or_default().push(t::ResourceSpans { resource, scope_spans, schema_url });
             continue;
         }
-        let mut per: BTreeMap<Dest, t::ResourceSpans> = BTreeMap::new();
-        for ss in &rs.scope_spans {
-            let origin = Origin { resource: rs.resource.as_ref(), scope: ss.scope.as_ref() };
-            let mut scoped: BTreeMap<Dest, Vec<t::Span>> = BTreeMap::new();
-            for span in &ss.spans {
-                let item = SpanItem { span, origin };
-                let dest = routing.first(routes, |c| match c {
-                    Context::Request => Some(request as &dyn Item),
-                    Context::Resource => Some(&resource as &dyn Item),
-                    Context::Span => Some(&item as &dyn Item),
-                    _ => None,
-                });
-                scoped.entry(dest).or_default().push(span.clone());
-            }
-            for (dest, spans) in scoped {
-                let entry = per.entry(dest).or_insert_with(|| t::ResourceSpans {
-                    resource: rs.resource.clone(),
-                    scope_spans: Vec::new(),
-                    schema_url: rs.schema_url.clone(),
-                });
-                entry.scope_spans.push(t::ScopeSpans {
-                    scope: ss.scope.clone(),
+        let mut per: BTreeMap<Dest, Vec<t::ScopeSpans>> = BTreeMap::new();
+        for ss in scope_spans {
+            let origin = Origin { resource: resource.as_ref(), scope: ss.scope.as_ref() };
+            let dests: Vec<Dest> = ss
+                .spans
+                .iter()
+                .map(|span| {
+                    let item = SpanItem { span, origin };
+                    decide.first(|c| match c {
+                        Context::Resource => Some(&resource_item as &dyn Item),
+                        Context::Span => Some(&item as &dyn Item),
+                        _ => None,
+                    })
+                })
+                .collect();
+            let t::ScopeSpans { scope, spans, schema_url } = ss;
+            for (dest, spans) in group(spans, &dests) {
+                per.entry(dest).or_default().push(t::ScopeSpans {
+                    scope: scope.clone(),
                     spans,
-                    schema_url: ss.schema_url.clone(),
+                    schema_url: schema_url.clone(),
                 });
             }
         }
-        for (dest, rs) in per {
+        for (dest, scope_spans) in per {
+            let rs = t::ResourceSpans { resource: resource.clone(), scope_spans, schema_url: schema_url.clone() };
             by_dest.entry(dest).or_default().push(rs);
         }
     }
@@ -306,52 +361,42 @@ fn split_traces(
         .collect()
 }
 
-fn split_logs(
-    routing: &Routing,
-    routes: &[(usize, &Route)],
-    request: &RequestItem,
-    r: ExportLogsServiceRequest,
-) -> Vec<(Dest, Request)> {
+fn split_logs(decide: &Decide, r: ExportLogsServiceRequest) -> Vec<(Dest, Request)> {
     let mut by_dest: BTreeMap<Dest, Vec<l::ResourceLogs>> = BTreeMap::new();
-    let fine = per_item(routes);
     for rl in r.resource_logs {
-        let resource = ResourceItem { origin: Origin { resource: rl.resource.as_ref(), scope: None } };
-        if !fine {
-            let dest = routing.first(routes, |c| match c {
-                Context::Request => Some(request as &dyn Item),
-                _ => Some(&resource as &dyn Item),
-            });
-            by_dest.entry(dest).or_default().push(rl);
+        let l::ResourceLogs { resource, scope_logs, schema_url } = rl;
+        let resource_item = ResourceItem { origin: Origin { resource: resource.as_ref(), scope: None } };
+        if !decide.per_item() {
+            let dest = decide.first(|_| Some(&resource_item as &dyn Item));
+            by_dest.entry(dest).or_default().push(l::ResourceLogs { resource, scope_logs, schema_url });
             continue;
         }
-        let mut per: BTreeMap<Dest, l::ResourceLogs> = BTreeMap::new();
-        for sl in &rl.scope_logs {
-            let origin = Origin { resource: rl.resource.as_ref(), scope: sl.scope.as_ref() };
-            let mut scoped: BTreeMap<Dest, Vec<l::LogRecord>> = BTreeMap::new();
-            for log in &sl.log_records {
-                let item = LogItem { log, origin };
-                let dest = routing.first(routes, |c| match c {
-                    Context::Request => Some(request as &dyn Item),
-                    Context::Resource => Some(&resource as &dyn Item),
-                    Context::LogRecord => Some(&item as &dyn Item),
-                    _ => None,
-                });
-                scoped.entry(dest).or_default().push(log.clone());
-            }
-            for (dest, log_records) in scoped {
-                let entry = per.entry(dest).or_insert_with(|| l::ResourceLogs {
-                    resource: rl.resource.clone(),
-                    scope_logs: Vec::new(),
-                    schema_url: rl.schema_url.clone(),
-                });
-                entry.scope_logs.push(l::ScopeLogs {
-                    scope: sl.scope.clone(),
+        let mut per: BTreeMap<Dest, Vec<l::ScopeLogs>> = BTreeMap::new();
+        for sl in scope_logs {
+            let origin = Origin { resource: resource.as_ref(), scope: sl.scope.as_ref() };
+            let dests: Vec<Dest> = sl
+                .log_records
+                .iter()
+                .map(|log| {
+                    let item = LogItem { log, origin };
+                    decide.first(|c| match c {
+                        Context::Resource => Some(&resource_item as &dyn Item),
+                        Context::LogRecord => Some(&item as &dyn Item),
+                        _ => None,
+                    })
+                })
+                .collect();
+            let l::ScopeLogs { scope, log_records, schema_url } = sl;
+            for (dest, log_records) in group(log_records, &dests) {
+                per.entry(dest).or_default().push(l::ScopeLogs {
+                    scope: scope.clone(),
                     log_records,
-                    schema_url: sl.schema_url.clone(),
+                    schema_url: schema_url.clone(),
                 });
             }
         }
-        for (dest, rl) in per {
+        for (dest, scope_logs) in per {
+            let rl = l::ResourceLogs { resource: resource.clone(), scope_logs, schema_url: schema_url.clone() };
             by_dest.entry(dest).or_default().push(rl);
         }
     }
@@ -361,68 +406,81 @@ fn split_logs(
         .collect()
 }
 
-fn split_metrics(
-    routing: &Routing,
-    routes: &[(usize, &Route)],
-    request: &RequestItem,
-    r: ExportMetricsServiceRequest,
-) -> Vec<(Dest, Request)> {
+fn split_metrics(decide: &Decide, r: ExportMetricsServiceRequest) -> Vec<(Dest, Request)> {
     let mut by_dest: BTreeMap<Dest, Vec<m::ResourceMetrics>> = BTreeMap::new();
-    let fine = per_item(routes);
-    let by_point = routes.iter().any(|(_, r)| r.context == Context::DataPoint);
+    let by_point = decide.routes.iter().any(|(_, r)| r.context == Context::DataPoint);
     for rm in r.resource_metrics {
-        let resource = ResourceItem { origin: Origin { resource: rm.resource.as_ref(), scope: None } };
-        if !fine {
-            let dest = routing.first(routes, |c| match c {
-                Context::Request => Some(request as &dyn Item),
-                _ => Some(&resource as &dyn Item),
-            });
-            by_dest.entry(dest).or_default().push(rm);
+        let m::ResourceMetrics { resource, scope_metrics, schema_url } = rm;
+        let resource_item = ResourceItem { origin: Origin { resource: resource.as_ref(), scope: None } };
+        if !decide.per_item() {
+            let dest = decide.first(|_| Some(&resource_item as &dyn Item));
+            by_dest.entry(dest).or_default().push(m::ResourceMetrics { resource, scope_metrics, schema_url });
             continue;
         }
-        let mut per: BTreeMap<Dest, m::ResourceMetrics> = BTreeMap::new();
-        for sm in &rm.scope_metrics {
-            let origin = Origin { resource: rm.resource.as_ref(), scope: sm.scope.as_ref() };
-            let mut scoped: BTreeMap<Dest, Vec<m::Metric>> = BTreeMap::new();
+        let mut per: BTreeMap<Dest, Vec<m::ScopeMetrics>> = BTreeMap::new();
+        for sm in scope_metrics {
+            let origin = Origin { resource: resource.as_ref(), scope: sm.scope.as_ref() };
+            // Per metric: one destination, or (routing by data point) one per point.
+            let mut dests: Vec<Dest> = Vec::with_capacity(sm.metrics.len());
+            let mut points: Vec<Option<Vec<Dest>>> = Vec::with_capacity(sm.metrics.len());
             for metric in &sm.metrics {
                 let item = MetricItem { metric, origin };
-                let decide = |point: Option<&DataPointItem>| {
-                    routing.first(routes, |c| match c {
-                        Context::Request => Some(request as &dyn Item),
-                        Context::Resource => Some(&resource as &dyn Item),
+                let decide_one = |point: Option<&DataPointItem>| {
+                    decide.first(|c| match c {
+                        Context::Resource => Some(&resource_item as &dyn Item),
                         Context::Metric => Some(&item as &dyn Item),
                         Context::DataPoint => point.map(|p| p as &dyn Item),
                         _ => None,
                     })
                 };
-                if !by_point {
-                    scoped.entry(decide(None)).or_default().push(metric.clone());
-                    continue;
+                let each: Vec<Dest> = if by_point {
+                    data_points(metric, origin).iter().map(|p| decide_one(Some(p))).collect()
+                } else {
+                    Vec::new()
+                };
+                match each.first() {
+                    // A metric without points, or all of them one way: the metric moves whole.
+                    None => {
+                        dests.push(decide_one(None));
+                        points.push(None);
+                    }
+                    Some(first) if each.iter().all(|d| d == first) => {
+                        dests.push(*first);
+                        points.push(None);
+                    }
+                    Some(_) => {
+                        dests.push(DEFAULT);
+                        points.push(Some(each));
+                    }
                 }
-                let dests: Vec<Dest> = data_points(metric, origin).iter().map(|p| decide(Some(p))).collect();
-                let mut distinct = dests.clone();
-                distinct.sort_unstable();
-                distinct.dedup();
-                for dest in distinct {
-                    let mut copy = metric.clone();
-                    retain_points(&mut copy, |i| dests[i] == dest);
-                    scoped.entry(dest).or_default().push(copy);
+            }
+            let m::ScopeMetrics { scope, metrics, schema_url } = sm;
+            let mut scoped: BTreeMap<Dest, Vec<m::Metric>> = BTreeMap::new();
+            for ((metric, dest), split) in metrics.into_iter().zip(dests).zip(points) {
+                match split {
+                    None => scoped.entry(dest).or_default().push(metric),
+                    Some(each) => {
+                        let mut distinct = each.clone();
+                        distinct.sort_unstable();
+                        distinct.dedup();
+                        for d in distinct {
+                            let mut part = metric.clone();
+                            retain_points(&mut part, |i| each[i] == d);
+                            scoped.entry(d).or_default().push(part);
+                        }
+                    }
                 }
             }
             for (dest, metrics) in scoped {
-                let entry = per.entry(dest).or_insert_with(|| m::ResourceMetrics {
-                    resource: rm.resource.clone(),
-                    scope_metrics: Vec::new(),
-                    schema_url: rm.schema_url.clone(),
-                });
-                entry.scope_metrics.push(m::ScopeMetrics {
-                    scope: sm.scope.clone(),
+                per.entry(dest).or_default().push(m::ScopeMetrics {
+                    scope: scope.clone(),
                     metrics,
-                    schema_url: sm.schema_url.clone(),
+                    schema_url: schema_url.clone(),
                 });
             }
         }
-        for (dest, rm) in per {
+        for (dest, scope_metrics) in per {
+            let rm = m::ResourceMetrics { resource: resource.clone(), scope_metrics, schema_url: schema_url.clone() };
             by_dest.entry(dest).or_default().push(rm);
         }
     }
@@ -522,6 +580,42 @@ mod tests {
     }
 
     #[test]
+    fn a_pipeline_named_twice_is_refused() {
+        let cfg: RoutingConfig = crate::config::parse_yaml(
+            "r.yaml",
+            "table:\n  - condition: \"true\"\n    pipelines: [traces/a, traces/a]\n",
+        )
+        .unwrap();
+        let e = cfg.check_downstream(&[(Signal::Traces, vec!["traces/a".into()])]).unwrap_err();
+        assert_eq!(e.key, "table.0.pipelines");
+        assert!(e.message.contains("named twice"), "{}", e.message);
+    }
+
+    #[test]
+    fn unrouted_items_are_counted() {
+        let telemetry = Arc::new(crate::telemetry::metrics::Metrics::new());
+        let cfg: RoutingConfig = crate::config::parse_yaml(
+            "r.yaml",
+            "table:\n  - condition: attributes[\"tenant\"] == \"a\"\n    pipelines: [traces/a]\n",
+        )
+        .unwrap();
+        let c = cfg.build(&ConnectorContext { name: "routing/t".into(), telemetry: telemetry.clone() }).unwrap();
+        assert_eq!(route(&*c, Batch::from_request(two_tenants())), [("traces/a".into(), 3)]);
+        let counted = telemetry.connector_unrouted.with_label_values(&["routing/t", "traces"]).get();
+        assert_eq!(counted, 3, "tenant b's spans matched nothing");
+    }
+
+    #[test]
+    fn request_names_match_without_regard_to_case_and_identities_keep_theirs() {
+        let c = routing(
+            "table:\n  - condition: request[\"auth.claims.tenantId\"] == \"acme\"\n    context: request\n    pipelines: [traces/a]\ndefault_pipelines: [traces/rest]\n",
+        );
+        let batch = Batch::from_request(two_tenants())
+            .with_context(Arc::new(vec![("auth.claims.tenantId".to_string(), "acme".to_string())]));
+        assert_eq!(route(&*c, batch), [("traces/a".into(), 6)]);
+    }
+
+    #[test]
     fn data_points_are_routed_one_by_one() {
         use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, metric::Data};
         let point = |v: &str| NumberDataPoint { attributes: vec![kv("tenant", v)], ..Default::default() };
@@ -541,6 +635,29 @@ mod tests {
         let c = routing(
             "table:\n  - condition: attributes[\"tenant\"] == \"a\"\n    context: datapoint\n    pipelines: [traces/a]\n  - condition: name == \"POST\"\n    context: span\n    pipelines: [traces/b]\ndefault_pipelines: [traces/rest]\n",
         );
-        assert_eq!(route(&*c, Batch::from_request(request)), [("traces/a".into(), 2), ("traces/rest".into(), 1)]);
+        assert_eq!(
+            route(&*c, Batch::from_request(request.clone())),
+            [("traces/a".into(), 2), ("traces/rest".into(), 1)]
+        );
+        // A metric without data points still goes somewhere (the default, here): it is not lost.
+        let Request::Metrics(mut empty) = request else { unreachable!() };
+        empty.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .push(m::Metric { name: "no points".into(), ..Default::default() });
+        let down: Vec<String> = DOWN.iter().map(|s| s.to_string()).collect();
+        let mut out = Vec::new();
+        c.route(Batch::from_request(Request::Metrics(empty)), &down, &mut out);
+        let names = |i: usize| -> Vec<String> {
+            out.iter()
+                .filter(|(j, _)| *j == i)
+                .flat_map(|(_, b)| match b.decoded() {
+                    Some(Request::Metrics(r)) => {
+                        r.resource_metrics[0].scope_metrics[0].metrics.iter().map(|m| m.name.clone()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        assert_eq!(names(2), ["g", "no points"]);
     }
 }

@@ -144,9 +144,9 @@ pub trait ConnectorSettings: std::fmt::Debug + Send + Sync + 'static {
     fn validate(&self) -> Checked {
         Ok(())
     }
-    /// Checks what it names against the pipelines that take data from it (`routing` sends only
-    /// to those): the key at fault and why.
-    fn check_downstream(&self, _downstream: &[String]) -> Checked {
+    /// Checks what it names against the pipelines that take data from it, per signal it is fed
+    /// (`routing` sends only to those): the key at fault and why.
+    fn check_downstream(&self, _downstream: &[(crate::signal::Signal, Vec<String>)]) -> Checked {
         Ok(())
     }
     fn build(&self, ctx: &ConnectorContext) -> Result<Arc<dyn super::connector::Connector>, String>;

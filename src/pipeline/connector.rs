@@ -19,11 +19,13 @@ pub trait Connector: Send + Sync + 'static {
     fn route(&self, batch: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>);
 }
 
-/// The pipelines one signal reaches through a connector: their ids and inputs.
+/// The pipelines one signal reaches through a connector: their ids, inputs, and the room
+/// data entering each must hold (the exporter queues and memory budgets it reaches).
 #[derive(Default, Clone)]
 pub struct Downstream {
     pub ids: Vec<String>,
     pub inputs: Vec<mpsc::UnboundedSender<Batch>>,
+    pub capacities: Vec<Vec<Arc<super::admission::Capacity>>>,
 }
 
 /// A running connector as pipelines see it: the connector, and where it leads, per signal
@@ -58,6 +60,12 @@ impl Hop {
         self.feeds_disk.store(feeds_disk, Ordering::Relaxed);
     }
 
+    /// Whether it hands data to the pipeline whose input is `input`.
+    pub fn feeds(&self, input: &mpsc::UnboundedSender<Batch>) -> bool {
+        let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
+        downstream.iter().flat_map(|d| &d.inputs).any(|i| i.same_channel(input))
+    }
+
     /// Whether an exporter it reaches keeps its queue on disk (see `PipelineRunner`).
     pub fn feeds_disk(&self) -> bool {
         self.feeds_disk.load(Ordering::Relaxed)
@@ -70,20 +78,28 @@ impl Hop {
         let to = &downstream[signal.index()];
         let mut out = Vec::new();
         self.connector.route(batch, &to.ids, &mut out);
-        for (i, part) in out {
+        for (i, mut part) in out {
+            if part.items() == 0 {
+                continue;
+            }
             if self.tap.is_active() {
                 self.tap.observe(to.ids.get(i).map(|id| Arc::from(id.as_str())).as_ref(), &part);
             }
-            match to.inputs.get(i) {
-                Some(input) => {
-                    if let Err(lost) = input.send(part) {
-                        // Pipelines close downstream last (see the service's shutdown), so this
-                        // is a bug, not a case: say so loudly.
-                        tracing::error!(connector = %self.name, pipeline = %to.ids[i], items = lost.0.items(),
-                            "connector: the pipeline downstream has closed; data lost");
-                    }
-                }
-                None => tracing::error!(connector = %self.name, index = i, "connector routed to no pipeline"),
+            // The part holds room only where it can still go: another tenant's queue is not
+            // kept looking full by data waiting in this pipeline.
+            if let Some(room) = to.capacities.get(i) {
+                part.keep_claims_for(room);
+            }
+            let lost = match to.inputs.get(i) {
+                Some(input) => input.send(part).err().map(|e| e.0),
+                None => Some(part),
+            };
+            if let Some(mut lost) = lost {
+                // Pipelines close after those that feed them (see the service's shutdown), so
+                // this is a bug, not a case: say so loudly, and do not report the data delivered.
+                tracing::error!(connector = %self.name, pipeline = ?to.ids.get(i), items = lost.items(),
+                    "connector: the pipeline downstream is gone; data lost");
+                lost.cancel_deliveries();
             }
         }
     }

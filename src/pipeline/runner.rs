@@ -147,6 +147,11 @@ impl PipelineRunner {
                 _ = close.cancelled() => break,
             }
         }
+        // A new shape sent just before the close still applies: what is flushed goes where
+        // the configuration in force says, not to outputs already retired.
+        while let Ok(rewire) = rewires.try_recv() {
+            self.rewire(rewire);
+        }
         input.close();
         while let Some(batch) = input.recv().await {
             self.push(0, vec![batch]);

@@ -104,8 +104,45 @@ struct Budget {
 #[derive(Default)]
 struct Retiring {
     receivers: Vec<JoinHandle<()>>,
-    pipelines: Vec<(CancellationToken, JoinHandle<()>)>,
+    pipelines: Vec<Closing>,
     exporters: Vec<(String, JoinHandle<()>)>,
+}
+
+/// A pipeline to be closed at shutdown, with what tells which pipelines it feeds: its input
+/// (weak, so that a retiring pipeline still ends when its senders are gone) and its outputs.
+struct Closing {
+    close: CancellationToken,
+    task: JoinHandle<()>,
+    input: mpsc::WeakUnboundedSender<Batch>,
+    outputs: Vec<Output>,
+}
+
+impl Closing {
+    fn of(p: RunningPipeline) -> Closing {
+        Closing { close: p.close, task: p.task, input: p.input.downgrade(), outputs: p.queues }
+    }
+
+    /// Whether this pipeline hands data to `other` through a connector.
+    fn feeds(&self, other: &Closing) -> bool {
+        let Some(input) = other.input.upgrade() else { return false };
+        self.outputs.iter().any(|o| matches!(o, Output::Connector(hop) if hop.feeds(&input)))
+    }
+}
+
+/// `pipelines` in an order where each comes after every pipeline that feeds it (through the
+/// connectors each has now, retiring ones included), so that what a pipeline flushes at
+/// shutdown finds the pipelines it feeds still open.
+fn upstream_first(mut pipelines: Vec<Closing>) -> Vec<Closing> {
+    let mut ordered = Vec::with_capacity(pipelines.len());
+    while !pipelines.is_empty() {
+        // A pipeline nobody left feeds goes next; in a cycle (never in a valid configuration),
+        // the first one.
+        let next = (0..pipelines.len())
+            .find(|&i| !pipelines.iter().enumerate().any(|(j, p)| j != i && p.feeds(&pipelines[i])))
+            .unwrap_or(0);
+        ordered.push(pipelines.remove(next));
+    }
+    ordered
 }
 
 pub struct RunningService {
@@ -383,8 +420,11 @@ impl RunningService {
             let mut downstream: [Downstream; 3] = Default::default();
             for signal in crate::signal::Signal::ALL {
                 for q in new.downstream(id, signal) {
-                    downstream[signal.index()].ids.push(q.to_string());
-                    downstream[signal.index()].inputs.push(inputs[q].clone());
+                    let room = self.claims(&new, q, &hops);
+                    let d = &mut downstream[signal.index()];
+                    d.ids.push(q.to_string());
+                    d.inputs.push(inputs[q].clone());
+                    d.capacities.push(room);
                 }
             }
             let feeds_disk = crate::signal::Signal::ALL
@@ -452,7 +492,7 @@ impl RunningService {
             if let Some(p) = self.pipelines.remove(&pid) {
                 // Its input closes once the receivers' old routes (and connectors leading to
                 // it) are gone; the runner then flushes what it holds to its exporters and ends.
-                self.retiring.pipelines.push((p.close, p.task));
+                self.retiring.pipelines.push(Closing::of(p));
             }
         }
         // The replaced exporters' queues end once no pipeline holds them and they are drained.
@@ -524,7 +564,8 @@ impl RunningService {
     }
 
     /// The room data entering pipeline `pid` must claim: every exporter queue it reaches,
-    /// through connectors too, and the memory budget of every pipeline on the way (each once).
+    /// through connectors too, once per path (a queue two connectors lead to gets two copies),
+    /// and the memory budget of every pipeline on the way (each once).
     fn claims(
         &mut self,
         config: &Config,
@@ -532,30 +573,31 @@ impl RunningService {
         hops: &BTreeMap<ComponentId, RunningConnector>,
     ) -> Vec<Arc<Capacity>> {
         let mut claimed: Vec<Arc<Capacity>> = Vec::new();
-        let mut add = |c: Arc<Capacity>| {
-            if !claimed.iter().any(|x| Arc::ptr_eq(x, &c)) {
-                claimed.push(c);
-            }
-        };
+        let mut budgets: Vec<Arc<Capacity>> = Vec::new();
         let mut todo = vec![pid.clone()];
-        let mut seen: Vec<PipelineId> = Vec::new();
+        // Configurations are acyclic (checked); the bound only keeps a pathological diamond
+        // lattice from taking long.
+        let mut visits = 0;
         while let Some(pid) = todo.pop() {
-            if seen.contains(&pid) {
-                continue;
+            visits += 1;
+            if visits > 10_000 {
+                break;
             }
-            seen.push(pid.clone());
             let p = &config.pipelines[&pid];
-            p.exporters.iter().flat_map(|id| self.exporters[id].queue.capacities()).for_each(&mut add);
-            let budgets: Vec<Arc<Capacity>> =
+            claimed.extend(p.exporters.iter().flat_map(|id| self.exporters[id].queue.capacities()));
+            let own: Vec<Arc<Capacity>> =
                 p.processors.iter().filter_map(|id| self.budgets.get(id).map(|b| b.capacity.clone())).collect();
-            if budgets.is_empty() {
-                add(self.default_budget().clone());
+            let own = if own.is_empty() { vec![self.default_budget().clone()] } else { own };
+            for b in own {
+                if !budgets.iter().any(|x| Arc::ptr_eq(x, &b)) {
+                    budgets.push(b);
+                }
             }
-            budgets.into_iter().for_each(&mut add);
             for c in p.to_connectors.iter().filter(|c| hops.contains_key(*c)) {
                 todo.extend(config.downstream(c, pid.signal).into_iter().cloned());
             }
         }
+        claimed.extend(budgets);
         claimed
     }
 
@@ -853,13 +895,11 @@ impl RunningService {
             .flat_map(|r| r.run.tasks)
             .chain(std::mem::take(&mut self.retiring.receivers))
             .collect();
-        // Retiring pipelines first, then the running ones, each before those its connectors
-        // feed (which must still take what it flushes).
-        let order = self.config.as_ref().map(Config::upstream_first).unwrap_or_default();
-        let mut running = std::mem::take(&mut self.pipelines);
-        let mut pipelines: Vec<(CancellationToken, JoinHandle<()>)> = std::mem::take(&mut self.retiring.pipelines);
-        pipelines.extend(order.iter().filter_map(|pid| running.remove(pid)).map(|p| (p.close, p.task)));
-        pipelines.extend(running.into_values().map(|p| (p.close, p.task)));
+        // Each pipeline closes after those that feed it (which must find it open when they
+        // flush), retiring ones included.
+        let mut pipelines: Vec<Closing> = std::mem::take(&mut self.retiring.pipelines);
+        pipelines.extend(std::mem::take(&mut self.pipelines).into_values().map(Closing::of));
+        let pipelines = upstream_first(pipelines);
         // Queues on disk lose nothing at the deadline: what they hold is sent at the next start.
         let persistent: Vec<(String, Arc<Persistent>)> = self
             .exporters
@@ -876,9 +916,9 @@ impl RunningService {
             for t in receivers {
                 let _ = t.await;
             }
-            for (close, t) in pipelines {
-                close.cancel();
-                let _ = t.await;
+            for p in pipelines {
+                p.close.cancel();
+                let _ = p.task.await;
             }
             for (name, t) in exporters {
                 let _ = t.await;

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub batch_send_size: HistogramVec,
     pub batch_size_trigger_send: IntCounterVec,
     pub batch_timeout_trigger_send: IntCounterVec,
+    /// Items a routing connector dropped because they matched no route and it has no
+    /// `default_pipelines`; labels `connector`, `signal` (switchyard's own metric).
+    pub connector_unrouted: IntCounterVec,
     /// Items a processor dropped on purpose (filtered, sampled out), by processor.
     pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
@@ -290,6 +293,17 @@ impl Metrics {
                     "Number of times the batch was sent due to a timeout trigger",
                 ),
                 &["processor"],
+            )
+            .expect("valid metric"),
+        ),
+        connector_unrouted: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_connector_unrouted_items_total",
+                    "Items a routing connector dropped because they matched no route and it has no default pipelines",
+                ),
+                &["connector", "signal"],
             )
             .expect("valid metric"),
         ),

@@ -56,7 +56,8 @@ pub enum Field {
     ParentAttribute(String),
     ParentKind,
     ParentMetricType,
-    /// A value of the request's metadata (`request["X-Tenant"]`, names lower-cased).
+    /// A value of the request's metadata (`request["X-Tenant"]`; names match without regard
+    /// to case).
     Request(String),
 }
 
@@ -172,7 +173,7 @@ impl Context {
         let p: Vec<&str> = parts.iter().map(String::as_str).collect();
         use Context::*;
         Some(match (self, p.as_slice(), key) {
-            (Request, ["request"], Some(k)) => Field::Request(k.to_ascii_lowercase()),
+            (Request, ["request"], Some(k)) => Field::Request(k),
             (Request, _, _) => return None,
             (_, ["resource", "attributes"], Some(k)) => Field::ResourceAttribute(k),
             (_, ["instrumentation_scope", "name"], None) => Field::ScopeName,

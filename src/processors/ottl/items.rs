@@ -235,7 +235,7 @@ impl Item for RequestItem<'_> {
         match field {
             Field::Request(name) => self
                 .context
-                .and_then(|c| c.iter().find(|(k, _)| k == name))
+                .and_then(|c| c.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
                 .map_or(Value::Nil, |(_, v)| Value::Str(v.clone())),
             _ => Value::Nil,
         }
