@@ -94,5 +94,71 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(processors, benches);
+/// Connectors, per span, on the same request: where each part goes, and the encoding the
+/// exporters behind the pipelines downstream then need.
+fn connectors(c: &mut Criterion) {
+    use switchyard::pipeline::component::{ConnectorContext, ConnectorSettings};
+    let wire = bytes::Bytes::from(realistic::request(1).encode_to_vec());
+    let downstream: Vec<String> = ["traces/a", "traces/b", "traces/rest"].map(String::from).to_vec();
+    let routing = |yaml: &str| {
+        let cfg: switchyard::connectors::routing::RoutingConfig =
+            switchyard::config::parse_yaml("r.yaml", yaml).unwrap();
+        cfg.build(&ConnectorContext { name: "routing".into(), telemetry: Default::default() }).unwrap()
+    };
+    let cases = [
+        (
+            "routing_by_resource",
+            routing(
+                "table:\n  - condition: attributes[\"service.name\"] == \"svc-1\"\n    pipelines: [traces/a]\ndefault_pipelines: [traces/rest]\n",
+            ),
+            None,
+        ),
+        (
+            "routing_by_span_half_each_way",
+            routing(
+                "table:\n  - condition: attributes[\"app.cache_hit\"] == true\n    context: span\n    pipelines: [traces/a]\ndefault_pipelines: [traces/b]\n",
+            ),
+            None,
+        ),
+        (
+            "routing_by_request_header",
+            routing(
+                "table:\n  - condition: request[\"x-tenant\"] == \"acme\"\n    context: request\n    pipelines: [traces/a]\ndefault_pipelines: [traces/rest]\n",
+            ),
+            Some(std::sync::Arc::new(vec![("x-tenant".to_string(), "acme".to_string())])),
+        ),
+        (
+            "forward_to_two",
+            switchyard::connectors::forward::ForwardConfig::default()
+                .build(&ConnectorContext { name: "forward".into(), telemetry: Default::default() })
+                .unwrap(),
+            None,
+        ),
+    ];
+    let mut g = c.benchmark_group("connectors");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    for (name, connector, context) in cases {
+        let to: &[String] = if name == "forward_to_two" { &downstream[..2] } else { &downstream };
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let batch = Batch::from_encoded(Signal::Traces, wire.clone(), SPANS);
+                    match &context {
+                        Some(c) => batch.with_context(c.clone()),
+                        None => batch,
+                    }
+                },
+                |batch| {
+                    let mut out = Vec::new();
+                    connector.route(batch, to, &mut out);
+                    out.iter().map(|(_, b)| b.to_encoded().len()).sum::<usize>()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(processors, benches, connectors);
 criterion_main!(processors);

@@ -34,6 +34,7 @@ pub const ALL: &[&Registration] = &[
     &exporters::loki::REGISTRATION,
     &exporters::prometheus::REGISTRATION,
     &exporters::prometheusremotewrite::REGISTRATION,
+    &connectors::count::REGISTRATION,
     &connectors::forward::REGISTRATION,
     &connectors::routing::REGISTRATION,
     &extensions::file_storage::REGISTRATION,

@@ -19,6 +19,11 @@ pub fn civil(ns: u64) -> (i64, i64, i64, i64, i64, i64, u64) {
     (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, ns % 1_000_000_000)
 }
 
+/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
 /// `2023-11-14T22:13:20.123456789Z`
 pub fn rfc3339(ns: u64) -> String {
     let (y, mo, d, h, mi, s, n) = civil(ns);

@@ -302,3 +302,73 @@ service:
     let count = |f: &str| span_names(&gw.path(f)).len();
     assert_eq!((count("end.jsonl"), count("shared.jsonl")), (4, 8), "one copy per path:\n{log}");
 }
+
+/// The sum of the data points of metric `name` in a file of OTLP/JSON metrics, by the value
+/// of attribute `key` (empty when absent).
+fn sums(path: &std::path::Path, name: &str, key: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in json_lines(path) {
+        for rm in line["resourceMetrics"].as_array().into_iter().flatten() {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten().filter(|m| m["name"] == name) {
+                    for p in m["sum"]["dataPoints"].as_array().into_iter().flatten() {
+                        let value = p["asInt"].as_str().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+                        let attr = p["attributes"].as_array().into_iter().flatten().find(|a| a["key"] == key);
+                        let label = attr.and_then(|a| a["value"]["stringValue"].as_str()).unwrap_or("").to_string();
+                        *out.entry(label).or_default() += value;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_count_connector_turns_the_sdk_spans_into_counts_by_service() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+connectors:
+  count:
+    spans:
+      app.spans:
+        description: spans by service
+        attributes: [{key: service.name}, {key: deployment.environment, default_value: unknown}]
+exporters:
+  file/traces: {path: "{dir}/traces.jsonl"}
+  file/counts: {path: "{dir}/counts.jsonl"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file/traces, count]}
+    metrics/counts: {receivers: [count], exporters: [file/counts]}
+"#,
+    );
+    let endpoint = format!("http://127.0.0.1:{}", gw.grpc);
+    for n in ["4", "3"] {
+        let out = gw.dir.path().join("sent.json");
+        let (ok, err) = python_try_send(&python, "grpc", &endpoint, &["--count".into(), n.into()], &out);
+        assert!(ok, "{err}");
+    }
+    let counts = || sums(&gw.path("counts.jsonl"), "app.spans", "service.name");
+    assert!(
+        eventually(Duration::from_secs(10), || counts().values().sum::<i64>() == 7),
+        "counts {:?}, spans {}\n{}",
+        counts(),
+        span_names(&gw.path("traces.jsonl")).len(),
+        gw.log()
+    );
+    let by_service = counts();
+    assert_eq!(
+        by_service.get("py-sender"),
+        Some(&7),
+        "the SDK's service.name (a resource attribute) is the label: {by_service:?}"
+    );
+    assert_eq!(span_names(&gw.path("traces.jsonl")).len(), 7, "the spans go on too");
+    assert_eq!(sums(&gw.path("counts.jsonl"), "app.spans", "deployment.environment").get("unknown"), Some(&7));
+}

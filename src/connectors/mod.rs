@@ -1,6 +1,7 @@
 //! Connectors: one module per connector type, named as in configuration. A connector is the
 //! exporter of some pipelines and the receiver of others (see `pipeline::connector`).
 
+pub mod count;
 pub mod forward;
 pub mod routing;
 

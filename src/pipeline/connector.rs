@@ -17,6 +17,13 @@ pub trait Connector: Send + Sync + 'static {
     /// list this connector as a receiver, in configuration order): each part in `out` with the
     /// index of its pipeline. What it leaves out goes nowhere.
     fn route(&self, batch: Batch, downstream: &[String], out: &mut Vec<(usize, Batch)>);
+
+    /// Whether what it hands on is new data made from what it takes (counts from spans), not
+    /// that data itself: the room admission claimed does not cover it, so each part claims
+    /// its own as it goes, and is dropped (and counted) where a queue downstream is full.
+    fn derives(&self) -> bool {
+        false
+    }
 }
 
 /// The pipelines one signal reaches through a connector: their ids, inputs, and the room
@@ -33,14 +40,22 @@ pub struct Downstream {
 pub struct Hop {
     name: String,
     connector: Arc<dyn Connector>,
+    /// Derived items dropped because a queue downstream was full.
+    refused: prometheus::IntCounter,
     downstream: RwLock<Arc<[Downstream; 3]>>,
     feeds_disk: AtomicBool,
     tap: Arc<super::tap::TapPoint>,
 }
 
 impl Hop {
-    pub fn new(name: String, connector: Arc<dyn Connector>, tap: Arc<super::tap::TapPoint>) -> Arc<Hop> {
+    pub fn new(
+        name: String,
+        connector: Arc<dyn Connector>,
+        tap: Arc<super::tap::TapPoint>,
+        telemetry: &crate::telemetry::metrics::Metrics,
+    ) -> Arc<Hop> {
         Arc::new(Hop {
+            refused: telemetry.connector_refused.with_label_values(&[&name]),
             name,
             connector,
             downstream: RwLock::new(Arc::default()),
@@ -58,6 +73,11 @@ impl Hop {
     pub fn set_downstream(&self, downstream: [Downstream; 3], feeds_disk: bool) {
         *self.downstream.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(downstream);
         self.feeds_disk.store(feeds_disk, Ordering::Relaxed);
+    }
+
+    /// Whether what it hands on is new data (see `Connector::derives`).
+    pub fn derives(&self) -> bool {
+        self.connector.derives()
     }
 
     /// Whether it hands data to the pipeline whose input is `input`.
@@ -85,9 +105,19 @@ impl Hop {
             if self.tap.is_active() {
                 self.tap.observe(to.ids.get(i).map(|id| Arc::from(id.as_str())).as_ref(), &part);
             }
-            // The part holds room only where it can still go: another tenant's queue is not
-            // kept looking full by data waiting in this pipeline.
-            if let Some(room) = to.capacities.get(i) {
+            if self.connector.derives() {
+                // New data: it claims its own room, now, or goes nowhere.
+                if let Some(room) = to.capacities.get(i)
+                    && !claim_all(&mut part, room)
+                {
+                    self.refused.inc_by(part.items() as u64);
+                    tracing::debug!(connector = %self.name, pipeline = ?to.ids.get(i), items = part.items(),
+                        "connector: a queue downstream is full; derived data dropped");
+                    continue;
+                }
+            } else if let Some(room) = to.capacities.get(i) {
+                // The part holds room only where it can still go: another tenant's queue is
+                // not kept looking full by data waiting in this pipeline.
                 part.keep_claims_for(room);
             }
             let lost = match to.inputs.get(i) {
@@ -102,5 +132,64 @@ impl Hop {
                 lost.cancel_deliveries();
             }
         }
+    }
+}
+
+/// Claims room for `part` in every one of `room` at once (none is kept when one is full).
+fn claim_all(part: &mut Batch, room: &[Arc<super::admission::Capacity>]) -> bool {
+    let mut claims = Vec::with_capacity(room.len());
+    for capacity in room {
+        match capacity.try_claim(capacity.weight(part).max(1)) {
+            Some(c) => claims.push(c),
+            None => return false,
+        }
+    }
+    for c in claims {
+        part.hold(c);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Request;
+    use crate::pipeline::admission::Capacity;
+    use crate::pipeline::tests_support::traces;
+
+    /// Makes one new batch of `n` items per batch it takes.
+    struct Deriving(usize);
+
+    impl Connector for Deriving {
+        fn route(&self, _batch: Batch, _downstream: &[String], out: &mut Vec<(usize, Batch)>) {
+            out.push((0, Batch::from_request(Request::Traces(traces(self.0)))));
+        }
+        fn derives(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn derived_data_claims_its_own_room_and_is_dropped_and_counted_when_there_is_none() {
+        let telemetry = crate::telemetry::metrics::Metrics::new();
+        let hop = Hop::new(
+            "count".into(),
+            Arc::new(Deriving(2)),
+            crate::pipeline::tap::TapPoint::new(crate::pipeline::tap::Kind::Connector, "count"),
+            &telemetry,
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let room = Capacity::new("exporter".into(), 1);
+        let downstream =
+            Downstream { ids: vec!["metrics".into()], inputs: vec![tx], capacities: vec![vec![room.clone()]] };
+        hop.set_downstream([downstream.clone(), downstream.clone(), downstream], false);
+        hop.send(Batch::from_request(Request::Traces(traces(5))));
+        let first = rx.try_recv().expect("the first count goes on, holding the room");
+        assert_eq!(room.held(), 1);
+        hop.send(Batch::from_request(Request::Traces(traces(5))));
+        assert!(rx.try_recv().is_err(), "no room: dropped");
+        assert_eq!(telemetry.connector_refused.with_label_values(&["count"]).get(), 2);
+        drop(first);
+        assert_eq!(room.held(), 0, "the room goes back with the batch");
     }
 }

@@ -299,7 +299,7 @@ impl RunningService {
                     let ctx = ConnectorContext { name: id.to_string(), telemetry: self.telemetry.clone() };
                     let connector = defined.settings.build(&ctx).map_err(|m| fail("connector", id, m))?;
                     let tap = self.telemetry.taps.point(crate::pipeline::tap::Kind::Connector, &id.to_string());
-                    Hop::new(id.to_string(), connector, tap)
+                    Hop::new(id.to_string(), connector, tap, &self.telemetry)
                 }
             };
             hops.insert(id.clone(), RunningConnector { defined: defined.clone(), hop });
@@ -593,7 +593,9 @@ impl RunningService {
                     budgets.push(b);
                 }
             }
-            for c in p.to_connectors.iter().filter(|c| hops.contains_key(*c)) {
+            // Through connectors that pass the data on; one that makes new data from it (counts)
+            // claims room for that as it goes.
+            for c in p.to_connectors.iter().filter(|c| hops.get(*c).is_some_and(|h| !h.hop.derives())) {
                 todo.extend(config.downstream(c, pid.signal).into_iter().cloned());
             }
         }
@@ -614,7 +616,9 @@ impl RunningService {
             if p.exporters.iter().any(|id| self.exporters[id].queue.persistent().is_some()) {
                 return true;
             }
-            for c in p.to_connectors.iter().filter(|c| hops.contains_key(*c)) {
+            // Through connectors that pass the data on; one that makes new data from it (counts)
+            // claims room for that as it goes.
+            for c in p.to_connectors.iter().filter(|c| hops.get(*c).is_some_and(|h| !h.hop.derives())) {
                 todo.extend(config.downstream(c, pid.signal).into_iter().cloned());
             }
         }

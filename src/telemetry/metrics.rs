@@ -57,6 +57,9 @@ pub struct Metrics {
     /// Items a routing connector dropped because they matched no route and it has no
     /// `default_pipelines`; labels `connector`, `signal` (switchyard's own metric).
     pub connector_unrouted: IntCounterVec,
+    /// Items a connector made (counts) and dropped because a queue downstream was full;
+    /// label `connector` (switchyard's own metric).
+    pub connector_refused: IntCounterVec,
     /// Items a processor dropped on purpose (filtered, sampled out), by processor.
     pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
@@ -304,6 +307,17 @@ impl Metrics {
                     "Items a routing connector dropped because they matched no route and it has no default pipelines",
                 ),
                 &["connector", "signal"],
+            )
+            .expect("valid metric"),
+        ),
+        connector_refused: register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "switchyard_connector_refused_items_total",
+                    "Items a connector derived and dropped because a queue downstream was full",
+                ),
+                &["connector"],
             )
             .expect("valid metric"),
         ),
