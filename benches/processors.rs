@@ -128,6 +128,18 @@ fn connectors(c: &mut Criterion) {
             Some(std::sync::Arc::new(vec![("x-tenant".to_string(), "acme".to_string())])),
         ),
         (
+            "count_spans_by_service_and_route",
+            {
+                let cfg: switchyard::connectors::count::CountConfig = switchyard::config::parse_yaml(
+                    "c.yaml",
+                    "spans:\n  app.spans:\n    attributes: [{key: service.name}, {key: http.route}]\n",
+                )
+                .unwrap();
+                cfg.build(&ConnectorContext { name: "count".into(), telemetry: Default::default() }).unwrap()
+            },
+            None,
+        ),
+        (
             "forward_to_two",
             switchyard::connectors::forward::ForwardConfig::default()
                 .build(&ConnectorContext { name: "forward".into(), telemetry: Default::default() })

@@ -372,3 +372,86 @@ service:
     assert_eq!(span_names(&gw.path("traces.jsonl")).len(), 7, "the spans go on too");
     assert_eq!(sums(&gw.path("counts.jsonl"), "app.spans", "deployment.environment").get("unknown"), Some(&7));
 }
+
+#[test]
+fn reloads_that_add_and_remove_connectors_while_spans_flow_lose_none() {
+    let direct = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  file/a: {path: "{dir}/a.jsonl", append: true}
+  file/b: {path: "{dir}/b.jsonl", append: true}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [file/a]}
+"#;
+    let connected = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    timeout: 200ms
+connectors:
+  routing:
+    default_pipelines: [traces/b]
+    table:
+      - condition: name == "never"
+        context: span
+        pipelines: [traces/a]
+exporters:
+  file/a: {path: "{dir}/a.jsonl", append: true}
+  file/b: {path: "{dir}/b.jsonl", append: true}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [routing]}
+    traces/a: {receivers: [routing], processors: [batch], exporters: [file/a]}
+    traces/b: {receivers: [routing], processors: [batch], exporters: [file/b]}
+"#;
+    let mut gw = Gateway::start(direct);
+    let http = gw.http;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sending = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let mut accepted = 0;
+        let mut i = 0;
+        while !sending.load(std::sync::atomic::Ordering::Relaxed) {
+            let body = traces_body(spans(&format!("flow-{i}-"), 5));
+            let r = http_request("POST", http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body);
+            if r.is_ok_and(|r| r.status == 200) {
+                accepted += 5;
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        accepted
+    });
+    for template in [connected, direct, connected] {
+        std::thread::sleep(Duration::from_millis(400));
+        gw.rewrite(template);
+        assert_eq!(gw.reload(), "success", "{}", gw.log());
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let accepted = sender.join().unwrap();
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let (a, b) = (span_names(&gw.path("a.jsonl")), span_names(&gw.path("b.jsonl")));
+    assert!(!b.is_empty(), "the routed topology delivered some");
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((all.len(), total), (accepted, accepted), "every accepted span delivered once:\n{log}");
+    assert!(!log.contains("data lost"), "{log}");
+}
