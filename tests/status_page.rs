@@ -53,10 +53,14 @@ exporters:
     endpoint: 127.0.0.1:{dead}
     tls: {{insecure: true}}
     headers: {{api-key: s3cr-status-page-key}}
+  file/copy: {{path: "{{dir}}/copy.jsonl"}}
+connectors:
+  forward:
 service:
   telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
   pipelines:
-    traces: {{receivers: [otlp], processors: [batch], exporters: [file, otlp/jaeger]}}
+    traces: {{receivers: [otlp], processors: [batch], exporters: [file, otlp/jaeger, forward]}}
+    traces/copy: {{receivers: [forward], exporters: [file/copy]}}
 "#
     ));
     let summary = gw.dir.path().join("stream.json");
@@ -71,6 +75,10 @@ service:
         assert!(first.contains(&format!("data-component=\"{component}\"")), "{component} is drawn:\n{first}");
     }
     assert!(first.contains("data-pipeline=\"traces\""), "{first}");
+    // The connector is drawn at the end of the pipeline it takes from and the start of the one
+    // it feeds, naming the other.
+    assert_eq!(first.matches("data-component=\"connector:forward\"").count(), 2, "{first}");
+    assert!(first.contains("to traces/copy") && first.contains("from traces"), "{first}");
     let accepted = |dom: &str| attribute(dom, "receiver:otlp", "data-accepted").and_then(|v| v.parse::<f64>().ok());
     let sent = |dom: &str| attribute(dom, "exporter:file", "data-sent").and_then(|v| v.parse::<f64>().ok());
     let (a1, s1) = (accepted(&first).expect("accepted count"), sent(&first).expect("sent count"));
