@@ -455,3 +455,53 @@ service:
     assert_eq!((all.len(), total), (accepted, accepted), "every accepted span delivered once:\n{log}");
     assert!(!log.contains("data lost"), "{log}");
 }
+
+#[test]
+fn counts_made_cumulative_are_remote_written_into_prometheus_as_a_running_total() {
+    use common::prom::Prometheus;
+    let Some(python) = python_peer() else { return };
+    let Some(prometheus) = Prometheus::start("global:\n  scrape_interval: 1h\n") else { return };
+    // Remote write takes no delta sums: without deltatocumulative the counts would be dropped.
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+processors:
+  deltatocumulative:
+connectors:
+  count:
+    spans:
+      app.spans:
+        attributes: [{{key: span.kind, default_value: any}}]
+exporters:
+  file/traces: {{path: "{{dir}}/traces.jsonl"}}
+  prometheusremotewrite:
+    endpoint: {write}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file/traces, count]}}
+    metrics/counts: {{receivers: [count], processors: [deltatocumulative], exporters: [prometheusremotewrite]}}
+"#,
+        write = prometheus.remote_write_url()
+    ));
+    let endpoint = format!("http://127.0.0.1:{}", gw.grpc);
+    for n in ["4", "3"] {
+        let out = gw.dir.path().join("sent.json");
+        let (ok, err) = python_try_send(&python, "grpc", &endpoint, &["--count".into(), n.into()], &out);
+        assert!(ok, "{err}");
+    }
+    let total = || -> f64 {
+        let answer = prometheus.query("sum(max_over_time(app_spans_total[10m]))");
+        answer["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || total() == 7.0),
+        "Prometheus has {} for 4 + 3 spans: {}\n{}",
+        total(),
+        prometheus.query("app_spans_total"),
+        gw.log()
+    );
+}
