@@ -140,6 +140,25 @@ fn connectors(c: &mut Criterion) {
             None,
         ),
         (
+            "spanmetrics_default_dimensions",
+            switchyard::connectors::spanmetrics::SpanMetricsConfig::default()
+                .build(&ConnectorContext { name: "spanmetrics".into(), telemetry: Default::default() })
+                .unwrap(),
+            None,
+        ),
+        (
+            "spanmetrics_with_http_route",
+            {
+                let cfg: switchyard::connectors::spanmetrics::SpanMetricsConfig = switchyard::config::parse_yaml(
+                    "s.yaml",
+                    "dimensions: [{name: http.route}, {name: http.request.method}]\n",
+                )
+                .unwrap();
+                cfg.build(&ConnectorContext { name: "spanmetrics".into(), telemetry: Default::default() }).unwrap()
+            },
+            None,
+        ),
+        (
             "forward_to_two",
             switchyard::connectors::forward::ForwardConfig::default()
                 .build(&ConnectorContext { name: "forward".into(), telemetry: Default::default() })

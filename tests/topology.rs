@@ -505,3 +505,98 @@ service:
         gw.log()
     );
 }
+
+/// POSTs spans of `service` named `name`, each lasting `ms` milliseconds.
+fn post_timed(gw: &Gateway, service: &str, name: &str, ms: u64, n: usize) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use prost::Message;
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut list = spans(&format!("{name}-"), n);
+    for s in &mut list {
+        s.name = name.to_string();
+        s.kind = 2;
+        s.start_time_unix_nano = start;
+        s.end_time_unix_nano = start + ms * 1_000_000;
+    }
+    let attribute = KeyValue {
+        key: "service.name".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
+        ..Default::default()
+    };
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![attribute], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: list, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn spanmetrics_give_prometheus_call_counts_and_duration_quantiles_that_match_the_spans() {
+    use common::prom::Prometheus;
+    let prom_port = free_port();
+    let Some(prometheus) = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: switchyard\n    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n"
+    )) else {
+        return;
+    };
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{{http}}
+connectors:
+  spanmetrics:
+    metrics_flush_interval: 1s
+exporters:
+  file/traces: {{path: "{{dir}}/traces.jsonl"}}
+  prometheus:
+    endpoint: 127.0.0.1:{prom_port}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file/traces, spanmetrics]}}
+    metrics: {{receivers: [spanmetrics], exporters: [prometheus]}}
+"#
+    ));
+    // 30 fast calls (30 ms) and 10 slow ones (300 ms).
+    post_timed(&gw, "checkout", "GET /fast", 30, 30);
+    post_timed(&gw, "checkout", "GET /slow", 300, 10);
+    let value = |promql: &str| -> Option<f64> {
+        let answer = prometheus.query(promql);
+        answer["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok())
+    };
+    let calls = |span: &str| value(&format!("sum(traces_span_metrics_calls_total{{span_name=\"{span}\"}})"));
+    assert!(
+        eventually(Duration::from_secs(30), || calls("GET /fast") == Some(30.0) && calls("GET /slow") == Some(10.0)),
+        "calls: fast {:?}, slow {:?}; {}\n{}",
+        calls("GET /fast"),
+        calls("GET /slow"),
+        prometheus.query("{__name__=~\"traces_span.*\"}"),
+        gw.log()
+    );
+    let quantile = |span: &str| {
+        value(&format!(
+            "histogram_quantile(0.5, sum by (le) ({{__name__=~\"traces_span_metrics_duration.*_bucket\", span_name=\"{span}\"}}))"
+        ))
+    };
+    // The default buckets around the durations: (10, 50] for 30 ms and (200, 400] for 300 ms.
+    let (fast, slow) = (quantile("GET /fast").unwrap_or(-1.0), quantile("GET /slow").unwrap_or(-1.0));
+    assert!((10.0..=50.0).contains(&fast), "median of 30 ms spans: {fast}");
+    assert!((200.0..=400.0).contains(&slow), "median of 300 ms spans: {slow}");
+    let labels = prometheus.query("traces_span_metrics_calls_total{span_name=\"GET /slow\"}");
+    let metric = &labels["data"]["result"][0]["metric"];
+    assert_eq!(
+        (metric["span_kind"].as_str(), metric["status_code"].as_str()),
+        (Some("SPAN_KIND_SERVER"), Some("STATUS_CODE_UNSET")),
+        "{labels}"
+    );
+}

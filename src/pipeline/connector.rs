@@ -24,6 +24,15 @@ pub trait Connector: Send + Sync + 'static {
     fn derives(&self) -> bool {
         false
     }
+
+    /// For a connector that gathers over time (spanmetrics): how often it hands on what it
+    /// has gathered (see `flush`).
+    fn flush_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// What it has gathered, handed to every pipeline downstream of the batch's signal.
+    fn flush(&self, _out: &mut Vec<Batch>) {}
 }
 
 /// The pipelines one signal reaches through a connector: their ids, inputs, and the room
@@ -54,14 +63,64 @@ impl Hop {
         tap: Arc<super::tap::TapPoint>,
         telemetry: &crate::telemetry::metrics::Metrics,
     ) -> Arc<Hop> {
-        Arc::new(Hop {
+        let every = connector.flush_interval();
+        let hop = Arc::new(Hop {
             refused: telemetry.connector_refused.with_label_values(&[&name]),
             name,
             connector,
             downstream: RwLock::new(Arc::default()),
             feeds_disk: AtomicBool::new(false),
             tap,
-        })
+        });
+        if let Some(every) = every {
+            // Runs while the hop is in use (by the service or a pipeline).
+            let weak = Arc::downgrade(&hop);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(hop) = weak.upgrade() else { return };
+                    hop.flush();
+                }
+            });
+        }
+        hop
+    }
+
+    /// Hands what the connector has gathered to every pipeline downstream of its signal.
+    pub fn flush(&self) {
+        let mut made = Vec::new();
+        self.connector.flush(&mut made);
+        let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for batch in made {
+            let prefix = batch.signal().as_str();
+            let mut sent: Vec<&str> = Vec::new();
+            for to in downstream.iter() {
+                for (i, id) in to.ids.iter().enumerate() {
+                    let of_signal = id.split('/').next() == Some(prefix);
+                    if !of_signal || sent.contains(&id.as_str()) {
+                        continue;
+                    }
+                    sent.push(id);
+                    let mut part = batch.clone();
+                    if let Some(room) = to.capacities.get(i)
+                        && !claim_all(&mut part, room)
+                    {
+                        self.refused.inc_by(part.items() as u64);
+                        continue;
+                    }
+                    if self.tap.is_active() {
+                        self.tap.observe(Some(&Arc::from(id.as_str())), &part);
+                    }
+                    if let Some(input) = to.inputs.get(i)
+                        && input.send(part).is_err()
+                    {
+                        tracing::debug!(connector = %self.name, pipeline = %id, "connector: the pipeline downstream is closed");
+                    }
+                }
+            }
+        }
     }
 
     pub fn name(&self) -> &str {

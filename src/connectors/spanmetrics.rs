@@ -1,0 +1,589 @@
+//! The `spanmetrics` connector: request, error and duration (RED) metrics from every span, as
+//! the collector's spanmetrics connector makes them: `{namespace}.calls` (a monotonic sum) and
+//! `{namespace}.duration` (an explicit-bucket histogram), per resource and per set of
+//! dimensions (service.name, span.name, span.kind, status.code, then the configured ones),
+//! handed on every `metrics_flush_interval`. The number of series is bounded: beyond the
+//! limit, spans are counted in one overflow series (`otel.metric.overflow: true`).
+
+use crate::config::{Invalid, deserialize_duration};
+use crate::pipeline::component::{ConnectorContext, ConnectorSettings};
+use crate::pipeline::connector::Connector;
+use crate::pipeline::{Batch, Request};
+use crate::signal::Signal;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1 as m;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The instrumentation scope of the metrics it makes.
+pub const SCOPE_NAME: &str = "switchyard/connector/spanmetrics";
+/// Series kept at most when `aggregation_cardinality_limit` is not set (the collector keeps
+/// any number; a flood of distinct values must not take all memory).
+pub const DEFAULT_SERIES_LIMIT: usize = 100_000;
+
+/// One dimension: the span's (or, failing that, its resource's) attribute, or `default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    pub name: String,
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum Unit {
+    #[default]
+    #[serde(rename = "ms")]
+    Milliseconds,
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Explicit {
+    /// Bucket bounds, as durations (`2ms`, `1s`).
+    #[serde(deserialize_with = "durations")]
+    pub buckets: Vec<Duration>,
+}
+
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let texts: Vec<String> = Vec::deserialize(d)?;
+    texts.iter().map(|t| crate::config::parse_duration(t).map_err(serde::de::Error::custom)).collect()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistogramConfig {
+    pub disable: bool,
+    pub unit: Unit,
+    pub explicit: Option<Explicit>,
+    /// Not supported yet: refused with a clear message rather than ignored.
+    pub exponential: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub enum Temporality {
+    #[default]
+    #[serde(rename = "AGGREGATION_TEMPORALITY_CUMULATIVE")]
+    Cumulative,
+    #[serde(rename = "AGGREGATION_TEMPORALITY_DELTA")]
+    Delta,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanMetricsConfig {
+    pub dimensions: Vec<Dimension>,
+    pub exclude_dimensions: Vec<String>,
+    pub namespace: String,
+    pub histogram: HistogramConfig,
+    pub aggregation_temporality: Temporality,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub metrics_flush_interval: Duration,
+    /// Series not updated for this long are forgotten (0: kept for ever).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub metrics_expiration: Duration,
+    /// The resource attributes that tell resources apart (none: all of them).
+    pub resource_metrics_key_attributes: Vec<String>,
+    /// Series kept at most (0: `DEFAULT_SERIES_LIMIT`).
+    pub aggregation_cardinality_limit: usize,
+    /// Accepted for compatibility (the collector's key caches); the series limit is
+    /// `aggregation_cardinality_limit`.
+    pub dimensions_cache_size: usize,
+    pub resource_metrics_cache_size: usize,
+    /// Not supported yet: refused when enabled.
+    pub exemplars: Option<serde_json::Value>,
+    pub events: Option<serde_json::Value>,
+}
+
+impl Default for SpanMetricsConfig {
+    fn default() -> Self {
+        SpanMetricsConfig {
+            dimensions: Vec::new(),
+            exclude_dimensions: Vec::new(),
+            namespace: "traces.span.metrics".into(),
+            histogram: HistogramConfig::default(),
+            aggregation_temporality: Temporality::Cumulative,
+            metrics_flush_interval: Duration::from_secs(60),
+            metrics_expiration: Duration::ZERO,
+            resource_metrics_key_attributes: Vec::new(),
+            aggregation_cardinality_limit: 0,
+            dimensions_cache_size: 1000,
+            resource_metrics_cache_size: 1000,
+            exemplars: None,
+            events: None,
+        }
+    }
+}
+
+/// The collector's default bounds, in milliseconds.
+const DEFAULT_BUCKETS_MS: [f64; 16] =
+    [2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0, 10_000.0, 15_000.0];
+
+const BUILT_IN: [&str; 4] = ["service.name", "span.name", "span.kind", "status.code"];
+
+fn enabled(v: &Option<serde_json::Value>) -> bool {
+    v.as_ref().is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()).unwrap_or(false))
+}
+
+impl ConnectorSettings for SpanMetricsConfig {
+    fn validate(&self) -> crate::pipeline::component::Checked {
+        for (i, d) in self.dimensions.iter().enumerate() {
+            if BUILT_IN.contains(&d.name.as_str()) || self.dimensions[..i].iter().any(|e| e.name == d.name) {
+                return Err(Invalid::new(
+                    format!("dimensions.{i}.name"),
+                    format!("duplicate dimension name {}", d.name),
+                ));
+            }
+        }
+        if self.metrics_flush_interval.is_zero() {
+            return Err(Invalid::new("metrics_flush_interval", "must be greater than 0, such as 60s"));
+        }
+        if self.histogram.exponential.is_some() {
+            return Err(Invalid::new(
+                "histogram.exponential",
+                "exponential histograms are not supported yet: use histogram.explicit",
+            ));
+        }
+        if enabled(&self.exemplars) {
+            return Err(Invalid::new("exemplars.enabled", "exemplars are not supported yet"));
+        }
+        if enabled(&self.events) {
+            return Err(Invalid::new("events.enabled", "span event metrics are not supported yet"));
+        }
+        if let Some(e) = &self.histogram.explicit
+            && e.buckets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(Invalid::new("histogram.explicit.buckets", "bucket bounds must increase"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _ctx: &ConnectorContext) -> Result<Arc<dyn Connector>, String> {
+        let scale = match self.histogram.unit {
+            Unit::Milliseconds => 1.0,
+            Unit::Seconds => 0.001,
+        };
+        let bounds: Vec<f64> = match &self.histogram.explicit {
+            Some(e) => e.buckets.iter().map(|b| b.as_secs_f64() * 1000.0 * scale).collect(),
+            None => DEFAULT_BUCKETS_MS.iter().map(|b| b * scale).collect(),
+        };
+        let limit = if self.aggregation_cardinality_limit == 0 {
+            DEFAULT_SERIES_LIMIT
+        } else {
+            self.aggregation_cardinality_limit
+        };
+        Ok(Arc::new(SpanMetrics {
+            cfg: self.clone(),
+            bounds,
+            scale,
+            limit,
+            started: crate::timefmt::now_unix_nanos(),
+            state: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+/// What one series has gathered.
+struct Series {
+    calls: u64,
+    count: u64,
+    sum: f64,
+    buckets: Vec<u64>,
+    start: u64,
+    seen: Instant,
+}
+
+/// One resource's series.
+struct PerResource {
+    resource: Option<Resource>,
+    series: HashMap<Vec<(String, String)>, Series>,
+}
+
+struct SpanMetrics {
+    cfg: SpanMetricsConfig,
+    /// Bucket bounds in the histogram's unit.
+    bounds: Vec<f64>,
+    /// Milliseconds to the histogram's unit.
+    scale: f64,
+    limit: usize,
+    started: u64,
+    state: Mutex<HashMap<Vec<u8>, PerResource>>,
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "SPAN_KIND_INTERNAL",
+        2 => "SPAN_KIND_SERVER",
+        3 => "SPAN_KIND_CLIENT",
+        4 => "SPAN_KIND_PRODUCER",
+        5 => "SPAN_KIND_CONSUMER",
+        _ => "SPAN_KIND_UNSPECIFIED",
+    }
+}
+
+fn status_name(span: &Span) -> &'static str {
+    match span.status.as_ref().map_or(0, |s| s.code) {
+        1 => "STATUS_CODE_OK",
+        2 => "STATUS_CODE_ERROR",
+        _ => "STATUS_CODE_UNSET",
+    }
+}
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value)) }),
+        ..Default::default()
+    }
+}
+
+impl SpanMetrics {
+    /// The dimension values of `span` (none when a dimension without default is missing: the
+    /// collector leaves it out; here too).
+    fn dimensions(&self, span: &Span, resource: &[KeyValue]) -> Vec<(String, String)> {
+        let service = crate::attributes::get(resource, "service.name").map(|v| crate::exporters::values::text(Some(v)));
+        let mut out = Vec::with_capacity(4 + self.cfg.dimensions.len());
+        let built_in = [
+            ("service.name", service.unwrap_or_default()),
+            ("span.name", span.name.clone()),
+            ("span.kind", kind_name(span.kind).to_string()),
+            ("status.code", status_name(span).to_string()),
+        ];
+        for (k, v) in built_in {
+            if !self.cfg.exclude_dimensions.iter().any(|e| e == k) {
+                out.push((k.to_string(), v));
+            }
+        }
+        for d in &self.cfg.dimensions {
+            let found =
+                crate::attributes::get(&span.attributes, &d.name).or_else(|| crate::attributes::get(resource, &d.name));
+            match (found, &d.default) {
+                (Some(v), _) => out.push((d.name.clone(), crate::exporters::values::text(Some(v)))),
+                (None, Some(def)) => out.push((d.name.clone(), def.clone())),
+                (None, None) => {}
+            }
+        }
+        out
+    }
+
+    /// The key telling resources apart.
+    fn resource_key(&self, resource: Option<&Resource>) -> Vec<u8> {
+        use prost::Message;
+        let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let mut chosen: Vec<&KeyValue> = if self.cfg.resource_metrics_key_attributes.is_empty() {
+            attrs.iter().collect()
+        } else {
+            attrs.iter().filter(|a| self.cfg.resource_metrics_key_attributes.contains(&a.key)).collect()
+        };
+        chosen.sort_by(|a, b| a.key.cmp(&b.key));
+        chosen.iter().flat_map(|a| a.encode_length_delimited_to_vec()).collect()
+    }
+
+    /// Adds `span` to its series in `per`; `total` counts the series of every resource.
+    fn record(&self, per: &mut PerResource, total: &mut usize, resource: &[KeyValue], span: &Span, now: Instant) {
+        let mut dims = self.dimensions(span, resource);
+        if !per.series.contains_key(&dims) {
+            if *total >= self.limit {
+                dims = vec![("otel.metric.overflow".to_string(), "true".to_string())];
+            }
+            if !per.series.contains_key(&dims) {
+                *total += 1;
+            }
+        }
+        let millis = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6;
+        let value = millis * self.scale;
+        let buckets = self.bounds.len() + 1;
+        let start = self.started;
+        let series = per.series.entry(dims).or_insert_with(|| Series {
+            calls: 0,
+            count: 0,
+            sum: 0.0,
+            buckets: vec![0; buckets],
+            start,
+            seen: now,
+        });
+        series.calls += 1;
+        series.count += 1;
+        series.sum += value;
+        let at = self.bounds.partition_point(|b| *b < value);
+        series.buckets[at] += 1;
+        series.seen = now;
+    }
+
+    /// What has been gathered, as metrics; with delta temporality the series start again.
+    fn collect(&self) -> Option<Request> {
+        let now_nanos = crate::timefmt::now_unix_nanos();
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let expiration = self.cfg.metrics_expiration;
+        let delta = self.cfg.aggregation_temporality == Temporality::Delta;
+        let temporality =
+            if delta { m::AggregationTemporality::Delta } else { m::AggregationTemporality::Cumulative } as i32;
+        let unit = match self.cfg.histogram.unit {
+            Unit::Milliseconds => "ms",
+            Unit::Seconds => "s",
+        };
+        let mut resources = Vec::new();
+        for per in state.values_mut() {
+            if !expiration.is_zero() {
+                per.series.retain(|_, s| now.duration_since(s.seen) < expiration);
+            }
+            if per.series.is_empty() {
+                continue;
+            }
+            let mut calls = Vec::with_capacity(per.series.len());
+            let mut durations = Vec::with_capacity(per.series.len());
+            for (dims, s) in &per.series {
+                let attributes: Vec<KeyValue> = dims.iter().map(|(k, v)| string_kv(k, v.clone())).collect();
+                calls.push(m::NumberDataPoint {
+                    attributes: attributes.clone(),
+                    start_time_unix_nano: s.start,
+                    time_unix_nano: now_nanos,
+                    value: Some(m::number_data_point::Value::AsInt(i64::try_from(s.calls).unwrap_or(i64::MAX))),
+                    ..Default::default()
+                });
+                if !self.cfg.histogram.disable {
+                    durations.push(m::HistogramDataPoint {
+                        attributes,
+                        start_time_unix_nano: s.start,
+                        time_unix_nano: now_nanos,
+                        count: s.count,
+                        sum: Some(s.sum),
+                        bucket_counts: s.buckets.clone(),
+                        explicit_bounds: self.bounds.clone(),
+                        ..Default::default()
+                    });
+                }
+            }
+            let ns = &self.cfg.namespace;
+            let name = |n: &str| if ns.is_empty() { n.to_string() } else { format!("{ns}.{n}") };
+            let mut metrics = vec![m::Metric {
+                name: name("calls"),
+                data: Some(m::metric::Data::Sum(m::Sum {
+                    data_points: calls,
+                    aggregation_temporality: temporality,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            }];
+            if !durations.is_empty() {
+                metrics.push(m::Metric {
+                    name: name("duration"),
+                    unit: unit.to_string(),
+                    data: Some(m::metric::Data::Histogram(m::Histogram {
+                        data_points: durations,
+                        aggregation_temporality: temporality,
+                    })),
+                    ..Default::default()
+                });
+            }
+            resources.push(m::ResourceMetrics {
+                resource: per.resource.clone(),
+                scope_metrics: vec![m::ScopeMetrics {
+                    scope: Some(InstrumentationScope { name: SCOPE_NAME.to_string(), ..Default::default() }),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            if delta {
+                // The next interval starts now, from nothing.
+                per.series.clear();
+            }
+        }
+        state.retain(|_, per| !per.series.is_empty());
+        (!resources.is_empty()).then_some(Request::Metrics(ExportMetricsServiceRequest { resource_metrics: resources }))
+    }
+}
+
+impl Connector for SpanMetrics {
+    fn derives(&self) -> bool {
+        true
+    }
+
+    fn route(&self, batch: Batch, _downstream: &[String], _out: &mut Vec<(usize, Batch)>) {
+        let Ok(Request::Traces(r)) = batch.request() else { return };
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total: usize = state.values().map(|r| r.series.len()).sum();
+        for rs in &r.resource_spans {
+            let key = self.resource_key(rs.resource.as_ref());
+            let per = state
+                .entry(key)
+                .or_insert_with(|| PerResource { resource: rs.resource.clone(), series: HashMap::new() });
+            let attrs = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                self.record(per, &mut total, attrs, span, now);
+            }
+        }
+    }
+
+    fn flush_interval(&self) -> Option<Duration> {
+        Some(self.cfg.metrics_flush_interval)
+    }
+
+    fn flush(&self, out: &mut Vec<Batch>) {
+        if let Some(request) = self.collect() {
+            out.push(Batch::from_request(request));
+        }
+    }
+}
+
+/// The `spanmetrics` connector's registration.
+pub const REGISTRATION: crate::registry::Registration = crate::registry::Registration::connector::<SpanMetricsConfig>(
+    "spanmetrics",
+    &[Signal::Traces, Signal::Metrics],
+    &[(Signal::Traces, Signal::Metrics)],
+    "request, error and duration metrics (calls and a duration histogram) from every span, by dimension",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::{kv, string};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+
+    fn build(yaml: &str) -> Arc<dyn Connector> {
+        let cfg: SpanMetricsConfig = crate::config::parse_yaml("s.yaml", yaml).unwrap();
+        cfg.validate().unwrap();
+        cfg.build(&ConnectorContext { name: "spanmetrics".into(), telemetry: Default::default() }).unwrap()
+    }
+
+    /// Spans of service `checkout`: (name, milliseconds, failed, route).
+    fn spans(list: &[(&str, u64, bool, Option<&str>)]) -> Batch {
+        let spans = list
+            .iter()
+            .map(|(name, ms, failed, route)| Span {
+                name: name.to_string(),
+                kind: 2,
+                start_time_unix_nano: 1_000_000_000,
+                end_time_unix_nano: 1_000_000_000 + ms * 1_000_000,
+                status: failed.then(|| Status { code: 2, ..Default::default() }),
+                attributes: route.map(|r| vec![kv("http.route", string(r))]).unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        Batch::from_request(Request::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", string("checkout"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }))
+    }
+
+    /// Per metric name: (sorted "k=v" dimensions, calls or histogram count, histogram buckets).
+    fn flushed(c: &dyn Connector) -> Vec<(String, String, u64, Vec<u64>)> {
+        let mut out = Vec::new();
+        c.flush(&mut out);
+        let mut rows = Vec::new();
+        for b in out {
+            let Some(Request::Metrics(r)) = b.decoded() else { panic!("metrics") };
+            for m in r.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics) {
+                let dims = |attrs: &[KeyValue]| {
+                    let mut d: Vec<String> = attrs
+                        .iter()
+                        .map(|a| format!("{}={}", a.key, crate::exporters::values::text(a.value.as_ref())))
+                        .collect();
+                    d.sort();
+                    d.join(",")
+                };
+                match &m.data {
+                    Some(m::metric::Data::Sum(s)) => {
+                        for p in &s.data_points {
+                            let Some(m::number_data_point::Value::AsInt(n)) = p.value else { panic!() };
+                            rows.push((m.name.clone(), dims(&p.attributes), n as u64, Vec::new()));
+                        }
+                    }
+                    Some(m::metric::Data::Histogram(h)) => {
+                        for p in &h.data_points {
+                            rows.push((m.name.clone(), dims(&p.attributes), p.count, p.bucket_counts.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn calls_and_durations_per_dimension_set_under_the_collector_names() {
+        let c = build(
+            "dimensions: [{name: http.route, default: none}]\nhistogram: {explicit: {buckets: [10ms, 100ms, 1s]}}\n",
+        );
+        let mut out = Vec::new();
+        c.route(
+            spans(&[("GET", 5, false, Some("/a")), ("GET", 50, false, Some("/a")), ("GET", 500, true, None)]),
+            &[],
+            &mut out,
+        );
+        assert!(out.is_empty(), "nothing goes on until the flush");
+        let rows = flushed(&*c);
+        let ok = "http.route=/a,service.name=checkout,span.kind=SPAN_KIND_SERVER,span.name=GET,status.code=STATUS_CODE_UNSET";
+        let failed = "http.route=none,service.name=checkout,span.kind=SPAN_KIND_SERVER,span.name=GET,status.code=STATUS_CODE_ERROR";
+        assert_eq!(
+            rows,
+            [
+                ("traces.span.metrics.calls".into(), ok.into(), 2, vec![]),
+                ("traces.span.metrics.calls".into(), failed.into(), 1, vec![]),
+                ("traces.span.metrics.duration".into(), ok.into(), 2, vec![1, 1, 0, 0]),
+                ("traces.span.metrics.duration".into(), failed.into(), 1, vec![0, 0, 1, 0]),
+            ]
+        );
+        // Cumulative (the default): the next flush still has them, added to.
+        c.route(spans(&[("GET", 5, false, Some("/a"))]), &[], &mut out);
+        assert_eq!(flushed(&*c)[0].2, 3);
+    }
+
+    #[test]
+    fn delta_starts_again_after_each_flush_and_excluded_dimensions_are_left_out() {
+        let c = build(
+            "aggregation_temporality: AGGREGATION_TEMPORALITY_DELTA\nexclude_dimensions: [status.code, span.kind]\nnamespace: ''\n",
+        );
+        c.route(spans(&[("GET", 5, false, None), ("GET", 7, true, None)]), &[], &mut Vec::new());
+        let rows = flushed(&*c);
+        assert_eq!(rows[0], ("calls".into(), "service.name=checkout,span.name=GET".into(), 2, vec![]));
+        assert!(flushed(&*c).is_empty(), "delta: nothing new, nothing sent");
+    }
+
+    #[test]
+    fn a_flood_of_distinct_values_is_capped_into_one_overflow_series() {
+        let c =
+            build("dimensions: [{name: http.route}]\naggregation_cardinality_limit: 10\nhistogram: {disable: true}\n");
+        let routes: Vec<String> = (0..1000).map(|i| format!("/item/{i}")).collect();
+        let list: Vec<(&str, u64, bool, Option<&str>)> =
+            routes.iter().map(|r| ("GET", 1, false, Some(r.as_str()))).collect();
+        c.route(spans(&list), &[], &mut Vec::new());
+        let rows = flushed(&*c);
+        assert_eq!(rows.len(), 11, "ten series and the overflow");
+        let overflow: Vec<&(String, String, u64, Vec<u64>)> =
+            rows.iter().filter(|r| r.1 == "otel.metric.overflow=true").collect();
+        assert_eq!(overflow.len(), 1);
+        assert_eq!(overflow[0].2, 990, "every span counted");
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_by_name() {
+        let err = |yaml: &str| {
+            let cfg: SpanMetricsConfig = crate::config::parse_yaml("s.yaml", yaml).unwrap();
+            cfg.validate().unwrap_err().key
+        };
+        assert_eq!(err("dimensions: [{name: span.name}]\n"), "dimensions.0.name");
+        assert_eq!(err("histogram: {exponential: {max_size: 160}}\n"), "histogram.exponential");
+        assert_eq!(err("exemplars: {enabled: true}\n"), "exemplars.enabled");
+        assert_eq!(err("histogram: {explicit: {buckets: [1s, 10ms]}}\n"), "histogram.explicit.buckets");
+    }
+}
