@@ -168,6 +168,36 @@ fn connectors(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("connectors");
     g.throughput(Throughput::Elements(SPANS as u64));
+    // Decoding the request alone, which every connector but a request route needs first.
+    g.bench_function("decode_only", |b| {
+        b.iter_batched(
+            || Batch::from_encoded(Signal::Traces, wire.clone(), SPANS),
+            |batch| batch.request().map(|r| r.item_count()).unwrap_or(0),
+            BatchSize::SmallInput,
+        )
+    });
+    // The connector's own work on a request already decoded (by an earlier processor).
+    let decoded = switchyard::pipeline::Request::Traces(realistic::request(1));
+    for (name, yaml) in [
+        ("spanmetrics_default_dimensions_decoded", "{}"),
+        ("spanmetrics_with_http_route_decoded", "dimensions: [{name: http.route}, {name: http.request.method}]\n"),
+    ] {
+        let cfg: switchyard::connectors::spanmetrics::SpanMetricsConfig =
+            switchyard::config::parse_yaml("s.yaml", yaml).unwrap();
+        let connector =
+            cfg.build(&ConnectorContext { name: "spanmetrics".into(), telemetry: Default::default() }).unwrap();
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || Batch::from_request(decoded.clone()),
+                |batch| {
+                    let mut out = Vec::new();
+                    connector.route(batch, &downstream, &mut out);
+                    out.len()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     for (name, connector, context) in cases {
         let to: &[String] = if name == "forward_to_two" { &downstream[..2] } else { &downstream };
         g.bench_function(name, |b| {

@@ -600,3 +600,31 @@ service:
         "{labels}"
     );
 }
+
+#[test]
+fn spanmetrics_gathered_since_the_last_flush_are_handed_on_at_a_stop() {
+    let mut gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+connectors:
+  spanmetrics:
+    metrics_flush_interval: 1h
+exporters:
+  file/traces: {path: "{dir}/traces.jsonl"}
+  file/metrics: {path: "{dir}/metrics.jsonl"}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file/traces, spanmetrics]}
+    metrics: {receivers: [spanmetrics], exporters: [file/metrics]}
+"#,
+    );
+    post_timed(&gw, "checkout", "GET /x", 5, 6);
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let calls = sums(&gw.path("metrics.jsonl"), "traces.span.metrics.calls", "span.name");
+    assert_eq!(calls.get("GET /x"), Some(&6), "{calls:?}\n{log}");
+}

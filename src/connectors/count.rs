@@ -145,6 +145,7 @@ struct Count {
 #[derive(Default)]
 struct Tally {
     counts: BTreeMap<usize, BTreeMap<Vec<(String, String)>, u64>>,
+    earliest: u64,
     latest: u64,
 }
 
@@ -152,6 +153,9 @@ impl Tally {
     /// Counts one item for every metric of `defs` it qualifies for.
     fn add(&mut self, defs: &[Def], base: usize, item: &dyn Item, levels: [&[KeyValue]; 3], time: u64) {
         self.latest = self.latest.max(time);
+        if time > 0 {
+            self.earliest = if self.earliest == 0 { time } else { self.earliest.min(time) };
+        }
         for (k, def) in defs.iter().enumerate() {
             if !def.conditions.is_empty() && !def.conditions.iter().any(|c| matches(c, item)) {
                 continue;
@@ -187,7 +191,11 @@ impl Count {
 
     fn metrics(&self, tally: Tally) -> Vec<m::Metric> {
         let all = self.all();
-        let time = if tally.latest > 0 { tally.latest } else { crate::timefmt::now_unix_nanos() };
+        // Timed at the latest item counted (never later than now: a span from the future must
+        // not hold up a stream downstream), starting at the earliest.
+        let now = crate::timefmt::now_unix_nanos();
+        let time = if tally.latest > 0 { tally.latest.min(now) } else { now };
+        let start = tally.earliest.min(time);
         tally
             .counts
             .into_iter()
@@ -199,6 +207,7 @@ impl Count {
                         .into_iter()
                         .map(|(values, n)| m::NumberDataPoint {
                             attributes: values.into_iter().map(|(k, v)| string_kv(k, v)).collect(),
+                            start_time_unix_nano: start,
                             time_unix_nano: time,
                             value: Some(m::number_data_point::Value::AsInt(i64::try_from(n).unwrap_or(i64::MAX))),
                             ..Default::default()

@@ -184,8 +184,7 @@ impl ConnectorSettings for SpanMetricsConfig {
             bounds,
             scale,
             limit,
-            started: crate::timefmt::now_unix_nanos(),
-            state: Mutex::new(HashMap::new()),
+            state: Mutex::new(State { last_flush: crate::timefmt::now_unix_nanos(), ..State::default() }),
         }))
     }
 }
@@ -200,10 +199,20 @@ struct Series {
     seen: Instant,
 }
 
+/// What tells one series from another: the built-in dimensions (those excluded stay empty)
+/// and the configured ones in order (missing ones without default: `None`), or the overflow.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum SeriesKey {
+    Dims { service: Option<Arc<str>>, name: String, kind: i32, status: i32, extra: Vec<Option<String>> },
+    Overflow,
+}
+
 /// One resource's series.
 struct PerResource {
     resource: Option<Resource>,
-    series: HashMap<Vec<(String, String)>, Series>,
+    /// Its `service.name`, shared by the keys of its series.
+    service: Option<Arc<str>>,
+    series: HashMap<SeriesKey, Series>,
 }
 
 struct SpanMetrics {
@@ -213,8 +222,17 @@ struct SpanMetrics {
     /// Milliseconds to the histogram's unit.
     scale: f64,
     limit: usize,
-    started: u64,
-    state: Mutex<HashMap<Vec<u8>, PerResource>>,
+    state: Mutex<State>,
+}
+
+/// Everything gathered: the series of each resource (at most `resource_metrics_cache_size`
+/// resources; the spans of others go to one overflow resource), how many series there are in
+/// all, and when the last flush was (the start of delta intervals).
+#[derive(Default)]
+struct State {
+    resources: HashMap<Vec<u8>, PerResource>,
+    total: usize,
+    last_flush: u64,
 }
 
 fn kind_name(kind: i32) -> &'static str {
@@ -228,14 +246,6 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-fn status_name(span: &Span) -> &'static str {
-    match span.status.as_ref().map_or(0, |s| s.code) {
-        1 => "STATUS_CODE_OK",
-        2 => "STATUS_CODE_ERROR",
-        _ => "STATUS_CODE_UNSET",
-    }
-}
-
 fn string_kv(key: &str, value: String) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -245,29 +255,63 @@ fn string_kv(key: &str, value: String) -> KeyValue {
 }
 
 impl SpanMetrics {
-    /// The dimension values of `span` (none when a dimension without default is missing: the
-    /// collector leaves it out; here too).
-    fn dimensions(&self, span: &Span, resource: &[KeyValue]) -> Vec<(String, String)> {
-        let service = crate::attributes::get(resource, "service.name").map(|v| crate::exporters::values::text(Some(v)));
-        let mut out = Vec::with_capacity(4 + self.cfg.dimensions.len());
+    fn excluded(&self, name: &str) -> bool {
+        self.cfg.exclude_dimensions.iter().any(|e| e == name)
+    }
+
+    /// The series of `span` (of a resource with `service` and attributes `resource`).
+    fn key(&self, span: &Span, service: &Option<Arc<str>>, resource: &[KeyValue]) -> SeriesKey {
+        let extra = self
+            .cfg
+            .dimensions
+            .iter()
+            .map(|d| {
+                let found = crate::attributes::get(&span.attributes, &d.name)
+                    .or_else(|| crate::attributes::get(resource, &d.name));
+                match found {
+                    Some(v) => Some(crate::exporters::values::text(Some(v))),
+                    None => d.default.clone(),
+                }
+            })
+            .collect();
+        SeriesKey::Dims {
+            service: if self.excluded("service.name") { None } else { service.clone() },
+            name: if self.excluded("span.name") { String::new() } else { span.name.clone() },
+            kind: if self.excluded("span.kind") { -1 } else { span.kind },
+            status: if self.excluded("status.code") { -1 } else { span.status.as_ref().map_or(0, |s| s.code) },
+            extra,
+        }
+    }
+
+    /// The attributes of a series' points.
+    fn attributes(&self, key: &SeriesKey) -> Vec<KeyValue> {
+        let SeriesKey::Dims { service, name, kind, status, extra } = key else {
+            return vec![KeyValue {
+                key: "otel.metric.overflow".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+                ..Default::default()
+            }];
+        };
+        let mut out = Vec::with_capacity(4 + extra.len());
+        let status_text = match status {
+            1 => "STATUS_CODE_OK",
+            2 => "STATUS_CODE_ERROR",
+            _ => "STATUS_CODE_UNSET",
+        };
         let built_in = [
-            ("service.name", service.unwrap_or_default()),
-            ("span.name", span.name.clone()),
-            ("span.kind", kind_name(span.kind).to_string()),
-            ("status.code", status_name(span).to_string()),
+            ("service.name", service.as_deref().unwrap_or("").to_string()),
+            ("span.name", name.clone()),
+            ("span.kind", kind_name(*kind).to_string()),
+            ("status.code", status_text.to_string()),
         ];
         for (k, v) in built_in {
-            if !self.cfg.exclude_dimensions.iter().any(|e| e == k) {
-                out.push((k.to_string(), v));
+            if !self.excluded(k) {
+                out.push(string_kv(k, v));
             }
         }
-        for d in &self.cfg.dimensions {
-            let found =
-                crate::attributes::get(&span.attributes, &d.name).or_else(|| crate::attributes::get(resource, &d.name));
-            match (found, &d.default) {
-                (Some(v), _) => out.push((d.name.clone(), crate::exporters::values::text(Some(v)))),
-                (None, Some(def)) => out.push((d.name.clone(), def.clone())),
-                (None, None) => {}
+        for (d, v) in self.cfg.dimensions.iter().zip(extra) {
+            if let Some(v) = v {
+                out.push(string_kv(&d.name, v.clone()));
             }
         }
         out
@@ -287,21 +331,33 @@ impl SpanMetrics {
     }
 
     /// Adds `span` to its series in `per`; `total` counts the series of every resource.
-    fn record(&self, per: &mut PerResource, total: &mut usize, resource: &[KeyValue], span: &Span, now: Instant) {
-        let mut dims = self.dimensions(span, resource);
-        if !per.series.contains_key(&dims) {
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        per: &mut PerResource,
+        total: &mut usize,
+        resource: &[KeyValue],
+        span: &Span,
+        now: Instant,
+        wall: u64,
+        delta_start: u64,
+    ) {
+        let mut key = self.key(span, &per.service, resource);
+        if !per.series.contains_key(&key) {
             if *total >= self.limit {
-                dims = vec![("otel.metric.overflow".to_string(), "true".to_string())];
+                key = SeriesKey::Overflow;
             }
-            if !per.series.contains_key(&dims) {
+            if !per.series.contains_key(&key) {
                 *total += 1;
             }
         }
         let millis = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6;
         let value = millis * self.scale;
         let buckets = self.bounds.len() + 1;
-        let start = self.started;
-        let series = per.series.entry(dims).or_insert_with(|| Series {
+        // A cumulative series starts when it is first seen (one that expired and comes back
+        // starts again, visibly); a delta one at the previous flush.
+        let start = if self.cfg.aggregation_temporality == Temporality::Delta { delta_start } else { wall };
+        let series = per.series.entry(key).or_insert_with(|| Series {
             calls: 0,
             count: 0,
             sum: 0.0,
@@ -321,7 +377,8 @@ impl SpanMetrics {
     fn collect(&self) -> Option<Request> {
         let now_nanos = crate::timefmt::now_unix_nanos();
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
         let expiration = self.cfg.metrics_expiration;
         let delta = self.cfg.aggregation_temporality == Temporality::Delta;
         let temporality =
@@ -331,7 +388,7 @@ impl SpanMetrics {
             Unit::Seconds => "s",
         };
         let mut resources = Vec::new();
-        for per in state.values_mut() {
+        for per in state.resources.values_mut() {
             if !expiration.is_zero() {
                 per.series.retain(|_, s| now.duration_since(s.seen) < expiration);
             }
@@ -340,8 +397,8 @@ impl SpanMetrics {
             }
             let mut calls = Vec::with_capacity(per.series.len());
             let mut durations = Vec::with_capacity(per.series.len());
-            for (dims, s) in &per.series {
-                let attributes: Vec<KeyValue> = dims.iter().map(|(k, v)| string_kv(k, v.clone())).collect();
+            for (key, s) in &per.series {
+                let attributes = self.attributes(key);
                 calls.push(m::NumberDataPoint {
                     attributes: attributes.clone(),
                     start_time_unix_nano: s.start,
@@ -398,7 +455,9 @@ impl SpanMetrics {
                 per.series.clear();
             }
         }
-        state.retain(|_, per| !per.series.is_empty());
+        state.resources.retain(|_, per| !per.series.is_empty());
+        state.total = state.resources.values().map(|r| r.series.len()).sum();
+        state.last_flush = now_nanos;
         (!resources.is_empty()).then_some(Request::Metrics(ExportMetricsServiceRequest { resource_metrics: resources }))
     }
 }
@@ -411,16 +470,42 @@ impl Connector for SpanMetrics {
     fn route(&self, batch: Batch, _downstream: &[String], _out: &mut Vec<(usize, Batch)>) {
         let Ok(Request::Traces(r)) = batch.request() else { return };
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut total: usize = state.values().map(|r| r.series.len()).sum();
+        let wall = crate::timefmt::now_unix_nanos();
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        let delta_start = state.last_flush;
+        let cap = if self.cfg.resource_metrics_cache_size == 0 { 1000 } else { self.cfg.resource_metrics_cache_size };
         for rs in &r.resource_spans {
-            let key = self.resource_key(rs.resource.as_ref());
-            let per = state
-                .entry(key)
-                .or_insert_with(|| PerResource { resource: rs.resource.clone(), series: HashMap::new() });
-            let attrs = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+            if rs.scope_spans.iter().all(|ss| ss.spans.is_empty()) {
+                continue;
+            }
+            let mut key = self.resource_key(rs.resource.as_ref());
+            let mut resource = rs.resource.as_ref();
+            if !state.resources.contains_key(&key) && state.resources.len() >= cap {
+                // Too many resources: this one's spans are counted under an overflow resource.
+                key = b"\0overflow".to_vec();
+                resource = None;
+            }
+            let per = state.resources.entry(key).or_insert_with(|| PerResource {
+                resource: resource.cloned().or_else(|| {
+                    Some(Resource {
+                        attributes: vec![KeyValue {
+                            key: "otel.metric.overflow".into(),
+                            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .filter(|_| rs.resource.is_some())
+                }),
+                service: resource
+                    .and_then(|r| crate::attributes::get(&r.attributes, "service.name"))
+                    .map(|v| Arc::from(crate::exporters::values::text(Some(v)))),
+                series: HashMap::new(),
+            });
+            let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                self.record(per, &mut total, attrs, span, now);
+                self.record(per, &mut state.total, attrs, span, now, wall, delta_start);
             }
         }
     }

@@ -93,7 +93,8 @@ impl Hop {
         let mut made = Vec::new();
         self.connector.flush(&mut made);
         let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for batch in made {
+        // In batches a queue and a backend take (a flush of many series is large).
+        for batch in made.into_iter().flat_map(|b| b.split(FLUSH_BATCH_ITEMS)) {
             let prefix = batch.signal().as_str();
             let mut sent: Vec<&str> = Vec::new();
             for to in downstream.iter() {
@@ -190,6 +191,20 @@ impl Hop {
                     "connector: the pipeline downstream is gone; data lost");
                 lost.cancel_deliveries();
             }
+        }
+    }
+}
+
+/// The most data points one batch of a flush holds.
+const FLUSH_BATCH_ITEMS: usize = 8192;
+
+impl Drop for Hop {
+    /// What a gathering connector holds goes on when it is let go of: replaced at a reload, or
+    /// at shutdown, where its last holder is the pipeline feeding it, which ends before the
+    /// pipelines it feeds.
+    fn drop(&mut self) {
+        if self.connector.flush_interval().is_some() {
+            self.flush();
         }
     }
 }

@@ -899,6 +899,9 @@ impl RunningService {
             .flat_map(|r| r.run.tasks)
             .chain(std::mem::take(&mut self.retiring.receivers))
             .collect();
+        // Connectors now live only in the pipelines that feed them: one that gathers over time
+        // hands on what it holds when the last of them ends (see `Hop`'s drop).
+        self.connectors.clear();
         // Each pipeline closes after those that feed it (which must find it open when they
         // flush), retiring ones included.
         let mut pipelines: Vec<Closing> = std::mem::take(&mut self.retiring.pipelines);

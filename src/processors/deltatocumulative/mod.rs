@@ -2,9 +2,10 @@
 //! adding each stream's samples in memory, as the collector's processor does, so that a
 //! Prometheus exporter (which takes cumulative data) can carry what a count connector or a
 //! delta SDK sends. A stream is a resource, scope, metric and set of point attributes; it
-//! starts at its first sample and is forgotten after `max_stale` without one. A sample that
-//! starts before the previous one of its stream ended (out of order, or overlapping) is
-//! dropped. Exponential histograms pass through as they are.
+//! starts at its first sample and is forgotten after `max_stale` without one. As in the
+//! collector, a sample that starts before its stream did (an older series) or is not later
+//! than the stream's last sample (out of order) is dropped. Exponential histograms pass
+//! through as they are.
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, Processor, Request};
@@ -35,6 +36,7 @@ impl Default for DeltaToCumulativeConfig {
 /// What a stream has added up so far.
 struct Stream {
     start: u64,
+    /// The time of its latest sample (0: none yet).
     last: u64,
     value: Total,
     seen: Instant,
@@ -55,11 +57,22 @@ pub struct DeltaToCumulative {
     next_sweep: Instant,
 }
 
+/// Attributes in key order, each length-prefixed, then their number: the same set gives the
+/// same bytes whatever order it was sent in, and two sets never run into each other.
+fn append_attributes(key: &mut Vec<u8>, attributes: &[KeyValue]) {
+    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    for kv in &sorted {
+        let bytes = kv.encode_to_vec();
+        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        key.extend_from_slice(&bytes);
+    }
+    key.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+}
+
 /// A stream's identity: its resource's and scope's encoding, the metric's name, unit, type and
 /// monotonicity, and its point's attributes (sorted, encoded).
 fn identity(prefix: &[u8], metric: (&str, &str), kind: u8, monotonic: bool, attributes: &[KeyValue]) -> Vec<u8> {
-    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut key = Vec::with_capacity(prefix.len() + metric.0.len() + 64);
     key.extend_from_slice(prefix);
     for part in [metric.0.as_bytes(), metric.1.as_bytes()] {
@@ -68,11 +81,7 @@ fn identity(prefix: &[u8], metric: (&str, &str), kind: u8, monotonic: bool, attr
     }
     key.push(kind);
     key.push(u8::from(monotonic));
-    for kv in sorted {
-        let bytes = kv.encode_to_vec();
-        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        key.extend_from_slice(&bytes);
-    }
+    append_attributes(&mut key, attributes);
     key
 }
 
@@ -99,7 +108,7 @@ impl DeltaToCumulative {
             return None;
         }
         let now = Instant::now();
-        let s = self.streams.entry(key).or_insert(Stream { start, last: start, value: zero, seen: now });
+        let s = self.streams.entry(key).or_insert(Stream { start, last: 0, value: zero, seen: now });
         s.seen = now;
         Some(s)
     }
@@ -112,7 +121,7 @@ impl DeltaToCumulative {
             _ => Total::Double(0.0),
         };
         let Some(s) = self.stream(key, p.start_time_unix_nano, zero) else { return false };
-        if p.start_time_unix_nano < s.last || p.time_unix_nano < s.last {
+        if p.start_time_unix_nano < s.start || (s.last > 0 && p.time_unix_nano <= s.last) {
             return false;
         }
         match (&mut s.value, p.value) {
@@ -151,7 +160,7 @@ impl DeltaToCumulative {
             max: None,
         };
         let Some(s) = self.stream(key, p.start_time_unix_nano, zero) else { return false };
-        if p.start_time_unix_nano < s.last || p.time_unix_nano < s.last {
+        if p.start_time_unix_nano < s.start || (s.last > 0 && p.time_unix_nano <= s.last) {
             return false;
         }
         let Total::Histogram { count, sum, bounds, buckets, min, max } = &mut s.value else { return false };
@@ -194,11 +203,16 @@ impl DeltaToCumulative {
         let mut dropped = 0;
         let delta = AggregationTemporality::Delta as i32;
         for rm in &mut r.resource_metrics {
-            let resource = rm.resource.as_ref().map(|x| x.encode_to_vec()).unwrap_or_default();
+            let mut resource = Vec::new();
+            append_attributes(&mut resource, rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default());
             for sm in &mut rm.scope_metrics {
                 let mut prefix = resource.clone();
-                prefix.extend_from_slice(&sm.scope.as_ref().map(|x| x.encode_to_vec()).unwrap_or_default());
-                prefix.extend_from_slice(&(prefix.len() as u32).to_le_bytes());
+                let scope = sm.scope.as_ref();
+                for part in [scope.map_or("", |s| s.name.as_str()), scope.map_or("", |s| s.version.as_str())] {
+                    prefix.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    prefix.extend_from_slice(part.as_bytes());
+                }
+                append_attributes(&mut prefix, scope.map(|s| s.attributes.as_slice()).unwrap_or_default());
                 for metric in &mut sm.metrics {
                     let names = (metric.name.clone(), metric.unit.clone());
                     let snapshot = (names.0.as_str(), names.1.as_str());
@@ -371,7 +385,7 @@ mod tests {
         let mut out = Vec::new();
         d.process(request(vec![delta_sum(&[("a", 10, 20, 3), ("b", 10, 20, 1)])]), &mut out);
         d.process(request(vec![delta_sum(&[("a", 20, 30, 4)])]), &mut out);
-        // Out of order (starts before the stream's last sample ended): dropped.
+        // Out of order (no later than the stream's last sample): dropped.
         d.process(request(vec![delta_sum(&[("a", 15, 25, 100), ("b", 20, 30, 2)])]), &mut out);
         assert_eq!(
             sums(&out),
@@ -383,6 +397,18 @@ mod tests {
             ]
         );
         assert_eq!(d.telemetry.processor_dropped[1].with_label_values(&["d"]).get(), 1);
+    }
+
+    #[test]
+    fn samples_without_a_start_time_add_up_in_time_order() {
+        // As the count connector sends them: start 0, each later than the last.
+        let mut d = processor(0);
+        let mut out = Vec::new();
+        for (time, v) in [(10, 1), (20, 1), (20, 5), (30, 2)] {
+            d.process(request(vec![delta_sum(&[("a", 0, time, v)])]), &mut out);
+        }
+        let values: Vec<i64> = sums(&out).iter().map(|s| s.3).collect();
+        assert_eq!(values, [1, 2, 4], "the repeated time 20 is out of order");
     }
 
     #[test]
