@@ -211,28 +211,33 @@ service:
     traces/rest: {receivers: [routing], exporters: [file/rest]}
 "#;
 
-/// POSTs `n` spans whose resource has `tenant`.
-fn post_tenant(gw: &Gateway, tenant: &str, n: usize) {
+/// POSTs `spans` under a resource whose attribute `key` is `value`.
+fn post_under(gw: &Gateway, key: &str, value: &str, spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     use prost::Message;
     let attribute = KeyValue {
-        key: "tenant".into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(tenant.into())) }),
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
         ..Default::default()
     };
     let body = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource { attributes: vec![attribute], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans: spans(&format!("{tenant}-"), n), ..Default::default() }],
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
     }
     .encode_to_vec();
     let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// POSTs `n` spans whose resource has `tenant`.
+fn post_tenant(gw: &Gateway, tenant: &str, n: usize) {
+    post_under(gw, "tenant", tenant, spans(&format!("{tenant}-"), n));
 }
 
 #[test]
@@ -508,11 +513,6 @@ service:
 
 /// POSTs spans of `service` named `name`, each lasting `ms` milliseconds.
 fn post_timed(gw: &Gateway, service: &str, name: &str, ms: u64, n: usize) {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-    use prost::Message;
     let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let mut list = spans(&format!("{name}-"), n);
     for s in &mut list {
@@ -521,21 +521,7 @@ fn post_timed(gw: &Gateway, service: &str, name: &str, ms: u64, n: usize) {
         s.start_time_unix_nano = start;
         s.end_time_unix_nano = start + ms * 1_000_000;
     }
-    let attribute = KeyValue {
-        key: "service.name".into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
-        ..Default::default()
-    };
-    let body = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![attribute], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans: list, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec();
-    let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    post_under(gw, "service.name", service, list);
 }
 
 #[test]
