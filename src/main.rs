@@ -132,8 +132,6 @@ fn config_failure(e: &ConfigError) -> ExitCode {
 
 fn print_components() {
     use switchyard::config::ComponentKind;
-    // Columns as wide as the longest name, so that every line lines up.
-    let width = switchyard::components::ALL.iter().map(|t| t.name.len()).max().unwrap_or(14);
     let kinds = [
         ComponentKind::Receiver,
         ComponentKind::Processor,
@@ -141,16 +139,23 @@ fn print_components() {
         ComponentKind::Connector,
         ComponentKind::Extension,
     ];
+    // A connector lists the signal pairs it joins (`traces->metrics`), the others their signals.
+    let signals = |t: &switchyard::registry::Registration| {
+        let list: Vec<String> = if t.pairs.is_empty() {
+            t.signals.iter().map(|s| s.to_string()).collect()
+        } else {
+            t.pairs.iter().map(|(a, b)| format!("{a}->{b}")).collect()
+        };
+        if list.is_empty() { "-".to_string() } else { list.join(", ") }
+    };
+    // Columns as wide as the longest entry, so that every line lines up.
+    let all = switchyard::components::ALL;
+    let width = all.iter().map(|t| t.name.len()).max().unwrap_or(14);
+    let signal_width = all.iter().map(|t| signals(t).len()).max().unwrap_or(22);
     for kind in kinds {
         println!("{}:", kind.section());
-        for t in switchyard::components::ALL.iter().filter(|t| t.kind == kind) {
-            let signals: Vec<String> = if t.pairs.is_empty() {
-                t.signals.iter().map(|s| s.to_string()).collect()
-            } else {
-                t.pairs.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}->{b}") }).collect()
-            };
-            let signals = if signals.is_empty() { "-".to_string() } else { signals.join(", ") };
-            println!("  {:<width$} {:<22} {}", t.name, signals, t.description);
+        for t in all.iter().filter(|t| t.kind == kind) {
+            println!("  {:<width$} {:<signal_width$} {}", t.name, signals(t), t.description);
         }
     }
 }

@@ -73,6 +73,15 @@ fn components_lists_every_type_with_signals() {
             assert!(line.contains("traces, metrics, logs"), "{line}");
         }
     }
+    // Connectors list the signal pairs they join; the descriptions still line up.
+    assert!(out.contains("connectors:"), "{out}");
+    let count = out.lines().find(|l| l.trim_start().starts_with("count ")).unwrap_or_default();
+    assert!(count.contains("traces->metrics, metrics->metrics, logs->metrics"), "{count}");
+    let column = |name: &str| {
+        let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or_default();
+        line.find(" counts ").or_else(|| line.find(" OTLP over")).unwrap_or(0)
+    };
+    assert_eq!(column("count"), column("otlp"), "descriptions start in one column:\n{out}");
 }
 
 #[test]
