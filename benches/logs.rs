@@ -97,7 +97,11 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("fluent_packed_forward_decode", |b| {
-        b.iter(|| fluentforward::decode(black_box(&forward), 1 << 20).unwrap())
+        b.iter_batched(
+            || forward.clone(),
+            |f| fluentforward::decode(black_box(f), 1 << 20).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
     });
     g.finish();
 

@@ -164,7 +164,7 @@ pub fn fluent_forward(limit: usize, piece: usize, stream: &[u8]) -> Outcome {
                 assert!(rest.is_empty(), "the scanner saw {len} bytes, msgpack read {}", len - rest.len());
             }
             buf.drain(..len);
-            if let Ok((r, _ack)) = message.map_err(|e| e.to_string()).and_then(|m| decode(&m, limit)) {
+            if let Ok((r, _ack)) = message.map_err(|e| e.to_string()).and_then(|m| decode(m, limit)) {
                 records += r.len();
             }
         }

@@ -317,6 +317,18 @@ impl Batch {
     pub fn hold_shared(&mut self, claims: &[Arc<Claim>]) {
         self.claims.extend(claims.iter().cloned());
     }
+    /// The same data (shared, not copied) without its claims, context or delivery notices: for
+    /// work on another thread that must not hold queue room or delay an acknowledgement.
+    pub fn data_only(&self) -> Batch {
+        Batch {
+            signal: self.signal,
+            items: self.items,
+            payload: self.payload.clone(),
+            claims: Vec::new(),
+            context: None,
+            deliveries: Vec::new(),
+        }
+    }
 
     /// The decoded request; decodes on first use and keeps the result for every copy.
     pub fn request(&self) -> Result<&Request, DecodeError> {

@@ -7,7 +7,7 @@ use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, BoxFuture, ExportError, Exporter, Request};
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -102,27 +102,42 @@ impl FileExporter {
 }
 
 impl Writer {
-    /// Writes one line whole: on a failed write the file is cut back to where the line began,
-    /// so a retry never appends to half a line.
-    fn write_line(&self, line: &[u8]) -> Result<(), ExportError> {
+    /// Writes one request as one line, whole: on a failed write the file is cut back to where the
+    /// line began, so a retry never appends to half a line. The JSON goes straight to the file
+    /// through a small buffer; a large request is never held as one string as well.
+    fn write_request(&self, request: &Request) -> Result<(), ExportError> {
         let mut out = self.out.lock().map_err(|_| ExportError::Permanent { reason: "file writer poisoned".into() })?;
         if let Some(r) = &self.rotation
             && out.size > 0
-            && out.size + line.len() as u64 > r.max_megabytes * 1024 * 1024
         {
-            self.rotate(r).map_err(|reason| ExportError::Retryable { after: None, reason })?;
-            *out = open(&self.path, false).map_err(|reason| ExportError::Retryable { after: None, reason })?;
+            let mut counted = Counting { inner: std::io::sink(), written: 0 };
+            write_json(request, &mut counted).map_err(|reason| ExportError::Permanent { reason })?;
+            if out.size + counted.written + 1 > r.max_megabytes * 1024 * 1024 {
+                self.rotate(r).map_err(|reason| ExportError::Retryable { after: None, reason })?;
+                *out = open(&self.path, false).map_err(|reason| ExportError::Retryable { after: None, reason })?;
+            }
         }
         let start = out.size;
-        if let Err(e) = out.file.write_all(line) {
-            let _ = out.file.set_len(start);
-            return Err(ExportError::Retryable {
-                after: None,
-                reason: format!("cannot write {}: {e}", self.path.display()),
-            });
+        let mut line = std::io::BufWriter::with_capacity(64 * 1024, Counting { inner: &mut out.file, written: 0 });
+        let written = write_json(request, &mut line)
+            .and_then(|()| line.write_all(b"\n").map_err(|e| e.to_string()))
+            .and_then(|()| line.flush().map_err(|e| e.to_string()))
+            .map(|()| line.get_ref().written);
+        drop(line);
+        match written {
+            Ok(n) => {
+                out.size += n;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = out.file.set_len(start);
+                let _ = out.file.seek(SeekFrom::Start(start));
+                Err(ExportError::Retryable {
+                    after: None,
+                    reason: format!("cannot write {}: {e}", self.path.display()),
+                })
+            }
         }
-        out.size += line.len() as u64;
-        Ok(())
     }
 
     /// Renames the current file to `name-<UTC time>.ext` and deletes backups over the limits.
@@ -203,6 +218,33 @@ fn open(path: &Path, append: bool) -> Result<Output, String> {
     Ok(Output { file, size })
 }
 
+/// A writer that counts the bytes it passes on.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One export request as OTLP/JSON, written to `w` (no line end).
+fn write_json(request: &Request, w: impl Write) -> Result<(), String> {
+    let r = match request {
+        Request::Traces(t) => serde_json::to_writer(w, t),
+        Request::Metrics(m) => serde_json::to_writer(w, m),
+        Request::Logs(l) => serde_json::to_writer(w, l),
+    };
+    r.map_err(|e| e.to_string())
+}
+
 /// One export request as a single line of OTLP/JSON.
 pub fn to_json_line(request: &Request) -> Result<String, String> {
     let r = match request {
@@ -216,13 +258,14 @@ pub fn to_json_line(request: &Request) -> Result<String, String> {
 impl Exporter for FileExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
-            let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
-            let mut line = to_json_line(request).map_err(|e| ExportError::Permanent { reason: e })?;
-            line.push('\n');
+            let batch = batch.data_only();
             let writer = self.writer.clone();
-            tokio::task::spawn_blocking(move || writer.write_line(line.as_bytes()))
-                .await
-                .map_err(|e| ExportError::Permanent { reason: format!("file writer task failed: {e}") })?
+            tokio::task::spawn_blocking(move || {
+                let request = batch.request().map_err(|e| ExportError::Permanent { reason: e.to_string() })?;
+                writer.write_request(request)
+            })
+            .await
+            .map_err(|e| ExportError::Permanent { reason: format!("file writer task failed: {e}") })?
         })
     }
 }

@@ -149,8 +149,9 @@ fn record(tag: &str, time_ns: u64, record: &Value, observed: u64) -> Result<LogR
 }
 
 /// One forward message as log records, and its `chunk` option (to acknowledge), if any.
-pub fn decode(message: &Value, limit: usize) -> Result<(Vec<LogRecord>, Option<Value>), String> {
-    let Value::Array(parts) = message else { return Err("a forward message must be an array".into()) };
+/// The message is consumed as its records are built, so the two are not held whole together.
+pub fn decode(message: Value, limit: usize) -> Result<(Vec<LogRecord>, Option<Value>), String> {
+    let Value::Array(mut parts) = message else { return Err("a forward message must be an array".into()) };
     let tag = match parts.first() {
         Some(Value::String(s)) => s.as_str().unwrap_or("").to_string(),
         _ => return Err("a forward message starts with its tag (a string)".into()),
@@ -159,30 +160,35 @@ pub fn decode(message: &Value, limit: usize) -> Result<(Vec<LogRecord>, Option<V
     if tag.len() > MAX_TAG {
         return Err(format!("a tag of {} bytes (at most {MAX_TAG})", tag.len()));
     }
-    let second = parts.get(1).ok_or("a forward message needs its events")?;
+    if parts.len() < 2 {
+        return Err("a forward message needs its events".into());
+    }
     let observed = now_ns();
+    let second = std::mem::replace(&mut parts[1], Value::Nil);
     let option_at = |i: usize| parts.get(i).and_then(|o| if let Value::Map(m) = o { Some(m.clone()) } else { None });
-    let (records, option) = match second {
+    let (records, option) = match &second {
         // Message: [tag, time, record, option?]
         Value::Integer(_) | Value::Ext(..) | Value::F64(_) => {
             let rec = parts.get(2).ok_or("a Message needs its record")?;
-            (vec![record(&tag, time(second)?, rec, observed)?], option_at(3))
+            (vec![record(&tag, time(&second)?, rec, observed)?], option_at(3))
         }
         // Forward: [tag, [[time, record], …], option?]
-        Value::Array(entries) => {
+        Value::Array(_) => {
+            let option = option_at(2);
+            let Value::Array(entries) = second else { unreachable!("matched as an array") };
             let records = entries
-                .iter()
-                .map(|e| match e {
+                .into_iter()
+                .map(|e| match &e {
                     Value::Array(pair) if pair.len() >= 2 => record(&tag, time(&pair[0])?, &pair[1], observed),
                     _ => Err("a Forward entry must be [time, record]".to_string()),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            (records, option_at(2))
+            (records, option)
         }
         // PackedForward: [tag, bin|str of concatenated [time, record], option?] (gzip: compressed)
         Value::Binary(_) | Value::String(_) => {
             let option = option_at(2);
-            let bytes: &[u8] = match second {
+            let bytes: &[u8] = match &second {
                 Value::Binary(b) => b,
                 Value::String(s) => s.as_bytes(),
                 _ => &[],
@@ -341,7 +347,7 @@ async fn connection(
             let message = rmpv::decode::read_value(&mut &buf[..len]);
             buf.drain(..len);
             let (records, ack) =
-                match message.map_err(|e| format!("invalid msgpack: {e}")).and_then(|m| decode(&m, limit)) {
+                match message.map_err(|e| format!("invalid msgpack: {e}")).and_then(|m| decode(m, limit)) {
                     Ok(d) => d,
                     Err(e) => {
                         bad.report("malformed", &format!("dropped a Fluent Forward message: {e}"));
@@ -431,12 +437,12 @@ mod tests {
             Value::from(1_700_000_000u64),
             Value::Map(vec![(Value::from("message"), Value::from("hi")), (Value::from("n"), Value::from(3))]),
         ]);
-        let (r, ack) = decode(&message, 1 << 20).unwrap();
+        let (r, ack) = decode(message.clone(), 1 << 20).unwrap();
         assert_eq!((r.len(), r[0].time_unix_nano, ack), (1, 1_700_000_000_000_000_000, None));
         assert_eq!(r[0].body, Some(AnyValue { value: Some(any_value::Value::StringValue("hi".into())) }));
         assert!(r[0].attributes.contains(&kv("fluent.tag", string("app"))));
         let forward = Value::Array(vec![Value::from("app"), Value::Array(vec![entry(1, 5, "a"), entry(2, 6, "b")])]);
-        let (r, _) = decode(&forward, 1 << 20).unwrap();
+        let (r, _) = decode(forward.clone(), 1 << 20).unwrap();
         assert_eq!(r.iter().map(|x| x.time_unix_nano).collect::<Vec<_>>(), vec![1_000_000_005, 2_000_000_006]);
         let packed: Vec<u8> = [entry(1, 0, "a"), entry(2, 0, "b"), entry(3, 0, "c")].iter().flat_map(encode).collect();
         let chunk = Value::from("chunk-1");
@@ -445,7 +451,7 @@ mod tests {
             Value::Binary(packed.clone()),
             Value::Map(vec![(Value::from("chunk"), chunk.clone())]),
         ]);
-        let (r, ack) = decode(&pf, 1 << 20).unwrap();
+        let (r, ack) = decode(pf.clone(), 1 << 20).unwrap();
         assert_eq!((r.len(), ack), (3, Some(chunk.clone())));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&packed).unwrap();
@@ -454,7 +460,7 @@ mod tests {
             Value::Binary(gz.finish().unwrap()),
             Value::Map(vec![(Value::from("compressed"), Value::from("gzip")), (Value::from("chunk"), chunk)]),
         ]);
-        let (r, _) = decode(&cpf, 1 << 20).unwrap();
+        let (r, _) = decode(cpf.clone(), 1 << 20).unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[2].body, Some(AnyValue { value: Some(any_value::Value::StringValue("c".into())) }));
     }
@@ -469,15 +475,15 @@ mod tests {
             rmpv::encode::write_value(&mut stream, &entry).unwrap();
         }
         let message = Value::Array(vec![Value::from("t"), Value::Binary(stream.clone())]);
-        let err = decode(&message, 64 * 1024).unwrap_err();
+        let err = decode(message.clone(), 64 * 1024).unwrap_err();
         assert!(err.contains("values"), "{err}");
-        assert_eq!(decode(&message, 1 << 20).unwrap().0.len(), 10_000, "within a larger budget");
+        assert_eq!(decode(message.clone(), 1 << 20).unwrap().0.len(), 10_000, "within a larger budget");
     }
 
     #[test]
     fn bad_messages_say_why() {
-        assert!(decode(&Value::from(1), 100).is_err());
-        assert!(decode(&Value::Array(vec![Value::from(1)]), 100).is_err());
-        assert!(decode(&Value::Array(vec![Value::from("t"), Value::from(1), Value::from("not a map")]), 100).is_err());
+        assert!(decode(Value::from(1), 100).is_err());
+        assert!(decode(Value::Array(vec![Value::from(1)]), 100).is_err());
+        assert!(decode(Value::Array(vec![Value::from("t"), Value::from(1), Value::from("not a map")]), 100).is_err());
     }
 }
