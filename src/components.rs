@@ -38,6 +38,7 @@ pub const ALL: &[&Registration] = &[
     &connectors::count::REGISTRATION,
     &connectors::forward::REGISTRATION,
     &connectors::routing::REGISTRATION,
+    &connectors::servicegraph::REGISTRATION,
     &connectors::spanmetrics::REGISTRATION,
     &extensions::file_storage::REGISTRATION,
     &extensions::health_check::REGISTRATION,

@@ -4,6 +4,7 @@
 pub mod count;
 pub mod forward;
 pub mod routing;
+pub mod servicegraph;
 pub mod spanmetrics;
 
 #[cfg(test)]

@@ -514,7 +514,7 @@ impl Connector for SpanMetrics {
         Some(self.cfg.metrics_flush_interval)
     }
 
-    fn flush(&self, out: &mut Vec<Batch>) {
+    fn flush(&self, out: &mut Vec<Batch>, _last: bool) {
         if let Some(request) = self.collect() {
             out.push(Batch::from_request(request));
         }
@@ -571,7 +571,7 @@ mod tests {
     /// Per metric name: (sorted "k=v" dimensions, calls or histogram count, histogram buckets).
     fn flushed(c: &dyn Connector) -> Vec<(String, String, u64, Vec<u64>)> {
         let mut out = Vec::new();
-        c.flush(&mut out);
+        c.flush(&mut out, false);
         let mut rows = Vec::new();
         for b in out {
             let Some(Request::Metrics(r)) = b.decoded() else { panic!("metrics") };

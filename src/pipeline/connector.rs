@@ -31,8 +31,10 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// What it has gathered, handed to every pipeline downstream of the batch's signal.
-    fn flush(&self, _out: &mut Vec<Batch>) {}
+    /// What it has gathered, handed to every pipeline downstream of the batch's signal;
+    /// `last`: the connector is being let go of (a reload replaced it, or shutdown), so
+    /// nothing may be held back for later.
+    fn flush(&self, _out: &mut Vec<Batch>, _last: bool) {}
 }
 
 /// The pipelines one signal reaches through a connector: their ids, inputs, and the room
@@ -81,7 +83,7 @@ impl Hop {
                 loop {
                     ticks.tick().await;
                     let Some(hop) = weak.upgrade() else { return };
-                    hop.flush();
+                    hop.flush(false);
                 }
             });
         }
@@ -89,9 +91,9 @@ impl Hop {
     }
 
     /// Hands what the connector has gathered to every pipeline downstream of its signal.
-    pub fn flush(&self) {
+    pub fn flush(&self, last: bool) {
         let mut made = Vec::new();
-        self.connector.flush(&mut made);
+        self.connector.flush(&mut made, last);
         let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
         // In batches a queue and a backend take (a flush of many series is large).
         for batch in made.into_iter().flat_map(|b| b.split(FLUSH_BATCH_ITEMS)) {
@@ -204,7 +206,7 @@ impl Drop for Hop {
     /// pipelines it feeds.
     fn drop(&mut self) {
         if self.connector.flush_interval().is_some() {
-            self.flush();
+            self.flush(true);
         }
     }
 }

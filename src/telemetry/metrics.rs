@@ -60,6 +60,11 @@ pub struct Metrics {
     /// Items a connector made (counts) and dropped because a queue downstream was full;
     /// label `connector` (switchyard's own metric).
     pub connector_refused: IntCounterVec,
+    /// The servicegraph connector's spans not paired because its store was full, edges made,
+    /// and edges that expired before both halves arrived; label `connector` (the collector's names).
+    pub servicegraph_dropped_spans: IntCounterVec,
+    pub servicegraph_total_edges: IntCounterVec,
+    pub servicegraph_expired_edges: IntCounterVec,
     /// Items a processor dropped on purpose (filtered, sampled out), by processor.
     pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
@@ -320,6 +325,18 @@ impl Metrics {
                 &["connector"],
             )
             .expect("valid metric"),
+        ),
+        servicegraph_dropped_spans: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_connector_servicegraph_dropped_spans_total", "Spans the servicegraph connector could not pair because its store was full"), &["connector"]).expect("valid metric"),
+        ),
+        servicegraph_total_edges: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_connector_servicegraph_total_edges_total", "Edges the servicegraph connector started (a client or server span awaiting its other half)"), &["connector"]).expect("valid metric"),
+        ),
+        servicegraph_expired_edges: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_connector_servicegraph_expired_edges_total", "Edges that expired in the servicegraph connector's store before both halves arrived"), &["connector"]).expect("valid metric"),
         ),
         process_uptime: register(
             &r,
