@@ -588,6 +588,83 @@ service:
 }
 
 #[test]
+fn servicegraph_gives_prometheus_the_calls_between_services_of_real_sdk_traces() {
+    use common::prom::Prometheus;
+    let Some(python) = common::python_peer() else { return };
+    let prom_port = free_port();
+    let Some(prometheus) = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: switchyard\n    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n"
+    )) else {
+        return;
+    };
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{{http}}
+connectors:
+  servicegraph:
+    metrics_flush_interval: 1s
+    store: {{ttl: 10s}}
+exporters:
+  file/traces: {{path: "{{dir}}/traces.jsonl"}}
+  prometheus:
+    endpoint: 127.0.0.1:{prom_port}
+service:
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file/traces, servicegraph]}}
+    metrics: {{receivers: [servicegraph], exporters: [prometheus]}}
+"#
+    ));
+    // Two services of one SDK process calling each other, the context carried as in HTTP.
+    let calls = |client: &str, server: &str, n: usize, failures: usize, ms: u64| {
+        let out = std::process::Command::new(&python)
+            .arg(common::repo().join("tests/peers/python/otel_calls.py"))
+            .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.http), "--client", client, "--server", server])
+            .args(["--calls", &n.to_string(), "--failures", &failures.to_string(), "--server-ms", &ms.to_string()])
+            .output()
+            .expect("run otel_calls.py");
+        assert!(out.status.success(), "otel_calls.py: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    calls("frontend", "backend", 20, 5, 20);
+    calls("frontend", "payments", 8, 0, 0);
+    let value = |promql: &str| -> Option<f64> {
+        let answer = prometheus.query(promql);
+        answer["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok())
+    };
+    let total = |server: &str| {
+        value(&format!("sum(traces_service_graph_request_total{{client=\"frontend\",server=\"{server}\"}})"))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || total("backend") == Some(20.0) && total("payments") == Some(8.0)),
+        "backend {:?}, payments {:?}; {}\n{}",
+        total("backend"),
+        total("payments"),
+        prometheus.query("{__name__=~\"traces_service_graph.*\"}"),
+        gw.log()
+    );
+    let failed = value("sum(traces_service_graph_request_failed_total{client=\"frontend\",server=\"backend\"})");
+    assert_eq!(failed, Some(5.0), "{}", prometheus.query("traces_service_graph_request_failed_total"));
+    assert_eq!(value("sum(traces_service_graph_request_failed_total{server=\"payments\"})"), None);
+    // The server spans slept 20 ms: the median is in the (0.01, 0.05] seconds bucket.
+    let median = value(
+        "histogram_quantile(0.5, sum by (le) (traces_service_graph_request_server_seconds_bucket{server=\"backend\"}))",
+    )
+    .unwrap_or(-1.0);
+    assert!((0.01..=0.05).contains(&median), "median server latency {median} s");
+    // No edge was made up: nothing to a virtual node, nothing between other services.
+    let all = prometheus.query("count(traces_service_graph_request_total)");
+    assert_eq!(
+        all["data"]["result"][0]["value"][1].as_str(),
+        Some("3"),
+        "{}",
+        prometheus.query("traces_service_graph_request_total")
+    );
+}
+
+#[test]
 fn spanmetrics_gathered_since_the_last_flush_are_handed_on_at_a_stop() {
     let mut gw = Gateway::start(
         r#"
