@@ -5,6 +5,7 @@ pub mod batch;
 pub mod deltatocumulative;
 pub mod filter;
 pub mod memory_limiter;
+pub mod metric_stream;
 pub mod ottl;
 pub mod probabilistic_sampler;
 pub mod redaction;

@@ -9,9 +9,8 @@
 
 use crate::config::deserialize_duration;
 use crate::pipeline::{Batch, Processor, Request};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use crate::processors::metric_stream;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data, number_data_point};
-use prost::Message;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -55,34 +54,6 @@ pub struct DeltaToCumulative {
     max_streams: usize,
     streams: HashMap<Vec<u8>, Stream>,
     next_sweep: Instant,
-}
-
-/// Attributes in key order, each length-prefixed, then their number: the same set gives the
-/// same bytes whatever order it was sent in, and two sets never run into each other.
-fn append_attributes(key: &mut Vec<u8>, attributes: &[KeyValue]) {
-    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    for kv in &sorted {
-        let bytes = kv.encode_to_vec();
-        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        key.extend_from_slice(&bytes);
-    }
-    key.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
-}
-
-/// A stream's identity: its resource's and scope's encoding, the metric's name, unit, type and
-/// monotonicity, and its point's attributes (sorted, encoded).
-fn identity(prefix: &[u8], metric: (&str, &str), kind: u8, monotonic: bool, attributes: &[KeyValue]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + metric.0.len() + 64);
-    key.extend_from_slice(prefix);
-    for part in [metric.0.as_bytes(), metric.1.as_bytes()] {
-        key.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        key.extend_from_slice(part);
-    }
-    key.push(kind);
-    key.push(u8::from(monotonic));
-    append_attributes(&mut key, attributes);
-    key
 }
 
 impl DeltaToCumulative {
@@ -203,16 +174,9 @@ impl DeltaToCumulative {
         let mut dropped = 0;
         let delta = AggregationTemporality::Delta as i32;
         for rm in &mut r.resource_metrics {
-            let mut resource = Vec::new();
-            append_attributes(&mut resource, rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default());
+            let resource = metric_stream::resource_prefix(rm.resource.as_ref());
             for sm in &mut rm.scope_metrics {
-                let mut prefix = resource.clone();
-                let scope = sm.scope.as_ref();
-                for part in [scope.map_or("", |s| s.name.as_str()), scope.map_or("", |s| s.version.as_str())] {
-                    prefix.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                    prefix.extend_from_slice(part.as_bytes());
-                }
-                append_attributes(&mut prefix, scope.map(|s| s.attributes.as_slice()).unwrap_or_default());
+                let prefix = metric_stream::scope_prefix(&resource, sm.scope.as_ref());
                 for metric in &mut sm.metrics {
                     let names = (metric.name.clone(), metric.unit.clone());
                     let snapshot = (names.0.as_str(), names.1.as_str());
@@ -224,7 +188,7 @@ impl DeltaToCumulative {
                             sum.data_points = points
                                 .into_iter()
                                 .filter_map(|mut p| {
-                                    let key = identity(&prefix, snapshot, 1, monotonic, &p.attributes);
+                                    let key = metric_stream::identity(&prefix, snapshot, 1, monotonic, &p.attributes);
                                     self.number(key, &mut p).then_some(p)
                                 })
                                 .collect();
@@ -237,7 +201,7 @@ impl DeltaToCumulative {
                             h.data_points = points
                                 .into_iter()
                                 .filter_map(|mut p| {
-                                    let key = identity(&prefix, snapshot, 2, false, &p.attributes);
+                                    let key = metric_stream::identity(&prefix, snapshot, 2, false, &p.attributes);
                                     self.histogram(key, &mut p).then_some(p)
                                 })
                                 .collect();
