@@ -24,6 +24,7 @@ pub const ALL: &[&Registration] = &[
     &processors::memory_limiter::REGISTRATION,
     &processors::tail_sampling::REGISTRATION,
     &processors::filter::REGISTRATION,
+    &processors::cumulativetodelta::REGISTRATION,
     &processors::deltatocumulative::REGISTRATION,
     &exporters::debug::REGISTRATION,
     &exporters::file::REGISTRATION,

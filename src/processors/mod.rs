@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod batch;
+pub mod cumulativetodelta;
 pub mod deltatocumulative;
 pub mod filter;
 pub mod memory_limiter;
