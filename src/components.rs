@@ -26,6 +26,7 @@ pub const ALL: &[&Registration] = &[
     &processors::filter::REGISTRATION,
     &processors::cumulativetodelta::REGISTRATION,
     &processors::deltatocumulative::REGISTRATION,
+    &processors::groupbytrace::REGISTRATION,
     &exporters::debug::REGISTRATION,
     &exporters::file::REGISTRATION,
     &exporters::otlp::REGISTRATION,

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cumulativetodelta;
 pub mod deltatocumulative;
 pub mod filter;
+pub mod groupbytrace;
 pub mod memory_limiter;
 pub mod metric_stream;
 pub mod ottl;

@@ -65,6 +65,12 @@ pub struct Metrics {
     pub servicegraph_dropped_spans: IntCounterVec,
     pub servicegraph_total_edges: IntCounterVec,
     pub servicegraph_expired_edges: IntCounterVec,
+    /// The groupbytrace processor's traces and spans released, traces released before their
+    /// wait was over because `num_traces` were waiting, and traces waiting; label `processor`.
+    pub groupbytrace_traces_released: IntCounterVec,
+    pub groupbytrace_spans_released: IntCounterVec,
+    pub groupbytrace_traces_evicted: IntCounterVec,
+    pub groupbytrace_traces_in_memory: IntGaugeVec,
     /// Items a processor dropped on purpose (filtered, sampled out), by processor.
     pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
@@ -337,6 +343,26 @@ impl Metrics {
         servicegraph_expired_edges: register(
             &r,
             IntCounterVec::new(Opts::new("otelcol_connector_servicegraph_expired_edges_total", "Edges that expired in the servicegraph connector's store before both halves arrived"), &["connector"]).expect("valid metric"),
+        ),
+        groupbytrace_traces_released: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_processor_groupbytrace_traces_released_total", "Traces the groupbytrace processor released"), &["processor"]).expect("valid metric"),
+        ),
+        groupbytrace_spans_released: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_processor_groupbytrace_spans_released_total", "Spans the groupbytrace processor released"), &["processor"]).expect("valid metric"),
+        ),
+        groupbytrace_traces_evicted: register(
+            &r,
+            IntCounterVec::new(Opts::new("otelcol_processor_groupbytrace_traces_evicted_total", "Traces the groupbytrace processor released before wait_duration because num_traces were waiting"), &["processor"]).expect("valid metric"),
+        ),
+        groupbytrace_traces_in_memory: register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("otelcol_processor_groupbytrace_num_traces_in_memory", "Traces the groupbytrace processor holds"),
+                &["processor"],
+            )
+            .expect("valid metric"),
         ),
         process_uptime: register(
             &r,
