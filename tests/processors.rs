@@ -388,3 +388,76 @@ service:
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.matches(r#"{"key":"tenant","value":{"stringValue":"acme"}}"#).count(), 2, "{text}");
 }
+
+/// The real Python SDK's `SimpleSpanProcessor` exports every span in its own request: a call
+/// between two services arrives as two requests. `groupbytrace` hands each trace on whole.
+#[test]
+fn groupbytrace_hands_on_the_spans_of_each_trace_together() {
+    let Some(python) = python_peer() else { return };
+    let gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  groupbytrace:
+    wait_duration: 1s
+exporters:
+  file:
+    path: {dir}/out.jsonl
+  file/raw:
+    path: {dir}/raw.jsonl
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [groupbytrace]
+      exporters: [file]
+    traces/raw:
+      receivers: [otlp]
+      exporters: [file/raw]
+"#,
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_calls.py"))
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.http), "--client", "web", "--server", "api"])
+        .args(["--calls", "12"])
+        .output()
+        .expect("run otel_calls.py");
+    assert!(out.status.success(), "otel_calls.py: {}", String::from_utf8_lossy(&out.stderr));
+    // Per written line (one batch): how many spans of each trace it holds.
+    let lines = |file: &str| -> Vec<std::collections::HashMap<String, usize>> {
+        std::fs::read_to_string(gw.path(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let mut per = std::collections::HashMap::new();
+                for rs in v["resourceSpans"].as_array().unwrap() {
+                    for ss in rs["scopeSpans"].as_array().unwrap() {
+                        for s in ss["spans"].as_array().unwrap() {
+                            *per.entry(s["traceId"].as_str().unwrap().to_string()).or_insert(0) += 1;
+                        }
+                    }
+                }
+                per
+            })
+            .collect()
+    };
+    let spans = |l: &[std::collections::HashMap<String, usize>]| l.iter().flat_map(|m| m.values()).sum::<usize>();
+    assert!(eventually(Duration::from_secs(20), || spans(&lines("out.jsonl")) == 24), "{}", gw.log());
+    let grouped = lines("out.jsonl");
+    let mut traces = std::collections::HashSet::new();
+    for line in &grouped {
+        for (trace, n) in line {
+            assert_eq!(*n, 2, "trace {trace} whole in one batch: {grouped:?}");
+            assert!(traces.insert(trace.clone()), "trace {trace} in one batch only");
+        }
+    }
+    assert_eq!(traces.len(), 12);
+    // Without the processor the same spans arrive one per request.
+    let raw = lines("raw.jsonl");
+    assert!(raw.iter().all(|l| l.values().sum::<usize>() == 1) && spans(&raw) == 24, "{raw:?}");
+}
