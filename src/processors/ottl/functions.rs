@@ -459,3 +459,309 @@ pub fn call(f: &Func, args: &[Expr], item: &dyn Item) -> Result<Value, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::expr::{Context, compile};
+    use super::super::items::{LogItem, Origin};
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+    fn kv(key: &str, v: Value) -> KeyValue {
+        KeyValue { key: key.into(), value: Some(to_any(v)), ..Default::default() }
+    }
+
+    fn log() -> LogRecord {
+        LogRecord {
+            body: Some(to_any(Value::Str(r#"{"user":"ann","n":2,"tags":["a","b"],"ok":true,"x":null}"#.into()))),
+            severity_text: "Info".into(),
+            attributes: vec![
+                kv("s", Value::Str("Hello World".into())),
+                kv("empty", Value::Str(String::new())),
+                kv("i", Value::Int(42)),
+                kv("d", Value::Double(2.75)),
+                kv("b", Value::Bool(true)),
+                kv("bytes", Value::Bytes(vec![0xde, 0xad])),
+                kv("list", Value::List(vec![to_any(Value::Str("x".into())), to_any(Value::Int(1))])),
+                kv("map", Value::Map(vec![kv("k", Value::Str("v".into()))])),
+                kv("line", Value::Str("GIT_SHA=abc123 user=bob".into())),
+                kv("when", Value::Str("2023-02-04 10:20:30".into())),
+            ],
+            ..Default::default()
+        }
+    }
+
+    /// Evaluates each expression on the log and checks its value or the start of its error.
+    fn table(cases: &[(&str, Result<Value, &str>)]) {
+        let record = log();
+        let item = LogItem { log: &record, origin: Origin { resource: None, scope: None } };
+        for (src, want) in cases {
+            let e = compile(src, Context::LogRecord).unwrap_or_else(|e| panic!("{src}: {e}"));
+            match (eval(&e, &item), want) {
+                (Ok(got), Ok(want)) => assert_eq!(&got, want, "{src}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{src}: {got}"),
+                (got, want) => panic!("{src}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    /// Each source must fail to compile with a message containing the text.
+    fn bad(cases: &[(&str, &str)]) {
+        for (src, want) in cases {
+            let e = compile(src, Context::LogRecord).unwrap_err();
+            assert!(e.message.contains(want), "{src}: {e}");
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    fn strs(v: &[&str]) -> Value {
+        Value::List(v.iter().map(|x| to_any(s(x))).collect())
+    }
+
+    #[test]
+    fn parse_json() {
+        let Ok(Value::Map(m)) = ({
+            let record = log();
+            let item = LogItem { log: &record, origin: Origin { resource: None, scope: None } };
+            eval(&compile("ParseJSON(body)", Context::LogRecord).unwrap(), &item)
+        }) else {
+            panic!("not a map")
+        };
+        let keys: Vec<&str> = m.iter().map(|k| k.key.as_str()).collect();
+        // Keys come in sorted order (the collector's come in Go map order, which is random).
+        assert_eq!(keys, ["n", "ok", "tags", "user", "x"]);
+        assert_eq!(m[0].value, Some(to_any(Value::Double(2.0))), "JSON numbers are doubles");
+        assert_eq!(m[4].value, Some(AnyValue { value: None }), "null is an empty value");
+        table(&[
+            (r#"ParseJSON("[1, \"a\"]")"#, Ok(Value::List(vec![to_any(Value::Double(1.0)), to_any(s("a"))]))),
+            (r#"ParseJSON("{}")"#, Ok(Value::Map(vec![]))),
+            (r#"ParseJSON("{\"a\":{\"b\":1}}") == ParseJSON("{\"a\":{\"b\":1}}")"#, Ok(Value::Bool(true))),
+            (r#"ParseJSON("{oops")"#, Err("ParseJSON: ")),
+            (r#"ParseJSON("")"#, Err("ParseJSON: ")),
+            (r#"ParseJSON("3")"#, Err("neither an object nor an array")),
+            (r#"ParseJSON(attributes["missing"])"#, Err("expected a string but got nil")),
+            (r#"ParseJSON(attributes["i"])"#, Err("expected a string but got int")),
+        ]);
+        bad(&[("ParseJSON()", "ParseJSON takes 1 argument(s), got 0")]);
+    }
+
+    #[test]
+    fn extract_patterns() {
+        table(&[
+            (
+                r#"ExtractPatterns(attributes["line"], "GIT_SHA=(?P<sha>\\w+) user=(?P<user>\\w+)")"#,
+                Ok(Value::Map(vec![kv("sha", s("abc123")), kv("user", s("bob"))])),
+            ),
+            (r#"ExtractPatterns(attributes["line"], "nomatch(?P<x>\\d+)")"#, Ok(Value::Map(vec![]))),
+            (
+                r#"ExtractPatterns(attributes["line"], "(?P<a>GIT)|(?P<b>zzz)")"#,
+                Ok(Value::Map(vec![kv("a", s("GIT")), kv("b", s(""))])),
+            ),
+            (r#"ExtractPatterns(attributes["empty"], "(?P<x>.*)")"#, Ok(Value::Map(vec![kv("x", s(""))]))),
+            (r#"ExtractPatterns(attributes["missing"], "(?P<x>.*)")"#, Err("expected a string but got nil")),
+            (r#"ExtractPatterns(attributes["i"], "(?P<x>.*)")"#, Err("expected a string but got int")),
+        ]);
+        bad(&[
+            (r#"ExtractPatterns(body, "(?P<x>")"#, "invalid regular expression"),
+            (r#"ExtractPatterns(body, "(\\d+)")"#, "no named capture group"),
+            (r#"ExtractPatterns(body, attributes["p"])"#, "must be a string literal"),
+            (r#"ExtractPatterns(body)"#, "takes 2 argument(s), got 1"),
+        ]);
+    }
+
+    #[test]
+    fn concat() {
+        table(&[
+            (
+                r#"Concat([attributes["s"], "x", attributes["i"], attributes["d"], attributes["b"]], "-")"#,
+                Ok(s("Hello World-x-42-2.75-true")),
+            ),
+            (r#"Concat(["a", attributes["missing"]], ",")"#, Ok(s("a,<nil>"))),
+            (r#"Concat(["a", attributes["map"], attributes["list"], "b"], "")"#, Ok(s("ab"))),
+            (r#"Concat([], "-")"#, Ok(s(""))),
+            (r#"Concat(["a", attributes["bytes"]], ":")"#, Ok(s("a:dead"))),
+            (r#"Concat(attributes["list"], "+")"#, Ok(s("x+1"))),
+            (r#"Concat(Split("a b", " "), "_")"#, Ok(s("a_b"))),
+            (r#"Concat(attributes["s"], "-")"#, Err("Concat: expected a list but got string")),
+            (r#"Concat(["a"], attributes["missing"])"#, Err("Concat: expected a string but got nil")),
+        ]);
+        bad(&[(r#"Concat("a", "b")"#, "must be a list"), (r#"Concat(["a"])"#, "takes 2 argument(s)")]);
+    }
+
+    #[test]
+    fn split() {
+        table(&[
+            (r#"Split("a,b,,c", ",")"#, Ok(strs(&["a", "b", "", "c"]))),
+            (r#"Split(attributes["s"], " ")"#, Ok(strs(&["Hello", "World"]))),
+            (r#"Split("abc", "")"#, Ok(strs(&["a", "b", "c"]))),
+            (r#"Split("", ",")"#, Ok(strs(&[""]))),
+            (r#"Split("no delimiter", ";")"#, Ok(strs(&["no delimiter"]))),
+            (r#"Split(attributes["missing"], ",")"#, Err("Split: expected a string but got nil")),
+            (r#"Split(attributes["i"], ",")"#, Err("Split: expected a string but got int")),
+        ]);
+    }
+
+    #[test]
+    fn substring() {
+        table(&[
+            (r#"Substring("123456789", 0, 3)"#, Ok(s("123"))),
+            (r#"Substring("123456789", 6, 3)"#, Ok(s("789"))),
+            (r#"Substring(attributes["s"], 6, 5)"#, Ok(s("World"))),
+            (r#"Substring("123", 1, 3)"#, Err("go past the string's 3 bytes")),
+            (r#"Substring("123", -1, 2)"#, Err("invalid start -1")),
+            (r#"Substring("123", 0, 0)"#, Err("invalid length 0")),
+            (r#"Substring("123", 0, -2)"#, Err("invalid length -2")),
+            (r#"Substring("", 0, 1)"#, Err("go past")),
+            (r#"Substring(attributes["missing"], 0, 1)"#, Err("expected a string but got nil")),
+            (r#"Substring(attributes["i"], 0, 1)"#, Err("expected a string but got int")),
+            (r#"Substring("abc", "0", 1)"#, Err("expected an int but got string")),
+        ]);
+        bad(&[(r#"Substring("abc", 0)"#, "Substring takes 3 argument(s), got 2")]);
+    }
+
+    #[test]
+    fn len() {
+        table(&[
+            (r#"Len(attributes["s"])"#, Ok(Value::Int(11))),
+            (r#"Len("")"#, Ok(Value::Int(0))),
+            (r#"Len("é")"#, Ok(Value::Int(2))),
+            (r#"Len(attributes["list"])"#, Ok(Value::Int(2))),
+            (r#"Len(attributes["map"])"#, Ok(Value::Int(1))),
+            (r#"Len(attributes)"#, Ok(Value::Int(10))),
+            (r#"Len(["a", "b", "c"])"#, Ok(Value::Int(3))),
+            (r#"Len(attributes["i"])"#, Err("Len: expected a string, slice or map but got int")),
+            (r#"Len(attributes["missing"])"#, Err("but got nil")),
+            (r#"Len(attributes["s"]) > 10"#, Ok(Value::Bool(true))),
+        ]);
+    }
+
+    #[test]
+    fn case_and_hash() {
+        table(&[
+            (r#"ToLowerCase(attributes["s"])"#, Ok(s("hello world"))),
+            (r#"ToUpperCase(attributes["s"])"#, Ok(s("HELLO WORLD"))),
+            (r#"ToUpperCase("straße")"#, Ok(s("STRASSE"))),
+            (r#"ToLowerCase("")"#, Ok(s(""))),
+            (r#"ToLowerCase(attributes["missing"])"#, Err("ToLowerCase: expected a string but got nil")),
+            (r#"ToUpperCase(attributes["i"])"#, Err("ToUpperCase: expected a string but got int")),
+            (r#"SHA256("")"#, Ok(s("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))),
+            (r#"SHA256("abc")"#, Ok(s("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))),
+            (r#"SHA256(attributes["missing"])"#, Err("SHA256: expected a string but got nil")),
+            (r#"SHA256(attributes["i"])"#, Err("SHA256: expected a string but got int")),
+        ]);
+        bad(&[("ToLowerCase()", "takes 1 argument(s), got 0"), ("Lowercase(body)", "unknown function Lowercase")]);
+    }
+
+    #[test]
+    fn int_double_string() {
+        table(&[
+            (r#"Int("42")"#, Ok(Value::Int(42))),
+            (r#"Int("-7")"#, Ok(Value::Int(-7))),
+            (r#"Int("abc")"#, Ok(Value::Nil)),
+            (r#"Int("2.0")"#, Ok(Value::Nil)),
+            (r#"Int("")"#, Ok(Value::Nil)),
+            (r#"Int(attributes["d"])"#, Ok(Value::Int(2))),
+            (r#"Int(-2.9)"#, Ok(Value::Int(-2))),
+            (r#"Int(attributes["b"])"#, Ok(Value::Int(1))),
+            (r#"Int(attributes["i"])"#, Ok(Value::Int(42))),
+            (r#"Int(attributes["missing"])"#, Ok(Value::Nil)),
+            (r#"Int(attributes["map"])"#, Ok(Value::Nil)),
+            (r#"Double("2.5")"#, Ok(Value::Double(2.5))),
+            (r#"Double("x")"#, Ok(Value::Nil)),
+            (r#"Double(attributes["i"])"#, Ok(Value::Double(42.0))),
+            (r#"Double(false)"#, Ok(Value::Double(0.0))),
+            (r#"Double(attributes["missing"])"#, Ok(Value::Nil)),
+            (r#"String(attributes["i"])"#, Ok(s("42"))),
+            (r#"String(attributes["d"])"#, Ok(s("2.75"))),
+            (r#"String(2.0)"#, Ok(s("2"))),
+            (r#"String(true)"#, Ok(s("true"))),
+            (r#"String("")"#, Ok(s(""))),
+            (r#"String(attributes["bytes"])"#, Ok(s("dead"))),
+            (r#"String(attributes["map"])"#, Ok(s(r#"{"k":"v"}"#))),
+            (r#"String(attributes["list"])"#, Ok(s(r#"["x",1]"#))),
+            (r#"String(attributes["missing"])"#, Ok(Value::Nil)),
+        ]);
+    }
+
+    #[test]
+    fn is_match_reads_every_type_as_a_string() {
+        table(&[
+            (r#"IsMatch(attributes["i"], "^4\\d$")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(attributes["d"], "^2\\.75$")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(attributes["b"], "true")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(attributes["map"], "\"k\":\"v\"")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(attributes["missing"], ".*")"#, Ok(Value::Bool(false))),
+            (r#"IsMatch(attributes["empty"], "^$")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(severity_text, "(?i)^info$")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(ToUpperCase(attributes["s"]), "^HELLO")"#, Ok(Value::Bool(true))),
+            (r#"IsMatch(ToUpperCase(attributes["i"]), "4")"#, Err("ToUpperCase: expected a string")),
+        ]);
+        bad(&[(r#"IsMatch(body, "(")"#, "invalid regular expression")]);
+    }
+
+    #[test]
+    fn time_and_unix() {
+        // 2023-02-04T00:00:00Z
+        let day = 1_675_468_800i64;
+        table(&[
+            (r#"UnixSeconds(Time("02/04/2023", "%m/%d/%Y"))"#, Ok(Value::Int(day))),
+            (r#"UnixSeconds(Time(attributes["when"], "%Y-%m-%d %H:%M:%S"))"#, Ok(Value::Int(day + 37230))),
+            (
+                r#"UnixMilli(Time("2023-02-04T10:20:30.123+0100", "%Y-%m-%dT%H:%M:%S.%L%z"))"#,
+                Ok(Value::Int((day + 37230 - 3600) * 1000 + 123)),
+            ),
+            (
+                r#"UnixMicro(Time("2023-02-04 10:20:30.000042", "%F %T.%f"))"#,
+                Ok(Value::Int((day + 37230) * 1_000_000 + 42)),
+            ),
+            (
+                r#"UnixNano(Time("Feb 4, 2023 10:20:30 pm", "%b %d, %Y %I:%M:%S %p"))"#,
+                Ok(Value::Int((day + 80430) * 1_000_000_000)),
+            ),
+            (
+                r#"UnixSeconds(Time("2023-02-04 10:20:30 -07:00", "%Y-%m-%d %H:%M:%S %j"))"#,
+                Ok(Value::Int(day + 37230 + 7 * 3600)),
+            ),
+            (r#"UnixSeconds(Time("2023-02-04 UTC", "%Y-%m-%d %Z"))"#, Ok(Value::Int(day))),
+            (r#"Time("", "%Y")"#, Err("empty string")),
+            (r#"Time("2023-13-01", "%Y-%m-%d")"#, Err("does not follow the format")),
+            (r#"Time("yesterday", "%Y-%m-%d")"#, Err("does not follow the format")),
+            (r#"Time(attributes["missing"], "%Y")"#, Err("Time: expected a string but got nil")),
+            (r#"Time(attributes["i"], "%Y")"#, Err("Time: expected a string but got int")),
+            (r#"UnixNano(Unix(1672527600))"#, Ok(Value::Int(1_672_527_600_000_000_000))),
+            (r#"UnixMilli(Unix(1, 500000000))"#, Ok(Value::Int(1500))),
+            (r#"UnixSeconds(Unix(-1, 500000000))"#, Ok(Value::Int(-1))),
+            (r#"Unix(9223372036854775807)"#, Err("out of range")),
+            (r#"Unix("1")"#, Err("Unix: expected an int but got string")),
+            (r#"UnixNano(attributes["i"])"#, Err("UnixNano: expected a time but got int")),
+            (r#"UnixSeconds(attributes["missing"])"#, Err("expected a time but got nil")),
+            (r#"String(Unix(0))"#, Ok(s("1970-01-01T00:00:00Z"))),
+        ]);
+        bad(&[
+            (r#"Time(body, "%Q")"#, "unknown directive %Q"),
+            (r#"Time(body, "")"#, "format is empty"),
+            (r#"Time(body, "%Y%")"#, "lone %"),
+            (r#"Time(body, attributes["f"])"#, "must be a string literal"),
+            (r#"Unix(1, 2, 3)"#, "Unix takes 1 or 2 arguments, got 3"),
+            (r#"UnixNano()"#, "takes 1 argument(s), got 0"),
+        ]);
+    }
+
+    #[test]
+    fn lists_and_whole_maps_are_values() {
+        table(&[
+            (
+                r#"["a", 1, true]"#,
+                Ok(Value::List(vec![to_any(s("a")), to_any(Value::Int(1)), to_any(Value::Bool(true))])),
+            ),
+            (r#"[]"#, Ok(Value::List(vec![]))),
+            (r#"IsMap(attributes)"#, Ok(Value::Bool(true))),
+            (r#"IsMap(attributes["map"])"#, Ok(Value::Bool(true))),
+            (r#"Len(resource.attributes)"#, Ok(Value::Int(0))),
+        ]);
+        bad(&[(r#"["a", "b""#, "expected , or ] in the list")]);
+    }
+}
