@@ -170,7 +170,7 @@ fn want_regex(arg: &Arg) -> Result<Regex, SyntaxError> {
     })
 }
 
-/// A glob (`*` any run of characters, `?` one, `[abc]`, `[!a-z]`, `{a,b}`, `\\` escapes), as the
+/// A glob (`*` any run of characters, `?` one, `[abc]`, `[!a-z]`, `{a,b}`, a backslash escapes), as the
 /// collector's `replace_match` takes it, compiled to a regular expression matching a whole string.
 fn want_glob(arg: &Arg) -> Result<Regex, SyntaxError> {
     let glob = want_str(arg, "the pattern")?;
@@ -646,6 +646,243 @@ mod tests {
         ] {
             let e = compile_statement(bad, Context::Span).unwrap_err();
             assert_eq!(e.column, column, "{bad}: {e}");
+            assert!(e.message.contains(msg), "{bad}: {e}");
+        }
+    }
+
+    /// A log record with attributes, resource attributes and a body, to run statements on.
+    struct Log {
+        record: opentelemetry_proto::tonic::logs::v1::LogRecord,
+        resource: Vec<KeyValue>,
+    }
+
+    impl Item for Log {
+        fn get(&self, field: &Field) -> Value {
+            match field {
+                Field::ResourceAttributes => Value::Map(self.resource.clone()),
+                Field::ResourceAttribute(k) => super::super::items::value(
+                    self.resource.iter().find(|a| a.key == *k).and_then(|a| a.value.as_ref()),
+                ),
+                f => super::super::items::LogItem {
+                    log: &self.record,
+                    origin: super::super::items::Origin { resource: None, scope: None },
+                }
+                .get(f),
+            }
+        }
+    }
+
+    impl ItemMut for Log {
+        fn map(&mut self, m: MapRef) -> Option<&mut Vec<KeyValue>> {
+            Some(match m {
+                MapRef::Attributes => &mut self.record.attributes,
+                MapRef::Resource => &mut self.resource,
+            })
+        }
+
+        fn set(&mut self, field: &Field, v: Value) -> bool {
+            match (field, v) {
+                (Field::Body, v) => self.record.body = Some(super::super::functions::to_any(v)),
+                (Field::SeverityNumber, Value::Int(n)) => self.record.severity_number = n as i32,
+                _ => return false,
+            }
+            true
+        }
+    }
+
+    fn kv(key: &str, v: Value) -> KeyValue {
+        KeyValue { key: key.into(), value: Some(super::super::functions::to_any(v)), ..Default::default() }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    fn log() -> Log {
+        Log {
+            record: opentelemetry_proto::tonic::logs::v1::LogRecord {
+                body: Some(super::super::functions::to_any(s(r#"{"a":"json","n":1}"#))),
+                severity_text: "WARNING".into(),
+                attributes: vec![
+                    kv("a", s("old")),
+                    kv("path", s("/user/42/list/7")),
+                    kv("other", s("/health")),
+                    kv("i", Value::Int(3)),
+                    kv(
+                        "nested",
+                        Value::Map(vec![
+                            kv("x", Value::Int(1)),
+                            kv("deep", Value::Map(vec![kv("y", s("z"))])),
+                            kv("list", Value::List(vec![super::super::functions::to_any(s("p"))])),
+                        ]),
+                    ),
+                ],
+                ..Default::default()
+            },
+            resource: vec![kv("a", s("resource")), kv("r", s("only"))],
+        }
+    }
+
+    /// Runs each statement on a fresh log: the attributes after (key = value as a string), or
+    /// the start of the run-time error.
+    fn table(cases: &[(&str, Result<&str, &str>)]) {
+        for (src, want) in cases {
+            let st = compile_statement(src, Context::LogRecord).unwrap_or_else(|e| panic!("{src}: {e}"));
+            let mut l = log();
+            match (st.run(&mut l), want) {
+                (Ok(()), Ok(want)) => {
+                    let got: Vec<String> = l
+                        .record
+                        .attributes
+                        .iter()
+                        .map(|a| {
+                            let v = super::super::items::value(a.value.as_ref());
+                            format!("{}={}", a.key, super::super::functions::string_like(&v).unwrap_or("nil".into()))
+                        })
+                        .collect();
+                    assert_eq!(got.join(" "), *want, "{src}");
+                }
+                (Err(got), Err(want)) => assert!(got.contains(want), "{src}: {got}"),
+                (got, want) => panic!("{src}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    const BEFORE: &str = r#"a=old path=/user/42/list/7 other=/health i=3 nested={"deep":{"y":"z"},"list":["p"],"x":1}"#;
+
+    #[test]
+    fn replace_match_and_replace_all_matches() {
+        table(&[
+            (
+                r#"replace_match(attributes["path"], "/user/*/list/*", "/user/{id}/list/{id}")"#,
+                Ok(&BEFORE.replace("/user/42/list/7", "/user/{id}/list/{id}")),
+            ),
+            (r#"replace_match(attributes["path"], "/user/*", "x")"#, Ok(&BEFORE.replace("/user/42/list/7", "x"))),
+            (r#"replace_match(attributes["path"], "/user/?/list/*", "x")"#, Ok(BEFORE)),
+            (
+                r#"replace_match(attributes["path"], "/user/[0-9][0-9]/list/[!a-z]", "x")"#,
+                Ok(&BEFORE.replace("/user/42/list/7", "x")),
+            ),
+            (
+                r#"replace_match(attributes["other"], "/{health,ready}", "probe")"#,
+                Ok(&BEFORE.replace("/health", "probe")),
+            ),
+            (r#"replace_match(attributes["i"], "*", "x")"#, Ok(BEFORE)),
+            (r#"replace_match(attributes["missing"], "*", "x")"#, Ok(BEFORE)),
+            (r#"replace_match(attributes["path"], "user", "x")"#, Ok(BEFORE)),
+            (
+                r#"replace_all_matches(attributes, "/*", "redacted")"#,
+                Ok(&BEFORE.replace("/user/42/list/7", "redacted").replace("/health", "redacted")),
+            ),
+            (r#"replace_all_matches(attributes, "nothing", "x")"#, Ok(BEFORE)),
+        ]);
+    }
+
+    #[test]
+    fn merge_maps_strategies() {
+        table(&[
+            (
+                r#"merge_maps(attributes, ParseJSON(body), "upsert")"#,
+                Ok(&format!("{}", BEFORE.replace("a=old", "a=json") + " n=1")),
+            ),
+            (r#"merge_maps(attributes, ParseJSON(body), "insert")"#, Ok(&format!("{BEFORE} n=1"))),
+            (r#"merge_maps(attributes, ParseJSON(body), "update")"#, Ok(&BEFORE.replace("a=old", "a=json"))),
+            (r#"merge_maps(attributes, resource.attributes, "insert")"#, Ok(&format!("{BEFORE} r=only"))),
+            (
+                r#"merge_maps(attributes, attributes["nested"], "upsert")"#,
+                Ok(&format!(r#"{BEFORE} x=1 deep={{"y":"z"}} list=["p"]"#)),
+            ),
+            (r#"merge_maps(attributes, ParseJSON("{}"), "upsert")"#, Ok(BEFORE)),
+            (
+                r#"merge_maps(attributes, attributes["missing"], "upsert")"#,
+                Err("merge_maps: expected a map but got nil"),
+            ),
+            (r#"merge_maps(attributes, attributes["a"], "upsert")"#, Err("merge_maps: expected a map but got string")),
+            (r#"merge_maps(attributes, ParseJSON("{nope"), "upsert")"#, Err("ParseJSON: ")),
+        ]);
+    }
+
+    #[test]
+    fn flatten_maps() {
+        let rest = "a=old path=/user/42/list/7 other=/health i=3";
+        table(&[
+            (r#"flatten(attributes)"#, Ok(&format!("{rest} nested.x=1 nested.deep.y=z nested.list.0=p"))),
+            (
+                r#"flatten(attributes, "app")"#,
+                Ok(
+                    "app.a=old app.path=/user/42/list/7 app.other=/health app.i=3 app.nested.x=1 app.nested.deep.y=z app.nested.list.0=p",
+                ),
+            ),
+            (
+                r#"flatten(attributes, "", 1)"#,
+                Ok(&format!(r#"{rest} nested.x=1 nested.deep={{"y":"z"}} nested.list=["p"]"#)),
+            ),
+            (r#"flatten(attributes, "", 0)"#, Ok(BEFORE)),
+        ]);
+    }
+
+    #[test]
+    fn set_takes_any_expression() {
+        table(&[
+            (r#"set(attributes["n"], Int("12"))"#, Ok(&format!("{BEFORE} n=12"))),
+            (r#"set(attributes["a"], Int("abc"))"#, Ok(BEFORE)),
+            (r#"set(attributes["j"], ParseJSON(body))"#, Ok(&format!(r#"{BEFORE} j={{"a":"json","n":1.0}}"#))),
+            (
+                r#"set(attributes["parts"], Split(attributes["path"], "/"))"#,
+                Ok(&format!(r#"{BEFORE} parts=["","user","42","list","7"]"#)),
+            ),
+            (
+                r#"set(attributes["c"], Concat([attributes["a"], attributes["i"]], "-"))"#,
+                Ok(&format!("{BEFORE} c=old-3")),
+            ),
+            (r#"set(attributes["l"], ["x", 2])"#, Ok(&format!(r#"{BEFORE} l=["x",2]"#))),
+            (r#"set(attributes, ExtractPatterns(attributes["path"], "/user/(?P<user>[0-9]+)"))"#, Ok("user=42")),
+            (r#"set(attributes, attributes["a"])"#, Err("set: a map can only be set to a map")),
+            (
+                r#"set(attributes["x"], ToLowerCase(attributes["i"]))"#,
+                Err("ToLowerCase: expected a string but got int"),
+            ),
+            (r#"set(attributes["x"], "y") where ToLowerCase(attributes["i"]) == "3""#, Err("ToLowerCase")),
+            (r#"set(attributes["x"], "y") where Len(attributes) == 5"#, Ok(&format!("{BEFORE} x=y"))),
+        ]);
+    }
+
+    #[test]
+    fn severity_number_from_text() {
+        for (src, want) in [
+            (r#"set(severity_number, SEVERITY_NUMBER_WARN) where IsMatch(severity_text, "(?i)^warn")"#, 13),
+            (r#"set(severity_number, SEVERITY_NUMBER_INFO) where IsMatch(severity_text, "(?i)info")"#, 0),
+            (r#"set(severity_number, Int(attributes["i"]) + 0)"#, -1),
+            (r#"set(severity_number, Int(attributes["i"]))"#, 3),
+            (r#"set(severity_number, Len(severity_text))"#, 7),
+        ] {
+            let Ok(st) = compile_statement(src, Context::LogRecord) else {
+                assert_eq!(want, -1, "{src}");
+                continue;
+            };
+            let mut l = log();
+            st.run(&mut l).unwrap();
+            assert_eq!(l.record.severity_number, want, "{src}");
+        }
+    }
+
+    #[test]
+    fn new_editors_check_their_arguments() {
+        for (bad, msg) in [
+            (r#"replace_match(attributes["p"], "[a-", "x")"#, "unclosed ["),
+            (r#"replace_match(attributes["p"], "{a,b", "x")"#, "unclosed {"),
+            (r#"replace_match(attributes, "*", "x")"#, "must be a path"),
+            (r#"replace_match(attributes["p"], "*")"#, "replace_match takes 3 argument(s), got 2"),
+            (r#"replace_all_matches(attributes["p"], "*", "x")"#, "needs a map"),
+            (r#"merge_maps(attributes, body, "replace")"#, "is not \"insert\", \"update\" or \"upsert\""),
+            (r#"merge_maps(attributes["a"], body, "upsert")"#, "needs a map"),
+            (r#"merge_maps(attributes, body)"#, "merge_maps takes 3 argument(s), got 2"),
+            (r#"flatten(attributes, "p", -1)"#, "depth must be a whole number"),
+            (r#"flatten(attributes, 1)"#, "prefix must be a string"),
+            (r#"flatten()"#, "flatten takes 1 to 3 arguments, got 0"),
+            (r#"keep_keys(attributes, ["a", 1])"#, "needs a list of keys"),
+        ] {
+            let e = compile_statement(bad, Context::LogRecord).unwrap_err();
             assert!(e.message.contains(msg), "{bad}: {e}");
         }
     }

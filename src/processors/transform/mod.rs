@@ -573,4 +573,102 @@ mod tests {
                 .unwrap();
         assert_eq!(cfg.validate().unwrap_err().0, "log_statements.0.context");
     }
+
+    fn text_value(v: &str) -> Option<AnyValue> {
+        Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) })
+    }
+
+    /// A log request as a receiver hands it on (encoded), through the processor as a pipeline
+    /// runs it: JSON bodies become attributes, severity numbers come from the text, routes are
+    /// templated, and a statement that fails drops the batch only under `propagate`.
+    #[test]
+    fn a_realistic_log_pipeline() {
+        use crate::pipeline::Signal;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+        use prost::Message;
+        let record = |body: &str, severity: &str, route: &str| LogRecord {
+            time_unix_nano: 1,
+            body: text_value(body),
+            severity_text: severity.into(),
+            attributes: vec![KeyValue { key: "http.route".into(), value: text_value(route), ..Default::default() }],
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: text_value("checkout"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record(r#"{"user":"ann","status":500,"http.route":"/from-body"}"#, "Info", "/user/42/cart/7"),
+                        record(r#"{"msg":"slow"}"#, "WARNING", "/health"),
+                        record("not json", "error", "/user/9/cart/1"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let bytes = bytes::Bytes::from(request.encode_to_vec());
+        let statements = serde_json::json!([
+            r#"merge_maps(attributes, ParseJSON(body), "upsert") where IsMatch(body, "^\\{")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_INFO) where IsMatch(severity_text, "(?i)info")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_WARN) where IsMatch(severity_text, "(?i)warn")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_ERROR) where ToLowerCase(severity_text) == "error""#,
+            r#"replace_match(attributes["http.route"], "/user/*/cart/*", "/user/{id}/cart/{item}")"#,
+            r#"set(attributes["status"], Int(attributes["status"])) where attributes["status"] != nil"#,
+            r#"set(attributes["service"], Concat([resource.attributes["service.name"], ToUpperCase(severity_text)], ":"))"#,
+        ]);
+        let mut p = processor(serde_json::json!({"log_statements": [{"context": "log", "statements": statements}]}));
+        let mut out = Vec::new();
+        p.process(Batch::from_encoded(Signal::Logs, bytes.clone(), 3), &mut out);
+        assert_eq!(out.len(), 1);
+        let Ok(Request::Logs(logs)) = out[0].request() else { panic!("not logs") };
+        let records = &logs.resource_logs[0].scope_logs[0].log_records;
+        let attr =
+            |i: usize, k: &str| records[i].attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()?.value);
+        let text = |v: &str| Some(any_value::Value::StringValue(v.into()));
+        assert_eq!(records.iter().map(|r| r.severity_number).collect::<Vec<_>>(), [9, 13, 17]);
+        assert_eq!(attr(0, "user"), text("ann"));
+        assert_eq!(
+            attr(0, "status"),
+            Some(any_value::Value::IntValue(500)),
+            "JSON numbers are doubles; Int made it an int"
+        );
+        assert_eq!(attr(0, "http.route"), text("/from-body"), "upsert replaced the route, which then did not match");
+        assert_eq!(attr(1, "msg"), text("slow"));
+        assert_eq!(attr(1, "http.route"), text("/health"));
+        assert_eq!(attr(2, "http.route"), text("/user/{id}/cart/{item}"));
+        assert_eq!(attr(2, "user"), None, "a body that is not JSON was left alone");
+        assert_eq!(attr(2, "service"), text("checkout:ERROR"));
+        assert_eq!(records[0].attributes.len(), 4, "http.route, user, status, service");
+
+        // Without the guard, the third body does not parse: propagate drops the batch, ignore
+        // goes on with the next statement.
+        let failing = serde_json::json!([
+            r#"merge_maps(attributes, ParseJSON(body), "upsert")"#,
+            r#"set(attributes["after"], true)"#,
+        ]);
+        for (mode, batches, tagged) in [("propagate", 0, 0), ("ignore", 1, 3), ("silent", 1, 3)] {
+            let mut p = processor(serde_json::json!({
+                "error_mode": mode,
+                "log_statements": [{"context": "log", "statements": failing}],
+            }));
+            let mut out = Vec::new();
+            p.process(Batch::from_encoded(Signal::Logs, bytes.clone(), 3), &mut out);
+            assert_eq!(out.len(), batches, "{mode}");
+            if let Some(b) = out.first() {
+                let Ok(Request::Logs(logs)) = b.request() else { panic!("not logs") };
+                let records = &logs.resource_logs[0].scope_logs[0].log_records;
+                assert_eq!(records.iter().filter(|r| r.attributes.iter().any(|a| a.key == "after")).count(), tagged);
+                assert!(records[2].attributes.iter().all(|a| a.key != "user"), "{mode}");
+            }
+        }
+    }
 }
