@@ -781,10 +781,7 @@ mod tests {
     #[test]
     fn merge_maps_strategies() {
         table(&[
-            (
-                r#"merge_maps(attributes, ParseJSON(body), "upsert")"#,
-                Ok(&format!("{}", BEFORE.replace("a=old", "a=json") + " n=1")),
-            ),
+            (r#"merge_maps(attributes, ParseJSON(body), "upsert")"#, Ok(&(BEFORE.replace("a=old", "a=json") + " n=1"))),
             (r#"merge_maps(attributes, ParseJSON(body), "insert")"#, Ok(&format!("{BEFORE} n=1"))),
             (r#"merge_maps(attributes, ParseJSON(body), "update")"#, Ok(&BEFORE.replace("a=old", "a=json"))),
             (r#"merge_maps(attributes, resource.attributes, "insert")"#, Ok(&format!("{BEFORE} r=only"))),
