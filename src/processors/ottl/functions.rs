@@ -764,4 +764,37 @@ mod tests {
         ]);
         bad(&[(r#"["a", "b""#, "expected , or ] in the list")]);
     }
+
+    #[test]
+    fn converters_work_in_every_context() {
+        use super::super::items::{RequestItem, SpanItem};
+        for (context, path) in [
+            (Context::Span, "kind"),
+            (Context::SpanEvent, "span.kind"),
+            (Context::Metric, "type"),
+            (Context::DataPoint, "metric.type"),
+            (Context::LogRecord, "severity_number"),
+            (Context::Resource, r#"attributes["x"]"#),
+            (Context::Request, r#"request["x-tenant"]"#),
+        ] {
+            for src in [
+                r#"IsMatch(ToLowerCase(Concat(["A", 1, Len("ab")], "")), "^a12$")"#.to_string(),
+                format!(r#"IsMatch({path}, ".*") or true"#),
+                format!(r#"Int(String({path})) == nil or IsInt(Int(String({path})))"#),
+            ] {
+                compile(&src, context).unwrap_or_else(|e| panic!("{} {src}: {e}", context.name()));
+            }
+        }
+        let span = opentelemetry_proto::tonic::trace::v1::Span { kind: 2, ..Default::default() };
+        let item = SpanItem { span: &span, origin: Origin { resource: None, scope: None } };
+        let e = compile(r#"IsMatch(kind, "^2$") and Int(String(kind)) == SPAN_KIND_SERVER"#, Context::Span).unwrap();
+        assert!(super::super::expr::matches(&e, &item));
+        let headers = vec![("x-tenant".to_string(), "Acme".to_string())];
+        let item = RequestItem { context: Some(&headers) };
+        let e = compile(r#"ToLowerCase(request["X-Tenant"]) == "acme""#, Context::Request).unwrap();
+        assert!(super::super::expr::matches(&e, &item));
+        // A converter that fails in a condition is no match.
+        let e = compile(r#"ToLowerCase(request["missing"]) == "acme" or true"#, Context::Request).unwrap();
+        assert!(!super::super::expr::matches(&e, &item));
+    }
 }
