@@ -3,13 +3,15 @@
 //! (`name`, `attributes["http.route"]`, `resource.attributes["service.name"]`, …), string, int,
 //! float, bool and nil literals, enum names (`SPAN_KIND_SERVER`, `STATUS_CODE_ERROR`,
 //! `SEVERITY_NUMBER_WARN`, `METRIC_DATA_TYPE_SUM`), comparisons (`==`, `!=`, `<`, `<=`, `>`,
-//! `>=`), `and`, `or`, `not`, parentheses, and the functions `IsMatch`, `IsString`, `IsInt`,
-//! `IsDouble`, `IsBool`, `IsMap`.
+//! `>=`), `and`, `or`, `not`, parentheses, list literals (`[a, b]`), the functions `IsMatch`,
+//! `IsString`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, and the converters of `functions`.
 //!
 //! Comparison follows OTTL: values of different types are not equal (an int and a double compare
 //! as numbers); ordering is defined for numbers and strings, otherwise it is false; `nil` equals
 //! only a missing value.
 
+use super::functions::{self, Func};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use regex::Regex;
 use std::fmt;
 
@@ -22,8 +24,12 @@ pub enum Value {
     Double(f64),
     Str(String),
     Bytes(Vec<u8>),
-    /// Maps and lists are opaque here: they exist, compare only to themselves.
-    Other(String),
+    /// A map (a kvlist value, a whole attribute map, what `ParseJSON` gives).
+    Map(Vec<KeyValue>),
+    /// A list (an array value, a list literal, what `Split` gives).
+    List(Vec<AnyValue>),
+    /// A point in time, in nanoseconds since the Unix epoch (what `Time` and `Unix` give).
+    Time(i64),
 }
 
 /// Which field of the item a path names. Resolved per context when the condition is compiled.
@@ -41,6 +47,10 @@ pub enum Field {
     ObservedTime,
     Attribute(String),
     ResourceAttribute(String),
+    /// The whole attribute map of the item (`attributes` without a key).
+    Attributes,
+    /// The whole attribute map of the resource (`resource.attributes`).
+    ResourceAttributes,
     ScopeName,
     ScopeVersion,
     Description,
@@ -86,6 +96,10 @@ pub enum Expr {
     Compare(Box<Expr>, Cmp, Box<Expr>),
     IsMatch(Box<Expr>, Regex),
     IsType(Box<Expr>, &'static str),
+    /// A list literal: `[a, b, …]`.
+    List(Vec<Expr>),
+    /// A converter with its arguments.
+    Call(Func, Vec<Expr>),
 }
 
 /// A compile error: the column (1-based) and what is wrong.
@@ -176,6 +190,8 @@ impl Context {
             (Request, ["request"], Some(k)) => Field::Request(k),
             (Request, _, _) => return None,
             (_, ["resource", "attributes"], Some(k)) => Field::ResourceAttribute(k),
+            (_, ["resource", "attributes"], None) | (Resource, ["attributes"], None) => Field::ResourceAttributes,
+            (Span | SpanEvent | DataPoint | LogRecord, ["attributes"], None) => Field::Attributes,
             (_, ["instrumentation_scope", "name"], None) => Field::ScopeName,
             (_, ["instrumentation_scope", "version"], None) => Field::ScopeVersion,
             (Resource, ["attributes"], Some(k)) => Field::ResourceAttribute(k),
@@ -456,6 +472,24 @@ impl Parser {
             Some(Tok::Str(s)) => Ok(Expr::Literal(Value::Str(s))),
             Some(Tok::Int(n)) => Ok(Expr::Literal(Value::Int(n))),
             Some(Tok::Float(f)) => Ok(Expr::Literal(Value::Double(f))),
+            Some(Tok::LBracket) => {
+                let mut items = Vec::new();
+                if self.peek() == Some(&Tok::RBracket) {
+                    self.pos += 1;
+                    return Ok(Expr::List(items));
+                }
+                loop {
+                    items.push(self.or()?);
+                    match self.next() {
+                        Some(Tok::Comma) => continue,
+                        Some(Tok::RBracket) => return Ok(Expr::List(items)),
+                        _ => {
+                            self.pos -= 1;
+                            return self.err("expected , or ] in the list");
+                        }
+                    }
+                }
+            }
             Some(Tok::LParen) => {
                 let e = self.or()?;
                 if self.next() != Some(Tok::RParen) {
@@ -577,9 +611,14 @@ impl Parser {
                 };
                 Ok(Expr::IsType(Box::new(args.swap_remove(0)), t))
             }
-            other => Err(SyntaxError {
-                column,
-                message: format!("unknown function {other} (known: IsMatch, IsString, IsInt, IsDouble, IsBool, IsMap)"),
+            other => functions::compile(other, args, column).unwrap_or_else(|| {
+                Err(SyntaxError {
+                    column,
+                    message: format!(
+                        "unknown function {other} (known: IsMatch, IsString, IsInt, IsDouble, IsBool, IsMap, {})",
+                        functions::NAMES.join(", ")
+                    ),
+                })
             }),
         }
     }
@@ -613,11 +652,21 @@ pub fn compile(src: &str, context: Context) -> Result<Expr, SyntaxError> {
     Ok(e)
 }
 
-fn eval_value(e: &Expr, item: &dyn Item) -> Value {
+/// The value of an expression for `item`; an error is a converter that failed at run time (a
+/// value of the wrong type, JSON that does not parse, …), for the statement's `error_mode`.
+pub fn eval(e: &Expr, item: &dyn Item) -> Result<Value, String> {
     match e {
-        Expr::Literal(v) => v.clone(),
-        Expr::Field(f) => item.get(f),
-        other => Value::Bool(matches(other, item)),
+        Expr::Literal(v) => Ok(v.clone()),
+        Expr::Field(f) => Ok(item.get(f)),
+        Expr::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                out.push(functions::to_any(eval(i, item)?));
+            }
+            Ok(Value::List(out))
+        }
+        Expr::Call(f, args) => functions::call(f, args, item),
+        other => try_matches(other, item).map(Value::Bool),
     }
 }
 
@@ -641,30 +690,38 @@ fn compare(a: &Value, cmp: Cmp, b: &Value) -> bool {
     }
 }
 
-/// Whether `item` matches the condition. A value that is not a bool is not a match.
+/// Whether `item` matches the condition. A value that is not a bool is not a match, nor is a
+/// condition whose converter failed at run time.
 pub fn matches(e: &Expr, item: &dyn Item) -> bool {
-    match e {
+    try_matches(e, item).unwrap_or(false)
+}
+
+/// Whether `item` matches the condition, or the run-time error of a converter in it.
+pub fn try_matches(e: &Expr, item: &dyn Item) -> Result<bool, String> {
+    Ok(match e {
         Expr::Literal(Value::Bool(b)) => *b,
-        Expr::Literal(_) => false,
+        Expr::Literal(_) | Expr::List(_) => false,
         Expr::Field(f) => item.get(f) == Value::Bool(true),
-        Expr::Not(inner) => !matches(inner, item),
-        Expr::And(a, b) => matches(a, item) && matches(b, item),
-        Expr::Or(a, b) => matches(a, item) || matches(b, item),
-        Expr::Compare(a, cmp, b) => compare(&eval_value(a, item), *cmp, &eval_value(b, item)),
-        Expr::IsMatch(v, re) => match eval_value(v, item) {
+        Expr::Not(inner) => !try_matches(inner, item)?,
+        Expr::And(a, b) => try_matches(a, item)? && try_matches(b, item)?,
+        Expr::Or(a, b) => try_matches(a, item)? || try_matches(b, item)?,
+        Expr::Compare(a, cmp, b) => compare(&eval(a, item)?, *cmp, &eval(b, item)?),
+        // As the collector: a value that is not a string is matched as its string form; nil is
+        // never a match.
+        Expr::IsMatch(v, re) => match eval(v, item)? {
             Value::Str(s) => re.is_match(&s),
-            _ => false,
+            other => functions::string_like(&other).is_some_and(|s| re.is_match(&s)),
         },
-        Expr::IsType(v, t) => {
-            matches!(
-                (eval_value(v, item), *t),
-                (Value::Str(_), "string")
-                    | (Value::Int(_), "int")
-                    | (Value::Double(_), "double")
-                    | (Value::Bool(_), "bool")
-            ) || (*t == "map" && matches!(eval_value(v, item), Value::Other(ref k) if k == "map"))
-        }
-    }
+        Expr::IsType(v, t) => matches!(
+            (eval(v, item)?, *t),
+            (Value::Str(_), "string")
+                | (Value::Int(_), "int")
+                | (Value::Double(_), "double")
+                | (Value::Bool(_), "bool")
+                | (Value::Map(_), "map")
+        ),
+        Expr::Call(..) => eval(e, item)? == Value::Bool(true),
+    })
 }
 
 #[cfg(test)]
@@ -720,7 +777,9 @@ mod tests {
             (r#"attributes["missing"] != nil"#, false),
             (r#"attributes["missing"] > 3"#, false),
             (r#"IsMatch(name, "^GET /health")"#, true),
-            (r#"IsMatch(attributes["http.status_code"], "5..")"#, false),
+            // As the collector: an int is matched as its decimal string.
+            (r#"IsMatch(attributes["http.status_code"], "5..")"#, true),
+            (r#"IsMatch(attributes["missing"], ".*")"#, false),
             (
                 r#"IsString(name) and IsInt(kind) and IsDouble(attributes["ratio"]) and IsBool(attributes["cached"])"#,
                 true,

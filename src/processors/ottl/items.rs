@@ -16,10 +16,11 @@ pub fn value(v: Option<&AnyValue>) -> Value {
         Some(any_value::Value::DoubleValue(d)) => Value::Double(*d),
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
         Some(any_value::Value::BytesValue(b)) => Value::Bytes(b.clone()),
-        Some(any_value::Value::KvlistValue(_)) => Value::Other("map".into()),
-        Some(any_value::Value::ArrayValue(_)) => Value::Other("slice".into()),
+        Some(any_value::Value::KvlistValue(m)) => Value::Map(m.values.clone()),
+        Some(any_value::Value::ArrayValue(a)) => Value::List(a.values.clone()),
+        // A string-table index (profiles) means nothing without its table.
         #[allow(unreachable_patterns)]
-        Some(_) => Value::Other("other".into()),
+        Some(_) => Value::Nil,
     }
 }
 
@@ -38,6 +39,7 @@ impl Origin<'_> {
     fn get(&self, field: &Field) -> Option<Value> {
         Some(match field {
             Field::ResourceAttribute(k) => self.resource.map(|r| attribute(&r.attributes, k)).unwrap_or(Value::Nil),
+            Field::ResourceAttributes => Value::Map(self.resource.map(|r| r.attributes.clone()).unwrap_or_default()),
             Field::ScopeName => Value::Str(self.scope.map(|s| s.name.clone()).unwrap_or_default()),
             Field::ScopeVersion => Value::Str(self.scope.map(|s| s.version.clone()).unwrap_or_default()),
             _ => return None,
@@ -65,6 +67,7 @@ fn span_field(s: &Span, field: &Field) -> Value {
         Field::StartTime => nanos(s.start_time_unix_nano),
         Field::EndTime => nanos(s.end_time_unix_nano),
         Field::Attribute(k) => attribute(&s.attributes, k),
+        Field::Attributes => Value::Map(s.attributes.clone()),
         _ => Value::Nil,
     }
 }
@@ -90,6 +93,7 @@ impl Item for SpanEventItem<'_> {
             Field::Name => Value::Str(self.event.name.clone()),
             Field::Time => nanos(self.event.time_unix_nano),
             Field::Attribute(k) => attribute(&self.event.attributes, k),
+            Field::Attributes => Value::Map(self.event.attributes.clone()),
             Field::ParentName => Value::Str(self.span.name.clone()),
             Field::ParentKind => Value::Int(i64::from(self.span.kind)),
             Field::ParentAttribute(k) => attribute(&self.span.attributes, k),
@@ -148,6 +152,7 @@ impl Item for DataPointItem<'_> {
         }
         match field {
             Field::Attribute(k) => attribute(self.attributes, k),
+            Field::Attributes => Value::Map(self.attributes.to_vec()),
             Field::ValueDouble => match self.value {
                 Some(number_data_point::Value::AsDouble(d)) => Value::Double(*d),
                 _ => Value::Nil,
@@ -217,6 +222,7 @@ impl Item for LogItem<'_> {
             Field::SeverityNumber => Value::Int(i64::from(self.log.severity_number)),
             Field::SeverityText => Value::Str(self.log.severity_text.clone()),
             Field::Attribute(k) => attribute(&self.log.attributes, k),
+            Field::Attributes => Value::Map(self.log.attributes.clone()),
             Field::Time => nanos(self.log.time_unix_nano),
             Field::ObservedTime => nanos(self.log.observed_time_unix_nano),
             _ => Value::Nil,

@@ -2,11 +2,12 @@
 //! order on every span, metric, data point, log record or resource of the context they are
 //! written for, each only where its `where` condition holds.
 
+use super::filter::ErrorMode;
 use super::ottl::expr::{Context, Field, Item, Value};
 use super::ottl::items::{DataPointItem, LogItem, MetricItem, Origin, SpanItem, metric_type};
 use super::ottl::statement::{ItemMut, MapRef, Statement, compile_statement};
 use crate::pipeline::{Batch, Processor, Request};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -23,7 +24,9 @@ pub struct ContextStatements {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransformConfig {
-    /// Accepted as in the collector; statements here cannot fail at run time.
+    /// What a statement that fails at run time (a converter given a value of the wrong type)
+    /// does: `propagate` drops the batch (logged), `ignore` logs it and goes on with the next
+    /// statement, `silent` goes on without a word.
     pub error_mode: super::filter::ErrorMode,
     pub trace_statements: Vec<ContextStatements>,
     pub metric_statements: Vec<ContextStatements>,
@@ -110,6 +113,7 @@ fn attribute(attrs: &[KeyValue], key: &str) -> Value {
 fn origin_get(resource: &[KeyValue], scope: Option<&InstrumentationScope>, field: &Field) -> Option<Value> {
     Some(match field {
         Field::ResourceAttribute(k) => attribute(resource, k),
+        Field::ResourceAttributes => Value::Map(resource.to_vec()),
         Field::ScopeName => Value::Str(scope.map(|s| s.name.clone()).unwrap_or_default()),
         Field::ScopeVersion => Value::Str(scope.map(|s| s.version.clone()).unwrap_or_default()),
         _ => return None,
@@ -125,10 +129,15 @@ fn text(v: Value) -> Option<String> {
 
 fn int(v: Value) -> Option<i64> {
     match v {
-        Value::Int(i) => Some(i),
+        Value::Int(i) | Value::Time(i) => Some(i),
         Value::Double(d) => Some(d as i64),
         _ => None,
     }
+}
+
+/// A timestamp field from an int or a time (before the epoch is not a timestamp).
+fn nanos(v: Value) -> Option<u64> {
+    int(v).and_then(|n| u64::try_from(n).ok())
 }
 
 struct ResourceMut<'a> {
@@ -181,6 +190,8 @@ impl ItemMut for SpanMut<'_> {
             Field::TraceState => text(v).map(|t| s.trace_state = t).is_some(),
             Field::StatusCode => int(v).map(|c| s.status.get_or_insert_with(Status::default).code = c as i32).is_some(),
             Field::StatusMessage => text(v).map(|m| s.status.get_or_insert_with(Status::default).message = m).is_some(),
+            Field::StartTime => nanos(v).map(|n| s.start_time_unix_nano = n).is_some(),
+            Field::EndTime => nanos(v).map(|n| s.end_time_unix_nano = n).is_some(),
             _ => false,
         }
     }
@@ -213,16 +224,15 @@ impl ItemMut for LogMut<'_> {
         match field {
             Field::Body => {
                 l.body = match v {
-                    Value::Str(s) => Some(AnyValue { value: Some(any_value::Value::StringValue(s)) }),
-                    Value::Int(i) => Some(AnyValue { value: Some(any_value::Value::IntValue(i)) }),
-                    Value::Double(d) => Some(AnyValue { value: Some(any_value::Value::DoubleValue(d)) }),
-                    Value::Bool(b) => Some(AnyValue { value: Some(any_value::Value::BoolValue(b)) }),
-                    _ => None,
+                    Value::Nil => None,
+                    v => Some(super::ottl::functions::to_any(v)),
                 };
                 true
             }
             Field::SeverityText => text(v).map(|t| l.severity_text = t).is_some(),
             Field::SeverityNumber => int(v).map(|n| l.severity_number = n as i32).is_some(),
+            Field::Time => nanos(v).map(|n| l.time_unix_nano = n).is_some(),
+            Field::ObservedTime => nanos(v).map(|n| l.observed_time_unix_nano = n).is_some(),
             _ => false,
         }
     }
@@ -306,15 +316,42 @@ impl ItemMut for PointMut<'_> {
 
 pub struct TransformProcessor {
     compiled: Compiled,
+    error_mode: ErrorMode,
 }
+
+/// A statement that failed at run time under `error_mode: propagate`.
+#[derive(Debug)]
+struct Failed(String);
 
 impl TransformProcessor {
     pub fn new(cfg: &TransformConfig) -> Result<TransformProcessor, String> {
-        Ok(TransformProcessor { compiled: cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))? })
+        Ok(TransformProcessor {
+            compiled: cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))?,
+            error_mode: cfg.error_mode,
+        })
     }
 
-    fn apply(&self, request: &mut Request) {
-        let run = |statements: &[Statement], item: &mut dyn ItemMut| statements.iter().for_each(|s| s.run(item));
+    /// Runs every statement on `request`; under `propagate`, stops at the first that fails.
+    fn apply(&self, request: &mut Request) -> Result<(), Failed> {
+        let mode = self.error_mode;
+        let mut failed = None;
+        let mut run = |statements: &[Statement], item: &mut dyn ItemMut| {
+            if failed.is_some() {
+                return;
+            }
+            for s in statements {
+                if let Err(e) = s.run(item) {
+                    match mode {
+                        ErrorMode::Propagate => {
+                            failed = Some(e);
+                            return;
+                        }
+                        ErrorMode::Ignore => tracing::warn!(error = %e, "transform: a statement failed; going on"),
+                        ErrorMode::Silent => {}
+                    }
+                }
+            }
+        };
         match request {
             Request::Traces(t) => {
                 for g in &self.compiled.traces {
@@ -408,13 +445,18 @@ impl TransformProcessor {
                 }
             }
         }
+        failed.map_or(Ok(()), |e| Err(Failed(e)))
     }
 }
 
 impl Processor for TransformProcessor {
     fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
-        if let Ok(request) = batch.request_mut() {
-            self.apply(request);
+        if let Ok(request) = batch.request_mut()
+            && let Err(Failed(e)) = self.apply(request)
+        {
+            // As the collector's `propagate`: the batch goes no further.
+            tracing::warn!(error = %e, items = batch.items(), "transform: a statement failed; the batch is dropped");
+            return;
         }
         out.push(batch);
     }
@@ -444,6 +486,7 @@ impl crate::pipeline::component::ProcessorSettings for TransformConfig {
 mod tests {
     use super::*;
     use crate::pipeline::tests_support::traces;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 
     fn processor(j: serde_json::Value) -> TransformProcessor {
         let cfg: TransformConfig = serde_json::from_value(j).unwrap();
@@ -476,7 +519,7 @@ mod tests {
             ]
         }));
         let mut r = Request::Traces(req);
-        p.apply(&mut r);
+        p.apply(&mut r).unwrap();
         let Request::Traces(t) = r else { panic!() };
         let rs = &t.resource_spans[0];
         assert!(rs.resource.as_ref().unwrap().attributes.iter().any(|a| a.key == "env"));
@@ -508,7 +551,7 @@ mod tests {
             r#"limit(attributes, 2, ["keep"])"#,
         ]}]}));
         let mut r = Request::Traces(req);
-        p.apply(&mut r);
+        p.apply(&mut r).unwrap();
         let Request::Traces(t) = r else { panic!() };
         let a = &t.resource_spans[0].scope_spans[0].spans[0].attributes;
         let keys: Vec<&str> = a.iter().map(|k| k.key.as_str()).collect();
@@ -529,5 +572,103 @@ mod tests {
             serde_json::from_value(serde_json::json!({"log_statements": [{"context": "span", "statements": []}]}))
                 .unwrap();
         assert_eq!(cfg.validate().unwrap_err().0, "log_statements.0.context");
+    }
+
+    fn text_value(v: &str) -> Option<AnyValue> {
+        Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) })
+    }
+
+    /// A log request as a receiver hands it on (encoded), through the processor as a pipeline
+    /// runs it: JSON bodies become attributes, severity numbers come from the text, routes are
+    /// templated, and a statement that fails drops the batch only under `propagate`.
+    #[test]
+    fn a_realistic_log_pipeline() {
+        use crate::pipeline::Signal;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+        use prost::Message;
+        let record = |body: &str, severity: &str, route: &str| LogRecord {
+            time_unix_nano: 1,
+            body: text_value(body),
+            severity_text: severity.into(),
+            attributes: vec![KeyValue { key: "http.route".into(), value: text_value(route), ..Default::default() }],
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: text_value("checkout"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record(r#"{"user":"ann","status":500,"http.route":"/from-body"}"#, "Info", "/user/42/cart/7"),
+                        record(r#"{"msg":"slow"}"#, "WARNING", "/health"),
+                        record("not json", "error", "/user/9/cart/1"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let bytes = bytes::Bytes::from(request.encode_to_vec());
+        let statements = serde_json::json!([
+            r#"merge_maps(attributes, ParseJSON(body), "upsert") where IsMatch(body, "^\\{")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_INFO) where IsMatch(severity_text, "(?i)info")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_WARN) where IsMatch(severity_text, "(?i)warn")"#,
+            r#"set(severity_number, SEVERITY_NUMBER_ERROR) where ToLowerCase(severity_text) == "error""#,
+            r#"replace_match(attributes["http.route"], "/user/*/cart/*", "/user/{id}/cart/{item}")"#,
+            r#"set(attributes["status"], Int(attributes["status"])) where attributes["status"] != nil"#,
+            r#"set(attributes["service"], Concat([resource.attributes["service.name"], ToUpperCase(severity_text)], ":"))"#,
+        ]);
+        let mut p = processor(serde_json::json!({"log_statements": [{"context": "log", "statements": statements}]}));
+        let mut out = Vec::new();
+        p.process(Batch::from_encoded(Signal::Logs, bytes.clone(), 3), &mut out);
+        assert_eq!(out.len(), 1);
+        let Ok(Request::Logs(logs)) = out[0].request() else { panic!("not logs") };
+        let records = &logs.resource_logs[0].scope_logs[0].log_records;
+        let attr =
+            |i: usize, k: &str| records[i].attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()?.value);
+        let text = |v: &str| Some(any_value::Value::StringValue(v.into()));
+        assert_eq!(records.iter().map(|r| r.severity_number).collect::<Vec<_>>(), [9, 13, 17]);
+        assert_eq!(attr(0, "user"), text("ann"));
+        assert_eq!(
+            attr(0, "status"),
+            Some(any_value::Value::IntValue(500)),
+            "JSON numbers are doubles; Int made it an int"
+        );
+        assert_eq!(attr(0, "http.route"), text("/from-body"), "upsert replaced the route, which then did not match");
+        assert_eq!(attr(1, "msg"), text("slow"));
+        assert_eq!(attr(1, "http.route"), text("/health"));
+        assert_eq!(attr(2, "http.route"), text("/user/{id}/cart/{item}"));
+        assert_eq!(attr(2, "user"), None, "a body that is not JSON was left alone");
+        assert_eq!(attr(2, "service"), text("checkout:ERROR"));
+        assert_eq!(records[0].attributes.len(), 4, "http.route, user, status, service");
+
+        // Without the guard, the third body does not parse: propagate drops the batch, ignore
+        // goes on with the next statement.
+        let failing = serde_json::json!([
+            r#"merge_maps(attributes, ParseJSON(body), "upsert")"#,
+            r#"set(attributes["after"], true)"#,
+        ]);
+        for (mode, batches, tagged) in [("propagate", 0, 0), ("ignore", 1, 3), ("silent", 1, 3)] {
+            let mut p = processor(serde_json::json!({
+                "error_mode": mode,
+                "log_statements": [{"context": "log", "statements": failing}],
+            }));
+            let mut out = Vec::new();
+            p.process(Batch::from_encoded(Signal::Logs, bytes.clone(), 3), &mut out);
+            assert_eq!(out.len(), batches, "{mode}");
+            if let Some(b) = out.first() {
+                let Ok(Request::Logs(logs)) = b.request() else { panic!("not logs") };
+                let records = &logs.resource_logs[0].scope_logs[0].log_records;
+                assert_eq!(records.iter().filter(|r| r.attributes.iter().any(|a| a.key == "after")).count(), tagged);
+                assert!(records[2].attributes.iter().all(|a| a.key != "user"), "{mode}");
+            }
+        }
     }
 }
