@@ -641,7 +641,10 @@ mod tests {
             .collect();
         Batch::from_request(Request::Traces(ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(Resource { attributes: vec![kv("service.name", string(service))], ..Default::default() }),
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", string(service))],
+                    ..Default::default()
+                }),
                 scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
                 ..Default::default()
             }],
@@ -773,8 +776,15 @@ mod tests {
         assert_eq!(
             totals,
             vec![
-                ("client=frontend,connection_type=virtual_node,failed=false,server=redis,virtual_node=server".into(), 1),
-                ("client=frontend,connection_type=virtual_node,failed=false,server=unknown,virtual_node=server".into(), 1),
+                (
+                    "client=frontend,connection_type=virtual_node,failed=false,server=redis,virtual_node=server".into(),
+                    1
+                ),
+                (
+                    "client=frontend,connection_type=virtual_node,failed=false,server=unknown,virtual_node=server"
+                        .into(),
+                    1
+                ),
                 ("client=user,connection_type=virtual_node,failed=false,server=frontend,virtual_node=client".into(), 1),
             ]
         );
