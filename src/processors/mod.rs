@@ -17,7 +17,8 @@ pub mod transform;
 
 use crate::pipeline::Batch;
 
-/// The end of every processor that drops items (filter, samplers): runs `drop` on the decoded
+/// The end of every processor that drops items (filter, samplers, temporality converters): runs
+/// `drop` on the decoded
 /// request (it returns how many items went), counts them under the processor's name, and passes
 /// the batch on unless nothing is left in it (its queue room is then released at once). A batch
 /// that cannot be decoded is passed on whole, with a warning.
@@ -39,8 +40,9 @@ pub(crate) fn drop_items(
     };
     if dropped > 0 {
         telemetry.processor_dropped[signal.index()].with_label_values(&[name]).inc_by(dropped as u64);
-        batch.recount();
     }
+    // Also when points were held back rather than dropped (cumulativetodelta's first points).
+    batch.recount();
     if batch.items() > 0 {
         out.push(batch);
     }

@@ -313,28 +313,14 @@ impl CumulativeToDelta {
 }
 
 impl Processor for CumulativeToDelta {
-    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
         if batch.signal() != crate::signal::Signal::Metrics {
             out.push(batch);
             return;
         }
-        let dropped = match batch.request_mut() {
-            Ok(request) => self.convert(request),
-            Err(e) => {
-                tracing::warn!(processor = %self.name, error = %e, "cannot decode a batch; passed on as it is");
-                out.push(batch);
-                return;
-            }
-        };
-        batch.recount();
-        if dropped > 0 {
-            self.telemetry.processor_dropped[crate::signal::Signal::Metrics.index()]
-                .with_label_values(&[self.name.as_str()])
-                .inc_by(dropped as u64);
-        }
-        if batch.items() > 0 {
-            out.push(batch);
-        }
+        let telemetry = self.telemetry.clone();
+        let name = self.name.clone();
+        crate::processors::drop_items(&telemetry, &name, batch, out, |request| self.convert(request));
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -32,6 +32,23 @@ pub enum Value {
     Time(i64),
 }
 
+impl Value {
+    /// The name of its type, as the collector's errors give it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Double(_) => "double",
+            Value::Str(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::Map(_) => "map",
+            Value::List(_) => "slice",
+            Value::Time(_) => "time",
+        }
+    }
+}
+
 /// Which field of the item a path names. Resolved per context when the condition is compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {

@@ -129,22 +129,8 @@ pub fn compile(name: &str, mut args: Vec<Expr>, column: usize) -> Option<Result<
     Some(Ok(Expr::Call(func, args)))
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Nil => "nil",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int",
-        Value::Double(_) => "double",
-        Value::Str(_) => "string",
-        Value::Bytes(_) => "bytes",
-        Value::Map(_) => "map",
-        Value::List(_) => "slice",
-        Value::Time(_) => "time",
-    }
-}
-
 fn wrong(func: &str, want: &str, got: &Value) -> String {
-    format!("{func}: expected {want} but got {}", type_name(got))
+    format!("{func}: expected {want} but got {}", got.type_name())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -436,7 +436,7 @@ impl Statement {
                         *map = values;
                     }
                 }
-                other => return Err(format!("set: a map can only be set to a map, not to a {}", type_of(&other))),
+                other => return Err(format!("set: a map can only be set to a map, not to a {}", other.type_name())),
             },
             Op::ReplaceMatch(target, glob, replacement) => {
                 if let Value::Str(s) = item.get(target)
@@ -460,7 +460,7 @@ impl Statement {
             Op::MergeMaps(m, source, strategy) => {
                 let source = match eval(source, item)? {
                     Value::Map(values) => values,
-                    other => return Err(format!("merge_maps: expected a map but got {}", type_of(&other))),
+                    other => return Err(format!("merge_maps: expected a map but got {}", other.type_name())),
                 };
                 if let Some(map) = item.map(*m) {
                     for kv in source {
@@ -556,20 +556,6 @@ impl Statement {
             }
         }
         Ok(())
-    }
-}
-
-fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Nil => "nil",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int",
-        Value::Double(_) => "double",
-        Value::Str(_) => "string",
-        Value::Bytes(_) => "bytes",
-        Value::Map(_) => "map",
-        Value::List(_) => "slice",
-        Value::Time(_) => "time",
     }
 }
 
