@@ -2,6 +2,7 @@
 //! exporter of some pipelines and the receiver of others (see `pipeline::connector`).
 
 pub mod count;
+pub mod exponential_histogram;
 pub mod forward;
 pub mod routing;
 pub mod servicegraph;

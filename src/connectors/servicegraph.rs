@@ -9,6 +9,7 @@
 //! `metrics_flush_interval`.
 
 use crate::config::{Invalid, deserialize_duration};
+use crate::connectors::exponential_histogram::ExponentialHistogram;
 use crate::pipeline::component::{ConnectorContext, ConnectorSettings};
 use crate::pipeline::connector::Connector;
 use crate::pipeline::{Batch, Request};
@@ -58,7 +59,7 @@ pub struct ServiceGraphConfig {
     /// Latency histogram bounds, as durations (`100ms`, `1s`); recorded in seconds.
     #[serde(deserialize_with = "optional_durations")]
     pub latency_histogram_buckets: Option<Vec<Duration>>,
-    /// Not supported yet: refused when set above 0.
+    /// Above 0: latencies in exponential histograms of at most this many buckets.
     pub exponential_histogram_max_size: i32,
     /// Span (or resource) attributes added as `client_<name>` / `server_<name>`.
     pub dimensions: Vec<String>,
@@ -116,11 +117,14 @@ impl ConnectorSettings for ServiceGraphConfig {
         if self.exponential_histogram_max_size < 0 {
             return Err(Invalid::new("exponential_histogram_max_size", "can not be negative"));
         }
-        if self.exponential_histogram_max_size > 0 {
+        if self.exponential_histogram_max_size > 0 && self.latency_histogram_buckets.is_some() {
             return Err(Invalid::new(
                 "exponential_histogram_max_size",
-                "exponential histograms are not supported yet: use latency_histogram_buckets",
+                "use either latency_histogram_buckets or exponential_histogram_max_size",
             ));
+        }
+        if self.exponential_histogram_max_size == 1 {
+            return Err(Invalid::new("exponential_histogram_max_size", "must be at least 2, such as 160"));
         }
         if let Some(b) = &self.latency_histogram_buckets
             && b.windows(2).any(|w| w[0] >= w[1])
@@ -224,22 +228,29 @@ struct Series {
     updated: Instant,
 }
 
-struct Histogram {
-    count: u64,
-    sum: f64,
-    buckets: Vec<u64>,
+enum Histogram {
+    Explicit { count: u64, sum: f64, buckets: Vec<u64> },
+    Exponential(ExponentialHistogram),
 }
 
 impl Histogram {
-    fn new(buckets: usize) -> Histogram {
-        Histogram { count: 0, sum: 0.0, buckets: vec![0; buckets] }
+    fn new(bounds: &[f64], exponential_max_size: i32) -> Histogram {
+        match usize::try_from(exponential_max_size) {
+            Ok(size) if size > 0 => Histogram::Exponential(ExponentialHistogram::new(size)),
+            _ => Histogram::Explicit { count: 0, sum: 0.0, buckets: vec![0; bounds.len() + 1] },
+        }
     }
 
     fn record(&mut self, bounds: &[f64], value: f64) {
-        self.count += 1;
-        self.sum += value;
-        // A value on a bound belongs to that bucket (upper bounds are inclusive).
-        self.buckets[bounds.partition_point(|b| *b < value)] += 1;
+        match self {
+            Histogram::Explicit { count, sum, buckets } => {
+                *count += 1;
+                *sum += value;
+                // A value on a bound belongs to that bucket (upper bounds are inclusive).
+                buckets[bounds.partition_point(|b| *b < value)] += 1;
+            }
+            Histogram::Exponential(h) => h.record(value),
+        }
     }
 }
 
@@ -410,7 +421,6 @@ impl ServiceGraph {
         if !state.series.contains_key(&key) && state.series.len() >= SERIES_LIMIT {
             key = "\0overflow".into();
         }
-        let buckets = self.bounds.len() + 1;
         let series = state.series.entry(key).or_insert_with_key(|key| {
             let attributes = if key == "\0overflow" {
                 vec![bool_kv("otel.metric.overflow", true)]
@@ -433,8 +443,8 @@ impl ServiceGraph {
                 attributes,
                 requests: 0,
                 failed: 0,
-                client: Histogram::new(buckets),
-                server: Histogram::new(buckets),
+                client: Histogram::new(&self.bounds, self.cfg.exponential_histogram_max_size),
+                server: Histogram::new(&self.bounds, self.cfg.exponential_histogram_max_size),
                 updated: now,
             }
         });
@@ -466,30 +476,37 @@ impl ServiceGraph {
             value: Some(m::number_data_point::Value::AsInt(i64::try_from(value).unwrap_or(i64::MAX))),
             ..Default::default()
         };
-        let histogram = |name: &str, of: &dyn Fn(&Series) -> &Histogram| m::Metric {
-            name: name.to_string(),
-            unit: "s".into(),
-            data: Some(m::metric::Data::Histogram(m::Histogram {
-                data_points: state
-                    .series
-                    .values()
-                    .map(|s| {
-                        let h = of(s);
-                        m::HistogramDataPoint {
-                            attributes: s.attributes.clone(),
-                            start_time_unix_nano: self.start,
-                            time_unix_nano: now,
-                            count: h.count,
-                            sum: Some(h.sum),
-                            bucket_counts: h.buckets.clone(),
-                            explicit_bounds: self.bounds.clone(),
-                            ..Default::default()
-                        }
-                    })
-                    .collect(),
-                aggregation_temporality: cumulative,
-            })),
-            ..Default::default()
+        let histogram = |name: &str, of: &dyn Fn(&Series) -> &Histogram| {
+            let (mut explicit, mut exponential) = (Vec::new(), Vec::new());
+            for s in state.series.values() {
+                match of(s) {
+                    Histogram::Explicit { count, sum, buckets } => explicit.push(m::HistogramDataPoint {
+                        attributes: s.attributes.clone(),
+                        start_time_unix_nano: self.start,
+                        time_unix_nano: now,
+                        count: *count,
+                        sum: Some(*sum),
+                        bucket_counts: buckets.clone(),
+                        explicit_bounds: self.bounds.clone(),
+                        ..Default::default()
+                    }),
+                    Histogram::Exponential(h) => exponential.push(m::ExponentialHistogramDataPoint {
+                        attributes: s.attributes.clone(),
+                        start_time_unix_nano: self.start,
+                        time_unix_nano: now,
+                        ..h.to_point()
+                    }),
+                }
+            }
+            let data = if exponential.is_empty() {
+                m::metric::Data::Histogram(m::Histogram { data_points: explicit, aggregation_temporality: cumulative })
+            } else {
+                m::metric::Data::ExponentialHistogram(m::ExponentialHistogram {
+                    data_points: exponential,
+                    aggregation_temporality: cumulative,
+                })
+            };
+            m::Metric { name: name.to_string(), unit: "s".into(), data: Some(data), ..Default::default() }
         };
         let mut metrics = vec![sum(
             "traces_service_graph_request_total",
@@ -827,10 +844,26 @@ mod tests {
             cfg.validate().unwrap_err().to_string()
         };
         assert!(err("latency_histogram_buckets: [1s, 100ms]\n").contains("must increase"));
-        assert!(err("exponential_histogram_max_size: 160\n").contains("not supported yet"));
+        assert!(err("exponential_histogram_max_size: 160\nlatency_histogram_buckets: [1s]\n").contains("use either"));
         assert!(err("store: {ttl: 0s}\n").contains("store.ttl"));
         assert!(err("store: {max_items: 0}\n").contains("store.max_items"));
         let cfg: Result<ServiceGraphConfig, _> = crate::config::parse_yaml("s.yaml", "stor: {}\n");
         assert!(cfg.is_err());
+    }
+
+    #[test]
+    fn latencies_in_exponential_histograms_when_asked() {
+        let c = build("store: {ttl: 1m}\nexponential_histogram_max_size: 8\n");
+        route(&*c, batch("frontend", vec![span(1, 10, 0, 3, 40), span(2, 20, 0, 3, 4000)]));
+        route(&*c, batch("backend", vec![span(1, 11, 10, 2, 30), span(2, 21, 20, 2, 3000)]));
+        let mut out = Vec::new();
+        c.flush(&mut out, true);
+        let Some(Request::Metrics(r)) = out[0].decoded() else { panic!() };
+        let metrics = &r.resource_metrics[0].scope_metrics[0].metrics;
+        let server = metrics.iter().find(|m| m.name == "traces_service_graph_request_server_seconds").unwrap();
+        let Some(m::metric::Data::ExponentialHistogram(h)) = &server.data else { panic!("{server:?}") };
+        let p = &h.data_points[0];
+        assert_eq!((p.count, p.min, p.max), (2, Some(0.03), Some(3.0)));
+        assert!(p.positive.as_ref().unwrap().bucket_counts.len() <= 8);
     }
 }

@@ -6,6 +6,7 @@
 //! limit, spans are counted in one overflow series (`otel.metric.overflow: true`).
 
 use crate::config::{Invalid, deserialize_duration};
+use crate::connectors::exponential_histogram::ExponentialHistogram;
 use crate::pipeline::component::{ConnectorContext, ConnectorSettings};
 use crate::pipeline::connector::Connector;
 use crate::pipeline::{Batch, Request};
@@ -63,9 +64,33 @@ pub struct HistogramConfig {
     pub disable: bool,
     pub unit: Unit,
     pub explicit: Option<Explicit>,
-    /// Not supported yet: refused with a clear message rather than ignored.
-    pub exponential: Option<serde_json::Value>,
+    pub exponential: Option<Exponential>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exponential {
+    /// Buckets at most (positive values); the scale falls as needed to fit.
+    pub max_size: usize,
+}
+
+impl Default for Exponential {
+    fn default() -> Self {
+        Exponential { max_size: 160 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExemplarsConfig {
+    pub enabled: bool,
+    /// Exemplars kept per duration data point between flushes (the latest ones).
+    pub max_per_data_point: Option<usize>,
+}
+
+/// Exemplars kept per data point when `max_per_data_point` is not set (the collector keeps
+/// every span's until the flush).
+pub const DEFAULT_EXEMPLARS: usize = 10;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub enum Temporality {
@@ -97,8 +122,8 @@ pub struct SpanMetricsConfig {
     /// `aggregation_cardinality_limit`.
     pub dimensions_cache_size: usize,
     pub resource_metrics_cache_size: usize,
+    pub exemplars: ExemplarsConfig,
     /// Not supported yet: refused when enabled.
-    pub exemplars: Option<serde_json::Value>,
     pub events: Option<serde_json::Value>,
 }
 
@@ -116,7 +141,7 @@ impl Default for SpanMetricsConfig {
             aggregation_cardinality_limit: 0,
             dimensions_cache_size: 1000,
             resource_metrics_cache_size: 1000,
-            exemplars: None,
+            exemplars: ExemplarsConfig::default(),
             events: None,
         }
     }
@@ -145,14 +170,14 @@ impl ConnectorSettings for SpanMetricsConfig {
         if self.metrics_flush_interval.is_zero() {
             return Err(Invalid::new("metrics_flush_interval", "must be greater than 0, such as 60s"));
         }
-        if self.histogram.exponential.is_some() {
-            return Err(Invalid::new(
-                "histogram.exponential",
-                "exponential histograms are not supported yet: use histogram.explicit",
-            ));
+        if self.histogram.exponential.is_some() && self.histogram.explicit.is_some() {
+            return Err(Invalid::new("histogram", "use either explicit or exponential, not both"));
         }
-        if enabled(&self.exemplars) {
-            return Err(Invalid::new("exemplars.enabled", "exemplars are not supported yet"));
+        if self.histogram.exponential.as_ref().is_some_and(|e| e.max_size < 2) {
+            return Err(Invalid::new("histogram.exponential.max_size", "must be at least 2, such as 160"));
+        }
+        if self.exemplars.max_per_data_point == Some(0) {
+            return Err(Invalid::new("exemplars.max_per_data_point", "must be greater than 0"));
         }
         if enabled(&self.events) {
             return Err(Invalid::new("events.enabled", "span event metrics are not supported yet"));
@@ -194,7 +219,12 @@ struct Series {
     calls: u64,
     count: u64,
     sum: f64,
+    /// Explicit buckets (empty with an exponential histogram).
     buckets: Vec<u64>,
+    exponential: Option<ExponentialHistogram>,
+    /// The latest spans' exemplars since the last flush (a ring of `exemplars_max`).
+    exemplars: Vec<m::Exemplar>,
+    next_exemplar: usize,
     start: u64,
     seen: Instant,
 }
@@ -353,7 +383,7 @@ impl SpanMetrics {
         }
         let millis = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6;
         let value = millis * self.scale;
-        let buckets = self.bounds.len() + 1;
+        let buckets = if self.cfg.histogram.exponential.is_some() { 0 } else { self.bounds.len() + 1 };
         // A cumulative series starts when it is first seen (one that expired and comes back
         // starts again, visibly); a delta one at the previous flush.
         let start = if self.cfg.aggregation_temporality == Temporality::Delta { delta_start } else { wall };
@@ -362,14 +392,38 @@ impl SpanMetrics {
             count: 0,
             sum: 0.0,
             buckets: vec![0; buckets],
+            exponential: self.cfg.histogram.exponential.as_ref().map(|e| ExponentialHistogram::new(e.max_size)),
+            exemplars: Vec::new(),
+            next_exemplar: 0,
             start,
             seen: now,
         });
         series.calls += 1;
         series.count += 1;
         series.sum += value;
-        let at = self.bounds.partition_point(|b| *b < value);
-        series.buckets[at] += 1;
+        match &mut series.exponential {
+            Some(h) => h.record(value),
+            None => {
+                let at = self.bounds.partition_point(|b| *b < value);
+                series.buckets[at] += 1;
+            }
+        }
+        if self.cfg.exemplars.enabled {
+            let exemplar = m::Exemplar {
+                time_unix_nano: span.end_time_unix_nano,
+                span_id: span.span_id.clone(),
+                trace_id: span.trace_id.clone(),
+                value: Some(m::exemplar::Value::AsDouble(value)),
+                ..Default::default()
+            };
+            let max = self.cfg.exemplars.max_per_data_point.unwrap_or(DEFAULT_EXEMPLARS);
+            if series.exemplars.len() < max {
+                series.exemplars.push(exemplar);
+            } else {
+                series.exemplars[series.next_exemplar % max] = exemplar;
+            }
+            series.next_exemplar = (series.next_exemplar + 1) % max;
+        }
         series.seen = now;
     }
 
@@ -397,7 +451,10 @@ impl SpanMetrics {
             }
             let mut calls = Vec::with_capacity(per.series.len());
             let mut durations = Vec::with_capacity(per.series.len());
-            for (key, s) in &per.series {
+            let mut exponential = Vec::new();
+            for (key, s) in per.series.iter_mut() {
+                let exemplars = std::mem::take(&mut s.exemplars);
+                s.next_exemplar = 0;
                 let attributes = self.attributes(key);
                 calls.push(m::NumberDataPoint {
                     attributes: attributes.clone(),
@@ -406,7 +463,18 @@ impl SpanMetrics {
                     value: Some(m::number_data_point::Value::AsInt(i64::try_from(s.calls).unwrap_or(i64::MAX))),
                     ..Default::default()
                 });
-                if !self.cfg.histogram.disable {
+                if self.cfg.histogram.disable {
+                    continue;
+                }
+                if let Some(h) = &s.exponential {
+                    exponential.push(m::ExponentialHistogramDataPoint {
+                        attributes,
+                        start_time_unix_nano: s.start,
+                        time_unix_nano: now_nanos,
+                        exemplars,
+                        ..h.to_point()
+                    });
+                } else {
                     durations.push(m::HistogramDataPoint {
                         attributes,
                         start_time_unix_nano: s.start,
@@ -415,6 +483,7 @@ impl SpanMetrics {
                         sum: Some(s.sum),
                         bucket_counts: s.buckets.clone(),
                         explicit_bounds: self.bounds.clone(),
+                        exemplars,
                         ..Default::default()
                     });
                 }
@@ -430,6 +499,17 @@ impl SpanMetrics {
                 })),
                 ..Default::default()
             }];
+            if !exponential.is_empty() {
+                metrics.push(m::Metric {
+                    name: name("duration"),
+                    unit: unit.to_string(),
+                    data: Some(m::metric::Data::ExponentialHistogram(m::ExponentialHistogram {
+                        data_points: exponential,
+                        aggregation_temporality: temporality,
+                    })),
+                    ..Default::default()
+                });
+            }
             if !durations.is_empty() {
                 metrics.push(m::Metric {
                     name: name("duration"),
@@ -667,8 +747,75 @@ mod tests {
             cfg.validate().unwrap_err().key
         };
         assert_eq!(err("dimensions: [{name: span.name}]\n"), "dimensions.0.name");
-        assert_eq!(err("histogram: {exponential: {max_size: 160}}\n"), "histogram.exponential");
-        assert_eq!(err("exemplars: {enabled: true}\n"), "exemplars.enabled");
+        assert_eq!(err("histogram: {exponential: {max_size: 1}}\n"), "histogram.exponential.max_size");
+        assert_eq!(err("histogram: {exponential: {}, explicit: {buckets: [1s]}}\n"), "histogram");
+        assert_eq!(err("exemplars: {enabled: true, max_per_data_point: 0}\n"), "exemplars.max_per_data_point");
+        assert_eq!(err("events: {enabled: true}\n"), "events.enabled");
         assert_eq!(err("histogram: {explicit: {buckets: [1s, 10ms]}}\n"), "histogram.explicit.buckets");
+    }
+
+    /// Gives every span of `batch` trace id [t; 16] and span id [i; 8] (i counting from 1).
+    fn with_ids(batch: Batch, t: u8) -> Batch {
+        let Ok(Request::Traces(mut r)) = batch.into_request() else { panic!() };
+        for (i, span) in r.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
+            span.trace_id = vec![t; 16];
+            span.span_id = vec![i as u8 + 1; 8];
+        }
+        Batch::from_request(Request::Traces(r))
+    }
+
+    fn metrics_of(c: &dyn Connector) -> Vec<m::Metric> {
+        let mut out = Vec::new();
+        c.flush(&mut out, false);
+        out.iter()
+            .flat_map(|b| {
+                let Some(Request::Metrics(r)) = b.decoded() else { panic!("metrics") };
+                r.resource_metrics
+                    .iter()
+                    .flat_map(|rm| &rm.scope_metrics)
+                    .flat_map(|sm| sm.metrics.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exponential_durations_with_the_latest_exemplars() {
+        let c = build("histogram: {exponential: {max_size: 20}}\nexemplars: {enabled: true, max_per_data_point: 2}\n");
+        let mut out = Vec::new();
+        c.route(
+            with_ids(spans(&[("GET", 3, false, None), ("GET", 30, false, None), ("GET", 300, false, None)]), 7),
+            &[],
+            &mut out,
+        );
+        let metrics = metrics_of(&*c);
+        let duration = metrics.iter().find(|m| m.name == "traces.span.metrics.duration").unwrap();
+        assert_eq!(duration.unit, "ms");
+        let Some(m::metric::Data::ExponentialHistogram(h)) = &duration.data else { panic!("{duration:?}") };
+        let p = &h.data_points[0];
+        assert_eq!((p.count, p.sum, p.min, p.max), (3, Some(333.0), Some(3.0), Some(300.0)));
+        let buckets = p.positive.as_ref().unwrap();
+        assert!(buckets.bucket_counts.len() <= 20);
+        assert_eq!(buckets.bucket_counts.iter().sum::<u64>(), 3);
+        // The two latest spans' exemplars, with their trace and span ids and durations.
+        let mut ex: Vec<(Vec<u8>, Vec<u8>, f64)> = p
+            .exemplars
+            .iter()
+            .map(|e| {
+                let Some(m::exemplar::Value::AsDouble(v)) = e.value else { panic!() };
+                (e.trace_id.clone(), e.span_id.clone(), v)
+            })
+            .collect();
+        ex.sort_by(|a, b| a.2.total_cmp(&b.2));
+        assert_eq!(ex, vec![(vec![7; 16], vec![2; 8], 30.0), (vec![7; 16], vec![3; 8], 300.0)]);
+        // Exemplars are of one flush interval; the histogram (cumulative) stays.
+        let again = metrics_of(&*c);
+        let Some(m::metric::Data::ExponentialHistogram(h)) =
+            &again.iter().find(|m| m.name == "traces.span.metrics.duration").unwrap().data
+        else {
+            panic!()
+        };
+        assert!(h.data_points[0].exemplars.is_empty());
+        assert_eq!(h.data_points[0].count, 3);
     }
 }
