@@ -5,7 +5,7 @@
 //! edge on its own; a half that waited too long becomes an edge to a virtual node (the peer it
 //! named, or `user` for a root server span). Edges are counted per (client, server, connection
 //! type, failed, dimensions) series into `traces_service_graph_request_total`, `…_failed_total`
-//! and the `…_server_seconds` / `…_client_seconds` latency histograms, handed on every
+//! and the `…_server` / `…_client` latency histograms (seconds), handed on every
 //! `metrics_flush_interval`.
 
 use crate::config::{Invalid, deserialize_duration};
@@ -203,8 +203,8 @@ struct Edge {
     failed: bool,
     client_seconds: f64,
     server_seconds: f64,
-    /// `client_<dim>` / `server_<dim>` values.
-    dimensions: Vec<(String, String)>,
+    /// `client_<dim>` / `server_<dim>` values, in key order whatever half came first.
+    dimensions: std::collections::BTreeMap<String, String>,
     /// The first peer attribute the client span has.
     peer: Option<String>,
     /// Which side a virtual node filled in.
@@ -321,7 +321,7 @@ impl ServiceGraph {
             let side = if client { "client" } else { "server" };
             for d in &self.cfg.dimensions {
                 if let Some(v) = text_of(&[resource, &span.attributes], d) {
-                    e.dimensions.push((format!("{side}_{d}"), v));
+                    e.dimensions.insert(format!("{side}_{d}"), v);
                 }
             }
             if client {
@@ -344,6 +344,11 @@ impl ServiceGraph {
             if edge.complete() {
                 let edge = state.edges.remove(&key).expect("just found");
                 self.count(state, &edge, now);
+                // Completed edges leave stale entries in `order`: keep it near the store's size.
+                if state.order.len() > 2 * state.edges.len() + 64 {
+                    let edges = &state.edges;
+                    state.order.retain(|(k, at)| edges.get(k).is_some_and(|e| e.expires == *at));
+                }
             }
             return;
         }
@@ -354,7 +359,7 @@ impl ServiceGraph {
             failed: false,
             client_seconds: 0.0,
             server_seconds: 0.0,
-            dimensions: Vec::new(),
+            dimensions: Default::default(),
             peer: None,
             virtual_side: None,
             expires: now + self.cfg.store.ttl,
@@ -364,6 +369,10 @@ impl ServiceGraph {
             self.edges.inc();
             self.count(state, &edge, now);
             return;
+        }
+        if state.edges.len() >= self.cfg.store.max_items {
+            // Halves past their ttl make room first.
+            self.expire(state, now);
         }
         if state.edges.len() >= self.cfg.store.max_items {
             self.dropped.inc();
@@ -393,7 +402,10 @@ impl ServiceGraph {
                 edge.client = Some("user".into());
                 edge.virtual_side = Some("client");
                 self.count(state, &edge, now);
-            } else if edge.server.is_none() && edge.client.is_some() {
+            } else if edge.server.is_none()
+                && edge.client.is_some()
+                && !self.cfg.virtual_node_peer_attributes.is_empty()
+            {
                 edge.server = Some(edge.peer.clone().unwrap_or_else(|| "unknown".into()));
                 edge.virtual_side = Some("server");
                 self.count(state, &edge, now);
@@ -516,8 +528,8 @@ impl ServiceGraph {
         if !failed.is_empty() {
             metrics.push(sum("traces_service_graph_request_failed_total", failed));
         }
-        metrics.push(histogram("traces_service_graph_request_server_seconds", &|s| &s.server));
-        metrics.push(histogram("traces_service_graph_request_client_seconds", &|s| &s.client));
+        metrics.push(histogram("traces_service_graph_request_server", &|s| &s.server));
+        metrics.push(histogram("traces_service_graph_request_client", &|s| &s.client));
         Request::Metrics(ExportMetricsServiceRequest {
             resource_metrics: vec![m::ResourceMetrics {
                 scope_metrics: vec![m::ScopeMetrics {
@@ -724,8 +736,8 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                ("traces_service_graph_request_client_seconds".into(), EDGE.into(), 2, 0.5),
-                ("traces_service_graph_request_server_seconds".into(), EDGE.into(), 2, 0.75),
+                ("traces_service_graph_request_client".into(), EDGE.into(), 2, 0.5),
+                ("traces_service_graph_request_server".into(), EDGE.into(), 2, 0.75),
                 ("traces_service_graph_request_total".into(), EDGE.into(), 2, 0.0),
             ]
         );
@@ -860,10 +872,49 @@ mod tests {
         c.flush(&mut out, true);
         let Some(Request::Metrics(r)) = out[0].decoded() else { panic!() };
         let metrics = &r.resource_metrics[0].scope_metrics[0].metrics;
-        let server = metrics.iter().find(|m| m.name == "traces_service_graph_request_server_seconds").unwrap();
+        let server = metrics.iter().find(|m| m.name == "traces_service_graph_request_server").unwrap();
         let Some(m::metric::Data::ExponentialHistogram(h)) = &server.data else { panic!("{server:?}") };
         let p = &h.data_points[0];
         assert_eq!((p.count, p.min, p.max), (2, Some(0.03), Some(3.0)));
         assert!(p.positive.as_ref().unwrap().bucket_counts.len() <= 8);
+    }
+
+    #[test]
+    fn one_series_whichever_half_came_first_and_expired_halves_make_room() {
+        let c = build("dimensions: [env]\nstore: {ttl: 1m}\n");
+        let with_env = |mut s: S| {
+            s.attrs = vec![("env", "prod")];
+            s
+        };
+        // Trace 1: client first; trace 2: server first; trace 1's client span sent twice.
+        route(&*c, batch("frontend", vec![with_env(span(1, 10, 0, 3, 1)), with_env(span(1, 10, 0, 3, 1))]));
+        route(&*c, batch("backend", vec![with_env(span(1, 11, 10, 2, 1)), with_env(span(2, 21, 20, 2, 1))]));
+        route(&*c, batch("frontend", vec![with_env(span(2, 20, 0, 3, 1))]));
+        let totals: Vec<_> =
+            flushed(&*c, true).into_iter().filter(|r| r.0 == "traces_service_graph_request_total").collect();
+        assert_eq!(totals.len(), 1, "{totals:?}");
+        assert_eq!(
+            (totals[0].1.as_str(), totals[0].2),
+            ("client=frontend,client_env=prod,connection_type=,failed=false,server=backend,server_env=prod", 2)
+        );
+
+        let small = build("store: {ttl: 10ms, max_items: 1}\n");
+        route(&*small, batch("frontend", vec![span(1, 10, 0, 3, 1)]));
+        std::thread::sleep(Duration::from_millis(20));
+        // The store is full of an expired half: it goes (to a virtual node), the new one is kept.
+        route(&*small, batch("frontend", vec![span(2, 20, 0, 3, 1)]));
+        route(&*small, batch("backend", vec![span(2, 21, 20, 2, 1)]));
+        let totals: Vec<_> = flushed(&*small, true)
+            .into_iter()
+            .filter(|r| r.0 == "traces_service_graph_request_total")
+            .map(|r| (r.1, r.2))
+            .collect();
+        assert_eq!(
+            totals,
+            vec![
+                ("client=frontend,connection_type=,failed=false,server=backend".into(), 1),
+                ("client=frontend,connection_type=virtual_node,failed=false,server=unknown".into(), 1),
+            ]
+        );
     }
 }
