@@ -133,6 +133,9 @@ pub struct CumulativeToDelta {
     next_sweep: Option<Instant>,
 }
 
+/// The data point flag of a point without a value (a Prometheus staleness marker).
+const NO_RECORDED_VALUE: u32 = 1;
+
 /// What a point becomes: sent as a delta, or held back (a first point), or dropped (out of
 /// order, over the stream limit).
 enum Outcome {
@@ -162,8 +165,14 @@ impl CumulativeToDelta {
     }
 
     fn number(&mut self, key: Vec<u8>, p: &mut NumberDataPoint) -> Outcome {
+        if p.flags & NO_RECORDED_VALUE != 0 {
+            // A staleness marker: no delta to give.
+            return Outcome::Hold;
+        }
         let value = match p.value {
             Some(number_data_point::Value::AsInt(v)) => Last::Int(v),
+            // NaN goes on as it is and is not remembered (it would make every later delta NaN).
+            Some(number_data_point::Value::AsDouble(v)) if v.is_nan() => return Outcome::Send,
             Some(number_data_point::Value::AsDouble(v)) => Last::Double(v),
             None => return Outcome::Drop,
         };
@@ -191,8 +200,9 @@ impl CumulativeToDelta {
             (Last::Int(v), Last::Int(prev)) => Some(number_data_point::Value::AsInt(v.saturating_sub(*prev))),
             (v, prev) => Some(number_data_point::Value::AsDouble(as_f64(v) - as_f64(prev))),
         };
-        // A reset's delta covers the series since its (new) start; otherwise since the last point.
-        let start = if reset { p.start_time_unix_nano } else { s.time };
+        // A reset's delta is what was counted since the restart, which came after the last point
+        // (and at its new start time, when it gives one): intervals never overlap.
+        let start = if reset { p.start_time_unix_nano.max(s.time) } else { s.time };
         (s.start, s.time, s.last, s.seen) = (p.start_time_unix_nano.max(s.start), p.time_unix_nano, value, now);
         p.value = delta;
         p.start_time_unix_nano = start;
@@ -200,6 +210,9 @@ impl CumulativeToDelta {
     }
 
     fn histogram(&mut self, key: Vec<u8>, p: &mut HistogramDataPoint) -> Outcome {
+        if p.flags & NO_RECORDED_VALUE != 0 {
+            return Outcome::Hold;
+        }
         if self.full(&key) {
             return Outcome::Drop;
         }
@@ -224,15 +237,21 @@ impl CumulativeToDelta {
             return Outcome::Drop;
         }
         let Last::Histogram { count, sum, bounds, buckets } = &s.last else { return Outcome::Drop };
+        if *bounds != p.explicit_bounds || buckets.len() != p.bucket_counts.len() {
+            // Other buckets: no difference to take; this point is the new baseline.
+            (s.start, s.time, s.last, s.seen) = (p.start_time_unix_nano, p.time_unix_nano, value, now);
+            return Outcome::Hold;
+        }
         let reset = p.start_time_unix_nano > s.start
             || p.count < *count
-            || *bounds != p.explicit_bounds
-            || buckets.len() != p.bucket_counts.len()
             || buckets.iter().zip(&p.bucket_counts).any(|(prev, b)| b < prev);
-        let start = if reset { p.start_time_unix_nano } else { s.time };
+        let start = if reset { p.start_time_unix_nano.max(s.time) } else { s.time };
+        // A NaN sum keeps the last one (the next difference is taken from it).
+        let sum_now = p.sum.filter(|v| !v.is_nan());
+        let kept_sum = if p.sum.is_some() && sum_now.is_none() { *sum } else { sum_now };
         if !reset {
             p.count -= count;
-            p.sum = match (p.sum, sum) {
+            p.sum = match (sum_now, sum) {
                 (Some(a), Some(b)) => Some(a - b),
                 _ => None,
             };
@@ -240,6 +259,10 @@ impl CumulativeToDelta {
                 *b -= prev;
             }
         }
+        let value = match value {
+            Last::Histogram { count, bounds, buckets, .. } => Last::Histogram { count, sum: kept_sum, bounds, buckets },
+            other => other,
+        };
         (s.start, s.time, s.last, s.seen) = (p.start_time_unix_nano.max(s.start), p.time_unix_nano, value, now);
         (p.min, p.max) = (None, None);
         p.start_time_unix_nano = start;
@@ -458,6 +481,7 @@ mod tests {
             ],
         );
         let c = |s: &str, start, time, v| ("calls".to_string(), s.to_string(), start, time, v, true);
+        // A reset's delta starts at the last point (or the new start time): no overlap.
         assert_eq!(
             points(&out),
             [
@@ -465,7 +489,7 @@ mod tests {
                 c("b", 10, 20, 1),
                 c("a", 20, 30, 3),
                 c("b", 20, 30, 0),
-                c("b", 10, 40, 0),
+                c("b", 30, 40, 0),
                 c("a", 35, 45, 2),
             ]
         );
@@ -575,5 +599,57 @@ mod tests {
         assert!(err("include:\n  metrics: [a]\n").contains("include.match_type"));
         assert!(err("exclude:\n  match_type: regexp\n  metrics: ['(']\n").contains("exclude.metrics.0"));
         assert!(crate::config::parse_yaml::<CumulativeToDeltaConfig>("c.yaml", "initial_value: maybe\n").is_err());
+    }
+
+    #[test]
+    fn staleness_markers_and_nan_do_not_spoil_the_stream() {
+        let mut p = processor("initial_value: keep\n");
+        let double = |time: u64, v: f64, flags: u32| Metric {
+            name: "bytes".into(),
+            data: Some(Data::Sum(Sum {
+                data_points: vec![NumberDataPoint {
+                    start_time_unix_nano: 1,
+                    time_unix_nano: time,
+                    value: Some(number_data_point::Value::AsDouble(v)),
+                    flags,
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
+        let out = run(
+            &mut *p,
+            vec![
+                vec![double(10, 10.0, 0)],
+                vec![double(20, f64::NAN, 1)],
+                vec![double(30, f64::NAN, 0)],
+                vec![double(40, 15.0, 0)],
+            ],
+        );
+        let values: Vec<f64> = out
+            .iter()
+            .filter_map(|b| match b.decoded() {
+                Some(Request::Metrics(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .flat_map(|r| r.resource_metrics)
+            .flat_map(|rm| rm.scope_metrics)
+            .flat_map(|sm| sm.metrics)
+            .filter_map(|m| match m.data {
+                Some(Data::Sum(s)) => Some(s.data_points),
+                _ => None,
+            })
+            .flatten()
+            .map(|p| match p.value {
+                Some(number_data_point::Value::AsDouble(v)) => v,
+                _ => -1.0,
+            })
+            .collect();
+        assert_eq!(values.len(), 3, "the marker is held back: {values:?}");
+        assert_eq!(values[0], 10.0);
+        assert!(values[1].is_nan(), "NaN goes on as it is");
+        assert_eq!(values[2], 5.0, "15 after 10: the NaN was not remembered");
     }
 }
