@@ -47,6 +47,9 @@ struct Waiting {
     spans: usize,
 }
 
+/// Spans from which a release is cut into another batch (at a trace's end).
+const RELEASE_BATCH_SPANS: usize = 8192;
+
 pub struct GroupByTrace {
     name: String,
     wait: Duration,
@@ -91,20 +94,42 @@ fn by_trace(request: ExportTraceServiceRequest) -> HashMap<Vec<u8>, (ExportTrace
 }
 
 impl GroupByTrace {
-    /// Releases the trace `id` (if still waiting) into `parts`.
-    fn release(&mut self, id: &[u8], parts: &mut Vec<Batch>) {
+    /// Releases the trace `id` (if still waiting) into `traces`.
+    fn release(&mut self, id: &[u8], traces: &mut Vec<Waiting>) {
         if let Some(w) = self.waiting.remove(id) {
             self.released.inc();
             self.spans_released.inc_by(w.spans as u64);
-            parts.extend(w.parts);
+            traces.push(w);
         }
     }
 
-    /// What was released at once goes on as one batch of whole traces.
-    fn emit(&self, parts: Vec<Batch>, out: &mut Vec<Batch>) {
+    /// What was released at once goes on in batches of whole traces, one request context per
+    /// batch (a tenant's header stays with its spans), of about `RELEASE_BATCH_SPANS` spans (a
+    /// stop releasing everything must not make one request a backend refuses for its size).
+    fn emit(&self, traces: Vec<Waiting>, out: &mut Vec<Batch>) {
         self.in_memory.set(self.waiting.len() as i64);
-        if let Some(batch) = Batch::merge(parts) {
-            out.push(batch);
+        type Group = (Option<Vec<(String, String)>>, Vec<Batch>, usize);
+        let mut groups: Vec<Group> = Vec::new();
+        for trace in traces {
+            for part in trace.parts {
+                let context = part.context().map(<[_]>::to_vec);
+                let at = match groups.iter().position(|g| g.0 == context) {
+                    Some(at) => at,
+                    None => {
+                        groups.push((context, Vec::new(), 0));
+                        groups.len() - 1
+                    }
+                };
+                groups[at].2 += part.items();
+                groups[at].1.push(part);
+            }
+            for group in groups.iter_mut().filter(|g| g.2 >= RELEASE_BATCH_SPANS) {
+                out.extend(Batch::merge(std::mem::take(&mut group.1)));
+                group.2 = 0;
+            }
+        }
+        for (_, parts, _) in groups {
+            out.extend(Batch::merge(parts));
         }
     }
 }
@@ -115,14 +140,12 @@ impl Processor for GroupByTrace {
             out.push(batch);
             return;
         }
-        let (request, kin) = match batch.into_pieces() {
-            Ok((Request::Traces(r), kin)) => (r, kin),
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(processor = %self.name, error = %e, "cannot decode a batch to group its spans by trace; dropped");
-                return;
-            }
-        };
+        if let Err(e) = batch.request() {
+            tracing::warn!(processor = %self.name, error = %e, "cannot decode a batch to group its spans by trace; passed on whole");
+            out.push(batch);
+            return;
+        }
+        let Ok((Request::Traces(request), kin)) = batch.into_pieces() else { return };
         let now = Instant::now();
         for (id, (trace, spans)) in by_trace(request) {
             let part = kin.part(Request::Traces(trace));
@@ -154,24 +177,24 @@ impl Processor for GroupByTrace {
     }
 
     fn on_deadline(&mut self, now: Instant, out: &mut Vec<Batch>) {
-        let mut parts = Vec::new();
+        let mut traces = Vec::new();
         while let Some((first, _)) = self.order.front() {
             if *first + self.wait > now {
                 break;
             }
             let Some((_, id)) = self.order.pop_front() else { break };
-            self.release(&id, &mut parts);
+            self.release(&id, &mut traces);
         }
-        self.emit(parts, out);
+        self.emit(traces, out);
     }
 
     /// At shutdown every waiting trace goes on.
     fn flush(&mut self, out: &mut Vec<Batch>) {
-        let mut parts = Vec::new();
+        let mut traces = Vec::new();
         while let Some((_, id)) = self.order.pop_front() {
-            self.release(&id, &mut parts);
+            self.release(&id, &mut traces);
         }
-        self.emit(parts, out);
+        self.emit(traces, out);
     }
 }
 
@@ -345,5 +368,32 @@ mod tests {
         assert!(err("wait_duration: 0s\n").contains("wait_duration"));
         assert!(err("num_traces: 0\n").contains("num_traces"));
         assert!(err("store_on_disk: true\n").contains("not supported"));
+    }
+
+    #[test]
+    fn a_large_release_goes_in_batches_of_whole_traces_one_context_each() {
+        let mut g = processor("wait_duration: 1h\n");
+        let mut out = Vec::new();
+        // 3 traces of 5,000 spans each, then a small trace from another tenant.
+        for t in 1..=3u8 {
+            let spans: Vec<(u8, &str)> = (0..5000).map(|_| (t, "s")).collect();
+            g.process(batch("web", &spans), &mut out);
+        }
+        let tenant = vec![("x-tenant".to_string(), "b".to_string())];
+        g.process(batch("web", &[(9, "other")]).with_context(std::sync::Arc::new(tenant.clone())), &mut out);
+        g.flush(&mut out);
+        let sizes: Vec<(usize, bool)> = out.iter().map(|b| (b.items(), b.context() == Some(&tenant[..]))).collect();
+        assert_eq!(sizes, [(10_000, false), (5_000, false), (1, true)], "cut at trace ends past 8,192 spans");
+    }
+
+    #[test]
+    fn an_undecodable_batch_goes_on_whole() {
+        let mut g = processor("");
+        let mut out = Vec::new();
+        g.process(
+            Batch::from_encoded(crate::signal::Signal::Traces, bytes::Bytes::from_static(b"\xff\xff"), 1),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
     }
 }
