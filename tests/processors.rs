@@ -410,6 +410,7 @@ exporters:
   file/raw:
     path: {dir}/raw.jsonl
 service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
   pipelines:
     traces:
       receivers: [otlp]

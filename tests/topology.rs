@@ -292,6 +292,7 @@ exporters:
   file/end: {path: "{dir}/end.jsonl"}
   file/shared: {path: "{dir}/shared.jsonl"}
 service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
   pipelines:
     traces/in: {receivers: [otlp], exporters: [forward/first, forward/split]}
     traces/middle: {receivers: [forward/first], processors: [batch], exporters: [forward/second]}
@@ -349,6 +350,7 @@ exporters:
   file/traces: {path: "{dir}/traces.jsonl"}
   file/counts: {path: "{dir}/counts.jsonl"}
 service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
   pipelines:
     traces: {receivers: [otlp], exporters: [file/traces, count]}
     metrics/counts: {receivers: [count], exporters: [file/counts]}
@@ -486,6 +488,7 @@ exporters:
   prometheusremotewrite:
     endpoint: {write}
 service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
   pipelines:
     traces: {{receivers: [otlp], exporters: [file/traces, count]}}
     metrics/counts: {{receivers: [count], processors: [deltatocumulative], exporters: [prometheusremotewrite]}}
@@ -548,6 +551,7 @@ exporters:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
 service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
   pipelines:
     traces: {{receivers: [otlp], exporters: [file/traces, spanmetrics]}}
     metrics: {{receivers: [spanmetrics], exporters: [prometheus]}}
@@ -613,6 +617,7 @@ exporters:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
 service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
   pipelines:
     traces: {{receivers: [otlp], exporters: [file/traces, servicegraph]}}
     metrics: {{receivers: [servicegraph], exporters: [prometheus]}}
@@ -664,6 +669,92 @@ service:
     );
 }
 
+fn vm_rss_mib(pid: u32) -> u64 {
+    vm_status_mib(pid, "VmRSS:")
+}
+
+/// A memory figure of /proc/PID/status (`VmRSS:`, `VmHWM:`), in MiB.
+fn vm_status_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    kib / 1024
+}
+
+/// A flood of distinct dimension values (an unbounded `http.route`): spanmetrics keeps 100,000
+/// series and counts the rest in one overflow series, so memory stops growing at the cap.
+#[test]
+fn spanmetrics_memory_stops_growing_at_100000_distinct_dimension_values() {
+    let mut gw = Gateway::start(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+connectors:
+  spanmetrics:
+    dimensions: [{name: http.route}]
+    metrics_flush_interval: 1h
+exporters:
+  debug: {verbosity: basic}
+  file/metrics: {path: "{dir}/metrics.jsonl"}
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug, spanmetrics]}
+    metrics: {receivers: [spanmetrics], exporters: [file/metrics]}
+"#,
+    );
+    let flood = |from: usize, to: usize| {
+        for chunk in (from..to).collect::<Vec<_>>().chunks(5000) {
+            let mut list = spans("r", chunk.len());
+            for (s, i) in list.iter_mut().zip(chunk) {
+                s.kind = 2;
+                s.attributes = vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "http.route".into(),
+                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(format!(
+                            "/users/{i}"
+                        ))),
+                    }),
+                    ..Default::default()
+                }];
+            }
+            post_under(&gw, "service.name", "api", list);
+        }
+    };
+    // The connector has seen what the debug exporter (fed by the same fan-out) has sent.
+    let seen = |n: f64| {
+        eventually(Duration::from_secs(60), || {
+            gw.metric("otelcol_exporter_sent_spans_total", &[("exporter", "debug")]) >= n
+        })
+    };
+    let before = vm_rss_mib(gw.pid());
+    flood(0, 100_000);
+    assert!(seen(100_000.0), "{}", gw.log());
+    let at_cap = vm_rss_mib(gw.pid());
+    flood(100_000, 300_000);
+    assert!(seen(300_000.0), "{}", gw.log());
+    let after = vm_rss_mib(gw.pid());
+    let peak = vm_status_mib(gw.pid(), "VmHWM:");
+    eprintln!(
+        "RSS before: {before} MiB; at 100,000 series: {at_cap} MiB; after 200,000 more: {after} MiB; peak {peak} MiB"
+    );
+    // 100,000 series take about 130 MiB here; without the cap, 300,000 would take over 400.
+    assert!(peak < 320, "memory kept growing past the cap: {before} -> {at_cap} -> {after} MiB, peak {peak} MiB");
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let calls = sums(&gw.path("metrics.jsonl"), "traces.span.metrics.calls", "http.route");
+    assert_eq!(calls.len(), 100_001, "100,000 series and the overflow");
+    assert_eq!(calls.get(""), Some(&200_000), "the overflow series counted every later span");
+    assert_eq!(calls.values().sum::<i64>(), 300_000);
+}
+
 #[test]
 fn spanmetrics_gathered_since_the_last_flush_are_handed_on_at_a_stop() {
     let mut gw = Gateway::start(
@@ -680,6 +771,7 @@ exporters:
   file/traces: {path: "{dir}/traces.jsonl"}
   file/metrics: {path: "{dir}/metrics.jsonl"}
 service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
   pipelines:
     traces: {receivers: [otlp], exporters: [file/traces, spanmetrics]}
     metrics: {receivers: [spanmetrics], exporters: [file/metrics]}

@@ -83,18 +83,20 @@ impl Hop {
                 loop {
                     ticks.tick().await;
                     let Some(hop) = weak.upgrade() else { return };
-                    hop.flush(false);
+                    hop.flush_waiting(tokio::time::Instant::now() + every).await;
                 }
             });
         }
         hop
     }
 
-    /// Hands what the connector has gathered to every pipeline downstream of its signal.
-    pub fn flush(&self, last: bool) {
+    /// What the connector has gathered, as the parts each pipeline downstream of its signal
+    /// gets, with the room each must hold and where it goes.
+    fn gathered(&self, last: bool) -> Vec<FlushPart> {
         let mut made = Vec::new();
         self.connector.flush(&mut made, last);
         let downstream = self.downstream.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut parts = Vec::new();
         // In batches a queue and a backend take (a flush of many series is large).
         for batch in made.into_iter().flat_map(|b| b.split(FLUSH_BATCH_ITEMS)) {
             let prefix = batch.signal().as_str();
@@ -106,23 +108,68 @@ impl Hop {
                         continue;
                     }
                     sent.push(id);
-                    let mut part = batch.clone();
-                    if let Some(room) = to.capacities.get(i)
-                        && !claim_all(&mut part, room)
-                    {
-                        self.refused.inc_by(part.items() as u64);
-                        continue;
-                    }
-                    if self.tap.is_active() {
-                        self.tap.observe(Some(&Arc::from(id.as_str())), &part);
-                    }
-                    if let Some(input) = to.inputs.get(i)
-                        && input.send(part).is_err()
-                    {
-                        tracing::debug!(connector = %self.name, pipeline = %id, "connector: the pipeline downstream is closed");
-                    }
+                    let Some(input) = to.inputs.get(i) else { continue };
+                    parts.push(FlushPart {
+                        part: batch.clone(),
+                        room: to.capacities.get(i).cloned().unwrap_or_default(),
+                        input: input.clone(),
+                        pipeline: id.clone(),
+                    });
                 }
             }
+        }
+        parts
+    }
+
+    /// Sends one part on, once it holds its room.
+    fn hand_on(&self, d: FlushPart) {
+        if self.tap.is_active() {
+            self.tap.observe(Some(&Arc::from(d.pipeline.as_str())), &d.part);
+        }
+        if d.input.send(d.part).is_err() {
+            tracing::debug!(connector = %self.name, pipeline = %d.pipeline, "connector: the pipeline downstream is closed");
+        }
+    }
+
+    /// Hands what the connector has gathered to every pipeline downstream of its signal, where
+    /// there is room; at the last flush (the hop let go of: a reload, a stop) room is taken even
+    /// over a queue's limit, so nothing gathered is lost then.
+    pub fn flush(&self, last: bool) {
+        for mut d in self.gathered(last) {
+            let room = std::mem::take(&mut d.room);
+            if last {
+                for capacity in &room {
+                    d.part.hold(capacity.force_claim(capacity.weight(&d.part).max(1)));
+                }
+            } else if !claim_all(&mut d.part, &room) {
+                self.refused.inc_by(d.part.items() as u64);
+                continue;
+            }
+            self.hand_on(d);
+        }
+    }
+
+    /// A periodic flush: each part waits for room until `deadline` (the next flush) as the
+    /// queues drain, so a flush larger than a queue is not cut short; what finds none is
+    /// dropped and counted.
+    pub async fn flush_waiting(&self, deadline: tokio::time::Instant) {
+        for mut d in self.gathered(false) {
+            let room = std::mem::take(&mut d.room);
+            let mut claims = Vec::with_capacity(room.len());
+            for capacity in &room {
+                match capacity.claim_until(capacity.weight(&d.part).max(1), deadline).await {
+                    Some(c) => claims.push(c),
+                    None => break,
+                }
+            }
+            if claims.len() < room.len() {
+                self.refused.inc_by(d.part.items() as u64);
+                continue;
+            }
+            for c in claims {
+                d.part.hold(c);
+            }
+            self.hand_on(d);
         }
     }
 
@@ -195,6 +242,14 @@ impl Hop {
             }
         }
     }
+}
+
+/// One part of a flush: the data, the room it must hold, and the pipeline it goes to.
+struct FlushPart {
+    part: Batch,
+    room: Vec<Arc<super::admission::Capacity>>,
+    input: mpsc::UnboundedSender<Batch>,
+    pipeline: String,
 }
 
 /// The most data points one batch of a flush holds.
