@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -331,7 +332,7 @@ fn sums(path: &std::path::Path, name: &str, key: &str) -> std::collections::BTre
 }
 
 #[test]
-fn a_count_connector_turns_the_sdk_spans_into_counts_by_service() {
+fn a_count_connector_turns_the_sdk_spans_into_counts_by_service_and_failures() {
     let Some(python) = python_peer() else { return };
     let gw = Gateway::start(
         r#"
@@ -340,12 +341,18 @@ receivers:
     protocols:
       grpc:
         endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
 connectors:
   count:
     spans:
       app.spans:
         description: spans by service
         attributes: [{key: service.name}, {key: deployment.environment, default_value: unknown}]
+      app.errors:
+        description: failed spans by service
+        conditions: [status.code == STATUS_CODE_ERROR]
+        attributes: [{key: service.name}]
 exporters:
   file/traces: {path: "{dir}/traces.jsonl"}
   file/counts: {path: "{dir}/counts.jsonl"}
@@ -362,22 +369,35 @@ service:
         let (ok, err) = python_try_send(&python, "grpc", &endpoint, &["--count".into(), n.into()], &out);
         assert!(ok, "{err}");
     }
+    // Calls between two services, 2 of 6 failing on the server side (12 spans).
+    let calls = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_calls.py"))
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.http), "--client", "web", "--server", "api"])
+        .args(["--calls", "6", "--failures", "2"])
+        .output()
+        .expect("run otel_calls.py");
+    assert!(calls.status.success(), "otel_calls.py: {}", String::from_utf8_lossy(&calls.stderr));
     let counts = || sums(&gw.path("counts.jsonl"), "app.spans", "service.name");
     assert!(
-        eventually(Duration::from_secs(10), || counts().values().sum::<i64>() == 7),
+        eventually(Duration::from_secs(10), || counts().values().sum::<i64>() == 19),
         "counts {:?}, spans {}\n{}",
         counts(),
         span_names(&gw.path("traces.jsonl")).len(),
         gw.log()
     );
     let by_service = counts();
+    assert_eq!((by_service.get("web"), by_service.get("api")), (Some(&6), Some(&6)), "{by_service:?}");
+    let errors = sums(&gw.path("counts.jsonl"), "app.errors", "service.name");
+    // The two failed server spans (the client side of a call is not failed), besides the
+    // Python sender's own failed spans.
+    assert_eq!((errors.get("api"), errors.get("web")), (Some(&2), None), "{errors:?}");
     assert_eq!(
         by_service.get("py-sender"),
         Some(&7),
         "the SDK's service.name (a resource attribute) is the label: {by_service:?}"
     );
-    assert_eq!(span_names(&gw.path("traces.jsonl")).len(), 7, "the spans go on too");
-    assert_eq!(sums(&gw.path("counts.jsonl"), "app.spans", "deployment.environment").get("unknown"), Some(&7));
+    assert_eq!(span_names(&gw.path("traces.jsonl")).len(), 19, "the spans go on too");
+    assert_eq!(sums(&gw.path("counts.jsonl"), "app.spans", "deployment.environment").get("unknown"), Some(&19));
 }
 
 #[test]
@@ -625,7 +645,7 @@ service:
     ));
     // Two services of one SDK process calling each other, the context carried as in HTTP.
     let calls = |client: &str, server: &str, n: usize, failures: usize, ms: u64| {
-        let out = std::process::Command::new(&python)
+        let out = Command::new(&python)
             .arg(common::repo().join("tests/peers/python/otel_calls.py"))
             .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.http), "--client", client, "--server", server])
             .args(["--calls", &n.to_string(), "--failures", &failures.to_string(), "--server-ms", &ms.to_string()])
