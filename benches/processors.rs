@@ -198,6 +198,57 @@ fn connectors(c: &mut Criterion) {
             )
         });
     }
+    // servicegraph on decoded input: the spans paired, each client span (the even ones) with
+    // the server span after it, under two services.
+    {
+        let mut paired = realistic::request(1);
+        let resource_spans = &mut paired.resource_spans;
+        for (r, rs) in resource_spans.iter_mut().enumerate() {
+            if let Some(res) = rs.resource.as_mut() {
+                for kv in res.attributes.iter_mut().filter(|kv| kv.key == "service.name") {
+                    kv.value = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(format!(
+                            "svc-{}",
+                            r % 2
+                        ))),
+                    });
+                }
+            }
+        }
+        let spans: Vec<&mut opentelemetry_proto::tonic::trace::v1::Span> = resource_spans
+            .iter_mut()
+            .flat_map(|rs| rs.scope_spans.iter_mut())
+            .flat_map(|ss| ss.spans.iter_mut())
+            .collect();
+        let mut last_client: Option<Vec<u8>> = None;
+        for (i, span) in spans.into_iter().enumerate() {
+            span.trace_id = vec![(i / 2) as u8 + 1; 16];
+            span.span_id = vec![i as u8 + 1; 8];
+            if i % 2 == 0 {
+                span.kind = 3;
+                last_client = Some(span.span_id.clone());
+            } else {
+                span.kind = 2;
+                span.parent_span_id = last_client.clone().unwrap_or_default();
+            }
+        }
+        let paired = switchyard::pipeline::Request::Traces(paired);
+        let cfg: switchyard::connectors::servicegraph::ServiceGraphConfig =
+            switchyard::config::parse_yaml("g.yaml", "dimensions: [http.route]\n").unwrap();
+        let connector =
+            cfg.build(&ConnectorContext { name: "servicegraph".into(), telemetry: Default::default() }).unwrap();
+        g.bench_function("servicegraph_decoded", |b| {
+            b.iter_batched(
+                || Batch::from_request(paired.clone()),
+                |batch| {
+                    let mut out = Vec::new();
+                    connector.route(batch, &downstream, &mut out);
+                    out.len()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     for (name, connector, context) in cases {
         let to: &[String] = if name == "forward_to_two" { &downstream[..2] } else { &downstream };
         g.bench_function(name, |b| {
