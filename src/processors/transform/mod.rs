@@ -317,6 +317,8 @@ impl ItemMut for PointMut<'_> {
 pub struct TransformProcessor {
     compiled: Compiled,
     error_mode: ErrorMode,
+    /// Its name and where batches dropped under `propagate` are counted.
+    counted: Option<(String, std::sync::Arc<crate::telemetry::metrics::Metrics>)>,
 }
 
 /// A statement that failed at run time under `error_mode: propagate`.
@@ -328,6 +330,7 @@ impl TransformProcessor {
         Ok(TransformProcessor {
             compiled: cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))?,
             error_mode: cfg.error_mode,
+            counted: None,
         })
     }
 
@@ -454,8 +457,14 @@ impl Processor for TransformProcessor {
         if let Ok(request) = batch.request_mut()
             && let Err(Failed(e)) = self.apply(request)
         {
-            // As the collector's `propagate`: the batch goes no further.
-            tracing::warn!(error = %e, items = batch.items(), "transform: a statement failed; the batch is dropped");
+            // As the collector's `propagate`: the batch goes no further (counted as dropped on
+            // purpose: its client was answered when it was admitted).
+            tracing::warn!(error = %e, items = batch.items(), "transform: a statement failed; the batch is dropped (error_mode: propagate)");
+            if let Some((name, telemetry)) = &self.counted {
+                telemetry.processor_dropped[batch.signal().index()]
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(batch.items() as u64);
+            }
             return;
         }
         out.push(batch);
@@ -476,9 +485,11 @@ impl crate::pipeline::component::ProcessorSettings for TransformConfig {
 
     fn build(
         &self,
-        _ctx: &crate::pipeline::component::ProcessorContext,
+        ctx: &crate::pipeline::component::ProcessorContext,
     ) -> Result<Box<dyn crate::pipeline::Processor>, String> {
-        Ok(Box::new(TransformProcessor::new(self)?))
+        let mut processor = TransformProcessor::new(self)?;
+        processor.counted = Some((ctx.name.clone(), ctx.telemetry.clone()));
+        Ok(Box::new(processor))
     }
 }
 
