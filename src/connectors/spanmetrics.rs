@@ -88,6 +88,15 @@ pub struct ExemplarsConfig {
     pub max_per_data_point: Option<usize>,
 }
 
+/// `{namespace}.events`: span events counted per series and event dimensions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    pub enabled: bool,
+    /// Event attributes (with an optional default) that tell event counts apart.
+    pub dimensions: Vec<Dimension>,
+}
+
 /// Exemplars kept per data point when `max_per_data_point` is not set (the collector keeps
 /// every span's until the flush).
 pub const DEFAULT_EXEMPLARS: usize = 10;
@@ -123,8 +132,7 @@ pub struct SpanMetricsConfig {
     pub dimensions_cache_size: usize,
     pub resource_metrics_cache_size: usize,
     pub exemplars: ExemplarsConfig,
-    /// Not supported yet: refused when enabled.
-    pub events: Option<serde_json::Value>,
+    pub events: EventsConfig,
 }
 
 impl Default for SpanMetricsConfig {
@@ -142,7 +150,7 @@ impl Default for SpanMetricsConfig {
             dimensions_cache_size: 1000,
             resource_metrics_cache_size: 1000,
             exemplars: ExemplarsConfig::default(),
-            events: None,
+            events: EventsConfig::default(),
         }
     }
 }
@@ -152,10 +160,6 @@ const DEFAULT_BUCKETS_MS: [f64; 16] =
     [2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0, 10_000.0, 15_000.0];
 
 const BUILT_IN: [&str; 4] = ["service.name", "span.name", "span.kind", "status.code"];
-
-fn enabled(v: &Option<serde_json::Value>) -> bool {
-    v.as_ref().is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()).unwrap_or(false))
-}
 
 impl ConnectorSettings for SpanMetricsConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
@@ -179,8 +183,8 @@ impl ConnectorSettings for SpanMetricsConfig {
         if self.exemplars.max_per_data_point == Some(0) {
             return Err(Invalid::new("exemplars.max_per_data_point", "must be greater than 0"));
         }
-        if enabled(&self.events) {
-            return Err(Invalid::new("events.enabled", "span event metrics are not supported yet"));
+        if self.events.enabled && self.events.dimensions.is_empty() {
+            return Err(Invalid::new("events.dimensions", "at least one dimension is needed when events are enabled"));
         }
         if let Some(e) = &self.histogram.explicit
             && e.buckets.windows(2).any(|w| w[0] >= w[1])
@@ -225,6 +229,8 @@ struct Series {
     /// The latest spans' exemplars since the last flush (a ring of `exemplars_max`).
     exemplars: Vec<m::Exemplar>,
     next_exemplar: usize,
+    /// Span events by their dimension values (`None` for the overflow), with `events` on.
+    events: HashMap<Option<Vec<Option<String>>>, u64>,
     start: u64,
     seen: Instant,
 }
@@ -395,6 +401,7 @@ impl SpanMetrics {
             exponential: self.cfg.histogram.exponential.as_ref().map(|e| ExponentialHistogram::new(e.max_size)),
             exemplars: Vec::new(),
             next_exemplar: 0,
+            events: HashMap::new(),
             start,
             seen: now,
         });
@@ -424,6 +431,31 @@ impl SpanMetrics {
             }
             series.next_exemplar = (series.next_exemplar + 1) % max;
         }
+        if self.cfg.events.enabled {
+            for event in &span.events {
+                let dims: Vec<Option<String>> = self
+                    .cfg
+                    .events
+                    .dimensions
+                    .iter()
+                    .map(|d| match crate::attributes::get(&event.attributes, &d.name) {
+                        Some(v) => Some(crate::exporters::values::text(Some(v))),
+                        None => d.default.clone(),
+                    })
+                    .collect();
+                let mut key = Some(dims);
+                if !series.events.contains_key(&key) {
+                    // Every distinct set of event values is a series of its own, within the limit.
+                    if *total >= self.limit {
+                        key = None;
+                    }
+                    if !series.events.contains_key(&key) {
+                        *total += 1;
+                    }
+                }
+                *series.events.entry(key).or_insert(0) += 1;
+            }
+        }
         series.seen = now;
     }
 
@@ -452,10 +484,35 @@ impl SpanMetrics {
             let mut calls = Vec::with_capacity(per.series.len());
             let mut durations = Vec::with_capacity(per.series.len());
             let mut exponential = Vec::new();
+            let mut events = Vec::new();
             for (key, s) in per.series.iter_mut() {
                 let exemplars = std::mem::take(&mut s.exemplars);
                 s.next_exemplar = 0;
                 let attributes = self.attributes(key);
+                for (dims, n) in &s.events {
+                    let mut a = attributes.clone();
+                    match dims {
+                        Some(dims) => {
+                            for (d, v) in self.cfg.events.dimensions.iter().zip(dims) {
+                                if let Some(v) = v {
+                                    a.push(string_kv(&d.name, v.clone()));
+                                }
+                            }
+                        }
+                        None => a.push(KeyValue {
+                            key: "otel.metric.overflow".into(),
+                            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+                            ..Default::default()
+                        }),
+                    }
+                    events.push(m::NumberDataPoint {
+                        attributes: a,
+                        start_time_unix_nano: s.start,
+                        time_unix_nano: now_nanos,
+                        value: Some(m::number_data_point::Value::AsInt(i64::try_from(*n).unwrap_or(i64::MAX))),
+                        ..Default::default()
+                    });
+                }
                 calls.push(m::NumberDataPoint {
                     attributes: attributes.clone(),
                     start_time_unix_nano: s.start,
@@ -499,6 +556,17 @@ impl SpanMetrics {
                 })),
                 ..Default::default()
             }];
+            if !events.is_empty() {
+                metrics.push(m::Metric {
+                    name: name("events"),
+                    data: Some(m::metric::Data::Sum(m::Sum {
+                        data_points: events,
+                        aggregation_temporality: temporality,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                });
+            }
             if !exponential.is_empty() {
                 metrics.push(m::Metric {
                     name: name("duration"),
@@ -536,7 +604,7 @@ impl SpanMetrics {
             }
         }
         state.resources.retain(|_, per| !per.series.is_empty());
-        state.total = state.resources.values().map(|r| r.series.len()).sum();
+        state.total = state.resources.values().flat_map(|r| r.series.values()).map(|s| 1 + s.events.len()).sum();
         state.last_flush = now_nanos;
         (!resources.is_empty()).then_some(Request::Metrics(ExportMetricsServiceRequest { resource_metrics: resources }))
     }
@@ -750,7 +818,7 @@ mod tests {
         assert_eq!(err("histogram: {exponential: {max_size: 1}}\n"), "histogram.exponential.max_size");
         assert_eq!(err("histogram: {exponential: {}, explicit: {buckets: [1s]}}\n"), "histogram");
         assert_eq!(err("exemplars: {enabled: true, max_per_data_point: 0}\n"), "exemplars.max_per_data_point");
-        assert_eq!(err("events: {enabled: true}\n"), "events.enabled");
+        assert_eq!(err("events: {enabled: true}\n"), "events.dimensions");
         assert_eq!(err("histogram: {explicit: {buckets: [1s, 10ms]}}\n"), "histogram.explicit.buckets");
     }
 
@@ -817,5 +885,43 @@ mod tests {
         };
         assert!(h.data_points[0].exemplars.is_empty());
         assert_eq!(h.data_points[0].count, 3);
+    }
+
+    #[test]
+    fn span_events_are_counted_per_series_and_event_dimensions() {
+        use opentelemetry_proto::tonic::trace::v1::span::Event;
+        let c = build("events: {enabled: true, dimensions: [{name: exception.type}, {name: level, default: none}]}\n");
+        let Ok(Request::Traces(mut r)) = spans(&[("GET", 5, true, None), ("GET", 5, true, None)]).into_request() else {
+            panic!()
+        };
+        let event = |t: &str| Event {
+            name: "exception".into(),
+            attributes: vec![kv("exception.type", string(t))],
+            ..Default::default()
+        };
+        let list = &mut r.resource_spans[0].scope_spans[0].spans;
+        list[0].events = vec![event("Timeout"), event("Timeout")];
+        list[1].events = vec![event("Refused")];
+        let mut out = Vec::new();
+        c.route(Batch::from_request(Request::Traces(r)), &[], &mut out);
+        let metrics = metrics_of(&*c);
+        let events = metrics.iter().find(|m| m.name == "traces.span.metrics.events").expect("an events metric");
+        let Some(m::metric::Data::Sum(sum)) = &events.data else { panic!() };
+        let mut got: Vec<(String, String, i64)> = sum
+            .data_points
+            .iter()
+            .map(|p| {
+                let get = |k: &str| {
+                    crate::exporters::values::text(
+                        p.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.as_ref()),
+                    )
+                };
+                let Some(m::number_data_point::Value::AsInt(v)) = p.value else { panic!() };
+                (get("exception.type"), get("level"), v)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, [("Refused".into(), "none".into(), 1), ("Timeout".into(), "none".into(), 2)]);
+        assert!(sum.is_monotonic);
     }
 }
