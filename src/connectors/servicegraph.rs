@@ -568,6 +568,11 @@ impl Connector for ServiceGraph {
             // As the collector: spans of a resource without service.name make no edges.
             let Some(service) = text_of(&[resource], "service.name") else { continue };
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                // Ids of other lengths are not ids (and a forged long one must not be stored).
+                let parent_ok = span.parent_span_id.is_empty() || span.parent_span_id.len() == 8;
+                if span.trace_id.len() != 16 || span.span_id.len() != 8 || !parent_ok {
+                    continue;
+                }
                 match span.kind {
                     3 | 4 => self.half(state, span, &service, resource, true, now),
                     2 | 5 => self.half(state, span, &service, resource, false, now),

@@ -415,7 +415,8 @@ impl SpanMetrics {
                 series.buckets[at] += 1;
             }
         }
-        if self.cfg.exemplars.enabled {
+        // Only well-formed ids: a forged megabyte-long id must not be kept per series.
+        if self.cfg.exemplars.enabled && span.trace_id.len() == 16 && span.span_id.len() == 8 {
             let exemplar = m::Exemplar {
                 time_unix_nano: span.end_time_unix_nano,
                 span_id: span.span_id.clone(),
