@@ -7,6 +7,8 @@ use opentelemetry_proto::tonic::metrics::v1::{ExponentialHistogramDataPoint, exp
 
 /// The finest scale used (the specification's highest).
 const MAX_SCALE: i32 = 20;
+/// The coarsest (the specification's lowest): every double fits in a few buckets there.
+const MIN_SCALE: i32 = -10;
 
 #[derive(Debug, Clone)]
 pub struct ExponentialHistogram {
@@ -55,7 +57,7 @@ fn frexp(v: f64) -> (f64, i32) {
 impl ExponentialHistogram {
     pub fn new(max_size: usize) -> ExponentialHistogram {
         ExponentialHistogram {
-            max_size: max_size.max(2),
+            max_size: max_size.max(3),
             scale: MAX_SCALE,
             offset: 0,
             counts: Vec::new(),
@@ -88,7 +90,9 @@ impl ExponentialHistogram {
         let low = self.offset.min(i);
         let high = (self.offset + self.counts.len() as i32 - 1).max(i);
         let mut shift = 0;
-        while i64::from(high >> shift) - i64::from(low >> shift) + 1 > self.max_size as i64 {
+        while i64::from(high >> shift) - i64::from(low >> shift) + 1 > self.max_size as i64
+            && self.scale - shift > MIN_SCALE
+        {
             shift += 1;
         }
         if shift > 0 {
@@ -209,6 +213,7 @@ mod tests {
         }
         let p = h.to_point();
         assert_eq!(p.count, 4, "NaN, infinity and negatives are left out");
+        assert!(p.scale >= MIN_SCALE, "{}", p.scale);
         assert!(p.positive.unwrap().bucket_counts.len() <= 4);
     }
 }

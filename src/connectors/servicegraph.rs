@@ -123,8 +123,8 @@ impl ConnectorSettings for ServiceGraphConfig {
                 "use either latency_histogram_buckets or exponential_histogram_max_size",
             ));
         }
-        if self.exponential_histogram_max_size == 1 {
-            return Err(Invalid::new("exponential_histogram_max_size", "must be at least 2, such as 160"));
+        if (1..3).contains(&self.exponential_histogram_max_size) {
+            return Err(Invalid::new("exponential_histogram_max_size", "must be at least 3, such as 160"));
         }
         if let Some(b) = &self.latency_histogram_buckets
             && b.windows(2).any(|w| w[0] >= w[1])

@@ -177,8 +177,8 @@ impl ConnectorSettings for SpanMetricsConfig {
         if self.histogram.exponential.is_some() && self.histogram.explicit.is_some() {
             return Err(Invalid::new("histogram", "use either explicit or exponential, not both"));
         }
-        if self.histogram.exponential.as_ref().is_some_and(|e| e.max_size < 2) {
-            return Err(Invalid::new("histogram.exponential.max_size", "must be at least 2, such as 160"));
+        if self.histogram.exponential.as_ref().is_some_and(|e| e.max_size < 3) {
+            return Err(Invalid::new("histogram.exponential.max_size", "must be at least 3, such as 160"));
         }
         if self.exemplars.max_per_data_point == Some(0) {
             return Err(Invalid::new("exemplars.max_per_data_point", "must be greater than 0"));

@@ -56,6 +56,72 @@ pub struct Hop {
     downstream: RwLock<Arc<[Downstream; 3]>>,
     feeds_disk: AtomicBool,
     tap: Arc<super::tap::TapPoint>,
+    /// What a periodic flush still waits to hand on (see `Outlet`).
+    outlet: Arc<Outlet>,
+}
+
+/// Where a periodic flush's parts wait for room downstream. The flush task holds this, not the
+/// hop, while it waits: the hop is let go of on time (a stop, a reload), and its last flush takes
+/// whatever still waits here, so nothing waits past it.
+struct Outlet {
+    name: String,
+    refused: prometheus::IntCounter,
+    tap: Arc<super::tap::TapPoint>,
+    backlog: std::sync::Mutex<std::collections::VecDeque<FlushPart>>,
+    /// Cancelled when the hop is let go of.
+    closed: tokio_util::sync::CancellationToken,
+}
+
+impl Outlet {
+    fn backlog(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<FlushPart>> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one part on, once it holds its room; a closed pipeline loses it (counted).
+    fn hand_on(&self, d: FlushPart) {
+        if self.tap.is_active() {
+            self.tap.observe(Some(&Arc::from(d.pipeline.as_str())), &d.part);
+        }
+        let items = d.part.items() as u64;
+        if d.input.send(d.part).is_err() {
+            self.refused.inc_by(items);
+            tracing::warn!(connector = %self.name, pipeline = %d.pipeline, items, "connector: the pipeline downstream is closed; what was gathered for it is lost");
+        }
+    }
+
+    /// Hands on the backlog, each part once it has room, until `deadline` (what still has none
+    /// then is dropped and counted) or until the hop is let go of (its last flush takes the rest).
+    async fn drain(&self, deadline: tokio::time::Instant) {
+        loop {
+            let wanted: Vec<(Arc<super::admission::Capacity>, usize)> = {
+                let backlog = self.backlog();
+                let Some(front) = backlog.front() else { return };
+                front.room.iter().map(|c| (c.clone(), c.weight(&front.part).max(1))).collect()
+            };
+            let mut claims = Vec::with_capacity(wanted.len());
+            for (capacity, n) in &wanted {
+                tokio::select! {
+                    claim = capacity.claim_until(*n, deadline) => match claim {
+                        Some(c) => claims.push(c),
+                        None => break,
+                    },
+                    _ = self.closed.cancelled() => return,
+                }
+            }
+            // Taken only now, under the lock the last flush also takes: a part is either here
+            // for it, or handed on.
+            let mut backlog = self.backlog();
+            let Some(mut d) = backlog.pop_front() else { return };
+            if claims.len() < wanted.len() {
+                self.refused.inc_by(d.part.items() as u64);
+                continue;
+            }
+            for c in claims {
+                d.part.hold(c);
+            }
+            self.hand_on(d);
+        }
+    }
 }
 
 impl Hop {
@@ -66,24 +132,40 @@ impl Hop {
         telemetry: &crate::telemetry::metrics::Metrics,
     ) -> Arc<Hop> {
         let every = connector.flush_interval();
+        let refused = telemetry.connector_refused.with_label_values(&[&name]);
+        let outlet = Arc::new(Outlet {
+            name: name.clone(),
+            refused: refused.clone(),
+            tap: tap.clone(),
+            backlog: Default::default(),
+            closed: Default::default(),
+        });
         let hop = Arc::new(Hop {
-            refused: telemetry.connector_refused.with_label_values(&[&name]),
+            refused,
             name,
             connector,
             downstream: RwLock::new(Arc::default()),
             feeds_disk: AtomicBool::new(false),
             tap,
+            outlet: outlet.clone(),
         });
         if let Some(every) = every {
-            // Runs while the hop is in use (by the service or a pipeline).
+            // Runs while the hop is in use (by the service or a pipeline); holds the hop only
+            // to gather, never while it waits.
             let weak = Arc::downgrade(&hop);
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    ticks.tick().await;
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = outlet.closed.cancelled() => return,
+                    }
                     let Some(hop) = weak.upgrade() else { return };
-                    hop.flush_waiting(tokio::time::Instant::now() + every).await;
+                    let parts = hop.gathered(false);
+                    drop(hop);
+                    outlet.backlog().extend(parts);
+                    outlet.drain(tokio::time::Instant::now() + every).await;
                 }
             });
         }
@@ -121,55 +203,34 @@ impl Hop {
         parts
     }
 
-    /// Sends one part on, once it holds its room.
-    fn hand_on(&self, d: FlushPart) {
-        if self.tap.is_active() {
-            self.tap.observe(Some(&Arc::from(d.pipeline.as_str())), &d.part);
-        }
-        if d.input.send(d.part).is_err() {
-            tracing::debug!(connector = %self.name, pipeline = %d.pipeline, "connector: the pipeline downstream is closed");
-        }
-    }
-
     /// Hands what the connector has gathered to every pipeline downstream of its signal, where
-    /// there is room; at the last flush (the hop let go of: a reload, a stop) room is taken even
-    /// over a queue's limit, so nothing gathered is lost then.
+    /// there is room (what finds none is dropped and counted). At the last flush (the hop let go
+    /// of: a reload, a stop) it first takes what a periodic flush still waits to hand on, and
+    /// room is taken even over an exporter queue's limit, so nothing gathered is lost then
+    /// (a memory budget that is full still refuses, counted).
     pub fn flush(&self, last: bool) {
-        for mut d in self.gathered(last) {
+        let mut parts: Vec<FlushPart> = Vec::new();
+        if last {
+            self.outlet.closed.cancel();
+            parts.extend(self.outlet.backlog().drain(..));
+        }
+        parts.extend(self.gathered(last));
+        for mut d in parts {
             let room = std::mem::take(&mut d.room);
             if last {
-                for capacity in &room {
+                let (budgets, queues): (Vec<_>, Vec<_>) = room.into_iter().partition(|c| c.is_memory());
+                if !claim_all(&mut d.part, &budgets) {
+                    self.refused.inc_by(d.part.items() as u64);
+                    continue;
+                }
+                for capacity in &queues {
                     d.part.hold(capacity.force_claim(capacity.weight(&d.part).max(1)));
                 }
             } else if !claim_all(&mut d.part, &room) {
                 self.refused.inc_by(d.part.items() as u64);
                 continue;
             }
-            self.hand_on(d);
-        }
-    }
-
-    /// A periodic flush: each part waits for room until `deadline` (the next flush) as the
-    /// queues drain, so a flush larger than a queue is not cut short; what finds none is
-    /// dropped and counted.
-    pub async fn flush_waiting(&self, deadline: tokio::time::Instant) {
-        for mut d in self.gathered(false) {
-            let room = std::mem::take(&mut d.room);
-            let mut claims = Vec::with_capacity(room.len());
-            for capacity in &room {
-                match capacity.claim_until(capacity.weight(&d.part).max(1), deadline).await {
-                    Some(c) => claims.push(c),
-                    None => break,
-                }
-            }
-            if claims.len() < room.len() {
-                self.refused.inc_by(d.part.items() as u64);
-                continue;
-            }
-            for c in claims {
-                d.part.hold(c);
-            }
-            self.hand_on(d);
+            self.outlet.hand_on(d);
         }
     }
 
