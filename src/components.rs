@@ -18,6 +18,7 @@ pub const ALL: &[&Registration] = &[
     &processors::batch::REGISTRATION,
     &processors::attributes::REGISTRATION,
     &processors::resource::REGISTRATION,
+    &processors::resourcedetection::REGISTRATION,
     &processors::probabilistic_sampler::REGISTRATION,
     &processors::transform::REGISTRATION,
     &processors::redaction::REGISTRATION,

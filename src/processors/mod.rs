@@ -12,6 +12,7 @@ pub mod ottl;
 pub mod probabilistic_sampler;
 pub mod redaction;
 pub mod resource;
+pub mod resourcedetection;
 pub mod tail_sampling;
 pub mod transform;
 
