@@ -462,3 +462,90 @@ service:
     let raw = lines("raw.jsonl");
     assert!(raw.iter().all(|l| l.values().sum::<usize>() == 1) && spans(&raw) == 24, "{raw:?}");
 }
+
+/// A stand-in for the EC2 instance metadata service (no cloud is reachable from a test): it
+/// answers IMDSv2 as AWS documents it, on loopback. Returns its endpoint.
+fn stand_in_ec2_metadata() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut token = false;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                token |= h.to_ascii_lowercase().starts_with("x-aws-ec2-metadata-token: t0k");
+            }
+            let body = match first.split_whitespace().nth(1).unwrap_or("") {
+                "/latest/api/token" if first.starts_with("PUT") => "t0k",
+                "/latest/dynamic/instance-identity/document" if token => {
+                    r#"{"accountId":"210987654321","availabilityZone":"us-east-1a","region":"us-east-1","instanceId":"i-0123456789","imageId":"ami-1","instanceType":"c6g.xlarge"}"#
+                }
+                "/latest/meta-data/hostname" if token => "ip-172-31-0-9.ec2.internal",
+                _ => "",
+            };
+            let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+            let mut stream = stream;
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn resourcedetection_adds_the_environment_and_the_ec2_instance_to_real_sdk_spans() {
+    let Some(python) = python_peer() else { return };
+    let endpoint = stand_in_ec2_metadata();
+    let gw = Gateway::start_with_env(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  resourcedetection:
+    detectors: [env, ec2, system]
+    override: false
+    timeout: 2s
+exporters:
+  file:
+    path: {dir}/out.jsonl
+service:
+  telemetry: {metrics: {address: "127.0.0.1:{metrics}"}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [resourcedetection]
+      exporters: [file]
+"#,
+        &[
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging,service.name=from-env"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint),
+        ],
+    );
+    python_sends(&python, gw.grpc, "traces", 3, &gw.dir.path().join("sent.json"));
+    let out = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || span_names(&out).len() == 3), "{}", gw.log());
+    let line = &json_lines(&out)[0];
+    let attrs: std::collections::HashMap<String, String> = line["resourceSpans"][0]["resource"]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["key"].as_str().unwrap().to_string(), a["value"]["stringValue"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let get = |k: &str| attrs.get(k).map(String::as_str);
+    assert_eq!(get("deployment.environment"), Some("staging"), "{attrs:?}");
+    assert_eq!(get("service.name"), Some("py-sender"), "override: false keeps what the SDK sent");
+    assert_eq!((get("cloud.provider"), get("cloud.platform")), (Some("aws"), Some("aws_ec2")));
+    assert_eq!((get("cloud.region"), get("cloud.availability_zone")), (Some("us-east-1"), Some("us-east-1a")));
+    assert_eq!((get("host.id"), get("host.type")), (Some("i-0123456789"), Some("c6g.xlarge")));
+    assert_eq!(get("host.name"), Some("ip-172-31-0-9.ec2.internal"), "ec2 comes before system: its host name wins");
+    assert_eq!(get("os.type"), Some("linux"));
+}
