@@ -103,14 +103,19 @@ pub fn system(sources: &[HostnameSource]) -> Found {
     found
 }
 
-/// The EC2 metadata endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, as the AWS SDKs read it).
-pub fn ec2_endpoint() -> String {
-    std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+/// The endpoint an environment variable names, or the link-local metadata address.
+fn endpoint_from(variable: &str) -> String {
+    std::env::var(variable)
         .ok()
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| "http://169.254.169.254".into())
         .trim_end_matches('/')
         .to_string()
+}
+
+/// The EC2 metadata endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, as the AWS SDKs read it).
+pub fn ec2_endpoint() -> String {
+    endpoint_from("AWS_EC2_METADATA_SERVICE_ENDPOINT")
 }
 
 /// `ec2`: the instance identity document and host name, through IMDSv2 (a session token) or,
@@ -208,12 +213,7 @@ pub fn gcp(endpoint: &str, timeout: Duration) -> Result<Found, String> {
 /// The Azure instance metadata endpoint (`AZURE_METADATA_ENDPOINT`, switchyard's own variable,
 /// for tests and proxies).
 pub fn azure_endpoint() -> String {
-    std::env::var("AZURE_METADATA_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| "http://169.254.169.254".into())
-        .trim_end_matches('/')
-        .to_string()
+    endpoint_from("AZURE_METADATA_ENDPOINT")
 }
 
 /// `azure`: the compute metadata of the virtual machine. `Ok(empty)` when no metadata server
