@@ -319,6 +319,9 @@ pub struct TransformProcessor {
     error_mode: ErrorMode,
     /// Its name and where batches dropped under `propagate` are counted.
     counted: Option<(String, std::sync::Arc<crate::telemetry::metrics::Metrics>)>,
+    /// Failures under `ignore` are logged at most every few seconds (one bad field in every item
+    /// must not flood the log).
+    warnings: crate::telemetry::log_limit::LogLimit,
 }
 
 /// A statement that failed at run time under `error_mode: propagate`.
@@ -331,6 +334,7 @@ impl TransformProcessor {
             compiled: cfg.compile().map_err(|(k, m)| format!("{k}: {m}"))?,
             error_mode: cfg.error_mode,
             counted: None,
+            warnings: crate::telemetry::log_limit::LogLimit::new(std::time::Duration::from_secs(10)),
         })
     }
 
@@ -349,7 +353,11 @@ impl TransformProcessor {
                             failed = Some(e);
                             return;
                         }
-                        ErrorMode::Ignore => tracing::warn!(error = %e, "transform: a statement failed; going on"),
+                        ErrorMode::Ignore => {
+                            if let Some(held_back) = self.warnings.allow() {
+                                tracing::warn!(error = %e, held_back, "transform: a statement failed; going on");
+                            }
+                        }
                         ErrorMode::Silent => {}
                     }
                 }
