@@ -63,17 +63,29 @@ pub struct GroupByTrace {
     in_memory: prometheus::IntGauge,
 }
 
-/// The spans of `request` by trace id, each trace with the resources and scopes of its spans.
-fn by_trace(request: ExportTraceServiceRequest) -> HashMap<Vec<u8>, (ExportTraceServiceRequest, usize)> {
-    let mut traces: HashMap<Vec<u8>, (ExportTraceServiceRequest, usize)> = HashMap::new();
+/// The spans of `request` by trace id, in the order the traces first appear, each trace with
+/// the resources and scopes of its spans.
+fn by_trace(request: ExportTraceServiceRequest) -> Vec<(Vec<u8>, (ExportTraceServiceRequest, usize))> {
+    let mut traces: Vec<(Vec<u8>, (ExportTraceServiceRequest, usize))> = Vec::new();
+    let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
     for rs in request.resource_spans {
         for ss in rs.scope_spans {
-            let mut spans_of: HashMap<Vec<u8>, Vec<Span>> = HashMap::new();
+            // This scope's spans per trace, in order of appearance.
+            let mut spans_of: Vec<(usize, Vec<Span>)> = Vec::new();
+            let mut in_scope: HashMap<usize, usize> = HashMap::new();
             for span in ss.spans {
-                spans_of.entry(span.trace_id.clone()).or_default().push(span);
+                let t = *at.entry(span.trace_id.clone()).or_insert_with(|| {
+                    traces.push((span.trace_id.clone(), Default::default()));
+                    traces.len() - 1
+                });
+                let k = *in_scope.entry(t).or_insert_with(|| {
+                    spans_of.push((t, Vec::new()));
+                    spans_of.len() - 1
+                });
+                spans_of[k].1.push(span);
             }
-            for (id, spans) in spans_of {
-                let (trace, count) = traces.entry(id).or_default();
+            for (t, spans) in spans_of {
+                let (trace, count) = &mut traces[t].1;
                 *count += spans.len();
                 let scope = ScopeSpans { scope: ss.scope.clone(), spans, schema_url: ss.schema_url.clone() };
                 // Spans of one resource stay under one resource entry of the trace.
