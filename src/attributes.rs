@@ -7,6 +7,16 @@ pub fn string(s: &str) -> AnyValue {
     AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }
 }
 
+pub fn boolean(b: bool) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::BoolValue(b)) }
+}
+
+/// `otel.metric.overflow: true`: what marks the series (or resource) that counts what went
+/// past a cardinality limit, as the collector's connectors mark it.
+pub fn overflow() -> KeyValue {
+    kv("otel.metric.overflow", boolean(true))
+}
+
 pub fn int(i: i64) -> AnyValue {
     AnyValue { value: Some(any_value::Value::IntValue(i)) }
 }

@@ -15,7 +15,7 @@ use crate::pipeline::connector::Connector;
 use crate::pipeline::{Batch, Request};
 use crate::signal::Signal;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1 as m;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::{Deserialize, Deserializer};
@@ -289,22 +289,6 @@ fn seconds(span: &Span) -> f64 {
     span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9
 }
 
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
-        ..Default::default()
-    }
-}
-
-fn bool_kv(key: &str, value: bool) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(value)) }),
-        ..Default::default()
-    }
-}
-
 impl ServiceGraph {
     /// Adds one half of an edge (`client`: the client side) from `span` of service `service`.
     fn half(&self, state: &mut State, span: &Span, service: &str, resource: &[KeyValue], client: bool, now: Instant) {
@@ -435,19 +419,19 @@ impl ServiceGraph {
         }
         let series = state.series.entry(key).or_insert_with_key(|key| {
             let attributes = if key == "\0overflow" {
-                vec![bool_kv("otel.metric.overflow", true)]
+                vec![crate::attributes::overflow()]
             } else {
                 let mut a = vec![
-                    string_kv("client", client),
-                    string_kv("server", server),
-                    string_kv("connection_type", edge.connection.as_str()),
-                    bool_kv("failed", edge.failed),
+                    crate::attributes::kv("client", crate::attributes::string(client)),
+                    crate::attributes::kv("server", crate::attributes::string(server)),
+                    crate::attributes::kv("connection_type", crate::attributes::string(edge.connection.as_str())),
+                    crate::attributes::kv("failed", crate::attributes::boolean(edge.failed)),
                 ];
-                a.extend(edge.dimensions.iter().map(|(k, v)| string_kv(k, v)));
+                a.extend(edge.dimensions.iter().map(|(k, v)| crate::attributes::kv(k, crate::attributes::string(v))));
                 if self.cfg.virtual_node_extra_label
                     && let Some(side) = edge.virtual_side
                 {
-                    a.push(string_kv("virtual_node", side));
+                    a.push(crate::attributes::kv("virtual_node", crate::attributes::string(side)));
                 }
                 a
             };

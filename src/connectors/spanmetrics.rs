@@ -322,11 +322,7 @@ impl SpanMetrics {
     /// The attributes of a series' points.
     fn attributes(&self, key: &SeriesKey) -> Vec<KeyValue> {
         let SeriesKey::Dims { service, name, kind, status, extra } = key else {
-            return vec![KeyValue {
-                key: "otel.metric.overflow".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                ..Default::default()
-            }];
+            return vec![crate::attributes::overflow()];
         };
         let mut out = Vec::with_capacity(4 + extra.len());
         let status_text = match status {
@@ -500,11 +496,7 @@ impl SpanMetrics {
                                 }
                             }
                         }
-                        None => a.push(KeyValue {
-                            key: "otel.metric.overflow".into(),
-                            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                            ..Default::default()
-                        }),
+                        None => a.push(crate::attributes::overflow()),
                     }
                     events.push(m::NumberDataPoint {
                         attributes: a,
@@ -637,15 +629,8 @@ impl Connector for SpanMetrics {
             }
             let per = state.resources.entry(key).or_insert_with(|| PerResource {
                 resource: resource.cloned().or_else(|| {
-                    Some(Resource {
-                        attributes: vec![KeyValue {
-                            key: "otel.metric.overflow".into(),
-                            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    })
-                    .filter(|_| rs.resource.is_some())
+                    Some(Resource { attributes: vec![crate::attributes::overflow()], ..Default::default() })
+                        .filter(|_| rs.resource.is_some())
                 }),
                 service: resource
                     .and_then(|r| crate::attributes::get(&r.attributes, "service.name"))
