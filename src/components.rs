@@ -19,6 +19,7 @@ pub const ALL: &[&Registration] = &[
     &processors::attributes::REGISTRATION,
     &processors::resource::REGISTRATION,
     &processors::resourcedetection::REGISTRATION,
+    &processors::k8sattributes::REGISTRATION,
     &processors::probabilistic_sampler::REGISTRATION,
     &processors::transform::REGISTRATION,
     &processors::redaction::REGISTRATION,

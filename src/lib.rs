@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod hexfmt;
 pub mod kafka;
+pub mod kubernetes;
 pub mod md5;
 pub mod model;
 pub mod net;

@@ -155,6 +155,9 @@ pub struct Batch {
     /// The client's request metadata (header names lower-cased), for `from_context`; kept
     /// through splits, and through merges of batches from the same context.
     context: Option<Arc<Vec<(String, String)>>>,
+    /// The address of the client's connection; kept through splits, and merges of batches
+    /// from the same client.
+    client: Option<std::net::IpAddr>,
     /// Notices for the receiver that submitted the data (see `delivery`), shared by its parts.
     deliveries: Vec<Arc<Delivery>>,
 }
@@ -188,9 +191,20 @@ pub fn request_context(
 #[derive(Clone, Debug)]
 pub struct RequestContext(pub Context);
 
-/// The request context in `extensions`, if the listener recorded one.
-pub fn context_of(extensions: &http::Extensions) -> Option<Context> {
-    extensions.get::<RequestContext>().map(|c| c.0.clone())
+/// Where a request came from, as a receiver hands it to the batch it makes of it: its context
+/// (see `request_context`) and the address of the client's connection.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub context: Option<Context>,
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// What the listener recorded in `extensions` about where the request came from.
+pub fn origin_of(extensions: &http::Extensions) -> Origin {
+    Origin {
+        context: extensions.get::<RequestContext>().map(|c| c.0.clone()),
+        client: extensions.get::<crate::net::PeerAddr>().map(|p| p.0.ip().to_canonical()),
+    }
 }
 
 impl Batch {
@@ -202,6 +216,7 @@ impl Batch {
             payload: Arc::new(Payload { encoded: Some(bytes), decoded: OnceLock::new() }),
             claims: Vec::new(),
             context: None,
+            client: None,
             deliveries: Vec::new(),
         }
     }
@@ -216,6 +231,7 @@ impl Batch {
             payload: Arc::new(Payload { encoded: None, decoded }),
             claims: Vec::new(),
             context: None,
+            client: None,
             deliveries: Vec::new(),
         }
     }
@@ -276,12 +292,19 @@ impl Batch {
         self
     }
 
-    /// The batch with its request's context, if there is one (see `context_of`).
-    pub fn with_request_context(mut self, context: Option<Context>) -> Batch {
-        if context.is_some() {
-            self.context = context;
+    /// The batch with where its request came from (see `origin_of`).
+    pub fn with_origin(mut self, origin: Origin) -> Batch {
+        if origin.context.is_some() {
+            self.context = origin.context;
         }
+        self.client = origin.client;
         self
+    }
+
+    /// The address of the connection the data came on (for k8sattributes' `connection`
+    /// association), while the batch holds data of one client only.
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client
     }
 
     /// Attaches a delivery notice: it runs once every copy and part of this data is done with.
@@ -326,6 +349,7 @@ impl Batch {
             payload: self.payload.clone(),
             claims: Vec::new(),
             context: None,
+            client: None,
             deliveries: Vec::new(),
         }
     }
@@ -382,6 +406,7 @@ impl Batch {
         let signal = first.signal;
         let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
         let context = first.context.clone().filter(|c| rest.iter().all(|b| b.context.as_ref() == Some(c)));
+        let client = first.client.filter(|c| rest.iter().all(|b| b.client == Some(*c)));
         let mut claims = first.claims.clone();
         let mut deliveries = first.deliveries.clone();
         for b in &rest {
@@ -411,7 +436,7 @@ impl Batch {
             let _ = decoded.set(merged);
             Payload { encoded: None, decoded }
         };
-        Some(Batch { signal, items, payload: Arc::new(payload), claims, context, deliveries })
+        Some(Batch { signal, items, payload: Arc::new(payload), claims, context, client, deliveries })
     }
 
     /// Takes the request out, decoding if needed and copying only if the payload is shared.
@@ -442,8 +467,12 @@ impl Batch {
     /// Takes the request out to be cut into pieces, with what makes each piece a part of this
     /// batch (see `Kin`).
     pub fn into_pieces(self) -> Result<(Request, Kin), DecodeError> {
-        let kin =
-            Kin { claims: self.claims.clone(), context: self.context.clone(), deliveries: self.deliveries.clone() };
+        let kin = Kin {
+            claims: self.claims.clone(),
+            context: self.context.clone(),
+            client: self.client,
+            deliveries: self.deliveries.clone(),
+        };
         Ok((self.into_request()?, kin))
     }
 }
@@ -453,6 +482,7 @@ impl Batch {
 pub struct Kin {
     claims: Vec<Arc<Claim>>,
     context: Option<Arc<Vec<(String, String)>>>,
+    client: Option<std::net::IpAddr>,
     deliveries: Vec<Arc<Delivery>>,
 }
 
@@ -462,6 +492,7 @@ impl Kin {
         let mut b = Batch::from_request(request);
         b.claims = self.claims.clone();
         b.context = self.context.clone();
+        b.client = self.client;
         b.deliveries = self.deliveries.clone();
         b
     }

@@ -22,7 +22,7 @@ pub use admission::{BLOCK_LIMIT, Capacity, Claim, ClaimSet, Sizer};
 #[cfg(test)]
 pub use batch::tests_support;
 pub use batch::{
-    Batch, Context, DecodeError, Kin, Request, RequestContext, context_of, metric_points, request_context,
+    Batch, Context, DecodeError, Kin, Origin, Request, RequestContext, metric_points, origin_of, request_context,
     retain_points,
 };
 pub use delivery::{Abandoned, Delivery};

@@ -6,6 +6,7 @@ pub mod cumulativetodelta;
 pub mod deltatocumulative;
 pub mod filter;
 pub mod groupbytrace;
+pub mod k8sattributes;
 pub mod memory_limiter;
 pub mod metric_stream;
 pub mod ottl;

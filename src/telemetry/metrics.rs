@@ -71,6 +71,14 @@ pub struct Metrics {
     pub groupbytrace_spans_released: IntCounterVec,
     pub groupbytrace_traces_evicted: IntCounterVec,
     pub groupbytrace_traces_in_memory: IntGaugeVec,
+    /// The k8sattributes processor's pod table: pods added, updated and deleted by its
+    /// watches, pods held (deleted ones within their grace period too), and resources whose
+    /// association found no pod (the collector's `otelsvc_k8s_*` names).
+    pub k8s_pod_added: prometheus::IntCounter,
+    pub k8s_pod_updated: prometheus::IntCounter,
+    pub k8s_pod_deleted: prometheus::IntCounter,
+    pub k8s_pod_table_size: IntGauge,
+    pub k8s_ip_lookup_miss: prometheus::IntCounter,
     /// Items a processor dropped on purpose (filtered, sampled out), by processor.
     pub processor_dropped: [IntCounterVec; 3],
     pub process_uptime: Counter,
@@ -344,6 +352,11 @@ impl Metrics {
             &r,
             IntCounterVec::new(Opts::new("otelcol_connector_servicegraph_expired_edges_total", "Edges that expired in the servicegraph connector's store before both halves arrived"), &["connector"]).expect("valid metric"),
         ),
+        k8s_pod_added: register(&r, prometheus::IntCounter::new("otelcol_otelsvc_k8s_pod_added_total", "Pods the k8sattributes processor's watch added").expect("valid metric")),
+        k8s_pod_updated: register(&r, prometheus::IntCounter::new("otelcol_otelsvc_k8s_pod_updated_total", "Pods the k8sattributes processor's watch updated").expect("valid metric")),
+        k8s_pod_deleted: register(&r, prometheus::IntCounter::new("otelcol_otelsvc_k8s_pod_deleted_total", "Pods the k8sattributes processor's watch deleted").expect("valid metric")),
+        k8s_pod_table_size: register(&r, IntGauge::new("otelcol_otelsvc_k8s_pod_table_size", "Pods the k8sattributes processor holds").expect("valid metric")),
+        k8s_ip_lookup_miss: register(&r, prometheus::IntCounter::new("otelcol_otelsvc_k8s_ip_lookup_miss_total", "Resources the k8sattributes processor associated with no known pod").expect("valid metric")),
         groupbytrace_traces_released: register(
             &r,
             IntCounterVec::new(Opts::new("otelcol_processor_groupbytrace_traces_released_total", "Traces the groupbytrace processor released"), &["processor"]).expect("valid metric"),

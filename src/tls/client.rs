@@ -74,6 +74,47 @@ impl TlsClientConfig {
             || self.server_name_override.is_some()
     }
 
+    /// The files' contents, as the material the connector is built from.
+    fn material(&self) -> Result<PemMaterial, String> {
+        let read = |key: &str, f: &PathBuf| std::fs::read(f).map_err(|e| format!("{key} {}: {e}", f.display()));
+        Ok(PemMaterial {
+            ca: self
+                .ca_file
+                .as_ref()
+                .map(|f| read("tls.ca_file", f).map(|pem| (format!("tls.ca_file {}", f.display()), pem)))
+                .transpose()?,
+            cert_and_key: match (&self.cert_file, &self.key_file) {
+                (Some(c), Some(k)) => Some((read("tls.cert_file", c)?, read("tls.key_file", k)?)),
+                _ => None,
+            },
+            insecure_skip_verify: self.insecure_skip_verify,
+            server_name_override: self.server_name_override.clone(),
+        })
+    }
+
+    /// A connector that speaks TLS to `https` URIs and plaintext to `http` ones.
+    pub fn connector(
+        &self,
+        protocol: Protocol,
+        connect_timeout: Duration,
+    ) -> Result<HttpsConnector<HttpConnector>, String> {
+        self.material()?.connector(protocol, connect_timeout)
+    }
+}
+
+/// What a TLS client is built from, as PEM bytes: read from the `tls` settings' files, or given
+/// inline (a kubeconfig's `certificate-authority-data`).
+#[derive(Clone, Default)]
+pub struct PemMaterial {
+    /// Where the authorities came from (for errors, such as `tls.ca_file /etc/ca.pem`), and their PEM.
+    pub ca: Option<(String, Vec<u8>)>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    pub cert_and_key: Option<(Vec<u8>, Vec<u8>)>,
+    pub insecure_skip_verify: bool,
+    pub server_name_override: Option<String>,
+}
+
+impl PemMaterial {
     fn client_config(&self) -> Result<ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -87,29 +128,28 @@ impl TlsClientConfig {
         } else {
             builder.with_root_certificates(self.roots()?)
         };
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<_, _>>())
-                    .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
-                let key =
-                    PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+        match &self.cert_and_key {
+            Some((cert, key)) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("client certificate: {e}"))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("client key: {e}"))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| format!("TLS client certificate: {e}"))
             }
-            _ => Ok(builder.with_no_client_auth()),
+            None => Ok(builder.with_no_client_auth()),
         }
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
-        match &self.ca_file {
-            Some(ca) => {
-                let certs = CertificateDer::pem_file_iter(ca)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+        match &self.ca {
+            Some((from, pem)) => {
+                let certs = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{from}: {e}"))?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
-                    return Err(format!("tls.ca_file {}: no certificate in it", ca.display()));
+                    return Err(format!("{from}: no certificate in it"));
                 }
             }
             None => {

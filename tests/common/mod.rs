@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod kube_api;
 pub mod prom;
 pub mod sink;
 pub mod vendor;

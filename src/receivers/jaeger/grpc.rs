@@ -35,7 +35,7 @@ pub async fn serve(
 
 /// One `PostSpans` call; its answer, `PostSpansResponse`, has no fields: its encoding is empty.
 async fn post_spans(intake: Arc<Intake>, request: tonic::Request<Bytes>) -> Result<Bytes, Status> {
-    let context = crate::pipeline::context_of(request.extensions());
+    let origin = crate::pipeline::origin_of(request.extensions());
     let body = request.into_inner();
     // Each protobuf field decodes to at most one Jaeger value and one OTLP value.
     let estimate = crate::protowire::check(&body)
@@ -54,7 +54,7 @@ async fn post_spans(intake: Arc<Intake>, request: tonic::Request<Bytes>) -> Resu
         }
     };
     if !batch.spans.is_empty() {
-        let batch = super::to_batch(batch).with_request_context(context);
+        let batch = super::to_batch(batch).with_origin(origin);
         // Decoded: what decoding took is the batch's own now (held by admission until exported).
         drop(decoding);
         match intake.submit("grpc", batch).await {

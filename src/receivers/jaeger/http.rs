@@ -72,7 +72,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
         }
     };
     let encoding = content_encoding(req.headers());
-    let context = crate::pipeline::context_of(req.extensions());
+    let origin = crate::pipeline::origin_of(req.extensions());
     let deadline = net::read_deadline(&req);
     let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
@@ -101,7 +101,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, limit: usize) -> 
     let batch = super::to_batch(batch);
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
-    match intake.submit(TRANSPORT, batch.with_request_context(context)).await {
+    match intake.submit(TRANSPORT, batch.with_origin(origin)).await {
         Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
         Err(refusal) if refusal.retryable => {
             let mut r =

@@ -37,7 +37,7 @@ async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Byt
     if !intake.accepts(signal) {
         return Err(Status::unimplemented(format!("receiver {} is in no {signal} pipeline", intake.receiver())));
     }
-    let context = crate::pipeline::context_of(request.extensions());
+    let origin = crate::pipeline::origin_of(request.extensions());
     let checked = scan_protobuf(signal, request.into_inner())
         .map(|scanned| (intake.claim_decode(scanned.decoded_bytes()), scanned));
     let decoded = match checked {
@@ -59,7 +59,7 @@ async fn export(intake: Arc<Intake>, signal: Signal, request: tonic::Request<Byt
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
     intake.rejected("grpc", signal, decoded.rejected);
-    match intake.submit("grpc", decoded.batch.with_request_context(context)).await {
+    match intake.submit("grpc", decoded.batch.with_origin(origin)).await {
         Ok(()) => Ok(Bytes::from(response::protobuf(signal, decoded.rejected, decoded.message.as_deref()))),
         Err(refusal) if refusal.retryable => Err(crate::grpc::retryable(Code::Unavailable, &refusal.message)),
         Err(refusal) => Err(Status::internal(refusal.message)),

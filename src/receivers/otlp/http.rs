@@ -104,7 +104,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
         }
     };
     let encoding = content_encoding(req.headers());
-    let context = crate::pipeline::context_of(req.extensions());
+    let origin = crate::pipeline::origin_of(req.extensions());
     let deadline = net::read_deadline(&req);
     let raw = match read_body(req.into_body(), routes.limit, deadline).await {
         Ok(b) => b,
@@ -177,7 +177,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, routes: &Routes) 
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
     intake.rejected("http", signal, decoded.rejected);
-    match intake.submit("http", decoded.batch.with_request_context(context)).await {
+    match intake.submit("http", decoded.batch.with_origin(origin)).await {
         Ok(()) => {
             let body: Bytes = match format {
                 Format::Protobuf => response::protobuf(signal, decoded.rejected, decoded.message.as_deref()).into(),

@@ -107,7 +107,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
         }
     };
     let encoding = crate::body::content_encoding(req.headers());
-    let context = crate::pipeline::context_of(req.extensions());
+    let origin = crate::pipeline::origin_of(req.extensions());
     if encoding != "snappy" {
         let given = if encoding.is_empty() { "none" } else { &encoding };
         return text(
@@ -143,7 +143,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, s: &Settings) -> 
     };
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
-    let batch = Batch::from_request(Request::Metrics(request)).with_request_context(context);
+    let batch = Batch::from_request(Request::Metrics(request)).with_origin(origin);
     if batch.items() > 0 {
         match intake.submit("http", batch).await {
             Ok(()) => {}

@@ -78,7 +78,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
         }
     };
     let encoding = content_encoding(req.headers());
-    let context = crate::pipeline::context_of(req.extensions());
+    let origin = crate::pipeline::origin_of(req.extensions());
     let deadline = net::read_deadline(&req);
     let body = match read_decoded(req.into_body(), &encoding, limit, deadline).await {
         Ok(b) => b,
@@ -110,7 +110,7 @@ async fn handle(req: http::Request<Incoming>, intake: &Intake, settings: &Settin
     let request = super::translate::to_otlp(spans, settings.parse_string_tags);
     // Decoded: what decoding took is the batch's own now (held by admission until exported).
     drop(decoding);
-    match intake.submit(TRANSPORT, Batch::from_request(Request::Traces(request)).with_request_context(context)).await {
+    match intake.submit(TRANSPORT, Batch::from_request(Request::Traces(request)).with_origin(origin)).await {
         Ok(()) => net::response(StatusCode::ACCEPTED, "text/plain", ""),
         Err(refusal) if refusal.retryable => {
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, &refusal.message);
