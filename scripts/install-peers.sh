@@ -6,8 +6,12 @@
 #   - clickhouse-server 18.16 and rsyslog 8.2302 with rsyslog-gnutls (Debian apt packages; the tests run their own
 #     instances on loopback), logger (bsdutils)
 #   - chromium (Debian apt package; headless, for the CORS test in a real browser)
-#   - OpenTelemetry Python SDK + OTLP exporters, and the legacy Python jaeger-client,
-#     in target/peers/venv (pinned in tests/peers/python/requirements.txt)
+#   - kubectl 1.20 with its built-in kustomize (Debian `kubernetes-client`, unpacked into
+#     target/peers/kubernetes-client: another package's kubectl may own /usr/bin/kubectl), for
+#     tests/deploy.rs, which renders deploy/kubernetes with it
+#   - OpenTelemetry Python SDK + OTLP exporters, the legacy Python jaeger-client and
+#     kubernetes-validate (Kubernetes schemas, offline), in target/peers/venv (pinned in
+#     tests/peers/python/requirements.txt)
 #   - OpenTelemetry Python SDK 1.21 + Jaeger Thrift and Zipkin v2 exporters in
 #     target/peers/venv-otel121 (pinned in tests/peers/python-otel121/requirements.txt)
 #   - OpenTelemetry JS SDK + OTLP/HTTP exporters, and the legacy Node jaeger-client,
@@ -37,13 +41,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_UPDATED=0
-apt_install() {
+apt_update_once() {
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install manually: $*"
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
         $SUDO apt-get update -qq
         APT_UPDATED=1
     fi
+}
+apt_install() {
+    apt_update_once "$@"
     log "apt-get install $*"
     # No service starts while the packages install (Debian's policy-rc.d: 101 = not allowed), so
     # that nothing takes a port or runs as a daemon; a policy the machine has already is kept.
@@ -118,6 +125,26 @@ fi
 # tests/cors_browser.rs loads a page that sends OTLP/JSON with fetch across origins.
 [ -x /usr/bin/chromium ] || apt_install chromium
 
+# ---------------------------------------------------------------- kubectl 1.20 (kustomize v2.0.3)
+# tests/deploy.rs renders deploy/kubernetes with the oldest kustomize the manifests support: the
+# one built into Debian's kubectl 1.20. Unpacked (dpkg-deb -x) rather than installed, so that a
+# kubectl the machine already has (another package's /usr/bin/kubectl) is neither replaced nor
+# in the way.
+KUBECTL="$PEERS_DIR/kubernetes-client/usr/bin/kubectl"
+if ! "$KUBECTL" version --client 2>/dev/null | grep -q 'GitVersion:"v1\.20\.'; then
+    command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found; kubectl comes from Debian's kubernetes-client"
+    apt_update_once kubernetes-client
+    log "apt-get download kubernetes-client (unpacked into ${PEERS_DIR#"$ROOT/"}/kubernetes-client)"
+    deb_dir="$(mktemp -d)"
+    # apt downloads as the user _apt when it can write there (else it warns and downloads as us).
+    chown _apt "$deb_dir" 2>/dev/null || true
+    (cd "$deb_dir" && apt-get download -qq kubernetes-client >&2)
+    rm -rf "$PEERS_DIR/kubernetes-client"
+    dpkg-deb -x "$deb_dir"/kubernetes-client_*.deb "$PEERS_DIR/kubernetes-client"
+    rm -rf "$deb_dir"
+    "$KUBECTL" version --client >/dev/null || die "the unpacked kubectl does not run"
+fi
+
 # ---------------------------------------------------------------- ClickHouse 18.16 (log store)
 # The tests start their own clickhouse-server with a config in a scratch directory.
 if [ ! -x /usr/sbin/clickhouse-server ]; then
@@ -191,6 +218,8 @@ jaeger_py_v="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.ve
 otel121_v="$("$VENV_OTEL121/bin/python" -c 'import importlib.metadata as m, platform; print(m.version("opentelemetry-sdk"), "(exporter-jaeger-thrift", m.version("opentelemetry-exporter-jaeger-thrift") + ", exporter-zipkin-json", m.version("opentelemetry-exporter-zipkin-json") + ", exporter-zipkin-proto-http", m.version("opentelemetry-exporter-zipkin-proto-http") + ", thrift", m.version("thrift") + ", python", platform.python_version() + ")")')"
 node_jaeger_v="$(cd "$NODE_DIR" && node -e 'const v = (p) => require("./node_modules/" + p + "/package.json").version;
 console.log(v("jaeger-client") + " (thriftrw " + v("thriftrw") + ", opentracing " + v("opentracing") + ")");')"
+kubectl_v="$("$KUBECTL" version --client 2>/dev/null | sed -n 's/.*GitVersion:"\([^"]*\)".*/\1/p')"
+kv_v="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))')"
 node_v="$(cd "$NODE_DIR" && node -e '
 const v = (p) => require("./node_modules/" + p + "/package.json").version;
 console.log("sdk-trace-base " + v("@opentelemetry/sdk-trace-base") + ", sdk-metrics " + v("@opentelemetry/sdk-metrics") +
@@ -206,6 +235,8 @@ echo "tansu $("$TANSU" --version 2>/dev/null | head -n1) ($TANSU)"
 echo "rsyslog $(dpkg-query -W -f='${Version}' rsyslog 2>/dev/null) (/usr/sbin/rsyslogd)"
 echo "python opentelemetry-sdk $py_v [${VENV#"$ROOT/"}/bin/python]"
 echo "python jaeger-client $jaeger_py_v [${VENV#"$ROOT/"}/bin/python]"
+echo "kubectl $kubectl_v, kustomize built in ($KUBECTL)"
+echo "python kubernetes-validate $kv_v [${VENV#"$ROOT/"}/bin/kubernetes-validate]"
 echo "python opentelemetry-sdk $otel121_v [${VENV_OTEL121#"$ROOT/"}/bin/python]"
 echo "node @opentelemetry $node_v [${NODE_DIR#"$ROOT/"}]"
 echo "node jaeger-client $node_jaeger_v [${NODE_DIR#"$ROOT/"}]"

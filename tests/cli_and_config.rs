@@ -249,21 +249,6 @@ fn collector_style_settings_are_accepted() {
 }
 
 #[test]
-fn the_kubernetes_configmap_configuration_validates() {
-    let manifest = std::fs::read_to_string(repo().join("deploy/kubernetes/gateway.yaml")).unwrap();
-    let mut lines = manifest.lines().skip_while(|l| l.trim() != "config.yaml: |").skip(1);
-    let mut config = String::new();
-    for line in lines.by_ref() {
-        let Some(body) = line.strip_prefix("    ") else { break };
-        config.push_str(body);
-        config.push('\n');
-    }
-    assert!(config.contains("pipelines:"), "ConfigMap config not found");
-    let (code, err) = validate(&config);
-    assert_eq!(code, 0, "{err}");
-}
-
-#[test]
 fn jaeger_and_zipkin_settings_are_checked_with_their_key_paths() {
     let tail = "exporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [jaeger]\n      exporters: [debug]\n";
     let (code, err) = validate(&format!(
