@@ -255,7 +255,7 @@ impl crate::pipeline::component::ProcessorSettings for K8sAttributesConfig {
             deleted: t.k8s_pod_deleted.clone(),
             table_size: t.k8s_pod_table_size.clone(),
         };
-        let cluster = Cluster::get(self, &counters).map_err(|e| format!("k8sattributes: {e}"))?;
+        let cluster = Cluster::get(self, &counters)?;
         if self.wait_for_metadata && !cluster.synced() {
             let wait = || cluster.wait_synced(self.wait_for_metadata_timeout);
             let synced = match tokio::runtime::Handle::try_current() {
@@ -266,7 +266,7 @@ impl crate::pipeline::component::ProcessorSettings for K8sAttributesConfig {
             };
             if !synced {
                 return Err(format!(
-                    "k8sattributes: the pods were not listed within wait_for_metadata_timeout ({:?}); see the warnings above",
+                    "the pods were not listed within wait_for_metadata_timeout ({:?}); see the warnings above",
                     self.wait_for_metadata_timeout
                 ));
             }

@@ -1,0 +1,190 @@
+//! switchyard on Kubernetes, against a STAND-IN API server (tests/common/kube_api.rs: no real
+//! one can be installed here): the k8sattributes processor gives real Python SDK data and
+//! container log lines the metadata of the pod they came from.
+
+mod common;
+
+use common::kube_api::{self, KubeApi};
+use common::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+/// The resource attributes of every resource in an exported JSON file, as strings.
+fn resources(path: &std::path::Path, list: &str) -> Vec<HashMap<String, String>> {
+    json_lines(path)
+        .iter()
+        .flat_map(|l| l[list].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            r["resource"]["attributes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    let v = &a["value"];
+                    let s = v["stringValue"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    (a["key"].as_str().unwrap().to_string(), s)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn cluster(api: &KubeApi) {
+    api.apply("namespaces", kube_api::namespace("shop", json!({"team": "payments"})));
+    api.apply("replicasets", kube_api::replicaset("shop", "checkout-7d9f8b6c5d", "checkout"));
+    api.apply("replicasets", kube_api::replicaset("shop", "cart-5c6b7d8f9", "cart"));
+    // The SDK runs on this machine: its "pod" has the loopback address (matched by connection).
+    api.apply(
+        "pods",
+        kube_api::pod(
+            "shop",
+            "checkout-7d9f8b6c5d-x2x9k",
+            "127.0.0.1",
+            "node-a",
+            Some(("ReplicaSet", "checkout-7d9f8b6c5d")),
+            json!({"app": "checkout"}),
+        ),
+    );
+    api.apply(
+        "pods",
+        kube_api::pod(
+            "shop",
+            "cart-5c6b7d8f9-q8w7e",
+            "10.1.0.8",
+            "node-a",
+            Some(("ReplicaSet", "cart-5c6b7d8f9")),
+            json!({"app": "cart"}),
+        ),
+    );
+}
+
+#[test]
+fn sdk_spans_and_container_logs_get_the_metadata_of_their_pod() {
+    let Some(python) = python_peer() else { return };
+    let api = KubeApi::start("s3cret-token");
+    cluster(&api);
+    let logs = tempfile::tempdir().unwrap();
+    let cart_uid = kube_api::uid_for("pod/shop/cart-5c6b7d8f9-q8w7e");
+    let log_dir = logs.path().join(format!("shop_cart-5c6b7d8f9-q8w7e_{cart_uid}/app"));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let kubeconfig = api.kubeconfig(logs.path());
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+  filelog:
+    include: [{logs}/*/*/*.log]
+    start_at: beginning
+    poll_interval: 50ms
+    operators:
+      - type: container
+processors:
+  k8sattributes:
+    auth_type: kubeConfig
+    kube_config_path: {kubeconfig}
+    wait_for_metadata: true
+    extract:
+      metadata: [k8s.namespace.name, k8s.pod.name, k8s.pod.uid, k8s.deployment.name, k8s.node.name, container.image.name, container.image.tag]
+      labels: [{{tag_name: app, key: app}}, {{tag_name: team, key: team, from: namespace}}]
+    pod_association:
+      - sources: [{{from: resource_attribute, name: k8s.pod.ip}}]
+      - sources: [{{from: resource_attribute, name: k8s.pod.uid}}]
+      - sources: [{{from: connection}}]
+exporters:
+  file/traces:
+    path: {{dir}}/traces.jsonl
+  file/logs:
+    path: {{dir}}/logs.jsonl
+service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [k8sattributes]
+      exporters: [file/traces]
+    logs:
+      receivers: [filelog]
+      processors: [k8sattributes]
+      exporters: [file/logs]
+"#,
+        logs = logs.path().display(),
+        kubeconfig = kubeconfig.display()
+    ));
+    // From "the checkout pod": matched by the connection's address.
+    python_sends(&python, gw.grpc, "traces", 2, &gw.dir.path().join("a.json"));
+    // Through an agent that put the pod's address on the resource: matched by k8s.pod.ip.
+    let out = Command::new(&python)
+        .arg(repo().join("tests/peers/python/otel_send.py"))
+        .args(["--signal", "traces", "--protocol", "grpc", "--count", "1", "--resource", "k8s.pod.ip=10.1.0.8"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", gw.grpc), "--out"])
+        .arg(gw.dir.path().join("b.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The cart container's log lines, as the kubelet writes them.
+    std::fs::write(log_dir.join("0.log"), "2026-12-08T10:00:00.000000001Z stdout F cart ready\n").unwrap();
+
+    let traces = gw.path("traces.jsonl");
+    assert!(eventually(Duration::from_secs(10), || resources(&traces, "resourceSpans").len() >= 2), "{}", gw.log());
+    let all = resources(&traces, "resourceSpans");
+    let checkout =
+        all.iter().find(|r| r.get("k8s.pod.ip").is_some_and(|ip| ip == "127.0.0.1")).expect("connection-matched");
+    assert_eq!(checkout["k8s.pod.name"], "checkout-7d9f8b6c5d-x2x9k", "{checkout:?}");
+    assert_eq!(checkout["k8s.deployment.name"], "checkout");
+    assert_eq!(checkout["k8s.namespace.name"], "shop");
+    assert_eq!(checkout["k8s.node.name"], "node-a");
+    assert_eq!(checkout["app"], "checkout");
+    assert_eq!(checkout["team"], "payments");
+    assert_eq!(checkout["service.name"], "py-sender", "what the SDK sent is kept");
+    let cart = all.iter().find(|r| r.get("k8s.pod.ip").is_some_and(|ip| ip == "10.1.0.8")).expect("attribute-matched");
+    assert_eq!(cart["k8s.deployment.name"], "cart", "{cart:?}");
+    assert_eq!(cart["k8s.pod.uid"], cart_uid);
+
+    let logs_out = gw.path("logs.jsonl");
+    assert!(eventually(Duration::from_secs(10), || !resources(&logs_out, "resourceLogs").is_empty()), "{}", gw.log());
+    let log = &resources(&logs_out, "resourceLogs")[0];
+    assert_eq!(log["k8s.deployment.name"], "cart", "{log:?}");
+    assert_eq!(log["app"], "cart");
+    assert_eq!(log["container.image.name"], "registry.example.com/shop/cart-5c6b7d8f9-q8w7e");
+    assert_eq!(log["container.image.tag"], "1.4.2");
+    // The stand-in saw the token on every request, and the processor's table holds both pods.
+    assert!(api.requests().iter().any(|r| r.contains("/api/v1/pods?") && r.contains("watch=1")));
+    assert_eq!(gw.metric("otelcol_otelsvc_k8s_pod_table_size", &[]), 2.0);
+}
+
+#[test]
+fn a_wrong_token_is_named_and_wait_for_metadata_stops_the_start() {
+    let api = KubeApi::start("right-token");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("current-context: c\nclusters:\n- name: s\n  cluster: {{server: '{}'}}\ncontexts:\n- name: c\n  context: {{cluster: s, user: u}}\nusers:\n- name: u\n  user: {{token: wrong-token}}\n", api.url()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{}\nprocessors:\n  k8sattributes:\n    auth_type: kubeConfig\n    kube_config_path: {}\n    wait_for_metadata: true\n    wait_for_metadata_timeout: 2s\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{address: \"127.0.0.1:{}\"}}}}\n  pipelines:\n    traces: {{receivers: [otlp], processors: [k8sattributes], exporters: [debug]}}\n",
+            free_port(),
+            kubeconfig.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let bin = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
+    let out = Command::new(bin).arg("--config").arg(dir.path().join("config.yaml")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("401") && err.contains("refused the credentials"), "{err}");
+    assert!(err.contains("wait_for_metadata_timeout"), "{err}");
+    assert!(!err.contains("wrong-token"), "the token is never printed: {err}");
+    let pods = err.lines().filter(|l| l.contains("cannot list") && l.contains("resource=/api/v1/pods ")).count();
+    assert_eq!(pods, 1, "an outage is logged once, not per attempt: {err}");
+}
