@@ -188,3 +188,87 @@ fn a_wrong_token_is_named_and_wait_for_metadata_stops_the_start() {
     let pods = err.lines().filter(|l| l.contains("cannot list") && l.contains("resource=/api/v1/pods ")).count();
     assert_eq!(pods, 1, "an outage is logged once, not per attempt: {err}");
 }
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// switchyard with k8sattributes synced with `api`: its resident and peak memory in KiB.
+fn memory_with(api: &KubeApi) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut gw = Gateway::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+processors:
+  k8sattributes:
+    auth_type: kubeConfig
+    kube_config_path: {}
+    wait_for_metadata: true
+    wait_for_metadata_timeout: 120s
+    extract:
+      labels: [{{tag_name: app, key: app}}]
+exporters:
+  debug:
+service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
+  pipelines:
+    traces: {{receivers: [otlp], processors: [k8sattributes], exporters: [debug]}}
+"#,
+        kubeconfig.display()
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = gw.pid();
+    let figures = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+    gw.stop();
+    figures
+}
+
+/// The issue's target: a stand-in cluster of 10,000 realistic pods (about 4 KB of JSON each,
+/// managed fields and a kubectl annotation included) and their 1,000 ReplicaSets costs
+/// switchyard under 50 MiB of resident memory over the same switchyard watching an empty
+/// cluster. Figures in docs/BENCHMARKS.md ("k8sattributes memory").
+#[test]
+fn ten_thousand_pods_cost_under_50_mib() {
+    let empty = KubeApi::start("");
+    let (base_rss, base_hwm) = memory_with(&empty);
+    let api = KubeApi::start("");
+    api.apply_all(
+        "replicasets",
+        (0..1000).map(|d| kube_api::replicaset(&format!("ns-{}", d % 50), &format!("app-{d}-6d8f7c9b5"), &format!("app-{d}"))),
+    );
+    api.apply_all(
+        "pods",
+        (0..10_000).map(|i| {
+            let d = i % 1000;
+            kube_api::pod(
+                &format!("ns-{}", d % 50),
+                &format!("app-{d}-6d8f7c9b5-{i:05}"),
+                &format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                &format!("node-{}", i % 100),
+                Some(("ReplicaSet", &format!("app-{d}-6d8f7c9b5"))),
+                json!({"app": format!("app-{d}"), "pod-template-hash": "6d8f7c9b5", "tier": "backend"}),
+            )
+        }),
+    );
+    let (rss, hwm) = memory_with(&api);
+    let added = rss.saturating_sub(base_rss) / 1024;
+    eprintln!(
+        "k8sattributes, 10,000 pods + 1,000 replicasets: RSS {} MiB (empty cluster {} MiB, added {added} MiB); peak {} MiB (empty {} MiB)",
+        rss / 1024,
+        base_rss / 1024,
+        hwm / 1024,
+        base_hwm / 1024
+    );
+    assert!(added < 50, "10,000 pods added {added} MiB of resident memory (target < 50)");
+}
