@@ -164,6 +164,8 @@ fn key_of(collection: &str, object: &Value) -> (String, String, String) {
 struct Query {
     collection: String,
     namespace: Option<String>,
+    /// A single object (`/api/v1/nodes/node-a`) rather than the collection.
+    name: Option<String>,
     params: BTreeMap<String, String>,
 }
 
@@ -193,9 +195,11 @@ fn parse_target(target: &str) -> Option<Query> {
         .or_else(|| path.strip_prefix("/apis/discovery.k8s.io/v1/"))
         .or_else(|| path.strip_prefix("/apis/batch/v1/"))?;
     let parts: Vec<&str> = rest.split('/').collect();
-    let (namespace, collection) = match parts.as_slice() {
-        [c] => (None, c.to_string()),
-        ["namespaces", ns, c] => (Some(ns.to_string()), c.to_string()),
+    let (namespace, collection, name) = match parts.as_slice() {
+        [c] => (None, c.to_string(), None),
+        ["namespaces", ns, c] => (Some(ns.to_string()), c.to_string(), None),
+        [c, name] => (None, c.to_string(), Some(name.to_string())),
+        ["namespaces", ns, c, name] => (Some(ns.to_string()), c.to_string(), Some(name.to_string())),
         _ => return None,
     };
     let params = query
@@ -206,7 +210,7 @@ fn parse_target(target: &str) -> Option<Query> {
             (k.to_string(), decode(v))
         })
         .collect();
-    Some(Query { collection, namespace, params })
+    Some(Query { collection, namespace, name, params })
 }
 
 /// Whether `object` passes the query's namespace and selectors.
@@ -307,6 +311,19 @@ fn serve(conn: TcpStream, state: &(Mutex<Inner>, Condvar), token: &str) {
             );
             continue;
         };
+        if let Some(name) = &q.name {
+            let key = (q.collection.clone(), q.namespace.clone().unwrap_or_default(), name.clone());
+            let found = state.0.lock().unwrap().objects.get(&key).cloned();
+            let _ = match found {
+                Some(object) => respond(&mut conn, "200 OK", &object),
+                None => respond(
+                    &mut conn,
+                    "404 Not Found",
+                    &status(404, "NotFound", &format!("{} \"{name}\" not found", q.collection)),
+                ),
+            };
+            continue;
+        }
         if q.params.get("watch").is_some_and(|w| w == "1" || w == "true") {
             watch(conn, state, &q);
             return;

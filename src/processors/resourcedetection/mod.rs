@@ -24,6 +24,8 @@ pub enum Detector {
     Ec2,
     Gcp,
     Azure,
+    #[serde(rename = "k8snode")]
+    K8sNode,
 }
 
 /// One attribute's switch in a detector's `resource_attributes`.
@@ -64,6 +66,30 @@ pub struct CloudConfig {
     pub labels: Vec<String>,
 }
 
+/// The `k8snode` detector's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K8sNodeConfig {
+    pub auth_type: crate::kubernetes::AuthType,
+    pub kube_config_path: Option<String>,
+    pub context: Option<String>,
+    /// The variable holding the node's name (from `spec.nodeName` through the downward API).
+    pub node_from_env_var: String,
+    pub resource_attributes: HashMap<String, Enabled>,
+}
+
+impl Default for K8sNodeConfig {
+    fn default() -> Self {
+        K8sNodeConfig {
+            auth_type: crate::kubernetes::AuthType::ServiceAccount,
+            kube_config_path: None,
+            context: None,
+            node_from_env_var: "K8S_NODE_NAME".into(),
+            resource_attributes: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceDetectionConfig {
@@ -83,6 +109,7 @@ pub struct ResourceDetectionConfig {
     pub ec2: CloudConfig,
     pub gcp: CloudConfig,
     pub azure: CloudConfig,
+    pub k8snode: K8sNodeConfig,
 }
 
 impl Default for ResourceDetectionConfig {
@@ -98,6 +125,7 @@ impl Default for ResourceDetectionConfig {
             ec2: CloudConfig::default(),
             gcp: CloudConfig::default(),
             azure: CloudConfig::default(),
+            k8snode: K8sNodeConfig::default(),
         }
     }
 }
@@ -147,6 +175,7 @@ fn attributes_of(d: Detector) -> &'static [(&'static str, bool)] {
             ("azure.vm.scaleset.name", true),
             ("azure.resourcegroup.name", true),
         ],
+        Detector::K8sNode => &[("k8s.node.name", true), ("k8s.node.uid", true)],
     }
 }
 
@@ -157,6 +186,7 @@ fn name_of(d: Detector) -> &'static str {
         Detector::Ec2 => "ec2",
         Detector::Gcp => "gcp",
         Detector::Azure => "azure",
+        Detector::K8sNode => "k8snode",
     }
 }
 
@@ -168,6 +198,7 @@ impl ResourceDetectionConfig {
             Detector::Ec2 => &self.ec2.resource_attributes,
             Detector::Gcp => &self.gcp.resource_attributes,
             Detector::Azure => &self.azure.resource_attributes,
+            Detector::K8sNode => &self.k8snode.resource_attributes,
         }
     }
 
@@ -190,6 +221,7 @@ impl ResourceDetectionConfig {
                 Detector::Ec2 => detectors::ec2(&detectors::ec2_endpoint(), self.timeout),
                 Detector::Gcp => detectors::gcp(&detectors::gcp_endpoint(), self.timeout),
                 Detector::Azure => detectors::azure(&detectors::azure_endpoint(), self.timeout),
+                Detector::K8sNode => detectors::k8snode(&self.k8snode, self.timeout),
             }
             .map_err(|e| format!("detector {}: {e}", name_of(*d)))?;
             if found.is_empty() && self.fail_on_missing_metadata && *d != Detector::Env {
@@ -285,12 +317,15 @@ impl crate::pipeline::component::ProcessorSettings for ResourceDetectionConfig {
     fn validate(&self) -> crate::pipeline::component::Checked {
         use crate::config::Invalid;
         if self.detectors.is_empty() {
-            return Err(Invalid::new("detectors", "name at least one detector: env, system, ec2, gcp or azure"));
+            return Err(Invalid::new(
+                "detectors",
+                "name at least one detector: env, system, k8snode, ec2, gcp or azure",
+            ));
         }
         if self.timeout.is_zero() {
             return Err(Invalid::new("timeout", "must be greater than 0, such as 5s"));
         }
-        for d in [Detector::System, Detector::Ec2, Detector::Gcp, Detector::Azure] {
+        for d in [Detector::System, Detector::Ec2, Detector::Gcp, Detector::Azure, Detector::K8sNode] {
             for key in self.switches(d).keys() {
                 if !attributes_of(d).iter().any(|(k, _)| k == key) {
                     let known: Vec<&str> = attributes_of(d).iter().map(|(k, _)| *k).collect();

@@ -197,3 +197,41 @@ fn settings_are_checked() {
     assert!(err("detectors: [ec2]\nec2: {tags: ['^team$']}\n").contains("ec2.tags"));
     assert!(crate::config::parse_yaml::<ResourceDetectionConfig>("r.yaml", "detectors: [docker]\n").is_err());
 }
+
+#[path = "../../../tests/common/kube_api.rs"]
+mod kube_api;
+
+#[test]
+fn k8snode_names_the_node_and_reads_its_uid_from_the_api() {
+    let api = kube_api::KubeApi::start("tok");
+    api.apply("nodes", kube_api::node("node-7", "10.0.0.7", serde_json::json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    // SAFETY: only this test reads this variable.
+    unsafe { std::env::set_var("SWITCHYARD_TEST_K8SNODE", "node-7") };
+    let text = format!(
+        "detectors: [k8snode]\nk8snode:\n  auth_type: kubeConfig\n  kube_config_path: {}\n  node_from_env_var: SWITCHYARD_TEST_K8SNODE\n",
+        kubeconfig.display()
+    );
+    let cfg: ResourceDetectionConfig = crate::config::parse_yaml("t", &text).unwrap();
+    let found = cfg.detect().unwrap();
+    assert_eq!(
+        found,
+        vec![
+            ("k8s.node.name".to_string(), "node-7".to_string()),
+            ("k8s.node.uid".to_string(), kube_api::uid_for("node/node-7"))
+        ]
+    );
+    assert!(api.requests().iter().any(|r| r.starts_with("GET /api/v1/nodes/node-7 ")), "{:?}", api.requests());
+    // A node the API does not know stops the start, naming the detector and the answer.
+    unsafe { std::env::set_var("SWITCHYARD_TEST_K8SNODE", "node-8") };
+    let err = cfg.detect().unwrap_err();
+    assert!(err.starts_with("detector k8snode:") && err.contains("404"), "{err}");
+    // No variable: says how to set it.
+    let unset: ResourceDetectionConfig = crate::config::parse_yaml(
+        "t",
+        "detectors: [k8snode]\nk8snode: {node_from_env_var: SWITCHYARD_TEST_UNSET_NODE}",
+    )
+    .unwrap();
+    assert!(unset.detect().unwrap_err().contains("downward API"));
+}
