@@ -245,7 +245,9 @@ fn ten_thousand_pods_cost_under_50_mib() {
     let api = KubeApi::start("");
     api.apply_all(
         "replicasets",
-        (0..1000).map(|d| kube_api::replicaset(&format!("ns-{}", d % 50), &format!("app-{d}-6d8f7c9b5"), &format!("app-{d}"))),
+        (0..1000).map(|d| {
+            kube_api::replicaset(&format!("ns-{}", d % 50), &format!("app-{d}-6d8f7c9b5"), &format!("app-{d}"))
+        }),
     );
     api.apply_all(
         "pods",
@@ -271,4 +273,98 @@ fn ten_thousand_pods_cost_under_50_mib() {
         base_hwm / 1024
     );
     assert!(added < 50, "10,000 pods added {added} MiB of resident memory (target < 50)");
+}
+
+/// The usual agent recipe: Prometheus discovery of the node's pods, scraping those annotated
+/// `prometheus.io/scrape: "true"` on their `prometheus.io/port`, pod labels and names kept.
+#[test]
+fn kubernetes_discovery_scrapes_the_annotated_pod_that_serves_node_exporter() {
+    let Some(exporter) = common::prom::NodeExporter::start() else { return };
+    let api = KubeApi::start("tok");
+    let mut annotated = kube_api::pod(
+        "monitoring",
+        "node-exporter-7x2kq",
+        "127.0.0.1",
+        "node-a",
+        Some(("DaemonSet", "node-exporter")),
+        json!({"app": "node-exporter"}),
+    );
+    annotated["metadata"]["annotations"]["prometheus.io/port"] = json!(exporter.port().to_string());
+    api.apply("pods", annotated);
+    // Not annotated for scraping: never scraped (its port would refuse anyway).
+    let mut quiet = kube_api::pod("monitoring", "quiet-0", "127.0.0.1", "node-a", None, json!({"app": "quiet"}));
+    quiet["metadata"]["annotations"]["prometheus.io/scrape"] = json!("false");
+    api.apply("pods", quiet);
+    // On another node: an agent's selector leaves it out.
+    api.apply(
+        "pods",
+        kube_api::pod("monitoring", "elsewhere-0", "127.0.0.2", "node-b", None, json!({"app": "elsewhere"})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let gw = Gateway::start(&format!(
+        r#"
+receivers:
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: kubernetes-pods
+          scrape_interval: 1s
+          kubernetes_sd_configs:
+            - role: pod
+              kubeconfig_file: {kubeconfig}
+              selectors:
+                - role: pod
+                  field: spec.nodeName=node-a
+          relabel_configs:
+            - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+              action: keep
+              regex: "true"
+            - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+              action: replace
+              regex: ([^:]+)(?::\d+)?;(\d+)
+              replacement: $1:$2
+              target_label: __address__
+            - action: labelmap
+              regex: __meta_kubernetes_pod_label_(.+)
+            - source_labels: [__meta_kubernetes_namespace]
+              target_label: namespace
+            - source_labels: [__meta_kubernetes_pod_name]
+              target_label: pod
+exporters:
+  file:
+    path: {{dir}}/metrics.jsonl
+service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
+  pipelines:
+    metrics: {{receivers: [prometheus], exporters: [file]}}
+"#,
+        kubeconfig = kubeconfig.display()
+    ));
+    let out = gw.path("metrics.jsonl");
+    let fixture = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .flat_map(|l| l["resourceMetrics"].as_array().cloned().unwrap_or_default())
+            .find(|rm| rm.to_string().contains("switchyard_fixture_request_duration_seconds"))
+    };
+    assert!(eventually(Duration::from_secs(15), || fixture(&json_lines(&out)).is_some()), "{}", gw.log());
+    let rm = fixture(&json_lines(&out)).unwrap();
+    let text = rm.to_string();
+    let resource: HashMap<String, String> = rm["resource"]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["key"].as_str().unwrap().to_string(), a["value"]["stringValue"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(resource["service.name"], "kubernetes-pods", "{resource:?}");
+    assert_eq!(resource["service.instance.id"], format!("127.0.0.1:{}", exporter.port()), "the annotation's port");
+    for (key, value) in [("namespace", "monitoring"), ("pod", "node-exporter-7x2kq"), ("app", "node-exporter")] {
+        let kv = format!(r#"{{"key":"{key}","value":{{"stringValue":"{value}"}}}}"#);
+        assert!(text.contains(&kv), "{key}={value} missing: {text}");
+    }
+    // Only that pod was scraped: the others' names appear nowhere.
+    let all = std::fs::read_to_string(&out).unwrap();
+    assert!(!all.contains("quiet-0") && !all.contains("elsewhere-0"));
+    assert!(api.requests().iter().any(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-a")));
 }

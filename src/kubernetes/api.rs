@@ -39,6 +39,9 @@ pub struct ApiSettings {
     pub kube_config_path: Option<String>,
     /// For kubeConfig: the context (default the file's current-context).
     pub context: Option<String>,
+    /// For none: the API server's URL instead of the in-cluster address (Prometheus's
+    /// `api_server`).
+    pub server: Option<String>,
 }
 
 enum Token {
@@ -83,6 +86,10 @@ impl ApiClient {
     /// A client for `settings`; fails when the credentials or the address cannot be found.
     pub fn new(settings: &ApiSettings) -> Result<ApiClient, String> {
         let (base, tls, token) = match settings.auth_type {
+            AuthType::None if settings.server.is_some() => {
+                let server = settings.server.clone().unwrap_or_default();
+                (server.trim_end_matches('/').to_string(), crate::tls::client::PemMaterial::default(), Token::None)
+            }
             AuthType::ServiceAccount | AuthType::None => {
                 let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
                     "KUBERNETES_SERVICE_HOST is not set: switchyard is not running in a Kubernetes pod (use auth_type: kubeConfig outside a cluster)".to_string()

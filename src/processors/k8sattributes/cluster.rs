@@ -409,6 +409,7 @@ impl Cluster {
             auth_type: cfg.auth_type,
             kube_config_path: cfg.kube_config_path.clone(),
             context: cfg.context.clone(),
+            server: None,
         };
         let client = Arc::new(ApiClient::new(&settings)?);
         let runtime =

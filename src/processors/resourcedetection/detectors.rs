@@ -297,6 +297,7 @@ pub fn k8snode(cfg: &super::K8sNodeConfig, timeout: Duration) -> Result<Found, S
         auth_type: cfg.auth_type,
         kube_config_path: cfg.kube_config_path.clone(),
         context: cfg.context.clone(),
+        server: None,
     };
     let path = format!("/api/v1/nodes/{}", crate::percent::encode(&name));
     // Its own thread and runtime: detection runs once, at build, from sync code.

@@ -59,6 +59,7 @@ pub struct ScrapeConfig {
     pub honor_timestamps: bool,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
+    pub kubernetes_sd_configs: Vec<super::kubernetes_sd::KubernetesSdConfig>,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
     pub bearer_token: Option<Secret>,
@@ -86,6 +87,7 @@ impl Default for ScrapeConfig {
             honor_timestamps: true,
             static_configs: Vec::new(),
             file_sd_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
             basic_auth: None,
             authorization: None,
             bearer_token: None,
@@ -277,6 +279,9 @@ impl PrometheusReceiverConfig {
                         ));
                     }
                 }
+            }
+            for (j, k) in s.kubernetes_sd_configs.iter().enumerate() {
+                k.validate().map_err(|(key, m)| (at(&format!("kubernetes_sd_configs.{j}.{key}")), m))?;
             }
             if s.tls_config.cert_file.is_some() != s.tls_config.key_file.is_some() {
                 return Err((at("tls_config"), "cert_file and key_file go together".into()));

@@ -2,6 +2,7 @@
 //! `scrape_configs` syntax under `config:`) and turns the samples into OTLP metrics.
 
 pub mod config;
+pub mod kubernetes_sd;
 pub mod parse;
 pub mod relabel;
 mod scrape;
@@ -28,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often `file_sd_configs` files are checked for changes.
 const FILE_CHECK: Duration = Duration::from_secs(1);
+/// How long after a Kubernetes change the targets are worked out again (changes that come
+/// together are taken together).
+const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
 
 fn read_secret(inline: &Option<Secret>, file: &Option<std::path::PathBuf>, what: &str) -> Result<String, String> {
     match (inline, file) {
@@ -88,7 +92,12 @@ pub async fn start(
             shutdown: shutdown.clone(),
         });
         tracing::info!(receiver = intake.receiver(), job = %sc.job_name, interval = %humantime::format_duration(sc.interval(&global)), "Prometheus scrape job started");
-        tasks.push(tokio::spawn(run_job(job, sc, global.clone(), target_rules, shutdown.clone())));
+        let discovery = if sc.kubernetes_sd_configs.is_empty() {
+            None
+        } else {
+            Some(kubernetes_sd::Discovery::start(&sc.kubernetes_sd_configs).map_err(at)?)
+        };
+        tasks.push(tokio::spawn(run_job(job, sc, global.clone(), target_rules, discovery, shutdown.clone())));
     }
     Ok(tasks)
 }
@@ -100,13 +109,17 @@ async fn run_job(
     cfg: ScrapeConfig,
     global: GlobalConfig,
     rules: Vec<Rule>,
+    discovery: Option<kubernetes_sd::Discovery>,
     stop: CancellationToken,
 ) {
     let mut files = FileGroups::new(&cfg);
     files.refresh();
     let mut running: HashMap<Target, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     loop {
-        let groups: Vec<config::StaticConfig> = cfg.static_configs.iter().chain(files.groups()).cloned().collect();
+        let mut groups: Vec<config::StaticConfig> = cfg.static_configs.iter().chain(files.groups()).cloned().collect();
+        if let Some(d) = &discovery {
+            groups.extend(d.groups());
+        }
         let wanted = targets::resolve(&cfg, &global, &rules, &groups);
         running.retain(|t, (token, _)| {
             let keep = wanted.contains(t);
@@ -138,6 +151,11 @@ async fn run_job(
                     if files.refresh() {
                         break;
                     }
+                }
+                _ = async { discovery.as_ref().expect("guarded").changed().await }, if discovery.is_some() => {
+                    // A burst of watch events (a list, a rollout) makes one new set of targets.
+                    tokio::time::sleep(DISCOVERY_SETTLE).await;
+                    break;
                 }
             }
         }
