@@ -13,5 +13,10 @@ pub mod kubeconfig;
 pub mod objects;
 pub mod watch;
 
+/// The stand-in API server the tests of every component that watches run against.
+#[cfg(test)]
+#[path = "../../tests/common/kube_api.rs"]
+pub mod standin;
+
 pub use api::{ApiClient, ApiError, ApiSettings, AuthType};
 pub use watch::{Change, Resource, Synced};

@@ -1,7 +1,6 @@
 //! Tests of the k8sattributes processor against the stand-in API server of tests/common.
 
-#[path = "../../../tests/common/kube_api.rs"]
-mod kube_api;
+use crate::kubernetes::standin as kube_api;
 
 use super::*;
 use crate::pipeline::Origin;

@@ -248,6 +248,37 @@ pub fn azure(endpoint: &str, timeout: Duration) -> Result<Found, String> {
     Ok(found)
 }
 
+/// The `k8snode` detector: the node this pod runs on (named by the variable the downward API
+/// sets), and its uid from the Kubernetes API.
+pub fn k8snode(cfg: &super::K8sNodeConfig, timeout: Duration) -> Result<Found, String> {
+    let variable = &cfg.node_from_env_var;
+    let name = match std::env::var(variable) {
+        Ok(n) if !n.is_empty() => n,
+        _ => {
+            return Err(format!(
+                "the variable {variable} is not set (give it spec.nodeName through the downward API, or set k8snode.node_from_env_var)"
+            ));
+        }
+    };
+    let settings = crate::kubernetes::ApiSettings {
+        auth_type: cfg.auth_type,
+        kube_config_path: cfg.kube_config_path.clone(),
+        context: cfg.context.clone(),
+        server: None,
+    };
+    let path = format!("/api/v1/nodes/{}", crate::percent::encode(&name));
+    // Its own thread and runtime: detection runs once, at build, from sync code.
+    let fetch = move || -> Result<crate::kubernetes::objects::Node, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let client = crate::kubernetes::ApiClient::new(&settings)?;
+            client.get_json(&path, timeout, 1 << 20).await.map_err(|e| format!("{}{path}: {e}", client.server()))
+        })
+    };
+    let node = std::thread::spawn(fetch).join().map_err(|_| "the node lookup failed".to_string())??;
+    Ok(vec![("k8s.node.name".into(), name), ("k8s.node.uid".into(), node.metadata.uid)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,35 +310,4 @@ mod tests {
         assert!(get("host.arch").is_some());
         assert!(get("host.name").is_some(), "{found:?}");
     }
-}
-
-/// The `k8snode` detector: the node this pod runs on (named by the variable the downward API
-/// sets), and its uid from the Kubernetes API.
-pub fn k8snode(cfg: &super::K8sNodeConfig, timeout: Duration) -> Result<Found, String> {
-    let variable = &cfg.node_from_env_var;
-    let name = match std::env::var(variable) {
-        Ok(n) if !n.is_empty() => n,
-        _ => {
-            return Err(format!(
-                "the variable {variable} is not set (give it spec.nodeName through the downward API, or set k8snode.node_from_env_var)"
-            ));
-        }
-    };
-    let settings = crate::kubernetes::ApiSettings {
-        auth_type: cfg.auth_type,
-        kube_config_path: cfg.kube_config_path.clone(),
-        context: cfg.context.clone(),
-        server: None,
-    };
-    let path = format!("/api/v1/nodes/{}", crate::percent::encode(&name));
-    // Its own thread and runtime: detection runs once, at build, from sync code.
-    let fetch = move || -> Result<crate::kubernetes::objects::Node, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let client = crate::kubernetes::ApiClient::new(&settings)?;
-            client.get_json(&path, timeout, 1 << 20).await.map_err(|e| format!("{}{path}: {e}", client.server()))
-        })
-    };
-    let node = std::thread::spawn(fetch).join().map_err(|_| "the node lookup failed".to_string())??;
-    Ok(vec![("k8s.node.name".into(), name), ("k8s.node.uid".into(), node.metadata.uid)])
 }

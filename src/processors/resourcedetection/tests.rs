@@ -198,8 +198,7 @@ fn settings_are_checked() {
     assert!(crate::config::parse_yaml::<ResourceDetectionConfig>("r.yaml", "detectors: [docker]\n").is_err());
 }
 
-#[path = "../../../tests/common/kube_api.rs"]
-mod kube_api;
+use crate::kubernetes::standin as kube_api;
 
 #[test]
 fn k8snode_names_the_node_and_reads_its_uid_from_the_api() {

@@ -1,7 +1,6 @@
 //! kubernetes_sd_configs against the stand-in API server of tests/common (no real one here).
 
-#[path = "../../../tests/common/kube_api.rs"]
-mod kube_api;
+use crate::kubernetes::standin as kube_api;
 
 use super::*;
 use kube_api::KubeApi;
