@@ -11,13 +11,10 @@ impl Config {
         let f = self.field.as_deref().ok_or_else(|| (format!("{key}.field"), "required".to_string()))?;
         let field = Field::parse(f).map_err(|e| (format!("{key}.field"), e))?;
         let v = self.value.as_ref().ok_or_else(|| (format!("{key}.value"), "required".to_string()))?;
-        if let serde_json::Value::String(s) = v {
-            if s.starts_with("EXPR(") {
-                return Err((
-                    format!("{key}.value"),
-                    "EXPR(...) values are not supported; give a literal value".into(),
-                ));
-            }
+        if let serde_json::Value::String(s) = v
+            && s.starts_with("EXPR(")
+        {
+            return Err((format!("{key}.value"), "EXPR(...) values are not supported; give a literal value".into()));
         }
         Ok(Box::new(Add { field, value: any(v) }))
     }

@@ -361,7 +361,8 @@ mod tests {
     fn layouts() {
         use LayoutType::*;
         let t = 1_709_287_200_000_000_000u64; // 2024-03-01T10:00:00Z
-        let cases: &[(LayoutType, &str, Option<&str>, AnyValue, Result<u64, &str>)] = &[
+        type Case<'a> = (LayoutType, &'a str, Option<&'a str>, AnyValue, Result<u64, &'a str>);
+        let cases: &[Case] = &[
             (Strptime, "%Y-%m-%dT%H:%M:%S.%LZ", Some("UTC"), string("2024-03-01T10:00:00.123Z"), Ok(t + 123_000_000)),
             (Strptime, "%Y-%m-%d %H:%M:%S,%L %z", None, string("2024-03-01 11:00:00,500 +0100"), Ok(t + 500_000_000)),
             (Strptime, "%Y-%m-%d %H:%M:%S", Some("Europe/Berlin"), string("2024-03-01 11:00:00"), Ok(t)),
