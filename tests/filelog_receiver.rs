@@ -459,6 +459,34 @@ fn container_logs_parsed_by_operators() {
     assert!(invalid("operator_error") >= 1.0, "the broken JSON line is counted\n{}", gw.log());
 }
 
+/// Lines that `recombine` still gathers when switchyard is killed are read again after the
+/// restart: the saved offset stops before them.
+#[test]
+fn lines_recombine_holds_survive_a_kill_9() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("java.log");
+    let storage = work.path().join("storage");
+    let (backend, got) = logs_backend();
+    let extra = r#"    operators:
+      - type: recombine
+        combine_field: body
+        is_first_entry: body matches "^\\d{4}-"
+        force_flush_period: 1h"#;
+    let cfg = config(&file.display().to_string(), &storage, backend, extra);
+    let first = Gateway::start(&cfg);
+    std::fs::write(&file, "2024-03-01 10:00:00 one\n  at a\n2024-03-01 10:00:01 two\n  at b\n").unwrap();
+    assert!(eventually(Duration::from_secs(10), || got.lock().unwrap().len() == 1), "{}", first.log());
+    std::thread::sleep(Duration::from_millis(500));
+    signal(first.pid(), "KILL");
+    drop(first);
+    let second = Gateway::start(&cfg.replace("force_flush_period: 1h", "force_flush_period: 200ms"));
+    let ok = eventually(Duration::from_secs(10), || got.lock().unwrap().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let bodies: Vec<String> = got.lock().unwrap().iter().map(|g| g.body.clone()).collect();
+    assert!(ok, "{bodies:?}\n{}", second.log());
+    assert_eq!(bodies, ["2024-03-01 10:00:00 one\n  at a", "2024-03-01 10:00:01 two\n  at b"], "each once");
+}
+
 #[test]
 fn an_operator_configuration_error_names_its_key() {
     let work = tempfile::tempdir().unwrap();
