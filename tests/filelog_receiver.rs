@@ -23,6 +23,8 @@ struct Got {
     attrs: BTreeMap<String, String>,
     resource: BTreeMap<String, String>,
     time: u64,
+    severity: i32,
+    severity_text: String,
 }
 
 /// An OTLP/HTTP backend that decodes every POST /v1/logs, records it and answers 200.
@@ -62,6 +64,8 @@ fn logs_backend() -> (u16, Arc<Mutex<Vec<Got>>>) {
                                 attrs: r.attributes.iter().map(|a| (a.key.clone(), s(&a.value))).collect(),
                                 resource: resource.clone(),
                                 time: r.time_unix_nano,
+                                severity: r.severity_number,
+                                severity_text: r.severity_text.clone(),
                             });
                         }
                     }
@@ -273,6 +277,231 @@ fn kubernetes_container_logs_multiline_and_bad_files() {
     };
     assert!(invalid("too_large") >= 1.0, "{}", gw.log());
     assert!(invalid("malformed") >= 1.0, "the binary file is not in a container format");
+}
+
+/// The operators an agent runs after `container`: three apps on one node — a JSON app and a
+/// Java app in CRI format, a logfmt app in Docker's — with the Java app's stack traces joined
+/// by `recombine`, a router choosing the parser, and the time and severity taken from the lines.
+#[test]
+fn container_logs_parsed_by_operators() {
+    let work = tempfile::tempdir().unwrap();
+    let pods = work.path().join("pods");
+    let uid = "0c1f7f7e-2b1a-4d7e-9d61-1c2b3a4d5e6f";
+    let dir = |pod: &str, container: &str| {
+        let d = pods.join(format!("shop_{pod}_{uid}/{container}"));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("0.log")
+    };
+    let (checkout, billing, ledger) =
+        (dir("checkout-7d9f", "checkout"), dir("billing-5c4d", "billing"), dir("ledger-6b5", "java"));
+    let storage = work.path().join("storage");
+    let (backend, got) = logs_backend();
+    let operators = r#"    include_file_path: true
+    operators:
+      - type: container
+      - type: recombine
+        id: java_stack
+        if: resource["k8s.container.name"] == "java"
+        combine_field: body
+        is_first_entry: body matches "^\\d{4}-\\d{2}-\\d{2} "
+        force_flush_period: 500ms
+      - type: router
+        routes:
+          - expr: body matches "^\\{"
+            output: json
+          - expr: resource["k8s.container.name"] == "java"
+            output: java
+        default: logfmt
+      - type: json_parser
+        id: json
+        timestamp:
+          parse_from: attributes.ts
+          layout_type: gotime
+          layout: 2006-01-02T15:04:05.000Z07:00
+        severity:
+          parse_from: attributes.level
+      - type: move
+        from: attributes.msg
+        to: body
+        on_error: send_quiet
+        output: done
+      - type: key_value_parser
+        id: logfmt
+        timestamp:
+          parse_from: attributes.time
+          layout: '%Y-%m-%dT%H:%M:%SZ'
+          location: UTC
+        severity:
+          parse_from: attributes.level
+      - type: move
+        from: attributes.msg
+        to: body
+        output: done
+      - type: regex_parser
+        id: java
+        regex: '^(?P<time>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}) (?P<level>[A-Z]+) +\[(?P<thread>[^\]]+)\] (?P<logger>\S+) - (?P<message>.*)'
+        timestamp:
+          parse_from: attributes.time
+          layout: '%Y-%m-%d %H:%M:%S.%L'
+          location: UTC
+        severity:
+          parse_from: attributes.level
+      - type: add
+        id: done
+        field: resource["deployment.environment"]
+        value: prod"#;
+    let gw = Gateway::start(&config(&format!("{}/*/*/*.log", pods.display()), &storage, backend, operators));
+    let write = |path: &Path, text: &str| {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    write(
+        &checkout,
+        concat!(
+            "2024-03-01T10:00:01.100Z stdout F {\"ts\":\"2024-03-01T10:00:01.000Z\",\"level\":\"info\",\"msg\":\"order placed\",\"order_id\":\"A-1001\",\"amount\":42.5}\n",
+            "2024-03-01T10:00:02.200Z stderr F {\"ts\":\"2024-03-01T10:00:02.000Z\",\"level\":\"error\",\"msg\":\"payment declined\",\"order_id\":\"A-1002\"}\n",
+            "2024-03-01T10:00:02.300Z stdout P {\"ts\":\"2024-03-01T10:00:02.300Z\",\"level\":\"warn\",\"msg\":\"slow query\",\"query\":\"SELECT\n",
+            "2024-03-01T10:00:02.300Z stdout F  * FROM orders\"}\n",
+            "2024-03-01T10:00:02.400Z stdout F {\"ts\": broken\n",
+        ),
+    );
+    write(
+        &billing,
+        concat!(
+            r#"{"log":"time=2024-03-01T10:00:03Z level=warn msg=\"cache miss\" key=user:42\n","stream":"stdout","time":"2024-03-01T10:00:03.5Z"}"#,
+            "\n",
+            r#"{"log":"time=2024-03-01T10:00:04Z level=debug msg=\"refreshed token\" took=3ms\n","stream":"stdout","time":"2024-03-01T10:00:04.5Z"}"#,
+            "\n",
+        ),
+    );
+    // The stack trace arrives in two writes, a poll apart, as a logger flushes it.
+    write(
+        &ledger,
+        concat!(
+            "2024-03-01T10:00:05.124Z stdout F 2024-03-01 10:00:05.123 ERROR [http-nio-8080-exec-1] c.e.ledger.PostingService - posting failed\n",
+            "2024-03-01T10:00:05.125Z stdout F java.lang.IllegalStateException: account locked\n",
+            "2024-03-01T10:00:05.125Z stdout F \tat com.example.ledger.PostingService.post(PostingService.java:88)\n",
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    write(
+        &ledger,
+        concat!(
+            "2024-03-01T10:00:05.126Z stdout F \tat com.example.ledger.Api.handle(Api.java:41)\n",
+            "2024-03-01T10:00:05.126Z stdout F Caused by: java.sql.SQLException: lock timeout\n",
+            "2024-03-01T10:00:05.126Z stdout F \t... 12 more\n",
+            "2024-03-01T10:00:06.001Z stdout F 2024-03-01 10:00:06.000 INFO  [main] c.e.ledger.Health - healthy\n",
+        ),
+    );
+
+    let arrived = eventually(Duration::from_secs(15), || got.lock().unwrap().len() >= 8);
+    std::thread::sleep(Duration::from_millis(700));
+    let all = got.lock().unwrap().clone();
+    assert!(arrived, "{:#?}\n{}", all, gw.log());
+    assert_eq!(all.len(), 8, "each stack trace line is part of one record: {all:#?}");
+    let find = |body: &str| {
+        all.iter().find(|g| g.body.starts_with(body)).unwrap_or_else(|| panic!("no {body:?} in {all:#?}")).clone()
+    };
+
+    // The JSON app: parsed into attributes, the message moved to the body.
+    let placed = find("order placed");
+    assert_eq!(placed.attrs["order_id"], "A-1001");
+    assert!(placed.attrs["amount"].contains("42.5"), "{:?}", placed.attrs);
+    assert_eq!((placed.severity, placed.severity_text.as_str()), (9, "info"));
+    assert_eq!(placed.time, 1_709_287_201_000_000_000, "from the app's ts, not the container's time");
+    assert_eq!(placed.attrs["log.iostream"], "stdout");
+    assert_eq!(placed.attrs["log.file.path"], checkout.display().to_string());
+    assert_eq!(placed.resource["k8s.container.name"], "checkout");
+    assert_eq!(placed.resource["deployment.environment"], "prod");
+    let declined = find("payment declined");
+    assert_eq!((declined.severity, declined.attrs["log.iostream"].as_str()), (17, "stderr"));
+    let slow = find("slow query");
+    assert_eq!(slow.attrs["query"], "SELECT * FROM orders", "CRI partial lines joined before parsing");
+    assert_eq!((slow.severity, slow.time), (13, 1_709_287_202_300_000_000));
+    // A line the JSON parser cannot read arrives as it was (on_error: send), and is counted.
+    let broken = find("{\"ts\": broken");
+    assert_eq!((broken.severity, broken.attrs.get("level")), (0, None));
+    assert_eq!(broken.time, 1_709_287_202_400_000_000, "the container's time stays");
+
+    // The logfmt app, in Docker's format.
+    let miss = find("cache miss");
+    assert_eq!(miss.attrs["key"], "user:42");
+    assert_eq!((miss.severity, miss.severity_text.as_str()), (13, "warn"));
+    assert_eq!(miss.time, 1_709_287_203_000_000_000);
+    assert_eq!(miss.resource["k8s.container.name"], "billing");
+    let token = find("refreshed token");
+    assert_eq!((token.severity, token.attrs["took"].as_str()), (5, "3ms"));
+
+    // The Java app: the stack trace is one record, parsed from its first line.
+    let failed = find("2024-03-01 10:00:05.123 ERROR");
+    assert_eq!(
+        failed.body,
+        "2024-03-01 10:00:05.123 ERROR [http-nio-8080-exec-1] c.e.ledger.PostingService - posting failed\n\
+         java.lang.IllegalStateException: account locked\n\
+         \tat com.example.ledger.PostingService.post(PostingService.java:88)\n\
+         \tat com.example.ledger.Api.handle(Api.java:41)\n\
+         Caused by: java.sql.SQLException: lock timeout\n\
+         \t... 12 more"
+    );
+    assert_eq!(failed.attrs["message"], "posting failed");
+    assert_eq!(failed.attrs["thread"], "http-nio-8080-exec-1");
+    assert_eq!(failed.attrs["logger"], "c.e.ledger.PostingService");
+    assert_eq!((failed.severity, failed.severity_text.as_str()), (17, "ERROR"));
+    assert_eq!(failed.time, 1_709_287_205_123_000_000);
+    assert_eq!(failed.resource["k8s.container.name"], "java");
+    let healthy = find("2024-03-01 10:00:06.000 INFO");
+    assert_eq!((healthy.severity, healthy.attrs["message"].as_str()), (9, "healthy"));
+    assert!(!healthy.body.contains('\n'), "the last entry is sent after recombine's force_flush_period");
+
+    let invalid = |code: &str| {
+        gw.metric("switchyard_receiver_invalid_requests_total", &[("receiver", "filelog"), ("code", code)])
+    };
+    assert!(invalid("operator_error") >= 1.0, "the broken JSON line is counted\n{}", gw.log());
+}
+
+/// Lines that `recombine` still gathers when switchyard is killed are read again after the
+/// restart: the saved offset stops before them.
+#[test]
+fn lines_recombine_holds_survive_a_kill_9() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("java.log");
+    let storage = work.path().join("storage");
+    let (backend, got) = logs_backend();
+    let extra = r#"    operators:
+      - type: recombine
+        combine_field: body
+        is_first_entry: body matches "^\\d{4}-"
+        force_flush_period: 1h"#;
+    let cfg = config(&file.display().to_string(), &storage, backend, extra);
+    let first = Gateway::start(&cfg);
+    std::fs::write(&file, "2024-03-01 10:00:00 one\n  at a\n2024-03-01 10:00:01 two\n  at b\n").unwrap();
+    assert!(eventually(Duration::from_secs(10), || got.lock().unwrap().len() == 1), "{}", first.log());
+    std::thread::sleep(Duration::from_millis(500));
+    signal(first.pid(), "KILL");
+    drop(first);
+    let second = Gateway::start(&cfg.replace("force_flush_period: 1h", "force_flush_period: 200ms"));
+    let ok = eventually(Duration::from_secs(10), || got.lock().unwrap().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let bodies: Vec<String> = got.lock().unwrap().iter().map(|g| g.body.clone()).collect();
+    assert!(ok, "{bodies:?}\n{}", second.log());
+    assert_eq!(bodies, ["2024-03-01 10:00:00 one\n  at a", "2024-03-01 10:00:01 two\n  at b"], "each once");
+}
+
+#[test]
+fn an_operator_configuration_error_names_its_key() {
+    let work = tempfile::tempdir().unwrap();
+    let (backend, _got) = logs_backend();
+    let extra = "    operators:\n      - type: container\n      - type: regex_parser\n        regex: '(?P<a>unclosed'";
+    let cfg = config(&work.path().join("*.log").display().to_string(), &work.path().join("s"), backend, extra);
+    let path = work.path().join("bad.yaml");
+    std::fs::write(&path, cfg.replace("{metrics}", "0")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("operators.1.regex"), "{text}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The `filelog` receiver's configuration, with the collector's keys and defaults.
 
+use super::operators::{OperatorConfig, Pipeline};
 use crate::config::deserialize_duration;
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
@@ -45,25 +46,6 @@ pub enum ContainerFormat {
     Containerd,
 }
 
-/// An operator; switchyard has the `container` operator (Kubernetes container log formats).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type")]
-pub enum Operator {
-    #[serde(rename = "container")]
-    Container {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        format: ContainerFormat,
-        #[serde(default = "yes")]
-        add_metadata_from_filepath: bool,
-    },
-}
-
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileLogConfig {
@@ -85,7 +67,8 @@ pub struct FileLogConfig {
     pub force_flush_period: Duration,
     /// The id of a `file_storage` extension that keeps the read offsets across restarts.
     pub storage: Option<String>,
-    pub operators: Vec<Operator>,
+    /// The operators run on each entry, in order (see `operators`).
+    pub operators: Vec<OperatorConfig>,
 }
 
 impl Default for FileLogConfig {
@@ -146,19 +129,15 @@ impl FileLogConfig {
                 }
             }
         }
-        if self.operators.len() > 1 {
-            return Err(("operators".into(), "switchyard runs one operator, `container`".into()));
-        }
+        Pipeline::build(&self.operators)?;
         Ok(())
     }
 
     pub fn container(&self) -> Option<(ContainerFormat, bool)> {
-        self.operators
-            .iter()
-            .map(|Operator::Container { format, add_metadata_from_filepath, .. }| {
-                (*format, *add_metadata_from_filepath)
-            })
-            .next()
+        match self.operators.first() {
+            Some(OperatorConfig::Container(c)) => Some((c.format, c.add_metadata_from_filepath)),
+            _ => None,
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! The `filelog` receiver: tails files matched by globs (PROTOCOLS.md §5, the collector's
 //! `filelog`), plain or in Kubernetes container log formats, following rotation by rename and
 //! by copy-truncate, with read offsets kept in a `file_storage` directory and moved only once
-//! the data is delivered (see `checkpoint`).
+//! the data is delivered (see `checkpoint`); each entry then goes through the configured
+//! operators (parsers, transformers, recombine, router: see `operators`).
 
 mod checkpoint;
 pub mod config;
 mod container;
+pub mod operators;
 mod reader;
 
 use crate::attributes::{kv, string};
@@ -18,6 +20,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use operators::{Failure, Output, Pipeline, Record};
 use reader::{Entry, Problem, Reader, Rules};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -59,11 +62,13 @@ pub async fn start(
         line_end: regex(&multiline.line_end_pattern)?,
         force_flush_period: cfg.force_flush_period,
     };
+    let pipeline = Pipeline::build(&cfg.operators).map_err(|(k, e)| format!("{k}: {e}"))?.map(Arc::new);
     let first_start = checkpoints.is_empty();
     let tailer = Tailer {
         bad: BadInput::new(intake.clone(), "file"),
         cfg,
         rules,
+        pipeline,
         checkpoints: Arc::new(Mutex::new(checkpoints)),
         readers: BTreeMap::new(),
         next_id: 0,
@@ -87,6 +92,8 @@ fn now_ns() -> u64 {
 struct Tailer {
     cfg: FileLogConfig,
     rules: Rules,
+    /// The operators after `container`, if any.
+    pipeline: Option<Arc<Pipeline>>,
     checkpoints: Arc<Mutex<Checkpoints>>,
     readers: BTreeMap<u64, Reader>,
     next_id: u64,
@@ -171,8 +178,12 @@ impl Tailer {
                 size < r.read_offset || fp[..n] != r.fingerprint[..n]
             });
             if truncated {
-                let r = self.readers.remove(&id).expect("reader");
+                let mut r = self.readers.remove(&id).expect("reader");
                 tracing::info!(receiver = self.intake.receiver(), path = %r.path, "file was truncated; reading it from the start");
+                if r.ops.holds() {
+                    // What recombine gathered of the old content goes now.
+                    self.send(&mut r, Vec::new(), true);
+                }
                 // Its copy (if the glob finds one) continues where this reader's delivered lines end.
                 let mut cp = self.checkpoints();
                 cp.restored.push(checkpoint::Known {
@@ -259,7 +270,7 @@ impl Tailer {
                 }
             }
             self.report(&r, &mut problems);
-            if entries.len() >= BATCH_ENTRIES && !self.send(&r, std::mem::take(&mut entries)) {
+            if entries.len() >= BATCH_ENTRIES && !self.send(&mut r, std::mem::take(&mut entries), false) {
                 // Stopping: what was read is not delivered, so its offset was not saved.
                 self.readers.insert(id, r);
                 return;
@@ -273,7 +284,7 @@ impl Tailer {
         let gone = ended || (!r.seen && r.unchanged_for() >= linger);
         r.flush_stale(&self.rules, gone, &mut entries, &mut problems);
         self.report(&r, &mut problems);
-        if !entries.is_empty() && !self.send(&r, entries) {
+        if (!entries.is_empty() || r.ops.holds()) && !self.send(&mut r, entries, gone) {
             self.readers.insert(id, r);
             return;
         }
@@ -343,22 +354,65 @@ impl Tailer {
         }
     }
 
-    /// Submits `entries` read from `r` (everything up to `r.done_offset`), waiting while the
-    /// pipelines refuse for lack of room. False when stopping cut it short.
-    fn send(&self, r: &Reader, entries: Vec<Entry>) -> bool {
+    /// Counts and logs (at most once a second) what the operators failed on.
+    fn failed(&self, r: &Reader, failures: Vec<Failure>) {
+        for f in failures {
+            if f.quiet {
+                self.intake.invalid_request("file", "operator_error");
+                tracing::debug!(receiver = self.intake.receiver(), operator = %f.operator, path = %r.path, "{}", f.message);
+            } else {
+                self.bad.report("operator_error", &format!("{}: operator {}: {}", r.path, f.operator, f.message));
+            }
+        }
+    }
+
+    /// Submits `entries` read from `r` (everything up to `r.done_offset`, less what the
+    /// operators still hold), after the operators, waiting while the pipelines refuse for lack
+    /// of room. `flush_all`: the operators let go of everything they hold. False when stopping
+    /// cut it short.
+    fn send(&self, r: &mut Reader, entries: Vec<Entry>, flush_all: bool) -> bool {
         let observed = now_ns();
-        let records: Vec<LogRecord> = entries.into_iter().map(|e| self.record(r, e, observed)).collect();
-        let resource: Vec<KeyValue> = match self.cfg.container() {
+        let resource: Arc<Vec<KeyValue>> = Arc::new(match self.cfg.container() {
             Some((_, true)) => container::path_metadata(&r.path),
             _ => Vec::new(),
+        });
+        let resource_logs = match &self.pipeline {
+            None => {
+                let records: Vec<LogRecord> = entries.into_iter().map(|e| self.record(r, e, observed)).collect();
+                if records.is_empty() {
+                    return true;
+                }
+                vec![ResourceLogs {
+                    resource: Some(Resource { attributes: (*resource).clone(), ..Default::default() }),
+                    scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                    ..Default::default()
+                }]
+            }
+            Some(pipeline) => {
+                let mut out = Output::default();
+                for e in entries {
+                    let start = e.start;
+                    let log = self.record(r, e, observed);
+                    pipeline.run(&mut r.ops, Record { log, resource: resource.clone(), start }, &mut out);
+                }
+                pipeline.flush(&mut r.ops, Instant::now(), flush_all, &mut out);
+                self.failed(r, std::mem::take(&mut out.failures));
+                by_resource(out.records)
+            }
         };
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(Resource { attributes: resource, ..Default::default() }),
-                scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
-                ..Default::default()
-            }],
-        };
+        // Entries the operators hold are read again after a restart: the offset stops before them.
+        let end = r.ops.held_from().map_or(r.done_offset, |h| h.min(r.done_offset));
+        if resource_logs.is_empty() {
+            // Nothing to deliver (dropped, or held): the offset moves on at once.
+            if end > r.sent_offset {
+                let mut cp = self.checkpoints();
+                let seq = cp.sent(r.id, end);
+                cp.delivered(r.id, seq);
+                r.sent_offset = end;
+            }
+            return true;
+        }
+        let request = ExportLogsServiceRequest { resource_logs };
         let base = Batch::from_request(Request::Logs(request));
         while self.checkpoints().in_flight() >= MAX_IN_FLIGHT {
             if self.stop.is_cancelled() {
@@ -366,7 +420,8 @@ impl Tailer {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let (id, seq) = (r.id, self.checkpoints().sent(r.id, r.done_offset));
+        let (id, seq) = (r.id, self.checkpoints().sent(r.id, end));
+        r.sent_offset = end;
         loop {
             let checkpoints = self.checkpoints.clone();
             let batch = base.clone().on_delivered(
@@ -384,6 +439,27 @@ impl Tailer {
             }
         }
     }
+}
+
+/// Records in order, one `ResourceLogs` per run of records with the same resource.
+fn by_resource(records: Vec<Record>) -> Vec<ResourceLogs> {
+    let mut out: Vec<ResourceLogs> = Vec::new();
+    let mut last: Option<Arc<Vec<KeyValue>>> = None;
+    for r in records {
+        let same = last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &r.resource) || **l == *r.resource);
+        if !same {
+            out.push(ResourceLogs {
+                resource: Some(Resource { attributes: (*r.resource).clone(), ..Default::default() }),
+                scope_logs: vec![ScopeLogs::default()],
+                ..Default::default()
+            });
+            last = Some(r.resource.clone());
+        }
+        if let Some(group) = out.last_mut() {
+            group.scope_logs[0].log_records.push(r.log);
+        }
+    }
+    out
 }
 
 /// The `filelog` receiver's registration.

@@ -24,6 +24,8 @@ pub struct Entry {
     /// Nanoseconds since the epoch, from a container log line (0 when the line has none).
     pub time: u64,
     pub stream: Option<String>,
+    /// The file offset where the entry began.
+    pub start: u64,
 }
 
 /// What went wrong with a line, for the receiver's bad-input counters.
@@ -59,6 +61,10 @@ pub struct Reader {
     pub done_offset: u64,
     /// Whether the last poll found the file under the include globs.
     pub seen: bool,
+    /// The end of the last batch submitted (the checkpoint moves up to it once delivered).
+    pub sent_offset: u64,
+    /// What the operators hold of this file (recombine's entries being gathered).
+    pub ops: super::operators::State,
 }
 
 impl Reader {
@@ -77,6 +83,8 @@ impl Reader {
             pending: None,
             done_offset: offset,
             seen: true,
+            sent_offset: offset,
+            ops: Default::default(),
         })
     }
 
@@ -148,21 +156,18 @@ impl Reader {
             let line = line.strip_suffix(b"\r").unwrap_or(&line).to_vec();
             self.line(&line, self.read_offset, rules, out, problems);
         }
-        if let Some(p) = self.pending.take() {
-            self.done_offset = p.end;
-            out.push(p.entry);
-        }
+        self.emit_pending(out);
     }
 
     fn line(&mut self, line: &[u8], end: u64, rules: &Rules, out: &mut Vec<Entry>, problems: &mut Vec<Problem>) {
-        let mut entry = Entry { body: line.to_vec(), time: 0, stream: None };
+        let mut entry = Entry { body: line.to_vec(), time: 0, stream: None, start: 0 };
         let mut complete = true;
         if let Some(format) = rules.container {
             let text = String::from_utf8_lossy(line);
             match super::container::parse(&text, format) {
                 Ok(l) => {
                     complete = l.complete;
-                    entry = Entry { body: l.text.into_bytes(), time: l.time, stream: Some(l.stream) };
+                    entry = Entry { body: l.text.into_bytes(), time: l.time, stream: Some(l.stream), start: 0 };
                 }
                 Err(e) => problems.push(Problem::NotContainerFormat(e)),
             }
@@ -219,13 +224,16 @@ impl Reader {
             return;
         }
         if !line.is_empty() {
+            entry.start = self.done_offset;
             out.push(entry);
         }
         self.done_offset = end;
     }
 
+    /// Hands out the entry being assembled: it began where everything before was done.
     fn emit_pending(&mut self, out: &mut Vec<Entry>) {
-        if let Some(p) = self.pending.take() {
+        if let Some(mut p) = self.pending.take() {
+            p.entry.start = self.done_offset;
             self.done_offset = p.end;
             out.push(p.entry);
         }

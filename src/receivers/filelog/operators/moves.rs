@@ -1,0 +1,54 @@
+//! `move`: takes the value at `from` out and writes it at `to` (no copy is made).
+
+use super::field::Field;
+use super::{Invalid, Op, Record};
+
+super::operator_config!(Config { from: Option<String>, to: Option<String> });
+
+impl Config {
+    pub fn build(&self, key: &str) -> Result<Box<dyn Op>, Invalid> {
+        let (from, to) = from_to(key, &self.from, &self.to)?;
+        Ok(Box::new(Move { from, to }))
+    }
+}
+
+/// The `from` and `to` fields, both required.
+pub fn from_to(key: &str, from: &Option<String>, to: &Option<String>) -> Result<(Field, Field), Invalid> {
+    let field = |v: &Option<String>, k: &str| {
+        let s = v.as_deref().ok_or_else(|| (format!("{key}.{k}"), "required".to_string()))?;
+        Field::parse(s).map_err(|e| (format!("{key}.{k}"), e))
+    };
+    Ok((field(from, "from")?, field(to, "to")?))
+}
+
+#[derive(Debug)]
+struct Move {
+    from: Field,
+    to: Field,
+}
+
+impl Op for Move {
+    fn apply(&self, rec: &mut Record) -> Result<(), String> {
+        let v = self.from.take(rec).ok_or_else(|| format!("the entry has no {}", self.from))?;
+        self.to.set(rec, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{attr, pipeline, run};
+    use crate::attributes::as_str;
+
+    #[test]
+    fn moves_fields() {
+        let p = pipeline(
+            "- type: json_parser\n  parse_to: body\n- type: move\n  from: body.msg\n  to: body\n- type: move\n  from: attributes.none\n  to: attributes.x",
+        )
+        .unwrap();
+        let out = run(&p, &[r#"{"msg":"hello","level":"info"}"#]);
+        let r = &out.records[0];
+        assert_eq!(as_str(r.log.body.as_ref().unwrap()), Some("hello"));
+        assert_eq!(attr(r, "x"), None);
+        assert!(out.failures[0].message.contains("no attributes.none"));
+    }
+}
