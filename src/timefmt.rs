@@ -89,6 +89,59 @@ pub fn parse_rfc3339(ts: &str) -> Option<u64> {
     u64::try_from(ns).ok()
 }
 
+/// The collector's strptime directives (filelog `layout_type: strptime`, OTTL `Time`) as
+/// chrono items, checked: an unknown directive is an error naming it.
+pub fn strptime(layout: &str) -> Result<Vec<chrono::format::Item<'static>>, String> {
+    if layout.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut out = String::with_capacity(layout.len() + 8);
+    let mut chars = layout.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let d = chars.next().ok_or_else(|| format!("\"{layout}\" ends with a lone %"))?;
+        out.push_str(match d {
+            'Y' => "%Y",
+            'y' => "%y",
+            'm' | 'o' | 'q' => "%m",
+            'b' | 'h' => "%b",
+            'B' => "%B",
+            'd' | 'g' => "%d",
+            'e' => "%e",
+            'a' => "%a",
+            'A' => "%A",
+            'H' => "%H",
+            'I' => "%I",
+            'l' => "%l",
+            'p' | 'P' => "%p",
+            'M' => "%M",
+            'S' => "%S",
+            'L' => "%3f",
+            'f' => "%6f",
+            's' => "%9f",
+            'z' => "%z",
+            'Z' => "%Z",
+            'i' => "%#z",
+            'j' => "%:z",
+            'k' => "%::z",
+            'D' | 'x' => "%m/%d/%y",
+            'F' => "%Y-%m-%d",
+            'T' | 'X' => "%H:%M:%S",
+            'r' => "%I:%M:%S %p",
+            'R' => "%H:%M",
+            'c' => "%a %b %d %H:%M:%S %Y",
+            'n' => "\n",
+            't' => "\t",
+            '%' => "%%",
+            other => return Err(format!("\"{layout}\" has an unknown directive %{other}")),
+        });
+    }
+    chrono::format::StrftimeItems::new(&out).parse_to_owned().map_err(|e| format!("\"{layout}\": {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,7 +139,8 @@ async fn a_pod_is_found_by_its_connection_and_its_metadata_added() {
     let got = eventually(
         &mut p,
         || batch(Some("10.1.0.7"), &[("service.name", "checkout")]),
-        |g| g.contains_key("k8s.deployment.name"),
+        // Every watch has listed: pods, replicasets and namespaces.
+        |g| ["k8s.deployment.name", "k8s.cluster.uid", "team"].iter().all(|k| g.contains_key(*k)),
     );
     assert_eq!(got["k8s.pod.ip"], "10.1.0.7");
     assert_eq!(got["k8s.pod.name"], "checkout-7d9f8b6c5d-x2x9k");

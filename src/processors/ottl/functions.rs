@@ -5,7 +5,7 @@
 //! an error for the statement's `error_mode`; one the collector answers with nil gives nil.
 
 use super::expr::{Expr, Item, SyntaxError, Value, eval};
-use chrono::format::{Item as TimeItem, Parsed, StrftimeItems};
+use chrono::format::{Item as TimeItem, Parsed};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use regex::Regex;
 use sha2::Digest;
@@ -216,57 +216,9 @@ fn from_json(j: serde_json::Value) -> AnyValue {
     AnyValue { value }
 }
 
-/// Translates the collector's strptime-like directives into chrono's, checking them.
+/// The collector's strptime directives as chrono items (shared with filelog's time parser).
 fn time_format(format: &str) -> Result<Vec<TimeItem<'static>>, String> {
-    if format.is_empty() {
-        return Err("Time's format is empty".into());
-    }
-    let mut out = String::with_capacity(format.len() + 8);
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let d = chars.next().ok_or_else(|| format!("Time's format \"{format}\" ends with a lone %"))?;
-        out.push_str(match d {
-            'Y' => "%Y",
-            'y' => "%y",
-            'm' | 'o' | 'q' => "%m",
-            'b' | 'h' => "%b",
-            'B' => "%B",
-            'd' | 'g' => "%d",
-            'e' => "%e",
-            'a' => "%a",
-            'A' => "%A",
-            'H' => "%H",
-            'I' => "%I",
-            'l' => "%l",
-            'p' | 'P' => "%p",
-            'M' => "%M",
-            'S' => "%S",
-            'L' => "%3f",
-            'f' => "%6f",
-            's' => "%9f",
-            'z' => "%z",
-            'Z' => "%Z",
-            'i' => "%#z",
-            'j' => "%:z",
-            'k' => "%::z",
-            'D' | 'x' => "%m/%d/%y",
-            'F' => "%Y-%m-%d",
-            'T' | 'X' => "%H:%M:%S",
-            'r' => "%I:%M:%S %p",
-            'R' => "%H:%M",
-            'c' => "%a %b %d %H:%M:%S %Y",
-            'n' => "\n",
-            't' => "\t",
-            '%' => "%%",
-            other => return Err(format!("Time's format \"{format}\" has an unknown directive %{other}")),
-        });
-    }
-    let items = StrftimeItems::new(&out).parse_to_owned().map_err(|e| format!("Time's format \"{format}\": {e}"))?;
-    Ok(items)
+    crate::timefmt::strptime(format).map_err(|e| format!("Time's format {e}"))
 }
 
 fn parse_time(s: &str, items: &[TimeItem<'static>]) -> Result<i64, String> {

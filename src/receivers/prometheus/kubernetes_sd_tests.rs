@@ -17,8 +17,9 @@ fn sd(api: &KubeApi, dir: &std::path::Path, extra: &str) -> KubernetesSdConfig {
 async fn groups_when(d: &Discovery, pred: impl Fn(&[StaticConfig]) -> bool) -> Vec<StaticConfig> {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
+        // Every watch listed (a join needs its services and pods), then what is asked for.
         let g = d.groups();
-        if pred(&g) || Instant::now() > end {
+        if (d.synced() && pred(&g)) || Instant::now() > end {
             return g;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -87,7 +87,7 @@ impl TimeParser {
         let from = Field::parse(from).map_err(|e| (at("parse_from"), e))?;
         let layout = c.layout.as_deref().ok_or_else(|| (at("layout"), "required".to_string()))?;
         let layout = match c.layout_type {
-            LayoutType::Strptime => Layout::Items(strptime(layout).map_err(|e| (at("layout"), e))?),
+            LayoutType::Strptime => Layout::Items(crate::timefmt::strptime(layout).map_err(|e| (at("layout"), e))?),
             LayoutType::Gotime => Layout::Items(gotime(layout).map_err(|e| (at("layout"), e))?),
             LayoutType::Epoch => Layout::Epoch(match layout {
                 "s" | "s.ms" | "s.us" | "s.ns" => 1_000_000_000,
@@ -183,57 +183,6 @@ fn decimal(s: &str, unit: u64) -> Option<u64> {
     }
     ns = ns.checked_add(sub)?;
     Some(ns)
-}
-
-/// The collector's strptime directives as chrono items.
-pub fn strptime(layout: &str) -> Result<Vec<Item<'static>>, String> {
-    if layout.is_empty() {
-        return Err("the layout is empty".into());
-    }
-    let mut out = String::with_capacity(layout.len() + 8);
-    let mut chars = layout.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let d = chars.next().ok_or_else(|| format!("\"{layout}\" ends with a lone %"))?;
-        out.push_str(match d {
-            'Y' => "%Y",
-            'y' => "%y",
-            'm' | 'o' | 'q' => "%m",
-            'b' | 'h' => "%b",
-            'B' => "%B",
-            'd' | 'g' => "%d",
-            'e' => "%e",
-            'a' => "%a",
-            'A' => "%A",
-            'H' => "%H",
-            'I' | 'l' => "%I",
-            'p' | 'P' => "%p",
-            'M' => "%M",
-            'S' => "%S",
-            'L' => "%3f",
-            'f' => "%6f",
-            's' => "%9f",
-            'z' => "%z",
-            'Z' => "%Z",
-            'i' => "%#z",
-            'j' => "%:z",
-            'k' => "%::z",
-            'D' => "%m/%d/%y",
-            'F' => "%Y-%m-%d",
-            'T' => "%H:%M:%S",
-            'r' => "%I:%M:%S %p",
-            'R' => "%H:%M",
-            'c' => "%a %b %d %H:%M:%S %Y",
-            'n' => "\n",
-            't' => "\t",
-            '%' => "%%",
-            other => return Err(format!("\"{layout}\" has an unknown directive %{other}")),
-        });
-    }
-    StrftimeItems::new(&out).parse_to_owned().map_err(|e| format!("\"{layout}\": {e}"))
 }
 
 /// A Go reference-time layout (`2006-01-02T15:04:05.000Z07:00`) as chrono items.
