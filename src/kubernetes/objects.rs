@@ -4,6 +4,12 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// For collections the API server may write as `null` (an EndpointSlice of a service with no
+/// pods has `"endpoints": null`): empty, as when absent.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// Anything listed and watched: its metadata.
 pub trait Object: serde::de::DeserializeOwned + Send + 'static {
     fn meta(&self) -> &Meta;
@@ -17,8 +23,11 @@ pub struct Meta {
     pub uid: String,
     pub resource_version: String,
     pub creation_timestamp: String,
+    #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable")]
     pub annotations: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable")]
     pub owner_references: Vec<OwnerReference>,
 }
 
@@ -52,7 +61,9 @@ pub struct PodSpec {
     pub node_name: String,
     pub hostname: String,
     pub host_network: bool,
+    #[serde(deserialize_with = "nullable")]
     pub containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable")]
     pub init_containers: Vec<Container>,
 }
 
@@ -61,6 +72,7 @@ pub struct PodSpec {
 pub struct Container {
     pub name: String,
     pub image: String,
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<ContainerPort>,
 }
 
@@ -79,12 +91,16 @@ pub struct PodStatus {
     #[serde(rename = "podIP")]
     pub pod_ip: String,
     #[serde(rename = "podIPs")]
+    #[serde(deserialize_with = "nullable")]
     pub pod_ips: Vec<PodIp>,
     #[serde(rename = "hostIP")]
     pub host_ip: String,
     pub start_time: String,
+    #[serde(deserialize_with = "nullable")]
     pub conditions: Vec<Condition>,
+    #[serde(deserialize_with = "nullable")]
     pub container_statuses: Vec<ContainerStatus>,
+    #[serde(deserialize_with = "nullable")]
     pub init_container_statuses: Vec<ContainerStatus>,
 }
 
@@ -137,6 +153,7 @@ pub struct Node {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct NodeStatus {
+    #[serde(deserialize_with = "nullable")]
     pub addresses: Vec<NodeAddress>,
     pub daemon_endpoints: DaemonEndpoints,
 }
@@ -176,6 +193,7 @@ pub struct ServiceSpec {
     #[serde(rename = "type")]
     pub kind: String,
     pub external_name: String,
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<ServicePort>,
 }
 
@@ -193,13 +211,16 @@ pub struct ServicePort {
 pub struct EndpointSlice {
     pub metadata: Meta,
     pub address_type: String,
+    #[serde(deserialize_with = "nullable")]
     pub endpoints: Vec<Endpoint>,
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<EndpointPort>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Endpoint {
+    #[serde(deserialize_with = "nullable")]
     pub addresses: Vec<String>,
     pub conditions: EndpointConditions,
     pub target_ref: Option<ObjectReference>,
@@ -238,14 +259,18 @@ pub struct EndpointPort {
 #[serde(default)]
 pub struct Endpoints {
     pub metadata: Meta,
+    #[serde(deserialize_with = "nullable")]
     pub subsets: Vec<EndpointSubset>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct EndpointSubset {
+    #[serde(deserialize_with = "nullable")]
     pub addresses: Vec<EndpointAddress>,
+    #[serde(deserialize_with = "nullable")]
     pub not_ready_addresses: Vec<EndpointAddress>,
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<EndpointPort>,
 }
 

@@ -108,8 +108,14 @@ pub fn spawn<T: Object, S: Send + 'static>(
         let mut trouble = Trouble::new(client.server(), &resource.path);
         let mut version: Option<String> = None;
         let mut pause = Duration::from_secs(1);
+        let mut listed_at: Option<Instant> = None;
         loop {
             if version.is_none() {
+                // Lists come at most once a second, whatever makes them (410s in a row).
+                if let Some(at) = listed_at {
+                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(at.elapsed())).await;
+                }
+                listed_at = Some(Instant::now());
                 match list(&client, &resource, &convert).await {
                     Ok((items, v)) => {
                         sink(Change::Listed(items));
@@ -127,8 +133,20 @@ pub fn spawn<T: Object, S: Send + 'static>(
                 }
             }
             let Some(v) = version.as_mut() else { continue };
+            let opened = Instant::now();
             match watch(&client, &resource, v, &convert, &mut sink).await {
-                Ok(()) => trouble.recovered(),
+                // A watch the server ends at once with nothing in it (a proxy that does not
+                // stream, a server in trouble) is a failure: opened again after a pause.
+                Ok(0) if opened.elapsed() < Duration::from_secs(1) => {
+                    trouble
+                        .failed("watch", &ApiError::Transport(format!("{}: the watch ended at once", resource.path)));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+                Ok(_) => {
+                    trouble.recovered();
+                    pause = Duration::from_secs(1);
+                }
                 Err(e) if e.is_gone() => {
                     tracing::debug!(resource = %resource.path, "kubernetes: watch expired (410 Gone); listing again");
                     version = None;
@@ -196,14 +214,14 @@ struct Status {
     message: String,
 }
 
-/// One watch, until the server ends it (Ok) or it fails.
+/// One watch, until the server ends it (Ok: how many events came) or it fails.
 async fn watch<T: Object, S>(
     client: &ApiClient,
     resource: &Resource,
     version: &mut String,
     convert: &impl Fn(T) -> S,
     sink: &mut impl FnMut(Change<S>),
-) -> Result<(), ApiError> {
+) -> Result<usize, ApiError> {
     let extra = format!(
         "watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
         crate::percent::encode(version)
@@ -211,10 +229,20 @@ async fn watch<T: Object, S>(
     let resp = client.get(&resource.query(&extra), Duration::from_secs(30)).await?;
     let mut body = resp.into_body();
     let mut pending = BytesMut::new();
+    let mut events = 0;
+    // How far `pending` is known to hold no line end.
+    let mut scanned = 0;
     loop {
         let frame = match tokio::time::timeout(WATCH_IDLE, body.frame()).await {
             Err(_) => return Err(ApiError::Transport(format!("{}: the watch went silent", resource.path))),
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                // A last event without its line end.
+                if !pending.is_empty() {
+                    event(&pending, resource, version, convert, sink)?;
+                    events += 1;
+                }
+                return Ok(events);
+            }
             Ok(Some(Err(e))) => {
                 return Err(ApiError::Transport(format!("{}: watch cut: {}", resource.path, crate::cause::chain(&e))));
             }
@@ -222,10 +250,13 @@ async fn watch<T: Object, S>(
         };
         let Ok(data) = frame.into_data() else { continue };
         pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line = pending.split_to(end + 1);
-            event(&line[..end], resource, version, convert, sink)?;
+        while let Some(at) = pending[scanned..].iter().position(|&b| b == b'\n') {
+            let line = pending.split_to(scanned + at + 1);
+            scanned = 0;
+            event(&line[..line.len() - 1], resource, version, convert, sink)?;
+            events += 1;
         }
+        scanned = pending.len();
         if pending.len() > MAX_EVENT_BYTES {
             // Never held whole: the watch is given up and a list brings back what it held.
             pending.advance(pending.len());
@@ -265,6 +296,14 @@ fn event<T: Object, S>(
             };
         }
     };
+    if event.kind == "ERROR" {
+        // Its object is a Status (which parsed as an empty object of the kind watched).
+        let status = serde_json::from_slice::<Event<Status>>(line).map(|e| e.object).unwrap_or_default();
+        return Err(ApiError::Status {
+            status: http::StatusCode::from_u16(status.code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            message: status.message,
+        });
+    }
     let v = &event.object.meta().resource_version;
     if !v.is_empty() {
         version.clone_from(v);
@@ -273,9 +312,6 @@ fn event<T: Object, S>(
         "ADDED" | "MODIFIED" => sink(Change::Applied(convert(event.object))),
         "DELETED" => sink(Change::Deleted(convert(event.object))),
         "BOOKMARK" => {}
-        "ERROR" => {
-            return Err(ApiError::Status { status: http::StatusCode::GONE, message: "watch error".into() });
-        }
         other => {
             tracing::debug!(resource = %resource.path, kind = other, "kubernetes: unknown watch event type ignored")
         }

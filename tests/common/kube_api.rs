@@ -32,8 +32,10 @@ struct Inner {
     history: Vec<Event>,
     /// Watches from a version older than this get 410 Gone.
     oldest: u64,
-    /// Bumped by `expire`: open watches end with an ERROR 410 event.
+    /// Bumped by `expire` and `fail_watches`: open watches end with an ERROR event of
+    /// `error_code`.
     epoch: u64,
+    error_code: u16,
     requests: Vec<String>,
 }
 
@@ -110,6 +112,7 @@ impl KubeApi {
         s.oldest = s.version;
         s.history.clear();
         s.epoch += 1;
+        s.error_code = 410;
         cv.notify_all();
     }
 
@@ -134,6 +137,17 @@ impl KubeApi {
         s.oldest = s.version;
         s.history.clear();
         s.epoch += 1;
+        s.error_code = 410;
+        cv.notify_all();
+    }
+
+    /// Ends the open watches with an ERROR event of `code` (500: the server in trouble), their
+    /// versions still good.
+    pub fn fail_watches(&self, code: u16) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        s.epoch += 1;
+        s.error_code = code;
         cv.notify_all();
     }
 
@@ -383,7 +397,8 @@ fn watch(mut conn: TcpStream, state: &(Mutex<Inner>, Condvar), q: &Query) {
     let mut last_bookmark = Instant::now();
     loop {
         if s.epoch != epoch {
-            let _ = writeln!(conn, "{gone}");
+            let error = json!({"type": "ERROR", "object": status(s.error_code, "InternalError", "watch ended by the stand-in")});
+            let _ = writeln!(conn, "{error}");
             return;
         }
         let mut out = String::new();

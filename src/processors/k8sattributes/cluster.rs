@@ -94,12 +94,8 @@ impl Rules {
             labels,
             annotations,
             otel_annotations: cfg.extract.otel_annotations,
-            exclude: cfg
-                .exclude
-                .pods
-                .iter()
-                .map(|p| Regex::new(&format!("^(?:{})$", p.name)).expect("checked"))
-                .collect(),
+            // Unanchored, as the collector matches them: `jaeger-agent` excludes `jaeger-agent-x7k2p`.
+            exclude: cfg.exclude.pods.iter().map(|p| Regex::new(&p.name).expect("checked")).collect(),
             associations: cfg.associations(),
             deployment_from_name: cfg.extract.deployment_name_from_replicaset,
         }
@@ -160,8 +156,10 @@ pub struct PodEntry {
     /// Label, annotation and otel-annotation attributes.
     pub attributes: Vec<(Box<str>, Box<str>)>,
     pub containers: Vec<ContainerEntry>,
-    /// Set once a watch said it was deleted (it still matches for `DELETE_GRACE`).
-    pub deleted: bool,
+    /// When a watch said it was deleted (it still matches for `DELETE_GRACE`).
+    pub deleted: Option<Instant>,
+    /// Succeeded or Failed: its address may already belong to another pod.
+    pub terminal: bool,
 }
 
 fn boxed(s: String) -> Box<str> {
@@ -170,7 +168,8 @@ fn boxed(s: String) -> Box<str> {
 
 impl PodEntry {
     fn from_pod(p: objects::Pod, rules: &Rules) -> Option<PodEntry> {
-        if rules.exclude.iter().any(|re| re.is_match(&p.metadata.name)) {
+        let ignored = p.metadata.annotations.get("opentelemetry.io/k8s-processor/ignore").is_some_and(|v| v == "true");
+        if ignored || rules.exclude.iter().any(|re| re.is_match(&p.metadata.name)) {
             return None;
         }
         let mut attributes: Vec<(Box<str>, Box<str>)> =
@@ -211,30 +210,31 @@ impl PodEntry {
         }
         let m = p.metadata;
         let owner = m.controller().map(|o| (o.kind.as_str().into(), o.name.as_str().into(), o.uid.as_str().into()));
-        let hostname = if p.spec.hostname.is_empty() { m.name.clone() } else { p.spec.hostname };
+        let hostname = p.spec.hostname;
         Some(PodEntry {
             uid: boxed(m.uid),
             name: boxed(m.name),
             namespace: boxed(m.namespace),
             ip: boxed(p.status.pod_ip),
             hostname: boxed(hostname),
-            start_time: boxed(p.status.start_time),
+            // Its creation (RFC 3339, comparable as text), as the collector's k8s.pod.start_time.
+            start_time: boxed(m.creation_timestamp.clone()),
+            terminal: matches!(p.status.phase.as_str(), "Succeeded" | "Failed"),
             node: boxed(p.spec.node_name),
             host_network: p.spec.host_network,
             owner,
             attributes,
             containers,
-            deleted: false,
+            deleted: None,
         })
     }
 
     /// The pod's values for an association source (several for `container.id`).
     fn values(&self, source: &Source) -> Vec<&str> {
-        let ip_based =
-            source.from == SourceFrom::Connection || matches!(source.name.as_str(), "k8s.pod.ip" | "host.name");
-        if ip_based {
-            // A pod on the host's network has the node's address: it would match every such pod.
-            return if self.host_network || self.ip.is_empty() { Vec::new() } else { vec![&self.ip] };
+        if is_address(source) {
+            // A pod on the host's network has the node's address: it would match every such
+            // pod; a finished pod's address may already be another's.
+            return if self.host_network || self.terminal || self.ip.is_empty() { Vec::new() } else { vec![&self.ip] };
         }
         match source.name.as_str() {
             "k8s.pod.uid" => vec![&self.uid],
@@ -261,6 +261,11 @@ impl PodEntry {
         }
         keys
     }
+}
+
+/// Whether a source matches pods by their address.
+pub fn is_address(source: &Source) -> bool {
+    source.from == SourceFrom::Connection || matches!(source.name.as_str(), "k8s.pod.ip" | "ip" | "host.name")
 }
 
 /// A namespace or node as kept: its uid and the attributes its rules extract.
@@ -310,19 +315,29 @@ impl State {
         }
         for (i, rule) in rules.associations.iter().enumerate() {
             for key in pod.keys(rule) {
-                // The newest pod with an address wins it (a deleted pod's address is reused).
-                self.index[i].insert(key, pod.uid.clone());
+                // Of two pods with one address, the live and newer one has it (an address is
+                // reused once its pod is gone; the old pod's late updates must not take it back).
+                let holder = self.index[i].get(&key).and_then(|uid| self.pods.get(uid));
+                let keeps = holder.is_some_and(|h| {
+                    h.uid != pod.uid && h.deleted.is_none() && (pod.deleted.is_some() || h.start_time > pod.start_time)
+                });
+                if !keeps {
+                    self.index[i].insert(key, pod.uid.clone());
+                }
             }
         }
         self.pods.insert(pod.uid.clone(), pod);
     }
 
-    fn mark_deleted(&mut self, uid: &str, now: Instant) {
-        if let Some(p) = self.pods.get_mut(uid)
-            && !p.deleted
-        {
-            p.deleted = true;
-            self.deleted.push_back((now, uid.into()));
+    /// Marks a pod deleted (it still matches for `DELETE_GRACE`); whether it was live.
+    fn mark_deleted(&mut self, uid: &str, now: Instant) -> bool {
+        match self.pods.get_mut(uid) {
+            Some(p) if p.deleted.is_none() => {
+                p.deleted = Some(now);
+                self.deleted.push_back((now, uid.into()));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -333,8 +348,10 @@ impl State {
             if now.duration_since(*at) < DELETE_GRACE {
                 break;
             }
-            let (_, uid) = self.deleted.pop_front().expect("front exists");
-            if self.pods.get(&uid).is_some_and(|p| p.deleted)
+            let (at, uid) = self.deleted.pop_front().expect("front exists");
+            // Only the deletion this entry recorded (not a later one of a pod deleted, re-added
+            // and deleted again, whose own entry comes later).
+            if self.pods.get(&uid).is_some_and(|p| p.deleted == Some(at))
                 && let Some(p) = self.pods.remove(&uid)
             {
                 self.unindex(&p, rules);
@@ -393,6 +410,18 @@ impl Cluster {
             cfg.filter,
             cfg.extract
         ) + &format!("{:?}{:?}", cfg.pod_association, cfg.exclude);
+        // A kubeconfig edited (a new token) and reloaded makes a new set of watches.
+        let key = if cfg.auth_type == crate::kubernetes::AuthType::KubeConfig {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            crate::kubernetes::kubeconfig::locate(cfg.kube_config_path.as_deref())
+                .ok()
+                .and_then(|f| std::fs::read(f).ok())
+                .hash(&mut h);
+            format!("{key}|{:x}", h.finish())
+        } else {
+            key
+        };
         let running = RUNNING.get_or_init(Default::default);
         let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|_, w| w.strong_count() > 0);
@@ -545,12 +574,13 @@ fn apply_pods(state: &RwLock<State>, rules: &Rules, counters: &Counters, change:
             let listed: std::collections::HashSet<&str> = all.iter().map(|(uid, _)| uid.as_str()).collect();
             let gone: Vec<Box<str>> = st.pods.keys().filter(|uid| !listed.contains(&***uid)).cloned().collect();
             for uid in gone {
-                st.mark_deleted(&uid, now);
-                counters.deleted.inc();
+                if st.mark_deleted(&uid, now) {
+                    counters.deleted.inc();
+                }
             }
             for (_, pod) in all.into_iter() {
                 if let Some(pod) = pod {
-                    let known = st.pods.get(&pod.uid).is_some_and(|p| !p.deleted);
+                    let known = st.pods.get(&pod.uid).is_some_and(|p| p.deleted.is_none());
                     if known {
                         counters.updated.inc()
                     } else {
@@ -570,11 +600,14 @@ fn apply_pods(state: &RwLock<State>, rules: &Rules, counters: &Counters, change:
                 st.put(pod, rules);
             }
             // Excluded (renamed pods cannot happen; kept for safety).
-            None => st.mark_deleted(&uid, now),
+            None => {
+                st.mark_deleted(&uid, now);
+            }
         },
         Change::Deleted((uid, _)) => {
-            st.mark_deleted(&uid, now);
-            counters.deleted.inc();
+            if st.mark_deleted(&uid, now) {
+                counters.deleted.inc();
+            }
         }
     }
     st.purge(now, rules);
@@ -596,5 +629,68 @@ fn apply_objects(
         Change::Deleted((k, _)) => {
             m.remove(&k);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubernetes::standin as kube_api;
+
+    fn rules() -> Rules {
+        Rules::new(&crate::config::parse_yaml("t", "pod_association: [{sources: [{from: connection}]}]").unwrap())
+    }
+
+    fn pod(name: &str, ip: &str, created: &str, phase: &str) -> PodEntry {
+        let mut json = kube_api::pod("ns", name, ip, "n", None, serde_json::json!({}));
+        json["metadata"]["creationTimestamp"] = serde_json::json!(created);
+        json["status"]["phase"] = serde_json::json!(phase);
+        PodEntry::from_pod(serde_json::from_value(json).unwrap(), &rules()).unwrap()
+    }
+
+    fn holder(st: &State, ip: &str) -> Option<String> {
+        st.pod(0, ip).map(|p| p.name.to_string())
+    }
+
+    #[test]
+    fn an_address_stays_with_the_live_newer_pod_through_late_updates_and_purges() {
+        let r = rules();
+        let mut st = State { index: vec![HashMap::new()], ..Default::default() };
+        st.put(pod("job-a", "10.0.0.5", "2026-12-01T10:00:00Z", "Running"), &r);
+        st.put(pod("web-b", "10.0.0.5", "2026-12-01T11:00:00Z", "Running"), &r);
+        assert_eq!(holder(&st, "10.0.0.5").as_deref(), Some("web-b"));
+        // The old pod's late update (finished, then deleting) does not take the address back.
+        st.put(pod("job-a", "10.0.0.5", "2026-12-01T10:00:00Z", "Succeeded"), &r);
+        st.put(pod("job-a", "10.0.0.5", "2026-12-01T10:00:00Z", "Running"), &r);
+        assert_eq!(holder(&st, "10.0.0.5").as_deref(), Some("web-b"));
+        let start = Instant::now();
+        let a = kube_api::uid_for("pod/ns/job-a");
+        assert!(st.mark_deleted(&a, start));
+        assert!(!st.mark_deleted(&a, start), "counted once");
+        assert_eq!(st.purge(start + DELETE_GRACE, &r), 1);
+        assert_eq!(holder(&st, "10.0.0.5").as_deref(), Some("web-b"), "purging the old pod leaves the new one found");
+        // A listed order that puts the older pod last changes nothing either.
+        let mut st = State { index: vec![HashMap::new()], ..Default::default() };
+        st.put(pod("web-b", "10.0.0.5", "2026-12-01T11:00:00Z", "Running"), &r);
+        st.put(pod("job-a", "10.0.0.5", "2026-12-01T10:00:00Z", "Running"), &r);
+        assert_eq!(holder(&st, "10.0.0.5").as_deref(), Some("web-b"));
+    }
+
+    #[test]
+    fn a_deleted_pod_matches_for_its_grace_period_only() {
+        let r = rules();
+        let mut st = State { index: vec![HashMap::new()], ..Default::default() };
+        st.put(pod("a", "10.0.0.6", "2026-12-01T10:00:00Z", "Running"), &r);
+        let uid = kube_api::uid_for("pod/ns/a");
+        let t0 = Instant::now();
+        st.mark_deleted(&uid, t0);
+        assert_eq!(st.purge(t0 + DELETE_GRACE - Duration::from_secs(1), &r), 0);
+        assert_eq!(holder(&st, "10.0.0.6").as_deref(), Some("a"), "late data still matches");
+        // Re-added and deleted again: the first deletion's entry does not cut the second short.
+        st.put(pod("a", "10.0.0.6", "2026-12-01T10:00:00Z", "Running"), &r);
+        st.mark_deleted(&uid, t0 + Duration::from_secs(60));
+        assert_eq!(st.purge(t0 + DELETE_GRACE, &r), 0);
+        assert_eq!(st.purge(t0 + DELETE_GRACE + Duration::from_secs(60), &r), 1);
+        assert_eq!(holder(&st, "10.0.0.6"), None);
     }
 }

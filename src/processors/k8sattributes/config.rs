@@ -314,10 +314,17 @@ impl K8sAttributesConfig {
         Ok((!self.filter.node.is_empty()).then(|| self.filter.node.clone()))
     }
 
-    /// The association rules in force: the connection's address when none are given.
+    /// The association rules in force. Without any, the collector's: the `k8s.pod.ip` and
+    /// `ip` attributes, the connection's address, then `host.name` when it is an address.
     pub fn associations(&self) -> Vec<Vec<Source>> {
         if self.pod_association.is_empty() {
-            return vec![vec![Source { from: SourceFrom::Connection, name: String::new() }]];
+            let attribute = |name: &str| vec![Source { from: SourceFrom::ResourceAttribute, name: name.into() }];
+            return vec![
+                attribute("k8s.pod.ip"),
+                attribute("ip"),
+                vec![Source { from: SourceFrom::Connection, name: String::new() }],
+                attribute("host.name"),
+            ];
         }
         self.pod_association.iter().map(|a| a.sources.clone()).collect()
     }

@@ -36,9 +36,21 @@ fn attribute<'a>(r: &'a Resource, key: &str) -> Option<std::borrow::Cow<'a, str>
     }
 }
 
+/// Sets `key` unless the resource has a value for it (an empty one is replaced, as the
+/// collector does).
 fn add_if_absent(r: &mut Resource, key: &str, value: Option<AnyValue>) {
-    if !r.attributes.iter().any(|a| a.key == key) {
-        r.attributes.push(KeyValue { key: key.to_string(), value, ..Default::default() });
+    match r.attributes.iter_mut().find(|a| a.key == key) {
+        None => r.attributes.push(KeyValue { key: key.to_string(), value, ..Default::default() }),
+        Some(a) => {
+            let empty = match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                None => true,
+                Some(any_value::Value::StringValue(s)) => s.is_empty(),
+                Some(_) => false,
+            };
+            if empty {
+                a.value = value;
+            }
+        }
     }
 }
 
@@ -185,6 +197,10 @@ impl K8sAttributes {
             for (j, source) in rule.iter().enumerate() {
                 let value = match source.from {
                     SourceFrom::Connection => client.map(|c| std::borrow::Cow::Owned(c.to_string())),
+                    // `host.name` matches only when it is an address (a name cannot be a pod's).
+                    SourceFrom::ResourceAttribute if source.name == "host.name" => {
+                        attribute(r, &source.name).filter(|v| v.parse::<IpAddr>().is_ok())
+                    }
                     SourceFrom::ResourceAttribute => attribute(r, &source.name),
                 };
                 let Some(value) = value else { continue 'rules };

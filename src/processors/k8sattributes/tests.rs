@@ -146,7 +146,7 @@ async fn a_pod_is_found_by_its_connection_and_its_metadata_added() {
     assert_eq!(got["k8s.pod.name"], "checkout-7d9f8b6c5d-x2x9k");
     assert_eq!(got["k8s.namespace.name"], "shop");
     assert_eq!(got["k8s.pod.uid"], kube_api::uid_for("pod/shop/checkout-7d9f8b6c5d-x2x9k"));
-    assert_eq!(got["k8s.pod.start_time"], "2026-12-01T10:00:01Z");
+    assert_eq!(got["k8s.pod.start_time"], "2026-12-01T10:00:00Z", "its creation, as the collector gives it");
     assert_eq!(got["k8s.deployment.name"], "checkout");
     assert_eq!(got["k8s.deployment.uid"], kube_api::uid_for("Deployment/shop/checkout"));
     assert_eq!(got["k8s.replicaset.name"], "checkout-7d9f8b6c5d");
@@ -315,4 +315,59 @@ fn names_are_taken_apart_as_the_collector_does() {
     assert_eq!(deployment_from_replicaset("checkout-7d9f8b6c5d"), Some("checkout"));
     assert_eq!(cronjob_from_job("report-28920000"), Some("report"));
     assert_eq!(cronjob_from_job("manual-run"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_associate_as_the_collector_and_skip_jaeger_agents_and_ignored_pods() {
+    let api = KubeApi::start("");
+    api.apply("pods", kube_api::pod("web", "app-1", "10.5.0.1", "n", None, json!({})));
+    api.apply("pods", kube_api::pod("tracing", "jaeger-agent-x7k2p", "10.5.0.2", "n", None, json!({})));
+    let mut ignored = kube_api::pod("web", "quiet-1", "10.5.0.3", "n", None, json!({}));
+    ignored["metadata"]["annotations"]["opentelemetry.io/k8s-processor/ignore"] = json!("true");
+    api.apply("pods", ignored);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = config(&api, dir.path(), "").build(&ctx()).unwrap();
+    // Through a jaeger agent that kept the pod's address: the attribute, not the connection.
+    let got = eventually(
+        &mut p,
+        || batch(Some("10.5.0.2"), &[("k8s.pod.ip", "10.5.0.1")]),
+        |g| g.contains_key("k8s.pod.name"),
+    );
+    assert_eq!(got["k8s.pod.name"], "app-1");
+    // The jaeger agent itself (excluded by default, by a part of its name) and an ignored pod.
+    assert!(!run(&mut p, batch(Some("10.5.0.2"), &[])).contains_key("k8s.pod.name"));
+    assert!(!run(&mut p, batch(Some("10.5.0.3"), &[])).contains_key("k8s.pod.name"));
+    // host.name when it is an address; an empty attribute is filled.
+    assert_eq!(run(&mut p, batch(None, &[("host.name", "10.5.0.1")]))["k8s.pod.name"], "app-1");
+    assert_eq!(
+        run(&mut p, batch(None, &[("ip", "10.5.0.1"), ("k8s.namespace.name", "")]))["k8s.namespace.name"],
+        "web"
+    );
+    assert!(!run(&mut p, batch(None, &[("host.name", "web-host")])).contains_key("k8s.pod.name"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_error_other_than_410_waits_and_watches_on_without_listing_again() {
+    let api = KubeApi::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = config(&api, dir.path(), "pod_association: [{sources: [{from: connection}]}]").build(&ctx()).unwrap();
+    assert!(api.wait_for_request(|r| r.contains("/api/v1/pods?") && r.contains("watch=1"), Duration::from_secs(5)));
+    let count = |what: &str| {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/api/v1/pods?") && (r.contains("watch=1") == (what == "watch")))
+            .count()
+    };
+    let lists = count("list");
+    for _ in 0..5 {
+        api.fail_watches(500);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count("list"), lists, "a 500 is not a reason to list again");
+    assert!(count("watch") <= 5, "paused between attempts, not a tight loop: {:?}", api.requests());
+    // It still follows changes afterwards.
+    api.apply("pods", kube_api::pod("web", "late-1", "10.5.1.1", "n", None, json!({})));
+    let got = eventually(&mut p, || batch(Some("10.5.1.1"), &[]), |g| g.contains_key("k8s.pod.name"));
+    assert_eq!(got["k8s.pod.name"], "late-1");
 }

@@ -118,6 +118,8 @@ impl KubernetesSdConfig {
 /// What one `kubernetes_sd_configs` entry's watches hold, keyed by (watch, namespace/name).
 #[derive(Default)]
 struct Objects {
+    /// How many watches fill these maps (their indexes are 1..=watches).
+    watches: usize,
     nodes: BTreeMap<(usize, String), objects::Node>,
     pods: BTreeMap<(usize, String), objects::Pod>,
     services: BTreeMap<(usize, String), objects::Service>,
@@ -288,6 +290,7 @@ impl Discovery {
                     }
                 }
             }
+            objects.lock().unwrap_or_else(|p| p.into_inner()).watches = index;
             sources.push(Source { role, objects, synced });
         }
         Ok(Discovery { sources, changed, tasks })
@@ -380,12 +383,13 @@ fn pod_labels(p: &objects::Pod, labels: &mut Labels) {
     labels.insert("__meta_kubernetes_namespace".into(), m.namespace.clone());
     labels.insert("__meta_kubernetes_pod_name".into(), m.name.clone());
     labels.insert("__meta_kubernetes_pod_ip".into(), p.status.pod_ip.clone());
-    labels.insert("__meta_kubernetes_pod_ready".into(), bool_label(p.ready()));
+    let ready = p.status.conditions.iter().find(|c| c.kind == "Ready").map(|c| c.status.to_ascii_lowercase());
+    labels.insert("__meta_kubernetes_pod_ready".into(), ready.unwrap_or_else(|| "unknown".into()));
     labels.insert("__meta_kubernetes_pod_phase".into(), p.status.phase.clone());
     labels.insert("__meta_kubernetes_pod_node_name".into(), p.spec.node_name.clone());
     labels.insert("__meta_kubernetes_pod_host_ip".into(), p.status.host_ip.clone());
     labels.insert("__meta_kubernetes_pod_uid".into(), m.uid.clone());
-    if let Some(o) = m.controller() {
+    if let Some(o) = m.owner_references.iter().find(|o| o.controller) {
         labels.insert("__meta_kubernetes_pod_controller_kind".into(), o.kind.clone());
         labels.insert("__meta_kubernetes_pod_controller_name".into(), o.name.clone());
     }
@@ -460,15 +464,20 @@ fn service_targets(s: &objects::Service, out: &mut Vec<StaticConfig>) {
     }
 }
 
-fn find<'a, T: Object>(map: &'a BTreeMap<(usize, String), T>, namespace: &str, name: &str) -> Option<&'a T> {
+fn find<'a, T: Object>(
+    o: &Objects,
+    map: &'a BTreeMap<(usize, String), T>,
+    namespace: &str,
+    name: &str,
+) -> Option<&'a T> {
     let key = format!("{namespace}/{name}");
-    map.iter().find(|((_, k), _)| *k == key).map(|(_, v)| v)
+    (1..=o.watches).find_map(|i| map.get(&(i, key.clone())))
 }
 
 /// The labels of the pod an endpoint points at (with its container serving `port`), if known.
 fn target_pod_labels(o: &Objects, target: Option<&objects::ObjectReference>, port: Option<u16>, labels: &mut Labels) {
     let Some(t) = target.filter(|t| t.kind == "Pod") else { return };
-    let Some(pod) = find(&o.pods, &t.namespace, &t.name) else { return };
+    let Some(pod) = find(o, &o.pods, &t.namespace, &t.name) else { return };
     pod_labels(pod, labels);
     for (c, init) in
         pod.spec.containers.iter().map(|c| (c, false)).chain(pod.spec.init_containers.iter().map(|c| (c, true)))
@@ -485,7 +494,7 @@ fn endpoints_targets(e: &objects::Endpoints, o: &Objects, out: &mut Vec<StaticCo
     base.insert("__meta_kubernetes_namespace".into(), e.metadata.namespace.clone());
     base.insert("__meta_kubernetes_endpoints_name".into(), e.metadata.name.clone());
     meta_labels("__meta_kubernetes_endpoints", &e.metadata, &mut base);
-    if let Some(s) = find(&o.services, &e.metadata.namespace, &e.metadata.name) {
+    if let Some(s) = find(o, &o.services, &e.metadata.namespace, &e.metadata.name) {
         service_labels(s, &mut base);
     }
     for subset in &e.subsets {
@@ -524,7 +533,7 @@ fn slice_targets(e: &objects::EndpointSlice, o: &Objects, out: &mut Vec<StaticCo
     base.insert("__meta_kubernetes_endpointslice_address_type".into(), e.address_type.clone());
     meta_labels("__meta_kubernetes_endpointslice", m, &mut base);
     if let Some(service) = m.labels.get("kubernetes.io/service-name")
-        && let Some(s) = find(&o.services, &m.namespace, service)
+        && let Some(s) = find(o, &o.services, &m.namespace, service)
     {
         service_labels(s, &mut base);
     }

@@ -95,6 +95,9 @@ async fn nodes_services_and_endpointslices() {
         "endpoints": [{"addresses": ["10.1.0.7"], "conditions": {"ready": true, "serving": true, "terminating": false}, "nodeName": "node-a",
                        "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop", "uid": "p"}}],
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}));
+    // A service with no pods: the API server writes its slice's lists as null.
+    api.apply("endpointslices", json!({"kind": "EndpointSlice", "addressType": "IPv4", "endpoints": null, "ports": null,
+        "metadata": {"name": "idle-2fz", "namespace": "shop", "uid": "e2", "labels": {"kubernetes.io/service-name": "idle"}, "annotations": null}}));
     let dir = tempfile::tempdir().unwrap();
     let d = Discovery::start(&[
         sd(&api, dir.path(), "role: node\n"),
