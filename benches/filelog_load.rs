@@ -4,7 +4,9 @@
 //! to a counting OTLP/HTTP sink in this process. It prints lines written and received,
 //! switchyard's CPU-seconds per million lines, CPU use and peak RSS.
 //!
-//! `cargo bench --bench filelog_load -- [--format plain|cri] [--rate LINES_PER_S] [--seconds N]`
+//! `cargo bench --bench filelog_load -- [--format plain|cri|cri-json] [--rate LINES_PER_S] [--seconds N]`
+//! (`cri-json`: the CRI lines of an application logging JSON, parsed by `json_parser` with its
+//! timestamp and severity, the message moved to the body: an agent's usual operator chain).
 //! (`--rate 0`: as fast as possible, N × 100,000 lines written up front). Under `cargo test` it
 //! writes a few thousand lines only, as a smoke test.
 
@@ -67,6 +69,14 @@ fn line(format: &str, n: usize) -> String {
     );
     match format {
         "cri" => format!("2026-11-26T10:14:15.{:09}Z stdout F {text}\n", n % 1_000_000_000),
+        "cri-json" => format!(
+            "2026-11-26T10:14:15.{:09}Z stdout F {{\"ts\":\"2026-11-26T10:14:15.{:03}Z\",\"level\":\"info\",\"logger\":\"checkout-worker-{}\",\"msg\":\"order {n} paid\",\"amount\":129.9,\"currency\":\"EUR\",\"user\":\"u{}\",\"latency_ms\":{}}}\n",
+            n % 1_000_000_000,
+            n % 1000,
+            n % 8,
+            n % 977,
+            n % 250
+        ),
         _ => format!("{text}\n"),
     }
 }
@@ -86,7 +96,16 @@ fn main() {
     let file = pods.join("0.log");
     std::fs::write(&file, "").expect("log file");
     let (sink_port, metrics) = (free_port(), free_port());
-    let operators = if format == "cri" { "    operators:\n      - type: container\n" } else { "" };
+    let operators = match format.as_str() {
+        "cri" => "    operators:\n      - type: container\n",
+        "cri-json" => concat!(
+            "    operators:\n      - type: container\n",
+            "      - type: json_parser\n        timestamp: {parse_from: attributes.ts, layout_type: gotime, layout: '2006-01-02T15:04:05.000Z07:00'}\n",
+            "        severity: {parse_from: attributes.level}\n",
+            "      - type: move\n        from: attributes.msg\n        to: body\n",
+        ),
+        _ => "",
+    };
     let cfg = dir.path().join("filelog.yaml");
     std::fs::write(
         &cfg,

@@ -30,8 +30,8 @@ impl Op for JsonParser {
     fn apply(&self, rec: &mut Record) -> Result<(), String> {
         self.core.apply(rec, |v| {
             let s = text(v, "json_parser")?;
-            match serde_json::from_str::<serde_json::Value>(&s) {
-                Ok(serde_json::Value::Object(o)) => Ok(object(o, self.parse_ints)),
+            match parse(&s, self.parse_ints) {
+                Ok(v @ AnyValue { value: Some(Value::KvlistValue(_)) }) => Ok(v),
                 Ok(_) => Err("the JSON is not an object".into()),
                 Err(e) => Err(format!("not JSON: {e}")),
             }
@@ -39,25 +39,98 @@ impl Op for JsonParser {
     }
 }
 
-fn object(o: serde_json::Map<String, serde_json::Value>, ints: bool) -> AnyValue {
-    let values = o.into_iter().map(|(key, v)| KeyValue { key, value: Some(value(v, ints)), ..Default::default() });
-    AnyValue { value: Some(Value::KvlistValue(KeyValueList { values: values.collect() })) }
+/// The JSON text as a value, built straight from the parser's events (no intermediate
+/// `serde_json::Value`: a record's keys and strings are allocated once).
+fn parse(text: &str, ints: bool) -> Result<AnyValue, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Any(ints).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
 }
 
-fn value(j: serde_json::Value, ints: bool) -> AnyValue {
-    use serde_json::Value as J;
-    let value = match j {
-        J::Null => None,
-        J::Bool(b) => Some(Value::BoolValue(b)),
-        J::Number(n) => match n.as_i64() {
-            Some(i) if ints => Some(Value::IntValue(i)),
-            _ => Some(Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN))),
-        },
-        J::String(s) => Some(Value::StringValue(s)),
-        J::Array(a) => Some(Value::ArrayValue(ArrayValue { values: a.into_iter().map(|v| value(v, ints)).collect() })),
-        J::Object(o) => return object(o, ints),
-    };
-    AnyValue { value }
+/// Builds an `AnyValue` of any JSON value; numbers are doubles unless `.0` (parse_ints) and
+/// integral.
+#[derive(Clone, Copy)]
+struct Any(bool);
+
+fn any(value: Value) -> AnyValue {
+    AnyValue { value: Some(value) }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Any {
+    type Value = AnyValue;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<AnyValue, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Any {
+    type Value = AnyValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<AnyValue, E> {
+        Ok(any(Value::BoolValue(b)))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<AnyValue, E> {
+        Ok(any(if self.0 { Value::IntValue(i) } else { Value::DoubleValue(i as f64) }))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<AnyValue, E> {
+        Ok(any(match i64::try_from(u) {
+            Ok(i) if self.0 => Value::IntValue(i),
+            _ => Value::DoubleValue(u as f64),
+        }))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<AnyValue, E> {
+        Ok(any(Value::DoubleValue(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<AnyValue, E> {
+        Ok(any(Value::StringValue(s.to_string())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<AnyValue, E> {
+        Ok(any(Value::StringValue(s)))
+    }
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+    fn visit_none<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(self)? {
+            values.push(v);
+        }
+        Ok(any(Value::ArrayValue(ArrayValue { values })))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        let mut values: Vec<KeyValue> = Vec::new();
+        // Where each key is, once there are too many to look through (a hostile line may hold
+        // a hundred thousand keys).
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            if index.is_none() && values.len() >= 16 {
+                index = Some(values.iter().enumerate().map(|(i, kv)| (kv.key.clone(), i)).collect());
+            }
+            // A key written twice: the last value, as JSON parsers give it.
+            let at = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => values.iter().position(|kv| kv.key == key),
+            };
+            match at {
+                Some(i) => values[i].value = Some(value),
+                None => {
+                    if let Some(index) = &mut index {
+                        index.insert(key.clone(), values.len());
+                    }
+                    values.push(KeyValue { key, value: Some(value), ..Default::default() });
+                }
+            }
+        }
+        Ok(any(Value::KvlistValue(KeyValueList { values })))
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +163,16 @@ mod tests {
         assert!(out.failures.is_empty(), "{:?}", out.failures);
         assert_eq!(Field::parse("body.n").unwrap().get(r).unwrap().value, Some(Value::IntValue(3)));
         assert_eq!(Field::parse("body.parsed.x").unwrap().get(r).unwrap().value, Some(Value::DoubleValue(1.5)));
+    }
+
+    #[test]
+    fn a_key_written_twice_keeps_its_last_value_in_small_and_large_objects() {
+        let p = pipeline("- type: json_parser").unwrap();
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        let out = run(&p, &[r#"{"a":"1","a":"2"}"#, &format!("{{{many}\"k3\":\"last\"}}")]);
+        assert_eq!(attr(&out.records[0], "a"), Some("2"));
+        assert_eq!(attr(&out.records[1], "k3"), Some("last"));
+        assert_eq!(out.records[1].log.attributes.len(), 40);
     }
 
     #[test]
