@@ -368,3 +368,81 @@ service:
     assert!(!all.contains("quiet-0") && !all.contains("elsewhere-0"));
     assert!(api.requests().iter().any(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-a")));
 }
+
+/// A reload that changes the pipeline around k8sattributes keeps its watches (no new list of
+/// the cluster); one that changes its settings starts new ones, and the new settings act.
+#[test]
+fn reloads_keep_the_watches_unless_the_settings_change() {
+    let api = KubeApi::start("tok");
+    cluster(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let config = |extra_exporter: bool, metadata: &str| {
+        format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{{http}}
+processors:
+  k8sattributes:
+    auth_type: kubeConfig
+    kube_config_path: {kubeconfig}
+    wait_for_metadata: true
+    extract: {{metadata: [{metadata}]}}
+    pod_association: [{{sources: [{{from: resource_attribute, name: k8s.pod.ip}}]}}]
+exporters:
+  file:
+    path: {{dir}}/out.jsonl
+  debug:
+service:
+  telemetry: {{metrics: {{address: "127.0.0.1:{{metrics}}"}}}}
+  pipelines:
+    traces: {{receivers: [otlp], processors: [k8sattributes], exporters: [file{}]}}
+"#,
+            if extra_exporter { ", debug" } else { "" },
+            kubeconfig = kubeconfig.display()
+        )
+    };
+    let mut gw = Gateway::start(&config(false, "k8s.pod.name"));
+    let pod_lists = || api.requests().iter().filter(|r| r.contains("/api/v1/pods?") && !r.contains("watch=1")).count();
+    assert_eq!(pod_lists(), 1);
+    gw.rewrite(&config(true, "k8s.pod.name"));
+    assert_eq!(gw.reload(), "success");
+    assert_eq!(pod_lists(), 1, "same settings: the running watches are kept");
+    gw.rewrite(&config(true, "k8s.pod.name, k8s.deployment.name"));
+    assert_eq!(gw.reload(), "success");
+    assert_eq!(pod_lists(), 2, "new settings: new watches");
+    // The new settings act: the deployment comes (through the ReplicaSets now watched).
+    let mut span = common::span("after-reload", vec![7; 16]);
+    span.attributes.clear();
+    let body = {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+        use prost::Message;
+        let kv = KeyValue {
+            key: "k8s.pod.ip".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue("10.1.0.8".into())) }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: vec![kv], ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let r = http_request("POST", gw.http, "/v1/traces", &[("Content-Type", "application/x-protobuf")], &body).unwrap();
+    assert_eq!(r.status, 200);
+    let out = gw.path("out.jsonl");
+    assert!(eventually(Duration::from_secs(10), || !resources(&out, "resourceSpans").is_empty()), "{}", gw.log());
+    let got = &resources(&out, "resourceSpans")[0];
+    assert_eq!(got["k8s.deployment.name"], "cart", "{got:?}");
+    assert_eq!(got["k8s.pod.name"], "cart-5c6b7d8f9-q8w7e");
+    gw.stop();
+}
