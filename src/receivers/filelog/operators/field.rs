@@ -158,9 +158,9 @@ impl Field {
         let Some((last, parents)) = self.path.split_last() else {
             return match value.value {
                 Some(Value::KvlistValue(m)) => {
-                    for kv in m.values {
-                        put(kvs, &kv.key, kv.value.unwrap_or_default());
-                    }
+                    let values =
+                        m.values.into_iter().map(|kv| KeyValue { value: Some(kv.value.unwrap_or_default()), ..kv });
+                    put_all(kvs, values);
                     Ok(())
                 }
                 _ => Err(format!("only a map can be written to {self}")),
@@ -247,6 +247,31 @@ pub fn put(kvs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
     match kvs.iter_mut().find(|kv| kv.key == key) {
         Some(kv) => kv.value = Some(value),
         None => kvs.push(KeyValue { key: key.to_string(), value: Some(value), ..Default::default() }),
+    }
+}
+
+/// Puts every pair of `incoming` into `kvs` (a key already there takes the new value; of a key
+/// given twice, the last), in time linear in both: a hostile line may carry a hundred thousand
+/// keys, and looking each up along the list would take hours.
+pub fn put_all(kvs: &mut Vec<KeyValue>, incoming: impl IntoIterator<Item = KeyValue>) {
+    let mut index: Option<std::collections::HashMap<String, usize>> = None;
+    for kv in incoming {
+        if index.is_none() && kvs.len() >= 16 {
+            index = Some(kvs.iter().enumerate().map(|(i, kv)| (kv.key.clone(), i)).collect());
+        }
+        let at = match &index {
+            Some(index) => index.get(&kv.key).copied(),
+            None => kvs.iter().position(|k| k.key == kv.key),
+        };
+        match at {
+            Some(i) => kvs[i].value = kv.value,
+            None => {
+                if let Some(index) = &mut index {
+                    index.insert(kv.key.clone(), kvs.len());
+                }
+                kvs.push(kv);
+            }
+        }
     }
 }
 

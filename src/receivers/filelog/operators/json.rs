@@ -105,30 +105,14 @@ impl<'de> serde::de::Visitor<'de> for Any {
         Ok(any(Value::ArrayValue(ArrayValue { values })))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
-        let mut values: Vec<KeyValue> = Vec::new();
-        // Where each key is, once there are too many to look through (a hostile line may hold
-        // a hundred thousand keys).
-        let mut index: Option<std::collections::HashMap<String, usize>> = None;
+        let mut pairs: Vec<KeyValue> = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(self)?;
-            if index.is_none() && values.len() >= 16 {
-                index = Some(values.iter().enumerate().map(|(i, kv)| (kv.key.clone(), i)).collect());
-            }
-            // A key written twice: the last value, as JSON parsers give it.
-            let at = match &index {
-                Some(index) => index.get(&key).copied(),
-                None => values.iter().position(|kv| kv.key == key),
-            };
-            match at {
-                Some(i) => values[i].value = Some(value),
-                None => {
-                    if let Some(index) = &mut index {
-                        index.insert(key.clone(), values.len());
-                    }
-                    values.push(KeyValue { key, value: Some(value), ..Default::default() });
-                }
-            }
+            pairs.push(KeyValue { key, value: Some(value), ..Default::default() });
         }
+        // A key written twice: the last value, as JSON parsers give it.
+        let mut values = Vec::with_capacity(pairs.len());
+        super::field::put_all(&mut values, pairs);
         Ok(any(Value::KvlistValue(KeyValueList { values })))
     }
 }

@@ -6,6 +6,7 @@
 use super::parser::{ParserCore, text};
 use super::{Invalid, Op, Record};
 use crate::attributes::string;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 super::parser_config!(Config { delimiter: Option<String>, pair_delimiter: Option<String> });
 
@@ -49,6 +50,7 @@ impl Op for KeyValueParser {
         self.core.apply(rec, |v| {
             let s = text(v, "key_value_parser")?;
             let mut values = Vec::new();
+            let mut pairs = Vec::new();
             for pair in split_pairs(&s, self.pair_delimiter.as_deref()) {
                 let pair = pair.trim();
                 if pair.is_empty() {
@@ -61,8 +63,9 @@ impl Op for KeyValueParser {
                 if k.is_empty() {
                     return Err(format!("\"{pair}\" has an empty key"));
                 }
-                super::field::put(&mut values, &k, string(&unquote(v.trim())));
+                pairs.push(KeyValue { key: k, value: Some(string(&unquote(v.trim()))), ..Default::default() });
             }
+            super::field::put_all(&mut values, pairs);
             if values.is_empty() {
                 return Err("no key-value pairs".into());
             }
