@@ -272,5 +272,24 @@ fn connectors(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(processors, benches, connectors);
+/// The loadbalancing exporter's routing by trace id: the realistic request (100 spans of 100
+/// traces) split by backend straight from its bytes, against decoding it alone.
+fn loadbalancing(c: &mut Criterion) {
+    use switchyard::exporters::loadbalancing::{ring::Ring, split::split_traces};
+    let wire = realistic::request(1).encode_to_vec();
+    let ring = Ring::new((1..=3).map(|i| format!("backend-{i}:4317")));
+    let mut g = c.benchmark_group("loadbalancing");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("split_by_trace_id_three_backends", |b| {
+        b.iter(|| split_traces(&wire, 3, |id| ring.index_of(id).unwrap_or(0)).unwrap())
+    });
+    g.bench_function("decode_only", |b| {
+        b.iter(|| {
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&wire[..]).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(processors, benches, connectors, loadbalancing);
 criterion_main!(processors);

@@ -6,6 +6,7 @@ pub mod elasticsearch;
 pub mod file;
 pub mod http_post;
 pub mod kafka;
+pub mod loadbalancing;
 pub mod loki;
 pub mod otlp;
 pub mod otlphttp;
