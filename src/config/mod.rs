@@ -28,6 +28,12 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Res
     from_node(&yaml::parse(file, text)?, "")
 }
 
+/// As `parse_yaml`, with values taken as written (no `${…}` expansion): for files that are not
+/// switchyard's, whose values may hold `$` (a kubeconfig's password).
+pub fn parse_yaml_literal<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
+    from_node(&yaml::parse_literal(file, text)?, "")
+}
+
 /// For `#[serde(default, deserialize_with = "crate::config::present")]` on an `Option`: a key
 /// that is present switches its section on, even with no settings under it (`grpc:`).
 pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {

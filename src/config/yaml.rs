@@ -95,9 +95,25 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
 /// As `parse`, with a notice for every value whose `${env:…}` names an unset variable without
 /// a default (`file:line:column: key.path: …`), with the location of that value.
 pub fn parse_noting(file: &str, text: &str) -> Result<(Node, Vec<(Loc, String)>), ConfigError> {
+    build(file, text, true)
+}
+
+/// As `parse`, with values taken as written: no `${…}` expansion, `$$` stays `$$` (files that
+/// are not switchyard configuration, such as a kubeconfig holding a password).
+pub fn parse_literal(file: &str, text: &str) -> Result<Node, ConfigError> {
+    build(file, text, false).map(|(node, _)| node)
+}
+
+fn build(file: &str, text: &str, expand: bool) -> Result<(Node, Vec<(Loc, String)>), ConfigError> {
     let file: Arc<str> = Arc::from(file);
-    let mut builder =
-        Builder { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), root: None, unset: Vec::new() };
+    let mut builder = Builder {
+        file: file.clone(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        unset: Vec::new(),
+        expand,
+    };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
@@ -127,6 +143,8 @@ struct Builder {
     root: Option<Node>,
     /// Values that name an unset variable without a default (see `parse_noting`).
     unset: Vec<(Loc, String)>,
+    /// Whether values get `${…}` expanded.
+    expand: bool,
 }
 
 impl Builder {
@@ -195,6 +213,7 @@ impl Builder {
         let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
         if from_scalar
             && !is_key
+            && self.expand
             && let NodeKind::Scalar { value, .. } = &mut node.kind
         {
             let mut unset = Vec::new();

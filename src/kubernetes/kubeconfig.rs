@@ -100,7 +100,9 @@ fn expand_home(p: &str) -> PathBuf {
 /// Reads `file` and resolves `context` (its `current-context` when empty).
 pub fn resolve(file: &Path, context: Option<&str>) -> Result<Resolved, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("kubeconfig {}: {e}", file.display()))?;
-    let parsed: File = crate::config::parse_yaml(&file.display().to_string(), &text).map_err(|e| e.to_string())?;
+    // Taken as written: a password may hold `$`.
+    let parsed: File =
+        crate::config::parse_yaml_literal(&file.display().to_string(), &text).map_err(|e| e.to_string())?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let relative = |p: &str| -> PathBuf {
         let p = expand_home(p);
@@ -219,12 +221,12 @@ mod tests {
              clusters:\n- name: c1\n  cluster:\n    server: https://10.0.0.1:6443/\n    insecure-skip-tls-verify: true\n\
              - name: c2\n  cluster:\n    server: http://127.0.0.1:8080\n\
              contexts:\n- name: dev\n  context: {cluster: c1, user: u1, namespace: x}\n- name: local\n  context: {cluster: c2, user: u2}\n\
-             users:\n- name: u1\n  user:\n    token: s3cret\n- name: u2\n  user:\n    tokenFile: token\n",
+             users:\n- name: u1\n  user:\n    token: s3cret$${HOME}\n- name: u2\n  user:\n    tokenFile: token\n",
         )
         .unwrap();
         let dev = resolve(&file, None).unwrap();
         assert_eq!(dev.server, "https://10.0.0.1:6443");
-        assert_eq!(dev.token.as_deref(), Some("s3cret"));
+        assert_eq!(dev.token.as_deref(), Some("s3cret$${HOME}"), "taken as written, not expanded");
         assert!(dev.tls.insecure_skip_verify);
         let local = resolve(&file, Some("local")).unwrap();
         assert_eq!(local.server, "http://127.0.0.1:8080");
