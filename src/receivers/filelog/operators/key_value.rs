@@ -51,7 +51,7 @@ impl Op for KeyValueParser {
             let s = text(v, "key_value_parser")?;
             let mut values = Vec::new();
             let mut pairs = Vec::new();
-            for pair in split_pairs(&s, self.pair_delimiter.as_deref()) {
+            for pair in split_pairs(&s, self.pair_delimiter.as_deref())? {
                 let pair = pair.trim();
                 if pair.is_empty() {
                     continue;
@@ -75,7 +75,7 @@ impl Op for KeyValueParser {
 }
 
 /// The pairs of `s`: split at `delimiter` (or whitespace) where not inside quotes.
-fn split_pairs<'a>(s: &'a str, delimiter: Option<&str>) -> Vec<&'a str> {
+fn split_pairs<'a>(s: &'a str, delimiter: Option<&str>) -> Result<Vec<&'a str>, String> {
     let mut out = Vec::new();
     let (mut start, mut quote, mut escaped) = (0, None::<char>, false);
     let mut iter = s.char_indices().peekable();
@@ -113,8 +113,12 @@ fn split_pairs<'a>(s: &'a str, delimiter: Option<&str>) -> Vec<&'a str> {
             }
         }
     }
+    if let Some(q) = quote {
+        // A quote never closed would swallow the pairs after it.
+        return Err(format!("a value opened with {q} never reaches its closing {q}"));
+    }
     out.push(&s[start..]);
-    out
+    Ok(out)
 }
 
 /// Removes one pair of surrounding quotes, turning `\"` (or `\'`) inside into the quote.
@@ -176,6 +180,14 @@ mod tests {
                 "no key-value pairs"
             ]
         );
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_an_error_not_a_swallowed_line() {
+        let p = pipeline("- type: key_value_parser").unwrap();
+        let out = run(&p, &["msg=it's broken level=error"]);
+        assert_eq!(out.failures.len(), 1, "{:?}", out.records[0].log.attributes);
+        assert!(out.failures[0].message.contains("never reaches its closing '"), "{:?}", out.failures);
     }
 
     #[test]

@@ -30,12 +30,27 @@ struct Move {
 impl Op for Move {
     fn apply(&self, rec: &mut Record) -> Result<(), String> {
         let v = self.from.take(rec).ok_or_else(|| format!("the entry has no {}", self.from))?;
-        self.to.set(rec, v)
+        // Written first to a copy's place: a value that cannot go to `to` goes back to `from`.
+        if let Err(e) = self.to.set(rec, v.clone()) {
+            let _ = self.from.set(rec, v);
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_that_cannot_be_written_stays_where_it_was() {
+        use super::super::tests::{pipeline, run};
+        let p = pipeline("- type: move\n  from: body\n  to: attributes").unwrap();
+        let out = run(&p, &["a string body cannot become the attributes"]);
+        assert_eq!(out.failures.len(), 1);
+        let body = out.records[0].log.body.as_ref().and_then(|b| crate::attributes::as_str(b));
+        assert_eq!(body, Some("a string body cannot become the attributes"), "not lost");
+    }
+
     use super::super::tests::{attr, pipeline, run};
     use crate::attributes::as_str;
 

@@ -156,7 +156,11 @@ fn values_of(v: &serde_json::Value) -> Result<Vec<String>, String> {
         serde_json::Value::Number(n) if n.is_i64() => vec![n.to_string()],
         serde_json::Value::Object(m) => {
             match (m.get("min").and_then(|v| v.as_i64()), m.get("max").and_then(|v| v.as_i64())) {
-                (Some(lo), Some(hi)) if m.len() == 2 && (hi - lo).abs() <= 100_000 => range(lo, hi),
+                (Some(lo), Some(hi))
+                    if m.len() == 2 && hi.checked_sub(lo).and_then(i64::checked_abs).is_some_and(|d| d <= 100_000) =>
+                {
+                    range(lo, hi)
+                }
                 _ => return Err("a range is {min: <integer>, max: <integer>} (at most 100000 apart)".into()),
             }
         }
@@ -166,6 +170,14 @@ fn values_of(v: &serde_json::Value) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_range_too_wide_to_subtract_is_refused_not_expanded() {
+        let bad = super::super::tests::pipeline(
+            "- type: severity_parser\n  mapping:\n    error: {min: -9223372036854775808, max: 9223372036854775807}",
+        );
+        assert!(bad.is_err());
+    }
+
     use super::*;
     use crate::attributes::{int, string};
     use opentelemetry_proto::tonic::common::v1::AnyValue;

@@ -108,9 +108,8 @@ impl TimeParser {
                 (at("location"), format!("\"{name}\" is not a time zone of the IANA database, such as Europe/Berlin"))
             })?),
         };
-        if matches!(layout, Layout::Epoch(_)) && c.location.is_some() {
-            return Err((at("location"), "an epoch time has no zone to apply".into()));
-        }
+        // An epoch time has no zone to apply: `location` is accepted and does nothing, as in the
+        // collector.
         Ok(TimeParser { from, layout, zone })
     }
 
